@@ -1,0 +1,126 @@
+"""The Backend protocol, its Capabilities, and the write operations it carries out.
+
+Everything above ``backends/`` talks to a Backend through this protocol and reads its
+Capabilities instead of asking which database it is. A backend module is the only
+place that imports its driver, and it translates driver exceptions into
+``bulkops.errors`` where they enter (``classify_error``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ..errors import BulkError
+from ..schema import ColumnCodec, ColumnSpec, TableSpec
+
+__all__ = ["Backend", "Capabilities", "ChunkCounts", "WriteKind", "WriteOp"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do and its hard limits, as data."""
+
+    name: str
+    max_params: int | None = None  # bound parameters per statement
+    max_rows_per_request: int | None = None  # e.g. DynamoDB BatchWriteItem: 25
+    max_read_keys: int | None = None  # e.g. DynamoDB BatchGetItem: 100
+    max_request_bytes: int | None = None
+    transactions: bool = True
+    savepoints: bool = True
+    parallel_writes: bool = False  # chunks may be written over several connections
+    returning: bool = False
+    skip_locked: bool = False
+    copy: bool = False
+    stores_nan: bool = True  # False: a float NaN would silently become NULL
+
+
+WriteKind = Literal["insert", "insert_ignore", "upsert", "update", "delete"]
+
+
+@dataclass(frozen=True)
+class WriteOp:
+    """One kind of write, to one table, with one row shape.
+
+    Each row is a tuple of values for ``columns``; ``key`` names the key columns (for
+    upsert/update/delete: how rows are matched; for insert: how duplicates collapse).
+    """
+
+    kind: WriteKind
+    table: TableSpec
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+
+    @property
+    def set_columns(self) -> tuple[str, ...]:
+        """The non-key columns an upsert or update writes."""
+        return tuple(c for c in self.columns if c not in self.key)
+
+
+@dataclass
+class ChunkCounts:
+    """What one write did to its rows (each row lands in exactly one count)."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    ignored: int = 0
+    deleted: int = 0
+    not_found: int = 0
+
+    def __add__(self, other: ChunkCounts) -> ChunkCounts:
+        return ChunkCounts(
+            *(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__)
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @property
+    def total(self) -> int:
+        return sum(self.as_dict().values())
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A database bulkops can work on.
+
+    Write methods raise ``bulkops.errors`` only: TransientError for what a retry may
+    fix, DataError for rows that cannot be written, SchemaError for missing tables or
+    columns.
+    """
+
+    capabilities: Capabilities
+    statements: int  # data statements sent so far (transaction control not counted)
+
+    def reflect(self, table: str) -> TableSpec: ...
+
+    def create_table(
+        self, table: str, columns: Mapping[str, str], key: Sequence[str]
+    ) -> TableSpec: ...
+
+    def codec(self, column: ColumnSpec) -> ColumnCodec: ...
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def savepoint(self) -> AbstractContextManager[None]: ...
+
+    def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts: ...
+
+    def read(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        columns: tuple[str, ...],
+        keys: Sequence[tuple[Any, ...]],
+    ) -> Iterator[tuple[Any, ...]]: ...
+
+    def classify_error(self, error: BaseException) -> BulkError | None: ...
+
+    def close(self) -> None: ...

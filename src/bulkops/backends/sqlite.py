@@ -1,0 +1,523 @@
+"""SQLite backend: the stdlib sqlite3 driver under a SQLAlchemy Engine.
+
+Statements are generated with SQLAlchemy Core once per shape and then run with
+``executemany`` on the raw sqlite3 connection, which is the fastest way to put many
+rows into SQLite from Python. Transactions are explicit (``isolation_level=None``):
+``BEGIN IMMEDIATE`` takes the write lock up front, so a chunk either gets the
+database or fails fast with "database is locked" (retried), instead of failing
+half-way through when a read lock cannot be upgraded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from functools import partial
+from operator import itemgetter
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.schema import CreateTable
+
+from ..errors import (
+    BulkError,
+    BusyError,
+    ConstraintError,
+    ConversionError,
+    DataError,
+    SchemaError,
+)
+from ..schema import COERCERS, ColumnCodec, ColumnSpec, TableSpec, json_dumps
+from .base import Capabilities, ChunkCounts, WriteOp
+
+__all__ = ["SQLiteBackend"]
+
+NoneType = type(None)
+
+# Decimal columns that bulkops creates are declared DECIMAL_TEXT: the name holds
+# "TEXT", so SQLite gives the column TEXT affinity and stores the exact digits. A
+# NUMERIC/DECIMAL column (NUMERIC affinity) would turn "0.10" into the REAL 0.1 and keep
+# only 15 significant digits.
+DECIMAL_TEXT = "DECIMAL_TEXT"
+
+
+class _DecimalText(sa.types.UserDefinedType[Decimal]):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return DECIMAL_TEXT
+
+
+_CREATE_TYPES: dict[str, Callable[[], Any]] = {
+    # INTEGER (not BIGINT) so that an INTEGER PRIMARY KEY is the rowid itself.
+    "integer": sa.Integer,
+    "float": sa.Float,
+    "decimal": _DecimalText,
+    "text": sa.Text,
+    "bytes": sa.LargeBinary,
+    "boolean": partial(sa.Boolean, create_constraint=False),
+    "date": sa.Date,
+    "datetime": sa.DateTime,
+    "json": sa.JSON,
+    "any": sa.Text,
+}
+
+
+def logical_type(declared: str) -> str:
+    """Our logical type for a declared SQLite column type (affinity rules, refined)."""
+    name = declared.upper()
+    if not name:
+        return "any"
+    if DECIMAL_TEXT in name:
+        return "decimal"
+    if "BOOL" in name:
+        return "boolean"
+    if "INT" in name:
+        return "integer"
+    if "DATETIME" in name or "TIMESTAMP" in name:
+        return "datetime"
+    if name.startswith("DATE"):
+        return "date"
+    if "JSON" in name:
+        return "json"
+    if any(t in name for t in ("CHAR", "CLOB", "TEXT", "STRING", "UUID")):
+        return "text"
+    if "BLOB" in name or "BINARY" in name or "BYTEA" in name:
+        return "bytes"
+    if any(t in name for t in ("REAL", "FLOA", "DOUB")):
+        return "float"
+    if any(t in name for t in ("NUMERIC", "DECIMAL", "MONEY", "NUMBER")):
+        return "decimal"
+    return "any"
+
+
+# ------------------------------------------------------------------------ codecs
+
+
+def _coerced(kind: str, adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    coerce = COERCERS[kind]
+
+    def encode(value: Any) -> Any:
+        value = coerce(value)
+        return None if value is None else adapt(value)
+
+    return encode
+
+
+def _check_nan(value: float) -> float:
+    if value != value:
+        raise ValueError("NaN cannot be stored in SQLite (it would silently become NULL)")
+    return value
+
+
+def _encode_decimal(value: Any) -> Any:
+    if value.__class__ is Decimal:
+        return str(value)
+    value = COERCERS["decimal"](value)
+    return None if value is None else str(value)
+
+
+def _decode_decimal(value: Any) -> Any:
+    if value is None or value.__class__ is Decimal:
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def _decode_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _decode_bool(value: Any) -> Any:
+    return value if value is None else bool(value)
+
+
+def _decode_date(value: Any) -> Any:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _decode_datetime(value: Any) -> Any:
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _adapt_any(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json_dumps(value)
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, float):
+        return _check_nan(value)
+    raise ValueError(f"{type(value).__name__} value cannot be stored in SQLite")
+
+
+_CODECS: dict[str, ColumnCodec] = {
+    "integer": ColumnCodec(frozenset({int, NoneType}), _coerced("integer", int)),
+    "float": ColumnCodec(frozenset({int, NoneType}), _coerced("float", _check_nan)),
+    "decimal": ColumnCodec(frozenset({NoneType}), _encode_decimal, _decode_decimal),
+    "text": ColumnCodec(frozenset({str, NoneType}), _coerced("text", str)),
+    "bytes": ColumnCodec(frozenset({bytes, NoneType}), _coerced("bytes", bytes)),
+    "boolean": ColumnCodec(frozenset({bool, NoneType}), _coerced("boolean", int), _decode_bool),
+    "date": ColumnCodec(
+        frozenset({NoneType}), _coerced("date", dt.date.isoformat), _decode_date
+    ),
+    "datetime": ColumnCodec(
+        frozenset({NoneType}), _coerced("datetime", dt.datetime.isoformat), _decode_datetime
+    ),
+    "json": ColumnCodec(frozenset({NoneType}), _coerced("json", json_dumps), _decode_json),
+    "any": ColumnCodec(frozenset({int, str, bytes, NoneType}), _adapt_any),
+}
+
+
+# --------------------------------------------------------------------- the backend
+
+_COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]+)*)")
+
+
+class SQLiteBackend:
+    """A Backend over one sqlite3 connection checked out of a SQLAlchemy Engine."""
+
+    def __init__(self, engine: sa.Engine, *, owns_engine: bool = False) -> None:
+        self.engine = engine
+        self._owns_engine = owns_engine
+        self._pooled = engine.raw_connection()
+        conn = self._pooled.driver_connection
+        assert isinstance(conn, sqlite3.Connection)
+        self.conn: sqlite3.Connection = conn
+        self._saved_isolation = conn.isolation_level
+        conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
+        self.dialect = engine.dialect
+        self.statements = 0
+        self._savepoint_depth = 0
+        self._sql: dict[tuple[Any, ...], tuple[str, list[int] | None]] = {}
+        self.capabilities = Capabilities(
+            name="sqlite",
+            max_params=conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER),
+            transactions=True,
+            savepoints=True,
+            parallel_writes=False,  # one writer at a time: SQLite's database-wide lock
+            returning=sqlite3.sqlite_version_info >= (3, 35),
+            stores_nan=False,
+        )
+
+    # ----------------------------------------------------------------- schema
+
+    def reflect(self, table: str) -> TableSpec:
+        with self._errors():
+            info = self.conn.execute(
+                'SELECT name, type, "notnull", dflt_value, pk, hidden '
+                "FROM pragma_table_xinfo(?)",
+                (table,),
+            ).fetchall()
+            if not info:
+                raise SchemaError(self._no_such_table(table))
+            columns: dict[str, ColumnSpec] = {}
+            pk: list[tuple[int, str]] = []
+            for name, declared, notnull, default, pk_pos, hidden in info:
+                if hidden:  # generated columns cannot be written
+                    continue
+                kind = logical_type(declared or "")
+                rowid = pk_pos == 1 and (declared or "").upper() == "INTEGER"
+                columns[name] = ColumnSpec(
+                    name=name,
+                    type=kind,
+                    nullable=not notnull,
+                    declared=declared or "",
+                    has_default=default is not None or rowid,
+                )
+                if pk_pos:
+                    pk.append((pk_pos, name))
+            unique: list[tuple[str, ...]] = []
+            for _, index_name, is_unique, _origin, partial_ in self.conn.execute(
+                "SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list(?)",
+                (table,),
+            ).fetchall():
+                if not is_unique or partial_:
+                    continue
+                cols = [
+                    r[0]
+                    for r in self.conn.execute(
+                        "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index_name,)
+                    )
+                ]
+                if cols and all(c is not None for c in cols):
+                    unique.append(tuple(cols))
+        return TableSpec(
+            name=table,
+            columns=columns,
+            primary_key=tuple(name for _, name in sorted(pk)),
+            unique=tuple(unique),
+        )
+
+    def _no_such_table(self, table: str) -> str:
+        names = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        known = f"; tables here: {', '.join(names)}" if names else "; the database has no tables"
+        return f"no such table {table!r}{known}"
+
+    def table_exists(self, table: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?", (table,)
+        ).fetchone()
+        return row is not None
+
+    def create_table(
+        self, table: str, columns: Mapping[str, str], key: Sequence[str]
+    ) -> TableSpec:
+        sa_table = sa.Table(
+            table,
+            sa.MetaData(),
+            *(
+                sa.Column(name, _CREATE_TYPES[kind](), primary_key=name in key)
+                for name, kind in columns.items()
+            ),
+        )
+        ddl = str(CreateTable(sa_table).compile(dialect=self.dialect))
+        with self._errors():
+            self.conn.execute(ddl)
+        return self.reflect(table)
+
+    def codec(self, column: ColumnSpec) -> ColumnCodec:
+        return _CODECS[column.type]
+
+    # ----------------------------------------------------------- transactions
+
+    def begin(self) -> None:
+        with self._errors():
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        with self._errors():
+            self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            with self._errors():
+                self.conn.execute("ROLLBACK")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._savepoint_depth += 1
+        name = f"bulkops_{self._savepoint_depth}"
+        try:
+            with self._errors():
+                self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:
+                    with self._errors():
+                        self.conn.execute(f"ROLLBACK TO {name}")
+                        self.conn.execute(f"RELEASE {name}")
+                raise
+            with self._errors():
+                self.conn.execute(f"RELEASE {name}")
+        finally:
+            self._savepoint_depth -= 1
+
+    # ----------------------------------------------------------------- writes
+
+    def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+        n = len(rows)
+        if not n:
+            return ChunkCounts()
+        sql, order = self._statement(op)
+        params: Sequence[tuple[Any, ...]] = rows
+        if order is not None:
+            pick = itemgetter(*order)
+            params = [pick(r) for r in rows] if len(order) > 1 else [(pick(r),) for r in rows]
+        existing = self._count_existing(op, rows) if op.kind in ("upsert", "update") else 0
+        self.statements += 1
+        with self._errors():
+            changed = self.conn.executemany(sql, params).rowcount
+        if op.kind == "insert":
+            return ChunkCounts(inserted=n)
+        if op.kind == "insert_ignore":
+            return ChunkCounts(inserted=changed, ignored=n - changed)
+        if op.kind == "upsert":
+            inserted = n - existing
+            if not op.set_columns:
+                return ChunkCounts(inserted=changed, unchanged=n - changed)
+            updated = changed - inserted
+            return ChunkCounts(inserted=inserted, updated=updated, unchanged=existing - updated)
+        if op.kind == "update":
+            return ChunkCounts(updated=changed, unchanged=existing - changed, not_found=n - existing)
+        if op.kind == "delete":
+            return ChunkCounts(deleted=changed, not_found=n - changed)
+        raise ValueError(f"unknown write kind {op.kind!r}")
+
+    def _statement(self, op: WriteOp) -> tuple[str, list[int] | None]:
+        """SQL for ``op`` and, when its parameters are not in ``op.columns`` order, the
+        positions to pick them from each row."""
+        cache_key = (op.kind, op.table.name, op.columns, op.key)
+        cached = self._sql.get(cache_key)
+        if cached is not None:
+            return cached
+        t = sa.table(op.table.name, *(sa.column(c) for c in op.table.columns))
+        stmt: Any
+        if op.kind in ("insert", "insert_ignore", "upsert"):
+            stmt = sqlite_insert(t)
+            if op.kind == "insert_ignore" or (op.kind == "upsert" and not op.set_columns):
+                stmt = stmt.on_conflict_do_nothing()
+            elif op.kind == "upsert":
+                # The WHERE leaves rows whose values did not change untouched: no write,
+                # no change counted, so they are reported as unchanged.
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=list(op.key),
+                    set_={c: stmt.excluded[c] for c in op.set_columns},
+                    where=sa.or_(*(t.c[c].is_distinct_from(stmt.excluded[c]) for c in op.set_columns)),
+                )
+            compiled = stmt.compile(dialect=self.dialect, column_keys=list(op.columns))
+        elif op.kind == "update":
+            if not op.set_columns:
+                raise SchemaError("update() needs at least one column besides the key")
+            values = {c: sa.bindparam(f"v{op.columns.index(c)}") for c in op.set_columns}
+            stmt = (
+                sa.update(t)
+                .where(*(t.c[k] == sa.bindparam(f"v{op.columns.index(k)}") for k in op.key))
+                .where(sa.or_(*(t.c[c].is_distinct_from(values[c]) for c in op.set_columns)))
+                .values(values)
+            )
+            compiled = stmt.compile(dialect=self.dialect)
+        elif op.kind == "delete":
+            stmt = sa.delete(t).where(
+                *(t.c[k] == sa.bindparam(f"v{op.columns.index(k)}") for k in op.key)
+            )
+            compiled = stmt.compile(dialect=self.dialect)
+        else:
+            raise ValueError(f"unknown write kind {op.kind!r}")
+        positions = compiled.positiontup or []
+        if op.kind in ("insert", "insert_ignore", "upsert"):
+            order = [op.columns.index(p) for p in positions]
+        else:
+            order = [int(p[1:]) for p in positions]
+        result = (str(compiled), None if order == list(range(len(op.columns))) else order)
+        self._sql[cache_key] = result
+        return result
+
+    def _count_existing(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> int:
+        """How many of the rows' keys are already in the table (one SELECT per
+        parameter-limit's worth of keys), so writes can report inserted vs updated."""
+        positions = [op.columns.index(k) for k in op.key]
+        pick = itemgetter(*positions)
+        per = max(1, self.capabilities.max_params // len(positions)) if self.capabilities.max_params else len(rows)
+        total = 0
+        for start in range(0, len(rows), per):
+            part = rows[start : start + per]
+            sql = self._in_query(op.table, op.key, None, len(part))
+            if len(positions) == 1:
+                params = [pick(r) for r in part]
+            else:
+                params = [v for r in part for v in pick(r)]
+            self.statements += 1
+            with self._errors():
+                total += self.conn.execute(sql, params).fetchone()[0]
+        return total
+
+    def _in_query(
+        self, table: TableSpec, key: tuple[str, ...], columns: tuple[str, ...] | None, n: int
+    ) -> str:
+        """SELECT count(*) (columns=None) or the columns, for rows whose key is one of
+        n given keys."""
+        cache_key = ("in", table.name, key, columns, n)
+        cached = self._sql.get(cache_key)
+        if cached is not None:
+            return cached[0]
+        t = sa.table(table.name, *(sa.column(c) for c in table.columns))
+        params = iter(range(n * len(key)))
+        if len(key) == 1:
+            condition = t.c[key[0]].in_([sa.bindparam(f"k{next(params)}") for _ in range(n)])
+        else:
+            condition = sa.tuple_(*(t.c[k] for k in key)).in_(
+                [sa.tuple_(*(sa.bindparam(f"k{next(params)}") for _ in key)) for _ in range(n)]
+            )
+        what = [sa.func.count()] if columns is None else [t.c[c] for c in columns]
+        stmt = sa.select(*what).select_from(t).where(condition)
+        sql = str(stmt.compile(dialect=self.dialect))
+        if len(self._sql) > 512:
+            self._sql.clear()
+        self._sql[cache_key] = (sql, None)
+        return sql
+
+    # ------------------------------------------------------------------ reads
+
+    def read(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        columns: tuple[str, ...],
+        keys: Sequence[tuple[Any, ...]],
+    ) -> Iterator[tuple[Any, ...]]:
+        if not keys:
+            return
+        sql = self._in_query(table, key, columns, len(keys))
+        params = [v for k in keys for v in k]
+        self.statements += 1
+        with self._errors():
+            yield from self.conn.execute(sql, params)
+
+    # ----------------------------------------------------------------- errors
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except BulkError:
+            raise
+        except Exception as exc:
+            error = self.classify_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def classify_error(self, error: BaseException) -> BulkError | None:
+        message = str(error)
+        code = getattr(error, "sqlite_errorname", None)
+        if isinstance(error, sqlite3.IntegrityError):
+            match = _COLUMN_IN_MESSAGE.search(message)
+            column = None
+            if match:
+                column = ", ".join(c.split(".")[-1] for c in match.group("cols").split(", "))
+            return ConstraintError(message, code=code, column=column)
+        if isinstance(error, sqlite3.OperationalError):
+            lowered = message.lower()
+            if (code and ("BUSY" in code or "LOCKED" in code)) or "database is locked" in lowered:
+                return BusyError(message, code=code)
+            if lowered.startswith(("no such table", "no such column")) or "has no column" in lowered:
+                return SchemaError(message, code=code)
+            return BulkError(message, code=code)
+        if isinstance(error, OverflowError):
+            return ConversionError(message)
+        if isinstance(error, sqlite3.DataError):
+            return DataError(message, code=code)
+        if isinstance(error, sqlite3.ProgrammingError) and "binding" in message.lower():
+            return ConversionError(message, code=code)
+        if isinstance(error, sqlite3.Error):
+            return BulkError(message, code=code)
+        return None
+
+    def close(self) -> None:
+        try:
+            self.rollback()
+        finally:
+            self.conn.isolation_level = self._saved_isolation
+            self._pooled.close()
+            if self._owns_engine:
+                self.engine.dispose()

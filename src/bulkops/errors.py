@@ -1,0 +1,136 @@
+"""The bulkops error tree.
+
+Every backend translates its driver's exceptions into these categories in one place
+(``Backend.classify_error``); nothing above the backends looks at driver exceptions.
+The original exception is kept as ``__cause__`` and its code (SQLSTATE, SQLite error
+name, AWS error code) as ``.code``.
+
+    BulkError
+      TransientError          worth retrying: the same work may succeed a moment later
+        DeadlockError
+        SerializationError
+        BusyError             SQLite "database is locked/busy", PostgreSQL lock_timeout
+        ThrottledError
+        ConnectionLostError
+      DataError               this row (or these rows) cannot be written as given
+        ConstraintError       NOT NULL, UNIQUE, CHECK, FOREIGN KEY ...
+        ConversionError       a value cannot be coerced to its column's type
+        TooManyRejects        max_rejects exceeded; the run stopped cleanly
+      SchemaError             missing table or column, no key to work with, ...
+      LimitError              a value or request is beyond a hard limit of the backend
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .report import Rejection, Report
+
+
+class BulkError(Exception):
+    """Base class of every error bulkops raises.
+
+    ``report`` is the Report of the work that had already committed when the error
+    was raised (``None`` where no bulk call was running).
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.report: Report | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransientError(BulkError):
+    """Worth retrying: a deadlock, a busy database, throttling, a dropped connection.
+
+    ``attempts`` is set once the retry policy gave up.
+    """
+
+    attempts: int | None = None
+
+
+class DeadlockError(TransientError):
+    pass
+
+
+class SerializationError(TransientError):
+    pass
+
+
+class BusyError(TransientError):
+    pass
+
+
+class ThrottledError(TransientError):
+    pass
+
+
+class ConnectionLostError(TransientError):
+    pass
+
+
+class DataError(BulkError):
+    """A row that cannot be written as given.
+
+    Carries where it happened: ``row`` (1-based position in the input), ``key``,
+    ``column`` (when the database or the coercion names one) and ``values`` (the row
+    as it was given).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+        key: Any = None,
+        values: Any = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.column = column
+        self.row = row
+        self.key = key
+        self.values = values
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.key is not None:
+            where.append(f"key {self.key!r}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        prefix = ", ".join(where)
+        code = f" [{self.code}]" if self.code else ""
+        return f"{prefix}: {self.message}{code}" if prefix else f"{self.message}{code}"
+
+
+class ConstraintError(DataError):
+    pass
+
+
+class ConversionError(DataError):
+    pass
+
+
+class TooManyRejects(DataError):
+    """``max_rejects`` was exceeded: the run stopped after the last whole chunk."""
+
+    def __init__(self, message: str, rejections: Sequence[Rejection] = ()) -> None:
+        super().__init__(message)
+        self.rejections = list(rejections)
+
+
+class SchemaError(BulkError):
+    """The table or a column does not exist, or the call needs a key the table lacks."""
+
+
+class LimitError(BulkError):
+    """A value or a request is beyond a hard limit of the backend."""

@@ -1,0 +1,222 @@
+"""Planning: cut the input into chunks and prepare each one for writing. Pure, no I/O.
+
+A chunk is sized from the backend's Capabilities; each row is encoded for the driver
+(bad rows become Rejections here, before anything is sent); rows with the same key
+collapse to the last one; the survivors are sorted by key so that concurrent writers
+take row locks in the same order and cannot deadlock on each other's chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
+from typing import Any
+
+from .backends.base import Capabilities
+from .errors import ConversionError
+from .report import Rejection
+from .schema import ColumnCodec, build_row_encoder
+
+__all__ = ["ChunkPlanner", "PreparedChunk", "chunk_rows", "chunked"]
+
+# Past this many rows a chunk stops getting faster and only holds locks longer.
+MAX_CHUNK_ROWS = 10_000
+
+
+def chunk_rows(capabilities: Capabilities, width: int, requested: int | None = None) -> int:
+    """Rows per chunk: ``requested`` if given, else what one statement's bound
+    parameters allow for rows ``width`` values wide (SQLite: 32766 // width), capped."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError("chunk_size must be at least 1")
+        return requested
+    limit = capabilities.max_rows_per_request or MAX_CHUNK_ROWS
+    if capabilities.max_params:
+        limit = min(limit, capabilities.max_params // max(width, 1))
+    return max(1, min(limit, MAX_CHUNK_ROWS))
+
+
+def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most ``size`` items, reading ``rows`` lazily."""
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+@dataclass
+class PreparedChunk:
+    """One chunk, ready for a backend.
+
+    ``rows`` are the driver-ready tuples in write order; ``index[j]`` is the position
+    of ``rows[j]`` within ``raws`` (the rows as given). ``start`` is the 0-based
+    position of ``raws[0]`` in the whole input.
+    """
+
+    start: int
+    raws: list[Any]
+    rows: list[tuple[Any, ...]]
+    index: list[int]
+    rejections: list[Rejection] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.raws)
+
+    def select(self, positions: Sequence[int]) -> list[tuple[Any, ...]]:
+        return [self.rows[p] for p in positions]
+
+
+class ChunkPlanner:
+    """Encodes, de-duplicates and orders the rows of one call, a chunk at a time.
+
+    ``columns``: the names of the values in each encoded tuple. ``key``: the key
+    columns (a subset of ``columns``) used to de-duplicate and order rows; empty for
+    calls without a key (e.g. an insert that lets the database assign ids).
+    ``mappings``: rows are mappings (else sequences in ``columns`` order).
+    ``strict_width``: a mapping with a column outside ``columns`` is rejected (off when
+    the caller chose ``columns`` explicitly, to write only those).
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        codecs: Sequence[ColumnCodec],
+        key: Sequence[str],
+        *,
+        mappings: bool,
+        strict_width: bool = True,
+    ) -> None:
+        self.columns = tuple(columns)
+        self.strict_width = strict_width
+        self.codecs = tuple(codecs)
+        self.key = tuple(key)
+        self.mappings = mappings
+        self._encode = build_row_encoder(
+            self.columns, self.codecs, mappings=mappings, strict_width=strict_width
+        )
+        positions = [self.columns.index(k) for k in self.key]
+        self._key_of: Callable[[tuple[Any, ...]], Any] | None = (
+            itemgetter(*positions) if positions else None
+        )
+        self._composite = len(positions) > 1
+        self._column_set = frozenset(self.columns)
+
+    # ------------------------------------------------------------------ per chunk
+
+    def prepare(self, raws: list[Any], start: int) -> PreparedChunk:
+        encode = self._encode
+        encoded: list[tuple[Any, ...]] = []
+        index: list[int] = []
+        rejections: list[Rejection] = []
+        for i, raw in enumerate(raws):
+            try:
+                row = encode(raw)
+            except Exception:
+                row = self._encode_slowly(raw, start + i, rejections)
+                if row is None:
+                    continue
+            encoded.append(row)
+            index.append(i)
+        chunk = PreparedChunk(start, raws, encoded, index, rejections)
+        if self._key_of is not None:
+            self._collapse_and_order(chunk)
+        return chunk
+
+    def _collapse_and_order(self, chunk: PreparedChunk) -> None:
+        key_of = self._key_of
+        assert key_of is not None
+        latest: dict[Any, tuple[int, tuple[Any, ...]]] = {}
+        keyless: list[tuple[int, tuple[Any, ...]]] = []
+        composite = self._composite
+        for i, row in zip(chunk.index, chunk.rows, strict=True):
+            k = key_of(row)
+            # A row without a key value (an id the database assigns) collapses with nothing.
+            if k is None or (composite and None in k):
+                keyless.append((i, row))
+            else:
+                latest[k] = (i, row)
+        chunk.duplicates = len(chunk.rows) - len(latest) - len(keyless)
+        try:
+            ordered = sorted(latest.items())
+        except TypeError:
+            # Mixed key types cannot be compared; any fixed order still gives every
+            # writer the same lock order.
+            ordered = sorted(latest.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        chunk.rows = [row for _, (_, row) in ordered] + [row for _, row in keyless]
+        chunk.index = [i for _, (i, _) in ordered] + [i for i, _ in keyless]
+
+    # ------------------------------------------------------------ slow path, per row
+
+    def _encode_slowly(
+        self, raw: Any, position: int, rejections: list[Rejection]
+    ) -> tuple[Any, ...] | None:
+        """Encode one row that failed the fast path, or record why it cannot be."""
+        values = self.values_of(raw)
+        try:
+            if self.mappings:
+                if not isinstance(raw, Mapping):
+                    raise ConversionError(f"row is a {type(raw).__name__}, not a mapping")
+                extra = [c for c in raw if c not in self._column_set] if self.strict_width else []
+                if extra:
+                    raise ConversionError(
+                        f"unexpected column(s) {', '.join(map(repr, extra))}; this call writes "
+                        f"{', '.join(self.columns)} (the first row's columns, or columns=)",
+                        column=str(extra[0]),
+                    )
+                cells = [raw.get(c) for c in self.columns]
+            else:
+                if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
+                    raise ConversionError(f"row is a {type(raw).__name__}, not a sequence")
+                if len(raw) != len(self.columns):
+                    raise ConversionError(
+                        f"row has {len(raw)} values for {len(self.columns)} columns "
+                        f"({', '.join(self.columns)})"
+                    )
+                cells = list(raw)
+            out = []
+            for name, codec, value in zip(self.columns, self.codecs, cells, strict=True):
+                if value.__class__ in codec.passthrough:
+                    out.append(value)
+                    continue
+                try:
+                    out.append(codec.encode(value))
+                except ConversionError as error:
+                    error.column = error.column or name
+                    raise
+                except (ValueError, TypeError, ArithmeticError) as error:
+                    raise ConversionError(str(error), column=name) from error
+            return tuple(out)
+        except ConversionError as error:
+            rejections.append(
+                Rejection(
+                    row=position + 1,
+                    key=self.key_from_values(values),
+                    reason=error.message,
+                    values=values,
+                    column=error.column,
+                    code=error.code,
+                )
+            )
+            return None
+
+    def values_of(self, raw: Any) -> Any:
+        """The row as given, as a dict where the columns are known (for Rejections)."""
+        if isinstance(raw, Mapping):
+            return dict(raw)
+        if isinstance(raw, Sequence) and not isinstance(raw, str | bytes):
+            if len(raw) == len(self.columns):
+                return dict(zip(self.columns, raw, strict=True))
+            return list(raw)
+        return raw
+
+    def key_from_values(self, values: Any) -> Any:
+        if not self.key or not isinstance(values, Mapping):
+            return None
+        parts = tuple(values.get(k) for k in self.key)
+        return parts[0] if len(parts) == 1 else parts
+
+    def key_of_encoded(self, row: tuple[Any, ...]) -> Any:
+        return self._key_of(row) if self._key_of is not None else None

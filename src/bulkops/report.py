@@ -1,0 +1,182 @@
+"""What a bulk call did: the Report, its Rejections and the rejects file."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import IO, Any
+
+__all__ = ["Rejection", "RejectsFile", "Report", "jsonable"]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A row that was not written, with why and its original values.
+
+    ``row`` is the 1-based position of the row in the input the call was given.
+    """
+
+    row: int
+    key: Any
+    reason: str
+    values: Any
+    column: str | None = None
+    code: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "key": jsonable(self.key),
+            "column": self.column,
+            "code": self.code,
+            "reason": self.reason,
+            "values": jsonable(self.values),
+        }
+
+
+# The counts a row can end in; every input row ends in exactly one of them.
+OUTCOMES = (
+    "inserted",
+    "updated",
+    "unchanged",
+    "ignored",
+    "duplicates",
+    "deleted",
+    "not_found",
+    "rejected",
+)
+
+
+@dataclass
+class Report:
+    """Counts and costs of one bulk call.
+
+    Every row given ends in exactly one outcome, so ``rows_in`` equals the sum of
+    ``inserted + updated + unchanged + ignored + duplicates + deleted + not_found +
+    rejected`` (``accounted``). ``duplicates`` are rows collapsed because a later row
+    in the same chunk had the same key (the last one wins).
+    """
+
+    verb: str
+    table: str
+    rows_in: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    deleted: int = 0
+    not_found: int = 0
+    rejected: int = 0
+    chunks: int = 0
+    statements: int = 0
+    retries: int = 0
+    elapsed: float = 0.0
+    rejections: list[Rejection] = field(default_factory=list, repr=False)
+    stopped: str | None = None
+
+    @property
+    def accounted(self) -> int:
+        return sum(getattr(self, name) for name in OUTCOMES)
+
+    @property
+    def written(self) -> int:
+        """Rows that changed the table: inserted + updated + deleted."""
+        return self.inserted + self.updated + self.deleted
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_in / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no row was rejected and the run was not stopped."""
+        return self.rejected == 0 and self.stopped is None
+
+    def add(self, **counts: int) -> None:
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["rejections"] = [r.as_dict() for r in self.rejections]
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        data["elapsed"] = round(self.elapsed, 6)
+        return data
+
+    def __str__(self) -> str:
+        parts = [f"{name} {getattr(self, name)}" for name in OUTCOMES if getattr(self, name)]
+        outcome = ", ".join(parts) or "nothing to do"
+        return (
+            f"{self.verb} {self.table}: {self.rows_in} rows in -> {outcome}; "
+            f"{self.chunks} chunks, {self.statements} statements, {self.retries} retries, "
+            f"{self.elapsed:.3f}s"
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-serialisable form of a value, for rejects files and ``--json`` output.
+
+    Decimals become strings so money stays exact; bytes become base64.
+    """
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return repr(value)
+
+
+class RejectsFile:
+    """Writes rejections as JSON Lines, one object per rejected row.
+
+    Accepts a path (opened lazily, so a run without rejects leaves no file), an open
+    text file, or a list (rejections are appended to it).
+    """
+
+    def __init__(self, target: str | os.PathLike[str] | IO[str] | list[Any]) -> None:
+        self._target = target
+        self._file: IO[str] | None = None
+        self._owns = False
+        self.count = 0
+
+    def write(self, rejections: Iterable[Rejection]) -> None:
+        for rejection in rejections:
+            self.count += 1
+            if isinstance(self._target, list):
+                self._target.append(rejection)
+                continue
+            self._stream().write(json.dumps(rejection.as_dict(), ensure_ascii=False) + "\n")
+        if self._file is not None:
+            self._file.flush()
+
+    def _stream(self) -> IO[str]:
+        if self._file is None:
+            if isinstance(self._target, str | os.PathLike):
+                self._file = open(self._target, "w", encoding="utf-8")  # noqa: SIM115
+                self._owns = True
+            else:
+                self._file = self._target  # type: ignore[assignment]
+        assert self._file is not None
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._owns:
+            self._file.close()
+        self._file = None
+
+
+ProgressCallback = Callable[[Report], None]

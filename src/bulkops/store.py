@@ -1,0 +1,369 @@
+"""Store: the verbs. Each one normalizes its input, plans chunks, executes and reports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain
+from types import TracebackType
+from typing import IO, Any, Literal
+
+from .backends.base import Backend, Capabilities, WriteKind, WriteOp
+from .errors import BulkError, ConversionError, SchemaError
+from .execute import Executor, OnError
+from .plan import ChunkPlanner, chunk_rows, chunked
+from .report import ProgressCallback, Rejection, RejectsFile, Report
+from .retry import DEFAULT_RETRY, RetryPolicy
+from .schema import ColumnCodec, TableSpec
+
+__all__ = ["Store"]
+
+Key = str | Sequence[str] | None
+Rejects = str | os.PathLike[str] | IO[str] | list[Rejection] | None
+
+
+class Store:
+    """A database, ready for bulk work. Make one with ``bulkops.connect(...)``.
+
+    Every write verb takes the same options:
+
+    - ``chunk_size``: rows per chunk (default: from the backend's limits);
+    - ``atomic``: one transaction for the whole call, all or nothing (default: one
+      short transaction per chunk);
+    - ``on_error``: ``"raise"`` (stop at the first bad row, naming it) or ``"isolate"``
+      (reject bad rows, write the rest); defaults to ``"isolate"`` when ``rejects`` or
+      ``max_rejects`` is given, else ``"raise"``;
+    - ``rejects``: a path, text file or list that receives the Rejections (JSON Lines);
+    - ``max_rejects``: stop cleanly (``TooManyRejects``) once more rows than this fail;
+    - ``retry``: a RetryPolicy for transient errors (deadlocks, busy, throttling);
+    - ``progress``: called with the running Report after each chunk.
+    """
+
+    def __init__(self, backend: Backend, *, retry: RetryPolicy | None = None) -> None:
+        self.backend = backend
+        self.retry = retry or DEFAULT_RETRY
+
+    # ------------------------------------------------------------- lifecycle
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def table(self, name: str) -> TableSpec:
+        """The table as bulkops sees it (columns, logical types, keys)."""
+        return self.backend.reflect(name)
+
+    def create_table(
+        self, name: str, columns: Mapping[str, str], key: str | Sequence[str] = ()
+    ) -> TableSpec:
+        """Create a table from ``{column: logical type}`` with ``key`` as primary key."""
+        key_cols = (key,) if isinstance(key, str) else tuple(key)
+        missing = [k for k in key_cols if k not in columns]
+        if missing:
+            raise SchemaError(f"key column(s) {', '.join(missing)} are not among the columns")
+        return self.backend.create_table(name, columns, key_cols)
+
+    # ------------------------------------------------------------------ writes
+
+    def insert(
+        self,
+        table: str,
+        rows: Iterable[Any],
+        *,
+        columns: Sequence[str] | None = None,
+        on_conflict: Literal["error", "ignore"] = "error",
+        key: Key = None,
+        chunk_size: int | None = None,
+        atomic: bool = False,
+        on_error: OnError | None = None,
+        rejects: Rejects = None,
+        max_rejects: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+        workers: int | None = None,
+    ) -> Report:
+        """Insert rows. ``on_conflict="ignore"`` skips rows whose key (or any unique
+        value) already exists and counts them as ignored; ``"error"`` makes them bad rows.
+        """
+        if on_conflict not in ("error", "ignore"):
+            raise ValueError(f"on_conflict must be 'error' or 'ignore', not {on_conflict!r}")
+        kind: WriteKind = "insert" if on_conflict == "error" else "insert_ignore"
+        return self._write(
+            kind, table, rows, columns=columns, key=key, chunk_size=chunk_size, atomic=atomic,
+            on_error=on_error, rejects=rejects, max_rejects=max_rejects, retry=retry,
+            progress=progress, workers=workers,
+        )  # fmt: skip
+
+    def upsert(
+        self,
+        table: str,
+        rows: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+        atomic: bool = False,
+        on_error: OnError | None = None,
+        rejects: Rejects = None,
+        max_rejects: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+        workers: int | None = None,
+    ) -> Report:
+        """Insert rows, or update the existing row with the same key. Rows whose values
+        are already there are left untouched and counted as unchanged. ``key`` needs a
+        primary key or unique constraint on exactly those columns."""
+        return self._write(
+            "upsert", table, rows, columns=columns, key=key, chunk_size=chunk_size,
+            atomic=atomic, on_error=on_error, rejects=rejects, max_rejects=max_rejects,
+            retry=retry, progress=progress, workers=workers,
+        )  # fmt: skip
+
+    def update(
+        self,
+        table: str,
+        rows: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+        atomic: bool = False,
+        on_error: OnError | None = None,
+        rejects: Rejects = None,
+        max_rejects: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+        workers: int | None = None,
+    ) -> Report:
+        """Set ``columns`` of the rows matched by ``key``. Keys not in the table are
+        counted as not_found; rows already equal as unchanged."""
+        return self._write(
+            "update", table, rows, columns=columns, key=key, chunk_size=chunk_size,
+            atomic=atomic, on_error=on_error, rejects=rejects, max_rejects=max_rejects,
+            retry=retry, progress=progress, workers=workers,
+        )  # fmt: skip
+
+    def delete(
+        self,
+        table: str,
+        keys: Iterable[Any],
+        *,
+        key: Key = None,
+        chunk_size: int | None = None,
+        atomic: bool = False,
+        on_error: OnError | None = None,
+        rejects: Rejects = None,
+        max_rejects: int | None = None,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+        workers: int | None = None,
+    ) -> Report:
+        """Delete the rows with these keys: scalars for a one-column key, tuples for a
+        composite key, or mappings holding the key columns."""
+        spec = self.backend.reflect(table)
+        key_cols = spec.resolve_key(key, "delete")
+        return self._write(
+            "delete", table, self._key_tuples(keys, key_cols), columns=key_cols, key=key_cols,
+            chunk_size=chunk_size, atomic=atomic, on_error=on_error, rejects=rejects,
+            max_rejects=max_rejects, retry=retry, progress=progress, workers=workers, spec=spec,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------- reads
+
+    def get_many(
+        self,
+        table: str,
+        keys: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+    ) -> dict[Any, dict[str, Any]]:
+        """``{key: row}`` for the keys that exist, read in large chunks (one statement
+        per chunk, never one per key). Keys are scalars, tuples for composite keys, or
+        mappings; the result's keys are in the column's type (``"7"`` finds ``7``)."""
+        spec = self.backend.reflect(table)
+        key_cols = spec.resolve_key(key, "get_many")
+        wanted = spec.check_columns(columns) if columns is not None else tuple(spec.columns)
+        fetch = key_cols + tuple(c for c in wanted if c not in key_cols)
+        key_codecs = [self.backend.codec(spec.column(k)) for k in key_cols]
+        decoders = [self.backend.codec(spec.column(c)).decode for c in fetch]
+        width = len(key_cols)
+        size = chunk_rows(self.capabilities, width, chunk_size)
+        if self.capabilities.max_read_keys:
+            size = min(size, self.capabilities.max_read_keys)
+        # Reads are not row-locking, so bigger chunks only mean fewer statements.
+        if chunk_size is None and self.capabilities.max_params:
+            size = max(size, self.capabilities.max_params // width)
+        result: dict[Any, dict[str, Any]] = {}
+        unique = dict.fromkeys(
+            _encode_key(k, key_codecs, key_cols) for k in self._key_tuples(keys, key_cols)
+        )
+        for part in chunked(unique, size):
+            for raw in self.backend.read(spec, key_cols, fetch, part):
+                values = [v if d is None else d(v) for v, d in zip(raw, decoders, strict=True)]
+                row = dict(zip(fetch, values, strict=True))
+                k = tuple(values[:width])
+                result[k[0] if width == 1 else k] = {c: row[c] for c in wanted}
+        return result
+
+    # -------------------------------------------------------------- internals
+
+    def _key_tuples(self, keys: Iterable[Any], key_cols: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+        width = len(key_cols)
+        for k in keys:
+            if isinstance(k, Mapping):
+                try:
+                    yield tuple(k[c] for c in key_cols)
+                except KeyError as error:
+                    raise SchemaError(f"key mapping {k!r} lacks key column {error.args[0]!r}") from None
+            elif width == 1:
+                yield (k,)
+            elif isinstance(k, Sequence) and not isinstance(k, str | bytes) and len(k) == width:
+                yield tuple(k)
+            else:
+                raise SchemaError(
+                    f"key {k!r} does not match the key columns ({', '.join(key_cols)})"
+                )
+
+    def _write(
+        self,
+        kind: WriteKind,
+        table: str,
+        rows: Iterable[Any],
+        *,
+        columns: Sequence[str] | None,
+        key: Key,
+        chunk_size: int | None,
+        atomic: bool,
+        on_error: OnError | None,
+        rejects: Rejects,
+        max_rejects: int | None,
+        retry: RetryPolicy | None,
+        progress: ProgressCallback | None,
+        workers: int | None,
+        spec: TableSpec | None = None,
+    ) -> Report:
+        if workers is not None and workers < 1:
+            raise ValueError("workers must be at least 1")
+        spec = spec or self.backend.reflect(table)
+        report = Report(verb=kind if kind != "insert_ignore" else "insert", table=table)
+        iterator = iter(rows)
+        first = next(iterator, _END)
+        if first is _END:
+            return report
+        mappings = isinstance(first, Mapping)
+        explicit = columns is not None
+        if explicit:
+            assert columns is not None
+            cols = spec.check_columns(columns)
+        elif mappings:
+            cols = spec.check_columns(first.keys())
+        else:
+            raise TypeError(
+                f"{report.verb}(): rows are {type(first).__name__}s, not mappings: "
+                "pass columns= to name their values"
+            )
+        key_cols = self._write_key(kind, spec, key, cols)
+        if kind in ("upsert", "update") and mappings:
+            # The key is needed to match rows even if columns= names only what to set.
+            cols = cols + tuple(k for k in key_cols if k not in cols)
+        missing_key = [k for k in key_cols if k not in cols]
+        if missing_key:
+            raise SchemaError(
+                f"{report.verb}() matches rows on ({', '.join(key_cols)}) but the rows do not "
+                f"give {', '.join(map(repr, missing_key))}"
+            )
+        if kind == "update" and not [c for c in cols if c not in key_cols]:
+            raise SchemaError("update() needs at least one column to set besides the key")
+        if kind in ("insert", "insert_ignore", "upsert"):
+            required = [
+                c.name for c in spec.columns.values()
+                if not c.nullable and not c.has_default and c.name not in cols
+            ]  # fmt: skip
+            if required:
+                raise SchemaError(
+                    f"table {table!r} requires column(s) {', '.join(map(repr, required))} "
+                    "(NOT NULL, no default) but the rows do not give them"
+                )
+        codecs: list[ColumnCodec] = [self.backend.codec(spec.column(c)) for c in cols]
+        planner = ChunkPlanner(
+            cols, codecs, key_cols, mappings=mappings, strict_width=not (explicit and mappings)
+        )
+        op = WriteOp(kind=kind, table=spec, columns=cols, key=key_cols)
+        if on_error is None:
+            on_error = "isolate" if (rejects is not None or max_rejects is not None) else "raise"
+        sink = RejectsFile(rejects) if rejects is not None else None
+        executor = Executor(
+            self.backend, op, planner, report, retry=retry or self.retry, on_error=on_error,
+            atomic=atomic, rejects=sink, max_rejects=max_rejects, progress=progress,
+        )  # fmt: skip
+        size = chunk_rows(self.capabilities, len(cols), chunk_size)
+        try:
+            return executor.run(_numbered(chunked(chain([first], iterator), size)))
+        finally:
+            if sink is not None:
+                sink.close()
+
+    def _write_key(
+        self, kind: WriteKind, spec: TableSpec, key: Key, cols: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        if kind in ("insert", "insert_ignore"):
+            if key is not None:
+                return spec.resolve_key(key, "insert")
+            # Duplicates collapse on the primary key when the rows give it; rows without
+            # it (ids the database assigns) are written as they come.
+            pk = spec.primary_key
+            return pk if pk and all(c in cols for c in pk) else ()
+        key_cols = spec.resolve_key(key, kind)
+        if kind == "upsert":
+            spec.require_unique(key_cols, "upsert")
+        return key_cols
+
+
+class _End:
+    pass
+
+
+_END: Any = _End()
+
+
+def _numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:
+    start = 0
+    for chunk in chunks:
+        yield chunk, start
+        start += len(chunk)
+
+
+def _encode_key(
+    key: tuple[Any, ...], codecs: Sequence[ColumnCodec], names: Sequence[str]
+) -> tuple[Any, ...]:
+    out = []
+    for value, codec, name in zip(key, codecs, names, strict=True):
+        if value.__class__ in codec.passthrough:
+            out.append(value)
+            continue
+        try:
+            out.append(codec.encode(value))
+        except BulkError:
+            raise
+        except (ValueError, TypeError, ArithmeticError) as error:
+            raise ConversionError(f"key {key!r}: {error}", column=name) from error
+    return tuple(out)
+
+
+Progress = Callable[[Report], None]
