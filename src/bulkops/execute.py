@@ -181,12 +181,18 @@ class Executor:
     def _rejection(self, chunk: PreparedChunk, position: int, error: DataError) -> Rejection:
         raw = chunk.raws[chunk.index[position]]
         values = self.planner.values_of(raw)
+        reason, column = error.message, error.column
+        if column is None:
+            # The driver did not say which column; the coercion rules may.
+            found = self.planner.diagnose(raw)
+            if found is not None:
+                reason, column = f"{found.reason} ({error.message})", found.column
         return Rejection(
             row=chunk.start + chunk.index[position] + 1,
             key=self.planner.key_from_values(values),
-            reason=error.message,
+            reason=reason,
             values=values,
-            column=error.column,
+            column=column,
             code=error.code,
         )
 

@@ -178,9 +178,7 @@ class ChunkPlanner:
                 cells = list(raw)
             out = []
             for name, codec, value in zip(self.columns, self.codecs, cells, strict=True):
-                if value.__class__ in codec.passthrough:
-                    out.append(value)
-                    continue
+                # No passthrough shortcut here: the full coercion also checks ranges.
                 try:
                     out.append(codec.encode(value))
                 except ConversionError as error:
@@ -201,6 +199,13 @@ class ChunkPlanner:
                 )
             )
             return None
+
+    def diagnose(self, raw: Any) -> Rejection | None:
+        """Why the slow path would refuse ``raw`` (e.g. an int beyond 64 bits, which
+        passes the fast path and only fails in the driver), or None."""
+        found: list[Rejection] = []
+        self._encode_slowly(raw, 0, found)
+        return found[0] if found else None
 
     def values_of(self, raw: Any) -> Any:
         """The row as given, as a dict where the columns are known (for Rejections)."""

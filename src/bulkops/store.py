@@ -115,6 +115,7 @@ class Store:
         *,
         key: Key = None,
         columns: Sequence[str] | None = None,
+        update_columns: Sequence[str] | None = None,
         chunk_size: int | None = None,
         atomic: bool = False,
         on_error: OnError | None = None,
@@ -126,11 +127,12 @@ class Store:
     ) -> Report:
         """Insert rows, or update the existing row with the same key. Rows whose values
         are already there are left untouched and counted as unchanged. ``key`` needs a
-        primary key or unique constraint on exactly those columns."""
+        primary key or unique constraint on exactly those columns. ``update_columns``:
+        what to change in existing rows (default: every non-key column given)."""
         return self._write(
             "upsert", table, rows, columns=columns, key=key, chunk_size=chunk_size,
             atomic=atomic, on_error=on_error, rejects=rejects, max_rejects=max_rejects,
-            retry=retry, progress=progress, workers=workers,
+            retry=retry, progress=progress, workers=workers, update_columns=update_columns,
         )  # fmt: skip
 
     def update(
@@ -257,6 +259,7 @@ class Store:
         progress: ProgressCallback | None,
         workers: int | None,
         spec: TableSpec | None = None,
+        update_columns: Sequence[str] | None = None,
     ) -> Report:
         if workers is not None and workers < 1:
             raise ValueError("workers must be at least 1")
@@ -304,7 +307,16 @@ class Store:
         planner = ChunkPlanner(
             cols, codecs, key_cols, mappings=mappings, strict_width=not (explicit and mappings)
         )
-        op = WriteOp(kind=kind, table=spec, columns=cols, key=key_cols)
+        updating = None
+        if update_columns is not None:
+            updating = spec.check_columns(update_columns)
+            outside = [c for c in updating if c not in cols or c in key_cols]
+            if outside:
+                raise SchemaError(
+                    f"update_columns {', '.join(map(repr, outside))} must be non-key columns "
+                    "the rows give"
+                )
+        op = WriteOp(kind=kind, table=spec, columns=cols, key=key_cols, update_columns=updating)
         if on_error is None:
             on_error = "isolate" if (rejects is not None or max_rejects is not None) else "raise"
         sink = RejectsFile(rejects) if rejects is not None else None

@@ -45,17 +45,22 @@ class WriteOp:
     """One kind of write, to one table, with one row shape.
 
     Each row is a tuple of values for ``columns``; ``key`` names the key columns (for
-    upsert/update/delete: how rows are matched; for insert: how duplicates collapse).
+    upsert/update/delete: how rows are matched; for insert: how duplicates collapse);
+    ``update_columns`` limits what an upsert changes in rows that already exist.
     """
 
     kind: WriteKind
     table: TableSpec
     columns: tuple[str, ...]
     key: tuple[str, ...]
+    update_columns: tuple[str, ...] | None = None
 
     @property
     def set_columns(self) -> tuple[str, ...]:
-        """The non-key columns an upsert or update writes."""
+        """The columns an update, or an upsert meeting an existing row, writes: the
+        non-key columns, or ``update_columns`` where given."""
+        if self.update_columns is not None:
+            return self.update_columns
         return tuple(c for c in self.columns if c not in self.key)
 
 

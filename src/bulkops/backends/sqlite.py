@@ -366,7 +366,7 @@ class SQLiteBackend:
     def _statement(self, op: WriteOp) -> tuple[str, list[int] | None]:
         """SQL for ``op`` and, when its parameters are not in ``op.columns`` order, the
         positions to pick them from each row."""
-        cache_key = (op.kind, op.table.name, op.columns, op.key)
+        cache_key = (op.kind, op.table.name, op.columns, op.key, op.update_columns)
         cached = self._sql.get(cache_key)
         if cached is not None:
             return cached

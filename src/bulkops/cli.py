@@ -1,0 +1,349 @@
+"""The ``bulkops`` command: a thin layer over the library (parse -> call -> print)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from itertools import chain, islice
+from operator import itemgetter
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from . import __version__
+from .api import connect
+from .errors import BulkError, DataError, SchemaError
+from .report import Report, jsonable
+from .schema import infer_type
+from .sources import FORMATS, SourceError, open_source
+from .store import Store
+
+DEFAULT_DB = "sqlite:///bulkops.db"
+INFER_SAMPLE_ROWS = 1000
+EXIT_REJECTED = 1
+EXIT_FAILED = 2
+
+err_console = Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bulkops")
+def main() -> None:
+    """bulkops: fast, safe bulk work on databases.
+
+    Load, upsert, update or delete many rows at once in short transactions, with
+    retries on transient errors and bad rows set aside instead of failing the run.
+    """
+
+
+@main.command()
+@click.argument("file")
+@click.option("--table", "-t", required=True, help="Target table.")
+@click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar="BULKOPS_DB",
+    help="Database URL (also from $BULKOPS_DB).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["insert", "upsert", "update", "delete"]),
+    default="insert",
+    show_default=True,
+    help="What to do with each row: insert it, upsert it by key, update the row with its "
+    "key, or delete the row with its key.",
+)
+@click.option("--key", help="Key column(s), comma-separated (default: the primary key).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Input format (default: from the file extension; csv for stdin).",
+)
+@click.option("--chunk-size", type=click.IntRange(min=1), help="Rows per chunk (transaction).")
+@click.option("--atomic", is_flag=True, help="One transaction for the whole file: all or nothing.")
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["error", "ignore"]),
+    default="error",
+    show_default=True,
+    help="insert mode: what a row whose key already exists is (a bad row, or ignored).",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["isolate", "raise"]),
+    default="isolate",
+    show_default=True,
+    help="isolate: set bad rows aside and load the rest; raise: stop at the first bad row.",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write rejected rows (position, key, column, reason, values) here as JSON Lines.",
+)
+@click.option(
+    "--max-rejects",
+    type=click.IntRange(min=0),
+    help="Stop the run cleanly once more rows than this are rejected.",
+)
+@click.option(
+    "--create/--no-create",
+    default=True,
+    show_default=True,
+    help="Create the table from the data when it does not exist (types inferred, --key "
+    "as primary key).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
+def load(
+    file: str,
+    table: str,
+    db: str,
+    mode: str,
+    key: str | None,
+    fmt: str | None,
+    chunk_size: int | None,
+    atomic: bool,
+    on_conflict: str,
+    on_error: str,
+    rejects: str | None,
+    max_rejects: int | None,
+    create: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Load FILE (CSV, TSV, JSON Lines or Parquet; .gz is fine; - for stdin) into a table.
+
+    Exit status: 0 when every row was written, ignored or unchanged; 1 when rows were
+    rejected or the run stopped at a bad row; 2 on a usage error or a fatal error
+    (database unreachable, table missing with --no-create, unreadable file).
+    """
+    key_cols = tuple(k.strip() for k in key.split(",") if k.strip()) if key else None
+    try:
+        source = open_source(file, fmt)
+    except SourceError as error:
+        _fail(str(error))
+    with source, _open_store(db) as store:
+        columns, rows = _rows_of(source)
+        try:
+            rows = _ensure_table(store, table, columns, rows, key_cols, create)
+        except BulkError as error:
+            _fail(str(error))
+        progress = _progress_bar(source, quiet or as_json)
+        options: dict[str, Any] = {
+            "chunk_size": chunk_size,
+            "atomic": atomic,
+            "on_error": on_error,
+            "rejects": rejects,
+            "max_rejects": max_rejects,
+            "progress": progress.callback if progress else None,
+        }
+        report: Report | None = None
+        failure: BulkError | SourceError | None = None
+        try:
+            with progress or _nothing():
+                report = _run_load(store, mode, table, columns, rows, key_cols, on_conflict, options)
+        except (BulkError, SourceError) as error:
+            failure = error
+            report = getattr(error, "report", None)
+    _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
+
+
+def _run_load(
+    store: Store,
+    mode: str,
+    table: str,
+    columns: list[str] | None,
+    rows: Iterator[Any],
+    key: tuple[str, ...] | None,
+    on_conflict: str,
+    options: dict[str, Any],
+) -> Report:
+    if mode == "insert":
+        return store.insert(table, rows, columns=columns, on_conflict=on_conflict, **options)  # type: ignore[arg-type]
+    if mode == "upsert":
+        return store.upsert(table, rows, columns=columns, key=key, **options)
+    if mode == "update":
+        return store.update(table, rows, columns=columns, key=key, **options)
+    key_cols = store.table(table).resolve_key(key, "delete")
+    return store.delete(table, _keys_of(rows, columns, key_cols), key=key_cols, **options)
+
+
+def _keys_of(
+    rows: Iterator[Any], columns: list[str] | None, key: tuple[str, ...]
+) -> Iterator[Any]:
+    if columns is None:  # mappings
+        yield from rows
+        return
+    missing = [k for k in key if k not in columns]
+    if missing:
+        raise SchemaError(f"the file has no key column {', '.join(map(repr, missing))}")
+    pick = itemgetter(*(columns.index(k) for k in key))
+    for row in rows:
+        yield pick(row)
+
+
+def _rows_of(source: Any) -> tuple[list[str] | None, Iterator[Any]]:
+    return source.columns, source.rows
+
+
+def _ensure_table(
+    store: Store,
+    table: str,
+    columns: list[str] | None,
+    rows: Iterator[Any],
+    key: tuple[str, ...] | None,
+    create: bool,
+) -> Iterator[Any]:
+    """Create the table from a sample of the rows if it is missing (and allowed)."""
+    try:
+        store.table(table)
+        return rows
+    except SchemaError:
+        if not create:
+            raise
+    sample = list(islice(rows, INFER_SAMPLE_ROWS))
+    if columns is None:  # mappings: the union of the sample's keys, in order
+        names: dict[str, None] = {}
+        for row in sample:
+            if isinstance(row, Mapping):
+                names.update(dict.fromkeys(row))
+        cols = list(names)
+        values: dict[str, list[Any]] = {c: [r.get(c) for r in sample] for c in cols}
+    else:
+        cols = list(columns)
+        values = {c: [r[i] for r in sample if len(r) > i] for i, c in enumerate(cols)}
+    if not cols:
+        raise SchemaError(f"cannot create {table!r}: the input has no columns")
+    types = {c: infer_type(values[c]) for c in cols}
+    store.create_table(table, types, key or ())
+    return chain(sample, rows)
+
+
+class _ProgressBar:
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        total = source.total_bytes
+        columns: list[Any] = [TextColumn("[bold]loading"), BarColumn()]
+        if total:
+            columns += [DownloadColumn(), TaskProgressColumn(), TimeRemainingColumn()]
+        else:
+            columns += [MofNCompleteColumn()]
+        columns += [TextColumn("{task.fields[rows]} rows, {task.fields[rate]} rows/s"), TimeElapsedColumn()]
+        self.progress = Progress(*columns, console=err_console, transient=True)
+        self.task = self.progress.add_task("load", total=total, rows=0, rate=0)
+
+    def callback(self, report: Report) -> None:
+        completed = self.source.bytes_read() if self.source.total_bytes else report.rows_in
+        self.progress.update(
+            self.task,
+            completed=completed,
+            rows=f"{report.rows_in:,}",
+            rate=f"{report.rows_per_second:,.0f}" if report.elapsed else "-",
+        )
+
+    def __enter__(self) -> _ProgressBar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+
+def _progress_bar(source: Any, quiet: bool) -> _ProgressBar | None:
+    # Quiet when output is not a terminal: logs and pipes get the summary only.
+    if quiet or not err_console.is_terminal:
+        return None
+    return _ProgressBar(source)
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _open_store(url: str) -> Store:
+    try:
+        return connect(url)
+    except BulkError as error:
+        _fail(str(error))
+    except Exception as error:  # a malformed URL, a file that cannot be opened, ...
+        _fail(f"cannot open database {url!r}: {error}")
+
+
+def _finish(
+    report: Report | None,
+    failure: BaseException | None,
+    *,
+    as_json: bool,
+    quiet: bool,
+    rejects: str | None,
+) -> None:
+    if as_json:
+        data = report.as_dict() if report else {}
+        if failure is not None:
+            data["error"] = str(failure)
+        click.echo(json.dumps(jsonable(data), indent=2))
+    else:
+        if report is not None and not quiet:
+            _print_summary(report, rejects)
+        if failure is not None:
+            err_console.print(f"[bold red]error:[/] {failure}", highlight=False)
+    if failure is not None and not isinstance(failure, DataError):
+        sys.exit(EXIT_FAILED)
+    if failure is not None or report is None or not report.ok:
+        sys.exit(EXIT_REJECTED)
+
+
+def _print_summary(report: Report, rejects: str | None) -> None:
+    console = Console()
+    table = Table(title=f"{report.verb} {report.table}", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("rows in", f"{report.rows_in:,}")
+    for name in ("inserted", "updated", "unchanged", "ignored", "duplicates", "deleted", "not_found"):
+        value = getattr(report, name)
+        if value:
+            table.add_row(name.replace("_", " "), f"{value:,}")
+    table.add_row("rejected", f"[red]{report.rejected:,}[/]" if report.rejected else "0")
+    table.add_row("chunks / statements", f"{report.chunks:,} / {report.statements:,}")
+    table.add_row("retries", f"{report.retries:,}")
+    table.add_row("time", f"{report.elapsed:.2f}s ({report.rows_per_second:,.0f} rows/s)")
+    console.print(table)
+    if report.rejections:
+        if rejects:
+            console.print(f"rejected rows written to {rejects}")
+        else:
+            for r in report.rejections[:5]:
+                where = f"column {r.column!r}: " if r.column else ""
+                console.print(f"  row {r.row} (key {r.key!r}): {where}{r.reason}", highlight=False)
+            if len(report.rejections) > 5:
+                console.print(f"  ... and {len(report.rejections) - 5} more (use --rejects FILE)")
+    if report.stopped:
+        console.print(f"[bold red]{report.stopped}[/]")
+
+
+def _fail(message: str) -> Any:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

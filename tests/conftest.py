@@ -1,0 +1,59 @@
+"""Fixtures: a Store per backend, and a helper to create tables with constraints.
+
+The contract tests take the ``db`` fixture, which is parametrised over every backend
+available here; tests switch on ``db.capabilities``, never on the backend's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import bulkops
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/test.db"
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[bulkops.Store]:
+    store = bulkops.connect(db_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def create(db: bulkops.Store, name: str, *columns: Any) -> sa.Table:
+    """Create a table with SQLAlchemy Core DDL (for NOT NULL, UNIQUE, CHECK ...)."""
+    engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
+    table = sa.Table(name, sa.MetaData(), *columns)
+    table.create(engine)
+    engine.dispose()
+    return table
+
+
+def rows_of(db: bulkops.Store, table: str, order_by: str = "id") -> list[dict[str, Any]]:
+    """Every row of ``table`` as dicts, read back through bulkops (decoded types)."""
+    engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        keys = [r[0] for r in conn.execute(sa.text(f'SELECT "{order_by}" FROM "{table}"'))]
+    engine.dispose()
+    found = db.get_many(table, keys, key=order_by)
+    return [found[k] for k in sorted(found)]
+
+
+def assert_accounted(report: bulkops.Report, given: int) -> None:
+    """The accounting invariant: every row given ends in exactly one outcome."""
+    assert report.rows_in == given, report
+    assert report.accounted == given, report
+    assert report.rejected == len(report.rejections), report
