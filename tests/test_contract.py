@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import assert_accounted, create, rows_of
 
 import bulkops
 from bulkops import ConstraintError, ConversionError, DataError, SchemaError, TooManyRejects
+from conftest import assert_accounted, create, rows_of
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def people(db: bulkops.Store, name: str = "people") -> None:

@@ -1,8 +1,8 @@
 """bulkops: fast, safe bulk database work.
 
-    import bulkops
-    db = bulkops.connect("sqlite:///shop.db")
-    report = db.upsert("scores", rows, key=("user_id", "product_id"))
+import bulkops
+db = bulkops.connect("sqlite:///shop.db")
+report = db.upsert("scores", rows, key=("user_id", "product_id"))
 """
 
 from .api import connect

@@ -30,7 +30,9 @@ def _backend(target: str | sa.Engine, **options: Any) -> Backend:
     if isinstance(target, sa.Engine):
         return _backend_for_engine(target, owns_engine=False)
     if not isinstance(target, str):
-        raise TypeError(f"connect() takes a URL or a SQLAlchemy Engine, not {type(target).__name__}")
+        raise TypeError(
+            f"connect() takes a URL or a SQLAlchemy Engine, not {type(target).__name__}"
+        )
     scheme = target.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in SCHEMES:
         raise SchemaError(

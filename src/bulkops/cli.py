@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from itertools import chain, islice
 from operator import itemgetter
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -155,8 +156,10 @@ def load(
         report: Report | None = None
         failure: BulkError | SourceError | None = None
         try:
-            with progress or _nothing():
-                report = _run_load(store, mode, table, columns, rows, key_cols, on_conflict, options)
+            with progress or nullcontext():
+                report = _run_load(
+                    store, mode, table, columns, rows, key_cols, on_conflict, options
+                )
         except (BulkError, SourceError) as error:
             failure = error
             report = getattr(error, "report", None)
@@ -183,9 +186,7 @@ def _run_load(
     return store.delete(table, _keys_of(rows, columns, key_cols), key=key_cols, **options)
 
 
-def _keys_of(
-    rows: Iterator[Any], columns: list[str] | None, key: tuple[str, ...]
-) -> Iterator[Any]:
+def _keys_of(rows: Iterator[Any], columns: list[str] | None, key: tuple[str, ...]) -> Iterator[Any]:
     if columns is None:  # mappings
         yield from rows
         return
@@ -243,7 +244,10 @@ class _ProgressBar:
             columns += [DownloadColumn(), TaskProgressColumn(), TimeRemainingColumn()]
         else:
             columns += [MofNCompleteColumn()]
-        columns += [TextColumn("{task.fields[rows]} rows, {task.fields[rate]} rows/s"), TimeElapsedColumn()]
+        columns += [
+            TextColumn("{task.fields[rows]} rows, {task.fields[rate]} rows/s"),
+            TimeElapsedColumn(),
+        ]
         self.progress = Progress(*columns, console=err_console, transient=True)
         self.task = self.progress.add_task("load", total=total, rows=0, rate=0)
 
@@ -269,14 +273,6 @@ def _progress_bar(source: Any, quiet: bool) -> _ProgressBar | None:
     if quiet or not err_console.is_terminal:
         return None
     return _ProgressBar(source)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _open_store(url: str) -> Store:
@@ -318,7 +314,15 @@ def _print_summary(report: Report, rejects: str | None) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("rows in", f"{report.rows_in:,}")
-    for name in ("inserted", "updated", "unchanged", "ignored", "duplicates", "deleted", "not_found"):
+    for name in (
+        "inserted",
+        "updated",
+        "unchanged",
+        "ignored",
+        "duplicates",
+        "deleted",
+        "not_found",
+    ):
         value = getattr(report, name)
         if value:
             table.add_row(name.replace("_", " "), f"{value:,}")
@@ -340,7 +344,7 @@ def _print_summary(report: Report, rejects: str | None) -> None:
         console.print(f"[bold red]{report.stopped}[/]")
 
 
-def _fail(message: str) -> Any:
+def _fail(message: str) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(EXIT_FAILED)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from .backends.base import Backend, ChunkCounts, WriteOp
@@ -76,8 +77,7 @@ class Executor:
                 for raws, start in chunks:
                     chunk = self.planner.prepare(raws, start)
                     result = self.retry.call(
-                        lambda chunk=chunk: self._chunk_transaction(chunk),
-                        on_retry=self._count_retry,
+                        partial(self._chunk_transaction, chunk), on_retry=self._count_retry
                     )
                     self._account(chunk, result)
                     self._check_rejects()

@@ -115,9 +115,10 @@ class ChunkPlanner:
             try:
                 row = encode(raw)
             except Exception:
-                row = self._encode_slowly(raw, start + i, rejections)
-                if row is None:
+                slow = self._encode_slowly(raw, start + i, rejections)
+                if slow is None:
                     continue
+                row = slow
             encoded.append(row)
             index.append(i)
         chunk = PreparedChunk(start, raws, encoded, index, rejections)

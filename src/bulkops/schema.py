@@ -100,9 +100,7 @@ class TableSpec:
         """The key columns for ``verb``: ``key`` if given, else the primary key."""
         if key is None:
             if not self.primary_key:
-                raise SchemaError(
-                    f"table {self.name!r} has no primary key: pass key= to {verb}()"
-                )
+                raise SchemaError(f"table {self.name!r} has no primary key: pass key= to {verb}()")
             return self.primary_key
         cols = (key,) if isinstance(key, str) else tuple(key)
         if not cols:
@@ -120,7 +118,9 @@ class TableSpec:
                 f"{verb}() on {self.name!r} needs a primary key or unique constraint on "
                 f"({', '.join(cols)}); the table has "
                 + (
-                    ", ".join("(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u)
+                    ", ".join(
+                        "(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u
+                    )
                     or "none"
                 )
             )
@@ -387,7 +387,9 @@ def build_row_encoder(
         namespace[f"p{i}"] = codec.passthrough
         namespace[f"e{i}"] = codec.encode
         exprs.append(
-            f"v{i} if v{i}.__class__ in p{i} else e{i}(v{i})" if codec.passthrough else f"e{i}(v{i})"
+            f"v{i} if v{i}.__class__ in p{i} else e{i}(v{i})"
+            if codec.passthrough
+            else f"e{i}(v{i})"
         )
     if mappings:
         namespace["get"] = itemgetter(*columns)
@@ -396,10 +398,7 @@ def build_row_encoder(
         unpack = f"    {', '.join(names)}{',' if n == 1 else ''} = row\n"
     check = f"    if len(row) != {n}:\n        raise RowShapeError\n" if strict_width else ""
     source = (
-        "def encode(row):\n"
-        f"{check}"
-        f"{unpack}"
-        f"    return ({', '.join(exprs)}{',' if n == 1 else ''})\n"
+        f"def encode(row):\n{check}{unpack}    return ({', '.join(exprs)}{',' if n == 1 else ''})\n"
     )
     exec(compile(source, "<bulkops row encoder>", "exec"), namespace)
     encode: Callable[[Any], tuple[Any, ...]] = namespace["encode"]

@@ -225,14 +225,18 @@ class Store:
 
     # -------------------------------------------------------------- internals
 
-    def _key_tuples(self, keys: Iterable[Any], key_cols: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    def _key_tuples(
+        self, keys: Iterable[Any], key_cols: tuple[str, ...]
+    ) -> Iterator[tuple[Any, ...]]:
         width = len(key_cols)
         for k in keys:
             if isinstance(k, Mapping):
                 try:
                     yield tuple(k[c] for c in key_cols)
                 except KeyError as error:
-                    raise SchemaError(f"key mapping {k!r} lacks key column {error.args[0]!r}") from None
+                    raise SchemaError(
+                        f"key mapping {k!r} lacks key column {error.args[0]!r}"
+                    ) from None
             elif width == 1:
                 yield (k,)
             elif isinstance(k, Sequence) and not isinstance(k, str | bytes) and len(k) == width:

@@ -170,9 +170,7 @@ _CODECS: dict[str, ColumnCodec] = {
     "text": ColumnCodec(frozenset({str, NoneType}), _coerced("text", str)),
     "bytes": ColumnCodec(frozenset({bytes, NoneType}), _coerced("bytes", bytes)),
     "boolean": ColumnCodec(frozenset({bool, NoneType}), _coerced("boolean", int), _decode_bool),
-    "date": ColumnCodec(
-        frozenset({NoneType}), _coerced("date", dt.date.isoformat), _decode_date
-    ),
+    "date": ColumnCodec(frozenset({NoneType}), _coerced("date", dt.date.isoformat), _decode_date),
     "datetime": ColumnCodec(
         frozenset({NoneType}), _coerced("datetime", dt.datetime.isoformat), _decode_datetime
     ),
@@ -217,8 +215,7 @@ class SQLiteBackend:
     def reflect(self, table: str) -> TableSpec:
         with self._errors():
             info = self.conn.execute(
-                'SELECT name, type, "notnull", dflt_value, pk, hidden '
-                "FROM pragma_table_xinfo(?)",
+                'SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?)',
                 (table,),
             ).fetchall()
             if not info:
@@ -241,7 +238,7 @@ class SQLiteBackend:
                     pk.append((pk_pos, name))
             unique: list[tuple[str, ...]] = []
             for _, index_name, is_unique, _origin, partial_ in self.conn.execute(
-                "SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list(?)",
+                'SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?)',
                 (table,),
             ).fetchall():
                 if not is_unique or partial_:
@@ -278,9 +275,7 @@ class SQLiteBackend:
         ).fetchone()
         return row is not None
 
-    def create_table(
-        self, table: str, columns: Mapping[str, str], key: Sequence[str]
-    ) -> TableSpec:
+    def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
         sa_table = sa.Table(
             table,
             sa.MetaData(),
@@ -358,7 +353,9 @@ class SQLiteBackend:
             updated = changed - inserted
             return ChunkCounts(inserted=inserted, updated=updated, unchanged=existing - updated)
         if op.kind == "update":
-            return ChunkCounts(updated=changed, unchanged=existing - changed, not_found=n - existing)
+            return ChunkCounts(
+                updated=changed, unchanged=existing - changed, not_found=n - existing
+            )
         if op.kind == "delete":
             return ChunkCounts(deleted=changed, not_found=n - changed)
         raise ValueError(f"unknown write kind {op.kind!r}")
@@ -382,13 +379,17 @@ class SQLiteBackend:
                 stmt = stmt.on_conflict_do_update(
                     index_elements=list(op.key),
                     set_={c: stmt.excluded[c] for c in op.set_columns},
-                    where=sa.or_(*(t.c[c].is_distinct_from(stmt.excluded[c]) for c in op.set_columns)),
+                    where=sa.or_(
+                        *(t.c[c].is_distinct_from(stmt.excluded[c]) for c in op.set_columns)
+                    ),
                 )
             compiled = stmt.compile(dialect=self.dialect, column_keys=list(op.columns))
         elif op.kind == "update":
             if not op.set_columns:
                 raise SchemaError("update() needs at least one column besides the key")
-            values = {c: sa.bindparam(f"v{op.columns.index(c)}") for c in op.set_columns}
+            values: dict[str, Any] = {
+                c: sa.bindparam(f"v{op.columns.index(c)}") for c in op.set_columns
+            }
             stmt = (
                 sa.update(t)
                 .where(*(t.c[k] == sa.bindparam(f"v{op.columns.index(k)}") for k in op.key))
@@ -417,7 +418,11 @@ class SQLiteBackend:
         parameter-limit's worth of keys), so writes can report inserted vs updated."""
         positions = [op.columns.index(k) for k in op.key]
         pick = itemgetter(*positions)
-        per = max(1, self.capabilities.max_params // len(positions)) if self.capabilities.max_params else len(rows)
+        per = (
+            max(1, self.capabilities.max_params // len(positions))
+            if self.capabilities.max_params
+            else len(rows)
+        )
         total = 0
         for start in range(0, len(rows), per):
             part = rows[start : start + per]
@@ -500,7 +505,10 @@ class SQLiteBackend:
             lowered = message.lower()
             if (code and ("BUSY" in code or "LOCKED" in code)) or "database is locked" in lowered:
                 return BusyError(message, code=code)
-            if lowered.startswith(("no such table", "no such column")) or "has no column" in lowered:
+            if (
+                lowered.startswith(("no such table", "no such column"))
+                or "has no column" in lowered
+            ):
                 return SchemaError(message, code=code)
             return BulkError(message, code=code)
         if isinstance(error, OverflowError):
