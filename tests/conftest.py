@@ -6,6 +6,8 @@ available here; tests switch on ``db.capabilities``, never on the backend's name
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,14 +15,43 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
+from pg_cluster import PgCluster, find_pg_bin
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+_database_names = itertools.count(1)
+
+
+def require_postgres() -> None:
+    """Skip where no PostgreSQL server binaries exist, unless CI demands them."""
+    if find_pg_bin() is None:
+        message = "no PostgreSQL server binaries (set BULKOPS_PG_BIN or install postgresql)"
+        if os.environ.get("BULKOPS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"BULKOPS_REQUIRE_POSTGRES=1 but {message}")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    require_postgres()
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """A fresh database for one test, as a bulkops URL."""
+    return pg_cluster.create_database(f"test_{next(_database_names)}")
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/test.db"
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     raise AssertionError(request.param)
 
 
@@ -38,7 +69,6 @@ def create(db: bulkops.Store, name: str, *columns: Any) -> sa.Table:
     engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
     table = sa.Table(name, sa.MetaData(), *columns)
     table.create(engine)
-    engine.dispose()
     return table
 
 
@@ -47,7 +77,6 @@ def rows_of(db: bulkops.Store, table: str, order_by: str = "id") -> list[dict[st
     engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
         keys = [r[0] for r in conn.execute(sa.text(f'SELECT "{order_by}" FROM "{table}"'))]
-    engine.dispose()
     found = db.get_many(table, keys, key=order_by)
     return [found[k] for k in sorted(found)]
 

@@ -423,7 +423,10 @@ def test_value_types_round_trip(db: bulkops.Store) -> None:
     db.insert("vals", [row, empty])
     got = db.get_many("vals", [1, 2])
     assert got[1] == row
-    assert got[1]["at"].utcoffset() == dt.timedelta(hours=5, minutes=30)
+    if db.capabilities.keeps_utc_offset:
+        assert got[1]["at"].utcoffset() == dt.timedelta(hours=5, minutes=30)
+    else:  # the same instant, in the session's time zone
+        assert got[1]["at"].utcoffset() is not None
     assert got[1]["d"].as_tuple() == row["d"].as_tuple()  # exact digits, not just equal
     assert got[2] == empty
 

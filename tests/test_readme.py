@@ -31,7 +31,9 @@ def test_quick_start_loads_the_sample(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     sample = ROOT / "examples" / "products.csv"
     args = [str(sample) if a == "examples/products.csv" else a for a in args]
-    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "inserted" in result.stdout and "20" in result.stdout
     assert (tmp_path / "bulkops.db").exists()

@@ -13,14 +13,15 @@ from .store import Store
 
 __all__ = ["connect"]
 
-SCHEMES = ("sqlite",)
+SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
 def connect(target: str | sa.Engine, *, retry: RetryPolicy | None = None, **options: Any) -> Store:
     """Open a Store.
 
-    ``target`` is a URL (``sqlite:///shop.db``, ``sqlite://`` for memory) or a SQLAlchemy
-    ``Engine``. ``retry`` is the default RetryPolicy of every call on this Store;
+    ``target`` is a URL (``sqlite:///shop.db``, ``sqlite://`` for memory,
+    ``postgresql://user@host:5432/db``) or a SQLAlchemy ``Engine`` (``sqlite`` or
+    ``postgresql+psycopg``). ``retry`` is the default RetryPolicy of every call on this Store;
     other ``options`` go to ``sqlalchemy.create_engine``.
     """
     return Store(_backend(target, **options), retry=retry)
@@ -39,6 +40,11 @@ def _backend(target: str | sa.Engine, **options: Any) -> Backend:
             f"unsupported database URL {target!r}: bulkops supports {', '.join(SCHEMES)} URLs "
             "(for example sqlite:///path.db)"
         )
+    if scheme in ("postgresql", "postgres"):
+        # Our PostgreSQL backend speaks psycopg 3, whatever driver the URL names.
+        rest = target.split("://", 1)[1] if "://" in target else ""
+        target = f"postgresql+psycopg://{rest}"
+        options.setdefault("pool_pre_ping", True)
     return _backend_for_engine(sa.create_engine(target, **options), owns_engine=True)
 
 
@@ -48,4 +54,13 @@ def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
         from .backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(engine, owns_engine=owns_engine)
+    if name == "postgresql":
+        if engine.dialect.driver != "psycopg":
+            raise SchemaError(
+                f"bulkops needs the psycopg (3) driver for PostgreSQL, not {engine.dialect.driver!r}: "
+                "use a postgresql+psycopg:// URL"
+            )
+        from .backends.postgres import PostgresBackend
+
+        return PostgresBackend(engine, owns_engine=owns_engine)
     raise SchemaError(f"bulkops has no backend for SQLAlchemy dialect {name!r}")

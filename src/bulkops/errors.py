@@ -9,13 +9,15 @@ name, AWS error code) as ``.code``.
       TransientError          worth retrying: the same work may succeed a moment later
         DeadlockError
         SerializationError
-        BusyError             SQLite "database is locked/busy", PostgreSQL lock_timeout
+        BusyError             SQLite "database is locked/busy"
+          LockTimeoutError    PostgreSQL lock_timeout (55P03)
         ThrottledError
         ConnectionLostError
       DataError               this row (or these rows) cannot be written as given
         ConstraintError       NOT NULL, UNIQUE, CHECK, FOREIGN KEY ...
         ConversionError       a value cannot be coerced to its column's type
         TooManyRejects        max_rejects exceeded; the run stopped cleanly
+      StatementTimeoutError   statement_timeout exceeded (not retried)
       SchemaError             missing table or column, no key to work with, ...
       LimitError              a value or request is beyond a hard limit of the backend
 """
@@ -65,6 +67,10 @@ class SerializationError(TransientError):
 
 class BusyError(TransientError):
     pass
+
+
+class LockTimeoutError(BusyError):
+    """A lock was not granted within ``lock_timeout`` (PostgreSQL 55P03)."""
 
 
 class ThrottledError(TransientError):
@@ -126,6 +132,11 @@ class TooManyRejects(DataError):
     def __init__(self, message: str, rejections: Sequence[Rejection] = ()) -> None:
         super().__init__(message)
         self.rejections = list(rejections)
+
+
+class StatementTimeoutError(BulkError):
+    """A statement ran longer than ``statement_timeout`` and was cancelled (57014).
+    Not retried: the same statement would most likely time out again."""
 
 
 class SchemaError(BulkError):

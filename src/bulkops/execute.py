@@ -4,19 +4,30 @@ One short transaction per chunk (or one for the whole call with ``atomic=True``)
 a transient error rolls the chunk back and runs it again, so a retried chunk never
 applies twice; a data error narrows the chunk down by bisection (under savepoints)
 to the rows that fail, which become Rejections (``on_error="isolate"``) or the
-raised error (``on_error="raise"``).
+raised error (``on_error="raise"``). With ``workers > 1`` (where the backend allows
+parallel writes) chunks run on several connections, with a bounded number in flight.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
+from queue import SimpleQueue
 from typing import Any, Literal
 
 from .backends.base import Backend, ChunkCounts, WriteOp
-from .errors import BulkError, ConversionError, DataError, TooManyRejects, TransientError
+from .errors import (
+    BulkError,
+    ConnectionLostError,
+    ConversionError,
+    DataError,
+    TooManyRejects,
+    TransientError,
+)
 from .plan import ChunkPlanner, PreparedChunk
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
@@ -24,6 +35,10 @@ from .retry import RetryPolicy
 __all__ = ["Executor", "OnError"]
 
 OnError = Literal["raise", "isolate"]
+
+# Chunks in flight per worker: enough to keep every connection busy while the main
+# thread prepares the next chunk, few enough that memory stays bounded by chunks.
+IN_FLIGHT_PER_WORKER = 2
 
 
 @dataclass
@@ -48,6 +63,7 @@ class Executor:
         rejects: RejectsFile | None = None,
         max_rejects: int | None = None,
         progress: ProgressCallback | None = None,
+        workers: int = 1,
     ) -> None:
         if on_error not in ("raise", "isolate"):
             raise ValueError(f"on_error must be 'raise' or 'isolate', not {on_error!r}")
@@ -63,106 +79,175 @@ class Executor:
         self.rejects = rejects
         self.max_rejects = max_rejects
         self.progress = progress
+        self._lock = threading.Lock()
+        parallel = backend.capabilities.parallel_writes and not atomic
+        self.workers = max(1, workers) if parallel else 1
 
     # ----------------------------------------------------------------- the run
 
     def run(self, chunks: Iterable[tuple[list[Any], int]]) -> Report:
         """Write every ``(raw_rows, start)`` chunk; return the Report of what committed."""
         started = time.perf_counter()
+        backends = [self.backend]
         statements_before = self.backend.statements
         try:
+            self.backend.prepare(self.op)
             if self.atomic:
                 self._run_atomic(chunks)
-            else:
+            elif self.workers == 1:
                 for raws, start in chunks:
                     chunk = self.planner.prepare(raws, start)
-                    result = self.retry.call(
-                        partial(self._chunk_transaction, chunk), on_retry=self._count_retry
-                    )
-                    self._account(chunk, result)
-                    self._check_rejects()
+                    self._accept(chunk, self._chunk_with_retry(self.backend, chunk))
+            else:
+                forks = [self.backend.fork() for _ in range(self.workers - 1)]
+                backends += forks
+                for fork in forks:
+                    fork.prepare(self.op)
+                self._run_parallel(chunks, backends)
         except BulkError as error:
-            self._finish(started, statements_before)
+            self._finish(started, statements_before, backends)
             error.report = self.report
             raise
-        self._finish(started, statements_before)
+        finally:
+            for fork in backends[1:]:
+                fork.close()
+        self._finish(started, statements_before, backends)
         return self.report
 
-    def _finish(self, started: float, statements_before: int) -> None:
+    def _finish(self, started: float, before: int, backends: Sequence[Backend]) -> None:
         self.report.elapsed = time.perf_counter() - started
-        self.report.statements = self.backend.statements - statements_before
+        # Forks start from zero, so their whole count belongs to this call.
+        self.report.statements = (
+            self.backend.statements - before + sum(b.statements for b in backends[1:])
+        )
+
+    def _run_parallel(
+        self, chunks: Iterable[tuple[list[Any], int]], backends: Sequence[Backend]
+    ) -> None:
+        free: SimpleQueue[Backend] = SimpleQueue()
+        for backend in backends:
+            free.put(backend)
+
+        def on_a_free_backend(chunk: PreparedChunk) -> _ChunkResult:
+            backend = free.get()
+            try:
+                return self._chunk_with_retry(backend, chunk)
+            finally:
+                free.put(backend)
+
+        pending: dict[Future[_ChunkResult], PreparedChunk] = {}
+        failure: BaseException | None = None
+
+        def collect(done: Iterable[Future[_ChunkResult]]) -> None:
+            nonlocal failure
+            for future in done:
+                chunk = pending.pop(future)
+                try:
+                    self._accept(chunk, future.result())
+                except BaseException as error:  # first failure wins; the rest drain
+                    failure = failure or error
+
+        with ThreadPoolExecutor(len(backends), thread_name_prefix="bulkops") as pool:
+            for raws, start in chunks:
+                chunk = self.planner.prepare(raws, start)
+                while len(pending) >= IN_FLIGHT_PER_WORKER * len(backends):
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    collect(done)
+                if failure is not None:
+                    break
+                pending[pool.submit(on_a_free_backend, chunk)] = chunk
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                collect(done)
+        if failure is not None:
+            raise failure
 
     def _run_atomic(self, chunks: Iterable[tuple[list[Any], int]]) -> None:
         # Rows cannot be re-read from a stream, so only BEGIN is retried here; a
         # transient error later rolls everything back and is raised.
-        self.retry.call(self.backend.begin, on_retry=self._count_retry)
-        pending = Report(self.report.verb, self.report.table)
+        backend = self.backend
+        self.retry.call(backend.begin, on_retry=self._count_retry)
         committed = self.report
+        pending = Report(committed.verb, committed.table, retries=committed.retries)
         self.report = pending
         try:
             for raws, start in chunks:
                 chunk = self.planner.prepare(raws, start)
-                with self.backend.savepoint():
-                    result = self._write_chunk(chunk, in_savepoint=True)
-                self._account(chunk, result)
-                self._check_rejects()
-            self.backend.commit()
+                self._accept(chunk, self._write_chunk(backend, chunk, in_savepoint=True))
+            backend.commit()
         except BaseException:
-            self.backend.rollback()
-            # Nothing committed: the raised error carries only what was rejected.
+            backend.rollback()
+            # Nothing committed: the error carries only the rejected rows.
             committed.rejections = pending.rejections
-            committed.rejected = pending.rejected
-            committed.rows_in = pending.rejected
+            committed.rejected = committed.rows_in = pending.rejected
             committed.retries = pending.retries
-            committed.chunks = 0
             committed.stopped = pending.stopped
             self.report = committed
             raise
-        self.report = pending
-        pending.retries += committed.retries
 
-    def _chunk_transaction(self, chunk: PreparedChunk) -> _ChunkResult:
-        self.backend.begin()
+    def _chunk_with_retry(self, backend: Backend, chunk: PreparedChunk) -> _ChunkResult:
+        return self.retry.call(
+            partial(self._chunk_transaction, backend, chunk), on_retry=self._count_retry
+        )
+
+    def _chunk_transaction(self, backend: Backend, chunk: PreparedChunk) -> _ChunkResult:
+        backend.begin()
         try:
-            result = self._write_chunk(chunk, in_savepoint=False)
-            self.backend.commit()
+            result = self._write_chunk(backend, chunk, in_savepoint=False)
         except BaseException:
-            self.backend.rollback()
+            backend.rollback()
+            raise
+        try:
+            backend.commit()
+        except ConnectionLostError:
+            # The connection died during COMMIT: the chunk may or may not have
+            # committed. Ask the database, so a retry never applies it twice.
+            if backend.last_commit_succeeded():
+                return result
+            raise
+        except BaseException:
+            backend.rollback()
             raise
         return result
 
     # --------------------------------------------------------------- one chunk
 
-    def _write_chunk(self, chunk: PreparedChunk, *, in_savepoint: bool) -> _ChunkResult:
+    def _write_chunk(
+        self, backend: Backend, chunk: PreparedChunk, *, in_savepoint: bool
+    ) -> _ChunkResult:
         rejections = list(chunk.rejections)
         if rejections and not self.isolate:
             raise self._as_error(rejections[0])
         everything = range(len(chunk.rows))
         if in_savepoint:
-            counts, failures = self._narrow(chunk, everything)
+            counts, failures = self._narrow(backend, chunk, everything)
         else:
             try:
                 # Most chunks are clean: try them whole, without a savepoint.
-                counts, failures = self.backend.write(self.op, chunk.rows), []
+                counts, failures = backend.write(self.op, chunk.rows), []
             except DataError as error:
                 # Undo the part of the chunk that ran, then narrow it down.
-                self.backend.rollback()
-                self.backend.begin()
-                counts, failures = self._split(chunk, everything, error)
+                backend.rollback()
+                backend.begin()
+                counts, failures = self._split(backend, chunk, everything, error)
         return _ChunkResult(counts, rejections + failures)
 
     def _narrow(
-        self, chunk: PreparedChunk, positions: Sequence[int]
+        self, backend: Backend, chunk: PreparedChunk, positions: Sequence[int]
     ) -> tuple[ChunkCounts, list[Rejection]]:
         """Write ``positions`` of the chunk under a savepoint; if that fails, split."""
         try:
-            with self.backend.savepoint():
-                return self.backend.write(self.op, chunk.select(positions)), []
+            with backend.savepoint():
+                return backend.write(self.op, chunk.select(positions)), []
         except DataError as error:
-            return self._split(chunk, positions, error)
+            return self._split(backend, chunk, positions, error)
 
     def _split(
-        self, chunk: PreparedChunk, positions: Sequence[int], error: DataError
+        self,
+        backend: Backend,
+        chunk: PreparedChunk,
+        positions: Sequence[int],
+        error: DataError,
     ) -> tuple[ChunkCounts, list[Rejection]]:
         """Bisect failing ``positions`` until the failing rows stand alone (each half
         under its own savepoint). In raise mode the first one found is raised."""
@@ -172,8 +257,8 @@ class Executor:
                 raise self._as_error(rejection, error) from error
             return ChunkCounts(), [rejection]
         middle = len(positions) // 2
-        left_counts, left = self._narrow(chunk, positions[:middle])
-        right_counts, right = self._narrow(chunk, positions[middle:])
+        left_counts, left = self._narrow(backend, chunk, positions[:middle])
+        right_counts, right = self._narrow(backend, chunk, positions[middle:])
         return left_counts + right_counts, left + right
 
     # ---------------------------------------------------------------- accounting
@@ -208,7 +293,8 @@ class Executor:
             values=rejection.values,
         )
 
-    def _account(self, chunk: PreparedChunk, result: _ChunkResult) -> None:
+    def _accept(self, chunk: PreparedChunk, result: _ChunkResult) -> None:
+        """Count a finished chunk, write its rejects, report progress, check limits."""
         report = self.report
         report.rows_in += chunk.size
         report.chunks += 1
@@ -220,14 +306,21 @@ class Executor:
             self.rejects.write(result.rejections)
         if self.progress is not None:
             self.progress(report)
-
-    def _check_rejects(self) -> None:
-        if self.max_rejects is not None and self.report.rejected > self.max_rejects:
-            self.report.stopped = (
-                f"stopped: {self.report.rejected} rows rejected, more than "
+        if self.max_rejects is not None and report.rejected > self.max_rejects:
+            report.stopped = (
+                f"stopped: {report.rejected} rows rejected, more than "
                 f"max_rejects={self.max_rejects}"
             )
-            raise TooManyRejects(self.report.stopped, self.report.rejections)
+            raise TooManyRejects(report.stopped, report.rejections)
 
     def _count_retry(self, error: TransientError, attempt: int, wait: float) -> None:
-        self.report.retries += 1
+        with self._lock:  # worker threads retry too
+            self.report.retries += 1
+
+
+def numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:
+    """Pair each chunk with the 0-based input position of its first row."""
+    start = 0
+    for chunk in chunks:
+        yield chunk, start
+        start += len(chunk)

@@ -56,6 +56,7 @@ class ColumnSpec:
     nullable: bool = True
     declared: str = ""
     has_default: bool = False
+    extra_type: str = ""  # the backend's own base type name (e.g. PostgreSQL "int4")
 
 
 @dataclass(frozen=True)

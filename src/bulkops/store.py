@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from types import TracebackType
 from typing import IO, Any, Literal
 
+from typing_extensions import TypedDict, Unpack
+
 from .backends.base import Backend, Capabilities, WriteKind, WriteOp
 from .errors import BulkError, ConversionError, SchemaError
-from .execute import Executor, OnError
+from .execute import Executor, OnError, numbered
 from .plan import ChunkPlanner, chunk_rows, chunked
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import DEFAULT_RETRY, RetryPolicy
@@ -20,6 +22,21 @@ __all__ = ["Store"]
 
 Key = str | Sequence[str] | None
 Rejects = str | os.PathLike[str] | IO[str] | list[Rejection] | None
+
+
+class WriteOptions(TypedDict, total=False):
+    """Options every write verb takes (see ``Store``)."""
+
+    chunk_size: int | None
+    atomic: bool
+    on_error: OnError | None
+    rejects: Rejects
+    max_rejects: int | None
+    retry: RetryPolicy | None
+    progress: ProgressCallback | None
+    workers: int | None
+    lock_timeout: float | None
+    statement_timeout: float | None
 
 
 class Store:
@@ -36,7 +53,12 @@ class Store:
     - ``rejects``: a path, text file or list that receives the Rejections (JSON Lines);
     - ``max_rejects``: stop cleanly (``TooManyRejects``) once more rows than this fail;
     - ``retry``: a RetryPolicy for transient errors (deadlocks, busy, throttling);
-    - ``progress``: called with the running Report after each chunk.
+    - ``progress``: called with the running Report after each chunk;
+    - ``workers``: chunks written in parallel over this many connections, where the
+      backend allows it (PostgreSQL); input still streams, a bounded number of chunks
+      in flight;
+    - ``lock_timeout`` / ``statement_timeout``: seconds a statement may wait for a lock
+      (``LockTimeoutError``, retried) or run (``StatementTimeoutError``, not retried).
     """
 
     def __init__(self, backend: Backend, *, retry: RetryPolicy | None = None) -> None:
@@ -87,14 +109,7 @@ class Store:
         columns: Sequence[str] | None = None,
         on_conflict: Literal["error", "ignore"] = "error",
         key: Key = None,
-        chunk_size: int | None = None,
-        atomic: bool = False,
-        on_error: OnError | None = None,
-        rejects: Rejects = None,
-        max_rejects: int | None = None,
-        retry: RetryPolicy | None = None,
-        progress: ProgressCallback | None = None,
-        workers: int | None = None,
+        **options: Unpack[WriteOptions],
     ) -> Report:
         """Insert rows. ``on_conflict="ignore"`` skips rows whose key (or any unique
         value) already exists and counts them as ignored; ``"error"`` makes them bad rows.
@@ -102,11 +117,7 @@ class Store:
         if on_conflict not in ("error", "ignore"):
             raise ValueError(f"on_conflict must be 'error' or 'ignore', not {on_conflict!r}")
         kind: WriteKind = "insert" if on_conflict == "error" else "insert_ignore"
-        return self._write(
-            kind, table, rows, columns=columns, key=key, chunk_size=chunk_size, atomic=atomic,
-            on_error=on_error, rejects=rejects, max_rejects=max_rejects, retry=retry,
-            progress=progress, workers=workers,
-        )  # fmt: skip
+        return self._write(kind, table, rows, columns=columns, key=key, options=options)
 
     def upsert(
         self,
@@ -116,23 +127,15 @@ class Store:
         key: Key = None,
         columns: Sequence[str] | None = None,
         update_columns: Sequence[str] | None = None,
-        chunk_size: int | None = None,
-        atomic: bool = False,
-        on_error: OnError | None = None,
-        rejects: Rejects = None,
-        max_rejects: int | None = None,
-        retry: RetryPolicy | None = None,
-        progress: ProgressCallback | None = None,
-        workers: int | None = None,
+        **options: Unpack[WriteOptions],
     ) -> Report:
         """Insert rows, or update the existing row with the same key. Rows whose values
         are already there are left untouched and counted as unchanged. ``key`` needs a
         primary key or unique constraint on exactly those columns. ``update_columns``:
         what to change in existing rows (default: every non-key column given)."""
         return self._write(
-            "upsert", table, rows, columns=columns, key=key, chunk_size=chunk_size,
-            atomic=atomic, on_error=on_error, rejects=rejects, max_rejects=max_rejects,
-            retry=retry, progress=progress, workers=workers, update_columns=update_columns,
+            "upsert", table, rows, columns=columns, key=key, options=options,
+            update_columns=update_columns,
         )  # fmt: skip
 
     def update(
@@ -142,22 +145,11 @@ class Store:
         *,
         key: Key = None,
         columns: Sequence[str] | None = None,
-        chunk_size: int | None = None,
-        atomic: bool = False,
-        on_error: OnError | None = None,
-        rejects: Rejects = None,
-        max_rejects: int | None = None,
-        retry: RetryPolicy | None = None,
-        progress: ProgressCallback | None = None,
-        workers: int | None = None,
+        **options: Unpack[WriteOptions],
     ) -> Report:
         """Set ``columns`` of the rows matched by ``key``. Keys not in the table are
         counted as not_found; rows already equal as unchanged."""
-        return self._write(
-            "update", table, rows, columns=columns, key=key, chunk_size=chunk_size,
-            atomic=atomic, on_error=on_error, rejects=rejects, max_rejects=max_rejects,
-            retry=retry, progress=progress, workers=workers,
-        )  # fmt: skip
+        return self._write("update", table, rows, columns=columns, key=key, options=options)
 
     def delete(
         self,
@@ -165,14 +157,7 @@ class Store:
         keys: Iterable[Any],
         *,
         key: Key = None,
-        chunk_size: int | None = None,
-        atomic: bool = False,
-        on_error: OnError | None = None,
-        rejects: Rejects = None,
-        max_rejects: int | None = None,
-        retry: RetryPolicy | None = None,
-        progress: ProgressCallback | None = None,
-        workers: int | None = None,
+        **options: Unpack[WriteOptions],
     ) -> Report:
         """Delete the rows with these keys: scalars for a one-column key, tuples for a
         composite key, or mappings holding the key columns."""
@@ -180,8 +165,7 @@ class Store:
         key_cols = spec.resolve_key(key, "delete")
         return self._write(
             "delete", table, self._key_tuples(keys, key_cols), columns=key_cols, key=key_cols,
-            chunk_size=chunk_size, atomic=atomic, on_error=on_error, rejects=rejects,
-            max_rejects=max_rejects, retry=retry, progress=progress, workers=workers, spec=spec,
+            options=options, spec=spec,
         )  # fmt: skip
 
     # ------------------------------------------------------------------- reads
@@ -254,19 +238,19 @@ class Store:
         *,
         columns: Sequence[str] | None,
         key: Key,
-        chunk_size: int | None,
-        atomic: bool,
-        on_error: OnError | None,
-        rejects: Rejects,
-        max_rejects: int | None,
-        retry: RetryPolicy | None,
-        progress: ProgressCallback | None,
-        workers: int | None,
+        options: WriteOptions,
         spec: TableSpec | None = None,
         update_columns: Sequence[str] | None = None,
     ) -> Report:
-        if workers is not None and workers < 1:
+        unknown = set(options) - set(WriteOptions.__annotations__)
+        if unknown:
+            raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+        workers = options.get("workers") or 1
+        if workers < 1:
             raise ValueError("workers must be at least 1")
+        timeout = options.get("statement_timeout")
+        if timeout is not None and not self.capabilities.statement_timeout:
+            raise ValueError(f"{self.capabilities.name} does not support statement_timeout")
         spec = spec or self.backend.reflect(table)
         report = Report(verb=kind if kind != "insert_ignore" else "insert", table=table)
         iterator = iter(rows)
@@ -321,17 +305,26 @@ class Store:
                     "the rows give"
                 )
         op = WriteOp(kind=kind, table=spec, columns=cols, key=key_cols, update_columns=updating)
+        rejects = options.get("rejects")
+        max_rejects = options.get("max_rejects")
+        on_error = options.get("on_error")
         if on_error is None:
             on_error = "isolate" if (rejects is not None or max_rejects is not None) else "raise"
         sink = RejectsFile(rejects) if rejects is not None else None
         executor = Executor(
-            self.backend, op, planner, report, retry=retry or self.retry, on_error=on_error,
-            atomic=atomic, rejects=sink, max_rejects=max_rejects, progress=progress,
+            self.backend, op, planner, report, retry=options.get("retry") or self.retry,
+            on_error=on_error, atomic=options.get("atomic", False), rejects=sink,
+            max_rejects=max_rejects, progress=options.get("progress"), workers=workers,
         )  # fmt: skip
-        size = chunk_rows(self.capabilities, len(cols), chunk_size)
+        size = chunk_rows(self.capabilities, len(cols), options.get("chunk_size"))
+        backend = self.backend
+        saved = (backend.lock_timeout, backend.statement_timeout)
+        backend.lock_timeout = options.get("lock_timeout", saved[0])
+        backend.statement_timeout = options.get("statement_timeout", saved[1])
         try:
-            return executor.run(_numbered(chunked(chain([first], iterator), size)))
+            return executor.run(numbered(chunked(chain([first], iterator), size)))
         finally:
+            backend.lock_timeout, backend.statement_timeout = saved
             if sink is not None:
                 sink.close()
 
@@ -358,13 +351,6 @@ class _End:
 _END: Any = _End()
 
 
-def _numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:
-    start = 0
-    for chunk in chunks:
-        yield chunk, start
-        start += len(chunk)
-
-
 def _encode_key(
     key: tuple[Any, ...], codecs: Sequence[ColumnCodec], names: Sequence[str]
 ) -> tuple[Any, ...]:
@@ -380,6 +366,3 @@ def _encode_key(
         except (ValueError, TypeError, ArithmeticError) as error:
             raise ConversionError(f"key {key!r}: {error}", column=name) from error
     return tuple(out)
-
-
-Progress = Callable[[Report], None]

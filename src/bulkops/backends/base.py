@@ -35,6 +35,9 @@ class Capabilities:
     skip_locked: bool = False
     copy: bool = False
     stores_nan: bool = True  # False: a float NaN would silently become NULL
+    statement_timeout: bool = False  # honours statement_timeout
+    text_nul: bool = True  # text (and JSON) may hold the NUL character
+    keeps_utc_offset: bool = True  # timestamps come back with the offset they were given
 
 
 WriteKind = Literal["insert", "insert_ignore", "upsert", "update", "delete"]
@@ -99,6 +102,8 @@ class Backend(Protocol):
 
     capabilities: Capabilities
     statements: int  # data statements sent so far (transaction control not counted)
+    lock_timeout: float | None  # seconds a statement may wait for a lock (None: default)
+    statement_timeout: float | None  # seconds a statement may run (None: no limit)
 
     def reflect(self, table: str) -> TableSpec: ...
 
@@ -108,9 +113,23 @@ class Backend(Protocol):
 
     def codec(self, column: ColumnSpec) -> ColumnCodec: ...
 
+    def fork(self) -> Backend:
+        """Another backend of the same database on its own connection (for workers;
+        only called when ``capabilities.parallel_writes``)."""
+        ...
+
+    def prepare(self, op: WriteOp) -> None:
+        """Get ready for ``op`` before its first transaction (e.g. staging tables)."""
+        ...
+
     def begin(self) -> None: ...
 
     def commit(self) -> None: ...
+
+    def last_commit_succeeded(self) -> bool | None:
+        """After a ConnectionLostError during COMMIT: whether that transaction
+        committed after all (None: cannot tell, treated as not committed)."""
+        ...
 
     def rollback(self) -> None: ...
 

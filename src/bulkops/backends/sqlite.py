@@ -198,6 +198,9 @@ class SQLiteBackend:
         conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
         self.dialect = engine.dialect
         self.statements = 0
+        self.lock_timeout: float | None = None
+        self.statement_timeout: float | None = None
+        self._applied_lock_timeout: float | None = None
         self._savepoint_depth = 0
         self._sql: dict[tuple[Any, ...], tuple[str, list[int] | None]] = {}
         self.capabilities = Capabilities(
@@ -294,9 +297,23 @@ class SQLiteBackend:
 
     # ----------------------------------------------------------- transactions
 
+    def fork(self) -> SQLiteBackend:
+        raise NotImplementedError("SQLite has one writer at a time: no parallel writes")
+
+    def prepare(self, op: WriteOp) -> None:
+        return None
+
     def begin(self) -> None:
         with self._errors():
+            if self.lock_timeout != self._applied_lock_timeout:
+                # SQLite's lock wait is its busy timeout.
+                ms = int((self.lock_timeout if self.lock_timeout is not None else 5.0) * 1000)
+                self.conn.execute(f"PRAGMA busy_timeout = {ms}")
+                self._applied_lock_timeout = self.lock_timeout
             self.conn.execute("BEGIN IMMEDIATE")
+
+    def last_commit_succeeded(self) -> bool | None:
+        return None  # an embedded database does not lose its connection mid-COMMIT
 
     def commit(self) -> None:
         with self._errors():

@@ -1,0 +1,664 @@
+"""PostgreSQL backend: psycopg 3, binary COPY into a staging table, set-based SQL.
+
+Each chunk is copied (binary COPY, typed by the target columns' OIDs) into a
+temporary staging table and applied with one statement: ``INSERT … SELECT … ON
+CONFLICT`` (insert, upsert), ``UPDATE … FROM`` (update) or ``DELETE … USING``
+(delete). The statements are generated with SQLAlchemy Core (PostgreSQL dialect) once
+per shape; they carry no parameters, since the data is in the staging table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import errors as pg_errors
+from psycopg import sql
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.schema import CreateTable
+
+from ..errors import (
+    BulkError,
+    ConnectionLostError,
+    ConstraintError,
+    ConversionError,
+    DeadlockError,
+    LockTimeoutError,
+    SchemaError,
+    SerializationError,
+    StatementTimeoutError,
+)
+from ..schema import COERCERS, ColumnCodec, ColumnSpec, TableSpec
+from .base import Capabilities, ChunkCounts, WriteOp
+
+__all__ = ["PostgresBackend"]
+
+NoneType = type(None)
+UTC = dt.UTC
+
+_CREATE_TYPES: dict[str, Callable[[], Any]] = {
+    "integer": sa.BigInteger,
+    "float": partial(sa.Double),
+    "decimal": sa.Numeric,
+    "text": sa.Text,
+    "bytes": sa.LargeBinary,
+    "boolean": sa.Boolean,
+    "date": sa.Date,
+    "datetime": partial(sa.DateTime, timezone=True),
+    "json": sa.dialects.postgresql.JSONB,
+    "any": sa.Text,
+}
+
+_LOGICAL = {
+    "int2": "integer",
+    "int4": "integer",
+    "int8": "integer",
+    "oid": "integer",
+    "float4": "float",
+    "float8": "float",
+    "numeric": "decimal",
+    "money": "decimal",
+    "text": "text",
+    "varchar": "text",
+    "bpchar": "text",
+    "name": "text",
+    "citext": "text",
+    "bytea": "bytes",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "datetime",
+    "timestamptz": "datetime",
+    "json": "json",
+    "jsonb": "json",
+}
+
+
+# ------------------------------------------------------------------------ codecs
+
+
+def _coerced(kind: str, adapt: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
+    coerce = COERCERS[kind]
+    if adapt is None:
+        return coerce
+
+    def encode(value: Any) -> Any:
+        value = coerce(value)
+        return None if value is None else adapt(value)
+
+    return encode
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # timestamptz stores an instant: a naive datetime is taken as UTC (binary COPY
+    # cannot apply the session time zone the way text input would).
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _naive(value: dt.datetime) -> dt.datetime:
+    # timestamp (without time zone) keeps wall-clock time: an aware value is
+    # converted to UTC first, so equal instants store equal values.
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _check_int(bits: int) -> Callable[[Any], Any]:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside the {bits}-bit integer range")
+        return value
+
+    return check
+
+
+def _codec(column: ColumnSpec) -> ColumnCodec:
+    declared = column.extra_type
+    kind = column.type
+    if kind == "integer":
+        bits = {"int2": 16, "int4": 32}.get(declared, 64)
+        # Narrow columns check every value: the binary COPY would otherwise fail for
+        # the whole chunk without saying which row.
+        passthrough = frozenset({int, NoneType}) if bits == 64 else frozenset({NoneType})
+        return ColumnCodec(passthrough, _coerced("integer", _check_int(bits)))
+    if kind == "float":
+        return ColumnCodec(frozenset({float, NoneType}), _coerced("float"))
+    if kind == "decimal":
+        return ColumnCodec(frozenset({Decimal, NoneType}), _coerced("decimal"))
+    if kind == "text":
+        return ColumnCodec(frozenset({str, NoneType}), _coerced("text"))
+    if kind == "bytes":
+        return ColumnCodec(frozenset({bytes, NoneType}), _coerced("bytes"))
+    if kind == "boolean":
+        return ColumnCodec(frozenset({bool, NoneType}), _coerced("boolean"))
+    if kind == "date":
+        return ColumnCodec(frozenset({dt.date, NoneType}), _coerced("date"))
+    if kind == "datetime":
+        adapt = _aware if declared == "timestamptz" else _naive
+        return ColumnCodec(frozenset({NoneType}), _coerced("datetime", adapt))
+    if kind == "json":
+        return ColumnCodec(frozenset({dict, list, NoneType}), _coerced("json"))
+    return ColumnCodec(frozenset({int, float, str, bytes, bool, Decimal, NoneType}), _any)
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+# --------------------------------------------------------------------- the backend
+
+_KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=")
+_COPY_CONTEXT = re.compile(r"COPY \S+, line (?P<line>\d+)(?:, column (?P<col>[^:\s]+))?")
+
+
+class PostgresBackend:
+    """A Backend over one psycopg connection checked out of a SQLAlchemy Engine."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        owns_engine: bool = False,
+        lock_timeout: float | None = None,
+        statement_timeout: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self._owns_engine = owns_engine
+        self.dialect = engine.dialect
+        self.statements = 0
+        self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
+        self._savepoint_depth = 0
+        self._sql: dict[tuple[Any, ...], Any] = {}
+        self._specs: dict[str, TableSpec] = {}
+        self._stages: dict[tuple[Any, ...], str] = {}  # op shape -> staging table name
+        self._dirty: set[str] = set()  # staging tables written in this transaction
+        self._xid: int | None = None
+        self._connect()
+        self.capabilities = Capabilities(
+            name="postgresql",
+            max_params=65535,
+            transactions=True,
+            savepoints=True,
+            parallel_writes=True,
+            returning=True,
+            skip_locked=True,
+            copy=True,
+            stores_nan=True,
+            statement_timeout=True,
+            text_nul=False,  # PostgreSQL text and jsonb refuse \x00
+            keeps_utc_offset=False,  # timestamptz stores the instant; read back in the session zone
+        )
+
+    # ------------------------------------------------------------- connection
+
+    def _connect(self) -> None:
+        self._pooled = self.engine.raw_connection()
+        conn = self._pooled.driver_connection
+        assert isinstance(conn, psycopg.Connection)
+        self.conn: psycopg.Connection[Any] = conn
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        self._saved_autocommit = conn.autocommit
+        conn.autocommit = True  # we issue BEGIN/COMMIT ourselves
+        self._stages.clear()
+        self._dirty.clear()
+
+    def _reconnect(self) -> None:
+        try:
+            self._pooled.invalidate()
+        except Exception:
+            pass
+        self._connect()
+
+    def fork(self) -> PostgresBackend:
+        """Another backend on its own connection (for parallel workers)."""
+        return PostgresBackend(
+            self.engine,
+            lock_timeout=self.lock_timeout,
+            statement_timeout=self.statement_timeout,
+        )
+
+    # ----------------------------------------------------------------- schema
+
+    def _regclass(self, table: str) -> sql.Composable:
+        parts = table.split(".", 1) if "." in table and not self._exists(table) else [table]
+        return sql.Identifier(*parts)
+
+    def _exists(self, table: str) -> bool:
+        row = self.conn.execute(
+            "SELECT to_regclass(%s)", (sql.Identifier(table).as_string(self.conn),)
+        ).fetchone()
+        return row is not None and row[0] is not None
+
+    def reflect(self, table: str) -> TableSpec:
+        with self._errors():
+            ident = self._regclass(table).as_string(self.conn)
+            found = self.conn.execute("SELECT to_regclass(%s)::oid", (ident,)).fetchone()
+            if found is None or found[0] is None:
+                raise SchemaError(self._no_such_table(table))
+            oid = found[0]
+            info = self.conn.execute(
+                """
+                SELECT a.attname, t.typname, a.atttypid::int, a.attnotnull,
+                       a.atthasdef OR a.attidentity <> '', a.attgenerated <> '',
+                       t.typcategory, format_type(a.atttypid, a.atttypmod),
+                       CASE WHEN a.attidentity <> ''
+                            THEN format('nextval(%%L::regclass)',
+                                        pg_get_serial_sequence(%s, a.attname))
+                            ELSE pg_get_expr(d.adbin, d.adrelid) END
+                FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY a.attnum
+                """,
+                (ident, oid),
+            ).fetchall()
+            indexes = self.conn.execute(
+                """
+                SELECT i.indisprimary,
+                       array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+                             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                             ORDER BY k.o)
+                FROM pg_index i
+                WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL
+                      AND i.indexprs IS NULL
+                """,
+                (oid,),
+            ).fetchall()
+        columns: dict[str, ColumnSpec] = {}
+        oids: dict[str, int] = {}
+        defaults: dict[str, str] = {}
+        for row in info:
+            name, typname, typoid, notnull, has_default, generated, category, formatted = row[:8]
+            if generated:
+                continue
+            if notnull and row[8]:
+                # A NULL for a NOT NULL column with a default means "use the default"
+                # (as SQLite does for its rowid): the expression comes from the catalog.
+                defaults[name] = row[8]
+            kind = _LOGICAL.get(typname, "any")
+            if category == "A":  # arrays: psycopg adapts lists
+                kind = "any"
+            columns[name] = ColumnSpec(
+                name=name,
+                type=kind,
+                nullable=not notnull,
+                declared=formatted,
+                has_default=bool(has_default),
+                extra_type=typname,
+            )
+            oids[name] = typoid
+        primary = next((tuple(cols) for is_pk, cols in indexes if is_pk), ())
+        unique = tuple(tuple(cols) for is_pk, cols in indexes if not is_pk)
+        spec = TableSpec(
+            name=table,
+            columns=columns,
+            primary_key=primary,
+            unique=unique,
+            extra={"oids": oids, "defaults": defaults},
+        )
+        return spec
+
+    def _no_such_table(self, table: str) -> str:
+        names = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v') "
+                "AND pg_table_is_visible(c.oid) AND c.relnamespace <> pg_my_temp_schema() "
+                "ORDER BY 1 LIMIT 50"
+            )
+        ]
+        known = f"; tables here: {', '.join(names)}" if names else "; the database has no tables"
+        return f"no such table {table!r}{known}"
+
+    def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
+        sa_table = sa.Table(
+            table,
+            sa.MetaData(),
+            *(
+                sa.Column(name, _CREATE_TYPES[kind](), primary_key=name in key, autoincrement=False)
+                for name, kind in columns.items()
+            ),
+        )
+        ddl = str(CreateTable(sa_table).compile(dialect=self.dialect))
+        with self._errors():
+            self.conn.execute(ddl.encode())
+        return self.reflect(table)
+
+    def codec(self, column: ColumnSpec) -> ColumnCodec:
+        return _codec(column)
+
+    # ----------------------------------------------------------- transactions
+
+    def begin(self) -> None:
+        if self.conn.closed or self.conn.broken:
+            self._reconnect()
+        with self._errors():
+            self.conn.execute("BEGIN")
+            settings = []
+            if self.lock_timeout is not None:
+                settings.append(("lock_timeout", f"{int(self.lock_timeout * 1000)}ms"))
+            if self.statement_timeout is not None:
+                settings.append(("statement_timeout", f"{int(self.statement_timeout * 1000)}ms"))
+            for name, value in settings:
+                self.conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            row = self.conn.execute("SELECT txid_current()").fetchone()
+            self._xid = row[0] if row else None
+
+    def commit(self) -> None:
+        try:
+            with self._errors():
+                self.conn.execute("COMMIT")
+        finally:
+            self._dirty.clear()
+
+    def rollback(self) -> None:
+        self._dirty.clear()
+        if self.conn.closed or self.conn.broken:
+            return
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with self._errors():
+                self.conn.execute("ROLLBACK")
+
+    def last_commit_succeeded(self) -> bool | None:
+        """After a connection was lost during COMMIT: did that transaction commit?
+        (``txid_status`` of the transaction's id, asked on a new connection.)"""
+        if self._xid is None:
+            return None
+        try:
+            if self.conn.closed or self.conn.broken:
+                self._reconnect()
+            row = self.conn.execute("SELECT txid_status(%s)", (self._xid,)).fetchone()
+        except psycopg.Error:
+            return None
+        return None if row is None or row[0] is None else row[0] == "committed"
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._savepoint_depth += 1
+        name = sql.Identifier(f"bulkops_{self._savepoint_depth}")
+        try:
+            with self._errors():
+                self.conn.execute(sql.SQL("SAVEPOINT {}").format(name))
+            try:
+                yield
+            except BaseException:
+                if not (self.conn.closed or self.conn.broken):
+                    with self._errors():
+                        self.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
+                        self.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+                raise
+            with self._errors():
+                self.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+        finally:
+            self._savepoint_depth -= 1
+
+    # ----------------------------------------------------------------- writes
+
+    def prepare(self, op: WriteOp) -> None:
+        """Create the op's staging table now, outside any transaction, so that a
+        rolled-back chunk or savepoint cannot take it away."""
+        self._stage(op.table, op.columns)
+
+    def _stage(self, table: TableSpec, columns: tuple[str, ...]) -> str:
+        shape = (table.name, columns)
+        name = self._stages.get(shape)
+        if name is not None:
+            return name
+        name = f"bulkops_stage_{len(self._stages) + 1}"
+        target = self._regclass(table.name)
+        # ON COMMIT DELETE ROWS: each transaction starts with an empty stage.
+        statement = sql.SQL(
+            "CREATE TEMP TABLE {stage} ON COMMIT DELETE ROWS AS SELECT {cols} FROM {target} "
+            "WITH NO DATA"
+        ).format(
+            stage=sql.Identifier(name),
+            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            target=target,
+        )
+        in_transaction = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        with self._errors():
+            self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            self.conn.execute(statement)
+        if not in_transaction:
+            self._stages[shape] = name
+        return name
+
+    def _copy(
+        self,
+        stage: str,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        if stage in self._dirty:
+            self.statements += 1
+            with self._errors():
+                self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
+        self._dirty.add(stage)
+        oids = table.extra["oids"]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        self.statements += 1
+        with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types([oids[c] for c in columns])
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+        n = len(rows)
+        if not n:
+            return ChunkCounts()
+        stage = self._stage(op.table, op.columns)
+        self._copy(stage, op.table, op.columns, rows)
+        statement = self._statement(op, stage)
+        self.statements += 1
+        with self._errors():
+            cursor = self.conn.execute(statement)
+            if op.kind == "insert":
+                return ChunkCounts(inserted=n)
+            if op.kind == "insert_ignore":
+                return ChunkCounts(inserted=cursor.rowcount, ignored=n - cursor.rowcount)
+            if op.kind == "delete":
+                return ChunkCounts(deleted=cursor.rowcount, not_found=n - cursor.rowcount)
+            row = cursor.fetchone()
+        assert row is not None
+        if op.kind == "upsert":
+            inserted, updated = row
+            return ChunkCounts(inserted=inserted, updated=updated, unchanged=n - inserted - updated)
+        updated, existing = row
+        return ChunkCounts(updated=updated, unchanged=existing - updated, not_found=n - existing)
+
+    def _statement(self, op: WriteOp, stage: str) -> bytes:
+        cache_key = (op.kind, op.table.name, op.columns, op.key, op.update_columns, stage)
+        cached = self._sql.get(cache_key)
+        if cached is not None:
+            return cached
+        schema, _, name = (
+            op.table.name.rpartition(".") if "." in op.table.name else ("", "", op.table.name)
+        )
+        t = sa.table(name, *(sa.column(c) for c in op.table.columns), schema=schema or None)
+        if schema and self._exists(op.table.name):
+            t = sa.table(op.table.name, *(sa.column(c) for c in op.table.columns))
+        s = sa.table(stage, *(sa.column(c) for c in op.columns))
+        cols = list(op.columns)
+        stmt: Any
+        if op.kind in ("insert", "insert_ignore", "upsert"):
+            defaults = op.table.extra.get("defaults", {})
+            values = [
+                sa.func.coalesce(s.c[c], sa.literal_column(defaults[c]))
+                if c in defaults
+                else s.c[c]
+                for c in cols
+            ]
+            stmt = pg_insert(t).from_select(cols, sa.select(*values))
+            if op.kind == "insert_ignore":
+                stmt = stmt.on_conflict_do_nothing()
+            elif op.kind == "upsert":
+                if op.set_columns:
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=list(op.key),
+                        set_={c: stmt.excluded[c] for c in op.set_columns},
+                        where=sa.or_(
+                            *(t.c[c].is_distinct_from(stmt.excluded[c]) for c in op.set_columns)
+                        ),
+                    )
+                else:
+                    stmt = stmt.on_conflict_do_nothing(index_elements=list(op.key))
+                # xmax = 0 only for a freshly inserted row version: inserted vs updated.
+                written = stmt.returning(sa.literal_column("xmax = 0").label("fresh")).cte(
+                    "written"
+                )
+                stmt = sa.select(
+                    sa.func.count().filter(written.c.fresh),
+                    sa.func.count().filter(sa.not_(written.c.fresh)),
+                )
+        elif op.kind == "update":
+            match = sa.and_(*(t.c[k] == s.c[k] for k in op.key))
+            changed = (
+                sa.update(t)
+                .where(match)
+                .where(sa.or_(*(t.c[c].is_distinct_from(s.c[c]) for c in op.set_columns)))
+                .values({c: s.c[c] for c in op.set_columns})
+                .returning(sa.literal_column("1"))
+                .cte("changed")
+            )
+            existing = sa.select(sa.func.count()).select_from(t.join(s, match)).scalar_subquery()
+            stmt = sa.select(
+                sa.select(sa.func.count()).select_from(changed).scalar_subquery(), existing
+            )
+        elif op.kind == "delete":
+            stmt = sa.delete(t).where(*(t.c[k] == s.c[k] for k in op.key))
+        else:
+            raise ValueError(f"unknown write kind {op.kind!r}")
+        compiled = str(stmt.compile(dialect=self.dialect)).encode()
+        self._sql[cache_key] = compiled
+        return compiled
+
+    # ------------------------------------------------------------------ reads
+
+    def read(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        columns: tuple[str, ...],
+        keys: Sequence[tuple[Any, ...]],
+    ) -> Iterator[tuple[Any, ...]]:
+        if not keys:
+            return
+        target = self._regclass(table.name)
+        select = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns)
+        if len(key) == 1:
+            column = table.column(key[0])
+            statement = sql.SQL(
+                "SELECT {cols} FROM {t} AS t WHERE t.{k} = ANY(%s::{typ}[])"
+            ).format(
+                cols=select,
+                t=target,
+                k=sql.Identifier(key[0]),
+                typ=sql.SQL(column.declared),
+            )
+            self.statements += 1
+            with self._errors():
+                yield from self.conn.execute(statement, ([k[0] for k in keys],))
+            return
+        # Composite keys: stage them and join, in a transaction of our own because the
+        # stage empties at every commit.
+        own = self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        stage = self._stage(table, key)
+        if own:
+            self.begin()
+        try:
+            self._copy(stage, table, key, keys)
+            statement = sql.SQL("SELECT {cols} FROM {t} AS t JOIN {s} AS s USING ({k})").format(
+                cols=select,
+                t=target,
+                s=sql.Identifier(stage),
+                k=sql.SQL(", ").join(map(sql.Identifier, key)),
+            )
+            self.statements += 1
+            with self._errors():
+                rows = self.conn.execute(statement).fetchall()
+        finally:
+            if own:
+                self.rollback()
+        yield from rows
+
+    # ----------------------------------------------------------------- errors
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except BulkError:
+            raise
+        except Exception as exc:
+            error = self.classify_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def classify_error(self, error: BaseException) -> BulkError | None:
+        if isinstance(error, OverflowError):
+            return ConversionError(str(error))
+        if not isinstance(error, psycopg.Error):
+            return None
+        code = error.sqlstate
+        diag = error.diag
+        message = diag.message_primary or str(error).strip()
+        if diag.message_detail:
+            message = f"{message} ({diag.message_detail})"
+        column = diag.column_name
+        if column is None and diag.message_detail:
+            found = _KEY_DETAIL.search(diag.message_detail)
+            if found:
+                column = found.group("cols")
+        if column is None and diag.context:
+            found = _COPY_CONTEXT.search(diag.context)
+            if found and found.group("col"):
+                column = found.group("col")
+        if isinstance(error, pg_errors.DeadlockDetected):
+            return DeadlockError(message, code=code)
+        if isinstance(error, pg_errors.SerializationFailure):
+            return SerializationError(message, code=code)
+        if isinstance(error, pg_errors.LockNotAvailable):
+            return LockTimeoutError(message, code=code)
+        if isinstance(error, pg_errors.QueryCanceled):
+            return StatementTimeoutError(message, code=code)
+        if (
+            isinstance(error, pg_errors.AdminShutdown | pg_errors.CrashShutdown)
+            or (code or "").startswith("08")
+            or (
+                isinstance(error, psycopg.OperationalError)
+                and (self.conn.closed or self.conn.broken)
+            )
+        ):
+            return ConnectionLostError(message, code=code)
+        if isinstance(error, psycopg.IntegrityError):
+            return ConstraintError(message, code=code, column=column)
+        if isinstance(error, psycopg.DataError) or (code or "").startswith("22"):
+            return ConversionError(message, code=code, column=column)
+        if isinstance(error, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
+            return SchemaError(message, code=code)
+        if isinstance(error, psycopg.ProgrammingError) and code is None:
+            return ConversionError(message)
+        return BulkError(message, code=code)
+
+    def close(self) -> None:
+        try:
+            if not (self.conn.closed or self.conn.broken):
+                self.rollback()
+                self.conn.autocommit = self._saved_autocommit
+        finally:
+            self._pooled.close()
+            if self._owns_engine:
+                self.engine.dispose()
