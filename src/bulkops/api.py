@@ -57,8 +57,8 @@ def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
     if name == "postgresql":
         if engine.dialect.driver != "psycopg":
             raise SchemaError(
-                f"bulkops needs the psycopg (3) driver for PostgreSQL, not {engine.dialect.driver!r}: "
-                "use a postgresql+psycopg:// URL"
+                "bulkops needs the psycopg (3) driver for PostgreSQL, not "
+                f"{engine.dialect.driver!r}: use a postgresql+psycopg:// URL"
             )
         from .backends.postgres import PostgresBackend
 

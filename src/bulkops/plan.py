@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from operator import itemgetter
+from operator import itemgetter, lt
 from typing import Any
 
 from .backends.base import Capabilities
@@ -107,6 +107,18 @@ class ChunkPlanner:
     # ------------------------------------------------------------------ per chunk
 
     def prepare(self, raws: list[Any], start: int) -> PreparedChunk:
+        try:
+            # Most chunks are clean: encode them in one C-level pass.
+            clean = list(map(self._encode, raws))
+        except Exception:
+            chunk = self._prepare_row_by_row(raws, start)
+        else:
+            chunk = PreparedChunk(start, raws, clean, list(range(len(raws))))
+        if self._key_of is not None:
+            self._collapse_and_order(chunk)
+        return chunk
+
+    def _prepare_row_by_row(self, raws: list[Any], start: int) -> PreparedChunk:
         encode = self._encode
         encoded: list[tuple[Any, ...]] = []
         index: list[int] = []
@@ -121,14 +133,18 @@ class ChunkPlanner:
                 row = slow
             encoded.append(row)
             index.append(i)
-        chunk = PreparedChunk(start, raws, encoded, index, rejections)
-        if self._key_of is not None:
-            self._collapse_and_order(chunk)
-        return chunk
+        return PreparedChunk(start, raws, encoded, index, rejections)
 
     def _collapse_and_order(self, chunk: PreparedChunk) -> None:
         key_of = self._key_of
         assert key_of is not None
+        keys = list(map(key_of, chunk.rows))
+        try:
+            # Bulk input often arrives sorted by key already: nothing to collapse or move.
+            if all(map(lt, keys, islice(keys, 1, None))):
+                return
+        except TypeError:  # None or mixed types among the keys: take the long way
+            pass
         latest: dict[Any, tuple[int, tuple[Any, ...]]] = {}
         keyless: list[tuple[int, tuple[Any, ...]]] = []
         composite = self._composite

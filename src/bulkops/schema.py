@@ -316,6 +316,48 @@ def _to_any(value: Any) -> Any:
     return value
 
 
+# Fast paths for text (CSV) input: try the plain conversion first and fall back to the
+# full coercion (blank -> NULL, stripping, clear errors) only when it fails.
+
+
+def int_from_text(value: str) -> int | None:
+    try:
+        result = int(value)
+    except ValueError:
+        return _to_integer(value)
+    if INT64_MIN <= result <= INT64_MAX:
+        return result
+    return _to_integer(value)  # raises the range error
+
+
+def decimal_from_text(value: str) -> Decimal | None:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return _to_decimal(value)
+
+
+def float_from_text(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return _to_float(value)
+
+
+def datetime_from_text(value: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return _to_datetime(value)
+
+
+def date_from_text(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return _to_date(value)
+
+
 COERCERS: dict[str, Callable[[Any], Any]] = {
     "integer": _to_integer,
     "float": _to_float,
@@ -350,7 +392,9 @@ class ColumnCodec:
     """How one column's values travel to and from the driver.
 
     ``passthrough``: value classes the driver takes as they are (checked with one set
-    lookup per value). Any other value goes through ``encode`` (coerce + adapt).
+    lookup per value). ``fast``: converters for exact classes that are common on the
+    hot path (e.g. ``Decimal -> str``, CSV text -> int), tried next; they must give the
+    same result as ``encode``. Any other value goes through ``encode`` (coerce + adapt).
     ``decode`` turns what the driver returns back into the canonical Python value
     (``None`` when nothing is needed).
     """
@@ -358,6 +402,7 @@ class ColumnCodec:
     passthrough: frozenset[type]
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any] | None = None
+    fast: Mapping[type, Callable[[Any], Any]] = field(default_factory=dict)
 
 
 class RowShapeError(Exception):
@@ -387,11 +432,11 @@ def build_row_encoder(
     for i, codec in enumerate(codecs):
         namespace[f"p{i}"] = codec.passthrough
         namespace[f"e{i}"] = codec.encode
-        exprs.append(
-            f"v{i} if v{i}.__class__ in p{i} else e{i}(v{i})"
-            if codec.passthrough
-            else f"e{i}(v{i})"
-        )
+        namespace[f"q{i}"] = codec.fast
+        slow = f"e{i}(v{i})"
+        if codec.fast:
+            slow = f"(f(v{i}) if (f := q{i}.get(v{i}.__class__)) is not None else e{i}(v{i}))"
+        exprs.append(f"v{i} if v{i}.__class__ in p{i} else {slow}" if codec.passthrough else slow)
     if mappings:
         namespace["get"] = itemgetter(*columns)
         unpack = f"    {', '.join(names)}{',' if n == 1 else ''} = get(row)\n"

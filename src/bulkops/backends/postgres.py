@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -211,10 +211,8 @@ class PostgresBackend:
         self._dirty.clear()
 
     def _reconnect(self) -> None:
-        try:
+        with suppress(Exception):
             self._pooled.invalidate()
-        except Exception:
-            pass
         self._connect()
 
     def fork(self) -> PostgresBackend:

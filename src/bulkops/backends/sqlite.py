@@ -33,7 +33,18 @@ from ..errors import (
     DataError,
     SchemaError,
 )
-from ..schema import COERCERS, ColumnCodec, ColumnSpec, TableSpec, json_dumps
+from ..schema import (
+    COERCERS,
+    ColumnCodec,
+    ColumnSpec,
+    TableSpec,
+    date_from_text,
+    datetime_from_text,
+    decimal_from_text,
+    float_from_text,
+    int_from_text,
+    json_dumps,
+)
 from .base import Capabilities, ChunkCounts, WriteOp
 
 __all__ = ["SQLiteBackend"]
@@ -100,14 +111,18 @@ def logical_type(declared: str) -> str:
 # ------------------------------------------------------------------------ codecs
 
 
-def _coerced(kind: str, adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    coerce = COERCERS[kind]
+def _then(first: Callable[[Any], Any], adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``first`` (a coercion), then ``adapt`` for the driver unless the result is NULL."""
 
-    def encode(value: Any) -> Any:
-        value = coerce(value)
+    def convert(value: Any) -> Any:
+        value = first(value)
         return None if value is None else adapt(value)
 
-    return encode
+    return convert
+
+
+def _coerced(kind: str, adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return _then(COERCERS[kind], adapt)
 
 
 def _check_nan(value: float) -> float:
@@ -164,15 +179,37 @@ def _adapt_any(value: Any) -> Any:
 
 
 _CODECS: dict[str, ColumnCodec] = {
-    "integer": ColumnCodec(frozenset({int, NoneType}), _coerced("integer", int)),
-    "float": ColumnCodec(frozenset({int, NoneType}), _coerced("float", _check_nan)),
-    "decimal": ColumnCodec(frozenset({NoneType}), _encode_decimal, _decode_decimal),
-    "text": ColumnCodec(frozenset({str, NoneType}), _coerced("text", str)),
+    "integer": ColumnCodec(
+        frozenset({int, NoneType}), COERCERS["integer"], fast={str: int_from_text}
+    ),
+    "float": ColumnCodec(
+        frozenset({int, NoneType}),
+        _coerced("float", _check_nan),
+        fast={float: _check_nan, str: _then(float_from_text, _check_nan)},
+    ),
+    "decimal": ColumnCodec(
+        frozenset({NoneType}),
+        _encode_decimal,
+        _decode_decimal,
+        fast={Decimal: Decimal.__str__, str: _then(decimal_from_text, str)},
+    ),
+    "text": ColumnCodec(frozenset({str, NoneType}), COERCERS["text"]),
     "bytes": ColumnCodec(frozenset({bytes, NoneType}), _coerced("bytes", bytes)),
     "boolean": ColumnCodec(frozenset({bool, NoneType}), _coerced("boolean", int), _decode_bool),
-    "date": ColumnCodec(frozenset({NoneType}), _coerced("date", dt.date.isoformat), _decode_date),
+    "date": ColumnCodec(
+        frozenset({NoneType}),
+        _coerced("date", dt.date.isoformat),
+        _decode_date,
+        fast={dt.date: dt.date.isoformat, str: _then(date_from_text, dt.date.isoformat)},
+    ),
     "datetime": ColumnCodec(
-        frozenset({NoneType}), _coerced("datetime", dt.datetime.isoformat), _decode_datetime
+        frozenset({NoneType}),
+        _coerced("datetime", dt.datetime.isoformat),
+        _decode_datetime,
+        fast={
+            dt.datetime: dt.datetime.isoformat,
+            str: _then(datetime_from_text, dt.datetime.isoformat),
+        },
     ),
     "json": ColumnCodec(frozenset({NoneType}), _coerced("json", json_dumps), _decode_json),
     "any": ColumnCodec(frozenset({int, str, bytes, NoneType}), _adapt_any),
