@@ -372,6 +372,22 @@ COERCERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def adapted(first: Callable[[Any], Any], adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``first`` (a coercion), then ``adapt`` (to the driver's form) unless it gave NULL."""
+
+    def convert(value: Any) -> Any:
+        value = first(value)
+        return None if value is None else adapt(value)
+
+    return convert
+
+
+def coercer(kind: str, adapt: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
+    """The coercion for logical type ``kind``, followed by ``adapt`` if given."""
+    coerce = COERCERS[kind]
+    return coerce if adapt is None else adapted(coerce, adapt)
+
+
 def json_dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
@@ -35,7 +36,16 @@ from ..errors import (
     SerializationError,
     StatementTimeoutError,
 )
-from ..schema import COERCERS, ColumnCodec, ColumnSpec, TableSpec
+from ..schema import (
+    ColumnCodec,
+    ColumnSpec,
+    TableSpec,
+    adapted,
+    coercer,
+    datetime_from_text,
+    decimal_from_text,
+    int_from_text,
+)
 from .base import Capabilities, ChunkCounts, WriteOp
 
 __all__ = ["PostgresBackend"]
@@ -83,18 +93,6 @@ _LOGICAL = {
 # ------------------------------------------------------------------------ codecs
 
 
-def _coerced(kind: str, adapt: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
-    coerce = COERCERS[kind]
-    if adapt is None:
-        return coerce
-
-    def encode(value: Any) -> Any:
-        value = coerce(value)
-        return None if value is None else adapt(value)
-
-    return encode
-
-
 def _aware(value: dt.datetime) -> dt.datetime:
     # timestamptz stores an instant: a naive datetime is taken as UTC (binary COPY
     # cannot apply the session time zone the way text input would).
@@ -118,32 +116,56 @@ def _check_int(bits: int) -> Callable[[Any], Any]:
     return check
 
 
+def _to_uuid(value: Any) -> Any:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return uuid.UUID(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a UUID") from None
+    raise ValueError(f"{type(value).__name__} {value!r} is not a UUID")
+
+
 def _codec(column: ColumnSpec) -> ColumnCodec:
     declared = column.extra_type
     kind = column.type
+    if declared == "uuid":
+        # The binary dumper for uuid takes uuid.UUID only; text (CSV) is parsed here.
+        return ColumnCodec(frozenset({uuid.UUID, NoneType}), _to_uuid)
     if kind == "integer":
         bits = {"int2": 16, "int4": 32}.get(declared, 64)
         # Narrow columns check every value: the binary COPY would otherwise fail for
         # the whole chunk without saying which row.
         passthrough = frozenset({int, NoneType}) if bits == 64 else frozenset({NoneType})
-        return ColumnCodec(passthrough, _coerced("integer", _check_int(bits)))
+        encode = coercer("integer", _check_int(bits))
+        fast: dict[type, Callable[[Any], Any]] = {str: int_from_text} if bits == 64 else {}
+        return ColumnCodec(passthrough, encode, fast=fast)
     if kind == "float":
-        return ColumnCodec(frozenset({float, NoneType}), _coerced("float"))
+        return ColumnCodec(frozenset({float, NoneType}), coercer("float"))
     if kind == "decimal":
-        return ColumnCodec(frozenset({Decimal, NoneType}), _coerced("decimal"))
+        return ColumnCodec(
+            frozenset({Decimal, NoneType}), coercer("decimal"), fast={str: decimal_from_text}
+        )
     if kind == "text":
-        return ColumnCodec(frozenset({str, NoneType}), _coerced("text"))
+        return ColumnCodec(frozenset({str, NoneType}), coercer("text"))
     if kind == "bytes":
-        return ColumnCodec(frozenset({bytes, NoneType}), _coerced("bytes"))
+        return ColumnCodec(frozenset({bytes, NoneType}), coercer("bytes"))
     if kind == "boolean":
-        return ColumnCodec(frozenset({bool, NoneType}), _coerced("boolean"))
+        return ColumnCodec(frozenset({bool, NoneType}), coercer("boolean"))
     if kind == "date":
-        return ColumnCodec(frozenset({dt.date, NoneType}), _coerced("date"))
+        return ColumnCodec(frozenset({dt.date, NoneType}), coercer("date"))
     if kind == "datetime":
         adapt = _aware if declared == "timestamptz" else _naive
-        return ColumnCodec(frozenset({NoneType}), _coerced("datetime", adapt))
+        return ColumnCodec(
+            frozenset({NoneType}),
+            coercer("datetime", adapt),
+            fast={dt.datetime: adapt, str: adapted(datetime_from_text, adapt)},
+        )
     if kind == "json":
-        return ColumnCodec(frozenset({dict, list, NoneType}), _coerced("json"))
+        return ColumnCodec(frozenset({dict, list, NoneType}), coercer("json"))
     return ColumnCodec(frozenset({int, float, str, bytes, bool, Decimal, NoneType}), _any)
 
 

@@ -38,6 +38,8 @@ from ..schema import (
     ColumnCodec,
     ColumnSpec,
     TableSpec,
+    adapted,
+    coercer,
     date_from_text,
     datetime_from_text,
     decimal_from_text,
@@ -111,20 +113,6 @@ def logical_type(declared: str) -> str:
 # ------------------------------------------------------------------------ codecs
 
 
-def _then(first: Callable[[Any], Any], adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``first`` (a coercion), then ``adapt`` for the driver unless the result is NULL."""
-
-    def convert(value: Any) -> Any:
-        value = first(value)
-        return None if value is None else adapt(value)
-
-    return convert
-
-
-def _coerced(kind: str, adapt: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return _then(COERCERS[kind], adapt)
-
-
 def _check_nan(value: float) -> float:
     if value != value:
         raise ValueError("NaN cannot be stored in SQLite (it would silently become NULL)")
@@ -184,34 +172,34 @@ _CODECS: dict[str, ColumnCodec] = {
     ),
     "float": ColumnCodec(
         frozenset({int, NoneType}),
-        _coerced("float", _check_nan),
-        fast={float: _check_nan, str: _then(float_from_text, _check_nan)},
+        coercer("float", _check_nan),
+        fast={float: _check_nan, str: adapted(float_from_text, _check_nan)},
     ),
     "decimal": ColumnCodec(
         frozenset({NoneType}),
         _encode_decimal,
         _decode_decimal,
-        fast={Decimal: Decimal.__str__, str: _then(decimal_from_text, str)},
+        fast={Decimal: Decimal.__str__, str: adapted(decimal_from_text, str)},
     ),
     "text": ColumnCodec(frozenset({str, NoneType}), COERCERS["text"]),
-    "bytes": ColumnCodec(frozenset({bytes, NoneType}), _coerced("bytes", bytes)),
-    "boolean": ColumnCodec(frozenset({bool, NoneType}), _coerced("boolean", int), _decode_bool),
+    "bytes": ColumnCodec(frozenset({bytes, NoneType}), coercer("bytes", bytes)),
+    "boolean": ColumnCodec(frozenset({bool, NoneType}), coercer("boolean", int), _decode_bool),
     "date": ColumnCodec(
         frozenset({NoneType}),
-        _coerced("date", dt.date.isoformat),
+        coercer("date", dt.date.isoformat),
         _decode_date,
-        fast={dt.date: dt.date.isoformat, str: _then(date_from_text, dt.date.isoformat)},
+        fast={dt.date: dt.date.isoformat, str: adapted(date_from_text, dt.date.isoformat)},
     ),
     "datetime": ColumnCodec(
         frozenset({NoneType}),
-        _coerced("datetime", dt.datetime.isoformat),
+        coercer("datetime", dt.datetime.isoformat),
         _decode_datetime,
         fast={
             dt.datetime: dt.datetime.isoformat,
-            str: _then(datetime_from_text, dt.datetime.isoformat),
+            str: adapted(datetime_from_text, dt.datetime.isoformat),
         },
     ),
-    "json": ColumnCodec(frozenset({NoneType}), _coerced("json", json_dumps), _decode_json),
+    "json": ColumnCodec(frozenset({NoneType}), coercer("json", json_dumps), _decode_json),
     "any": ColumnCodec(frozenset({int, str, bytes, NoneType}), _adapt_any),
 }
 
