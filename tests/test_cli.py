@@ -196,3 +196,29 @@ def test_every_command_and_option_has_help() -> None:
 def test_help_runs(args: list[str], tmp_path: Path) -> None:
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip()
+
+
+def test_load_parquet(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "price": pa.array([Decimal("1.10"), Decimal("2.20"), None], pa.decimal128(10, 2)),
+            "seen": pa.array([True, False, True]),
+        }
+    )
+    pq.write_table(table, tmp_path / "in.parquet")
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    result = run(
+        "load", "in.parquet", "-t", "pq", "--key", "id", "--db", db, "--json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["inserted"] == 3
+    from bulkops import connect
+
+    with connect(db) as store:
+        rows = store.get_many("pq", [1, 3])
+    assert rows[1] == {"id": 1, "price": Decimal("1.10"), "seen": True}
+    assert rows[3]["price"] is None
