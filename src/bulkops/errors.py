@@ -13,6 +13,7 @@ name, AWS error code) as ``.code``.
           LockTimeoutError    PostgreSQL lock_timeout (55P03)
         ThrottledError
         ConnectionLostError
+      CommitUnknownError      connection lost in COMMIT, outcome unknown (not retried)
       DataError               this row (or these rows) cannot be written as given
         ConstraintError       NOT NULL, UNIQUE, CHECK, FOREIGN KEY ...
         ConversionError       a value cannot be coerced to its column's type
@@ -79,6 +80,11 @@ class ThrottledError(TransientError):
 
 class ConnectionLostError(TransientError):
     pass
+
+
+class CommitUnknownError(BulkError):
+    """The connection was lost during COMMIT and the database could not tell whether
+    the chunk committed. Not retried, so it can never be applied twice."""
 
 
 class DataError(BulkError):

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from .backends.base import Backend, ChunkCounts, WriteOp
 from .errors import (
     BulkError,
+    CommitUnknownError,
     ConnectionLostError,
     ConversionError,
     DataError,
@@ -64,6 +65,7 @@ class Executor:
         max_rejects: int | None = None,
         progress: ProgressCallback | None = None,
         workers: int = 1,
+        nested: bool = False,
     ) -> None:
         if on_error not in ("raise", "isolate"):
             raise ValueError(f"on_error must be 'raise' or 'isolate', not {on_error!r}")
@@ -79,8 +81,9 @@ class Executor:
         self.rejects = rejects
         self.max_rejects = max_rejects
         self.progress = progress
+        self.nested = nested
         self._lock = threading.Lock()
-        parallel = backend.capabilities.parallel_writes and not atomic
+        parallel = backend.capabilities.parallel_writes and not atomic and not nested
         self.workers = max(1, workers) if parallel else 1
 
     # ----------------------------------------------------------------- the run
@@ -92,7 +95,9 @@ class Executor:
         statements_before = self.backend.statements
         try:
             self.backend.prepare(self.op)
-            if self.atomic:
+            if self.nested:
+                self._run_in_block(chunks)
+            elif self.atomic:
                 self._run_atomic(chunks)
             elif self.workers == 1:
                 for raws, start in chunks:
@@ -162,6 +167,26 @@ class Executor:
         if failure is not None:
             raise failure
 
+    def _write_in_savepoints(self, chunks: Iterable[tuple[list[Any], int]]) -> None:
+        for raws, start in chunks:
+            chunk = self.planner.prepare(raws, start)
+            self._accept(chunk, self._write_chunk(self.backend, chunk, in_savepoint=True))
+
+    def _run_in_block(self, chunks: Iterable[tuple[list[Any], int]]) -> None:
+        # Inside the caller's transaction (db.atomic() or a claimed batch): savepoints
+        # only. The block owns COMMIT and its retries, so nothing is retried here.
+        if not self.atomic:
+            self._write_in_savepoints(chunks)
+            return
+        committed = self.report
+        self.report = Report(committed.verb, committed.table)
+        try:
+            with self.backend.savepoint():
+                self._write_in_savepoints(chunks)
+        except BaseException:
+            self._nothing_committed(committed)
+            raise
+
     def _run_atomic(self, chunks: Iterable[tuple[list[Any], int]]) -> None:
         # Rows cannot be re-read from a stream, so only BEGIN is retried here; a
         # transient error later rolls everything back and is raised.
@@ -171,19 +196,22 @@ class Executor:
         pending = Report(committed.verb, committed.table, retries=committed.retries)
         self.report = pending
         try:
-            for raws, start in chunks:
-                chunk = self.planner.prepare(raws, start)
-                self._accept(chunk, self._write_chunk(backend, chunk, in_savepoint=True))
+            self._write_in_savepoints(chunks)
             backend.commit()
         except BaseException:
             backend.rollback()
-            # Nothing committed: the error carries only the rejected rows.
-            committed.rejections = pending.rejections
-            committed.rejected = committed.rows_in = pending.rejected
-            committed.retries = pending.retries
-            committed.stopped = pending.stopped
-            self.report = committed
+            self._nothing_committed(committed)
             raise
+
+    def _nothing_committed(self, committed: Report) -> None:
+        """After a rollback of the whole call: the error carries only what was
+        rejected (nothing was written)."""
+        pending = self.report
+        committed.rejections = pending.rejections
+        committed.rejected = committed.rows_in = pending.rejected
+        committed.retries = pending.retries
+        committed.stopped = pending.stopped
+        self.report = committed
 
     def _chunk_with_retry(self, backend: Backend, chunk: PreparedChunk) -> _ChunkResult:
         return self.retry.call(
@@ -199,11 +227,19 @@ class Executor:
             raise
         try:
             backend.commit()
-        except ConnectionLostError:
+        except ConnectionLostError as error:
             # The connection died during COMMIT: the chunk may or may not have
             # committed. Ask the database, so a retry never applies it twice.
-            if backend.last_commit_succeeded():
+            outcome = backend.last_commit_succeeded()
+            if outcome is True:
                 return result
+            if outcome is None:
+                first = chunk.start + 1
+                raise CommitUnknownError(
+                    f"the connection was lost during COMMIT of rows {first}-"
+                    f"{chunk.start + chunk.size} and the database cannot tell whether they "
+                    "committed; not retried, so they are never applied twice"
+                ) from error
             raise
         except BaseException:
             backend.rollback()

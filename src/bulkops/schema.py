@@ -411,6 +411,8 @@ class ColumnCodec:
     lookup per value). ``fast``: converters for exact classes that are common on the
     hot path (e.g. ``Decimal -> str``, CSV text -> int), tried next; they must give the
     same result as ``encode``. Any other value goes through ``encode`` (coerce + adapt).
+    ``bounds``: an ``int`` passes through only within these bounds (checked inline),
+    for narrow integer columns whose driver would otherwise wrap it around.
     ``decode`` turns what the driver returns back into the canonical Python value
     (``None`` when nothing is needed).
     """
@@ -419,6 +421,7 @@ class ColumnCodec:
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any] | None = None
     fast: Mapping[type, Callable[[Any], Any]] = field(default_factory=dict)
+    bounds: tuple[int, int] | None = None
 
 
 class RowShapeError(Exception):
@@ -452,7 +455,14 @@ def build_row_encoder(
         slow = f"e{i}(v{i})"
         if codec.fast:
             slow = f"(f(v{i}) if (f := q{i}.get(v{i}.__class__)) is not None else e{i}(v{i}))"
-        exprs.append(f"v{i} if v{i}.__class__ in p{i} else {slow}" if codec.passthrough else slow)
+        if codec.bounds is not None:
+            namespace[f"lo{i}"], namespace[f"hi{i}"] = codec.bounds
+            test = f"(v{i}.__class__ is int and lo{i} <= v{i} <= hi{i}) or v{i} is None"
+            exprs.append(f"v{i} if {test} else {slow}")
+        else:
+            exprs.append(
+                f"v{i} if v{i}.__class__ in p{i} else {slow}" if codec.passthrough else slow
+            )
     if mappings:
         namespace["get"] = itemgetter(*columns)
         unpack = f"    {', '.join(names)}{',' if n == 1 else ''} = get(row)\n"

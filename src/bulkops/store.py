@@ -196,15 +196,28 @@ class Store:
         if chunk_size is None and self.capabilities.max_params:
             size = max(size, self.capabilities.max_params // width)
         result: dict[Any, dict[str, Any]] = {}
-        unique = dict.fromkeys(
-            _encode_key(k, key_codecs, key_cols) for k in self._key_tuples(keys, key_cols)
-        )
+        if width == 1:
+            # One-column keys travel as plain values: no tuple per key on the hot path.
+            codec, name = key_codecs[0], key_cols[0]
+            passthrough = codec.passthrough
+            unique: dict[Any, None] = dict.fromkeys(
+                k if k.__class__ in passthrough else _encode_key((k,), key_codecs, key_cols)[0]
+                for k in (k[name] if isinstance(k, Mapping) else k for k in keys)
+            )
+        else:
+            unique = dict.fromkeys(
+                _encode_key(k, key_codecs, key_cols) for k in self._key_tuples(keys, key_cols)
+            )
+        decode = any(d is not None for d in decoders)
+        project = wanted != fetch
         for part in chunked(unique, size):
             for raw in self.backend.read(spec, key_cols, fetch, part):
-                values = [v if d is None else d(v) for v, d in zip(raw, decoders, strict=True)]
+                values: Sequence[Any] = raw
+                if decode:
+                    values = [v if d is None else d(v) for v, d in zip(raw, decoders, strict=True)]
                 row = dict(zip(fetch, values, strict=True))
-                k = tuple(values[:width])
-                result[k[0] if width == 1 else k] = {c: row[c] for c in wanted}
+                k = values[0] if width == 1 else tuple(values[:width])
+                result[k] = {c: row[c] for c in wanted} if project else row
         return result
 
     # -------------------------------------------------------------- internals

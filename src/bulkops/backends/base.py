@@ -142,8 +142,50 @@ class Backend(Protocol):
         table: TableSpec,
         key: tuple[str, ...],
         columns: tuple[str, ...],
-        keys: Sequence[tuple[Any, ...]],
-    ) -> Iterator[tuple[Any, ...]]: ...
+        keys: Sequence[Any],
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows (``columns``) whose ``key`` is among ``keys``: plain values for a
+        one-column key, tuples for a composite key."""
+        ...
+
+    def select_where(
+        self,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        where: Mapping[str, Any],
+        *,
+        order_by: tuple[str, ...] = (),
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        """Rows whose columns equal ``where`` (driver values; None matches NULL).
+        ``lock``: lock them for this transaction, skipping rows others hold locked."""
+        ...
+
+    def insert_returning(
+        self, table: TableSpec, values: Mapping[str, Any], conflict: tuple[str, ...]
+    ) -> tuple[Any, ...] | None:
+        """Insert one row unless ``conflict`` columns match an existing row; the new
+        row (every column, in table order) or None."""
+        ...
+
+    def adjust(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        column: str,
+        rows: Sequence[tuple[Any, ...]],
+        min_value: Any,
+        max_value: Any,
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """``column = column + delta`` in the database for rows ``(*key, delta)`` whose
+        result stays within the bounds. Returns (keys found, keys applied)."""
+        ...
+
+    def allocate(self, sequence: str, count: int, start: int) -> list[int]:
+        """``count`` numbers of the named sequence, unique across processes, in one
+        round trip."""
+        ...
 
     def classify_error(self, error: BaseException) -> BulkError | None: ...
 

@@ -10,10 +10,13 @@ per shape; they carry no parameters, since the data is in the staging table.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -137,12 +140,16 @@ def _codec(column: ColumnSpec) -> ColumnCodec:
         return ColumnCodec(frozenset({uuid.UUID, NoneType}), _to_uuid)
     if kind == "integer":
         bits = {"int2": 16, "int4": 32}.get(declared, 64)
-        # Narrow columns check every value: the binary COPY would otherwise fail for
-        # the whole chunk without saying which row.
-        passthrough = frozenset({int, NoneType}) if bits == 64 else frozenset({NoneType})
-        encode = coercer("integer", _check_int(bits))
-        fast: dict[type, Callable[[Any], Any]] = {str: int_from_text} if bits == 64 else {}
-        return ColumnCodec(passthrough, encode, fast=fast)
+        # Narrow columns check the range of every value: psycopg's binary int2/int4
+        # dumpers silently wrap an out-of-range int around (2**31 is stored as -2**31).
+        check = _check_int(bits)
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        return ColumnCodec(
+            frozenset({int, NoneType}),
+            coercer("integer", check),
+            fast={str: adapted(int_from_text, check)},
+            bounds=None if bits == 64 else (low, high),
+        )
     if kind == "float":
         return ColumnCodec(frozenset({float, NoneType}), coercer("float"))
     if kind == "decimal":
@@ -173,6 +180,14 @@ def _any(value: Any) -> Any:
     return value
 
 
+def _sequence_name(name: str) -> str:
+    """A PostgreSQL identifier for a free-text sequence name ("lot:42"): readable
+    where it can be, unique through a digest of the exact name."""
+    readable = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")[:30]
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return f"bulkops_seq_{readable}_{digest}"
+
+
 # --------------------------------------------------------------------- the backend
 
 _KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=")
@@ -199,7 +214,12 @@ class PostgresBackend:
         self._savepoint_depth = 0
         self._sql: dict[tuple[Any, ...], Any] = {}
         self._specs: dict[str, TableSpec] = {}
-        self._stages: dict[tuple[Any, ...], str] = {}  # op shape -> staging table name
+        self._stages: dict[tuple[Any, ...], str] = {}  # (table, columns) -> staging table
+        self._shapes: dict[tuple[Any, ...], tuple[TableSpec, tuple[str, ...]]] = {}
+        self._new_stages: set[tuple[Any, ...]] = set()  # created in the open transaction
+        self._stage_numbers = itertools.count(1)
+        self._pid: int | None = None
+        self._sequences: set[str] = set()
         self._dirty: set[str] = set()  # staging tables written in this transaction
         self._xid: int | None = None
         self._connect()
@@ -230,6 +250,7 @@ class PostgresBackend:
         self._saved_autocommit = conn.autocommit
         conn.autocommit = True  # we issue BEGIN/COMMIT ourselves
         self._stages.clear()
+        self._new_stages.clear()
         self._dirty.clear()
 
     def _reconnect(self) -> None:
@@ -360,6 +381,10 @@ class PostgresBackend:
     def begin(self) -> None:
         if self.conn.closed or self.conn.broken:
             self._reconnect()
+            # Temporary tables died with the old session: make them again now, outside
+            # the transaction, so the chunks that follow reuse them.
+            for table, columns in list(self._shapes.values()):
+                self._stage(table, columns)
         with self._errors():
             self.conn.execute("BEGIN")
             settings = []
@@ -369,36 +394,56 @@ class PostgresBackend:
                 settings.append(("statement_timeout", f"{int(self.statement_timeout * 1000)}ms"))
             for name, value in settings:
                 self.conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            row = self.conn.execute("SELECT txid_current()").fetchone()
-            self._xid = row[0] if row else None
+            row = self.conn.execute("SELECT txid_current(), pg_backend_pid()").fetchone()
+            self._xid, self._pid = row if row else (None, None)
 
     def commit(self) -> None:
         try:
             with self._errors():
                 self.conn.execute("COMMIT")
+            self._new_stages.clear()
         finally:
             self._dirty.clear()
 
     def rollback(self) -> None:
         self._dirty.clear()
+        for shape in self._new_stages:  # created in the transaction: gone with it
+            self._stages.pop(shape, None)
+        self._new_stages.clear()
         if self.conn.closed or self.conn.broken:
             return
         if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             with self._errors():
                 self.conn.execute("ROLLBACK")
 
-    def last_commit_succeeded(self) -> bool | None:
+    def last_commit_succeeded(self, wait: float = 30.0) -> bool | None:
         """After a connection was lost during COMMIT: did that transaction commit?
-        (``txid_status`` of the transaction's id, asked on a new connection.)"""
+
+        Asks ``txid_status`` on a new connection. "in progress" means the old session
+        is still finishing its COMMIT (waiting for a synchronous standby, running
+        deferred triggers): it is ended with ``pg_terminate_backend`` and asked again,
+        until the answer is committed or aborted. None: the outcome cannot be told.
+        """
         if self._xid is None:
             return None
-        try:
-            if self.conn.closed or self.conn.broken:
-                self._reconnect()
-            row = self.conn.execute("SELECT txid_status(%s)", (self._xid,)).fetchone()
-        except psycopg.Error:
-            return None
-        return None if row is None or row[0] is None else row[0] == "committed"
+        deadline = time.monotonic() + wait
+        terminated = False
+        while True:
+            try:
+                if self.conn.closed or self.conn.broken:
+                    self._reconnect()
+                row = self.conn.execute("SELECT txid_status(%s)", (self._xid,)).fetchone()
+                status = row[0] if row else None
+                if status == "in progress" and not terminated and self._pid is not None:
+                    self.conn.execute("SELECT pg_terminate_backend(%s)", (self._pid,))
+                    terminated = True
+            except psycopg.Error:
+                return None
+            if status in ("committed", "aborted"):
+                return status == "committed"
+            if status is None or time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -425,47 +470,55 @@ class PostgresBackend:
     def prepare(self, op: WriteOp) -> None:
         """Create the op's staging table now, outside any transaction, so that a
         rolled-back chunk or savepoint cannot take it away."""
-        self._stage(op.table, op.columns)
+        if op.kind != "insert" or set(op.columns) & set(op.table.extra["defaults"]):
+            self._stage(op.table, op.columns)
 
     def _stage(self, table: TableSpec, columns: tuple[str, ...]) -> str:
         shape = (table.name, columns)
         name = self._stages.get(shape)
         if name is not None:
             return name
-        name = f"bulkops_stage_{len(self._stages) + 1}"
-        target = self._regclass(table.name)
-        # ON COMMIT DELETE ROWS: each transaction starts with an empty stage.
-        statement = sql.SQL(
-            "CREATE TEMP TABLE {stage} ON COMMIT DELETE ROWS AS SELECT {cols} FROM {target} "
-            "WITH NO DATA"
-        ).format(
-            stage=sql.Identifier(name),
-            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
-            target=target,
+        name = f"bulkops_stage_{next(self._stage_numbers)}"
+        # Typed from the reflected columns rather than "AS SELECT … FROM target", which
+        # would lock the target outside any transaction (ignoring lock_timeout) and
+        # hang behind a migration. ON COMMIT DELETE ROWS: each transaction starts empty.
+        statement = sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DELETE ROWS").format(
+            sql.Identifier(name),
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(table.columns[c].declared))
+                for c in columns
+            ),
         )
-        in_transaction = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         with self._errors():
-            self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
             self.conn.execute(statement)
-        if not in_transaction:
-            self._stages[shape] = name
+        self._shapes[shape] = (table, columns)
+        self._stages[shape] = name
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._new_stages.add(shape)
         return name
 
     def _copy(
         self,
-        stage: str,
+        stage: str | None,
         table: TableSpec,
         columns: tuple[str, ...],
         rows: Sequence[tuple[Any, ...]],
     ) -> None:
+        """Binary COPY of ``rows`` into the staging table ``stage`` (emptied first if
+        this transaction used it), or straight into ``table`` when ``stage`` is None."""
         if stage in self._dirty:
             self.statements += 1
             with self._errors():
                 self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
-        self._dirty.add(stage)
+        target: sql.Composable
+        if stage is None:
+            target = self._regclass(table.name)
+        else:
+            self._dirty.add(stage)
+            target = sql.Identifier(stage)
         oids = table.extra["oids"]
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
+            target, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         self.statements += 1
         with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
@@ -478,6 +531,12 @@ class PostgresBackend:
         n = len(rows)
         if not n:
             return ChunkCounts()
+        if op.kind == "insert" and not set(op.columns) & set(op.table.extra["defaults"]):
+            # A plain insert needs no set-based step: COPY straight into the table,
+            # writing each row once instead of twice. (A conflict fails the COPY, and
+            # the chunk is narrowed down like any other.)
+            self._copy(None, op.table, op.columns, rows)
+            return ChunkCounts(inserted=n)
         stage = self._stage(op.table, op.columns)
         self._copy(stage, op.table, op.columns, rows)
         statement = self._statement(op, stage)
@@ -571,7 +630,7 @@ class PostgresBackend:
         table: TableSpec,
         key: tuple[str, ...],
         columns: tuple[str, ...],
-        keys: Sequence[tuple[Any, ...]],
+        keys: Sequence[Any],
     ) -> Iterator[tuple[Any, ...]]:
         if not keys:
             return
@@ -589,7 +648,7 @@ class PostgresBackend:
             )
             self.statements += 1
             with self._errors():
-                yield from self.conn.execute(statement, ([k[0] for k in keys],))
+                yield from self.conn.execute(statement, (list(keys),))
             return
         # Composite keys: stage them and join, in a transaction of our own because the
         # stage empties at every commit.
@@ -612,6 +671,135 @@ class PostgresBackend:
             if own:
                 self.rollback()
         yield from rows
+
+    # ------------------------------------------------------------- primitives
+
+    def _target(self, table: TableSpec) -> sa.TableClause:
+        schema, _, name = table.name.rpartition(".")
+        if schema and not self._exists(table.name):
+            return sa.table(name, *(sa.column(c) for c in table.columns), schema=schema)
+        return sa.table(table.name, *(sa.column(c) for c in table.columns))
+
+    def _run(self, stmt: Any, values: Mapping[str, Any]) -> psycopg.Cursor[Any]:
+        """Compile a SQLAlchemy statement and run it with ``values`` for its binds."""
+        compiled = stmt.compile(dialect=self.dialect)
+        params = compiled.construct_params(dict(values))
+        self.statements += 1
+        with self._errors():
+            return self.conn.execute(str(compiled).encode(), params)
+
+    def select_where(
+        self,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        where: Mapping[str, Any],
+        *,
+        order_by: tuple[str, ...] = (),
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        t = self._target(table)
+        stmt = sa.select(*(t.c[c] for c in columns)).where(
+            *(
+                t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
+                for i, (c, v) in enumerate(where.items())
+            )
+        )
+        if order_by:
+            stmt = stmt.order_by(*(t.c[c] for c in order_by))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if lock:
+            # Rows another claimer holds are skipped, not waited for.
+            stmt = stmt.with_for_update(skip_locked=True)
+        binds = {f"w{i}": v for i, v in enumerate(where.values())}
+        return self._run(stmt, binds).fetchall()
+
+    def insert_returning(
+        self, table: TableSpec, values: Mapping[str, Any], conflict: tuple[str, ...]
+    ) -> tuple[Any, ...] | None:
+        t = self._target(table)
+        stmt = (
+            pg_insert(t)
+            .values({c: sa.bindparam(f"w{i}") for i, c in enumerate(values)})
+            .on_conflict_do_nothing(index_elements=list(conflict))
+            .returning(*(t.c[c] for c in table.columns))
+        )
+        binds = {f"w{i}": v for i, v in enumerate(values.values())}
+        row: tuple[Any, ...] | None = self._run(stmt, binds).fetchone()
+        return row
+
+    def adjust(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        column: str,
+        rows: Sequence[tuple[Any, ...]],
+        min_value: Any,
+        max_value: Any,
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        # The deltas are staged with the column's own type, then one statement applies
+        # them (col = col + delta, guarded) and says which keys exist and which applied.
+        columns = (*key, column)
+        stage = self._stage(table, columns)
+        self._copy(stage, table, columns, rows)
+        t = self._target(table)
+        s = sa.table(stage, *(sa.column(c) for c in columns))
+        match = sa.and_(*(t.c[k] == s.c[k] for k in key))
+        result = t.c[column] + s.c[column]
+        guards = []
+        if min_value is not None:
+            guards.append(result >= sa.bindparam("low", min_value))
+        if max_value is not None:
+            guards.append(result <= sa.bindparam("high", max_value))
+        applied = (
+            sa.update(t)
+            .where(match, *guards)
+            .values({column: result})
+            .returning(*(t.c[k] for k in key))
+            .cte("applied")
+        )
+        a_match = sa.and_(*(applied.c[k] == s.c[k] for k in key))
+        stmt = sa.select(*(s.c[k] for k in key), applied.c[key[0]].is_not(None)).select_from(
+            s.join(t, match).outerjoin(applied, a_match)
+        )
+        found = self._run(stmt, {}).fetchall()
+        return [r[:-1] for r in found], [r[:-1] for r in found if r[-1]]
+
+    def allocate(self, sequence: str, count: int, start: int) -> list[int]:
+        name = _sequence_name(sequence)
+        if name not in self._sequences:
+            self._create_sequence(name, sequence, start)
+            if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                self._sequences.add(name)  # else the creation may still be rolled back
+        self.statements += 1
+        with self._errors():
+            # One round trip for any count: the server draws the numbers.
+            rows = self.conn.execute(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                (sql.Identifier(name).as_string(self.conn), count),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def _create_sequence(self, name: str, sequence: str, start: int) -> None:
+        in_transaction = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        statements = [
+            sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} START WITH {}").format(
+                sql.Identifier(name), sql.Literal(start)
+            ),
+            sql.SQL("COMMENT ON SEQUENCE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(f"bulkops sequence {sequence!r}")
+            ),
+        ]
+        try:
+            with self.savepoint() if in_transaction else nullcontext(), self._errors():
+                for statement in statements:
+                    self.conn.execute(statement)
+        except BulkError as error:
+            # Two processes creating the same sequence at once: one of them gets a
+            # unique violation on the catalog. The sequence exists either way.
+            if error.code not in ("23505", "42P07"):
+                raise
 
     # ----------------------------------------------------------------- errors
 

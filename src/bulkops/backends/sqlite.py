@@ -206,6 +206,22 @@ _CODECS: dict[str, ColumnCodec] = {
 
 # --------------------------------------------------------------------- the backend
 
+
+def _sa_table(table: TableSpec) -> sa.TableClause:
+    return sa.table(table.name, *(sa.column(c) for c in table.columns))
+
+
+def _equals(t: sa.TableClause, where: Mapping[str, Any]) -> list[Any]:
+    return [
+        t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
+        for i, (c, v) in enumerate(where.items())
+    ]
+
+
+def _binds(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"w{i}": v for i, v in enumerate(values.values())}
+
+
 _COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]+)*)")
 
 
@@ -510,15 +526,115 @@ class SQLiteBackend:
         table: TableSpec,
         key: tuple[str, ...],
         columns: tuple[str, ...],
-        keys: Sequence[tuple[Any, ...]],
+        keys: Sequence[Any],
     ) -> Iterator[tuple[Any, ...]]:
         if not keys:
             return
         sql = self._in_query(table, key, columns, len(keys))
-        params = [v for k in keys for v in k]
+        params = list(keys) if len(key) == 1 else [v for k in keys for v in k]
         self.statements += 1
         with self._errors():
             yield from self.conn.execute(sql, params)
+
+    # ------------------------------------------------------------- primitives
+
+    def _run(self, stmt: Any, values: Mapping[str, Any]) -> sqlite3.Cursor:
+        """Compile a SQLAlchemy statement and run it with ``values`` for its binds."""
+        compiled = stmt.compile(dialect=self.dialect)
+        params = compiled.construct_params(dict(values))
+        self.statements += 1
+        with self._errors():
+            return self.conn.execute(str(compiled), [params[n] for n in compiled.positiontup or []])
+
+    def select_where(
+        self,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        where: Mapping[str, Any],
+        *,
+        order_by: tuple[str, ...] = (),
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        # lock: the caller's BEGIN IMMEDIATE already holds the database's write lock.
+        t = _sa_table(table)
+        stmt = sa.select(*(t.c[c] for c in columns)).where(*_equals(t, where))
+        if order_by:
+            stmt = stmt.order_by(*(t.c[c] for c in order_by))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._run(stmt, _binds(where)).fetchall()
+
+    def insert_returning(
+        self, table: TableSpec, values: Mapping[str, Any], conflict: tuple[str, ...]
+    ) -> tuple[Any, ...] | None:
+        t = _sa_table(table)
+        names = list(values)
+        stmt = (
+            sqlite_insert(t)
+            .values({c: sa.bindparam(f"w{i}") for i, c in enumerate(names)})
+            .on_conflict_do_nothing(index_elements=list(conflict))
+            .returning(*(t.c[c] for c in table.columns))
+        )
+        row: tuple[Any, ...] | None = self._run(stmt, _binds(values)).fetchone()
+        return row
+
+    def adjust(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        column: str,
+        rows: Sequence[tuple[Any, ...]],
+        min_value: Any,
+        max_value: Any,
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        width = len(key)
+        name = f"bulkops_deltas_{width}"
+        cols = [f"k{i}" for i in range(width)] + ["delta"]
+        with self._errors():
+            self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({', '.join(cols)})")
+            self.conn.execute(f"DELETE FROM temp.{name}")
+            self.statements += 1
+            self.conn.executemany(
+                f"INSERT INTO temp.{name} VALUES ({', '.join('?' * len(cols))})", rows
+            )
+        t = _sa_table(table)
+        d = sa.table(name, *(sa.column(c) for c in cols), schema="temp")
+        match = [t.c[k] == d.c[f"k{i}"] for i, k in enumerate(key)]
+        found = self._run(
+            sa.select(*(t.c[k] for k in key)).select_from(t.join(d, sa.and_(*match))), {}
+        ).fetchall()
+        result = t.c[column] + d.c.delta
+        guards = []
+        if min_value is not None:
+            guards.append(result >= sa.bindparam("low", min_value))
+        if max_value is not None:
+            guards.append(result <= sa.bindparam("high", max_value))
+        # The arithmetic happens in the database, under this transaction's write lock.
+        stmt = (
+            sa.update(t)
+            .where(*match, *guards)
+            .values({column: result})
+            .returning(*(t.c[k] for k in key))
+        )
+        applied = self._run(stmt, {}).fetchall()
+        return found, applied
+
+    def allocate(self, sequence: str, count: int, start: int) -> list[int]:
+        with self._errors():
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS bulkops_sequences "
+                "(name TEXT PRIMARY KEY, next_value INTEGER NOT NULL)"
+            )
+            self.statements += 1
+            # One statement advances the counter by count: the block is ours alone.
+            (end,) = self.conn.execute(
+                "INSERT INTO bulkops_sequences (name, next_value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET next_value = next_value + ? "
+                "RETURNING next_value",
+                (sequence, start + count, count),
+            ).fetchone()
+        return list(range(end - count, end))
 
     # ----------------------------------------------------------------- errors
 
