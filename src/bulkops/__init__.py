@@ -27,12 +27,16 @@ from .errors import (
 )
 from .report import Rejection, Report
 from .retry import RetryPolicy
+from .sequence import Sequence
 from .schema import ColumnSpec, TableSpec
 from .store import Store
+from .transaction import Atomic, Batch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Atomic",
+    "Batch",
     "BulkError",
     "BusyError",
     "Capabilities",
@@ -49,6 +53,7 @@ __all__ = [
     "Report",
     "RetryPolicy",
     "SchemaError",
+    "Sequence",
     "SerializationError",
     "StatementTimeoutError",
     "Store",

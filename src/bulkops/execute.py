@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from queue import SimpleQueue
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .backends.base import Backend, ChunkCounts, WriteOp
 from .errors import (
@@ -33,9 +33,10 @@ from .plan import ChunkPlanner, PreparedChunk
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
 
-__all__ = ["Executor", "OnError"]
+__all__ = ["Executor", "OnError", "numbered", "run_transaction"]
 
 OnError = Literal["raise", "isolate"]
+T = TypeVar("T")
 
 # Chunks in flight per worker: enough to keep every connection busy while the main
 # thread prepares the next chunk, few enough that memory stays bounded by chunks.
@@ -214,37 +215,14 @@ class Executor:
         self.report = committed
 
     def _chunk_with_retry(self, backend: Backend, chunk: PreparedChunk) -> _ChunkResult:
-        return self.retry.call(
-            partial(self._chunk_transaction, backend, chunk), on_retry=self._count_retry
+        what = f"rows {chunk.start + 1}-{chunk.start + chunk.size}"
+        return run_transaction(
+            backend,
+            partial(self._write_chunk, backend, chunk, in_savepoint=False),
+            self.retry,
+            what=what,
+            on_retry=self._count_retry,
         )
-
-    def _chunk_transaction(self, backend: Backend, chunk: PreparedChunk) -> _ChunkResult:
-        backend.begin()
-        try:
-            result = self._write_chunk(backend, chunk, in_savepoint=False)
-        except BaseException:
-            backend.rollback()
-            raise
-        try:
-            backend.commit()
-        except ConnectionLostError as error:
-            # The connection died during COMMIT: the chunk may or may not have
-            # committed. Ask the database, so a retry never applies it twice.
-            outcome = backend.last_commit_succeeded()
-            if outcome is True:
-                return result
-            if outcome is None:
-                first = chunk.start + 1
-                raise CommitUnknownError(
-                    f"the connection was lost during COMMIT of rows {first}-"
-                    f"{chunk.start + chunk.size} and the database cannot tell whether they "
-                    "committed; not retried, so they are never applied twice"
-                ) from error
-            raise
-        except BaseException:
-            backend.rollback()
-            raise
-        return result
 
     # --------------------------------------------------------------- one chunk
 
@@ -352,6 +330,49 @@ class Executor:
     def _count_retry(self, error: TransientError, attempt: int, wait: float) -> None:
         with self._lock:  # worker threads retry too
             self.report.retries += 1
+
+
+def run_transaction(
+    backend: Backend,
+    work: Callable[[], T],
+    retry: RetryPolicy,
+    *,
+    what: str = "the transaction",
+    on_retry: Callable[[TransientError, int, float], None] | None = None,
+) -> T:
+    """Run ``work`` in one transaction, retried as a whole on transient errors.
+
+    If the connection dies during COMMIT the work may or may not have committed: the
+    database is asked, so a retry never applies it twice, and when it cannot tell,
+    ``CommitUnknownError`` is raised instead of retrying.
+    """
+
+    def attempt() -> T:
+        backend.begin()
+        try:
+            result = work()
+        except BaseException:
+            backend.rollback()
+            raise
+        try:
+            backend.commit()
+        except ConnectionLostError as error:
+            outcome = backend.last_commit_succeeded()
+            if outcome is True:
+                return result
+            if outcome is None:
+                raise CommitUnknownError(
+                    f"the connection was lost during COMMIT of {what} and the database "
+                    "cannot tell whether it committed; not retried, so it is never "
+                    "applied twice"
+                ) from error
+            raise
+        except BaseException:
+            backend.rollback()
+            raise
+        return result
+
+    return retry.call(attempt, on_retry=on_retry)
 
 
 def numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:

@@ -49,6 +49,7 @@ OUTCOMES = (
     "duplicates",
     "deleted",
     "not_found",
+    "refused",
     "rejected",
 )
 
@@ -59,8 +60,10 @@ class Report:
 
     Every row given ends in exactly one outcome, so ``rows_in`` equals the sum of
     ``inserted + updated + unchanged + ignored + duplicates + deleted + not_found +
-    rejected`` (``accounted``). ``duplicates`` are rows collapsed because a later row
-    in the same chunk had the same key (the last one wins).
+    refused + rejected`` (``accounted``). ``duplicates`` are rows collapsed because a
+    later row in the same chunk had the same key (the last one wins). ``refused``:
+    ``adjust`` keys whose result would leave the bounds (``refused_keys`` names them;
+    ``not_found_keys`` the keys ``adjust`` did not find).
     """
 
     verb: str
@@ -73,12 +76,15 @@ class Report:
     duplicates: int = 0
     deleted: int = 0
     not_found: int = 0
+    refused: int = 0
     rejected: int = 0
     chunks: int = 0
     statements: int = 0
     retries: int = 0
     elapsed: float = 0.0
     rejections: list[Rejection] = field(default_factory=list, repr=False)
+    refused_keys: list[Any] = field(default_factory=list, repr=False)
+    not_found_keys: list[Any] = field(default_factory=list, repr=False)
     stopped: str | None = None
 
     @property
@@ -96,8 +102,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when no row was rejected and the run was not stopped."""
-        return self.rejected == 0 and self.stopped is None
+        """True when no row was rejected or refused and the run was not stopped."""
+        return self.rejected == 0 and self.refused == 0 and self.stopped is None
 
     def add(self, **counts: int) -> None:
         for name, value in counts.items():
@@ -106,6 +112,8 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["rejections"] = [r.as_dict() for r in self.rejections]
+        data["refused_keys"] = jsonable(self.refused_keys)
+        data["not_found_keys"] = jsonable(self.not_found_keys)
         data["rows_per_second"] = round(self.rows_per_second, 1)
         data["elapsed"] = round(self.elapsed, 6)
         return data

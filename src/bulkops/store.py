@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from itertools import chain
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
 from typing_extensions import TypedDict, Unpack
 
 from .backends.base import Backend, Capabilities, WriteKind, WriteOp
-from .errors import BulkError, ConversionError, SchemaError
-from .execute import Executor, OnError, numbered
+from .errors import BulkError, BusyError, ConversionError, SchemaError
+from .execute import Executor, OnError, numbered, run_transaction
 from .plan import ChunkPlanner, chunk_rows, chunked
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import DEFAULT_RETRY, RetryPolicy
-from .schema import ColumnCodec, TableSpec
+from .schema import ColumnCodec, TableSpec, coerce
+from .sequence import Sequence as Sequence_
+from .transaction import Atomic, Batch, Scope
 
 __all__ = ["Store"]
 
+T = TypeVar("T")
 Key = str | Sequence[str] | None
 Rejects = str | os.PathLike[str] | IO[str] | list[Rejection] | None
 
@@ -64,6 +69,7 @@ class Store:
     def __init__(self, backend: Backend, *, retry: RetryPolicy | None = None) -> None:
         self.backend = backend
         self.retry = retry or DEFAULT_RETRY
+        self._depth = 0  # open transaction scopes (atomic blocks, claimed batches)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -220,6 +226,268 @@ class Store:
                 result[k] = {c: row[c] for c in wanted} if project else row
         return result
 
+    # ------------------------------------------------------ transactions, primitives
+
+    def atomic(self, retry: RetryPolicy | None = None) -> Atomic:
+        """One transaction around a block, re-run on deadlocks and serialization
+        failures: ``@db.atomic()`` or ``for attempt in db.atomic(): with attempt:``
+        (a plain ``with db.atomic():`` is one transaction without re-runs)."""
+        return Atomic(self, retry)
+
+    def _transaction(self, work: Callable[[], T], retry: RetryPolicy | None, what: str) -> T:
+        """``work`` in a transaction of its own, or in the open scope's savepoint."""
+        if self._depth > 0:
+            with self.backend.savepoint():
+                return work()
+        return run_transaction(self.backend, work, retry or self.retry, what=what)
+
+    def adjust(
+        self,
+        table: str,
+        deltas: Mapping[Any, Any] | Iterable[tuple[Any, Any]],
+        *,
+        column: str,
+        key: Key = None,
+        min_value: Any = None,
+        max_value: Any = None,
+        atomic: bool = False,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Report:
+        """Add ``{key: delta}`` to ``column`` in the database (``col = col + delta``, one
+        statement per chunk, never read-modify-write in Python).
+
+        Keys whose result would fall outside ``[min_value, max_value]`` are refused
+        (``report.refused_keys``); keys not in the table are reported
+        (``report.not_found_keys``). With ``atomic=True`` nothing is applied unless
+        every key is found and within bounds: the "all items in stock or none" checkout.
+        Pairs given more than once for one key are summed.
+        """
+        spec = self.backend.reflect(table)
+        key_cols = spec.resolve_key(key, "adjust")
+        target = spec.column(column)
+        key_codecs = [self.backend.codec(spec.column(k)) for k in key_cols]
+        value_codec = self.backend.codec(target)
+        bounds = [
+            None if v is None else _encode_value(v, value_codec, column)
+            for v in (min_value, max_value)
+        ]
+        report = Report(verb="adjust", table=table)
+        started = time.perf_counter()
+        statements = self.backend.statements
+        given: dict[tuple[Any, ...], Any] = {}  # encoded key -> key as given
+        summed: dict[tuple[Any, ...], Any] = {}
+        pairs = deltas.items() if isinstance(deltas, Mapping) else deltas
+        for raw_key, delta in pairs:
+            report.rows_in += 1
+            k = _encode_key(_as_key_tuple(raw_key, key_cols), key_codecs, key_cols)
+            if k in summed:
+                report.duplicates += 1
+                summed[k] = summed[k] + delta
+            else:
+                given[k], summed[k] = raw_key, delta
+        ordered = sorted(summed, key=_sort_key)  # same lock order for every caller
+        size = chunk_rows(self.capabilities, len(key_cols) + 1, chunk_size)
+
+        def apply(part: list[tuple[Any, ...]]) -> tuple[set[Any], set[Any]]:
+            rows = [(*k, _encode_value(summed[k], value_codec, column)) for k in part]
+            found, applied = self.backend.adjust(spec, key_cols, column, rows, *bounds)
+            return {tuple(r) for r in found}, {tuple(r) for r in applied}
+
+        def apply_all() -> list[tuple[list[tuple[Any, ...]], set[Any], set[Any]]]:
+            results = [(part, *apply(part)) for part in chunked(ordered, size)]
+            if atomic and any(len(applied) < len(part) for part, _, applied in results):
+                raise _Refused(results)
+            return results
+
+        results: list[tuple[list[tuple[Any, ...]], set[Any], set[Any]]]
+        try:
+            if atomic:
+                results = self._transaction(apply_all, retry, f"adjust of {table!r}")
+            else:
+                results = [
+                    (part, *self._transaction(partial(apply, part), retry, f"adjust of {table!r}"))
+                    for part in chunked(ordered, size)
+                ]
+        except _Refused as refused:
+            # Rolled back: nothing applied; say which keys stood in the way.
+            results = refused.results
+            report.stopped = "atomic: nothing applied, some keys were refused or not found"
+        for part, found, applied in results:
+            for k in part:
+                if k not in found:
+                    report.not_found += 1
+                    report.not_found_keys.append(given[k])
+                elif k not in applied:
+                    report.refused += 1
+                    report.refused_keys.append(given[k])
+                elif report.stopped:
+                    report.unchanged += 1  # would have applied, rolled back with the rest
+                else:
+                    report.updated += 1
+        report.chunks = len(results)
+        report.statements = self.backend.statements - statements
+        report.elapsed = time.perf_counter() - started
+        return report
+
+    def get_or_create(
+        self,
+        table: str,
+        lookup: Mapping[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The row matching ``lookup``, created (with ``defaults``) if there is none:
+        ``(row, created)``. Race-free: many callers at once get the same one row, and
+        exactly one of them ``created=True``. ``lookup`` must be covered by a primary
+        key or unique constraint."""
+        spec = self.backend.reflect(table)
+        cols = spec.check_columns(lookup)
+        if not cols:
+            raise SchemaError("get_or_create() needs a lookup")
+        spec.require_unique(cols, "get_or_create")
+        if any(v is None for v in lookup.values()):
+            raise SchemaError("get_or_create(): a lookup value is None, and NULLs never match")
+        everything = {**(defaults or {}), **lookup}
+        spec.check_columns(everything)
+        codecs = {c: self.backend.codec(spec.column(c)) for c in everything}
+        where = {c: _encode_value(lookup[c], codecs[c], c) for c in cols}
+        values = {c: _encode_value(v, codecs[c], c) for c, v in everything.items()}
+        names = tuple(spec.columns)
+        decode = self._row_decoder(spec, names)
+
+        def attempt() -> tuple[dict[str, Any], bool]:
+            # Insert-then-select rather than one CTE: under READ COMMITTED a CTE
+            # returns nothing to a caller that lost the race.
+            for _ in range(3):
+                found = self.backend.select_where(spec, names, where, limit=1)
+                if found:
+                    return decode(found[0]), False
+                created = self.backend.insert_returning(spec, values, cols)
+                if created is not None:
+                    return decode(created), True
+                # The conflicting row committed meanwhile: the next SELECT sees it.
+            raise BusyError(f"get_or_create on {table!r}: the row kept vanishing; retrying")
+
+        return self._transaction(attempt, retry, f"get_or_create on {table!r}")
+
+    def ensure(
+        self,
+        table: str,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        key: Key = None,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> dict[Any, dict[str, Any]]:
+        """Batched get-or-create: ``{key: row}`` for every row given, creating the
+        missing ones, in O(chunks) statements (read the existing keys, insert the
+        missing rows ignoring conflicts, read those back) instead of one lookup per
+        row. ``key`` must be a primary key or unique constraint."""
+        spec = self.backend.reflect(table)
+        key_cols = spec.resolve_key(key, "ensure")
+        spec.require_unique(key_cols, "ensure")
+        columns = [spec.column(k) for k in key_cols]
+        result: dict[Any, dict[str, Any]] = {}
+        size = chunk_size or chunk_rows(self.capabilities, len(spec.columns))
+        for part in chunked(rows, size):
+            wanted: dict[Any, Mapping[str, Any]] = {}
+            for row in part:
+                parts = tuple(coerce(row.get(c.name), c) for c in columns)
+                wanted[parts[0] if len(parts) == 1 else parts] = row
+            found = self.get_many(table, list(wanted), key=key_cols)
+            missing = [row for k, row in wanted.items() if k not in found]
+            if missing:
+                self.insert(table, missing, key=key_cols, on_conflict="ignore", retry=retry)
+                found.update(
+                    self.get_many(table, [k for k in wanted if k not in found], key=key_cols)
+                )
+            result.update(found)
+        return result
+
+    def claim(
+        self,
+        table: str,
+        *,
+        where: Mapping[str, Any],
+        batch_size: int = 100,
+        order_by: str | Sequence[str] | None = None,
+        set: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Iterator[Batch]:
+        """Claim rows matching ``where`` in batches, each locked only while it is
+        processed in its own transaction::
+
+            for batch in db.claim("escrows", where={"status": "LOCKED"}, batch_size=100):
+                with batch:
+                    ...  # batch.rows; batch.update(...) runs in the batch's transaction
+
+        PostgreSQL locks the batch's rows with ``FOR UPDATE SKIP LOCKED``, so concurrent
+        claimers never get the same row; SQLite holds its write lock per batch.
+        ``set``: values written to the claimed rows right away (e.g. a status).
+        Leaving ``with batch`` commits, an exception rolls back and releases the rows.
+        A batch left without ``with`` commits when the next one is fetched, and is
+        rolled back if the loop is abandoned. The work must change the rows so they no
+        longer match ``where`` (or use ``set=``), or later batches claim them again.
+        """
+        spec = self.backend.reflect(table)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        order = spec.resolve_key(order_by, "claim")
+        filters = {
+            c: _encode_value(v, self.backend.codec(spec.column(c)), c) for c, v in where.items()
+        }
+        spec.check_columns(filters)
+        names = tuple(spec.columns)
+        decode = self._row_decoder(spec, names)
+        pk = spec.resolve_key(None, "claim") if set else ()
+        taken = 0
+        while limit is None or taken < limit:
+            count = batch_size if limit is None else min(batch_size, limit - taken)
+            scope = Scope(self)
+            scope.begin(retry or self.retry)
+            batch: Batch | None = None
+            try:
+                found = self.backend.select_where(
+                    spec, names, filters, order_by=order, limit=count, lock=True
+                )
+                if not found:
+                    scope.end(None)
+                    return
+                batch = Batch(self, [decode(r) for r in found], scope)
+                if set:
+                    self.update(
+                        table, [{**{k: r[k] for k in pk}, **set} for r in batch.rows], key=pk
+                    )
+                yield batch
+            except BaseException as error:
+                scope.end(error)  # abandoned or failed: roll back, release the rows
+                raise
+            if scope.open:
+                scope.end(None)
+            taken += len(batch.rows)
+
+    def sequence(
+        self, name: str, *, prefix: str = "", padding: int = 0, suffix: str = "", start: int = 1
+    ) -> Sequence_:
+        """A named sequence of formatted numbers, e.g. ``db.sequence("lot:42",
+        prefix="LOT-{year}-", padding=7).allocate(500_000)``."""
+        return Sequence_(self, name, prefix=prefix, padding=padding, suffix=suffix, start=start)
+
+    def _row_decoder(
+        self, spec: TableSpec, names: tuple[str, ...]
+    ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        decoders = [self.backend.codec(spec.column(c)).decode for c in names]
+
+        def decode(raw: Sequence[Any]) -> dict[str, Any]:
+            return {
+                n: v if d is None else d(v) for n, v, d in zip(names, raw, decoders, strict=True)
+            }
+
+        return decode
+
     # -------------------------------------------------------------- internals
 
     def _key_tuples(
@@ -328,6 +596,7 @@ class Store:
             self.backend, op, planner, report, retry=options.get("retry") or self.retry,
             on_error=on_error, atomic=options.get("atomic", False), rejects=sink,
             max_rejects=max_rejects, progress=options.get("progress"), workers=workers,
+            nested=self._depth > 0,
         )  # fmt: skip
         size = chunk_rows(self.capabilities, len(cols), options.get("chunk_size"))
         backend = self.backend
@@ -359,6 +628,32 @@ class Store:
 
 class _End:
     pass
+
+
+class _Refused(Exception):
+    """Internal: an atomic adjust met a refused or missing key (rolls back)."""
+
+    def __init__(self, results: list[tuple[list[tuple[Any, ...]], set[Any], set[Any]]]) -> None:
+        super().__init__("refused")
+        self.results = results
+
+
+def _sort_key(key: tuple[Any, ...]) -> Any:
+    return tuple((type(v).__name__, v) for v in key)
+
+
+def _as_key_tuple(key: Any, names: Sequence[str]) -> tuple[Any, ...]:
+    if isinstance(key, Mapping):
+        return tuple(key[n] for n in names)
+    if len(names) == 1:
+        return (key,)
+    if isinstance(key, Sequence) and not isinstance(key, str | bytes) and len(key) == len(names):
+        return tuple(key)
+    raise SchemaError(f"key {key!r} does not match the key columns ({', '.join(names)})")
+
+
+def _encode_value(value: Any, codec: ColumnCodec, name: str) -> Any:
+    return _encode_key((value,), [codec], [name])[0]
 
 
 _END: Any = _End()

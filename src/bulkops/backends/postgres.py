@@ -746,6 +746,15 @@ class PostgresBackend:
         t = self._target(table)
         s = sa.table(stage, *(sa.column(c) for c in columns))
         match = sa.and_(*(t.c[k] == s.c[k] for k in key))
+        # Lock the rows in key order first: the UPDATE's join visits them in whatever
+        # order its plan likes, and two adjusts locking in different orders deadlock.
+        self._run(
+            sa.select(sa.literal(1))
+            .select_from(t.join(s, match))
+            .order_by(*(t.c[k] for k in key))
+            .with_for_update(of=t),
+            {},
+        ).fetchall()
         result = t.c[column] + s.c[column]
         guards = []
         if min_value is not None:

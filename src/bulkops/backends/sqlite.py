@@ -207,6 +207,17 @@ _CODECS: dict[str, ColumnCodec] = {
 # --------------------------------------------------------------------- the backend
 
 
+_SCALE = re.compile(r"\(\s*\d+\s*,\s*(\d+)\s*\)")
+
+
+def _decimal_scale(column: ColumnSpec) -> int | None:
+    """The scale of a NUMERIC(p, s) column (REAL storage in SQLite), else None."""
+    if column.type != "decimal" or DECIMAL_TEXT in column.declared.upper():
+        return None
+    found = _SCALE.search(column.declared)
+    return int(found.group(1)) if found else None
+
+
 def _sa_table(table: TableSpec) -> sa.TableClause:
     return sa.table(table.name, *(sa.column(c) for c in table.columns))
 
@@ -334,6 +345,18 @@ class SQLiteBackend:
         return self.reflect(table)
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
+        scale = _decimal_scale(column)
+        if scale is not None:
+            # NUMERIC(p, s) has REAL storage in SQLite: read it back at its scale, so
+            # 12.3 comes back as Decimal("12.30") and float noise never reaches money.
+            base = _CODECS["decimal"]
+            quantum = Decimal(1).scaleb(-scale)
+            return ColumnCodec(
+                base.passthrough,
+                base.encode,
+                lambda v: None if v is None else _decode_decimal(v).quantize(quantum),
+                base.fast,
+            )
         return _CODECS[column.type]
 
     # ----------------------------------------------------------- transactions
@@ -604,7 +627,11 @@ class SQLiteBackend:
         found = self._run(
             sa.select(*(t.c[k] for k in key)).select_from(t.join(d, sa.and_(*match))), {}
         ).fetchall()
-        result = t.c[column] + d.c.delta
+        result: Any = t.c[column] + d.c.delta
+        scale = _decimal_scale(table.column(column))
+        if scale is not None:
+            # REAL arithmetic on NUMERIC(p, s): round to the scale so money stays exact.
+            result = sa.func.round(result, scale)
         guards = []
         if min_value is not None:
             guards.append(result >= sa.bindparam("low", min_value))
