@@ -27,8 +27,8 @@ from .errors import (
 )
 from .report import Rejection, Report
 from .retry import RetryPolicy
-from .sequence import Sequence
 from .schema import ColumnSpec, TableSpec
+from .sequence import Sequence
 from .store import Store
 from .transaction import Atomic, Batch
 
