@@ -222,3 +222,16 @@ def test_load_parquet(tmp_path: Path) -> None:
         rows = store.get_many("pq", [1, 3])
     assert rows[1] == {"id": 1, "price": Decimal("1.10"), "seen": True}
     assert rows[3]["price"] is None
+
+
+def test_seq_allocate(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    first = run("seq", "allocate", "lot:42", "3", "--db", db, "--prefix", "LOT-", "--padding", "5",
+                cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["LOT-00001", "LOT-00002", "LOT-00003"]
+    second = run("seq", "allocate", "lot:42", "2", "--db", db, "--out", "more.txt", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "more.txt").read_text().split() == ["4", "5"]
+    bad = run("seq", "allocate", "x", "1", "--db", db, "--prefix", "{week}", cwd=tmp_path)
+    assert bad.returncode == 2 and "only {year}" in bad.stderr
