@@ -92,6 +92,18 @@ def test_adjust_atomic_is_all_or_nothing(db: bulkops.Store) -> None:
     assert [r["balance"] for r in rows_of(db, "accounts")] == [0, 0, 5]
 
 
+def test_work_after_a_refused_atomic_adjust_in_the_same_block(db: bulkops.Store) -> None:
+    # The refused adjust rolls back its savepoint, and with it anything it created
+    # there (PostgreSQL: its staging table); the next statement must not miss it.
+    accounts(db, 2, 5)
+    with db.atomic():
+        refused = db.adjust("accounts", {0: -10}, column="balance", min_value=0, atomic=True)
+        assert refused.refused == 1
+        assert db.adjust("accounts", {0: -1}, column="balance", min_value=0).updated == 1
+        assert db.upsert("accounts", [{"id": 1, "balance": 9}]).updated == 1
+    assert [r["balance"] for r in rows_of(db, "accounts")] == [4, 9]
+
+
 def test_adjust_costs_statements_per_chunk_not_per_key(db: bulkops.Store) -> None:
     accounts(db, 5000, 0)
     report = db.adjust("accounts", {i: 1 for i in range(5000)}, column="balance", chunk_size=1000)

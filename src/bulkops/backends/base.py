@@ -8,15 +8,25 @@ place that imports its driver, and it translates driver exceptions into
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
+
+import sqlalchemy as sa
 
 from ..errors import BulkError
 from ..schema import ColumnCodec, ColumnSpec, TableSpec
 
-__all__ = ["Backend", "Capabilities", "ChunkCounts", "WriteKind", "WriteOp"]
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "ChunkCounts",
+    "WriteKind",
+    "WriteOp",
+    "select_where_statement",
+    "translate_errors",
+]
 
 
 @dataclass(frozen=True)
@@ -190,3 +200,41 @@ class Backend(Protocol):
     def classify_error(self, error: BaseException) -> BulkError | None: ...
 
     def close(self) -> None: ...
+
+
+@contextmanager
+def translate_errors(classify: Callable[[BaseException], BulkError | None]) -> Iterator[None]:
+    """Where driver calls enter the library: driver exceptions become bulkops errors
+    (the original kept as ``__cause__``); those ``classify`` does not know pass as
+    they are."""
+    try:
+        yield
+    except BulkError:
+        raise
+    except Exception as exc:
+        error = classify(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def select_where_statement(
+    t: sa.TableClause,
+    columns: Sequence[str],
+    where: Mapping[str, Any],
+    order_by: Sequence[str] = (),
+    limit: int | None = None,
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """SELECT ``columns`` of rows whose columns equal ``where`` (None matches NULL),
+    and the values for its binds."""
+    stmt = sa.select(*(t.c[c] for c in columns)).where(
+        *(
+            t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
+            for i, (c, v) in enumerate(where.items())
+        )
+    )
+    if order_by:
+        stmt = stmt.order_by(*(t.c[c] for c in order_by))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt, {f"w{i}": v for i, v in enumerate(where.values())}

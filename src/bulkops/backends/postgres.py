@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -49,7 +49,13 @@ from ..schema import (
     decimal_from_text,
     int_from_text,
 )
-from .base import Capabilities, ChunkCounts, WriteOp
+from .base import (
+    Capabilities,
+    ChunkCounts,
+    WriteOp,
+    select_where_statement,
+    translate_errors,
+)
 
 __all__ = ["PostgresBackend"]
 
@@ -216,7 +222,9 @@ class PostgresBackend:
         self._specs: dict[str, TableSpec] = {}
         self._stages: dict[tuple[Any, ...], str] = {}  # (table, columns) -> staging table
         self._shapes: dict[tuple[Any, ...], tuple[TableSpec, tuple[str, ...]]] = {}
-        self._new_stages: set[tuple[Any, ...]] = set()  # created in the open transaction
+        # Staging tables created in the open transaction, with the savepoint depth they
+        # were created at: a rollback to that depth (or a full rollback) removes them.
+        self._new_stages: dict[tuple[Any, ...], int] = {}
         self._stage_numbers = itertools.count(1)
         self._pid: int | None = None
         self._sequences: set[str] = set()
@@ -407,9 +415,7 @@ class PostgresBackend:
 
     def rollback(self) -> None:
         self._dirty.clear()
-        for shape in self._new_stages:  # created in the transaction: gone with it
-            self._stages.pop(shape, None)
-        self._new_stages.clear()
+        self._forget_stages(0)
         if self.conn.closed or self.conn.broken:
             return
         if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -459,6 +465,7 @@ class PostgresBackend:
                     with self._errors():
                         self.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
                         self.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+                    self._forget_stages(self._savepoint_depth)
                 raise
             with self._errors():
                 self.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
@@ -472,6 +479,13 @@ class PostgresBackend:
         rolled-back chunk or savepoint cannot take it away."""
         if op.kind != "insert" or set(op.columns) & set(op.table.extra["defaults"]):
             self._stage(op.table, op.columns)
+
+    def _forget_stages(self, depth: int) -> None:
+        """Staging tables created at savepoint ``depth`` or deeper were rolled back."""
+        for shape, created_at in list(self._new_stages.items()):
+            if created_at >= depth:
+                self._stages.pop(shape, None)
+                del self._new_stages[shape]
 
     def _stage(self, table: TableSpec, columns: tuple[str, ...]) -> str:
         shape = (table.name, columns)
@@ -494,7 +508,7 @@ class PostgresBackend:
         self._shapes[shape] = (table, columns)
         self._stages[shape] = name
         if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self._new_stages.add(shape)
+            self._new_stages[shape] = self._savepoint_depth
         return name
 
     def _copy(
@@ -698,21 +712,10 @@ class PostgresBackend:
         limit: int | None = None,
         lock: bool = False,
     ) -> list[tuple[Any, ...]]:
-        t = self._target(table)
-        stmt = sa.select(*(t.c[c] for c in columns)).where(
-            *(
-                t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
-                for i, (c, v) in enumerate(where.items())
-            )
-        )
-        if order_by:
-            stmt = stmt.order_by(*(t.c[c] for c in order_by))
-        if limit is not None:
-            stmt = stmt.limit(limit)
+        stmt, binds = select_where_statement(self._target(table), columns, where, order_by, limit)
         if lock:
             # Rows another claimer holds are skipped, not waited for.
             stmt = stmt.with_for_update(skip_locked=True)
-        binds = {f"w{i}": v for i, v in enumerate(where.values())}
         return self._run(stmt, binds).fetchall()
 
     def insert_returning(
@@ -812,17 +815,8 @@ class PostgresBackend:
 
     # ----------------------------------------------------------------- errors
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except BulkError:
-            raise
-        except Exception as exc:
-            error = self.classify_error(exc)
-            if error is None:
-                raise
-            raise error from exc
+    def _errors(self) -> AbstractContextManager[None]:
+        return translate_errors(self.classify_error)
 
     def classify_error(self, error: BaseException) -> BulkError | None:
         if isinstance(error, OverflowError):

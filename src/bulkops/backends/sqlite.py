@@ -15,7 +15,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from functools import partial
 from operator import itemgetter
@@ -47,7 +47,13 @@ from ..schema import (
     int_from_text,
     json_dumps,
 )
-from .base import Capabilities, ChunkCounts, WriteOp
+from .base import (
+    Capabilities,
+    ChunkCounts,
+    WriteOp,
+    select_where_statement,
+    translate_errors,
+)
 
 __all__ = ["SQLiteBackend"]
 
@@ -220,13 +226,6 @@ def _decimal_scale(column: ColumnSpec) -> int | None:
 
 def _sa_table(table: TableSpec) -> sa.TableClause:
     return sa.table(table.name, *(sa.column(c) for c in table.columns))
-
-
-def _equals(t: sa.TableClause, where: Mapping[str, Any]) -> list[Any]:
-    return [
-        t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
-        for i, (c, v) in enumerate(where.items())
-    ]
 
 
 def _binds(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -580,13 +579,8 @@ class SQLiteBackend:
         lock: bool = False,
     ) -> list[tuple[Any, ...]]:
         # lock: the caller's BEGIN IMMEDIATE already holds the database's write lock.
-        t = _sa_table(table)
-        stmt = sa.select(*(t.c[c] for c in columns)).where(*_equals(t, where))
-        if order_by:
-            stmt = stmt.order_by(*(t.c[c] for c in order_by))
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return self._run(stmt, _binds(where)).fetchall()
+        stmt, binds = select_where_statement(_sa_table(table), columns, where, order_by, limit)
+        return self._run(stmt, binds).fetchall()
 
     def insert_returning(
         self, table: TableSpec, values: Mapping[str, Any], conflict: tuple[str, ...]
@@ -665,17 +659,8 @@ class SQLiteBackend:
 
     # ----------------------------------------------------------------- errors
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except BulkError:
-            raise
-        except Exception as exc:
-            error = self.classify_error(exc)
-            if error is None:
-                raise
-            raise error from exc
+    def _errors(self) -> AbstractContextManager[None]:
+        return translate_errors(self.classify_error)
 
     def classify_error(self, error: BaseException) -> BulkError | None:
         message = str(error)
