@@ -125,7 +125,7 @@ def test_cli_load_into_postgres(pg_url: str, tmp_path: Path) -> None:
     )
     command = [sys.executable, "-m", "bulkops", "load", "in.csv", "--table", "p", "--db", pg_url]
     result = subprocess.run(
-        [*command, "--rejects", "bad.jsonl", "--json"],
+        [*command, "--rejects", "bad.jsonl", "--json", "--workers", "2", "--chunk-size", "1"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr

@@ -78,6 +78,14 @@ def main() -> None:
 @click.option("--chunk-size", type=click.IntRange(min=1), help="Rows per chunk (transaction).")
 @click.option("--atomic", is_flag=True, help="One transaction for the whole file: all or nothing.")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write chunks in parallel over this many connections (PostgreSQL; SQLite has one "
+    "writer and ignores it).",
+)
+@click.option(
     "--on-conflict",
     type=click.Choice(["error", "ignore"]),
     default="error",
@@ -119,6 +127,7 @@ def load(
     fmt: str | None,
     chunk_size: int | None,
     atomic: bool,
+    workers: int,
     on_conflict: str,
     on_error: str,
     rejects: str | None,
@@ -148,6 +157,7 @@ def load(
         options: dict[str, Any] = {
             "chunk_size": chunk_size,
             "atomic": atomic,
+            "workers": workers,
             "on_error": on_error,
             "rejects": rejects,
             "max_rejects": max_rejects,
