@@ -1121,7 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
             "tables recreated and loaded (untimed) before every run; gc.collect() and "
             "CHECKPOINT (PostgreSQL) or os.sync() (SQLite) before each run; best of --repeat, "
             "repeats interleaved; statements: data statements sent by the timed call "
-            "(transaction control not counted)"
+            "(transaction control not counted, nor bulkops' catalog reads for reflection)"
         ),
         "python": sys.version.split()[0],
         "psycopg": psycopg.__version__,

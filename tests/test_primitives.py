@@ -109,7 +109,7 @@ def test_adjust_costs_statements_per_chunk_not_per_key(db: bulkops.Store) -> Non
     report = db.adjust("accounts", {i: 1 for i in range(5000)}, column="balance", chunk_size=1000)
     assert report.updated == 5000 and report.chunks == 5
     assert report.statements <= 5 * 4
-    pairs = [(i % 10, 1) for i in range(100)]  # pairs for one key are summed
+    pairs = [(i % 10, "1") for i in range(100)]  # pairs for one key are summed, as numbers
     report = db.adjust("accounts", pairs, column="balance")
     assert report.updated == 10 and report.duplicates == 90
     assert rows_of(db, "accounts")[3]["balance"] == 11

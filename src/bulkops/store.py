@@ -278,9 +278,14 @@ class Store:
         given: dict[tuple[Any, ...], Any] = {}  # encoded key -> key as given
         summed: dict[tuple[Any, ...], Any] = {}
         pairs = deltas.items() if isinstance(deltas, Mapping) else deltas
-        for raw_key, delta in pairs:
+        for raw_key, raw_delta in pairs:
             report.rows_in += 1
             k = _encode_key(_as_key_tuple(raw_key, key_cols), key_codecs, key_cols)
+            delta = coerce(raw_delta, target)  # "5" from a file is 5, not text to append
+            if delta is None:
+                raise ConversionError(
+                    f"adjust(): delta for key {raw_key!r} is empty", column=column
+                )
             if k in summed:
                 report.duplicates += 1
                 summed[k] = summed[k] + delta
@@ -358,7 +363,8 @@ class Store:
         decode = self._row_decoder(spec, names)
 
         def attempt() -> tuple[dict[str, Any], bool]:
-            # Insert-then-select rather than one CTE: under READ COMMITTED a CTE
+            # Separate statements (select; insert … on conflict do nothing; select
+            # again) rather than one CTE: under READ COMMITTED a single statement
             # returns nothing to a caller that lost the race.
             for _ in range(3):
                 found = self.backend.select_where(spec, names, where, limit=1)
