@@ -148,7 +148,7 @@ def load(
     except SourceError as error:
         _fail(str(error))
     with source, _open_store(db) as store:
-        columns, rows = _rows_of(source)
+        columns, rows = source.columns, source.rows
         try:
             rows = _ensure_table(store, table, columns, rows, key_cols, create)
         except BulkError as error:
@@ -266,10 +266,6 @@ def _keys_of(rows: Iterator[Any], columns: list[str] | None, key: tuple[str, ...
         yield pick(row)
 
 
-def _rows_of(source: Any) -> tuple[list[str] | None, Iterator[Any]]:
-    return source.columns, source.rows
-
-
 def _ensure_table(
     store: Store,
     table: str,
@@ -317,15 +313,18 @@ class _ProgressBar:
             TimeElapsedColumn(),
         ]
         self.progress = Progress(*columns, console=err_console, transient=True)
-        self.task = self.progress.add_task("load", total=total, rows=0, rate=0)
+        self.task = self.progress.add_task("load", total=total, rows=0, rate="-")
+        self.started = time.perf_counter()
 
     def callback(self, report: Report) -> None:
         completed = self.source.bytes_read() if self.source.total_bytes else report.rows_in
+        # The Report's own clock stops only when the call ends: time the bar here.
+        seconds = time.perf_counter() - self.started
         self.progress.update(
             self.task,
             completed=completed,
             rows=f"{report.rows_in:,}",
-            rate=f"{report.rows_per_second:,.0f}" if report.elapsed else "-",
+            rate=f"{report.rows_in / seconds:,.0f}" if seconds > 0 else "-",
         )
 
     def __enter__(self) -> _ProgressBar:
