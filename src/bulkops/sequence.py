@@ -73,4 +73,4 @@ class Sequence:
         prefix = self.prefix.format(**fields)
         suffix = self.suffix.format(**fields)
         width = self.padding
-        return [f"{prefix}{n:0{width}d}{suffix}" for n in numbers]
+        return [prefix + str(n).zfill(width) + suffix for n in numbers]

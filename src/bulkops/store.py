@@ -276,11 +276,14 @@ class Store:
         started = time.perf_counter()
         statements = self.backend.statements
         given: dict[tuple[Any, ...], Any] = {}  # encoded key -> key as given
-        summed: dict[tuple[Any, ...], Any] = {}
-        pairs = deltas.items() if isinstance(deltas, Mapping) else deltas
-        for raw_key, raw_delta in pairs:
+        summed: dict[tuple[Any, ...], Any] = {}  # encoded key -> canonical delta
+        plain_keys = key_codecs[0].passthrough if len(key_cols) == 1 else frozenset()
+        for raw_key, raw_delta in deltas.items() if isinstance(deltas, Mapping) else deltas:
             report.rows_in += 1
-            k = _encode_key(_as_key_tuple(raw_key, key_cols), key_codecs, key_cols)
+            if raw_key.__class__ in plain_keys:
+                k: tuple[Any, ...] = (raw_key,)
+            else:
+                k = _encode_key(_as_key_tuple(raw_key, key_cols), key_codecs, key_cols)
             delta = coerce(raw_delta, target)  # "5" from a file is 5, not text to append
             if delta is None:
                 raise ConversionError(
@@ -291,11 +294,18 @@ class Store:
                 summed[k] = summed[k] + delta
             else:
                 given[k], summed[k] = raw_key, delta
-        ordered = sorted(summed, key=_sort_key)  # same lock order for every caller
+        try:
+            ordered = sorted(summed)  # the same lock order for every caller
+        except TypeError:
+            ordered = sorted(summed, key=_sort_key)
         size = chunk_rows(self.capabilities, len(key_cols) + 1, chunk_size)
+        passthrough = value_codec.passthrough
 
         def apply(part: list[tuple[Any, ...]]) -> tuple[set[Any], set[Any]]:
-            rows = [(*k, _encode_value(summed[k], value_codec, column)) for k in part]
+            rows = [
+                (*k, d if (d := summed[k]).__class__ in passthrough else value_codec.encode(d))
+                for k in part
+            ]
             found, applied = self.backend.adjust(spec, key_cols, column, rows, *bounds)
             return {tuple(r) for r in found}, {tuple(r) for r in applied}
 

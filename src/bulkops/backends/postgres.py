@@ -194,6 +194,32 @@ def _sequence_name(name: str) -> str:
     return f"bulkops_seq_{readable}_{digest}"
 
 
+# Columns (name, type name, type oid, NOT NULL, has a default, generated, type
+# category, formatted type, default expression) and unique indexes of one table.
+_REFLECT = """
+WITH rel AS (SELECT to_regclass(%(ident)s)::oid AS oid)
+SELECT rel.oid,
+  (SELECT json_agg(json_build_array(
+            a.attname, t.typname, a.atttypid::int, a.attnotnull,
+            a.atthasdef OR a.attidentity <> '', a.attgenerated <> '',
+            t.typcategory, format_type(a.atttypid, a.atttypmod),
+            CASE WHEN a.attidentity <> ''
+                 THEN format('nextval(%%L::regclass)', pg_get_serial_sequence(%(ident)s, a.attname))
+                 ELSE pg_get_expr(d.adbin, d.adrelid) END) ORDER BY a.attnum)
+     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT json_agg(json_build_array(i.indisprimary,
+            array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                  ORDER BY k.o)))
+     FROM pg_index i
+     WHERE i.indrelid = rel.oid AND i.indisunique AND i.indpred IS NULL
+           AND i.indexprs IS NULL)
+FROM rel
+"""
+
+
 # --------------------------------------------------------------------- the backend
 
 _KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=")
@@ -219,7 +245,6 @@ class PostgresBackend:
         self.statement_timeout = statement_timeout
         self._savepoint_depth = 0
         self._sql: dict[tuple[Any, ...], Any] = {}
-        self._specs: dict[str, TableSpec] = {}
         self._stages: dict[tuple[Any, ...], str] = {}  # (table, columns) -> staging table
         self._shapes: dict[tuple[Any, ...], tuple[TableSpec, tuple[str, ...]]] = {}
         # Staging tables created in the open transaction, with the savepoint depth they
@@ -289,38 +314,11 @@ class PostgresBackend:
     def reflect(self, table: str) -> TableSpec:
         with self._errors():
             ident = self._regclass(table).as_string(self.conn)
-            found = self.conn.execute("SELECT to_regclass(%s)::oid", (ident,)).fetchone()
-            if found is None or found[0] is None:
+            # One round trip: every verb reflects its table, so this is on every call.
+            row = self.conn.execute(_REFLECT, {"ident": ident}).fetchone()
+            if row is None or row[0] is None:
                 raise SchemaError(self._no_such_table(table))
-            oid = found[0]
-            info = self.conn.execute(
-                """
-                SELECT a.attname, t.typname, a.atttypid::int, a.attnotnull,
-                       a.atthasdef OR a.attidentity <> '', a.attgenerated <> '',
-                       t.typcategory, format_type(a.atttypid, a.atttypmod),
-                       CASE WHEN a.attidentity <> ''
-                            THEN format('nextval(%%L::regclass)',
-                                        pg_get_serial_sequence(%s, a.attname))
-                            ELSE pg_get_expr(d.adbin, d.adrelid) END
-                FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-                WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
-                ORDER BY a.attnum
-                """,
-                (ident, oid),
-            ).fetchall()
-            indexes = self.conn.execute(
-                """
-                SELECT i.indisprimary,
-                       array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
-                             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
-                             ORDER BY k.o)
-                FROM pg_index i
-                WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL
-                      AND i.indexprs IS NULL
-                """,
-                (oid,),
-            ).fetchall()
+            info, indexes = row[1] or [], row[2] or []
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -786,12 +784,13 @@ class PostgresBackend:
                 self._sequences.add(name)  # else the creation may still be rolled back
         self.statements += 1
         with self._errors():
-            # One round trip for any count: the server draws the numbers.
-            rows = self.conn.execute(
-                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+            # One round trip for any count: the server draws the numbers and sends them
+            # back as one array (one row, not one row per number).
+            row = self.conn.execute(
+                "SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)",
                 (sql.Identifier(name).as_string(self.conn), count),
-            ).fetchall()
-        return [r[0] for r in rows]
+            ).fetchone()
+        return list(row[0]) if row else []
 
     def _create_sequence(self, name: str, sequence: str, start: int) -> None:
         in_transaction = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE

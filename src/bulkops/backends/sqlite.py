@@ -521,25 +521,23 @@ class SQLiteBackend:
     ) -> str:
         """SELECT count(*) (columns=None) or the columns, for rows whose key is one of
         n given keys."""
-        cache_key = ("in", table.name, key, columns, n)
+        cache_key = ("in", table.name, key, columns)
         cached = self._sql.get(cache_key)
-        if cached is not None:
-            return cached[0]
-        t = sa.table(table.name, *(sa.column(c) for c in table.columns))
-        params = iter(range(n * len(key)))
-        if len(key) == 1:
-            condition = t.c[key[0]].in_([sa.bindparam(f"k{next(params)}") for _ in range(n)])
-        else:
-            condition = sa.tuple_(*(t.c[k] for k in key)).in_(
-                [sa.tuple_(*(sa.bindparam(f"k{next(params)}") for _ in key)) for _ in range(n)]
+        if cached is None:
+            # Compiled once per shape with an expanding bind; only the placeholder list
+            # depends on n. (Compiling n bind parameters costs ~0.07 s per 10,000.)
+            t = sa.table(table.name, *(sa.column(c) for c in table.columns))
+            target = t.c[key[0]] if len(key) == 1 else sa.tuple_(*(t.c[k] for k in key))
+            what = [sa.func.count()] if columns is None else [t.c[c] for c in columns]
+            stmt = (
+                sa.select(*what)
+                .select_from(t)
+                .where(target.in_(sa.bindparam("keys", expanding=True)))
             )
-        what = [sa.func.count()] if columns is None else [t.c[c] for c in columns]
-        stmt = sa.select(*what).select_from(t).where(condition)
-        sql = str(stmt.compile(dialect=self.dialect))
-        if len(self._sql) > 512:
-            self._sql.clear()
-        self._sql[cache_key] = (sql, None)
-        return sql
+            cached = (str(stmt.compile(dialect=self.dialect)), None)
+            self._sql[cache_key] = cached
+        one = "?" if len(key) == 1 else f"({', '.join('?' * len(key))})"
+        return cached[0].replace("__[POSTCOMPILE_keys]", ", ".join([one] * n))
 
     # ------------------------------------------------------------------ reads
 
