@@ -16,7 +16,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import partial
 from operator import itemgetter
 from typing import Any
@@ -132,6 +132,21 @@ def _encode_decimal(value: Any) -> Any:
     return None if value is None else str(value)
 
 
+def _decimal_text(value: str) -> Any:
+    # CSV text straight to its stored form: one call per value on the hot path.
+    try:
+        return str(Decimal(value))
+    except InvalidOperation:
+        return adapted(decimal_from_text, str)(value)
+
+
+def _datetime_text(value: str) -> Any:
+    try:
+        return dt.datetime.fromisoformat(value).isoformat()
+    except ValueError:
+        return adapted(datetime_from_text, dt.datetime.isoformat)(value)
+
+
 def _decode_decimal(value: Any) -> Any:
     if value is None or value.__class__ is Decimal:
         return value
@@ -185,7 +200,7 @@ _CODECS: dict[str, ColumnCodec] = {
         frozenset({NoneType}),
         _encode_decimal,
         _decode_decimal,
-        fast={Decimal: Decimal.__str__, str: adapted(decimal_from_text, str)},
+        fast={Decimal: Decimal.__str__, str: _decimal_text},
     ),
     "text": ColumnCodec(frozenset({str, NoneType}), COERCERS["text"]),
     "bytes": ColumnCodec(frozenset({bytes, NoneType}), coercer("bytes", bytes)),
@@ -202,7 +217,7 @@ _CODECS: dict[str, ColumnCodec] = {
         _decode_datetime,
         fast={
             dt.datetime: dt.datetime.isoformat,
-            str: adapted(datetime_from_text, dt.datetime.isoformat),
+            str: _datetime_text,
         },
     ),
     "json": ColumnCodec(frozenset({NoneType}), coercer("json", json_dumps), _decode_json),
