@@ -749,8 +749,9 @@ class PostgresBackend:
         match = sa.and_(*(t.c[k] == s.c[k] for k in key))
         # Lock the rows in key order first: the UPDATE's join visits them in whatever
         # order its plan likes, and two adjusts locking in different orders deadlock.
-        self._run(
-            sa.select(sa.literal(1))
+        # The locked rows are the keys found.
+        found = self._run(
+            sa.select(*(t.c[k] for k in key))
             .select_from(t.join(s, match))
             .order_by(*(t.c[k] for k in key))
             .with_for_update(of=t),
@@ -762,19 +763,14 @@ class PostgresBackend:
             guards.append(result >= sa.bindparam("low", min_value))
         if max_value is not None:
             guards.append(result <= sa.bindparam("high", max_value))
-        applied = (
+        applied = self._run(
             sa.update(t)
             .where(match, *guards)
             .values({column: result})
-            .returning(*(t.c[k] for k in key))
-            .cte("applied")
-        )
-        a_match = sa.and_(*(applied.c[k] == s.c[k] for k in key))
-        stmt = sa.select(*(s.c[k] for k in key), applied.c[key[0]].is_not(None)).select_from(
-            s.join(t, match).outerjoin(applied, a_match)
-        )
-        found = self._run(stmt, {}).fetchall()
-        return [r[:-1] for r in found], [r[:-1] for r in found if r[-1]]
+            .returning(*(t.c[k] for k in key)),
+            {},
+        ).fetchall()
+        return found, applied
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:
         name = _sequence_name(sequence)
