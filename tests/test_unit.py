@@ -276,3 +276,39 @@ def test_retry_does_not_retry_data_errors() -> None:
 def test_retry_policy_validates() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+class _LosesCommit:
+    """A backend stub whose COMMIT loses the connection (for the pure commit logic)."""
+
+    def __init__(self, outcome: bool | None) -> None:
+        self.outcome = outcome
+        self.rolled_back = False
+
+    def commit(self) -> None:
+        raise bulkops.ConnectionLostError("server closed the connection")
+
+    def rollback(self) -> None:
+        self.rolled_back = True
+
+    def last_commit_succeeded(self) -> bool | None:
+        return self.outcome
+
+
+@pytest.mark.parametrize(
+    ("outcome", "raised"),
+    [(True, None), (False, bulkops.ConnectionLostError), (None, bulkops.CommitUnknownError)],
+)
+def test_a_lost_commit_is_resolved_before_any_retry(
+    outcome: bool | None, raised: type[Exception] | None
+) -> None:
+    from bulkops.execute import commit_resolving
+
+    backend: Any = _LosesCommit(outcome)
+    if raised is None:
+        commit_resolving(backend, "chunk 1")  # it committed after all: done, no retry
+    else:
+        with pytest.raises(raised) as caught:
+            commit_resolving(backend, "chunk 1")
+        # Only "it did not commit" may be retried (a TransientError).
+        assert isinstance(caught.value, bulkops.TransientError) == (outcome is False)

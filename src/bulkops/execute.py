@@ -33,7 +33,7 @@ from .plan import ChunkPlanner, PreparedChunk
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
 
-__all__ = ["Executor", "OnError", "numbered", "run_transaction"]
+__all__ = ["Executor", "OnError", "commit_resolving", "numbered", "run_transaction"]
 
 OnError = Literal["raise", "isolate"]
 T = TypeVar("T")
@@ -354,25 +354,34 @@ def run_transaction(
         except BaseException:
             backend.rollback()
             raise
-        try:
-            backend.commit()
-        except ConnectionLostError as error:
-            outcome = backend.last_commit_succeeded()
-            if outcome is True:
-                return result
-            if outcome is None:
-                raise CommitUnknownError(
-                    f"the connection was lost during COMMIT of {what} and the database "
-                    "cannot tell whether it committed; not retried, so it is never "
-                    "applied twice"
-                ) from error
-            raise
-        except BaseException:
-            backend.rollback()
-            raise
+        commit_resolving(backend, what)
         return result
 
     return retry.call(attempt, on_retry=on_retry)
+
+
+def commit_resolving(backend: Backend, what: str) -> None:
+    """COMMIT; if the connection dies during it, find out whether it committed.
+
+    Returns when it did; raises ConnectionLostError (transient: retry) when it did
+    not, and CommitUnknownError (not retried) when the database cannot tell. Any
+    other failure rolls back and propagates.
+    """
+    try:
+        backend.commit()
+    except ConnectionLostError as error:
+        outcome = backend.last_commit_succeeded()
+        if outcome is True:
+            return
+        if outcome is None:
+            raise CommitUnknownError(
+                f"the connection was lost during COMMIT of {what} and the database cannot "
+                "tell whether it committed; not retried, so it is never applied twice"
+            ) from error
+        raise
+    except BaseException:
+        backend.rollback()
+        raise
 
 
 def numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:

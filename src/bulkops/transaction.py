@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import TransientError
+from .execute import commit_resolving
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -60,11 +61,8 @@ class Scope:
         if error is not None:
             store.backend.rollback()
             return
-        try:
-            store.backend.commit()
-        except BaseException:
-            store.backend.rollback()
-            raise
+        # A block re-run after a lost COMMIT that did commit would apply twice.
+        commit_resolving(store.backend, "the atomic block")
 
 
 class Atomic:
