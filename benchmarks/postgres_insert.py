@@ -26,22 +26,19 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import csv
-import datetime as dt
 import gc
 import json
 import os
 import pstats
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
@@ -49,12 +46,28 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from _common import (
+    COLUMNS,
+    BestOf,
+    Row,
+    Skip,
+    cli_available,
+    make_rows,
+    ok_cell,
+    postgres,
+    ratio,
+    ratio_table,
+    report_console,
+    results_table,
+    run_cli,
+    script,
+    status_of,
+    write_csv,
+)
 from rich.console import Console
-from rich.table import Table
 
 import bulkops
 
-Row = dict[str, Any]
 Facts = tuple[int, int, int, Decimal]  # count(*), sum(a), sum(b), sum(amount)
 
 DEFAULT_ROWS = 1_000_000
@@ -74,33 +87,10 @@ TARGET_GET_VS_ANY = 0.8
 TARGET_GET_VS_PER_KEY = 15.0
 TARGET_CLI_VS_PSQL = 0.6
 
-COLUMNS = ("id", "a", "b", "amount", "label", "created")
 COPY_TYPES = ["int8", "int4", "int4", "numeric", "text", "timestamptz"]
-BENCH_DATABASE = "bulkops_bench"
-
-FOUR_PLACES = Decimal("0.0001")
-EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-SECOND = dt.timedelta(seconds=1)
 
 
 # ------------------------------------------------------------------------------ data
-
-
-def amount_of(i: int) -> Decimal:
-    return (Decimal(i % 100_000) / 10_000).quantize(FOUR_PLACES)
-
-
-def make_rows(n: int) -> Iterator[Row]:
-    """The benchmark's rows, ids 1..n, as dicts (the same rows as sqlite_insert.py)."""
-    for i in range(1, n + 1):
-        yield {
-            "id": i,
-            "a": i % 1_000,
-            "b": (i * 7_919) % 1_000_003,
-            "amount": amount_of(i),
-            "label": f"label-{i:010d}",  # 16 characters
-            "created": EPOCH + i * SECOND,
-        }
 
 
 def changed_rows(rows: list[Row]) -> list[Row]:
@@ -118,16 +108,6 @@ def facts_of(rows: Iterable[Row]) -> Facts:
         sum_b += r["b"]
         amount += r["amount"]
     return count, sum_a, sum_b, amount
-
-
-def write_csv(rows: Iterable[Row], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows(
-            (r["id"], r["a"], r["b"], str(r["amount"]), r["label"], r["created"].isoformat())
-            for r in rows
-        )
 
 
 def quote_ident(name: str) -> str:
@@ -176,7 +156,7 @@ class Sql:
 
 
 @dataclass
-class Result:
+class Result(BestOf):
     key: str
     section: str
     name: str
@@ -188,25 +168,13 @@ class Result:
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def seconds(self) -> float | None:
-        return min(self.times) if self.times else None
-
-    @property
-    def rows_per_second(self) -> float | None:
-        best = self.seconds
-        return self.rows / best if best else None
+    def units(self) -> int:
+        return self.rows
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = super().as_dict()
         data["facts"] = list(self.facts) if self.facts else None
-        data["seconds"] = self.seconds
-        data["rows_per_second"] = self.rows_per_second
         return data
-
-
-class Skip(Exception):
-    """A contender that cannot run here (e.g. a CLI that is missing or fails)."""
 
 
 Timed = Callable[[], Any]  # the timed call; what it returns is inspected afterwards
@@ -384,33 +352,9 @@ def raw_get_each(dsn: str, sql: Sql, keys: list[int]) -> Contender:
 def command(argv: list[str]) -> Contender:
     @contextmanager
     def session() -> Iterator[Timed]:
-        def run() -> None:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                raise Skip(f"exit status {done.returncode}: {' | '.join(tail) or 'no output'}")
-
-        yield run
+        yield lambda: run_cli(argv)
 
     return session
-
-
-def script(name: str) -> str | None:
-    """The venv's console script ``name`` (next to this interpreter), else from PATH."""
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else shutil.which(name)
-
-
-def cli_available(argv: list[str]) -> str | None:
-    """None if ``argv`` runs, else why not."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as error:
-        return str(error)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-2:]
-        return f"{' '.join(argv)} exits {done.returncode}: {' | '.join(tail)}"
-    return None
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -588,15 +532,6 @@ def measure_section(
 # --------------------------------------------------------------------------- report
 
 
-def ratio(numerator: Result | None, denominator: Result | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    top, bottom = numerator.rows_per_second, denominator.rows_per_second
-    if not top or not bottom or not (numerator.verified and denominator.verified):
-        return None
-    return top / bottom
-
-
 RATIOS: list[tuple[str, str, str, float | None]] = [
     ("insert: bulkops / raw binary COPY", "insert_bulkops", "insert_copy", TARGET_INSERT_VS_COPY),
     (
@@ -635,19 +570,9 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
     out = []
     for label, top, bottom, target in RATIOS:
         value = ratio(results.get(top), results.get(bottom))
-        if value is None:
-            status = "n/a"
-        elif target is None:
-            status = "info"
-        else:
-            status = "PASS" if value >= target else "FAIL"
+        status = status_of(value, target)
         out.append({"ratio": label, "value": value, "target": target, "status": status})
     return out
-
-
-def mark(status: str) -> str:
-    colour = {"PASS": "green", "FAIL": "red", "info": "cyan"}.get(status, "yellow")
-    return f"[bold {colour}]{status}[/]"
 
 
 def print_report(
@@ -667,27 +592,27 @@ def print_report(
     console.print(f"server: {config['server_note']}", highlight=False)
     console.print(f"data: {config['data']}", highlight=False)
     console.print(f"timing: {config['timing']}", highlight=False)
-    table = Table(title_justify="left")
-    for name, justify in [
-        ("op", "left"),
-        ("contender", "left"),
-        ("rows timed", "right"),
-        ("seconds", "right"),
-        ("rows/s", "right"),
-        ("vs raw", "right"),
-        ("count", "right"),
-        ("sum(a)", "right"),
-        ("ok", "center"),
-        ("notes", "left"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = results_table(
+        [
+            ("op", "left"),
+            ("contender", "left"),
+            ("rows timed", "right"),
+            ("seconds", "right"),
+            ("rows/s", "right"),
+            ("vs raw", "right"),
+            ("count", "right"),
+            ("sum(a)", "right"),
+            ("ok", "center"),
+            ("notes", "left"),
+        ]
+    )
     section = None
     for result in results.values():
         if section is not None and result.section != section:
             table.add_section()
         first = result.section != section
         section = result.section
-        best, rate = result.seconds, result.rows_per_second
+        best, rate = result.seconds, result.per_second
         vs_raw = ratio(result, results.get(BASELINES.get(result.section, "")))
         facts = result.facts
         table.add_row(
@@ -699,7 +624,7 @@ def print_report(
             f"{vs_raw:.2f}x" if vs_raw else "-",
             f"{facts[0]:,}" if facts else "-",
             f"{facts[1]:,}" if facts else "-",
-            "-" if result.skipped else ("[green]yes[/]" if result.verified else "[red]NO[/]"),
+            ok_cell(result),
             result.note,
         )
     console.print(table)
@@ -709,17 +634,7 @@ def print_report(
         if lib is not None and lib.extra.get("report"):
             console.print(f"{lib.name} report: {lib.extra['report']}", highlight=False)
 
-    targets = Table(title="ratios (rows/s over rows/s)", title_justify="left")
-    for name in ("ratio", "value", "target", "result"):
-        targets.add_column(name, justify="left" if name == "ratio" else "right")
-    for row in ratio_rows:
-        value, target = row["value"], row["target"]
-        targets.add_row(
-            row["ratio"],
-            f"{value:.2f}x" if value is not None else "-",
-            f">= {target}x" if target is not None else "(no target)",
-            mark(row["status"]),
-        )
+    targets = ratio_table(ratio_rows)
     console.print(targets)
     console.print(config["workers_note"], highlight=False)
 
@@ -837,26 +752,6 @@ def run_get_many_setup(server: Server, sql: Sql, rows: list[Row], keys_hint: int
 # ----------------------------------------------------------------------------- main
 
 
-@contextmanager
-def database(dsn: str | None, log: Console) -> Iterator[tuple[str, str]]:
-    """(dsn, how it was obtained): ``--dsn`` as given, else a throwaway cluster."""
-    if dsn:
-        yield dsn, "existing server (--dsn)"
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from pg_cluster import PgCluster
-
-    log.print("[bold]starting a throwaway PostgreSQL cluster[/]", highlight=False)
-    started = time.perf_counter()
-    cluster = PgCluster().start()
-    try:
-        bench_dsn = cluster.create_database(BENCH_DATABASE)
-        log.print(f"  up in {time.perf_counter() - started:.1f}s: {bench_dsn}", highlight=False)
-        yield bench_dsn, "throwaway cluster (tests/pg_cluster.py)"
-    finally:
-        cluster.stop()
-
-
 def table_exists(dsn: str, table: str) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT to_regclass(%s)", (quote_ident(table),)).fetchone()
@@ -941,9 +836,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = Console(stderr=True)
-    console = Console()
-    if not console.is_terminal:  # a log or a pipe: do not wrap at 80 columns
-        console = Console(width=170)
+    console = report_console(170)
     sql = Sql(args.table)
     if args.dsn and table_exists(args.dsn, args.table):
         log.print(
@@ -952,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
         return 2
-    with database(args.dsn, log) as (dsn, origin):
+    with postgres(args.dsn, log) as (dsn, origin):
         if args.profile:
             return profile(dsn, sql, args.rows, console, log)
         return run_benchmark(args, dsn, origin, sql, log, console)

@@ -45,15 +45,24 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from _common import (
+    BestOf,
+    ok_cell,
+    postgres,
+    ratio,
+    ratio_table,
+    report_console,
+    results_table,
+    status_of,
+)
 from rich.console import Console
-from rich.table import Table
 
 import bulkops
 from bulkops.bench import escrow
@@ -81,7 +90,6 @@ NAIVE_PROJECT = 2
 ESCROW_SEED = 1
 SEED = 20_240_101
 CENT = Decimal("0.01")
-BENCH_DATABASE = "bulkops_bench"
 TABLES = ("products", "users", "counter", "escrows", "wallets", "wallet_transactions")
 BULKOPS_SEQUENCE_LIKE = "bulkops\\_seq\\_lot\\_42\\_%"  # bulkops' name for "lot:42"
 
@@ -313,7 +321,8 @@ class Outcome:
 
 
 @dataclass
-class Result:
+class Result(BestOf):
+    RATE_KEY = "items_per_second"
     key: str
     backend: str
     section: str
@@ -327,20 +336,8 @@ class Result:
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def seconds(self) -> float | None:
-        return min(self.times) if self.times else None
-
-    @property
-    def items_per_second(self) -> float | None:
-        best = self.seconds
-        return self.items / best if best else None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["seconds"] = self.seconds
-        data["items_per_second"] = self.items_per_second
-        return data
+    def units(self) -> int:
+        return self.items
 
 
 Timed = Callable[[], Outcome]  # the timed call
@@ -829,26 +826,12 @@ BASELINES = {
 }
 
 
-def ratio(numerator: Result | None, denominator: Result | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    top, bottom = numerator.items_per_second, denominator.items_per_second
-    if not top or not bottom or not (numerator.verified and denominator.verified):
-        return None
-    return top / bottom
-
-
 def ratios(results: dict[str, Result], backends: list[str]) -> list[dict[str, Any]]:
     out = []
     for backend in backends:
         for label, top, bottom, target in RATIOS:
             value = ratio(results.get(f"{backend}:{top}"), results.get(f"{backend}:{bottom}"))
-            if value is None:
-                status = "n/a"
-            elif target is None:
-                status = "info"
-            else:
-                status = "PASS" if value >= target else "FAIL"
+            status = status_of(value, target)
             out.append(
                 {
                     "backend": backend,
@@ -859,11 +842,6 @@ def ratios(results: dict[str, Result], backends: list[str]) -> list[dict[str, An
                 }
             )
     return out
-
-
-def mark(status: str) -> str:
-    colour = {"PASS": "green", "FAIL": "red", "info": "cyan"}.get(status, "yellow")
-    return f"[bold {colour}]{status}[/]"
 
 
 def print_report(
@@ -886,21 +864,21 @@ def print_report(
     for backend, why in config["skipped_backends"].items():
         console.print(f"[yellow]{BACKEND_LABELS[backend]}: skipped: {why}[/]", highlight=False)
     console.print(f"timing: {config['timing']}", highlight=False)
-    table = Table(title_justify="left")
-    for name, justify in [
-        ("backend", "left"),
-        ("op", "left"),
-        ("contender", "left"),
-        ("items", "right"),
-        ("seconds", "right"),
-        ("items/s", "right"),
-        ("statements", "right"),
-        ("per item", "right"),
-        ("speed-up", "right"),
-        ("ok", "center"),
-        ("notes", "left"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = results_table(
+        [
+            ("backend", "left"),
+            ("op", "left"),
+            ("contender", "left"),
+            ("items", "right"),
+            ("seconds", "right"),
+            ("items/s", "right"),
+            ("statements", "right"),
+            ("per item", "right"),
+            ("speed-up", "right"),
+            ("ok", "center"),
+            ("notes", "left"),
+        ]
+    )
     previous: tuple[str, str] | None = None
     for result in results.values():
         where = (result.backend, result.section)
@@ -909,7 +887,7 @@ def print_report(
         first_of_backend = previous is None or previous[0] != result.backend
         first_of_section = where != previous
         previous = where
-        best, rate = result.seconds, result.items_per_second
+        best, rate = result.seconds, result.per_second
         baseline = results.get(f"{result.backend}:{BASELINES[result.section]}")
         speed_up = ratio(result, baseline) if result is not baseline else None
         statements = result.statements
@@ -923,7 +901,7 @@ def print_report(
             f"{statements:,}" if statements is not None else "-",
             f"{statements / result.items:.4f}" if statements is not None else "-",
             f"{speed_up:.1f}x" if speed_up else "-",
-            "[green]yes[/]" if result.verified else "[red]NO[/]",
+            ok_cell(result),
             result.note,
         )
     console.print(table)
@@ -945,42 +923,17 @@ def print_report(
                 highlight=False,
             )
 
-    targets = Table(title="speed-ups (items/s over items/s, same items)", title_justify="left")
-    for name in ("backend", "ratio", "value", "target", "result"):
-        targets.add_column(name, justify="left" if name in ("backend", "ratio") else "right")
-    for row in ratio_rows:
-        value, target = row["value"], row["target"]
-        targets.add_row(
-            BACKEND_LABELS[row["backend"]],
-            row["ratio"],
-            f"{value:.1f}x" if value is not None else "-",
-            f">= {target:g}x" if target is not None else "(no target)",
-            mark(row["status"]),
-        )
+    targets = ratio_table(
+        ratio_rows,
+        "speed-ups (items/s over items/s, same items)",
+        digits=1,
+        target_spec="g",
+        backends=BACKEND_LABELS,
+    )
     console.print(targets)
 
 
 # ----------------------------------------------------------------------------- main
-
-
-@contextmanager
-def postgres(dsn: str | None, log: Console) -> Iterator[tuple[str, str]]:
-    """(dsn, how it was obtained): ``--dsn`` as given, else a throwaway cluster."""
-    if dsn:
-        yield dsn, "existing server (--dsn)"
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from pg_cluster import PgCluster
-
-    log.print("[bold]starting a throwaway PostgreSQL cluster[/]", highlight=False)
-    started = time.perf_counter()
-    cluster = PgCluster().start()
-    try:
-        bench_dsn = cluster.create_database(BENCH_DATABASE)
-        log.print(f"  up in {time.perf_counter() - started:.1f}s: {bench_dsn}", highlight=False)
-        yield bench_dsn, "throwaway cluster (tests/pg_cluster.py)"
-    finally:
-        cluster.stop()
 
 
 def describe(target: Target, origin: str) -> str:
@@ -1048,9 +1001,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = Console(stderr=True)
-    console = Console()
-    if not console.is_terminal:  # a log or a pipe: do not wrap at 80 columns
-        console = Console(width=200)
+    console = report_console(200)
     sizes = {
         "adjust": args.adjust_keys,
         "ensure": args.ensure_keys,

@@ -16,8 +16,6 @@ reports its peak RSS.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import gc
 import json
 import os
@@ -28,15 +26,33 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from _common import (
+    BestOf,
+    Row,
+    Skip,
+    adapted,
+    amount_of,
+    cli_available,
+    make_rows,
+    mark,
+    ok_cell,
+    ratio,
+    ratio_table,
+    report_console,
+    results_table,
+    run_cli,
+    script,
+    status_of,
+    write_csv,
+)
 from rich.console import Console
-from rich.table import Table
 
 import bulkops
 
@@ -44,8 +60,6 @@ try:
     import psutil
 except ImportError:  # optional: ru_maxrss is always reported
     psutil = None
-
-Row = dict[str, Any]
 
 DEFAULT_ROWS = 1_000_000
 QUICK_ROWS = 100_000
@@ -56,7 +70,6 @@ TARGET_VS_RAW = 0.8
 TARGET_VS_SQLITE_UTILS = 5.0
 TARGET_CLI_VS_SQLITE_UTILS = 8.0
 
-COLUMNS = ("id", "a", "b", "amount", "label", "created")
 BULKOPS_TYPES = {
     "id": "integer",
     "a": "integer",
@@ -71,49 +84,10 @@ RAW_CREATE = (
 )
 RAW_INSERT = "INSERT INTO t VALUES (?,?,?,?,?,?)"
 
-FOUR_PLACES = Decimal("0.0001")
-EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-SECOND = dt.timedelta(seconds=1)
 SPOT_ID = 12_340  # its amount is 1.2340: a trailing zero that only exact storage keeps
 
 
 # ------------------------------------------------------------------------------ data
-
-
-def amount_of(i: int) -> Decimal:
-    return (Decimal(i % 100_000) / 10_000).quantize(FOUR_PLACES)
-
-
-def make_rows(n: int) -> Iterator[Row]:
-    """The benchmark's rows, ids 1..n, as dicts (the one generator every contender uses)."""
-    for i in range(1, n + 1):
-        yield {
-            "id": i,
-            "a": i % 1_000,
-            "b": (i * 7_919) % 1_000_003,
-            "amount": amount_of(i),
-            "label": f"label-{i:010d}",  # 16 characters
-            "created": EPOCH + i * SECOND,
-        }
-
-
-def adapted(row: Row) -> tuple[Any, ...]:
-    """A row as the values sqlite3 binds: Decimal as text, datetime as ISO 8601 text."""
-    return (
-        row["id"],
-        row["a"],
-        row["b"],
-        str(row["amount"]),
-        row["label"],
-        row["created"].isoformat(),
-    )
-
-
-def write_csv(rows: Iterable[Row], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows(adapted(row) for row in rows)
 
 
 def spot_ids(n: int) -> list[int]:
@@ -124,7 +98,7 @@ def spot_ids(n: int) -> list[int]:
 
 
 @dataclass
-class Result:
+class Result(BestOf):
     key: str
     name: str
     rows: int
@@ -136,24 +110,8 @@ class Result:
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def seconds(self) -> float | None:
-        return min(self.times) if self.times else None
-
-    @property
-    def rows_per_second(self) -> float | None:
-        best = self.seconds
-        return self.rows / best if best else None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["seconds"] = self.seconds
-        data["rows_per_second"] = self.rows_per_second
-        return data
-
-
-class Skip(Exception):
-    """A contender that cannot run here (e.g. a CLI that is missing or fails)."""
+    def units(self) -> int:
+        return self.rows
 
 
 Contender = Callable[[Path], dict[str, Any]]
@@ -230,32 +188,10 @@ def sqlite_utils_library(rows: list[Row]) -> Contender:
 
 def command(argv: list[str]) -> Contender:
     def run(path: Path) -> dict[str, Any]:
-        args = [a.replace("{db}", str(path)) for a in argv]
-        done = subprocess.run(args, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise Skip(f"exit status {done.returncode}: {' | '.join(tail) or 'no output'}")
+        run_cli([a.replace("{db}", str(path)) for a in argv])
         return {}
 
     return run
-
-
-def script(name: str) -> str | None:
-    """The venv's console script ``name`` (next to this interpreter), else from PATH."""
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else shutil.which(name)
-
-
-def cli_available(argv: list[str]) -> str | None:
-    """None if ``argv`` runs, else why not."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as error:
-        return str(error)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-2:]
-        return f"{' '.join(argv)} exits {done.returncode}: {' | '.join(tail)}"
-    return None
 
 
 # ---------------------------------------------------------------------- measurement
@@ -422,15 +358,6 @@ def memory_child(rows: int, directory: Path) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def ratio(numerator: Result | None, denominator: Result | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    top, bottom = numerator.rows_per_second, denominator.rows_per_second
-    if not top or not bottom or not (numerator.verified and denominator.verified):
-        return None
-    return top / bottom
-
-
 def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
     wanted = [
         ("bulkops / raw (pre-adapted tuples)", "bulkops", "raw_tuples", TARGET_VS_RAW),
@@ -446,14 +373,9 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
     out = []
     for label, top, bottom, target in wanted:
         value = ratio(results.get(top), results.get(bottom))
-        status = "n/a" if value is None else ("PASS" if value >= target else "FAIL")
+        status = status_of(value, target)
         out.append({"ratio": label, "value": value, "target": target, "status": status})
     return out
-
-
-def mark(status: str) -> str:
-    colour = {"PASS": "green", "FAIL": "red"}.get(status, "yellow")
-    return f"[bold {colour}]{status}[/]"
 
 
 def print_report(
@@ -470,27 +392,27 @@ def print_report(
         highlight=False,
     )
     console.print(f"data: {config['data']}", highlight=False)
-    table = Table(title_justify="left")
-    for name, justify in [
-        ("contender", "left"),
-        ("seconds", "right"),
-        ("rows/s", "right"),
-        ("vs raw (a)", "right"),
-        ("count ok", "center"),
-        (f"amount of id {config['spot_id']}", "left"),
-        ("notes", "left"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = results_table(
+        [
+            ("contender", "left"),
+            ("seconds", "right"),
+            ("rows/s", "right"),
+            ("vs raw (a)", "right"),
+            ("count ok", "center"),
+            (f"amount of id {config['spot_id']}", "left"),
+            ("notes", "left"),
+        ]
+    )
     raw = results.get("raw_tuples")
     for result in results.values():
-        best, rate = result.seconds, result.rows_per_second
+        best, rate = result.seconds, result.per_second
         vs_raw = ratio(result, raw)
         table.add_row(
             result.name,
             f"{best:.3f}" if best else "-",
             f"{rate:,.0f}" if rate else "-",
             f"{vs_raw:.2f}x" if vs_raw else "-",
-            "-" if result.skipped else ("[green]yes[/]" if result.verified else "[red]NO[/]"),
+            ok_cell(result),
             result.amount_spot,
             result.note,
         )
@@ -506,17 +428,7 @@ def print_report(
             highlight=False,
         )
 
-    targets = Table(title="ratios (rows/s over rows/s)", title_justify="left")
-    for name in ("ratio", "value", "target", "result"):
-        targets.add_column(name, justify="left" if name == "ratio" else "right")
-    for row in ratio_rows:
-        value = row["value"]
-        targets.add_row(
-            row["ratio"],
-            f"{value:.2f}x" if value is not None else "-",
-            f">= {row['target']}x",
-            mark(row["status"]),
-        )
+    targets = ratio_table(ratio_rows)
     console.print(targets)
 
     if memory is not None:
@@ -703,9 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(figures, indent=2, default=str))
     else:
-        console = Console()
-        if not console.is_terminal:  # a log or a pipe: do not wrap at 80 columns
-            console = Console(width=150)
+        console = report_console(150)
         print_report(config, results, ratio_rows, memory, console)
     failed = [r for r in results.values() if not r.skipped and not r.verified]
     return 1 if failed or (memory is not None and "error" in memory) else 0

@@ -1,0 +1,235 @@
+"""What the benchmark scripts share: the benchmark rows, CLI helpers, best-of timing
+results, the PostgreSQL server and the report tables. Not a benchmark of its own."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from rich.console import Console
+from rich.table import Table
+
+Row = dict[str, Any]
+
+COLUMNS = ("id", "a", "b", "amount", "label", "created")
+FOUR_PLACES = Decimal("0.0001")
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+SECOND = dt.timedelta(seconds=1)
+BENCH_DATABASE = "bulkops_bench"
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def amount_of(i: int) -> Decimal:
+    return (Decimal(i % 100_000) / 10_000).quantize(FOUR_PLACES)
+
+
+def make_rows(n: int) -> Iterator[Row]:
+    """The benchmark's rows, ids 1..n, as dicts (the one generator every contender uses)."""
+    for i in range(1, n + 1):
+        yield {
+            "id": i,
+            "a": i % 1_000,
+            "b": (i * 7_919) % 1_000_003,
+            "amount": amount_of(i),
+            "label": f"label-{i:010d}",  # 16 characters
+            "created": EPOCH + i * SECOND,
+        }
+
+
+def adapted(row: Row) -> tuple[Any, ...]:
+    """A row as the values sqlite3 binds: Decimal as text, datetime as ISO 8601 text."""
+    return (
+        row["id"],
+        row["a"],
+        row["b"],
+        str(row["amount"]),
+        row["label"],
+        row["created"].isoformat(),
+    )
+
+
+def write_csv(rows: Iterable[Row], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerows(adapted(row) for row in rows)
+
+
+# ------------------------------------------------------------------------------ CLIs
+
+
+class Skip(Exception):
+    """A contender that cannot run here (e.g. a CLI that is missing or fails)."""
+
+
+def run_cli(argv: list[str]) -> None:
+    """Run ``argv``; Skip if it exits non-zero."""
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise Skip(f"exit status {done.returncode}: {' | '.join(tail) or 'no output'}")
+
+
+def script(name: str) -> str | None:
+    """The venv's console script ``name`` (next to this interpreter), else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def cli_available(argv: list[str]) -> str | None:
+    """None if ``argv`` runs, else why not."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as error:
+        return str(error)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-2:]
+        return f"{' '.join(argv)} exits {done.returncode}: {' | '.join(tail)}"
+    return None
+
+
+# ----------------------------------------------------------------------- results
+
+
+class BestOf:
+    """Mixed into each script's ``Result`` dataclass: the best of its timed runs.
+
+    ``units()`` is what one run processes (rows, items); ``RATE_KEY`` names the rate in
+    ``as_dict``."""
+
+    RATE_KEY: ClassVar[str] = "rows_per_second"
+    times: list[float]
+    verified: bool
+    skipped: bool
+
+    def units(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def seconds(self) -> float | None:
+        return min(self.times) if self.times else None
+
+    @property
+    def per_second(self) -> float | None:
+        best = self.seconds
+        return self.units() / best if best else None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = asdict(self)  # type: ignore[call-overload]
+        data["seconds"] = self.seconds
+        data[self.RATE_KEY] = self.per_second
+        return data
+
+
+class _Rated(Protocol):
+    @property
+    def verified(self) -> bool: ...
+
+    @property
+    def per_second(self) -> float | None: ...
+
+
+def ratio(numerator: _Rated | None, denominator: _Rated | None) -> float | None:
+    if numerator is None or denominator is None:
+        return None
+    top, bottom = numerator.per_second, denominator.per_second
+    if not top or not bottom or not (numerator.verified and denominator.verified):
+        return None
+    return top / bottom
+
+
+def status_of(value: float | None, target: float | None) -> str:
+    """n/a without a value, info without a target, else PASS or FAIL."""
+    if value is None:
+        return "n/a"
+    if target is None:
+        return "info"
+    return "PASS" if value >= target else "FAIL"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def mark(status: str) -> str:
+    colour = {"PASS": "green", "FAIL": "red", "info": "cyan"}.get(status, "yellow")
+    return f"[bold {colour}]{status}[/]"
+
+
+def ok_cell(result: BestOf) -> str:
+    return "-" if result.skipped else ("[green]yes[/]" if result.verified else "[red]NO[/]")
+
+
+def results_table(columns: list[tuple[str, str]]) -> Table:
+    """An empty table with these (name, justify) columns."""
+    table = Table(title_justify="left")
+    for name, justify in columns:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    return table
+
+
+def ratio_table(
+    ratio_rows: list[dict[str, Any]],
+    title: str = "ratios (rows/s over rows/s)",
+    *,
+    digits: int = 2,
+    target_spec: str = "",
+    backends: dict[str, str] | None = None,
+) -> Table:
+    """The ratios against their targets; a backend column (labelled by ``backends``) first
+    if given."""
+    targets = Table(title=title, title_justify="left")
+    left = ("backend", "ratio") if backends else ("ratio",)
+    for name in (*left, "value", "target", "result"):
+        targets.add_column(name, justify="left" if name in left else "right")
+    for row in ratio_rows:
+        value, target = row["value"], row["target"]
+        targets.add_row(
+            *([backends[row["backend"]]] if backends else []),
+            row["ratio"],
+            f"{value:.{digits}f}x" if value is not None else "-",
+            f">= {target:{target_spec}}x" if target is not None else "(no target)",
+            mark(row["status"]),
+        )
+    return targets
+
+
+def report_console(width: int) -> Console:
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: do not wrap at 80 columns
+        console = Console(width=width)
+    return console
+
+
+# ------------------------------------------------------------------------ PostgreSQL
+
+
+@contextmanager
+def postgres(dsn: str | None, log: Console) -> Iterator[tuple[str, str]]:
+    """(dsn, how it was obtained): ``--dsn`` as given, else a throwaway cluster."""
+    if dsn:
+        yield dsn, "existing server (--dsn)"
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from pg_cluster import PgCluster
+
+    log.print("[bold]starting a throwaway PostgreSQL cluster[/]", highlight=False)
+    started = time.perf_counter()
+    cluster = PgCluster().start()
+    try:
+        bench_dsn = cluster.create_database(BENCH_DATABASE)
+        log.print(f"  up in {time.perf_counter() - started:.1f}s: {bench_dsn}", highlight=False)
+        yield bench_dsn, "throwaway cluster (tests/pg_cluster.py)"
+    finally:
+        cluster.stop()
