@@ -26,6 +26,7 @@ __all__ = [
     "WriteOp",
     "select_where_statement",
     "translate_errors",
+    "within_bounds",
 ]
 
 
@@ -238,3 +239,14 @@ def select_where_statement(
     if limit is not None:
         stmt = stmt.limit(limit)
     return stmt, {f"w{i}": v for i, v in enumerate(where.values())}
+
+
+def within_bounds(result: Any, min_value: Any, max_value: Any) -> list[Any]:
+    """Conditions keeping ``result`` inside ``[min_value, max_value]`` (None: no bound),
+    with the bounds as bound parameters."""
+    guards = []
+    if min_value is not None:
+        guards.append(result >= sa.bindparam("low", min_value))
+    if max_value is not None:
+        guards.append(result <= sa.bindparam("high", max_value))
+    return guards

@@ -55,6 +55,7 @@ from .base import (
     WriteOp,
     select_where_statement,
     translate_errors,
+    within_bounds,
 )
 
 __all__ = ["PostgresBackend"]
@@ -739,8 +740,9 @@ class PostgresBackend:
         min_value: Any,
         max_value: Any,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        # The deltas are staged with the column's own type, then one statement applies
-        # them (col = col + delta, guarded) and says which keys exist and which applied.
+        # The deltas are staged with the column's own type; then the target rows are
+        # locked (which says which keys exist) and one guarded UPDATE adds the deltas
+        # (col = col + delta, in the database) and returns the keys it applied.
         columns = (*key, column)
         stage = self._stage(table, columns)
         self._copy(stage, table, columns, rows)
@@ -758,11 +760,7 @@ class PostgresBackend:
             {},
         ).fetchall()
         result = t.c[column] + s.c[column]
-        guards = []
-        if min_value is not None:
-            guards.append(result >= sa.bindparam("low", min_value))
-        if max_value is not None:
-            guards.append(result <= sa.bindparam("high", max_value))
+        guards = within_bounds(result, min_value, max_value)
         applied = self._run(
             sa.update(t)
             .where(match, *guards)

@@ -53,6 +53,7 @@ from .base import (
     WriteOp,
     select_where_statement,
     translate_errors,
+    within_bounds,
 )
 
 __all__ = ["SQLiteBackend"]
@@ -639,11 +640,7 @@ class SQLiteBackend:
         if scale is not None:
             # REAL arithmetic on NUMERIC(p, s): round to the scale so money stays exact.
             result = sa.func.round(result, scale)
-        guards = []
-        if min_value is not None:
-            guards.append(result >= sa.bindparam("low", min_value))
-        if max_value is not None:
-            guards.append(result <= sa.bindparam("high", max_value))
+        guards = within_bounds(result, min_value, max_value)
         # The arithmetic happens in the database, under this transaction's write lock.
         stmt = (
             sa.update(t)
