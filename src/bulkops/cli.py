@@ -40,6 +40,14 @@ EXIT_FAILED = 2
 
 err_console = Console(stderr=True)
 
+db_option = click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar="BULKOPS_DB",
+    help="Database URL (also from $BULKOPS_DB).",
+)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bulkops")
@@ -54,13 +62,7 @@ def main() -> None:
 @main.command()
 @click.argument("file")
 @click.option("--table", "-t", required=True, help="Target table.")
-@click.option(
-    "--db",
-    default=DEFAULT_DB,
-    show_default=True,
-    envvar="BULKOPS_DB",
-    help="Database URL (also from $BULKOPS_DB).",
-)
+@db_option
 @click.option(
     "--mode",
     type=click.Choice(["insert", "upsert", "update", "delete"]),
@@ -185,13 +187,7 @@ def seq() -> None:
 @seq.command("allocate")
 @click.argument("name")
 @click.argument("count", type=click.IntRange(min=1))
-@click.option(
-    "--db",
-    default=DEFAULT_DB,
-    show_default=True,
-    envvar="BULKOPS_DB",
-    help="Database URL (also from $BULKOPS_DB).",
-)
+@db_option
 @click.option("--prefix", default="", help="Text before the number; may hold {year} {month} {day}.")
 @click.option("--padding", type=click.IntRange(min=0), default=0, help="Zero-pad to this width.")
 @click.option("--suffix", default="", help="Text after the number; may hold {year} {month} {day}.")

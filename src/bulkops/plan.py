@@ -239,6 +239,3 @@ class ChunkPlanner:
             return None
         parts = tuple(values.get(k) for k in self.key)
         return parts[0] if len(parts) == 1 else parts
-
-    def key_of_encoded(self, row: tuple[Any, ...]) -> Any:
-        return self._key_of(row) if self._key_of is not None else None

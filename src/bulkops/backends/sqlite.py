@@ -339,12 +339,6 @@ class SQLiteBackend:
         known = f"; tables here: {', '.join(names)}" if names else "; the database has no tables"
         return f"no such table {table!r}{known}"
 
-    def table_exists(self, table: str) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?", (table,)
-        ).fetchone()
-        return row is not None
-
     def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
         sa_table = sa.Table(
             table,
