@@ -24,6 +24,7 @@ from .errors import (
     ThrottledError,
     TooManyRejects,
     TransientError,
+    UnreadKeysError,
 )
 from .report import Rejection, Report
 from .retry import RetryPolicy
@@ -61,6 +62,7 @@ __all__ = [
     "ThrottledError",
     "TooManyRejects",
     "TransientError",
+    "UnreadKeysError",
     "__version__",
     "connect",
 ]

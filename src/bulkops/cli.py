@@ -381,6 +381,7 @@ def _print_summary(report: Report, rejects: str | None) -> None:
     for name in (
         "inserted",
         "updated",
+        "upserted",
         "unchanged",
         "ignored",
         "duplicates",
@@ -391,6 +392,8 @@ def _print_summary(report: Report, rejects: str | None) -> None:
         if value:
             table.add_row(name.replace("_", " "), f"{value:,}")
     table.add_row("rejected", f"[red]{report.rejected:,}[/]" if report.rejected else "0")
+    if report.failed:
+        table.add_row("failed (not written, retry them)", f"[red]{report.failed:,}[/]")
     table.add_row("chunks / statements", f"{report.chunks:,} / {report.statements:,}")
     table.add_row("retries", f"{report.retries:,}")
     table.add_row("time", f"{report.elapsed:.2f}s ({report.rows_per_second:,.0f} rows/s)")

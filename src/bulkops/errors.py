@@ -12,6 +12,7 @@ name, AWS error code) as ``.code``.
         BusyError             SQLite "database is locked/busy"
           LockTimeoutError    PostgreSQL lock_timeout (55P03)
         ThrottledError
+          UnreadKeysError     DynamoDB: keys still unprocessed when the retries ran out
         ConnectionLostError
       CommitUnknownError      connection lost in COMMIT, outcome unknown (not retried)
       DataError               this row (or these rows) cannot be written as given
@@ -76,6 +77,18 @@ class LockTimeoutError(BusyError):
 
 class ThrottledError(TransientError):
     pass
+
+
+class UnreadKeysError(ThrottledError):
+    """``get_many`` could not read every key: the database kept returning some of them
+    unprocessed until the retry policy's attempts ran out. ``keys`` are the unread
+    keys; ``found`` holds what was read (the result ``get_many`` would have returned
+    for the other keys). Never a silent gap in the result."""
+
+    def __init__(self, message: str, keys: Sequence[Any], found: dict[Any, Any]) -> None:
+        super().__init__(message, code="UnprocessedKeys")
+        self.keys = list(keys)
+        self.found = found
 
 
 class ConnectionLostError(TransientError):

@@ -14,12 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from queue import SimpleQueue
 from typing import Any, Literal, TypeVar
 
-from .backends.base import Backend, ChunkCounts, WriteOp
+from .backends.base import Backend, ChunkCounts, RowFailures, WriteOp
 from .errors import (
     BulkError,
     CommitUnknownError,
@@ -47,6 +47,10 @@ IN_FLIGHT_PER_WORKER = 2
 class _ChunkResult:
     counts: ChunkCounts
     rejections: list[Rejection]
+    failures: list[Rejection] = field(default_factory=list)
+    # raise mode on a backend without transactions: raised once the rows that were
+    # written are counted (they cannot be undone)
+    error: BulkError | None = None
 
 
 class Executor:
@@ -94,6 +98,7 @@ class Executor:
         started = time.perf_counter()
         backends = [self.backend]
         statements_before = self.backend.statements
+        retries_before = self.backend.retries
         try:
             self.backend.prepare(self.op)
             if self.nested:
@@ -111,21 +116,24 @@ class Executor:
                     fork.prepare(self.op)
                 self._run_parallel(chunks, backends)
         except BulkError as error:
-            self._finish(started, statements_before, backends)
+            self._finish(started, statements_before, retries_before, backends)
             error.report = self.report
             raise
         finally:
             for fork in backends[1:]:
                 fork.close()
-        self._finish(started, statements_before, backends)
+        self._finish(started, statements_before, retries_before, backends)
         return self.report
 
-    def _finish(self, started: float, before: int, backends: Sequence[Backend]) -> None:
+    def _finish(
+        self, started: float, statements: int, retries: int, backends: Sequence[Backend]
+    ) -> None:
         self.report.elapsed = time.perf_counter() - started
         # Forks start from zero, so their whole count belongs to this call.
         self.report.statements = (
-            self.backend.statements - before + sum(b.statements for b in backends[1:])
+            self.backend.statements - statements + sum(b.statements for b in backends[1:])
         )
+        self.report.retries += self.backend.retries - retries + sum(b.retries for b in backends[1:])
 
     def _run_parallel(
         self, chunks: Iterable[tuple[list[Any], int]], backends: Sequence[Backend]
@@ -233,6 +241,8 @@ class Executor:
         if rejections and not self.isolate:
             raise self._as_error(rejections[0])
         everything = range(len(chunk.rows))
+        if not backend.capabilities.transactions:
+            return self._write_untransacted(backend, chunk, rejections)
         if in_savepoint:
             counts, failures = self._narrow(backend, chunk, everything)
         else:
@@ -245,6 +255,50 @@ class Executor:
                 backend.begin()
                 counts, failures = self._split(backend, chunk, everything, error)
         return _ChunkResult(counts, rejections + failures)
+
+    def _write_untransacted(
+        self, backend: Backend, chunk: PreparedChunk, rejections: list[Rejection]
+    ) -> _ChunkResult:
+        """A chunk on a backend without transactions (DynamoDB): rows that were
+        written stay written, so the backend reports each row that was not, and
+        nothing is retried here (the backend re-drives its own requests).
+        """
+        rows = chunk.rows
+        try:
+            return _ChunkResult(backend.write(self.op, rows), rejections)
+        except RowFailures as partial:
+            counts, failed = partial.counts, partial.failures
+        except DataError as refused:
+            # The whole request was refused before anything was written (e.g. a
+            # validation error): send the rows one by one to find the bad ones.
+            counts, failed = ChunkCounts(), []
+            for position in range(len(rows)):
+                try:
+                    counts += backend.write(self.op, rows[position : position + 1])
+                except RowFailures as partial:
+                    counts += partial.counts
+                    failed.append((position, partial.failures[0][1]))
+                except DataError as bad:
+                    failed.append((position, bad))
+            if not failed:  # the rows pass alone: the request as a whole was refused
+                raise refused
+        failures: list[Rejection] = []
+        first: BulkError | None = None  # raised in raise mode, once the chunk is counted
+        for position, cause in failed:
+            rejection = self._rejection(chunk, position, cause)
+            if isinstance(cause, DataError):
+                rejections.append(rejection)
+                if not self.isolate and first is None:
+                    first = self._as_error(rejection, cause)
+            else:
+                failures.append(rejection)
+        if failures and not self.isolate and first is None:
+            first = next(cause for _, cause in failed if not isinstance(cause, DataError))
+            first.message = (
+                f"{len(failures)} row(s) of rows {chunk.start + 1}-{chunk.start + chunk.size} "
+                f"not written: {first.message} (report.failures lists them)"
+            )
+        return _ChunkResult(counts, rejections, failures, first)
 
     def _narrow(
         self, backend: Backend, chunk: PreparedChunk, positions: Sequence[int]
@@ -277,11 +331,11 @@ class Executor:
 
     # ---------------------------------------------------------------- accounting
 
-    def _rejection(self, chunk: PreparedChunk, position: int, error: DataError) -> Rejection:
+    def _rejection(self, chunk: PreparedChunk, position: int, error: BulkError) -> Rejection:
         raw = chunk.raws[chunk.index[position]]
         values = self.planner.values_of(raw)
-        reason, column = error.message, error.column
-        if column is None:
+        reason, column = error.message, getattr(error, "column", None)
+        if column is None and isinstance(error, DataError):
             # The driver did not say which column; the coercion rules may.
             found = self.planner.diagnose(raw)
             if found is not None:
@@ -316,10 +370,14 @@ class Executor:
         report.add(**result.counts.as_dict())
         report.rejected += len(result.rejections)
         report.rejections.extend(result.rejections)
-        if self.rejects is not None and result.rejections:
-            self.rejects.write(result.rejections)
+        report.failed += len(result.failures)
+        report.failures.extend(result.failures)
+        if self.rejects is not None and (result.rejections or result.failures):
+            self.rejects.write(result.rejections + result.failures)
         if self.progress is not None:
             self.progress(report)
+        if result.error is not None:
+            raise result.error
         if self.max_rejects is not None and report.rejected > self.max_rejects:
             report.stopped = (
                 f"stopped: {report.rejected} rows rejected, more than "

@@ -78,6 +78,8 @@ class ChunkPlanner:
     ``mappings``: rows are mappings (else sequences in ``columns`` order).
     ``strict_width``: a mapping with a column outside ``columns`` is rejected (off when
     the caller chose ``columns`` explicitly, to write only those).
+    ``encode``: the backend's own row encoder, replacing the per-column one (DynamoDB
+    items: ``row -> (*key values, item)``); it raises ConversionError for a bad row.
     """
 
     def __init__(
@@ -88,13 +90,15 @@ class ChunkPlanner:
         *,
         mappings: bool,
         strict_width: bool = True,
+        encode: Callable[[Any], tuple[Any, ...]] | None = None,
     ) -> None:
         self.columns = tuple(columns)
         self.strict_width = strict_width
         self.codecs = tuple(codecs)
         self.key = tuple(key)
         self.mappings = mappings
-        self._encode = build_row_encoder(
+        self._custom = encode is not None
+        self._encode = encode or build_row_encoder(
             self.columns, self.codecs, mappings=mappings, strict_width=strict_width
         )
         positions = [self.columns.index(k) for k in self.key]
@@ -173,6 +177,13 @@ class ChunkPlanner:
         """Encode one row that failed the fast path, or record why it cannot be."""
         values = self.values_of(raw)
         try:
+            if self._custom:
+                try:
+                    return self._encode(raw)
+                except ConversionError:
+                    raise
+                except (ValueError, TypeError, ArithmeticError) as error:
+                    raise ConversionError(str(error)) from error
             if self.mappings:
                 if not isinstance(raw, Mapping):
                     raise ConversionError(f"row is a {type(raw).__name__}, not a mapping")

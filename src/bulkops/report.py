@@ -44,6 +44,7 @@ class Rejection:
 OUTCOMES = (
     "inserted",
     "updated",
+    "upserted",
     "unchanged",
     "ignored",
     "duplicates",
@@ -51,6 +52,7 @@ OUTCOMES = (
     "not_found",
     "refused",
     "rejected",
+    "failed",
 )
 
 
@@ -63,7 +65,11 @@ class Report:
     refused + rejected`` (``accounted``). ``duplicates`` are rows collapsed because a
     later row in the same chunk had the same key (the last one wins). ``refused``:
     ``adjust`` keys whose result would leave the bounds (``refused_keys`` names them;
-    ``not_found_keys`` the keys ``adjust`` did not find).
+    ``not_found_keys`` the keys ``adjust`` did not find). ``upserted``: rows an upsert
+    wrote where the database cannot tell an insert from an update (DynamoDB).
+    ``failed``: rows that were valid but not written because the database kept
+    refusing them (DynamoDB throttling, unprocessed items) until the retry policy's
+    attempts ran out; ``failures`` lists them with their values, to be sent again.
     """
 
     verb: str
@@ -71,6 +77,7 @@ class Report:
     rows_in: int = 0
     inserted: int = 0
     updated: int = 0
+    upserted: int = 0
     unchanged: int = 0
     ignored: int = 0
     duplicates: int = 0
@@ -78,11 +85,13 @@ class Report:
     not_found: int = 0
     refused: int = 0
     rejected: int = 0
+    failed: int = 0
     chunks: int = 0
     statements: int = 0
     retries: int = 0
     elapsed: float = 0.0
     rejections: list[Rejection] = field(default_factory=list, repr=False)
+    failures: list[Rejection] = field(default_factory=list, repr=False)
     refused_keys: list[Any] = field(default_factory=list, repr=False)
     not_found_keys: list[Any] = field(default_factory=list, repr=False)
     stopped: str | None = None
@@ -93,8 +102,8 @@ class Report:
 
     @property
     def written(self) -> int:
-        """Rows that changed the table: inserted + updated + deleted."""
-        return self.inserted + self.updated + self.deleted
+        """Rows that changed the table: inserted + updated + upserted + deleted."""
+        return self.inserted + self.updated + self.upserted + self.deleted
 
     @property
     def rows_per_second(self) -> float:
@@ -102,8 +111,10 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when no row was rejected or refused and the run was not stopped."""
-        return self.rejected == 0 and self.refused == 0 and self.stopped is None
+        """True when no row was rejected, refused or failed and the run was not stopped."""
+        return (
+            self.rejected == 0 and self.refused == 0 and self.failed == 0 and self.stopped is None
+        )
 
     def add(self, **counts: int) -> None:
         for name, value in counts.items():
@@ -112,6 +123,7 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["rejections"] = [r.as_dict() for r in self.rejections]
+        data["failures"] = [r.as_dict() for r in self.failures]
         data["refused_keys"] = jsonable(self.refused_keys)
         data["not_found_keys"] = jsonable(self.not_found_keys)
         data["rows_per_second"] = round(self.rows_per_second, 1)

@@ -61,23 +61,33 @@ class ColumnSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A reflected table: columns in order, primary key and unique constraints."""
+    """A reflected table: columns in order, primary key and unique constraints.
+
+    ``open``: the table declares only its key and takes any other column (DynamoDB);
+    an undeclared column is of type ``any``.
+    """
 
     name: str
     columns: Mapping[str, ColumnSpec]
     primary_key: tuple[str, ...] = ()
     unique: tuple[tuple[str, ...], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    open: bool = False
 
     def column(self, name: str) -> ColumnSpec:
         try:
             return self.columns[name]
         except KeyError:
+            if self.open and isinstance(name, str) and name:
+                return ColumnSpec(name, "any")
             raise SchemaError(self._unknown(name)) from None
 
     def check_columns(self, names: Iterable[str]) -> tuple[str, ...]:
         names = tuple(names)
-        unknown = [n for n in names if n not in self.columns]
+        unknown = [
+            n for n in names
+            if n not in self.columns and not (self.open and isinstance(n, str) and n)
+        ]  # fmt: skip
         if unknown:
             raise SchemaError(self._unknown(*unknown))
         if len(set(names)) != len(names):

@@ -12,8 +12,8 @@ from typing import IO, Any, Literal, TypeVar
 
 from typing_extensions import TypedDict, Unpack
 
-from .backends.base import Backend, Capabilities, WriteKind, WriteOp
-from .errors import BulkError, BusyError, ConversionError, SchemaError
+from .backends.base import Backend, Capabilities, ItemBackend, WriteKind, WriteOp
+from .errors import BulkError, BusyError, ConversionError, LimitError, SchemaError, UnreadKeysError
 from .execute import Executor, OnError, numbered, run_transaction
 from .plan import ChunkPlanner, chunk_rows, chunked
 from .report import ProgressCallback, Rejection, RejectsFile, Report
@@ -184,12 +184,21 @@ class Store:
         key: Key = None,
         columns: Sequence[str] | None = None,
         chunk_size: int | None = None,
+        consistent_read: bool = False,
     ) -> dict[Any, dict[str, Any]]:
         """``{key: row}`` for the keys that exist, read in large chunks (one statement
         per chunk, never one per key). Keys are scalars, tuples for composite keys, or
-        mappings; the result's keys are in the column's type (``"7"`` finds ``7``)."""
+        mappings; the result's keys are in the column's type (``"7"`` finds ``7``).
+
+        DynamoDB: rows are whole items (or ``columns`` plus the key), requests hold at
+        most 100 keys, unprocessed keys are re-driven with backoff, and keys still
+        unread then raise ``UnreadKeysError`` (never a silent gap);
+        ``consistent_read=True`` asks for strongly consistent reads (SQL databases
+        always read committed data)."""
         spec = self.backend.reflect(table)
         key_cols = spec.resolve_key(key, "get_many")
+        if self.capabilities.items:
+            return self._get_items(spec, key_cols, keys, columns, chunk_size, consistent_read)
         wanted = spec.check_columns(columns) if columns is not None else tuple(spec.columns)
         fetch = key_cols + tuple(c for c in wanted if c not in key_cols)
         key_codecs = [self.backend.codec(spec.column(k)) for k in key_cols]
@@ -226,12 +235,61 @@ class Store:
                 result[k] = {c: row[c] for c in wanted} if project else row
         return result
 
+    def _get_items(
+        self,
+        spec: TableSpec,
+        key_cols: tuple[str, ...],
+        keys: Iterable[Any],
+        columns: Sequence[str] | None,
+        chunk_size: int | None,
+        consistent_read: bool,
+    ) -> dict[Any, dict[str, Any]]:
+        backend = self._items_backend()
+        wanted = spec.check_columns(columns) if columns is not None else None
+        key_codecs = [backend.codec(spec.column(k)) for k in key_cols]
+        unique = dict.fromkeys(
+            _encode_key(k, key_codecs, key_cols) for k in self._key_tuples(keys, key_cols)
+        )
+        size = min(chunk_size or MAX_READ_KEYS, self.capabilities.max_read_keys or MAX_READ_KEYS)
+        result: dict[Any, dict[str, Any]] = {}
+        unread: list[Any] = []
+        width = len(key_cols)
+        for part in chunked(unique, size):
+            items: list[dict[str, Any]] = []
+            try:
+                # A plain loop, not list(): items read before the error are kept.
+                for item in backend.get_items(spec, key_cols, part, wanted, consistent_read):
+                    items.append(item)
+            except UnreadKeysError as error:
+                unread += error.keys
+            for item in items:
+                k = item[key_cols[0]] if width == 1 else tuple(item[c] for c in key_cols)
+                result[k] = item if wanted is None else {c: item[c] for c in wanted if c in item}
+        if unread:
+            raise UnreadKeysError(
+                f"get_many on {spec.name!r}: {len(unread)} key(s) still unprocessed after the "
+                "retry policy's attempts (error.keys names them, error.found has the rest)",
+                unread,
+                result,
+            )
+        return result
+
+    def _items_backend(self) -> ItemBackend:
+        backend = self.backend
+        assert isinstance(backend, ItemBackend)
+        return backend
+
+    def _require(self, capability: str, what: str) -> None:
+        if not getattr(self.capabilities, capability):
+            raise LimitError(f"{self.capabilities.name} does not support {what}")
+
     # ------------------------------------------------------ transactions, primitives
 
     def atomic(self, retry: RetryPolicy | None = None) -> Atomic:
         """One transaction around a block, re-run on deadlocks and serialization
         failures: ``@db.atomic()`` or ``for attempt in db.atomic(): with attempt:``
         (a plain ``with db.atomic():`` is one transaction without re-runs)."""
+        self._require("transactions", "atomic blocks (it has no multi-request transactions)")
         return Atomic(self, retry)
 
     def _transaction(self, work: Callable[[], T], retry: RetryPolicy | None, what: str) -> T:
@@ -263,6 +321,8 @@ class Store:
         every key is found and within bounds: the "all items in stock or none" checkout.
         Pairs given more than once for one key are summed.
         """
+        if atomic:
+            self._require("transactions", "adjust(atomic=True): it has no transactions")
         spec = self.backend.reflect(table)
         key_cols = spec.resolve_key(key, "adjust")
         target = spec.column(column)
@@ -366,6 +426,13 @@ class Store:
             raise SchemaError("get_or_create(): a lookup value is None, and NULLs never match")
         everything = {**(defaults or {}), **lookup}
         spec.check_columns(everything)
+        if self.capabilities.items:
+            if set(cols) != set(spec.primary_key):
+                raise SchemaError(
+                    f"get_or_create() on {table!r} looks items up by their key "
+                    f"({', '.join(spec.primary_key)}), not by {', '.join(cols)}"
+                )
+            return self._items_backend().put_if_absent(spec, everything)
         codecs = {c: self.backend.codec(spec.column(c)) for c in everything}
         where = {c: _encode_value(lookup[c], codecs[c], c) for c in cols}
         values = {c: _encode_value(v, codecs[c], c) for c, v in everything.items()}
@@ -448,6 +515,7 @@ class Store:
         rolled back if the loop is abandoned. The work must change the rows so they no
         longer match ``where`` (or use ``set=``), or later batches claim them again.
         """
+        self._require("row_locks", "claim() (it cannot lock rows for a transaction)")
         spec = self.backend.reflect(table)
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -548,6 +616,8 @@ class Store:
         timeout = options.get("statement_timeout")
         if timeout is not None and not self.capabilities.statement_timeout:
             raise ValueError(f"{self.capabilities.name} does not support statement_timeout")
+        if options.get("atomic") and not self.capabilities.transactions:
+            self._require("transactions", "atomic=True: it has no multi-request transactions")
         spec = spec or self.backend.reflect(table)
         report = Report(verb=kind if kind != "insert_ignore" else "insert", table=table)
         iterator = iter(rows)
@@ -566,8 +636,27 @@ class Store:
                 f"{report.verb}(): rows are {type(first).__name__}s, not mappings: "
                 "pass columns= to name their values"
             )
-        key_cols = self._write_key(kind, spec, key, cols)
-        if kind in ("upsert", "update") and mappings:
+        item_encoder = None
+        if self.capabilities.items and kind in ("insert", "insert_ignore", "upsert"):
+            # Whole items: each mapping is written as it is, whatever its attributes.
+            if not mappings:
+                raise TypeError(f"{report.verb}(): items are written from mappings")
+            if update_columns is not None:
+                raise SchemaError(
+                    f"{self.capabilities.name}: upsert() replaces whole items; use "
+                    "update() to set some attributes"
+                )
+            key_cols = spec.resolve_key(key, report.verb)
+            if key_cols != spec.primary_key:
+                raise SchemaError(
+                    f"{report.verb}() on {table!r} writes items by their key "
+                    f"({', '.join(spec.primary_key)}), not by {', '.join(key_cols)}"
+                )
+            item_encoder = self._items_backend().item_encoder(spec, key_cols)
+            cols = (*key_cols, ITEM)
+        else:
+            key_cols = self._write_key(kind, spec, key, cols)
+        if kind in ("upsert", "update") and mappings and item_encoder is None:
             # The key is needed to match rows even if columns= names only what to set.
             cols = cols + tuple(k for k in key_cols if k not in cols)
         missing_key = [k for k in key_cols if k not in cols]
@@ -578,7 +667,7 @@ class Store:
             )
         if kind == "update" and not [c for c in cols if c not in key_cols]:
             raise SchemaError("update() needs at least one column to set besides the key")
-        if kind in ("insert", "insert_ignore", "upsert"):
+        if kind in ("insert", "insert_ignore", "upsert") and item_encoder is None:
             required = [
                 c.name for c in spec.columns.values()
                 if not c.nullable and not c.has_default and c.name not in cols
@@ -588,10 +677,14 @@ class Store:
                     f"table {table!r} requires column(s) {', '.join(map(repr, required))} "
                     "(NOT NULL, no default) but the rows do not give them"
                 )
-        codecs: list[ColumnCodec] = [self.backend.codec(spec.column(c)) for c in cols]
+        if item_encoder is None:
+            codecs: list[ColumnCodec] = [self.backend.codec(spec.column(c)) for c in cols]
+        else:
+            codecs = []
         planner = ChunkPlanner(
-            cols, codecs, key_cols, mappings=mappings, strict_width=not (explicit and mappings)
-        )
+            cols, codecs, key_cols, mappings=mappings, strict_width=not (explicit and mappings),
+            encode=item_encoder,
+        )  # fmt: skip
         updating = None
         if update_columns is not None:
             updating = spec.check_columns(update_columns)
@@ -616,13 +709,14 @@ class Store:
         )  # fmt: skip
         size = chunk_rows(self.capabilities, len(cols), options.get("chunk_size"))
         backend = self.backend
-        saved = (backend.lock_timeout, backend.statement_timeout)
+        saved = (backend.lock_timeout, backend.statement_timeout, backend.retry)
         backend.lock_timeout = options.get("lock_timeout", saved[0])
         backend.statement_timeout = options.get("statement_timeout", saved[1])
+        backend.retry = executor.retry
         try:
             return executor.run(numbered(chunked(chain([first], iterator), size)))
         finally:
-            backend.lock_timeout, backend.statement_timeout = saved
+            backend.lock_timeout, backend.statement_timeout, backend.retry = saved
             if sink is not None:
                 sink.close()
 
@@ -673,6 +767,10 @@ def _encode_value(value: Any, codec: ColumnCodec, name: str) -> Any:
 
 
 _END: Any = _End()
+
+# The name of the whole-item value in an items backend's WriteOp columns.
+ITEM = "*item*"
+MAX_READ_KEYS = 100
 
 
 def _encode_key(

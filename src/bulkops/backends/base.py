@@ -16,12 +16,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import sqlalchemy as sa
 
 from ..errors import BulkError
+from ..retry import RetryPolicy
 from ..schema import ColumnCodec, ColumnSpec, TableSpec
 
 __all__ = [
     "Backend",
     "Capabilities",
     "ChunkCounts",
+    "ItemBackend",
+    "RowFailures",
     "WriteKind",
     "WriteOp",
     "select_where_statement",
@@ -49,6 +52,12 @@ class Capabilities:
     statement_timeout: bool = False  # honours statement_timeout
     text_nul: bool = True  # text (and JSON) may hold the NUL character
     keeps_utc_offset: bool = True  # timestamps come back with the offset they were given
+    # Rows are whole items of any attributes (DynamoDB): only the key is declared, an
+    # insert or upsert writes each mapping as it is, reads return whole items.
+    items: bool = False
+    row_locks: bool = True  # rows can be locked for a transaction (claim)
+    upsert_counts: bool = True  # an upsert can tell inserted rows from updated ones
+    max_transaction_items: int | None = None  # rows one all-or-nothing request may change
 
 
 WriteKind = Literal["insert", "insert_ignore", "upsert", "update", "delete"]
@@ -88,6 +97,7 @@ class ChunkCounts:
     ignored: int = 0
     deleted: int = 0
     not_found: int = 0
+    upserted: int = 0  # written by an upsert that cannot tell insert from update
 
     def __add__(self, other: ChunkCounts) -> ChunkCounts:
         return ChunkCounts(
@@ -102,6 +112,22 @@ class ChunkCounts:
         return sum(self.as_dict().values())
 
 
+class RowFailures(Exception):
+    """Raised by ``Backend.write`` when some rows of a request could not be written
+    while the others were (a backend without transactions cannot undo them).
+
+    ``counts``: what the written rows did. ``failures``: ``(position, error)`` for each
+    row that was not written (positions index the rows given to ``write``): a
+    DataError for a row the database refused, a TransientError for one it kept
+    throttling until the retry policy's attempts ran out. Nothing is retried above.
+    """
+
+    def __init__(self, counts: ChunkCounts, failures: list[tuple[int, BulkError]]) -> None:
+        super().__init__(f"{len(failures)} row(s) not written")
+        self.counts = counts
+        self.failures = failures
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A database bulkops can work on.
@@ -113,6 +139,8 @@ class Backend(Protocol):
 
     capabilities: Capabilities
     statements: int  # data statements sent so far (transaction control not counted)
+    retries: int  # requests the backend re-sent itself (e.g. DynamoDB unprocessed items)
+    retry: RetryPolicy  # the policy of the running call, for retries inside the backend
     lock_timeout: float | None  # seconds a statement may wait for a lock (None: default)
     statement_timeout: float | None  # seconds a statement may run (None: no limit)
 
@@ -201,6 +229,37 @@ class Backend(Protocol):
     def classify_error(self, error: BaseException) -> BulkError | None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ItemBackend(Backend, Protocol):
+    """A backend whose rows are whole items (``capabilities.items``): only the key is
+    declared, writes carry each mapping as it is, reads return whole items."""
+
+    def item_encoder(
+        self, table: TableSpec, key: tuple[str, ...]
+    ) -> Callable[[Any], tuple[Any, ...]]:
+        """``row -> (*key values, item)`` for a write; raises ConversionError naming
+        the attribute for a row the database could not store (checked before sending)."""
+        ...
+
+    def get_items(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        keys: Sequence[tuple[Any, ...]],
+        columns: tuple[str, ...] | None,
+        consistent_read: bool,
+    ) -> Iterator[dict[str, Any]]:
+        """The items (all attributes, or ``columns`` plus the key) of ``keys`` that
+        exist; raises UnreadKeysError for keys still unread when the retries ran out."""
+        ...
+
+    def put_if_absent(
+        self, table: TableSpec, item: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Write ``item`` unless one with its key exists: ``(the stored item, created)``."""
+        ...
 
 
 @contextmanager

@@ -39,6 +39,7 @@ from ..errors import (
     SerializationError,
     StatementTimeoutError,
 )
+from ..retry import DEFAULT_RETRY
 from ..schema import (
     ColumnCodec,
     ColumnSpec,
@@ -242,6 +243,8 @@ class PostgresBackend:
         self._owns_engine = owns_engine
         self.dialect = engine.dialect
         self.statements = 0
+        self.retries = 0  # never re-sends on its own: chunks are retried whole
+        self.retry = DEFAULT_RETRY
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
         self._savepoint_depth = 0

@@ -33,6 +33,7 @@ from ..errors import (
     DataError,
     SchemaError,
 )
+from ..retry import DEFAULT_RETRY
 from ..schema import (
     COERCERS,
     ColumnCodec,
@@ -265,6 +266,8 @@ class SQLiteBackend:
         conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
         self.dialect = engine.dialect
         self.statements = 0
+        self.retries = 0  # never re-sends on its own: chunks are retried whole
+        self.retry = DEFAULT_RETRY
         self.lock_timeout: float | None = None
         self.statement_timeout: float | None = None
         self._applied_lock_timeout: float | None = None
