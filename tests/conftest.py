@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
+from ddb_local import DynamoDBLocal, missing_tools
 from pg_cluster import PgCluster, find_pg_bin
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -28,6 +29,38 @@ def require_postgres() -> None:
         if os.environ.get("BULKOPS_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"BULKOPS_REQUIRE_POSTGRES=1 but {message}")
         pytest.skip(message)
+
+
+def require_dynamodb() -> None:
+    """Skip where DynamoDB Local cannot run, unless CI demands it."""
+    problem = missing_tools()
+    if problem is not None:
+        if os.environ.get("BULKOPS_REQUIRE_DYNAMODB") == "1":
+            pytest.fail(f"BULKOPS_REQUIRE_DYNAMODB=1 but {problem}")
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    require_dynamodb()
+    # DynamoDB Local takes any letters-and-digits credentials; boto3 still wants some.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bulkopstests")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bulkopstests")
+    server = DynamoDBLocal().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ddb(dynamodb_local: DynamoDBLocal) -> Iterator[bulkops.Store]:
+    """A Store on DynamoDB Local (tables are named per test: the server is shared)."""
+    store = bulkops.connect(dynamodb_local.url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="session")

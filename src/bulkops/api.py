@@ -13,26 +13,34 @@ from .store import Store
 
 __all__ = ["connect"]
 
-SCHEMES = ("sqlite", "postgresql", "postgres")
+SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
 
-def connect(target: str | sa.Engine, *, retry: RetryPolicy | None = None, **options: Any) -> Store:
+def connect(target: Any, *, retry: RetryPolicy | None = None, **options: Any) -> Store:
     """Open a Store.
 
     ``target`` is a URL (``sqlite:///shop.db``, ``sqlite://`` for memory,
-    ``postgresql://user@host:5432/db``) or a SQLAlchemy ``Engine`` (``sqlite`` or
-    ``postgresql+psycopg``). ``retry`` is the default RetryPolicy of every call on this Store;
-    other ``options`` go to ``sqlalchemy.create_engine``.
+    ``postgresql://user@host:5432/db``,
+    ``dynamodb://?region=eu-west-1[&endpoint_url=http://localhost:8000][&profile=p]``),
+    a SQLAlchemy ``Engine`` (``sqlite`` or ``postgresql+psycopg``), or a boto3 DynamoDB
+    client or resource. ``retry`` is the default RetryPolicy of every call on this
+    Store; other ``options`` go to ``sqlalchemy.create_engine`` (or, for DynamoDB
+    URLs, to ``boto3``'s ``client()``).
     """
     return Store(_backend(target, **options), retry=retry)
 
 
-def _backend(target: str | sa.Engine, **options: Any) -> Backend:
+def _backend(target: Any, **options: Any) -> Backend:
     if isinstance(target, sa.Engine):
         return _backend_for_engine(target, owns_engine=False)
+    if type(target).__module__.startswith(("boto3", "botocore")):
+        from .backends.dynamodb import DynamoDBBackend, plain_client
+
+        return DynamoDBBackend(plain_client(target))
     if not isinstance(target, str):
         raise TypeError(
-            f"connect() takes a URL or a SQLAlchemy Engine, not {type(target).__name__}"
+            "connect() takes a URL, a SQLAlchemy Engine or a boto3 DynamoDB client, "
+            f"not {type(target).__name__}"
         )
     scheme = target.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in SCHEMES:
@@ -40,6 +48,10 @@ def _backend(target: str | sa.Engine, **options: Any) -> Backend:
             f"unsupported database URL {target!r}: bulkops supports {', '.join(SCHEMES)} URLs "
             "(for example sqlite:///path.db)"
         )
+    if scheme == "dynamodb":
+        from .backends.dynamodb import DynamoDBBackend, client_from_url
+
+        return DynamoDBBackend(client_from_url(target, **options))
     if scheme in ("postgresql", "postgres"):
         # Our PostgreSQL backend speaks psycopg 3, whatever driver the URL names.
         rest = target.split("://", 1)[1] if "://" in target else ""

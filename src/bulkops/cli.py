@@ -276,7 +276,7 @@ def _ensure_table(
         store.table(table)
         return rows
     except SchemaError:
-        if not create:
+        if not create or store.capabilities.items:  # DynamoDB tables are made elsewhere
             raise
     sample = list(islice(rows, INFER_SAMPLE_ROWS))
     if columns is None:  # mappings: the union of the sample's keys, in order

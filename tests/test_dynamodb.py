@@ -1,0 +1,499 @@
+"""The DynamoDB backend against DynamoDB Local (started by the suite).
+
+Faults are injected through botocore's event hooks on the real client, so every
+request still goes through botocore and the emulator: items held back from a
+BatchWriteItem really are not written, and come back as UnprocessedItems the way
+DynamoDB hands back what it could not take.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+import bulkops
+from bulkops import (
+    ConstraintError,
+    LimitError,
+    RetryPolicy,
+    SchemaError,
+    ThrottledError,
+    UnreadKeysError,
+)
+from conftest import assert_accounted
+from ddb_local import DynamoDBLocal
+
+pytestmark = pytest.mark.dynamodb
+
+
+def table_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def users(ddb: bulkops.Store) -> Iterator[str]:
+    name = table_name()
+    ddb.create_table(name, {"id": "integer"}, key="id")
+    yield name
+    ddb.backend.client.delete_table(TableName=name)  # type: ignore[attr-defined]
+
+
+def quick_retry(waits: list[float] | None = None, attempts: int = 8) -> RetryPolicy:
+    """No real sleeping; the ceiling of each wait (random() == 1) is recorded."""
+    return RetryPolicy(
+        attempts=attempts,
+        base_delay=0.01,
+        sleep=(waits.append if waits is not None else lambda _: None),
+        random=lambda: 1.0,
+    )
+
+
+def scan_all(db: bulkops.Store, table: str) -> dict[Any, dict[str, Any]]:
+    spec = db.table(table)
+    return {item["id"]: item for item in db.backend.scan(spec)}  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ fault hooks
+
+
+class HoldBackWrites:
+    """Takes ``share`` of the items out of every BatchWriteItem before it is sent and
+    returns them as UnprocessedItems; with share=1 no request reaches the server."""
+
+    def __init__(self, db: bulkops.Store, share: float, seed: int = 7) -> None:
+        self.share = share
+        self.random = random.Random(seed)
+        self.calls = 0
+        self.held: dict[str, list[Any]] = {}
+        events = db.backend.client.meta.events  # type: ignore[attr-defined]
+        events.register("provide-client-params.dynamodb.BatchWriteItem", self.before)
+        events.register("before-call.dynamodb.BatchWriteItem", self.short_circuit)
+        events.register("after-call.dynamodb.BatchWriteItem", self.after)
+
+    def before(self, params: dict[str, Any], **_: Any) -> None:
+        self.calls += 1
+        self.held = {}
+        for table, requests in params["RequestItems"].items():
+            if self.share >= 1:  # nothing is sent: short_circuit answers instead
+                self.held[table] = list(requests)
+                continue
+            held = set(self.random.sample(range(len(requests)), int(len(requests) * self.share)))
+            self.held[table] = [r for i, r in enumerate(requests) if i in held]
+            params["RequestItems"][table] = [r for i, r in enumerate(requests) if i not in held]
+
+    def short_circuit(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if any(requests for requests in self.held.values()) and self.share >= 1:
+            return AWSResponse("http://x", 200, {}, None), {"UnprocessedItems": self.held}
+        return None
+
+    def after(self, parsed: dict[str, Any], **_: Any) -> None:
+        unprocessed = parsed.setdefault("UnprocessedItems", {})
+        for table, requests in self.held.items():
+            if requests and self.share < 1:
+                unprocessed.setdefault(table, []).extend(requests)
+
+
+class ThrottleReads:
+    """Every ``every``-th BatchGetItem after the first ``spare`` ones is refused with
+    ProvisionedThroughputExceeded."""
+
+    def __init__(self, db: bulkops.Store, every: int = 2, spare: int = 0) -> None:
+        self.calls = 0
+        self.throttled = 0
+        self.every = every
+        self.spare = spare
+        events = db.backend.client.meta.events  # type: ignore[attr-defined]
+        events.register("before-call.dynamodb.BatchGetItem", self.refuse)
+
+    def refuse(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        self.calls += 1
+        if self.calls <= self.spare or self.calls % self.every:
+            return None
+        self.throttled += 1
+        error = {
+            "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("http://x", 400, {}, None), error
+
+
+# ----------------------------------------------------------------------- verbs
+
+
+def test_upsert_and_get_many_batch_by_the_limits(ddb: bulkops.Store, users: str) -> None:
+    rows = [{"id": i, "name": f"u{i}", "status": "new"} for i in range(260)]
+    report = ddb.upsert(users, rows)
+    assert_accounted(report, 260)
+    assert report.upserted == 260 and report.ok
+    assert report.statements == math.ceil(260 / 25)
+    before = ddb.backend.statements
+    keys = [*range(260), *range(100), 999_999]  # duplicates and a missing key
+    found = ddb.get_many(users, keys)
+    assert ddb.backend.statements - before == math.ceil(260 / 100)  # keys de-duplicated
+    assert sorted(found) == list(range(260))
+    assert found[7] == {"id": 7, "name": "u7", "status": "new"}
+
+
+def test_values_round_trip_with_plain_numbers(ddb: bulkops.Store, users: str) -> None:
+    item = {
+        "id": 1,
+        "count": 3,
+        "ratio": 0.1,
+        "price": Decimal("12.50"),
+        "exact": Decimal("0.10000000000000000001"),
+        "big": 10**37,
+        "tags": {"a", "b"},
+        "scores": {1, 2.5},
+        "blobs": {b"\x00", b"\x01"},
+        "data": b"\x00\xff",
+        "nothing": None,
+        "flag": True,
+        "nested": {"list": [1, "two", None, {"x": 1.5}], "empty": {}},
+        "text": "",
+    }
+    assert ddb.upsert(users, [item]).upserted == 1
+    back = ddb.get_many(users, [1], consistent_read=True)[1]
+    assert back == item
+    assert type(back["count"]) is int and type(back["ratio"]) is float
+    assert back["ratio"] == 0.1  # sent as "0.1", not 0.1000000000000000055511151231257827
+    assert type(back["price"]) is float  # 12.5 is exact in binary
+    assert type(back["exact"]) is Decimal  # a float would lose digits: stays Decimal
+    assert type(back["big"]) is int
+
+
+def test_projection_aliases_reserved_words(ddb: bulkops.Store, users: str) -> None:
+    ddb.upsert(users, [{"id": 1, "name": "ann", "status": "ok", "size": 3, "other": 1}])
+    found = ddb.get_many(users, [1], columns=["name", "status", "size"])
+    assert found == {1: {"name": "ann", "status": "ok", "size": 3}}
+
+
+def test_items_may_differ_in_their_attributes(ddb: bulkops.Store, users: str) -> None:
+    ddb.upsert(users, [{"id": 1, "a": 1}, {"id": 2, "b": "x", "c": [1]}])
+    assert scan_all(ddb, users) == {1: {"id": 1, "a": 1}, 2: {"id": 2, "b": "x", "c": [1]}}
+
+
+def test_bad_items_are_rejected_before_sending(ddb: bulkops.Store, users: str) -> None:
+    before = ddb.backend.statements
+    rows: list[Any] = [
+        {"id": 1, "ok": True},
+        {"name": "no key"},
+        {"id": 3, "when": object()},
+        {"id": 4, "huge": "x" * 410_000},
+        {"id": 5, "n": float("nan")},
+        {"id": 6, "n": 10**40 + 1},
+        {"id": 7, "s": set()},
+        {"id": "eight"},
+    ]
+    report = ddb.upsert(users, rows, on_error="isolate")
+    assert_accounted(report, len(rows))
+    assert report.upserted == 1 and report.rejected == 7
+    assert ddb.backend.statements - before == 1  # only the good item was sent
+    why = {r.row: (r.column, r.reason) for r in report.rejections}
+    assert why[2][0] == "id" and "key attribute" in why[2][1]
+    assert why[3][0] == "when" and "cannot be stored" in why[3][1]
+    assert "400 KB" in why[4][1]
+    assert "finite" in why[5][1]
+    assert "38 significant digits" in why[6][1]
+    assert "empty set" in why[7][1]
+    assert why[8][0] == "id"
+    assert list(scan_all(ddb, users)) == [1]
+
+
+def test_duplicate_keys_in_a_request_collapse_last_wins(ddb: bulkops.Store, users: str) -> None:
+    report = ddb.upsert(users, [{"id": 1, "v": 1}, {"id": 2, "v": 1}, {"id": 1, "v": 2}])
+    assert_accounted(report, 3)
+    assert report.duplicates == 1 and report.upserted == 2
+    assert scan_all(ddb, users)[1]["v"] == 2
+
+
+def test_insert_is_a_conditional_put(ddb: bulkops.Store, users: str) -> None:
+    ddb.upsert(users, [{"id": 1, "v": "old"}])
+    report = ddb.insert(users, [{"id": 1, "v": "new"}, {"id": 2, "v": "new"}], on_conflict="ignore")
+    assert_accounted(report, 2)
+    assert (report.inserted, report.ignored) == (1, 1)
+    assert scan_all(ddb, users)[1]["v"] == "old"
+    with pytest.raises(ConstraintError) as caught:
+        ddb.insert(users, [{"id": 3}, {"id": 2}])
+    assert caught.value.row == 2 and caught.value.key == 2 and caught.value.column == "id"
+    assert caught.value.report is not None and caught.value.report.inserted == 1
+
+
+def test_update_sets_attributes_of_existing_items(ddb: bulkops.Store, users: str) -> None:
+    ddb.upsert(users, [{"id": 1, "status": "new", "keep": 1}, {"id": 2, "status": "done"}])
+    rows = [{"id": 1, "status": "done"}, {"id": 2, "status": "done"}, {"id": 3, "status": "x"}]
+    report = ddb.update(users, rows)
+    assert_accounted(report, 3)
+    assert (report.updated, report.unchanged, report.not_found) == (1, 1, 1)
+    assert scan_all(ddb, users) == {
+        1: {"id": 1, "status": "done", "keep": 1},
+        2: {"id": 2, "status": "done"},
+    }
+
+
+def test_delete_in_batches(ddb: bulkops.Store, users: str) -> None:
+    ddb.upsert(users, [{"id": i} for i in range(60)])
+    report = ddb.delete(users, [*range(0, 60, 2), {"id": 1}])
+    assert_accounted(report, 31)
+    assert report.deleted == 31 and report.statements == 2
+    assert sorted(scan_all(ddb, users)) == list(range(3, 60, 2))
+
+
+def test_composite_keys(ddb: bulkops.Store) -> None:
+    name = table_name()
+    ddb.create_table(name, {"user": "text", "at": "integer"}, key=("user", "at"))
+    ddb.upsert(name, [{"user": "a", "at": t, "v": t} for t in range(30)])
+    found = ddb.get_many(name, [("a", 3), ("a", 99), {"user": "a", "at": 4}])
+    assert sorted(found) == [("a", 3), ("a", 4)]
+    assert ddb.delete(name, [("a", 3)]).deleted == 1
+
+
+def test_workers_write_in_parallel(ddb: bulkops.Store, users: str) -> None:
+    report = ddb.upsert(users, ({"id": i, "v": i} for i in range(1000)), workers=4)
+    assert_accounted(report, 1000)
+    assert report.statements == 40
+    assert len(scan_all(ddb, users)) == 1000
+
+
+def test_what_dynamodb_cannot_do_is_a_clear_error(ddb: bulkops.Store, users: str) -> None:
+    with pytest.raises(LimitError, match="atomic"):
+        ddb.upsert(users, [{"id": 1}], atomic=True)
+    with pytest.raises(LimitError, match="atomic"):
+        ddb.atomic()
+    with pytest.raises(LimitError, match="claim"):
+        next(iter(ddb.claim(users, where={"status": "x"})))
+    with pytest.raises(SchemaError, match="does not exist"):
+        ddb.upsert("no_such_table", [{"id": 1}])
+    with pytest.raises(SchemaError, match="replaces whole items"):
+        ddb.upsert(users, [{"id": 1, "a": 1}], update_columns=["a"])
+
+
+def test_connect_takes_a_boto3_client_or_resource(dynamodb_local: DynamoDBLocal) -> None:
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint, region_name="eu-west-1")
+    resource = boto3.resource(
+        "dynamodb", endpoint_url=dynamodb_local.endpoint, region_name="eu-west-1"
+    )
+    for handle in (client, resource):
+        db = bulkops.connect(handle)
+        name = table_name()
+        db.create_table(name, {"id": "text"}, key="id")
+        assert db.upsert(name, [{"id": "a"}]).upserted == 1
+        assert db.get_many(name, ["a"]) == {"a": {"id": "a"}}
+    with pytest.raises(SchemaError, match="endpoint_url"):
+        bulkops.connect("dynamodb://localhost:8000")
+
+
+# ---------------------------------------------------------------- primitives
+
+
+def test_adjust_is_guarded_and_reports_refused_and_missing(ddb: bulkops.Store) -> None:
+    name = table_name()
+    ddb.create_table(name, {"id": "text"}, key="id")
+    ddb.upsert(name, [{"id": "a", "stock": 5}, {"id": "b", "stock": 1}, {"id": "c"}])
+    report = ddb.adjust(name, {"a": -3, "b": -2, "c": 4, "zz": 1}, column="stock", min_value=0)
+    assert_accounted(report, 4)
+    assert (report.updated, report.refused, report.not_found) == (2, 1, 1)
+    assert report.refused_keys == ["b"] and report.not_found_keys == ["zz"]
+    stock = {k: v.get("stock") for k, v in ddb.get_many(name, ["a", "b", "c"]).items()}
+    assert stock == {"a": 2, "b": 1, "c": 4}
+    capped = ddb.adjust(name, {"a": 10, "c": Decimal("0.5")}, column="stock", max_value=8)
+    assert (capped.updated, capped.refused) == (1, 1)
+    assert ddb.get_many(name, ["c"])["c"]["stock"] == 4.5
+
+
+def test_concurrent_transfers_conserve_the_total(dynamodb_local: DynamoDBLocal) -> None:
+    db = bulkops.connect(dynamodb_local.url)
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    db.upsert(name, [{"id": i, "balance": 100} for i in range(8)])
+    errors: list[BaseException] = []
+
+    def transfers(seed: int) -> None:
+        mine = bulkops.connect(dynamodb_local.url)
+        rng = random.Random(seed)
+        try:
+            for _ in range(40):
+                src, dst = rng.sample(range(8), 2)
+                amount = rng.randint(1, 60)
+                debit = mine.adjust(name, {src: -amount}, column="balance", min_value=0)
+                if debit.updated:
+                    mine.adjust(name, {dst: amount}, column="balance")
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=transfers, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    balances = [
+        row["balance"] for row in db.get_many(name, range(8), consistent_read=True).values()
+    ]
+    assert sum(balances) == 800 and min(balances) >= 0
+
+
+def test_get_or_create_creates_exactly_once(dynamodb_local: DynamoDBLocal) -> None:
+    db = bulkops.connect(dynamodb_local.url)
+    name = table_name()
+    db.create_table(name, {"user_id": "integer"}, key="user_id")
+    results: list[tuple[dict[str, Any], bool]] = []
+
+    def grab(i: int) -> None:
+        store = bulkops.connect(dynamodb_local.url)
+        results.append(store.get_or_create(name, {"user_id": 7}, defaults={"by": i}))
+
+    threads = [threading.Thread(target=grab, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(created for _, created in results) == 1
+    winner = next(row for row, created in results if created)
+    assert all(row == winner for row, _ in results)
+    with pytest.raises(SchemaError, match="primary key"):
+        db.get_or_create(name, {"by": 1})
+
+
+def test_sequences_hand_out_unique_blocks(dynamodb_local: DynamoDBLocal) -> None:
+    seen: list[int] = []
+    lock = threading.Lock()
+    name = f"lot:{uuid.uuid4().hex[:6]}"
+
+    def allocate() -> None:
+        store = bulkops.connect(dynamodb_local.url)
+        for _ in range(5):
+            numbers = store.sequence(name).allocate_numbers(100)
+            with lock:
+                seen.extend(numbers)
+
+    threads = [threading.Thread(target=allocate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == list(range(1, 2001))
+    db = bulkops.connect(dynamodb_local.url)
+    assert db.sequence(name, prefix="L-", padding=6).allocate(2) == ["L-002001", "L-002002"]
+
+
+def test_ensure_creates_missing_items(ddb: bulkops.Store, users: str) -> None:
+    ddb.upsert(users, [{"id": 1, "email": "a@x"}])
+    found = ddb.ensure(users, [{"id": 1, "email": "changed"}, {"id": 2, "email": "b@x"}])
+    assert found == {1: {"id": 1, "email": "a@x"}, 2: {"id": 2, "email": "b@x"}}
+
+
+# ---------------------------------------------------------------- faults
+
+
+def test_held_back_items_are_redriven_with_growing_backoff(dynamodb_local: DynamoDBLocal) -> None:
+    waits: list[float] = []
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(waits))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    hook = HoldBackWrites(db, share=0.4)
+    report = db.upsert(name, ({"id": i} for i in range(500)))
+    assert_accounted(report, 500)
+    assert report.upserted == 500 and report.failed == 0
+    assert len(scan_all(db, name)) == 500  # every item really written
+    chunks = math.ceil(500 / 25)
+    # 40% of 25, 10, 4, 1 items held back: 10 -> 4 -> 1 -> 0 left, four requests
+    assert hook.calls == report.statements == chunks * 4
+    assert report.retries == len(waits) == chunks * 3
+    assert waits[:3] == [0.01, 0.02, 0.04]  # each re-drive of a chunk waits twice as long
+
+
+def test_items_never_written_are_reported_exactly(
+    dynamodb_local: DynamoDBLocal, tmp_path: Path
+) -> None:
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(attempts=4))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    db.upsert(name, [{"id": 1000, "v": "before"}])
+    hook = HoldBackWrites(db, share=1.0)
+    rows = [{"id": i, "v": i} for i in range(60)]
+    report = db.upsert(name, rows, rejects=tmp_path / "rejects.jsonl")
+    assert_accounted(report, 60)
+    assert report.failed == 60 and report.upserted == 0 and not report.ok
+    assert sorted(f.key for f in report.failures) == list(range(60))
+    assert {f.values["id"]: f.values for f in report.failures} == {r["id"]: r for r in rows}
+    assert all(f.code == "UnprocessedItems" and "4 attempts" in f.reason for f in report.failures)
+    assert hook.calls == report.statements == 3 * 4  # bounded: attempts per chunk
+    assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 60
+    assert list(scan_all(db, name)) == [1000]
+    with pytest.raises(ThrottledError, match="not written") as caught:
+        db.upsert(name, rows)
+    assert caught.value.report is not None and caught.value.report.failed == 25
+
+
+def test_throttled_reads_return_every_key(dynamodb_local: DynamoDBLocal) -> None:
+    waits: list[float] = []
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(waits))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    db.upsert(name, [{"id": i} for i in range(450)])
+    hook = ThrottleReads(db, every=2)
+    found = db.get_many(name, range(500))
+    assert sorted(found) == list(range(450))
+    # requests 2-5 are each refused once and sent again
+    assert hook.throttled == len(waits) == 4
+
+
+def test_keys_never_read_raise_with_what_was_read(dynamodb_local: DynamoDBLocal) -> None:
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(attempts=3))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    db.upsert(name, [{"id": i} for i in range(150)])
+    hook = ThrottleReads(db, every=1, spare=1)  # the first request passes, then none
+    with pytest.raises(UnreadKeysError) as caught:
+        db.get_many(name, range(150))
+    assert sorted(caught.value.found) == list(range(100))
+    assert sorted(caught.value.keys) == list(range(100, 150))
+    assert hook.throttled == 3
+
+
+def test_replies_over_16_mb_are_redriven(ddb: bulkops.Store, users: str) -> None:
+    filler = "x" * 390_000
+    ddb.upsert(users, ({"id": i, "pad": filler} for i in range(100)))
+    before = ddb.backend.statements
+    found = ddb.get_many(users, range(100))
+    assert sorted(found) == list(range(100))
+    assert all(len(item["pad"]) == 390_000 for item in found.values())
+    # 100 items of 390 KB cannot come back in one 16 MB reply
+    assert ddb.backend.statements - before >= 3
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def test_cli_loads_into_dynamodb(dynamodb_local: DynamoDBLocal, tmp_path: Path) -> None:
+    import subprocess
+
+    db = bulkops.connect(dynamodb_local.url)
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    source = tmp_path / "users.csv"
+    source.write_text("id,name\n1,ann\n2,bob\n2,bo\n")
+    done = subprocess.run(
+        ["bulkops", "load", str(source), "--table", name, "--db", dynamodb_local.url,
+         "--mode", "upsert", "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert db.get_many(name, [1, 2]) == {1: {"id": 1, "name": "ann"}, 2: {"id": 2, "name": "bo"}}
+    missing = subprocess.run(
+        ["bulkops", "load", str(source), "--table", "nope_nope", "--db", dynamodb_local.url],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
