@@ -18,7 +18,11 @@ import bulkops
 from ddb_local import DynamoDBLocal, missing_tools
 from pg_cluster import PgCluster, find_pg_bin
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("dynamodb", marks=pytest.mark.dynamodb),
+]
 _database_names = itertools.count(1)
 
 
@@ -85,6 +89,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
         return f"sqlite:///{tmp_path}/test.db"
     if request.param == "postgres":
         return str(request.getfixturevalue("pg_url"))
+    if request.param == "dynamodb":
+        return str(request.getfixturevalue("dynamodb_local").url)
     raise AssertionError(request.param)
 
 
@@ -94,19 +100,51 @@ def db(db_url: str) -> Iterator[bulkops.Store]:
     try:
         yield store
     finally:
+        if store.capabilities.items:  # one emulator for the whole run: clear it
+            client = store.backend.client  # type: ignore[attr-defined]
+            for name in client.list_tables()["TableNames"]:
+                client.delete_table(TableName=name)
         store.close()
 
 
+def needs(db: bulkops.Store, capability: str, why: str) -> None:
+    """Skip a contract test on a backend without ``capability`` (by capability, never
+    by name), saying what the backend lacks."""
+    if not getattr(db.capabilities, capability):
+        pytest.skip(f"{db.capabilities.name}: {why}")
+
+
+_declared: dict[tuple[int, str], list[str]] = {}  # columns create() declared, per store
+_LOGICAL_OF = {sa.Integer: "integer", sa.Text: "text", sa.String: "text", sa.LargeBinary: "bytes"}
+
+
 def create(db: bulkops.Store, name: str, *columns: Any) -> sa.Table:
-    """Create a table with SQLAlchemy Core DDL (for NOT NULL, UNIQUE, CHECK ...)."""
-    engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
+    """Create a table with SQLAlchemy Core DDL (for NOT NULL, UNIQUE, CHECK ...).
+
+    On an item store (DynamoDB) only the primary key is declared, the rest is open."""
     table = sa.Table(name, sa.MetaData(), *columns)
+    _declared[(id(db), name)] = [c.name for c in table.columns]
+    if db.capabilities.items:
+        key = [c.name for c in table.primary_key.columns]
+        types = {
+            c.name: next(v for k, v in _LOGICAL_OF.items() if isinstance(c.type, k))
+            for c in table.primary_key.columns
+        }
+        db.create_table(name, types, key=key)
+        return table
+    engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
     table.create(engine)
     return table
 
 
 def rows_of(db: bulkops.Store, table: str, order_by: str = "id") -> list[dict[str, Any]]:
     """Every row of ``table`` as dicts, read back through bulkops (decoded types)."""
+    if db.capabilities.items:
+        # Absent attributes read as None, like the NULLs of a SQL table.
+        names = _declared.get((id(db), table), [])
+        items = db.backend.scan(db.table(table))  # type: ignore[attr-defined]
+        rows = [{**dict.fromkeys(names), **item} for item in items]
+        return sorted(rows, key=lambda row: row[order_by])
     engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
         keys = [r[0] for r in conn.execute(sa.text(f'SELECT "{order_by}" FROM "{table}"'))]

@@ -13,12 +13,14 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bulkops
 from bulkops import (
@@ -497,3 +499,65 @@ def test_cli_loads_into_dynamodb(dynamodb_local: DynamoDBLocal, tmp_path: Path) 
     )  # fmt: skip
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
+
+
+# ------------------------------------------------------------ value round trip
+
+_numbers = st.one_of(
+    st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e120, max_value=1e120).filter(
+        lambda f: f == 0 or abs(f) > 1e-120
+    ),
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=6, min_value=-(10**20), max_value=10**20
+    ),
+)
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=20), st.binary(max_size=20), _numbers
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=4),
+    ),
+    max_leaves=10,
+)
+_attributes = st.dictionaries(
+    st.text(min_size=1, max_size=12).filter(lambda n: n != "id"), _values, max_size=6
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(attributes=_attributes, sets=st.sets(st.text(max_size=5), min_size=1, max_size=4))
+def test_any_storable_value_round_trips(
+    ddb: bulkops.Store, attributes: dict[str, Any], sets: set[str]
+) -> None:
+    name = "roundtrip"
+    try:
+        ddb.table(name)
+    except SchemaError:
+        ddb.create_table(name, {"id": "integer"}, key="id")
+    item = {"id": 1, **attributes, "a set": sets}
+    assert ddb.upsert(name, [item]).upserted == 1
+    back = ddb.get_many(name, [1], consistent_read=True)[1]
+    assert exact(back) == exact(item)
+
+
+_WIDE = Context(prec=60)  # normalize() without rounding 38-digit numbers
+
+
+def exact(value: Any) -> Any:
+    """Numbers as the decimal DynamoDB stores: a float is sent as its shortest repr, so
+    7.205759403792271e16 comes back as the int 72057594037922710."""
+    if isinstance(value, float):
+        return Decimal(repr(value)).normalize(_WIDE)
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return Decimal(value).normalize(_WIDE)
+    if isinstance(value, dict):
+        return {k: exact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [exact(v) for v in value]
+    return value

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import bulkops
 from bulkops import DeadlockError, RetryPolicy, SchemaError
 from bulkops.bench import escrow
-from conftest import create, rows_of
+from conftest import create, needs, rows_of
 
 WORKER = str(Path(__file__).with_name("_primitives_worker.py"))
 PATIENT = RetryPolicy(attempts=200, base_delay=0.01, max_delay=0.2)
@@ -81,6 +81,7 @@ def test_adjust_applies_refuses_and_reports_missing(db: bulkops.Store) -> None:
 
 
 def test_adjust_atomic_is_all_or_nothing(db: bulkops.Store) -> None:
+    needs(db, "transactions", "no transactions across requests")
     accounts(db, 3, 5)
     report = db.adjust("accounts", {0: -5, 1: -6}, column="balance", min_value=0, atomic=True)
     assert report.updated == 0 and report.refused_keys == [1] and report.stopped
@@ -93,6 +94,7 @@ def test_adjust_atomic_is_all_or_nothing(db: bulkops.Store) -> None:
 
 
 def test_work_after_a_refused_atomic_adjust_in_the_same_block(db: bulkops.Store) -> None:
+    needs(db, "transactions", "no transactions across requests")
     # The refused adjust rolls back its savepoint, and with it anything it created
     # there (PostgreSQL: its staging table); the next statement must not miss it.
     accounts(db, 2, 5)
@@ -105,6 +107,7 @@ def test_work_after_a_refused_atomic_adjust_in_the_same_block(db: bulkops.Store)
 
 
 def test_adjust_costs_statements_per_chunk_not_per_key(db: bulkops.Store) -> None:
+    needs(db, "declared_columns", "one UpdateItem per key: no set-based statement")
     accounts(db, 5000, 0)
     report = db.adjust("accounts", {i: 1 for i in range(5000)}, column="balance", chunk_size=1000)
     assert report.updated == 5000 and report.chunks == 5
@@ -127,6 +130,7 @@ def test_bank_transfers_conserve_the_total(db_url: str, db: bulkops.Store) -> No
     """8 workers, 1,000 random transfers between 50 accounts, each an atomic block of
     one guarded adjust and one ledger row: total conserved, nothing negative, every
     transfer applied once or refused."""
+    needs(db, "transactions", "no transactions across requests")
     accounts(db, 50, 100)
     create(
         db,
@@ -186,6 +190,7 @@ def wallets(db: bulkops.Store) -> None:
 
 
 def test_get_or_create(db: bulkops.Store) -> None:
+    needs(db, "unique_constraints", "looks up by a unique column besides the key")
     wallets(db)
     row, created = db.get_or_create("wallets", {"user_id": 7}, {"balance": 0})
     assert created and row["user_id"] == 7 and row["balance"] == 0 and row["id"] is not None
@@ -196,6 +201,7 @@ def test_get_or_create(db: bulkops.Store) -> None:
 
 
 def test_get_or_create_100_concurrent_callers_make_one_row(db_url: str, db: bulkops.Store) -> None:
+    needs(db, "unique_constraints", "looks up by a unique column besides the key")
     wallets(db)
 
     def caller(i: int) -> tuple[dict[str, Any], bool]:
@@ -210,6 +216,7 @@ def test_get_or_create_100_concurrent_callers_make_one_row(db_url: str, db: bulk
 
 
 def test_ensure_creates_missing_in_few_statements(db: bulkops.Store) -> None:
+    needs(db, "unique_constraints", "looks up by a unique column besides the key")
     wallets(db)
     db.insert("wallets", [{"user_id": u, "balance": 5} for u in range(0, 1000, 2)])
     before = db.backend.statements
@@ -242,6 +249,7 @@ def work_table(db: bulkops.Store, count: int) -> None:
 
 
 def test_claim_batches_commit_or_release(db: bulkops.Store) -> None:
+    needs(db, "row_locks", "no row locks to claim rows with")
     work_table(db, 250)
     seen = []
     for batch in db.claim("work", where={"status": "TODO"}, batch_size=100, limit=150):
@@ -262,6 +270,7 @@ def test_claim_batches_commit_or_release(db: bulkops.Store) -> None:
 
 
 def test_concurrent_claimers_never_share_a_row(db_url: str, db: bulkops.Store) -> None:
+    needs(db, "row_locks", "no row locks to claim rows with")
     work_table(db, 2000)
 
     def claimer(w: int) -> list[int]:
@@ -283,6 +292,7 @@ def test_claim_worker_killed_mid_batch_releases_its_rows(
 ) -> None:
     """4 worker processes claiming batches of 100 from 20,000 rows; one is killed with
     SIGKILL while it holds a batch: every row is processed exactly once."""
+    needs(db, "row_locks", "no row locks to claim rows with")
     work_table(db, 20_000)
 
     def start(worker: int, *extra: str) -> subprocess.Popen[str]:
@@ -321,6 +331,7 @@ def test_claim_worker_killed_mid_batch_releases_its_rows(
 def test_atomic_forms_commit_roll_back_and_do_not_retry_other_errors(
     db: bulkops.Store,
 ) -> None:
+    needs(db, "transactions", "no transactions across requests")
     accounts(db, 2, 10)
     with db.atomic():
         db.adjust("accounts", {0: 1}, column="balance")
@@ -345,6 +356,7 @@ def test_atomic_forms_commit_roll_back_and_do_not_retry_other_errors(
 
 
 def test_atomic_block_is_rerun_on_a_transient_error(db: bulkops.Store) -> None:
+    needs(db, "transactions", "no transactions across requests")
     accounts(db, 1, 0)
     waits: list[float] = []
     tries = []
@@ -433,6 +445,7 @@ def test_sequence_across_processes_is_unique(
 
 
 def test_escrow_release_with_two_concurrent_releasers(db_url: str, db: bulkops.Store) -> None:
+    needs(db, "transactions", "no transactions across requests")
     escrow.create_tables(db.backend.engine)  # type: ignore[attr-defined]
     total = escrow.seed(db, 3, 5000)
 

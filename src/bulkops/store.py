@@ -663,7 +663,8 @@ class Store:
             if key_cols != spec.primary_key:
                 raise SchemaError(
                     f"{report.verb}() on {table!r} writes items by their key "
-                    f"({', '.join(spec.primary_key)}), not by {', '.join(key_cols)}"
+                    f"({', '.join(spec.primary_key)}), not by {', '.join(key_cols)}: "
+                    f"{self.capabilities.name} has no other unique constraints"
                 )
             item_encoder = self._items_backend().item_encoder(spec, key_cols)
             cols = (*key_cols, ITEM)

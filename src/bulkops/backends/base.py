@@ -56,7 +56,13 @@ class Capabilities:
     # insert or upsert writes each mapping as it is, reads return whole items.
     items: bool = False
     row_locks: bool = True  # rows can be locked for a transaction (claim)
-    upsert_counts: bool = True  # an upsert can tell inserted rows from updated ones
+    # Every write says what it did to each row: inserted or updated by an upsert,
+    # deleted or not found by a delete (DynamoDB's batch writes do not say).
+    exact_counts: bool = True
+    # Columns are declared with types and NOT NULL, and values are coerced to them;
+    # unknown columns are errors (False: only the key is declared).
+    declared_columns: bool = True
+    unique_constraints: bool = True  # unique constraints besides the primary key
     max_transaction_items: int | None = None  # rows one all-or-nothing request may change
 
 

@@ -60,7 +60,9 @@ CAPABILITIES = Capabilities(
     parallel_writes=True,  # boto3 clients are thread-safe; requests run in parallel
     items=True,
     row_locks=False,
-    upsert_counts=False,  # BatchWriteItem does not say whether a put replaced an item
+    exact_counts=False,  # BatchWriteItem says neither "replaced" nor "was not there"
+    declared_columns=False,
+    unique_constraints=False,
     stores_nan=False,
     keeps_utc_offset=False,
 )
@@ -524,7 +526,7 @@ class DynamoDBBackend:
                 if op.kind == "insert_ignore":
                     counts.ignored += 1
                 else:
-                    error.message = "an item with this key already exists"
+                    error.message = "duplicate key: an item with this key already exists"
                     error.column = op.key[0]
                     failures.append((position, error))
             except (DataError, TransientError) as error:
