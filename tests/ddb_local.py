@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -23,8 +24,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DynamoDBLocal", "missing_tools"]
+from botocore.awsrequest import AWSResponse
+
+__all__ = ["DynamoDBLocal", "HoldBackWrites", "ThrottleReads", "missing_tools"]
 
 NPM_PACKAGE = "amplify-dynamodb-simulator@2.9.30"  # ships DynamoDB Local 1.25.1
 LAUNCHER = Path(__file__).parent / "java" / "LoopbackDynamoDBLocal.java"
@@ -171,3 +175,74 @@ def _drain(process: subprocess.Popen[bytes]) -> None:
             pass
 
     threading.Thread(target=drain, daemon=True).start()
+
+
+# --------------------------------------------------------------- fault hooks
+# Faults through botocore's event hooks on a real client: every request still goes
+# through botocore and the emulator, so held-back items really are not written.
+
+
+class HoldBackWrites:
+    """Takes ``share`` of the items out of every BatchWriteItem before it is sent and
+    returns them as UnprocessedItems; with share=1 no request reaches the server."""
+
+    def __init__(self, client: Any, share: float, seed: int = 7) -> None:
+        self.share = share
+        self.random = random.Random(seed)
+        self.calls = 0
+        self.held: dict[str, list[Any]] = {}
+        events = client.meta.events
+        # Last before the request is built, on the service-wide event: after boto3's
+        # resource layer (if any) has turned Python values into AttributeValues (botocore
+        # calls handlers of an operation's own event before the service-wide ones).
+        events.register_last("before-parameter-build.dynamodb", self.before)
+        events.register("before-call.dynamodb.BatchWriteItem", self.short_circuit)
+        events.register("after-call.dynamodb.BatchWriteItem", self.after)
+
+    def before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name != "BatchWriteItem":
+            return
+        self.calls += 1
+        self.held = {}
+        for table, requests in params["RequestItems"].items():
+            if self.share >= 1:  # nothing is sent: short_circuit answers instead
+                self.held[table] = list(requests)
+                continue
+            held = set(self.random.sample(range(len(requests)), int(len(requests) * self.share)))
+            self.held[table] = [r for i, r in enumerate(requests) if i in held]
+            params["RequestItems"][table] = [r for i, r in enumerate(requests) if i not in held]
+
+    def short_circuit(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if any(requests for requests in self.held.values()) and self.share >= 1:
+            return AWSResponse("http://x", 200, {}, None), {"UnprocessedItems": self.held}
+        return None
+
+    def after(self, parsed: dict[str, Any], **_: Any) -> None:
+        unprocessed = parsed.setdefault("UnprocessedItems", {})
+        for table, requests in self.held.items():
+            if requests and self.share < 1:
+                unprocessed.setdefault(table, []).extend(requests)
+
+
+class ThrottleReads:
+    """Every ``every``-th BatchGetItem after the first ``spare`` ones is refused with
+    ProvisionedThroughputExceeded."""
+
+    def __init__(self, client: Any, every: int = 2, spare: int = 0) -> None:
+        self.calls = 0
+        self.throttled = 0
+        self.every = every
+        self.spare = spare
+        events = client.meta.events
+        events.register("before-call.dynamodb.BatchGetItem", self.refuse)
+
+    def refuse(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        self.calls += 1
+        if self.calls <= self.spare or self.calls % self.every:
+            return None
+        self.throttled += 1
+        error = {
+            "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("http://x", 400, {}, None), error

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.awsrequest import AWSResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +31,7 @@ from bulkops import (
     UnreadKeysError,
 )
 from conftest import assert_accounted
-from ddb_local import DynamoDBLocal
+from ddb_local import DynamoDBLocal, HoldBackWrites, ThrottleReads
 
 pytestmark = pytest.mark.dynamodb
 
@@ -62,70 +61,6 @@ def quick_retry(waits: list[float] | None = None, attempts: int = 8) -> RetryPol
 def scan_all(db: bulkops.Store, table: str) -> dict[Any, dict[str, Any]]:
     spec = db.table(table)
     return {item["id"]: item for item in db.backend.scan(spec)}  # type: ignore[attr-defined]
-
-
-# ------------------------------------------------------------------ fault hooks
-
-
-class HoldBackWrites:
-    """Takes ``share`` of the items out of every BatchWriteItem before it is sent and
-    returns them as UnprocessedItems; with share=1 no request reaches the server."""
-
-    def __init__(self, db: bulkops.Store, share: float, seed: int = 7) -> None:
-        self.share = share
-        self.random = random.Random(seed)
-        self.calls = 0
-        self.held: dict[str, list[Any]] = {}
-        events = db.backend.client.meta.events  # type: ignore[attr-defined]
-        events.register("provide-client-params.dynamodb.BatchWriteItem", self.before)
-        events.register("before-call.dynamodb.BatchWriteItem", self.short_circuit)
-        events.register("after-call.dynamodb.BatchWriteItem", self.after)
-
-    def before(self, params: dict[str, Any], **_: Any) -> None:
-        self.calls += 1
-        self.held = {}
-        for table, requests in params["RequestItems"].items():
-            if self.share >= 1:  # nothing is sent: short_circuit answers instead
-                self.held[table] = list(requests)
-                continue
-            held = set(self.random.sample(range(len(requests)), int(len(requests) * self.share)))
-            self.held[table] = [r for i, r in enumerate(requests) if i in held]
-            params["RequestItems"][table] = [r for i, r in enumerate(requests) if i not in held]
-
-    def short_circuit(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        if any(requests for requests in self.held.values()) and self.share >= 1:
-            return AWSResponse("http://x", 200, {}, None), {"UnprocessedItems": self.held}
-        return None
-
-    def after(self, parsed: dict[str, Any], **_: Any) -> None:
-        unprocessed = parsed.setdefault("UnprocessedItems", {})
-        for table, requests in self.held.items():
-            if requests and self.share < 1:
-                unprocessed.setdefault(table, []).extend(requests)
-
-
-class ThrottleReads:
-    """Every ``every``-th BatchGetItem after the first ``spare`` ones is refused with
-    ProvisionedThroughputExceeded."""
-
-    def __init__(self, db: bulkops.Store, every: int = 2, spare: int = 0) -> None:
-        self.calls = 0
-        self.throttled = 0
-        self.every = every
-        self.spare = spare
-        events = db.backend.client.meta.events  # type: ignore[attr-defined]
-        events.register("before-call.dynamodb.BatchGetItem", self.refuse)
-
-    def refuse(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        self.calls += 1
-        if self.calls <= self.spare or self.calls % self.every:
-            return None
-        self.throttled += 1
-        error = {
-            "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"},
-            "ResponseMetadata": {"HTTPStatusCode": 400},
-        }
-        return AWSResponse("http://x", 400, {}, None), error
 
 
 # ----------------------------------------------------------------------- verbs
@@ -403,7 +338,7 @@ def test_held_back_items_are_redriven_with_growing_backoff(dynamodb_local: Dynam
     db = bulkops.connect(dynamodb_local.url, retry=quick_retry(waits))
     name = table_name()
     db.create_table(name, {"id": "integer"}, key="id")
-    hook = HoldBackWrites(db, share=0.4)
+    hook = HoldBackWrites(db.backend.client, share=0.4)
     report = db.upsert(name, ({"id": i} for i in range(500)))
     assert_accounted(report, 500)
     assert report.upserted == 500 and report.failed == 0
@@ -422,7 +357,7 @@ def test_items_never_written_are_reported_exactly(
     name = table_name()
     db.create_table(name, {"id": "integer"}, key="id")
     db.upsert(name, [{"id": 1000, "v": "before"}])
-    hook = HoldBackWrites(db, share=1.0)
+    hook = HoldBackWrites(db.backend.client, share=1.0)
     rows = [{"id": i, "v": i} for i in range(60)]
     report = db.upsert(name, rows, rejects=tmp_path / "rejects.jsonl")
     assert_accounted(report, 60)
@@ -444,7 +379,7 @@ def test_throttled_reads_return_every_key(dynamodb_local: DynamoDBLocal) -> None
     name = table_name()
     db.create_table(name, {"id": "integer"}, key="id")
     db.upsert(name, [{"id": i} for i in range(450)])
-    hook = ThrottleReads(db, every=2)
+    hook = ThrottleReads(db.backend.client, every=2)
     found = db.get_many(name, range(500))
     assert sorted(found) == list(range(450))
     # requests 2-5 are each refused once and sent again
@@ -456,7 +391,7 @@ def test_keys_never_read_raise_with_what_was_read(dynamodb_local: DynamoDBLocal)
     name = table_name()
     db.create_table(name, {"id": "integer"}, key="id")
     db.upsert(name, [{"id": i} for i in range(150)])
-    hook = ThrottleReads(db, every=1, spare=1)  # the first request passes, then none
+    hook = ThrottleReads(db.backend.client, every=1, spare=1)  # the first request passes, then none
     with pytest.raises(UnreadKeysError) as caught:
         db.get_many(name, range(150))
     assert sorted(caught.value.found) == list(range(100))

@@ -281,6 +281,9 @@ def client_from_url(url: str, **options: Any) -> Any:
     config = Config(
         retries={"total_max_attempts": 1},  # the RetryPolicy retries, and counts
         max_pool_connections=options.pop("max_pool_connections", 50),
+        # Items are checked before they are sent (types, sizes, keys); botocore's own
+        # walk over every value of every request costs more than the request itself.
+        parameter_validation=False,
     )
     return session.client(
         "dynamodb", endpoint_url=params.get("endpoint_url"), config=config, **options
