@@ -109,7 +109,6 @@ def main() -> None:
     n = args.items
     log = report_console(120)
     with endpoint(args.endpoint) as url:
-        client = boto3.client("dynamodb", endpoint_url=url, region_name=REGION)
         resource = boto3.resource("dynamodb", endpoint_url=url, region_name=REGION)
         bulk_url = f"dynamodb://?region={REGION}&endpoint_url={url}"
         store = bulkops.connect(bulk_url)
