@@ -8,6 +8,7 @@ place that imports its driver, and it translates driver exceptions into
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "ChunkCounts",
     "WriteKind",
     "WriteOp",
+    "is_transaction_control",
     "select_where_statement",
     "translate_errors",
     "within_bounds",
@@ -250,3 +252,16 @@ def within_bounds(result: Any, min_value: Any, max_value: Any) -> list[Any]:
     if max_value is not None:
         guards.append(result <= sa.bindparam("high", max_value))
     return guards
+
+
+_TRANSACTION_CONTROL = re.compile(
+    r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|END|ABORT|START\s+TRANSACTION)\b", re.I
+)
+
+
+def is_transaction_control(statement: str) -> bool:
+    """Whether ``statement`` only opens or ends a transaction or savepoint. Counting
+    hooks leave these out: some drivers send them on their own (sqlite3's implicit
+    BEGIN, psycopg's commit()), others only when the application asks, so counting
+    them would make the same code count differently on different connections."""
+    return _TRANSACTION_CONTROL.match(statement) is not None
