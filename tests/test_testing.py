@@ -121,9 +121,9 @@ def test_psycopg_connection_counts_execute_executemany_copy(pg_url: str) -> None
                 )
                 with cur.copy("COPY users (id, name) FROM STDIN") as copy:
                     copy.write_row((100, "copied"))
-            conn.execute(psycopg.sql.SQL("SELECT count(*) FROM {}").format(
-                psycopg.sql.Identifier("users")
-            )).fetchone()
+            conn.execute(
+                psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier("users"))
+            ).fetchone()
             with conn.transaction():  # SAVEPOINT etc. are sent without a cursor
                 conn.execute("SELECT 1")
             before.execute("SELECT 2")

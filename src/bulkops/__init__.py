@@ -18,6 +18,7 @@ from .errors import (
     DeadlockError,
     LimitError,
     LockTimeoutError,
+    ResumeError,
     SchemaError,
     SerializationError,
     StatementTimeoutError,
@@ -25,10 +26,13 @@ from .errors import (
     TooManyRejects,
     TransientError,
 )
+from .events import ChunkDone, Retried, RowsRejected, RunFinished, RunStarted
 from .report import Rejection, Report
 from .retry import RetryPolicy
+from .runlog import Run
 from .schema import ColumnSpec, TableSpec
 from .sequence import Sequence
+from .sources import file_digest
 from .store import Store
 from .transaction import Atomic, Batch
 
@@ -40,6 +44,7 @@ __all__ = [
     "BulkError",
     "BusyError",
     "Capabilities",
+    "ChunkDone",
     "ColumnSpec",
     "CommitUnknownError",
     "ConnectionLostError",
@@ -51,7 +56,13 @@ __all__ = [
     "LockTimeoutError",
     "Rejection",
     "Report",
+    "ResumeError",
+    "Retried",
     "RetryPolicy",
+    "RowsRejected",
+    "Run",
+    "RunFinished",
+    "RunStarted",
     "SchemaError",
     "Sequence",
     "SerializationError",
@@ -63,4 +74,5 @@ __all__ = [
     "TransientError",
     "__version__",
     "connect",
+    "file_digest",
 ]

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from .backends.base import Backend
 from .errors import SchemaError
+from .events import EventCallback
 from .retry import RetryPolicy
 from .store import Store
 
@@ -16,15 +17,27 @@ __all__ = ["connect"]
 SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
-def connect(target: str | sa.Engine, *, retry: RetryPolicy | None = None, **options: Any) -> Store:
+def connect(
+    target: str | sa.Engine,
+    *,
+    retry: RetryPolicy | None = None,
+    run_log: bool = False,
+    label: str | None = None,
+    on_event: EventCallback | None = None,
+    **options: Any,
+) -> Store:
     """Open a Store.
 
     ``target`` is a URL (``sqlite:///shop.db``, ``sqlite://`` for memory,
     ``postgresql://user@host:5432/db``) or a SQLAlchemy ``Engine`` (``sqlite`` or
     ``postgresql+psycopg``). ``retry`` is the default RetryPolicy of every call on this Store;
-    other ``options`` go to ``sqlalchemy.create_engine``.
+    ``run_log=True`` records every verb call in the database's ``bulkops_runs`` table
+    (``label``: the default label of those rows); ``on_event`` receives the calls'
+    events (``Store.subscribe``). Other ``options`` go to ``sqlalchemy.create_engine``.
     """
-    return Store(_backend(target, **options), retry=retry)
+    return Store(
+        _backend(target, **options), retry=retry, run_log=run_log, label=label, on_event=on_event
+    )
 
 
 def _backend(target: str | sa.Engine, **options: Any) -> Backend:

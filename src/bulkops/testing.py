@@ -102,18 +102,14 @@ def _too_many(counted: QueryCount, maximum: int) -> str:
     return "\n".join(lines)
 
 
-def _trace(
-    target: Any, on_statement: Callable[[str], None]
-) -> AbstractContextManager[None]:
+def _trace(target: Any, on_statement: Callable[[str], None]) -> AbstractContextManager[None]:
     """The hook that reports ``target``'s statements. Driver-specific hooks live in the
     backend modules (only they import their driver) and are imported here only when
     such a connection is given."""
     if isinstance(target, Store):
         trace = getattr(target.backend, "trace_statements", None)
         if trace is None:
-            raise TypeError(
-                f"the {target.capabilities.name} backend cannot count its statements"
-            )
+            raise TypeError(f"the {target.capabilities.name} backend cannot count its statements")
         result: AbstractContextManager[None] = trace(on_statement)
         return result
     if isinstance(target, sa.Engine | sa.Connection):

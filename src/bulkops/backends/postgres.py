@@ -780,6 +780,22 @@ class PostgresBackend:
                 self.rollback()
         yield from rows
 
+    # ------------------------------------------------------------- bookkeeping
+
+    def execute_core(
+        self, statement: sa.ClauseElement, values: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
+        return its rows. For bulkops' own tables (the run log): not counted in
+        ``statements``, which counts the work asked for."""
+        compiled = statement.compile(dialect=self.dialect)
+        params = None
+        if not isinstance(statement, sa.schema.ExecutableDDLElement):
+            params = compiled.construct_params(dict(values or {}))
+        with self._errors():
+            cursor = self.conn.execute(str(compiled).encode(), params)
+            return cursor.fetchall() if cursor.description else []
+
     # ------------------------------------------------------------- primitives
 
     def _target(self, table: TableSpec) -> sa.TableClause:
@@ -957,9 +973,7 @@ class PostgresBackend:
             if not (self.conn.closed or self.conn.broken):
                 self.rollback()
                 self.conn.autocommit = self._saved_autocommit
-                self.conn.cursor_factory, self.conn.server_cursor_factory = (
-                    self._cursor_factories
-                )
+                self.conn.cursor_factory, self.conn.server_cursor_factory = self._cursor_factories
         finally:
             self._pooled.close()
             if self._owns_engine:

@@ -426,9 +426,7 @@ class SQLiteBackend:
             )
         return _CODECS[column.type]
 
-    def trace_statements(
-        self, on_statement: Callable[[str], None]
-    ) -> AbstractContextManager[None]:
+    def trace_statements(self, on_statement: Callable[[str], None]) -> AbstractContextManager[None]:
         """``on_statement(sql)`` for every statement this backend sends meanwhile
         (see ``trace_connection``)."""
         return trace_connection(self.conn, on_statement)
@@ -630,6 +628,23 @@ class SQLiteBackend:
         self.statements += 1
         with self._errors():
             yield from self.conn.execute(sql, params)
+
+    # ------------------------------------------------------------- bookkeeping
+
+    def execute_core(
+        self, statement: sa.ClauseElement, values: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
+        return its rows. For bulkops' own tables (the run log): not counted in
+        ``statements``, which counts the work asked for."""
+        compiled: Any = statement.compile(dialect=self.dialect)
+        params: list[Any] = []
+        if not isinstance(statement, sa.schema.ExecutableDDLElement):
+            bound = compiled.construct_params(dict(values or {}))
+            params = [bound[n] for n in compiled.positiontup or []]
+        with self._errors():
+            cursor = self.conn.execute(str(compiled), params)
+            return cursor.fetchall() if cursor.description else []
 
     # ------------------------------------------------------------- primitives
 
