@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,9 @@ import bulkops
 from bulkops import ChunkDone, Retried, RowsRejected, RunFinished, RunStarted
 from bulkops.report import OUTCOMES
 from conftest import assert_accounted
+
+SCRIPT = shutil.which("bulkops", path=str(Path(sys.executable).parent))
+COMMAND = [SCRIPT] if SCRIPT else [sys.executable, "-m", "bulkops"]
 
 
 def run_log_store(url: str, **kwargs: Any) -> bulkops.Store:
@@ -194,7 +201,51 @@ def test_info_line_per_call_and_warning_on_failure(
         with pytest.raises(bulkops.ConstraintError):
             db.insert("items", [{"id": 1}])
     records = [r for r in caplog.records if r.name == "bulkops"]
-    assert [(r.levelname, r.getMessage()) for r in records][0] == ("INFO", str(report))
+    assert (records[0].levelname, records[0].getMessage()) == ("INFO", str(report))
     assert records[1].levelname == "WARNING"
     assert records[1].getMessage().startswith("insert items failed: ")
     assert len(records) == 2  # nothing per chunk below DEBUG
+
+
+# ------------------------------------------------------------------- the CLI
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_records_loads_and_lists_them(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,n\n1,10\n2,x\n3,30\n")
+    conn = sqlite3.connect(tmp_path / "bulkops.db")
+    conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, n INTEGER)")
+    conn.close()
+    loaded = cli("load", "a.csv", "--table", "a", "--label", "import", cwd=tmp_path)
+    assert loaded.returncode == 1  # row 2 is rejected
+    assert cli("load", "a.csv", "--table", "a", "--mode", "upsert", cwd=tmp_path).returncode == 1
+    assert cli("load", "a.csv", "--table", "b", "--no-run-log", cwd=tmp_path).returncode == 0
+
+    listed = cli("runs", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert [(r["verb"], r["table"], r["status"], r["label"]) for r in runs] == [
+        ("upsert", "a", "rejected", None),
+        ("insert", "a", "rejected", "import"),
+    ]
+    assert runs[1]["counts"]["inserted"] == 2 and runs[1]["rejects"] == 1
+    assert runs[1]["source"].startswith("sha256:")
+    assert runs[0]["counts"]["unchanged"] == 2
+
+    text = cli("runs", "--last", "1", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "upsert" in text.stdout and "rejected" in text.stdout
+    assert "import" not in text.stdout  # --last 1: the newest only
+
+
+def test_cli_runs_on_a_database_without_a_run_log(tmp_path: Path) -> None:
+    empty = cli("runs", "--db", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path)
+    assert empty.returncode == 0 and "no runs recorded" in empty.stderr
+    conn = sqlite3.connect(tmp_path / "none.db")
+    try:  # listing did not create the tables
+        assert conn.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (0,)
+    finally:
+        conn.close()

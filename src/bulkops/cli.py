@@ -285,7 +285,10 @@ def _print_runs(found: list[Run]) -> None:
             "" if run.elapsed is None else f"{run.elapsed:.2f}s",
             run.label or "",
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log: 80 columns would crush the table
+        console = Console(width=200)
+    console.print(table)
     for run in found:
         if run.error:
             err_console.print(f"run {run.id}: {run.error}", highlight=False)
