@@ -106,11 +106,10 @@ class EventSink:
         self.table = table
         self.subscribers = list(subscribers)
         self.debug = logger.isEnabledFor(logging.DEBUG)
-
-    @property
-    def wants_chunks(self) -> bool:
-        """Whether anyone listens to per-chunk events (else they are not even built)."""
-        return self.debug or bool(self.subscribers)
+        # Whether anyone listens to a call's start and successful end, and to its
+        # chunks: else those events are not even built.
+        self.wants_runs = bool(self.subscribers) or logger.isEnabledFor(logging.INFO)
+        self.wants_chunks = self.debug or bool(self.subscribers)
 
     def emit(self, event: Any) -> None:
         if self.debug or isinstance(event, RunFinished):

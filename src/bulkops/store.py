@@ -194,16 +194,18 @@ class Store:
             self._pending_runs.append(pending)
         elif self.run_log:
             run_id = self._runs().start(verb, table, label)
-        events.emit(RunStarted(verb, table, label))
+        if events.wants_runs:
+            events.emit(RunStarted(verb, table, label))
         try:
             report = run(call)
         except BaseException as error:
             done: Report | None = getattr(error, "report", None)
             self._finish_run(run_id, pending, done, error)
-            events.emit(RunFinished(verb, table, done, error, label))
+            events.emit(RunFinished(verb, table, done, error, label))  # logged as a warning
             raise
         self._finish_run(run_id, pending, report, None)
-        events.emit(RunFinished(verb, table, report, None, label))
+        if events.wants_runs:
+            events.emit(RunFinished(verb, table, report, None, label))
         return report
 
     def _resumable(
