@@ -23,7 +23,8 @@ TEXT = ColumnCodec(frozenset({str, NoneType}), COERCERS["text"])
 def test_public_api_all_is_complete() -> None:
     public = {n for n in dir(bulkops) if not n.startswith("_")}
     modules = {"api", "backends", "errors", "execute", "plan", "report", "retry", "schema",
-               "sources", "store", "cli", "sequence", "transaction", "bench"}  # fmt: skip
+               "sources", "store", "cli", "sequence", "transaction", "bench", "events", "runlog",
+               "testing"}  # fmt: skip
     assert public - modules - set(bulkops.__all__) == set()
     for name in bulkops.__all__:
         assert hasattr(bulkops, name), name

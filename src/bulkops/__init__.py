@@ -18,6 +18,7 @@ from .errors import (
     DeadlockError,
     LimitError,
     LockTimeoutError,
+    ResumeError,
     SchemaError,
     SerializationError,
     StatementTimeoutError,
@@ -26,10 +27,13 @@ from .errors import (
     TransientError,
     UnreadKeysError,
 )
+from .events import ChunkDone, Retried, RowsRejected, RunFinished, RunStarted
 from .report import Rejection, Report
 from .retry import RetryPolicy
+from .runlog import Run
 from .schema import ColumnSpec, TableSpec
 from .sequence import Sequence
+from .sources import file_digest
 from .store import Store
 from .transaction import Atomic, Batch
 
@@ -41,6 +45,7 @@ __all__ = [
     "BulkError",
     "BusyError",
     "Capabilities",
+    "ChunkDone",
     "ColumnSpec",
     "CommitUnknownError",
     "ConnectionLostError",
@@ -52,7 +57,13 @@ __all__ = [
     "LockTimeoutError",
     "Rejection",
     "Report",
+    "ResumeError",
+    "Retried",
     "RetryPolicy",
+    "RowsRejected",
+    "Run",
+    "RunFinished",
+    "RunStarted",
     "SchemaError",
     "Sequence",
     "SerializationError",
@@ -65,4 +76,5 @@ __all__ = [
     "UnreadKeysError",
     "__version__",
     "connect",
+    "file_digest",
 ]

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from .backends.base import Backend
 from .errors import SchemaError
+from .events import EventCallback
 from .retry import RetryPolicy
 from .store import Store
 
@@ -16,7 +17,15 @@ __all__ = ["connect"]
 SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
 
-def connect(target: Any, *, retry: RetryPolicy | None = None, **options: Any) -> Store:
+def connect(
+    target: Any,
+    *,
+    retry: RetryPolicy | None = None,
+    run_log: bool = False,
+    label: str | None = None,
+    on_event: EventCallback | None = None,
+    **options: Any,
+) -> Store:
     """Open a Store.
 
     ``target`` is a URL (``sqlite:///shop.db``, ``sqlite://`` for memory,
@@ -24,10 +33,14 @@ def connect(target: Any, *, retry: RetryPolicy | None = None, **options: Any) ->
     ``dynamodb://?region=eu-west-1[&endpoint_url=http://localhost:8000][&profile=p]``),
     a SQLAlchemy ``Engine`` (``sqlite`` or ``postgresql+psycopg``), or a boto3 DynamoDB
     client or resource. ``retry`` is the default RetryPolicy of every call on this
-    Store; other ``options`` go to ``sqlalchemy.create_engine`` (or, for DynamoDB
-    URLs, to ``boto3``'s ``client()``).
+    Store; ``run_log=True`` records every verb call in the database's ``bulkops_runs``
+    table (``label``: the default label of those rows); ``on_event`` receives the
+    calls' events (``Store.subscribe``). Other ``options`` go to
+    ``sqlalchemy.create_engine`` (or, for DynamoDB URLs, to ``boto3``'s ``client()``).
     """
-    return Store(_backend(target, **options), retry=retry)
+    return Store(
+        _backend(target, **options), retry=retry, run_log=run_log, label=label, on_event=on_event
+    )
 
 
 def _backend(target: Any, **options: Any) -> Backend:

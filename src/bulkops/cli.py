@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
@@ -29,8 +30,9 @@ from . import __version__
 from .api import connect
 from .errors import BulkError, DataError, SchemaError
 from .report import Report, jsonable
+from .runlog import Run
 from .schema import infer_type
-from .sources import FORMATS, SourceError, open_source
+from .sources import FORMATS, SourceError, file_digest, open_source
 from .store import Store
 
 DEFAULT_DB = "sqlite:///bulkops.db"
@@ -119,6 +121,20 @@ def main() -> None:
     help="Create the table from the data when it does not exist (types inferred, --key "
     "as primary key).",
 )
+@click.option(
+    "--run-log/--no-run-log",
+    default=True,
+    show_default=True,
+    help="Record the run (and a checkpoint per committed chunk) in the database's "
+    "bulkops_runs table; see `bulkops runs`.",
+)
+@click.option("--label", help="A label for this run in the run log.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted load of the same file into the same table with the same "
+    "options: the chunks it committed are skipped, so no row is written twice.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
 def load(
@@ -136,6 +152,9 @@ def load(
     rejects: str | None,
     max_rejects: int | None,
     create: bool,
+    run_log: bool,
+    label: str | None,
+    resume: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -146,11 +165,21 @@ def load(
     (database unreachable, table missing with --no-create, unreadable file).
     """
     key_cols = tuple(k.strip() for k in key.split(",") if k.strip()) if key else None
+    if resume and not run_log:
+        _fail("--resume finds its checkpoints in the run log: drop --no-run-log")
+    if resume and file == "-":
+        _fail("--resume needs a file: standard input cannot be read again")
     try:
+        # The file's digest identifies it, so a resume can tell it is the same file.
+        digest = file_digest(file) if run_log and file != "-" else None
         source = open_source(file, fmt)
     except SourceError as error:
         _fail(str(error))
-    with source, _open_store(db) as store:
+    with source, _open_store(db, run_log=run_log) as store:
+        if resume and not store.run_log:
+            _fail(f"--resume needs the run log, which {store.capabilities.name} cannot keep")
+        if not store.run_log:
+            digest = None
         columns, rows = source.columns, source.rows
         try:
             rows = _ensure_table(store, table, columns, rows, key_cols, create)
@@ -162,9 +191,13 @@ def load(
             "atomic": atomic,
             "workers": workers,
             "on_error": on_error,
-            "rejects": rejects,
+            # A resumed run adds to the rejects of the run it continues.
+            "rejects": open(rejects, "a", encoding="utf-8") if rejects and resume else rejects,  # noqa: SIM115
             "max_rejects": max_rejects,
             "progress": progress.callback if progress else None,
+            "label": label,
+            "source": digest,
+            "resume": resume,
         }
         report: Report | None = None
         failure: BulkError | SourceError | None = None
@@ -176,7 +209,93 @@ def load(
         except (BulkError, SourceError) as error:
             failure = error
             report = getattr(error, "report", None)
+        finally:
+            if not isinstance(options["rejects"], str | None):
+                options["rejects"].close()
     _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
+
+
+@main.command()
+@db_option
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many of the latest runs to list.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+def runs(db: str, last: int, as_json: bool) -> None:
+    """List the latest runs recorded in the database's run log (bulkops_runs), newest
+    first: verb, table, status, counts, statements, retries, time and label.
+
+    A run still 'running' that no process is working on was interrupted (a crash, a
+    kill): `bulkops load --resume` continues it.
+    """
+    with _open_store(db) as store:
+        try:
+            found = store.runs(last)
+        except BulkError as error:
+            _fail(str(error))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in found], indent=2))
+        return
+    if not found:
+        err_console.print(f"no runs recorded in {db}", highlight=False)
+        return
+    _print_runs(found)
+
+
+_STATUS_STYLE = {
+    "ok": "green",
+    "running": "yellow",
+    "rejected": "yellow",
+    "stopped": "red",
+    "failed": "red",
+    "interrupted": "red",
+    "rolled back": "red",
+}
+
+
+def _print_runs(found: list[Run]) -> None:
+    table = Table(title="bulkops runs", title_justify="left")
+    for name, justify in [
+        ("id", "right"), ("started (UTC)", "left"), ("verb", "left"), ("table", "left"),
+        ("status", "left"), ("rows in", "right"), ("written", "right"),
+        ("rejected", "right"), ("statements", "right"), ("retries", "right"),
+        ("time", "right"), ("label", "left"),
+    ]:  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for run in found:
+        counts = run.counts
+        written = sum(counts.get(k, 0) for k in ("inserted", "updated", "deleted"))
+        style = _STATUS_STYLE.get(run.status, "")
+        started = run.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+        def number(value: int | None) -> str:
+            return "" if value is None else f"{value:,}"
+
+        table.add_row(
+            str(run.id),
+            started,
+            run.verb,
+            run.table,
+            f"[{style}]{run.status}[/]" if style else run.status,
+            number(counts.get("rows_in")),
+            number(written if counts else None),
+            number(counts.get("rejected")),
+            number(run.statements),
+            number(run.retries),
+            "" if run.elapsed is None else f"{run.elapsed:.2f}s",
+            run.label or "",
+        )
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log: 80 columns would crush the table
+        console = Console(width=200)
+    console.print(table)
+    for run in found:
+        if run.error:
+            err_console.print(f"run {run.id}: {run.error}", highlight=False)
 
 
 @main.group()
@@ -339,9 +458,12 @@ def _progress_bar(source: Any, quiet: bool) -> _ProgressBar | None:
     return _ProgressBar(source)
 
 
-def _open_store(url: str) -> Store:
+def _open_store(url: str, *, run_log: bool = False) -> Store:
     try:
-        return connect(url)
+        store = connect(url)
+        # On by default where the database can keep it (not DynamoDB: see --resume).
+        store.run_log = run_log and store.capabilities.run_log
+        return store
     except BulkError as error:
         _fail(str(error))
     except Exception as error:  # a malformed URL, a file that cannot be opened, ...
@@ -387,6 +509,7 @@ def _print_summary(report: Report, rejects: str | None) -> None:
         "duplicates",
         "deleted",
         "not_found",
+        "skipped",
     ):
         value = getattr(report, name)
         if value:

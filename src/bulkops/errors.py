@@ -21,6 +21,7 @@ name, AWS error code) as ``.code``.
         TooManyRejects        max_rejects exceeded; the run stopped cleanly
       StatementTimeoutError   statement_timeout exceeded (not retried)
       SchemaError             missing table or column, no key to work with, ...
+      ResumeError             a load cannot resume: the input or the options changed
       LimitError              a value or request is beyond a hard limit of the backend
 """
 
@@ -164,3 +165,8 @@ class SchemaError(BulkError):
 
 class LimitError(BulkError):
     """A value or a request is beyond a hard limit of the backend."""
+
+
+class ResumeError(BulkError):
+    """A load cannot resume where an earlier run stopped: the input (its digest) or
+    the options that decide the chunks differ from that run's."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,17 +26,29 @@ from .errors import (
     ConnectionLostError,
     ConversionError,
     DataError,
+    ResumeError,
     TooManyRejects,
     TransientError,
 )
+from .events import EventSink
 from .plan import ChunkPlanner, PreparedChunk
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
 
-__all__ = ["Executor", "OnError", "commit_resolving", "numbered", "run_transaction"]
+__all__ = [
+    "Checkpoint",
+    "Executor",
+    "OnError",
+    "commit_resolving",
+    "numbered",
+    "run_transaction",
+]
 
 OnError = Literal["raise", "isolate"]
 T = TypeVar("T")
+# Called inside a chunk's transaction once its rows are written, on the connection
+# that wrote them (so a record of the chunk commits or rolls back with it).
+Checkpoint = Callable[[Backend, PreparedChunk], None]
 
 # Chunks in flight per worker: enough to keep every connection busy while the main
 # thread prepares the next chunk, few enough that memory stays bounded by chunks.
@@ -71,6 +83,9 @@ class Executor:
         progress: ProgressCallback | None = None,
         workers: int = 1,
         nested: bool = False,
+        events: EventSink | None = None,
+        checkpoint: Checkpoint | None = None,
+        skip: Mapping[int, int] | None = None,
     ) -> None:
         if on_error not in ("raise", "isolate"):
             raise ValueError(f"on_error must be 'raise' or 'isolate', not {on_error!r}")
@@ -87,6 +102,9 @@ class Executor:
         self.max_rejects = max_rejects
         self.progress = progress
         self.nested = nested
+        self.events = events  # None when nobody listens: no event is even built
+        self.checkpoint = checkpoint
+        self.skip = skip  # {first row (0-based): rows} of chunks committed before
         self._lock = threading.Lock()
         parallel = backend.capabilities.parallel_writes and not atomic and not nested
         self.workers = max(1, workers) if parallel else 1
@@ -99,6 +117,8 @@ class Executor:
         backends = [self.backend]
         statements_before = self.backend.statements
         retries_before = self.backend.retries
+        if self.skip:
+            chunks = self._skipping(chunks, self.skip)
         try:
             self.backend.prepare(self.op)
             if self.nested:
@@ -124,6 +144,24 @@ class Executor:
                 fork.close()
         self._finish(started, statements_before, retries_before, backends)
         return self.report
+
+    def _skipping(
+        self, chunks: Iterable[tuple[list[Any], int]], skip: Mapping[int, int]
+    ) -> Iterator[tuple[list[Any], int]]:
+        """The chunks not committed before (resume); the others are read and counted
+        as skipped, not written again."""
+        for raws, start in chunks:
+            done = skip.get(start)
+            if done is None:
+                yield raws, start
+                continue
+            if done != len(raws):
+                raise ResumeError(
+                    f"cannot resume: the chunk at row {start + 1} had {done} rows when it "
+                    f"was committed and has {len(raws)} now; the input is not the same"
+                )
+            self.report.rows_in += done
+            self.report.skipped += done
 
     def _finish(
         self, started: float, statements: int, retries: int, backends: Sequence[Backend]
@@ -229,7 +267,7 @@ class Executor:
             partial(self._write_chunk, backend, chunk, in_savepoint=False),
             self.retry,
             what=what,
-            on_retry=self._count_retry,
+            on_retry=partial(self._count_retry, what=what),
         )
 
     # --------------------------------------------------------------- one chunk
@@ -254,6 +292,8 @@ class Executor:
                 backend.rollback()
                 backend.begin()
                 counts, failures = self._split(backend, chunk, everything, error)
+        if self.checkpoint is not None:
+            self.checkpoint(backend, chunk)
         return _ChunkResult(counts, rejections + failures)
 
     def _write_untransacted(
@@ -374,6 +414,13 @@ class Executor:
         report.failures.extend(result.failures)
         if self.rejects is not None and (result.rejections or result.failures):
             self.rejects.write(result.rejections + result.failures)
+        if self.events is not None:
+            if result.rejections:
+                self.events.rejected(result.rejections)
+            self.events.chunk_done(
+                chunk.start + 1, chunk.size, result.counts.as_dict(), len(result.rejections),
+                report,
+            )  # fmt: skip
         if self.progress is not None:
             self.progress(report)
         if result.error is not None:
@@ -385,9 +432,13 @@ class Executor:
             )
             raise TooManyRejects(report.stopped, report.rejections)
 
-    def _count_retry(self, error: TransientError, attempt: int, wait: float) -> None:
+    def _count_retry(
+        self, error: TransientError, attempt: int, wait: float, what: str = "BEGIN"
+    ) -> None:
         with self._lock:  # worker threads retry too
             self.report.retries += 1
+        if self.events is not None:
+            self.events.retried(what, error, attempt, wait)
 
 
 def run_transaction(

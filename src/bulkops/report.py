@@ -53,6 +53,7 @@ OUTCOMES = (
     "refused",
     "rejected",
     "failed",
+    "skipped",
 )
 
 
@@ -62,8 +63,10 @@ class Report:
 
     Every row given ends in exactly one outcome, so ``rows_in`` equals the sum of
     ``inserted + updated + unchanged + ignored + duplicates + deleted + not_found +
-    refused + rejected`` (``accounted``). ``duplicates`` are rows collapsed because a
-    later row in the same chunk had the same key (the last one wins). ``refused``:
+    refused + rejected + skipped`` (``accounted``). ``duplicates`` are rows collapsed
+    because a later row in the same chunk had the same key (the last one wins).
+    ``skipped``: rows of chunks an earlier, interrupted run had committed (a resumed
+    load reads them but does not write them again). ``refused``:
     ``adjust`` keys whose result would leave the bounds (``refused_keys`` names them;
     ``not_found_keys`` the keys ``adjust`` did not find). ``upserted``: rows an upsert
     wrote where the database cannot tell an insert from an update (DynamoDB).
@@ -86,6 +89,7 @@ class Report:
     refused: int = 0
     rejected: int = 0
     failed: int = 0
+    skipped: int = 0
     chunks: int = 0
     statements: int = 0
     retries: int = 0

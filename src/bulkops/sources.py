@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -24,7 +25,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-__all__ = ["FORMATS", "Source", "SourceError", "infer_format", "open_source"]
+__all__ = ["FORMATS", "Source", "SourceError", "file_digest", "infer_format", "open_source"]
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 
@@ -56,6 +57,16 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)
 
 class SourceError(ValueError):
     """An input file cannot be opened or parsed. The message is meant for the end user."""
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """``"sha256:<hex>"`` of the file's bytes: what identifies an input for a
+    resumable load (``source=``), whatever its format or compression."""
+    try:
+        with open(path, "rb") as f:
+            return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as error:
+        raise _read_error(os.fspath(path), error) from error
 
 
 def infer_format(path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -13,11 +14,20 @@ from typing import IO, Any, Literal, TypeVar
 from typing_extensions import TypedDict, Unpack
 
 from .backends.base import Backend, Capabilities, ItemBackend, WriteKind, WriteOp
-from .errors import BulkError, BusyError, ConversionError, LimitError, SchemaError, UnreadKeysError
-from .execute import Executor, OnError, numbered, run_transaction
-from .plan import ChunkPlanner, chunk_rows, chunked
+from .errors import (
+    BulkError,
+    BusyError,
+    ConversionError,
+    LimitError,
+    SchemaError,
+    UnreadKeysError,
+)
+from .events import EventCallback, EventSink, RunFinished, RunStarted, logger
+from .execute import Checkpoint, Executor, OnError, numbered, run_transaction
+from .plan import ChunkPlanner, PreparedChunk, chunk_rows, chunked
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import DEFAULT_RETRY, RetryPolicy
+from .runlog import Run, RunLog, run_status
 from .schema import ColumnCodec, TableSpec, coerce
 from .sequence import Sequence as Sequence_
 from .transaction import Atomic, Batch, Scope
@@ -42,6 +52,34 @@ class WriteOptions(TypedDict, total=False):
     workers: int | None
     lock_timeout: float | None
     statement_timeout: float | None
+    label: str | None
+    source: str | None
+    resume: bool
+
+
+class _Call:
+    """What one verb call hands its executor: events, and for resumable loads the
+    checkpoint hook and the chunks to skip."""
+
+    def __init__(
+        self,
+        events: EventSink,
+        checkpoint: Checkpoint | None = None,
+        skip: dict[int, int] | None = None,
+    ) -> None:
+        self.events = events if events.wants_chunks else None
+        self.checkpoint = checkpoint
+        self.skip = skip
+
+
+class _PendingRun:
+    """A call made inside a transaction scope, logged once the scope ends."""
+
+    def __init__(self, verb: str, table: str, label: str | None, started_at: dt.datetime) -> None:
+        self.verb, self.table, self.label, self.started_at = verb, table, label, started_at
+        self.report: Report | None = None
+        self.error: BaseException | None = None
+        self.rolled_back = False
 
 
 class Store:
@@ -63,14 +101,39 @@ class Store:
       backend allows it (PostgreSQL); input still streams, a bounded number of chunks
       in flight;
     - ``lock_timeout`` / ``statement_timeout``: seconds a statement may wait for a lock
-      (``LockTimeoutError``, retried) or run (``StatementTimeoutError``, not retried).
+      (``LockTimeoutError``, retried) or run (``StatementTimeoutError``, not retried);
+    - ``label``: recorded with the call in the run log (default: the Store's label);
+    - ``source``: an identity of the input (e.g. ``"sha256:…"`` of the file read);
+      with the run log on, each committed chunk is then checkpointed in its own
+      transaction, so that a later call can ``resume``;
+    - ``resume``: skip the chunks that the latest load of this table committed, when
+      it read the same ``source`` with the same options (else ``ResumeError``).
+
+    ``run_log=True`` records every verb call in the ``bulkops_runs`` table of the
+    database (see ``runs()``); ``on_event`` is subscribed to the calls' events
+    (see ``subscribe()``).
     """
 
-    def __init__(self, backend: Backend, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        retry: RetryPolicy | None = None,
+        run_log: bool = False,
+        label: str | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
         self.backend = backend
         self.retry = retry or DEFAULT_RETRY
         backend.retry = self.retry  # for retries inside the backend (reads, primitives)
+        if run_log and not backend.capabilities.run_log:
+            raise LimitError(f"{backend.capabilities.name} cannot keep a run log (run_log=True)")
+        self.run_log = run_log
+        self.label = label
         self._depth = 0  # open transaction scopes (atomic blocks, claimed batches)
+        self._subscribers: list[EventCallback] = [on_event] if on_event is not None else []
+        self._run_log: RunLog | None = None
+        self._pending_runs: list[_PendingRun] = []  # calls inside an open scope
 
     # ------------------------------------------------------------- lifecycle
 
@@ -91,6 +154,159 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # ------------------------------------------------------- events, run log
+
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback(event)`` with the events of every later verb call:
+        ``RunStarted``, ``ChunkDone``, ``Retried``, ``RowsRejected``, ``RunFinished``
+        (``bulkops.events``). Returns a function that unsubscribes it. Callbacks run
+        in the thread that sent the event (workers retry in theirs); an exception
+        from one propagates out of the call, as from ``progress=``."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def runs(self, last: int | None = 20) -> list[Run]:
+        """The latest ``last`` rows of the run log (all if None), newest first."""
+        return self._runs().runs(last)
+
+    def _runs(self) -> RunLog:
+        if self._run_log is None:
+            self._run_log = RunLog(self.backend, self.retry)
+        return self._run_log
+
+    def _observed(
+        self,
+        verb: str,
+        table: str,
+        label: str | None,
+        run: Callable[[_Call], Report],
+        *,
+        source: str | None = None,
+        resume: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> Report:
+        """Run one verb call with its events, log lines and run-log row."""
+        label = label if label is not None else self.label
+        events = EventSink(verb, table, self._subscribers)
+        run_id: int | None = None
+        pending: _PendingRun | None = None
+        call = _Call(events)
+        if source is not None or resume:
+            run_id, call = self._resumable(verb, table, label, events, source, resume, options)
+        elif self.run_log and self._depth > 0:
+            pending = _PendingRun(verb, table, label, dt.datetime.now(dt.UTC))
+            self._pending_runs.append(pending)
+        elif self.run_log:
+            run_id = self._runs().start(verb, table, label)
+        if events.wants_runs:
+            events.emit(RunStarted(verb, table, label))
+        try:
+            report = run(call)
+        except BaseException as error:
+            done: Report | None = getattr(error, "report", None)
+            self._finish_run(run_id, pending, done, error)
+            events.emit(RunFinished(verb, table, done, error, label))  # logged as a warning
+            raise
+        self._finish_run(run_id, pending, report, None)
+        if events.wants_runs:
+            events.emit(RunFinished(verb, table, report, None, label))
+        return report
+
+    def _resumable(
+        self,
+        verb: str,
+        table: str,
+        label: str | None,
+        events: EventSink,
+        source: str | None,
+        resume: bool,
+        options: dict[str, Any] | None,
+    ) -> tuple[int, _Call]:
+        """Start the run of a load that checkpoints its chunks (and skips those an
+        earlier run committed, when resuming)."""
+        if source is None:
+            raise ValueError("resume=True needs source= (what identifies the input)")
+        if not self.run_log:
+            raise ValueError(
+                "source= and resume= keep checkpoints in the run log: connect(..., run_log=True)"
+            )
+        if self._depth > 0:
+            raise ValueError(
+                "a resumable load checkpoints each chunk in its own transaction: "
+                "not inside atomic() or a claimed batch"
+            )
+        log = self._runs()
+        options = options or {}
+        load_id: int | None = None
+        skip: dict[int, int] = {}
+        if resume:
+            previous = log.previous_load(table)
+            if previous is not None:
+                log.check_resumable(previous, table, source, options)
+                load_id = previous.load_id
+                assert load_id is not None
+                skip = log.checkpoints(load_id)
+                logger.info(
+                    "%s %s: resuming the load of run #%d: %d chunks already committed",
+                    verb, table, previous.id, len(skip),
+                )  # fmt: skip
+        run_id = log.start(verb, table, label, source=source, options=options, load_id=load_id)
+        load = load_id if load_id is not None else run_id
+
+        def checkpoint(backend: Backend, chunk: PreparedChunk) -> None:
+            log.checkpoint(backend, load, run_id, chunk.start, chunk.size)
+
+        return run_id, _Call(events, checkpoint, skip)
+
+    def _finish_run(
+        self,
+        run_id: int | None,
+        pending: _PendingRun | None,
+        report: Report | None,
+        error: BaseException | None,
+    ) -> None:
+        if pending is not None:
+            pending.report, pending.error = report, error
+            return
+        if run_id is None:
+            return
+        try:
+            self._runs().finish(run_id, report, error, run_status(report, error))
+        except Exception as failure:
+            # The call's work has committed (or failed on its own): raising now would
+            # invite a retry that applies it twice. The row stays 'running'.
+            logger.warning("could not record run #%d in the run log: %s", run_id, failure)
+
+    def _scope_mark(self) -> int:
+        """Where the calls of a scope that opens now begin among the pending runs."""
+        return len(self._pending_runs)
+
+    def _scope_ended(self, mark: int, committed: bool, error: BaseException | None = None) -> None:
+        """A scope ended: its calls rolled back with it unless it committed; once the
+        outermost one has ended, the pending calls are logged."""
+        if not committed:
+            for pending in self._pending_runs[mark:]:
+                if not pending.rolled_back and pending.error is None:
+                    pending.error = error
+                pending.rolled_back = True
+        if self._depth > 0 or not self._pending_runs:
+            return
+        pending_runs, self._pending_runs = self._pending_runs, []
+        for p in pending_runs:
+            status = "rolled back" if p.rolled_back else run_status(p.report, p.error)
+            try:
+                self._runs().record(
+                    p.verb, p.table, p.label, p.started_at, p.report, p.error, status
+                )
+            except Exception as failure:  # never fail a block that committed
+                logger.warning("could not record a %s of %r in the run log: %s",
+                               p.verb, p.table, failure)  # fmt: skip
 
     def table(self, name: str) -> TableSpec:
         """The table as bulkops sees it (columns, logical types, keys)."""
@@ -312,6 +528,7 @@ class Store:
         atomic: bool = False,
         chunk_size: int | None = None,
         retry: RetryPolicy | None = None,
+        label: str | None = None,
     ) -> Report:
         """Add ``{key: delta}`` to ``column`` in the database (``col = col + delta``, one
         statement per chunk, never read-modify-write in Python).
@@ -320,10 +537,31 @@ class Store:
         (``report.refused_keys``); keys not in the table are reported
         (``report.not_found_keys``). With ``atomic=True`` nothing is applied unless
         every key is found and within bounds: the "all items in stock or none" checkout.
-        Pairs given more than once for one key are summed.
+        Pairs given more than once for one key are summed. ``label``: for the run log.
         """
         if atomic:
             self._require("transactions", "adjust(atomic=True): it has no transactions")
+        return self._observed(
+            "adjust", table, label,
+            lambda call: self._adjust(
+                table, deltas, column=column, key=key, min_value=min_value,
+                max_value=max_value, atomic=atomic, chunk_size=chunk_size, retry=retry,
+            ),
+        )  # fmt: skip
+
+    def _adjust(
+        self,
+        table: str,
+        deltas: Mapping[Any, Any] | Iterable[tuple[Any, Any]],
+        *,
+        column: str,
+        key: Key,
+        min_value: Any,
+        max_value: Any,
+        atomic: bool,
+        chunk_size: int | None,
+        retry: RetryPolicy | None,
+    ) -> Report:
         spec = self.backend.reflect(table)
         key_cols = spec.resolve_key(key, "adjust")
         target = spec.column(column)
@@ -621,10 +859,12 @@ class Store:
             self._require("transactions", "atomic=True: it has no multi-request transactions")
         spec = spec or self.backend.reflect(table)
         report = Report(verb=kind if kind != "insert_ignore" else "insert", table=table)
+        label, source = options.get("label"), options.get("source")
+        resume = options.get("resume", False)
         iterator = iter(rows)
         first = next(iterator, _END)
         if first is _END:
-            return report
+            return self._observed(report.verb, table, label, lambda call: report)
         mappings = isinstance(first, Mapping)
         explicit = columns is not None
         if explicit:
@@ -715,22 +955,38 @@ class Store:
         if on_error is None:
             on_error = "isolate" if (rejects is not None or max_rejects is not None) else "raise"
         sink = RejectsFile(rejects) if rejects is not None else None
-        executor = Executor(
-            self.backend, op, planner, report, retry=options.get("retry") or self.retry,
-            on_error=on_error, atomic=options.get("atomic", False), rejects=sink,
-            max_rejects=max_rejects, progress=options.get("progress"), workers=workers,
-            nested=self._depth > 0,
-        )  # fmt: skip
         size = chunk_rows(self.capabilities, len(cols), options.get("chunk_size"))
-        backend = self.backend
-        saved = (backend.lock_timeout, backend.statement_timeout, backend.retry)
-        backend.lock_timeout = options.get("lock_timeout", saved[0])
-        backend.statement_timeout = options.get("statement_timeout", saved[1])
-        backend.retry = executor.retry
+        atomic = options.get("atomic", False)
+
+        def run(call: _Call) -> Report:
+            executor = Executor(
+                self.backend, op, planner, report, retry=options.get("retry") or self.retry,
+                on_error=on_error, atomic=atomic, rejects=sink, max_rejects=max_rejects,
+                progress=options.get("progress"), workers=workers, nested=self._depth > 0,
+                events=call.events, checkpoint=call.checkpoint, skip=call.skip,
+            )  # fmt: skip
+            backend = self.backend
+            saved = (backend.lock_timeout, backend.statement_timeout, backend.retry)
+            backend.lock_timeout = options.get("lock_timeout", saved[0])
+            backend.statement_timeout = options.get("statement_timeout", saved[1])
+            backend.retry = executor.retry  # for the re-drives inside the backend
+            try:
+                return executor.run(numbered(chunked(chain([first], iterator), size)))
+            finally:
+                backend.lock_timeout, backend.statement_timeout, backend.retry = saved
+
+        # What decides the chunks and what is done with them: a load resumes only
+        # with the same (then the same rows fall in the same chunks).
+        shape = {
+            "verb": kind, "columns": list(cols), "key": list(key_cols), "chunk_size": size,
+            "update_columns": list(updating) if updating is not None else None,
+            "atomic": atomic,
+        }  # fmt: skip
         try:
-            return executor.run(numbered(chunked(chain([first], iterator), size)))
+            return self._observed(
+                report.verb, table, label, run, source=source, resume=resume, options=shape
+            )
         finally:
-            backend.lock_timeout, backend.statement_timeout, backend.retry = saved
             if sink is not None:
                 sink.close()
 

@@ -33,9 +33,11 @@ class Scope:
         self.store = store
         self._savepoint: AbstractContextManager[None] | None = None
         self.open = False
+        self._runs = 0  # where this scope's calls begin among the Store's pending runs
 
     def begin(self, retry: RetryPolicy) -> None:
         store = self.store
+        self._runs = store._scope_mark()
         if store._depth == 0:
             retry.call(store.backend.begin)
         else:
@@ -56,13 +58,24 @@ class Scope:
             if error is None:
                 savepoint.__exit__(None, None, None)
             else:
-                savepoint.__exit__(type(error), error, error.__traceback__)
+                try:
+                    savepoint.__exit__(type(error), error, error.__traceback__)
+                finally:
+                    store._scope_ended(self._runs, committed=False, error=error)
             return
         if error is not None:
-            store.backend.rollback()
+            try:
+                store.backend.rollback()
+            finally:
+                store._scope_ended(self._runs, committed=False, error=error)
             return
         # A block re-run after a lost COMMIT that did commit would apply twice.
-        commit_resolving(store.backend, "the atomic block")
+        try:
+            commit_resolving(store.backend, "the atomic block")
+        except BaseException as failure:
+            store._scope_ended(self._runs, committed=False, error=failure)
+            raise
+        store._scope_ended(self._runs, committed=True)
 
 
 class Atomic:

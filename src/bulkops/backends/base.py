@@ -8,6 +8,7 @@ place that imports its driver, and it translates driver exceptions into
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "RowFailures",
     "WriteKind",
     "WriteOp",
+    "is_transaction_control",
     "select_where_statement",
     "translate_errors",
     "within_bounds",
@@ -63,6 +65,7 @@ class Capabilities:
     # unknown columns are errors (False: only the key is declared).
     declared_columns: bool = True
     unique_constraints: bool = True  # unique constraints besides the primary key
+    run_log: bool = True  # can keep the run log (bulkops_runs, checkpoints) in the database
     max_transaction_items: int | None = None  # rows one all-or-nothing request may change
 
 
@@ -315,3 +318,16 @@ def within_bounds(result: Any, min_value: Any, max_value: Any) -> list[Any]:
     if max_value is not None:
         guards.append(result <= sa.bindparam("high", max_value))
     return guards
+
+
+_TRANSACTION_CONTROL = re.compile(
+    r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|END|ABORT|START\s+TRANSACTION)\b", re.I
+)
+
+
+def is_transaction_control(statement: str) -> bool:
+    """Whether ``statement`` only opens or ends a transaction or savepoint. Counting
+    hooks leave these out: some drivers send them on their own (sqlite3's implicit
+    BEGIN, psycopg's commit()), others only when the application asks, so counting
+    them would make the same code count differently on different connections."""
+    return _TRANSACTION_CONTROL.match(statement) is not None

@@ -54,12 +54,13 @@ from .base import (
     Capabilities,
     ChunkCounts,
     WriteOp,
+    is_transaction_control,
     select_where_statement,
     translate_errors,
     within_bounds,
 )
 
-__all__ = ["PostgresBackend"]
+__all__ = ["PostgresBackend", "trace_connection"]
 
 NoneType = type(None)
 UTC = dt.UTC
@@ -222,6 +223,67 @@ FROM rel
 """
 
 
+# ------------------------------------------------------------- counting statements
+
+
+def _statement_text(query: Any, context: Any) -> str:
+    if isinstance(query, sql.Composable):
+        return query.as_string(context)
+    if isinstance(query, bytes | bytearray | memoryview):
+        return bytes(query).decode("utf-8", "replace")
+    return str(query)
+
+
+def _tracing_cursor(base: type[Any], on_statement: Callable[[str], None]) -> type[Any]:
+    """A subclass of the cursor class ``base`` that reports each statement it sends."""
+
+    def report(cursor: Any, query: Any) -> None:
+        text = _statement_text(query, cursor)
+        if not is_transaction_control(text):
+            on_statement(text)
+
+    class TracingCursor(base):  # type: ignore[valid-type, misc]
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            report(self, query)
+            return super().execute(query, *args, **kwargs)
+
+        def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            report(self, query)  # one statement, however many parameter sets
+            return super().executemany(query, *args, **kwargs)
+
+        def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            report(self, statement)
+            return super().copy(statement, *args, **kwargs)
+
+        def stream(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            report(self, query)
+            return super().stream(query, *args, **kwargs)
+
+    return TracingCursor
+
+
+@contextmanager
+def trace_connection(
+    conn: psycopg.Connection[Any], on_statement: Callable[[str], None]
+) -> Iterator[None]:
+    """Call ``on_statement(sql)`` once per statement sent through ``conn``'s cursors
+    (``conn.execute()`` included): once per ``execute()``, ``executemany()`` (however
+    many parameter sets), ``copy()`` and ``stream()``; transaction control is left out.
+
+    psycopg 3 has no statement hook on a connection, so the connection's
+    ``cursor_factory`` and ``server_cursor_factory`` are replaced meanwhile by
+    subclasses of themselves that report what they send (cursors created before the
+    block are not counted). The SQL is the query as given, without its parameters.
+    """
+    saved = conn.cursor_factory, conn.server_cursor_factory
+    conn.cursor_factory = _tracing_cursor(saved[0], on_statement)
+    conn.server_cursor_factory = _tracing_cursor(saved[1], on_statement)
+    try:
+        yield
+    finally:
+        conn.cursor_factory, conn.server_cursor_factory = saved
+
+
 # --------------------------------------------------------------------- the backend
 
 _KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=")
@@ -259,6 +321,8 @@ class PostgresBackend:
         self._sequences: set[str] = set()
         self._dirty: set[str] = set()  # staging tables written in this transaction
         self._xid: int | None = None
+        # Statement counters (bulkops.testing) stay attached across reconnects and forks.
+        self._traces: list[Callable[[str], None]] = []
         self._connect()
         self.capabilities = Capabilities(
             name="postgresql",
@@ -286,6 +350,8 @@ class PostgresBackend:
             conn.rollback()
         self._saved_autocommit = conn.autocommit
         conn.autocommit = True  # we issue BEGIN/COMMIT ourselves
+        self._cursor_factories = conn.cursor_factory, conn.server_cursor_factory
+        self._apply_traces()
         self._stages.clear()
         self._new_stages.clear()
         self._dirty.clear()
@@ -297,11 +363,40 @@ class PostgresBackend:
 
     def fork(self) -> PostgresBackend:
         """Another backend on its own connection (for parallel workers)."""
-        return PostgresBackend(
+        fork = PostgresBackend(
             self.engine,
             lock_timeout=self.lock_timeout,
             statement_timeout=self.statement_timeout,
         )
+        if self._traces:
+            fork._traces = self._traces  # shared: a block that ends detaches both
+            fork._apply_traces()
+        return fork
+
+    @contextmanager
+    def trace_statements(self, on_statement: Callable[[str], None]) -> Iterator[None]:
+        """``on_statement(sql)`` for every statement this backend, the workers it
+        starts and the connections it reconnects with send meanwhile (see
+        ``trace_connection``)."""
+        self._traces.append(on_statement)
+        self._apply_traces()
+        try:
+            yield
+        finally:
+            self._traces.remove(on_statement)
+            self._apply_traces()
+
+    def _apply_traces(self) -> None:
+        factories = self._cursor_factories
+        if self._traces:
+            traces = self._traces
+
+            def on_statement(text: str) -> None:
+                for trace in list(traces):
+                    trace(text)
+
+            factories = tuple(_tracing_cursor(f, on_statement) for f in factories)  # type: ignore[assignment]
+        self.conn.cursor_factory, self.conn.server_cursor_factory = factories
 
     # ----------------------------------------------------------------- schema
 
@@ -688,6 +783,22 @@ class PostgresBackend:
                 self.rollback()
         yield from rows
 
+    # ------------------------------------------------------------- bookkeeping
+
+    def execute_core(
+        self, statement: sa.ClauseElement, values: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
+        return its rows. For bulkops' own tables (the run log): not counted in
+        ``statements``, which counts the work asked for."""
+        compiled = statement.compile(dialect=self.dialect)
+        params = None
+        if not isinstance(statement, sa.schema.ExecutableDDLElement):
+            params = compiled.construct_params(dict(values or {}))
+        with self._errors():
+            cursor = self.conn.execute(str(compiled).encode(), params)
+            return cursor.fetchall() if cursor.description else []
+
     # ------------------------------------------------------------- primitives
 
     def _target(self, table: TableSpec) -> sa.TableClause:
@@ -865,6 +976,7 @@ class PostgresBackend:
             if not (self.conn.closed or self.conn.broken):
                 self.rollback()
                 self.conn.autocommit = self._saved_autocommit
+                self.conn.cursor_factory, self.conn.server_cursor_factory = self._cursor_factories
         finally:
             self._pooled.close()
             if self._owns_engine:

@@ -14,6 +14,8 @@ import datetime as dt
 import json
 import re
 import sqlite3
+import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal, InvalidOperation
@@ -52,12 +54,13 @@ from .base import (
     Capabilities,
     ChunkCounts,
     WriteOp,
+    is_transaction_control,
     select_where_statement,
     translate_errors,
     within_bounds,
 )
 
-__all__ = ["SQLiteBackend"]
+__all__ = ["SQLiteBackend", "trace_connection"]
 
 NoneType = type(None)
 
@@ -227,6 +230,61 @@ _CODECS: dict[str, ColumnCodec] = {
 }
 
 
+# ------------------------------------------------------------- counting statements
+
+_EXECUTES = frozenset({"execute", "executemany", "executescript"})
+
+
+@contextmanager
+def trace_connection(
+    conn: sqlite3.Connection, on_statement: Callable[[str], None]
+) -> Iterator[None]:
+    """Call ``on_statement(sql)`` once per statement the calling thread sends on
+    ``conn``: once per ``execute()`` and per ``executemany()`` (however many rows),
+    once per statement of an ``executescript()``; transaction control is left out.
+
+    SQLite's own trace hook (``set_trace_callback``) reports a statement each time it
+    starts running: once per row of an ``executemany()``, again for statements run by
+    triggers, and the implicit BEGIN of the sqlite3 module. To count what the
+    application sent instead, a profile hook (``sys.setprofile``, this thread only)
+    notes each call of an execute method on this connection or its cursors, and only
+    the first statement traced after such a call is counted (with its values filled
+    in). Statements sent from other threads are not counted.
+    """
+    if sys.getprofile() is not None:
+        raise RuntimeError(
+            "counting statements on a sqlite3 connection needs sys.setprofile, and a "
+            "profiler is already active in this thread"
+        )
+    owner = threading.get_ident()
+    pending: list[str | None] = [None]  # the execute method called last, until traced
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event != "c_call":
+            return
+        target = getattr(arg, "__self__", None)
+        if target is conn or (isinstance(target, sqlite3.Cursor) and target.connection is conn):
+            name = arg.__name__
+            pending[0] = name if name in _EXECUTES else None
+
+    def trace(statement: str) -> None:
+        if threading.get_ident() != owner or pending[0] is None:
+            return  # another thread, a row of an executemany, or a trigger's statement
+        if is_transaction_control(statement):
+            return  # e.g. the implicit BEGIN before the statement itself
+        if pending[0] != "executescript":
+            pending[0] = None
+        on_statement(statement)
+
+    conn.set_trace_callback(trace)
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(None)
+        conn.set_trace_callback(None)
+
+
 # --------------------------------------------------------------------- the backend
 
 
@@ -370,6 +428,11 @@ class SQLiteBackend:
                 base.fast,
             )
         return _CODECS[column.type]
+
+    def trace_statements(self, on_statement: Callable[[str], None]) -> AbstractContextManager[None]:
+        """``on_statement(sql)`` for every statement this backend sends meanwhile
+        (see ``trace_connection``)."""
+        return trace_connection(self.conn, on_statement)
 
     # ----------------------------------------------------------- transactions
 
@@ -568,6 +631,23 @@ class SQLiteBackend:
         self.statements += 1
         with self._errors():
             yield from self.conn.execute(sql, params)
+
+    # ------------------------------------------------------------- bookkeeping
+
+    def execute_core(
+        self, statement: sa.ClauseElement, values: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
+        return its rows. For bulkops' own tables (the run log): not counted in
+        ``statements``, which counts the work asked for."""
+        compiled: Any = statement.compile(dialect=self.dialect)
+        params: list[Any] = []
+        if not isinstance(statement, sa.schema.ExecutableDDLElement):
+            bound = compiled.construct_params(dict(values or {}))
+            params = [bound[n] for n in compiled.positiontup or []]
+        with self._errors():
+            cursor = self.conn.execute(str(compiled), params)
+            return cursor.fetchall() if cursor.description else []
 
     # ------------------------------------------------------------- primitives
 
