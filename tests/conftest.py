@@ -84,14 +84,21 @@ def pg_url(pg_cluster: PgCluster) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/test.db"
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    if request.param == "dynamodb":
-        return str(request.getfixturevalue("dynamodb_local").url)
-    raise AssertionError(request.param)
+        yield f"sqlite:///{tmp_path}/test.db"
+    elif request.param == "postgres":
+        yield str(request.getfixturevalue("pg_url"))
+    elif request.param == "dynamodb":
+        server: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
+        yield server.url
+        # One emulator for the whole run: each test starts with no tables.
+        with bulkops.connect(server.url) as store:
+            client = store.backend.client  # type: ignore[attr-defined]
+            for name in client.list_tables()["TableNames"]:
+                client.delete_table(TableName=name)
+    else:
+        raise AssertionError(request.param)
 
 
 @pytest.fixture
@@ -100,18 +107,19 @@ def db(db_url: str) -> Iterator[bulkops.Store]:
     try:
         yield store
     finally:
-        if store.capabilities.items:  # one emulator for the whole run: clear it
-            client = store.backend.client  # type: ignore[attr-defined]
-            for name in client.list_tables()["TableNames"]:
-                client.delete_table(TableName=name)
         store.close()
 
 
-def needs(db: bulkops.Store, capability: str, why: str) -> None:
+def needs(db: bulkops.Store | str, capability: str, why: str) -> None:
     """Skip a contract test on a backend without ``capability`` (by capability, never
-    by name), saying what the backend lacks."""
-    if not getattr(db.capabilities, capability):
-        pytest.skip(f"{db.capabilities.name}: {why}")
+    by name), saying what the backend lacks. ``db``: a Store or its URL."""
+    if isinstance(db, str):
+        with bulkops.connect(db) as store:
+            capabilities = store.capabilities
+    else:
+        capabilities = db.capabilities
+    if not getattr(capabilities, capability):
+        pytest.skip(f"{capabilities.name}: {why}")
 
 
 _declared: dict[tuple[int, str], list[str]] = {}  # columns create() declared, per store

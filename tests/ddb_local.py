@@ -190,7 +190,8 @@ class HoldBackWrites:
         self.share = share
         self.random = random.Random(seed)
         self.calls = 0
-        self.held: dict[str, list[Any]] = {}
+        self._local = threading.local()  # one request per thread between the hooks
+        self._lock = threading.Lock()
         events = client.meta.events
         # Last before the request is built, on the service-wide event: after boto3's
         # resource layer (if any) has turned Python values into AttributeValues (botocore
@@ -202,15 +203,27 @@ class HoldBackWrites:
     def before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         if model.name != "BatchWriteItem":
             return
-        self.calls += 1
+        with self._lock:
+            self.calls += 1
         self.held = {}
         for table, requests in params["RequestItems"].items():
             if self.share >= 1:  # nothing is sent: short_circuit answers instead
                 self.held[table] = list(requests)
                 continue
-            held = set(self.random.sample(range(len(requests)), int(len(requests) * self.share)))
+            with self._lock:
+                count = int(len(requests) * self.share)
+                held = set(self.random.sample(range(len(requests)), count))
             self.held[table] = [r for i, r in enumerate(requests) if i in held]
             params["RequestItems"][table] = [r for i, r in enumerate(requests) if i not in held]
+
+    @property
+    def held(self) -> dict[str, list[Any]]:
+        held: dict[str, list[Any]] = getattr(self._local, "held", {})
+        return held
+
+    @held.setter
+    def held(self, value: dict[str, list[Any]]) -> None:
+        self._local.held = value
 
     def short_circuit(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         if any(requests for requests in self.held.values()) and self.share >= 1:

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
-from conftest import assert_accounted
+from conftest import assert_accounted, needs
 
 SCRIPT = shutil.which("bulkops", path=str(Path(sys.executable).parent))
 COMMAND = [SCRIPT] if SCRIPT else [sys.executable, "-m", "bulkops"]
@@ -66,6 +66,7 @@ def numbers(n: int) -> Iterator[dict[str, Any]]:
 
 
 def test_interrupted_insert_resumes_exactly(db_url: str) -> None:
+    needs(db_url, "run_log", "no run log: checkpoints need transactions")
     n, chunk = 1000, 64
     with bulkops.connect(db_url, run_log=True) as db:
         keyless_table(db)
@@ -91,6 +92,7 @@ def test_interrupted_insert_resumes_exactly(db_url: str) -> None:
 
 
 def test_resume_refuses_another_input_or_other_options(db_url: str) -> None:
+    needs(db_url, "run_log", "no run log: checkpoints need transactions")
     with bulkops.connect(db_url, run_log=True) as db:
         keyless_table(db)
         with pytest.raises(KeyboardInterrupt):
@@ -107,6 +109,7 @@ def test_resume_refuses_another_input_or_other_options(db_url: str) -> None:
 
 
 def test_resume_needs_the_run_log_and_its_own_transactions(db: bulkops.Store) -> None:
+    needs(db, "run_log", "no run log: checkpoints need transactions")
     keyless_table(db)
     with pytest.raises(ValueError, match="run_log=True"):
         db.insert("t", numbers(3), source="x")
@@ -116,6 +119,7 @@ def test_resume_needs_the_run_log_and_its_own_transactions(db: bulkops.Store) ->
 
 
 def test_a_fresh_load_of_the_same_input_starts_a_new_load(db_url: str) -> None:
+    needs(db_url, "run_log", "no run log: checkpoints need transactions")
     with bulkops.connect(db_url, run_log=True) as db:
         keyless_table(db)
         db.insert("t", numbers(30), source="same", chunk_size=10)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 import bulkops
 from bulkops.testing import assert_max_queries, count_queries
+from conftest import needs
 
 
 @pytest.fixture
@@ -142,6 +143,7 @@ def test_psycopg_connection_counts_execute_executemany_copy(pg_url: str) -> None
 
 
 def test_store_bulk_calls_cost_few_statements_and_n_plus_one_fails(db: bulkops.Store) -> None:
+    needs(db, "declared_columns", "insert() is a conditional put per item")
     db.create_table("users", {"id": "integer", "name": "text"}, key="id")
     rows = [{"id": i, "name": f"user {i}"} for i in range(1, 1001)]
     with assert_max_queries(db, 5) as counted:

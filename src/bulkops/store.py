@@ -173,6 +173,8 @@ class Store:
 
     def runs(self, last: int | None = 20) -> list[Run]:
         """The latest ``last`` rows of the run log (all if None), newest first."""
+        if not self.capabilities.run_log:
+            return []  # a database that cannot keep a run log has none
         return self._runs().runs(last)
 
     def _runs(self) -> RunLog:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
@@ -63,6 +63,7 @@ CAPABILITIES = Capabilities(
     exact_counts=False,  # BatchWriteItem says neither "replaced" nor "was not there"
     declared_columns=False,
     unique_constraints=False,
+    run_log=False,  # checkpoints must commit with their chunk: no transactions here
     stores_nan=False,
     keeps_utc_offset=False,
 )
@@ -476,26 +477,32 @@ class DynamoDBBackend:
     def _batch_write(
         self, op: WriteOp, requests: list[dict[str, Any]], outcome: str
     ) -> ChunkCounts:
-        """BatchWriteItem, re-driving what comes back unprocessed with backoff."""
+        """BatchWriteItem in requests of 25, re-driving what comes back unprocessed
+        with backoff: each round sends everything still pending (leftovers travel
+        together, so a chunk larger than 25 fills its requests)."""
         table = op.table.name
         position = {self._request_key(op, r): i for i, r in enumerate(requests)}
         pending = list(range(len(requests)))
         policy = self.retry
+        size = self.capabilities.max_rows_per_request or 25
         attempt = 1
         while True:
-            cause: TransientError
-            try:
-                reply = self._call(
-                    "batch_write_item", RequestItems={table: [requests[i] for i in pending]}
-                )
-            except TransientError as error:  # throttled or lost: nothing to trust, resend all
-                left, cause = pending, error
-            else:
-                unprocessed = reply.get("UnprocessedItems", {}).get(table, [])
-                left = [position[self._request_key(op, r)] for r in unprocessed]
-                cause = ThrottledError(
-                    "DynamoDB returned the item unprocessed", code="UnprocessedItems"
-                )
+            left: list[int] = []
+            cause: TransientError = ThrottledError(
+                "DynamoDB returned the item unprocessed", code="UnprocessedItems"
+            )
+            for start in range(0, len(pending), size):
+                part = pending[start : start + size]
+                try:
+                    reply = self._call(
+                        "batch_write_item", RequestItems={table: [requests[i] for i in part]}
+                    )
+                except TransientError as error:  # throttled or lost: resend all of it
+                    left += part
+                    cause = error
+                else:
+                    unprocessed = reply.get("UnprocessedItems", {}).get(table, [])
+                    left += [self._position(position, op, r) for r in unprocessed]
             if not left:
                 return ChunkCounts(**{outcome: len(requests)})
             if attempt >= policy.attempts:
@@ -791,6 +798,22 @@ class DynamoDBBackend:
 
     # -------------------------------------------------------------- plumbing
 
+    @contextmanager
+    def trace_statements(self, on_statement: Callable[[str], None]) -> Iterator[None]:
+        """``on_statement(text)`` for every request sent meanwhile (by this backend and
+        the workers it starts, which share its client): the operation and its table."""
+
+        def seen(model: Any, params: Mapping[str, Any], **_: Any) -> None:
+            tables = params.get("TableName") or ", ".join(params.get("RequestItems", {}))
+            on_statement(f"{model.name} {tables}".strip())
+
+        events = self.client.meta.events
+        events.register("provide-client-params.dynamodb", seen)
+        try:
+            yield
+        finally:
+            events.unregister("provide-client-params.dynamodb", seen)
+
     def _call(self, method: str, **request: Any) -> Any:
         self.statements += 1
         with self._errors():
@@ -819,6 +842,14 @@ class DynamoDBBackend:
 
     def _key(self, op: WriteOp, row: Sequence[Any]) -> dict[str, Any]:
         return {k: to_attribute(row[op.columns.index(k)]) for k in op.key}
+
+    def _position(
+        self, positions: Mapping[tuple[Any, ...], int], op: WriteOp, request: Mapping[str, Any]
+    ) -> int:
+        key = self._request_key(op, request)
+        if key not in positions:
+            raise BulkError(f"DynamoDB returned an unprocessed item that was not sent: {key!r}")
+        return positions[key]
 
     def _request_key(self, op: WriteOp, request: Mapping[str, Any]) -> tuple[Any, ...]:
         body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
