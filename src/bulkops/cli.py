@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -366,7 +367,7 @@ def _finish(
         if report is not None and not quiet:
             _print_summary(report, rejects)
         if failure is not None:
-            err_console.print(f"[bold red]error:[/] {failure}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False)
     if failure is not None and not isinstance(failure, DataError):
         sys.exit(EXIT_FAILED)
     if failure is not None or report is None or not report.ok:
@@ -410,7 +411,7 @@ def _print_summary(report: Report, rejects: str | None) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     sys.exit(EXIT_FAILED)
 
 
