@@ -501,7 +501,7 @@ def bench(
         for r in different:
             err_console.print(
                 f"[bold red]error:[/] {r.workload} at size {r.size}: naive and bulkops end states "
-                f"differ ({r.difference})",
+                f"differ ({escape(r.difference or '')})",
                 highlight=False,
             )
         sys.exit(EXIT_FAILED)

@@ -25,7 +25,7 @@ def require_matplotlib() -> Any:
         from matplotlib.figure import Figure
     except ImportError as error:
         raise PlotUnavailable(
-            "--plot needs matplotlib, which is not installed: pip install 'bulkops[plot]'"
+            "--plot needs matplotlib: pip install 'bulkops[plot]'"
         ) from error
     return Figure
 
