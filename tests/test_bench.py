@@ -20,6 +20,8 @@ from bulkops.bench.sandbox import open_sandbox
 from bulkops.cli import main
 from test_cli import run
 
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
 # Small enough to be quick, big enough that orders run out of stock and escrows need
 # wallets created.
 SMALL = 30
@@ -89,6 +91,9 @@ def test_statement_counts_at_the_issues_sizes(db_url: str, name: str) -> None:
     assert result.same_end_state, result.difference
     assert result.naive.statements >= naive_at_least, result
     assert result.bulkops.statements <= bulkops_at_most, result
+    if result.backend == "sqlite":  # the README quotes these counts
+        quoted = f"{size} {name} {result.naive.statements} → {result.bulkops.statements}"
+        assert quoted in README.replace("\n", " ")
 
 
 def test_the_counter_sees_both_sides_alike(db_url: str) -> None:
