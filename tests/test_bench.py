@@ -101,7 +101,7 @@ def test_the_counter_sees_both_sides_alike(db_url: str) -> None:
     try:
         with sandbox.target() as target:
             counter = target.counter
-            engine = target.engine
+            engine = target.plain
             metadata = sa.MetaData()
             items = sa.Table(
                 "items",

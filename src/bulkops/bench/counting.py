@@ -16,6 +16,7 @@ reflection and setup statements that this count includes.
 from __future__ import annotations
 
 import re
+import threading
 
 import sqlalchemy as sa
 
@@ -33,6 +34,8 @@ class StatementCounter:
         self.statements = 0
         self.transaction_control = 0
         self.log: list[str] | None = None  # statements seen, when kept (``keep_log``)
+        # Parallel workers (``workers=``) send statements from several threads.
+        self._lock = threading.Lock()
 
     def attach(self, engine: sa.Engine) -> None:
         name = engine.dialect.name
@@ -45,12 +48,15 @@ class StatementCounter:
         trace_statements(engine, self.record)
 
     def record(self, statement: str) -> None:
-        if _TRANSACTION_CONTROL.match(statement):
-            self.transaction_control += 1
-            return
-        self.statements += 1
-        if self.log is not None:
-            self.log.append(statement)
+        """One statement (or request) sent."""
+        control = _TRANSACTION_CONTROL.match(statement) is not None
+        with self._lock:
+            if control:
+                self.transaction_control += 1
+                return
+            self.statements += 1
+            if self.log is not None:
+                self.log.append(statement)
 
     def reset(self, *, keep_log: bool = False) -> None:
         self.statements = 0

@@ -24,9 +24,7 @@ def require_matplotlib() -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise PlotUnavailable(
-            "--plot needs matplotlib: pip install 'bulkops[plot]'"
-        ) from error
+        raise PlotUnavailable("--plot needs matplotlib: pip install 'bulkops[plot]'") from error
     return Figure
 
 

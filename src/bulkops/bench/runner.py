@@ -112,9 +112,9 @@ def run_workload(sandbox: Sandbox, workload: Workload, size: int) -> BenchResult
     for implementation in IMPLEMENTATIONS:
         with sandbox.target() as target:
             with target.connect() as db:
-                workload.setup(db, target.engine, size)
+                workload.setup(db, target.plain, size)
             measured[implementation] = _measure(workload, implementation, target, size)
-            states[implementation] = workload.check(target.engine)
+            states[implementation] = workload.check(target.plain)
     same = states["naive"] == states["bulkops"]
     return BenchResult(
         workload=workload.name,
@@ -132,7 +132,7 @@ def _measure(workload: Workload, implementation: str, target: Target, size: int)
     if implementation == "naive":
         counter.reset()
         started = time.perf_counter()
-        workload.naive(target.engine, size)
+        workload.naive(target.plain, size)
         seconds = time.perf_counter() - started
     else:
         # Opening a Store sends nothing; it is opened outside the clock all the same.

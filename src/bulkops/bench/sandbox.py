@@ -13,10 +13,11 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -30,15 +31,22 @@ __all__ = ["PostgresSandbox", "SQLiteSandbox", "Sandbox", "Target", "open_sandbo
 
 @dataclass
 class Target:
-    """One fresh database for one run: the plain Engine both sides share, and the
-    counter that sees every statement sent on its connections."""
+    """One fresh database for one run.
 
-    engine: sa.Engine
+    ``plain`` is the database through its plain client, for naive code and checks (a
+    SQLAlchemy Engine here); ``connect`` opens bulkops on the same database (the caller
+    closes it); ``counter`` sees every statement or request either of them sends.
+    """
+
+    plain: Any
+    connect: Callable[[], Store]
     counter: StatementCounter
 
-    def connect(self) -> Store:
-        """bulkops on this database (the caller closes it)."""
-        return connect(self.engine)
+
+def _sql_target(engine: sa.Engine) -> Target:
+    counter = StatementCounter()
+    counter.attach(engine)
+    return Target(plain=engine, connect=partial(connect, engine), counter=counter)
 
 
 class Sandbox(Protocol):
@@ -94,10 +102,8 @@ class SQLiteSandbox:
                 leftover.unlink(missing_ok=True)
             url = f"sqlite:///{path}"
         engine = _engine(url)
-        counter = StatementCounter()
-        counter.attach(engine)
         try:
-            yield Target(engine, counter)
+            yield _sql_target(engine)
         finally:
             engine.dispose()
             if path is not None:
@@ -139,10 +145,8 @@ class PostgresSandbox:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
             conn.exec_driver_sql(f"CREATE SCHEMA {quoted}")
         engine = _engine(self._url, connect_args={"options": f"-c search_path={schema}"})
-        counter = StatementCounter()
-        counter.attach(engine)
         try:
-            yield Target(engine, counter)
+            yield _sql_target(engine)
         finally:
             engine.dispose()
             with self._admin.begin() as conn:
