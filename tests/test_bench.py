@@ -62,6 +62,13 @@ def test_naive_and_bulkops_leave_the_same_end_state(db_url: str, name: str) -> N
     assert leftovers(db_url) == []  # every run's database is gone
 
 
+def test_in_memory_sqlite_gets_a_new_database_per_run() -> None:
+    results = run_bench("sqlite://", workloads=["orders", "lots"], sizes=[SMALL])
+    assert [r.same_end_state for r in results] == [True, True]
+    # A database shared between runs would make the second run fail on the first one's rows.
+    assert results[1].naive.statements == 3 * SMALL
+
+
 def test_a_different_end_state_is_caught(tmp_path: Path) -> None:
     lazy = dataclasses.replace(WORKLOADS["lots"], bulk=lambda db, size: None)
     sandbox = open_sandbox(f"sqlite:///{tmp_path}/x.db")

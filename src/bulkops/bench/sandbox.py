@@ -51,7 +51,6 @@ def _sql_target(engine: sa.Engine) -> Target:
 
 class Sandbox(Protocol):
     backend: str  # the Capabilities.name of the databases it makes
-    description: str  # for people: where the runs happen
 
     def target(self) -> contextlib.AbstractContextManager[Target]: ...
 
@@ -79,17 +78,14 @@ class SQLiteSandbox:
             self._tempdir = tempfile.mkdtemp(prefix="bulkops-bench-")
             self._directory = Path(self._tempdir)
             self._stem = "run"
-            self.description = f"SQLite, a new file per run in {self._directory}"
             return
         database = sa.make_url(url).database
         if not database or database == ":memory:":
             self._memory = True
-            self.description = "SQLite in memory, a new database per run"
             return
         path = Path(database)
         self._directory = path.parent
         self._stem = f"{path.stem}-bench"
-        self.description = f"SQLite, a new file per run next to {path} ({self._stem}-N.db)"
 
     @contextlib.contextmanager
     def target(self) -> Iterator[Target]:
@@ -135,7 +131,6 @@ class PostgresSandbox:
             self._admin.dispose()
             raise SchemaError(f"cannot connect to {self._url!r}: {error.orig}") from error
         self._numbers = itertools.count(1)
-        self.description = f"PostgreSQL {self._url.render_as_string(True)}, a new schema per run"
 
     @contextlib.contextmanager
     def target(self) -> Iterator[Target]:
