@@ -12,7 +12,7 @@ from .events import EventCallback
 from .retry import RetryPolicy
 from .store import Store
 
-__all__ = ["connect"]
+__all__ = ["connect", "engine_for_url"]
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
@@ -55,22 +55,30 @@ def _backend(target: Any, **options: Any) -> Backend:
             "connect() takes a URL, a SQLAlchemy Engine or a boto3 DynamoDB client, "
             f"not {type(target).__name__}"
         )
-    scheme = target.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme not in SCHEMES:
-        raise SchemaError(
-            f"unsupported database URL {target!r}: bulkops supports {', '.join(SCHEMES)} URLs "
-            "(for example sqlite:///path.db)"
-        )
-    if scheme == "dynamodb":
+    if target.split(":", 1)[0].lower() == "dynamodb":
         from .backends.dynamodb import DynamoDBBackend, client_from_url
 
         return DynamoDBBackend(client_from_url(target, **options))
+    return _backend_for_engine(engine_for_url(target, **options), owns_engine=True)
+
+
+def engine_for_url(url: str, **options: Any) -> sa.Engine:
+    """The SQLAlchemy Engine bulkops opens for a ``sqlite://`` or ``postgresql://`` URL
+    (``options`` go to ``sqlalchemy.create_engine``)."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise SchemaError(
+            f"unsupported database URL {url!r}: bulkops supports {', '.join(SCHEMES)} URLs "
+            "(for example sqlite:///path.db)"
+        )
+    if scheme == "dynamodb":
+        raise SchemaError("DynamoDB has no SQLAlchemy Engine: connect() to it directly")
     if scheme in ("postgresql", "postgres"):
         # Our PostgreSQL backend speaks psycopg 3, whatever driver the URL names.
-        rest = target.split("://", 1)[1] if "://" in target else ""
-        target = f"postgresql+psycopg://{rest}"
+        rest = url.split("://", 1)[1] if "://" in url else ""
+        url = f"postgresql+psycopg://{rest}"
         options.setdefault("pool_pre_ping", True)
-    return _backend_for_engine(sa.create_engine(target, **options), owns_engine=True)
+    return sa.create_engine(url, **options)
 
 
 def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:

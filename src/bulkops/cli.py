@@ -13,7 +13,9 @@ from operator import itemgetter
 from typing import Any, NoReturn
 
 import click
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -487,7 +489,7 @@ def _finish(
         if report is not None and not quiet:
             _print_summary(report, rejects)
         if failure is not None:
-            err_console.print(f"[bold red]error:[/] {failure}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False)
     if failure is not None and not isinstance(failure, DataError):
         sys.exit(EXIT_FAILED)
     if failure is not None or report is None or not report.ok:
@@ -535,8 +537,132 @@ def _print_summary(report: Report, rejects: str | None) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     sys.exit(EXIT_FAILED)
+
+
+# --------------------------------------------------------------------------- bench
+
+
+@main.command()
+@click.option(
+    "--db",
+    "url",
+    # Not $BULKOPS_DB: a benchmark should not land on the database you work on unasked.
+    default=None,
+    help="Database URL to run on (default: a temporary SQLite database). Every run gets a "
+    "fresh database: a new SQLite file next to the one named, or a new PostgreSQL schema "
+    "dropped afterwards.",
+)
+@click.option(
+    "--size",
+    "sizes",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Size to run each workload at (views, scores, orders, escrows, lots); repeat "
+    "for several (default: each workload's own sizes).",
+)
+@click.option(
+    "--workload",
+    "-w",
+    "workloads",
+    multiple=True,
+    help="Workload to run (views, scores, orders, escrow, lots); repeat for several "
+    "(default: every workload that runs on the database).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also draw the speed-up across sizes to this PNG file (needs matplotlib: "
+    "pip install 'bulkops[plot]').",
+)
+def bench(
+    url: str | None,
+    sizes: tuple[int, ...],
+    workloads: tuple[str, ...],
+    as_json: bool,
+    plot_path: str | None,
+) -> None:
+    """Run the built-in workloads, naive code and bulkops, on fresh copies of the same data.
+
+    For each workload and size: statements sent and time taken by each implementation,
+    how many times fewer statements bulkops sent, its speed-up, and whether both left
+    the database in the same end state (checked; a difference fails the command).
+    """
+    from .bench.runner import run_bench
+
+    if plot_path is not None:
+        from .bench.plot import PlotUnavailable, require_matplotlib
+
+        try:
+            require_matplotlib()  # before the runs, not after a minute of them
+        except PlotUnavailable as error:
+            _fail(str(error))
+    quiet = as_json or not err_console.is_terminal
+    status = nullcontext() if quiet else err_console.status("bench")
+    with status as spinner:
+
+        def progress(what: str) -> None:
+            if spinner is not None:
+                spinner.update(f"running {what}")
+
+        try:
+            results = run_bench(
+                url, workloads=workloads or None, sizes=sizes or None, progress=progress
+            )
+        except (BulkError, ValueError) as error:
+            _fail(str(error))
+    if plot_path is not None:
+        from .bench.plot import plot_speedups
+
+        plot_speedups(results, plot_path)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        _print_bench(results, plot_path)
+    different = [r for r in results if not r.same_end_state]
+    if different:
+        for r in different:
+            err_console.print(
+                f"[bold red]error:[/] {r.workload} at size {r.size}: naive and bulkops end states "
+                f"differ ({escape(r.difference or '')})",
+                highlight=False,
+            )
+        sys.exit(EXIT_FAILED)
+
+
+def _print_bench(results: list[Any], plot_path: str | None) -> None:
+    console = Console()
+    backends = ", ".join(sorted({r.backend for r in results})) or "-"
+    table = Table(
+        title=f"bulkops bench on {backends}", title_justify="left", box=box.SIMPLE_HEAD,
+        pad_edge=False, collapse_padding=True,
+    )  # fmt: skip
+    for header in ("workload", "size", "stmts\nnaive", "stmts\nbulkops", "fewer\nstmts",
+                   "time\nnaive", "time\nbulkops", "speed-up", "same\nstate"):  # fmt: skip
+        table.add_column(header, justify="left" if header == "workload" else "right")
+    for r in results:
+        table.add_row(
+            r.workload,
+            f"{r.size:,}",
+            f"{r.naive.statements:,}",
+            f"{r.bulkops.statements:,}",
+            f"{r.reduction:,.0f}x",
+            f"{r.naive.seconds:.3f}s",
+            f"{r.bulkops.seconds:.3f}s",
+            f"{r.speedup:,.1f}x",
+            "[green]✓[/]" if r.same_end_state else "[bold red]✗[/]",
+        )
+    console.print(table)
+    console.print(
+        "Statements: every statement sent, counted in the driver for both (transaction "
+        "control not counted); times: wall clock, setup excluded.",
+        highlight=False,
+    )
+    if plot_path is not None:
+        console.print(f"speed-up plot written to {plot_path}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,7 +60,7 @@ from .base import (
     within_bounds,
 )
 
-__all__ = ["PostgresBackend", "trace_connection"]
+__all__ = ["PostgresBackend", "trace_connection", "trace_engine_statements"]
 
 NoneType = type(None)
 UTC = dt.UTC
@@ -981,3 +981,49 @@ class PostgresBackend:
             self._pooled.close()
             if self._owns_engine:
                 self.engine.dispose()
+
+
+# -------------------------------------------------------------------- statement tap
+
+
+def trace_engine_statements(engine: sa.Engine, record: Callable[[str], None]) -> None:
+    """Call ``record(sql)`` for each statement sent on the connections ``engine`` opens
+    from now on, by SQLAlchemy and by bulkops alike: once per ``execute``,
+    ``executemany`` (one pipelined statement, many parameter sets), ``copy`` or
+    ``stream``. Transactions psycopg opens and closes itself (the implicit BEGIN, and
+    ``Connection.commit()``) do not pass through a cursor and are not seen.
+    """
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _traced(dialect: Any, record_: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["cursor_factory"] = _traced_cursor(
+            cparams.get("cursor_factory", psycopg.Cursor), record
+        )
+
+
+def _traced_cursor(base: type[psycopg.Cursor[Any]], record: Callable[[str], None]) -> type[Any]:
+    class TracedCursor(base):  # type: ignore[valid-type, misc]
+        def _record(self, query: Any) -> None:
+            if isinstance(query, sql.Composable):
+                query = query.as_string(self.connection)
+            elif isinstance(query, bytes | bytearray | memoryview):
+                query = bytes(query).decode(errors="replace")
+            record(str(query))
+
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            self._record(query)
+            return super().execute(query, *args, **kwargs)
+
+        def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            self._record(query)
+            return super().executemany(query, *args, **kwargs)
+
+        def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            self._record(statement)
+            return super().copy(statement, *args, **kwargs)
+
+        def stream(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            self._record(query)
+            return super().stream(query, *args, **kwargs)
+
+    return TracedCursor

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from operator import itemgetter
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -60,7 +60,7 @@ from .base import (
     within_bounds,
 )
 
-__all__ = ["SQLiteBackend", "trace_connection"]
+__all__ = ["SQLiteBackend", "trace_connection", "trace_engine_statements"]
 
 NoneType = type(None)
 
@@ -310,6 +310,19 @@ def _binds(values: Mapping[str, Any]) -> dict[str, Any]:
 _COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]+)*)")
 
 
+# Columns, then the columns of each full (not partial) unique index, of one table in
+# one statement: every verb reflects its table, so this is on every call.
+_REFLECT = """
+SELECT 0, x.name, x.type, x."notnull", x.dflt_value, x.pk, x.hidden, x.cid, 0
+  FROM pragma_table_xinfo(?1) AS x
+UNION ALL
+SELECT 1, l.name, i.name, NULL, NULL, NULL, NULL, l.seq, i.seqno
+  FROM pragma_index_list(?1) AS l JOIN pragma_index_info(l.name) AS i
+ WHERE l."unique" AND NOT l.partial
+ORDER BY 1, 8, 9
+"""
+
+
 class SQLiteBackend:
     """A Backend over one sqlite3 connection checked out of a SQLAlchemy Engine."""
 
@@ -345,10 +358,8 @@ class SQLiteBackend:
 
     def reflect(self, table: str) -> TableSpec:
         with self._errors():
-            info = self.conn.execute(
-                'SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?)',
-                (table,),
-            ).fetchall()
+            found = self.conn.execute(_REFLECT, (table,)).fetchall()
+            info = [r[1:7] for r in found if r[0] == 0]
             if not info:
                 raise SchemaError(self._no_such_table(table))
             columns: dict[str, ColumnSpec] = {}
@@ -367,21 +378,11 @@ class SQLiteBackend:
                 )
                 if pk_pos:
                     pk.append((pk_pos, name))
-            unique: list[tuple[str, ...]] = []
-            for _, index_name, is_unique, _origin, partial_ in self.conn.execute(
-                'SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?)',
-                (table,),
-            ).fetchall():
-                if not is_unique or partial_:
-                    continue
-                cols = [
-                    r[0]
-                    for r in self.conn.execute(
-                        "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index_name,)
-                    )
-                ]
-                if cols and all(c is not None for c in cols):
-                    unique.append(tuple(cols))
+            indexes: dict[str, list[Any]] = {}
+            for _, index_name, column in (r[:3] for r in found if r[0] == 1):
+                indexes.setdefault(index_name, []).append(column)
+            # An index on an expression has a NULL column name: it is no key.
+            unique = [tuple(cols) for cols in indexes.values() if None not in cols]
         return TableSpec(
             name=table,
             columns=columns,
@@ -786,3 +787,55 @@ class SQLiteBackend:
             self._pooled.close()
             if self._owns_engine:
                 self.engine.dispose()
+
+
+# -------------------------------------------------------------------- statement tap
+
+
+def trace_engine_statements(engine: sa.Engine, record: Callable[[str], None]) -> None:
+    """Call ``record(sql)`` for each statement sent on the connections ``engine`` opens
+    from now on, by SQLAlchemy and by bulkops alike: once per ``execute``, once per
+    ``executemany`` (one statement, many parameter sets), once per ``executescript``.
+
+    Counted at the driver call rather than with ``set_trace_callback``: SQLite's trace
+    fires once per row of an executemany, which would count one prepared statement as
+    thousands. Connections already open are not traced (their class is fixed).
+    """
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _traced(dialect: Any, record_: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["factory"] = _traced_connection(cparams.get("factory", sqlite3.Connection), record)
+
+
+def _traced_connection(
+    base: type[sqlite3.Connection], record: Callable[[str], None]
+) -> type[sqlite3.Connection]:
+    class TracedCursor(sqlite3.Cursor):
+        def execute(self, sql: str, parameters: Any = (), /) -> Self:
+            record(sql)
+            return super().execute(sql, parameters)
+
+        def executemany(self, sql: str, parameters: Any, /) -> Self:
+            record(sql)
+            return super().executemany(sql, parameters)
+
+        def executescript(self, script: str, /) -> sqlite3.Cursor:
+            record(script)
+            return super().executescript(script)
+
+    class TracedConnection(base):  # type: ignore[valid-type, misc]
+        # Connection.execute() and friends do not go through cursor() in C, so each
+        # is routed through a traced cursor here.
+        def cursor(self, factory: Any = TracedCursor) -> Any:
+            return super().cursor(factory)
+
+        def execute(self, sql: str, parameters: Any = (), /) -> Any:
+            return self.cursor().execute(sql, parameters)
+
+        def executemany(self, sql: str, parameters: Any, /) -> Any:
+            return self.cursor().executemany(sql, parameters)
+
+        def executescript(self, script: str, /) -> Any:
+            return self.cursor().executescript(script)
+
+    return TracedConnection
