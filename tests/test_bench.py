@@ -18,6 +18,7 @@ from bulkops.bench.counting import StatementCounter
 from bulkops.bench.runner import run_bench, run_workload
 from bulkops.bench.sandbox import open_sandbox
 from bulkops.cli import main
+from conftest import needs
 from test_cli import run
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -52,6 +53,7 @@ def leftovers(db_url: str) -> list[Any]:
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
 def test_naive_and_bulkops_leave_the_same_end_state(db_url: str, name: str) -> None:
+    needs(db_url, "transactions", "the SQL workloads (kv is the DynamoDB one)")
     (result,) = run_bench(db_url, workloads=[name], sizes=[SMALL])
     assert result.workload == name and result.size == SMALL
     assert result.same_end_state, result.difference
@@ -93,6 +95,7 @@ TARGETS = {
 
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_statement_counts_at_the_issues_sizes(db_url: str, name: str) -> None:
+    needs(db_url, "transactions", "the SQL workloads (kv is the DynamoDB one)")
     size, naive_at_least, bulkops_at_most = TARGETS[name]
     (result,) = run_bench(db_url, workloads=[name], sizes=[size])
     assert result.same_end_state, result.difference
@@ -104,6 +107,7 @@ def test_statement_counts_at_the_issues_sizes(db_url: str, name: str) -> None:
 
 
 def test_the_counter_sees_both_sides_alike(db_url: str) -> None:
+    needs(db_url, "transactions", "the SQL workloads (kv is the DynamoDB one)")
     sandbox = open_sandbox(db_url)
     try:
         with sandbox.target() as target:
