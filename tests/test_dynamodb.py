@@ -496,3 +496,14 @@ def exact(value: Any) -> Any:
     if isinstance(value, list):
         return [exact(v) for v in value]
     return value
+
+
+def test_count_queries_sees_dynamodb_requests(ddb: bulkops.Store, users: str) -> None:
+    from bulkops.testing import assert_max_queries, count_queries
+
+    with count_queries(ddb) as counted:
+        ddb.upsert(users, [{"id": i} for i in range(60)])
+    assert counted.count == 3 and counted.statements[0] == f"BatchWriteItem {users}"
+    with pytest.raises(AssertionError, match="BatchGetItem"), assert_max_queries(ddb, 2):
+        for i in range(5):  # one read per key: the N+1 the helper exists to catch
+            ddb.get_many(users, [i])
