@@ -66,7 +66,6 @@ class Capabilities:
     declared_columns: bool = True
     unique_constraints: bool = True  # unique constraints besides the primary key
     run_log: bool = True  # can keep the run log (bulkops_runs, checkpoints) in the database
-    max_transaction_items: int | None = None  # rows one all-or-nothing request may change
 
 
 WriteKind = Literal["insert", "insert_ignore", "upsert", "update", "delete"]

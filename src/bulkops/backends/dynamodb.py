@@ -613,11 +613,7 @@ class DynamoDBBackend:
     ) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {"ConsistentRead": consistent_read}
         if columns is not None:
-            # Every name goes through ExpressionAttributeNames: reserved words such as
-            # name or status just work.
-            wanted = list(dict.fromkeys((*key, *columns)))
-            request["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(wanted)))
-            request["ExpressionAttributeNames"] = {f"#p{i}": n for i, n in enumerate(wanted)}
+            request.update(_projection((*key, *columns)))
         pending = [{n: to_attribute(v) for n, v in zip(key, k, strict=True)} for k in keys]
         policy = self.retry
         attempt = 1
@@ -652,9 +648,7 @@ class DynamoDBBackend:
         """Every item of the table (or ``columns`` plus the key), page by page."""
         request: dict[str, Any] = {"TableName": table.name}
         if columns is not None:
-            wanted = list(dict.fromkeys((*table.primary_key, *columns)))
-            request["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(wanted)))
-            request["ExpressionAttributeNames"] = {f"#p{i}": n for i, n in enumerate(wanted)}
+            request.update(_projection((*table.primary_key, *columns)))
         while True:
             reply = self._each(partial(self._call, "scan", **request))
             for item in reply.get("Items", []):
@@ -880,6 +874,16 @@ class DynamoDBBackend:
 
     def close(self) -> None:
         return None
+
+
+def _projection(names: Sequence[str]) -> dict[str, Any]:
+    """A ProjectionExpression of ``names``, each aliased through ExpressionAttributeNames
+    so that reserved words (``name``, ``status``) just work."""
+    wanted = list(dict.fromkeys(names))
+    return {
+        "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(wanted))),
+        "ExpressionAttributeNames": {f"#p{i}": n for i, n in enumerate(wanted)},
+    }
 
 
 def _exact(value: Any, what: str) -> Decimal:
