@@ -10,6 +10,7 @@ from .backends.base import Capabilities
 from .errors import (
     BulkError,
     BusyError,
+    ChangesetError,
     CommitUnknownError,
     ConnectionLostError,
     ConstraintError,
@@ -28,13 +29,14 @@ from .errors import (
     UnreadKeysError,
 )
 from .events import ChunkDone, Retried, RowsRejected, RunFinished, RunStarted
-from .report import Rejection, Report
+from .report import Rejection, Report, SyncReport
 from .retry import RetryPolicy
 from .runlog import Run
 from .schema import ColumnSpec, TableSpec
 from .sequence import Sequence
 from .sources import file_digest
 from .store import Store
+from .sync import Changeset
 from .transaction import Atomic, Batch
 
 __version__ = "0.1.0"
@@ -45,6 +47,8 @@ __all__ = [
     "BulkError",
     "BusyError",
     "Capabilities",
+    "Changeset",
+    "ChangesetError",
     "ChunkDone",
     "ColumnSpec",
     "CommitUnknownError",
@@ -69,6 +73,7 @@ __all__ = [
     "SerializationError",
     "StatementTimeoutError",
     "Store",
+    "SyncReport",
     "TableSpec",
     "ThrottledError",
     "TooManyRejects",

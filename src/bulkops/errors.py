@@ -22,6 +22,7 @@ name, AWS error code) as ``.code``.
       StatementTimeoutError   statement_timeout exceeded (not retried)
       SchemaError             missing table or column, no key to work with, ...
       ResumeError             a load cannot resume: the input or the options changed
+      ChangesetError          a changeset file is truncated, corrupt or not for this table
       LimitError              a value or request is beyond a hard limit of the backend
 """
 
@@ -170,3 +171,8 @@ class LimitError(BulkError):
 class ResumeError(BulkError):
     """A load cannot resume where an earlier run stopped: the input (its digest) or
     the options that decide the chunks differ from that run's."""
+
+
+class ChangesetError(BulkError):
+    """A changeset file cannot be applied: it is truncated, corrupt, not a bulkops
+    changeset, or for another table. Nothing of it was applied."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
 
-__all__ = ["Rejection", "RejectsFile", "Report", "jsonable"]
+__all__ = ["Rejection", "RejectsFile", "Report", "SyncReport", "jsonable"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,85 @@ class Report:
         return (
             f"{self.verb} {self.table}: {self.rows_in} rows in -> {outcome}; "
             f"{self.chunks} chunks, {self.statements} statements, {self.retries} retries, "
+            f"{self.elapsed:.3f}s"
+        )
+
+
+# The outcomes of a sync's source rows; every source row ends in exactly one of them.
+SYNC_OUTCOMES = ("added", "changed", "unchanged", "duplicates", "rejected", "failed")
+
+
+@dataclass
+class SyncReport:
+    """What ``Store.sync`` (or ``diff``, ``apply``) found and did.
+
+    Every source row ends in exactly one of ``added``, ``changed``, ``unchanged``,
+    ``duplicates`` (an earlier row with a key a later row also has; the last one wins),
+    ``rejected`` (with its reason in ``rejections``) or ``failed`` (valid, but the
+    database kept refusing it; in ``failures``), so ``rows_in == accounted``.
+    ``deleted`` counts target rows that the source no longer has (``delete_missing``).
+    ``skipped``: the source's digest matched the last sync of this table and scope and
+    the table was not written through bulkops since, so nothing was compared or sent.
+    ``bytes``: the size of the difference as JSON Lines (what was, or with ``dry_run``
+    would be, sent); ``statements``: statements or requests sent. The ``*_keys`` lists
+    are filled when the call asked for ``keys=True``.
+    """
+
+    table: str
+    verb: str = "sync"
+    rows_in: int = 0
+    added: int = 0
+    changed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: int = 0
+    skipped: bool = False
+    dry_run: bool = False
+    statements: int = 0
+    bytes: int = 0
+    elapsed: float = 0.0
+    digest: str | None = None
+    rejections: list[Rejection] = field(default_factory=list, repr=False)
+    failures: list[Rejection] = field(default_factory=list, repr=False)
+    added_keys: list[Any] = field(default_factory=list, repr=False)
+    changed_keys: list[Any] = field(default_factory=list, repr=False)
+    deleted_keys: list[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def accounted(self) -> int:
+        return sum(getattr(self, name) for name in SYNC_OUTCOMES)
+
+    @property
+    def changes(self) -> int:
+        """Rows written (or, with ``dry_run``, to be written): added + changed + deleted."""
+        return self.added + self.changed + self.deleted
+
+    @property
+    def ok(self) -> bool:
+        return self.rejected == 0 and self.failed == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["rejections"] = [r.as_dict() for r in self.rejections]
+        data["failures"] = [r.as_dict() for r in self.failures]
+        for name in ("added_keys", "changed_keys", "deleted_keys"):
+            data[name] = jsonable(data[name])
+        data["elapsed"] = round(self.elapsed, 6)
+        return data
+
+    def __str__(self) -> str:
+        if self.skipped:
+            outcome = "skipped: unchanged since the last sync (same digest)"
+        else:
+            parts = [f"{n} {getattr(self, n)}" for n in ("added", "changed", "deleted")]
+            parts += [f"{n} {getattr(self, n)}" for n in SYNC_OUTCOMES[2:] if getattr(self, n)]
+            outcome = ", ".join(parts)
+        dry = " (dry run: nothing written)" if self.dry_run else ""
+        return (
+            f"{self.verb} {self.table}: {self.rows_in} rows in -> {outcome}{dry}; "
+            f"{self.statements} statements, {self.bytes} bytes of changes, "
             f"{self.elapsed:.3f}s"
         )
 

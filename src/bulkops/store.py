@@ -25,11 +25,12 @@ from .errors import (
 from .events import EventCallback, EventSink, RunFinished, RunStarted, logger
 from .execute import Checkpoint, Executor, OnError, numbered, run_transaction
 from .plan import ChunkPlanner, PreparedChunk, chunk_rows, chunked
-from .report import ProgressCallback, Rejection, RejectsFile, Report
+from .report import ProgressCallback, Rejection, RejectsFile, Report, SyncReport
 from .retry import DEFAULT_RETRY, RetryPolicy
 from .runlog import Run, RunLog, run_status
 from .schema import ColumnCodec, TableSpec, coerce
 from .sequence import Sequence as Sequence_
+from .sync import Changeset, Mode, Syncer, apply_changeset
 from .transaction import Atomic, Batch, Scope
 
 __all__ = ["Store"]
@@ -134,6 +135,7 @@ class Store:
         self._subscribers: list[EventCallback] = [on_event] if on_event is not None else []
         self._run_log: RunLog | None = None
         self._pending_runs: list[_PendingRun] = []  # calls inside an open scope
+        self._state: Any = None  # where sync keeps its digests (see _sync_state)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -566,6 +568,7 @@ class Store:
     ) -> Report:
         spec = self.backend.reflect(table)
         key_cols = spec.resolve_key(key, "adjust")
+        self._touch(spec)
         target = spec.column(column)
         key_codecs = [self.backend.codec(spec.column(k)) for k in key_cols]
         value_codec = self.backend.codec(target)
@@ -673,7 +676,10 @@ class Store:
                     f"get_or_create() on {table!r} looks items up by their key "
                     f"({', '.join(spec.primary_key)}), not by {', '.join(cols)}"
                 )
-            return self._items_backend().put_if_absent(spec, everything)
+            item, created = self._items_backend().put_if_absent(spec, everything)
+            if created:
+                self._touch(spec)
+            return item, created
         codecs = {c: self.backend.codec(spec.column(c)) for c in everything}
         where = {c: _encode_value(lookup[c], codecs[c], c) for c in cols}
         values = {c: _encode_value(v, codecs[c], c) for c, v in everything.items()}
@@ -694,7 +700,10 @@ class Store:
                 # The conflicting row committed meanwhile: the next SELECT sees it.
             raise BusyError(f"get_or_create on {table!r}: the row kept vanishing; retrying")
 
-        return self._transaction(attempt, retry, f"get_or_create on {table!r}")
+        row, created = self._transaction(attempt, retry, f"get_or_create on {table!r}")
+        if created:
+            self._touch(spec)
+        return row, created
 
     def ensure(
         self,
@@ -794,6 +803,119 @@ class Store:
                 scope.end(None)
             taken += len(batch.rows)
 
+    # -------------------------------------------------------------------- sync
+
+    def sync(
+        self,
+        table: str,
+        rows: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        delete_missing: bool = False,
+        where: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        keys: bool = False,
+        source_digest: str | None = None,
+        **options: Unpack[WriteOptions],
+    ) -> SyncReport:
+        """Make ``table`` hold what ``rows`` hold, sending only the difference: rows
+        whose key is new are added, rows whose compared columns differ are changed,
+        and with ``delete_missing`` rows the source lacks are deleted.
+
+        ``columns``: what is compared and written (default: the first row's columns);
+        ``where``: ``{column: value}`` naming the part of the table the source stands
+        for (rows outside it are never deleted or changed; source rows outside it are
+        rejected); ``dry_run``: find and count the difference, write nothing;
+        ``keys``: list the added, changed and deleted keys in the SyncReport;
+        ``source_digest``: an identity of the source (e.g. ``file_digest(path)``): if
+        it matches the last sync of this table and scope and the table was not written
+        through bulkops since, nothing is read at all (``skipped``). Without it the
+        digest of the rows read serves, and the comparison is skipped.
+
+        SQL databases stage the source in a temporary table and find the difference
+        with set-based statements; DynamoDB compares row hashes a chunk of keys at a
+        time (and scans the table for ``delete_missing``). The difference is written
+        with ``upsert`` and ``delete`` in short transactions; the write options
+        (``on_error``, ``rejects``, ``max_rejects``, ``retry``, ``workers`` ...) apply.
+        """
+        opts: dict[str, Any] = dict(options)
+        chunk_size = opts.pop("chunk_size", None)
+        return self._sync("sync", table, rows, key, columns, delete_missing, where, dry_run,
+                          keys, source_digest, chunk_size, opts).report  # fmt: skip
+
+    def diff(
+        self,
+        table: str,
+        rows: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        delete_missing: bool = False,
+        where: Mapping[str, Any] | None = None,
+        chunk_size: int | None = None,
+    ) -> Changeset:
+        """The difference ``sync`` would write, as a ``Changeset`` (nothing is written):
+        ``changeset.write(path)`` stores it (gzip JSON Lines), ``db.apply(changeset)``
+        applies it, here or to another store. ``changeset.report`` has the counts."""
+        syncer = self._sync("diff", table, rows, key, columns, delete_missing, where, True,
+                            False, None, chunk_size, {"on_error": "isolate"})  # fmt: skip
+        assert syncer.changeset is not None
+        return syncer.changeset
+
+    def apply(
+        self,
+        changeset: Changeset | str | os.PathLike[str],
+        *,
+        table: str | None = None,
+        **options: Unpack[WriteOptions],
+    ) -> SyncReport:
+        """Apply a changeset (or the path of a stored one) to ``table`` (default: the
+        table it was computed for). The whole file is checked first: a truncated or
+        corrupt changeset raises ``ChangesetError`` and nothing is applied."""
+        if not isinstance(changeset, Changeset):
+            changeset = Changeset.read(changeset)
+        self._sync_allowed("apply")
+        return apply_changeset(self, changeset, table, dict(options))
+
+    def _sync(
+        self, mode: Mode, table: str, rows: Iterable[Any], key: Key,
+        columns: Sequence[str] | None, delete_missing: bool,
+        where: Mapping[str, Any] | None, dry_run: bool, keys: bool,
+        source_digest: str | None, chunk_size: int | None, options: dict[str, Any],
+    ) -> Syncer:  # fmt: skip
+        unknown = set(options) - set(WriteOptions.__annotations__)
+        unknown |= {o for o in ("source", "resume", "atomic") if options.get(o)}
+        if unknown:
+            raise TypeError(f"{mode}(): unexpected option(s): {', '.join(sorted(unknown))}")
+        self._sync_allowed(mode)
+        syncer = Syncer(
+            self, table, key=key, columns=columns, delete_missing=delete_missing, where=where,
+            dry_run=dry_run, keys=keys, chunk_size=chunk_size, options=options, mode=mode,
+        )  # fmt: skip
+        syncer.run(rows, source_digest)
+        logger.info("%s", syncer.report)
+        return syncer
+
+    def _sync_allowed(self, what: str) -> None:
+        if self._depth > 0:
+            raise ValueError(
+                f"{what}() writes in short transactions of its own: not inside atomic() "
+                "or a claimed batch"
+            )
+
+    def _sync_state(self) -> Any:
+        if self._state is None:
+            self._state = self.backend.sync_state()  # type: ignore[attr-defined]
+        return self._state
+
+    def _touch(self, spec: TableSpec) -> None:
+        """A write to ``spec``'s table: its sync digests no longer stand (only where
+        the database keeps any; reflection tells, without a statement)."""
+        state = self._sync_state()
+        if state.kept(spec):
+            state.invalidate(spec.name, in_transaction=self._depth > 0)
+
     def sequence(
         self, name: str, *, prefix: str = "", padding: int = 0, suffix: str = "", start: int = 1
     ) -> Sequence_:
@@ -847,7 +969,10 @@ class Store:
         options: WriteOptions,
         spec: TableSpec | None = None,
         update_columns: Sequence[str] | None = None,
+        touch: bool = True,
     ) -> Report:
+        """``touch``: the write invalidates the table's sync digests (off for the
+        writes of a sync itself, which keeps its own account)."""
         unknown = set(options) - set(WriteOptions.__annotations__)
         if unknown:
             raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
@@ -861,6 +986,8 @@ class Store:
             self._require("transactions", "atomic=True: it has no multi-request transactions")
         spec = spec or self.backend.reflect(table)
         report = Report(verb=kind if kind != "insert_ignore" else "insert", table=table)
+        if touch:
+            self._touch(spec)
         label, source = options.get("label"), options.get("source")
         resume = options.get("resume", False)
         iterator = iter(rows)
@@ -991,6 +1118,10 @@ class Store:
         finally:
             if sink is not None:
                 sink.close()
+            if touch:
+                # Again afterwards: a sync that read the table's generation while this
+                # call was writing must not record its digest as current.
+                self._touch(spec)
 
     def _write_key(
         self, kind: WriteKind, spec: TableSpec, key: Key, cols: tuple[str, ...]

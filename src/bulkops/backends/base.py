@@ -66,6 +66,10 @@ class Capabilities:
     declared_columns: bool = True
     unique_constraints: bool = True  # unique constraints besides the primary key
     run_log: bool = True  # can keep the run log (bulkops_runs, checkpoints) in the database
+    # sync() stages the source in a temporary table and lets the database find the
+    # difference with set-based statements (False: rows are compared by hash, a chunk
+    # of keys at a time).
+    set_based_diff: bool = True
 
 
 WriteKind = Literal["insert", "insert_ignore", "upsert", "update", "delete"]

@@ -19,9 +19,10 @@ written, and ``atomic=True``, ``db.atomic()`` and ``claim()`` are refused clearl
 from __future__ import annotations
 
 import math
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
@@ -64,6 +65,7 @@ CAPABILITIES = Capabilities(
     declared_columns=False,
     unique_constraints=False,
     run_log=False,  # checkpoints must commit with their chunk: no transactions here
+    set_based_diff=False,  # sync compares row hashes, a chunk of keys at a time
     stores_nan=False,
     keeps_utc_offset=False,
 )
@@ -81,6 +83,7 @@ THROTTLING = frozenset(
     }
 )
 SEQUENCES_TABLE = "bulkops_sequences"
+SYNC_STATE_TABLE = "bulkops_sync_state"
 _KEY_TYPES = {"text": "S", "integer": "N", "decimal": "N", "float": "N", "bytes": "B"}
 _LOGICAL = {"S": "text", "N": "decimal", "B": "bytes"}
 # DynamoDB numbers: 38 significant digits, magnitude 1E-130 to 9.9...9E+125.
@@ -790,6 +793,12 @@ class DynamoDBBackend:
             with self._errors():
                 self.client.get_waiter("table_exists").wait(TableName=SEQUENCES_TABLE)
 
+    # ------------------------------------------------------------ sync state
+
+    def sync_state(self) -> DynamoDBSyncState:
+        """Where sync keeps its digests: the ``bulkops_sync_state`` table."""
+        return DynamoDBSyncState(self)
+
     # -------------------------------------------------------------- plumbing
 
     @contextmanager
@@ -874,6 +883,118 @@ class DynamoDBBackend:
 
     def close(self) -> None:
         return None
+
+
+class DynamoDBSyncState:
+    """Sync digests in the ``bulkops_sync_state`` table (created on first use): one item
+    per synced table holding its ``generation`` and a map of scope -> digest. Writes
+    through bulkops bump the generation and drop the map (one UpdateItem each), and a
+    sync records its digest only if the generation is still the one it expected."""
+
+    # A table made after this backend last looked is noticed within this many seconds.
+    RECHECK = 30.0
+
+    def __init__(self, backend: DynamoDBBackend) -> None:
+        self.backend = backend
+        self._kept: bool | None = None
+        self._checked = 0.0
+
+    def _request(self, method: str, **request: Any) -> Any:
+        # Bookkeeping: sent (and seen by statement tracing), not counted as work.
+        with self.backend._errors():
+            return getattr(self.backend.client, method)(**request)
+
+    def kept(self, spec: TableSpec) -> bool:
+        now = time.monotonic()
+        if self._kept is None or (not self._kept and now - self._checked > self.RECHECK):
+            self._checked = now
+            try:
+                self._request("describe_table", TableName=SYNC_STATE_TABLE)
+                self._kept = True
+            except SchemaError:
+                self._kept = False
+        return self._kept
+
+    def begin(self, table: str, scope: str) -> Any:
+        from ..sync import SyncMark
+
+        key = {"table_name": {"S": table}}
+        try:
+            reply = self._request(
+                "get_item", TableName=SYNC_STATE_TABLE, Key=key, ConsistentRead=True
+            )
+        except SchemaError:
+            self._create()
+            reply = {}
+        self._kept = True
+        item = reply.get("Item")
+        if item is None:
+            try:
+                self._request(
+                    "put_item",
+                    TableName=SYNC_STATE_TABLE,
+                    Item={**key, "generation": {"N": "0"}},
+                    ConditionExpression="attribute_not_exists(#t)",
+                    ExpressionAttributeNames={"#t": "table_name"},
+                )
+            except ConstraintError:
+                return self.begin(table, scope)  # another sync made it first
+            return SyncMark(0, None, None)
+        generation = int(item["generation"]["N"])
+        mine = item.get("scopes", {}).get("M", {}).get(scope)
+        digest = mine["M"]["digest"]["S"] if mine else None
+        return SyncMark(generation, digest, None)
+
+    def _create(self) -> None:
+        try:
+            self.backend.create_table(SYNC_STATE_TABLE, {"table_name": "text"}, ("table_name",))
+        except BulkError as error:
+            if error.code != "ResourceInUseException":  # another process made it first
+                raise
+            with self.backend._errors():
+                self.backend.client.get_waiter("table_exists").wait(TableName=SYNC_STATE_TABLE)
+
+    def invalidate(self, table: str, in_transaction: bool = False) -> None:
+        with suppress(ConstraintError):  # never synced: nothing to invalidate
+            self._request(
+                "update_item",
+                TableName=SYNC_STATE_TABLE,
+                Key={"table_name": {"S": table}},
+                UpdateExpression="ADD #g :one REMOVE #m",
+                ConditionExpression="attribute_exists(#t)",
+                ExpressionAttributeNames={"#g": "generation", "#m": "scopes", "#t": "table_name"},
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    def record(
+        self, table: str, scope: str, mark: Any, digest: str, target_rows: int | None
+    ) -> bool:
+        value = {"M": {"digest": {"S": digest}}}
+        attempts = (
+            ("SET #m.#s = :v", "attribute_exists(#m)", value),
+            ("SET #m = :m", "attribute_not_exists(#m)", {"M": {scope: value}}),
+        )
+        for update, condition, payload in attempts:
+            placeholder = ":v" if ":v" in update else ":m"
+            request: dict[str, Any] = {
+                "TableName": SYNC_STATE_TABLE,
+                "Key": {"table_name": {"S": table}},
+                "UpdateExpression": update,
+                "ConditionExpression": f"#g = :g AND {condition}",
+                "ExpressionAttributeNames": {"#g": "generation", "#m": "scopes"},
+                "ExpressionAttributeValues": {
+                    ":g": {"N": str(mark.generation)},
+                    placeholder: payload,
+                },
+            }
+            if "#s" in update:
+                request["ExpressionAttributeNames"]["#s"] = scope
+            try:
+                self._request("update_item", **request)
+                return True
+            except ConstraintError:
+                continue  # the other shape of the item, or written meanwhile
+        return False
 
 
 def _projection(names: Sequence[str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import errors as pg_errors
 from psycopg import sql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateTable
 
@@ -198,7 +199,8 @@ def _sequence_name(name: str) -> str:
 
 
 # Columns (name, type name, type oid, NOT NULL, has a default, generated, type
-# category, formatted type, default expression) and unique indexes of one table.
+# category, formatted type, default expression) and unique indexes of one table, and
+# whether the database keeps sync state (writes must then invalidate it).
 _REFLECT = """
 WITH rel AS (SELECT to_regclass(%(ident)s)::oid AS oid)
 SELECT rel.oid,
@@ -218,7 +220,8 @@ SELECT rel.oid,
                   ORDER BY k.o)))
      FROM pg_index i
      WHERE i.indrelid = rel.oid AND i.indisunique AND i.indpred IS NULL
-           AND i.indexprs IS NULL)
+           AND i.indexprs IS NULL),
+  to_regclass('bulkops_sync_state') IS NOT NULL
 FROM rel
 """
 
@@ -320,6 +323,7 @@ class PostgresBackend:
         self._pid: int | None = None
         self._sequences: set[str] = set()
         self._dirty: set[str] = set()  # staging tables written in this transaction
+        self._stage_types: dict[str, list[int]] = {}  # sync stage -> COPY type oids
         self._xid: int | None = None
         # Statement counters (bulkops.testing) stay attached across reconnects and forks.
         self._traces: list[Callable[[str], None]] = []
@@ -417,7 +421,7 @@ class PostgresBackend:
             row = self.conn.execute(_REFLECT, {"ident": ident}).fetchone()
             if row is None or row[0] is None:
                 raise SchemaError(self._no_such_table(table))
-            info, indexes = row[1] or [], row[2] or []
+            info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -448,7 +452,7 @@ class PostgresBackend:
             columns=columns,
             primary_key=primary,
             unique=unique,
-            extra={"oids": oids, "defaults": defaults},
+            extra={"oids": oids, "defaults": defaults, "sync_state": bool(sync_state)},
         )
         return spec
 
@@ -786,20 +790,75 @@ class PostgresBackend:
     # ------------------------------------------------------------- bookkeeping
 
     def execute_core(
-        self, statement: sa.ClauseElement, values: Mapping[str, Any] | None = None
+        self,
+        statement: sa.ClauseElement,
+        values: Mapping[str, Any] | None = None,
+        *,
+        counted: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
-        return its rows. For bulkops' own tables (the run log): not counted in
-        ``statements``, which counts the work asked for."""
+        return its rows. Not counted in ``statements`` (which counts the work asked
+        for) unless ``counted``: bulkops' own tables (the run log) are bookkeeping."""
         compiled = statement.compile(dialect=self.dialect)
         params = None
         if not isinstance(statement, sa.schema.ExecutableDDLElement):
             params = compiled.construct_params(dict(values or {}))
+        if counted:
+            self.statements += 1
         with self._errors():
             cursor = self.conn.execute(str(compiled).encode(), params)
             return cursor.fetchall() if cursor.description else []
 
     # ------------------------------------------------------------- primitives
+
+    def core_table(self, table: TableSpec) -> sa.TableClause:
+        """The table for SQLAlchemy Core statements."""
+        return self._target(table)
+
+    def distinct(self, column: ColumnSpec, a: Any, b: Any) -> Any:
+        """SQL that is true where two values of ``column`` differ as data (numeric and
+        timestamptz compare by value already; json has no equality: as jsonb)."""
+        if column.extra_type == "json":
+            return sa.cast(a, JSONB).is_distinct_from(sa.cast(b, JSONB))
+        return a.is_distinct_from(b)
+
+    def load_stage(
+        self, stage: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Binary COPY of driver-ready ``rows`` into the temporary table ``stage`` (sync);
+        the columns other than the target's (``_n``, ``_op``) are bigint and text."""
+        types = self._stage_types.get(stage)
+        if types is None:
+            found = self.conn.execute(
+                "SELECT a.attname, a.atttypid::int FROM pg_attribute a "
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+                (sql.Identifier(stage).as_string(self.conn),),
+            ).fetchall()
+            oids = dict(found)
+            types = self._stage_types[stage] = [oids[c] for c in columns]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        self.statements += 1
+        with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(types)
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def finish_stage(self, stage: str) -> None:
+        """Statistics for the staged table, so that the planner joins it sensibly
+        (temporary tables are never analyzed by autovacuum)."""
+        self._stage_types.pop(stage, None)
+        self.statements += 1
+        with self._errors():
+            self.conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+
+    def sync_state(self) -> Any:
+        """Where sync keeps its digests: ``bulkops_sync_state``, in this database."""
+        from ..sync import SQLSyncState
+
+        return SQLSyncState(self, self.retry)
 
     def _target(self, table: TableSpec) -> sa.TableClause:
         schema, _, name = table.name.rpartition(".")

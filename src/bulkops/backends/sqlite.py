@@ -176,6 +176,20 @@ def _decode_datetime(value: Any) -> Any:
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
+def _differs(kind: str, a: Any, b: Any) -> int:
+    """``bulkops_differs(kind, a, b)``: 1 where two stored values differ as data."""
+    if a is None or b is None:
+        return int(a is not b)
+    try:
+        if kind == "decimal":
+            return int(_decode_decimal(a) != _decode_decimal(b))
+        if kind == "datetime":
+            return int(_decode_datetime(a) != _decode_datetime(b))
+    except (ValueError, TypeError, ArithmeticError):
+        pass  # not comparable as data (e.g. naive against aware): they differ
+    return int(a != b)
+
+
 def _adapt_any(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
@@ -311,7 +325,8 @@ _COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]
 
 
 # Columns, then the columns of each full (not partial) unique index, of one table in
-# one statement: every verb reflects its table, so this is on every call.
+# one statement: every verb reflects its table, so this is on every call. The last
+# part says whether the database keeps sync state (writes must then invalidate it).
 _REFLECT = """
 SELECT 0, x.name, x.type, x."notnull", x.dflt_value, x.pk, x.hidden, x.cid, 0
   FROM pragma_table_xinfo(?1) AS x
@@ -319,6 +334,9 @@ UNION ALL
 SELECT 1, l.name, i.name, NULL, NULL, NULL, NULL, l.seq, i.seqno
   FROM pragma_index_list(?1) AS l JOIN pragma_index_info(l.name) AS i
  WHERE l."unique" AND NOT l.partial
+UNION ALL
+SELECT 2, name, NULL, NULL, NULL, NULL, NULL, 0, 0
+  FROM sqlite_schema WHERE type = 'table' AND name = 'bulkops_sync_state'
 ORDER BY 1, 8, 9
 """
 
@@ -335,6 +353,7 @@ class SQLiteBackend:
         self.conn: sqlite3.Connection = conn
         self._saved_isolation = conn.isolation_level
         conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
+        conn.create_function("bulkops_differs", 3, _differs, deterministic=True)
         self.dialect = engine.dialect
         self.statements = 0
         self.retries = 0  # never re-sends on its own: chunks are retried whole
@@ -388,6 +407,7 @@ class SQLiteBackend:
             columns=columns,
             primary_key=tuple(name for _, name in sorted(pk)),
             unique=tuple(unique),
+            extra={"sync_state": any(r[0] == 2 for r in found)},
         )
 
     def _no_such_table(self, table: str) -> str:
@@ -636,19 +656,59 @@ class SQLiteBackend:
     # ------------------------------------------------------------- bookkeeping
 
     def execute_core(
-        self, statement: sa.ClauseElement, values: Mapping[str, Any] | None = None
+        self,
+        statement: sa.ClauseElement,
+        values: Mapping[str, Any] | None = None,
+        *,
+        counted: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
-        return its rows. For bulkops' own tables (the run log): not counted in
-        ``statements``, which counts the work asked for."""
+        return its rows. Not counted in ``statements`` (which counts the work asked
+        for) unless ``counted``: bulkops' own tables (the run log) are bookkeeping."""
         compiled: Any = statement.compile(dialect=self.dialect)
         params: list[Any] = []
         if not isinstance(statement, sa.schema.ExecutableDDLElement):
             bound = compiled.construct_params(dict(values or {}))
             params = [bound[n] for n in compiled.positiontup or []]
+        if counted:
+            self.statements += 1
         with self._errors():
             cursor = self.conn.execute(str(compiled), params)
             return cursor.fetchall() if cursor.description else []
+
+    def core_table(self, table: TableSpec) -> sa.TableClause:
+        """The table for SQLAlchemy Core statements."""
+        return _sa_table(table)
+
+    def distinct(self, column: ColumnSpec, a: Any, b: Any) -> Any:
+        """SQL that is true where two values of ``column`` differ as data: decimals
+        stored as text compare as numbers ("2" and "2.0" agree), datetimes as instants
+        (whatever their UTC offset); everything else with ``IS NOT``."""
+        if column.type in ("decimal", "datetime"):
+            return sa.and_(a.is_distinct_from(b), sa.func.bulkops_differs(column.type, a, b) == 1)
+        return a.is_distinct_from(b)
+
+    def load_stage(
+        self, stage: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Insert driver-ready ``rows`` into the temporary table ``stage`` (sync)."""
+        quote = self.dialect.identifier_preparer.quote
+        sql = (
+            f"INSERT INTO {quote(stage)} ({', '.join(map(quote, columns))}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        self.statements += 1
+        with self._errors():
+            self.conn.executemany(sql, rows)
+
+    def finish_stage(self, stage: str) -> None:
+        """A staged table is complete (SQLite's planner needs nothing more)."""
+
+    def sync_state(self) -> Any:
+        """Where sync keeps its digests: ``bulkops_sync_state``, in this database."""
+        from ..sync import SQLSyncState
+
+        return SQLSyncState(self, self.retry)
 
     # ------------------------------------------------------------- primitives
 

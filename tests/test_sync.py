@@ -1,0 +1,377 @@
+"""Differential sync, diff and apply on every backend (the ``db`` fixture), against the
+real databases: the target ends equal to the source, the SyncReport accounts for every
+source row, an unchanged source is skipped by its digest, ``where`` and ``dry_run``
+never touch what they must not, and changesets travel between stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import itertools
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bulkops
+from bulkops.sync import Changeset, canonical, row_hash
+
+_names = itertools.count(1)
+COLUMNS = {"id": "integer", "name": "text", "price": "decimal", "qty": "integer"}
+
+
+def make_table(db: bulkops.Store, rows: list[dict[str, Any]]) -> str:
+    name = f"items_{next(_names)}"
+    db.create_table(name, COLUMNS, key="id")
+    if rows:
+        db.insert(name, rows)
+    return name
+
+
+def contents(db: bulkops.Store, table: str, ids: Any) -> dict[int, dict[str, Any]]:
+    """The rows of ``ids`` that exist, values normalised for comparison across backends
+    (DynamoDB gives numbers back as int/float/Decimal, SQL as the column's type)."""
+    found = db.get_many(table, list(ids))
+    return {
+        int(k): {
+            "id": int(row["id"]),
+            "name": row.get("name"),
+            "price": None if row.get("price") is None else Decimal(str(row["price"])),
+            "qty": None if row.get("qty") is None else int(row["qty"]),
+        }
+        for k, row in found.items()
+    }
+
+
+def normal(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {
+        r["id"]: {
+            "id": r["id"], "name": r["name"],
+            "price": None if r["price"] is None else Decimal(str(r["price"])), "qty": r["qty"],
+        }
+        for r in rows
+    }  # fmt: skip
+
+
+def base_rows(n: int = 20) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "name": f"item {i}", "price": Decimal(f"{i}.25"), "qty": i * 2}
+        for i in range(1, n + 1)
+    ]
+
+
+def edited(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows 1–2 changed, 3 deleted, 21–22 added, the rest as they were."""
+    out = [dict(r) for r in rows if r["id"] != 3]
+    out[0]["name"] = "renamed"
+    out[1]["qty"] = 999
+    out += [
+        {"id": 21, "name": "new 21", "price": Decimal("5.00"), "qty": 1},
+        {"id": 22, "name": "new 22", "price": None, "qty": 2},
+    ]
+    return out
+
+
+def test_sync_sends_only_the_difference(db: bulkops.Store) -> None:
+    rows = base_rows()
+    table = make_table(db, rows)
+    source = edited(rows)
+    report = db.sync(table, source, key="id", delete_missing=True, keys=True)
+    assert (report.added, report.changed, report.deleted, report.unchanged) == (2, 2, 1, 17)
+    assert report.rows_in == len(source) == report.accounted
+    assert sorted(report.added_keys) == [21, 22]
+    assert sorted(report.changed_keys) == [1, 2]
+    assert report.deleted_keys == [3]
+    assert not report.skipped and report.ok
+    assert report.bytes > 0 and report.statements > 0
+    assert contents(db, table, range(1, 30)) == normal(source)
+
+
+def test_second_sync_is_skipped_by_digest_until_bulkops_writes_the_table(
+    db: bulkops.Store,
+) -> None:
+    rows = base_rows()
+    table = make_table(db, rows)
+    source = edited(rows)
+    db.sync(table, source, key="id", delete_missing=True)
+    again = db.sync(table, source, key="id", delete_missing=True)
+    assert again.skipped
+    assert (again.added, again.changed, again.deleted) == (0, 0, 0)
+    assert again.unchanged == again.rows_in == len(source)
+    # A write through bulkops invalidates the digest: the next sync compares again
+    # and puts the row back.
+    db.upsert(table, [{"id": 5, "name": "edited elsewhere", "price": 1, "qty": 1}])
+    third = db.sync(table, source, key="id", delete_missing=True, keys=True)
+    assert not third.skipped
+    assert third.changed_keys == [5]
+    assert contents(db, table, range(1, 30)) == normal(source)
+
+
+def test_a_matching_source_digest_skips_without_reading_the_rows(db: bulkops.Store) -> None:
+    rows = base_rows()
+    table = make_table(db, [])
+    first = db.sync(table, rows, key="id", source_digest="sha256:abc")
+    assert first.added == len(rows)
+
+    def never() -> Iterator[dict[str, Any]]:
+        raise AssertionError("the rows were read")
+        yield {}
+
+    second = db.sync(table, never(), key="id", source_digest="sha256:abc")
+    assert second.skipped and second.rows_in == 0
+    # Another digest (the file changed): compared in full.
+    third = db.sync(table, edited(rows), key="id", source_digest="sha256:def")
+    assert not third.skipped and third.changed == 2
+
+
+def test_dry_run_writes_nothing(db: bulkops.Store) -> None:
+    rows = base_rows()
+    table = make_table(db, rows)
+    before = contents(db, table, range(1, 30))
+    report = db.sync(table, edited(rows), key="id", delete_missing=True, dry_run=True, keys=True)
+    assert report.dry_run
+    assert (report.added, report.changed, report.deleted) == (2, 2, 1)
+    assert sorted(report.changed_keys) == [1, 2]
+    assert contents(db, table, range(1, 30)) == before
+    # and it recorded no digest: the real sync still has work to do
+    real = db.sync(table, edited(rows), key="id", delete_missing=True)
+    assert not real.skipped and real.changes == 5
+
+
+def test_where_never_touches_rows_outside_the_scope(db: bulkops.Store) -> None:
+    rows = [dict(r, name="eu" if r["id"] % 2 else "us") for r in base_rows()]
+    table = make_table(db, rows)
+    outside = {r["id"]: r for r in rows if r["name"] == "us"}
+    # The source stands for the "eu" rows only: one of them gone, one changed, one new,
+    # and one row claims a key that belongs to a "us" row.
+    source = [dict(r) for r in rows if r["name"] == "eu" and r["id"] != 1]
+    source[0]["qty"] = 500
+    source.append({"id": 41, "name": "eu", "price": Decimal("1.00"), "qty": 1})
+    source.append({"id": 2, "name": "eu", "price": Decimal("1.00"), "qty": 1})
+    report = db.sync(table, source, key="id", delete_missing=True, where={"name": "eu"}, rejects=[])
+    assert (report.added, report.changed, report.deleted) == (1, 1, 1)
+    assert report.rejected == 1 and report.rejections[0].key == 2
+    assert "outside" in report.rejections[0].reason
+    assert report.accounted == report.rows_in
+    after = contents(db, table, range(1, 50))
+    assert {k: v for k, v in after.items() if k in outside} == normal(list(outside.values()))
+    assert 1 not in after and after[41]["qty"] == 1
+    # A source row outside the scope is refused, not written.
+    bad = db.sync(table, [{"id": 60, "name": "us", "price": 1, "qty": 1}], key="id",
+                  where={"name": "eu"}, rejects=[])  # fmt: skip
+    assert bad.rejected == 1 and 60 not in contents(db, table, [60])
+
+
+def test_rejected_rows_are_not_deleted_as_missing(db: bulkops.Store) -> None:
+    needs_declared(db)
+    rows = base_rows(5)
+    table = make_table(db, rows)
+    source = [dict(r) for r in rows]
+    source[2]["qty"] = "not a number"
+    report = db.sync(table, source, key="id", delete_missing=True, rejects=[])
+    assert report.rejected == 1 and report.rejections[0].row == 3
+    assert report.rejections[0].column == "qty"
+    assert report.deleted == 0
+    assert contents(db, table, range(1, 6)) == normal(rows)
+
+
+def test_bad_row_raises_by_default_naming_it(db: bulkops.Store) -> None:
+    needs_declared(db)
+    table = make_table(db, base_rows(3))
+    source = [dict(r) for r in base_rows(3)]
+    source[1]["price"] = "twelve"
+    with pytest.raises(bulkops.ConversionError, match=r"row 2 \(key 2\)") as caught:
+        db.sync(table, source, key="id")
+    assert caught.value.column == "price"
+
+
+def test_duplicate_keys_last_wins_across_chunks(db: bulkops.Store) -> None:
+    table = make_table(db, [])
+    source = [{"id": i % 3, "name": f"v{i}", "price": None, "qty": i} for i in range(7)]
+    report = db.sync(table, source, key="id", chunk_size=2)
+    assert report.added == 3 and report.duplicates == 4
+    assert report.accounted == report.rows_in == 7
+    got = contents(db, table, range(3))
+    assert {k: v["qty"] for k, v in got.items()} == {0: 6, 1: 4, 2: 5}
+
+
+def test_representation_only_changes_are_unchanged(db: bulkops.Store) -> None:
+    name = f"typed_{next(_names)}"
+    # DynamoDB stores no datetimes (bulkops refuses them rather than guess a format).
+    datetimes = db.capabilities.declared_columns
+    db.create_table(
+        name, {"id": "integer", "amount": "decimal", "n": "integer", "at": "datetime"}, key="id"
+    )
+    at = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+
+    def rows(*given: dict[str, Any]) -> list[dict[str, Any]]:
+        return [r if datetimes else {k: v for k, v in r.items() if k != "at"} for r in given]
+
+    db.insert(name, rows({"id": 1, "amount": Decimal("1.00"), "n": 1, "at": at},
+                         {"id": 2, "amount": Decimal("2.5"), "n": 2, "at": at}))  # fmt: skip
+    same = rows(
+        {"id": 1, "amount": 1, "n": 1.0, "at": at.astimezone(plus_two)},
+        {"id": 2, "amount": 2.5, "n": Decimal("2"), "at": at},
+    )
+    report = db.sync(name, same, key="id")
+    assert (report.added, report.changed, report.unchanged) == (0, 0, 2)
+    moved = db.sync(name, rows({"id": 1, "amount": Decimal("1.01"), "n": 1, "at": at}), key="id")
+    assert moved.changed == 1
+    if datetimes:
+        later = db.sync(name, rows({"id": 2, "amount": 2.5, "n": 2,
+                                    "at": at + dt.timedelta(seconds=1)}), key="id")  # fmt: skip
+        assert later.changed == 1
+
+
+def test_changeset_applied_to_another_store_gives_the_same_table(
+    db: bulkops.Store, tmp_path: Path
+) -> None:
+    rows = base_rows()
+    table = make_table(db, rows)
+    other = bulkops.connect(f"sqlite:///{tmp_path}/replica.db")
+    other.create_table(table, COLUMNS, key="id")
+    other.insert(table, rows)
+    source = edited(rows)
+    changes = db.diff(table, source, key="id", delete_missing=True)
+    assert (changes.added, changes.changed, changes.deleted) == (2, 2, 1)
+    assert changes.full_bytes and changes.bytes < changes.full_bytes
+    path = tmp_path / "changes.jsonl.gz"
+    changes.write(path)
+    # diff wrote nothing here
+    assert contents(db, table, range(1, 30)) == normal(rows)
+    report = other.apply(path)
+    assert (report.added, report.changed, report.deleted) == (2, 2, 1)
+    assert contents(other, table, range(1, 30)) == normal(source)
+    # and the same changeset brings the first store level too
+    db.apply(Changeset.read(path))
+    assert contents(db, table, range(1, 30)) == normal(source)
+    other.close()
+
+
+def test_truncated_or_corrupt_changeset_is_refused_and_nothing_applied(
+    db: bulkops.Store, tmp_path: Path
+) -> None:
+    rows = base_rows()
+    table = make_table(db, rows)
+    changes = db.diff(table, edited(rows), key="id", delete_missing=True)
+    good = tmp_path / "good.jsonl.gz"
+    changes.write(good)
+    lines = gzip.decompress(good.read_bytes()).decode().splitlines(keepends=True)
+    truncated = tmp_path / "truncated.jsonl.gz"
+    truncated.write_bytes(gzip.compress("".join(lines[:-2]).encode()))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(good.read_bytes()[:-20])
+    tampered = tmp_path / "tampered.jsonl.gz"
+    tampered.write_bytes(gzip.compress("".join(lines).replace("renamed", "RENAMED").encode()))
+    garbage = tmp_path / "garbage.jsonl.gz"
+    garbage.write_bytes(os.urandom(300))
+    for path, message in [
+        (truncated, "truncated"), (cut, "readable|truncated"), (tampered, "corrupt"),
+        (garbage, "readable"),
+    ]:  # fmt: skip
+        with pytest.raises(bulkops.ChangesetError, match=message):
+            db.apply(path)
+    assert contents(db, table, range(1, 30)) == normal(rows)
+
+
+def test_empty_source_with_delete_missing_empties_the_scope(db: bulkops.Store) -> None:
+    table = make_table(db, base_rows(4))
+    report = db.sync(table, [], key="id", delete_missing=True)
+    assert report.deleted == 4 and report.rows_in == 0
+    assert contents(db, table, range(1, 5)) == {}
+
+
+def test_row_hash_is_type_normalised() -> None:
+    utc = dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)
+    assert row_hash([1, "a"]) == row_hash([1.0, "a"]) == row_hash([Decimal("1.00"), "a"])
+    assert row_hash([Decimal("0.10")]) == row_hash([0.1])
+    assert row_hash([utc]) == row_hash([utc.astimezone(dt.timezone(dt.timedelta(hours=-5)))])
+    assert row_hash([utc.replace(tzinfo=None)]) == row_hash([utc])
+    assert row_hash([1]) != row_hash(["1"]) != row_hash([True])
+    assert row_hash([{"a": 1, "b": [1, 2]}]) == row_hash([{"b": [1.0, 2], "a": Decimal(1)}])
+    assert canonical(None) is None and row_hash([None]) != row_hash([0])
+
+
+def needs_declared(db: bulkops.Store) -> None:
+    if not db.capabilities.declared_columns:
+        pytest.skip(f"{db.capabilities.name}: values are not coerced to declared columns")
+
+
+# ------------------------------------------------------------- property test
+
+edits = st.lists(
+    st.tuples(
+        st.sampled_from(["keep", "change", "retype", "delete"]),
+        st.integers(min_value=-1000, max_value=1000),
+    ),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(
+    target=st.lists(st.integers(min_value=0, max_value=999), max_size=12, unique=True),
+    script=edits,
+    new=st.lists(st.integers(min_value=1000, max_value=1999), max_size=6, unique=True),
+)
+def test_sync_property(
+    sql_db: bulkops.Store, target: list[int], script: list[tuple[str, int]], new: list[int]
+) -> None:
+    """A random target and a random edit script: after sync(delete_missing=True) the
+    target equals the source, the counts are the script's, and a second sync is
+    skipped by its digest."""
+    db = sql_db
+    rows = [{"id": i, "name": f"n{i}", "price": Decimal(i) / 4, "qty": i} for i in target]
+    table = make_table(db, rows)
+    source: list[dict[str, Any]] = []
+    expect = {"added": len(new), "changed": 0, "deleted": 0, "unchanged": 0}
+    for row, (op, value) in zip(rows, script + [("keep", 0)] * len(rows), strict=False):
+        if op == "delete":
+            expect["deleted"] += 1
+            continue
+        edited_row = dict(row)
+        if op == "change":
+            edited_row["qty"] = row["qty"] + value + 1 if value >= 0 else row["qty"] - 1
+            edited_row["name"] = f"{row['name']}!"
+            expect["changed"] += 1
+        elif op == "retype":  # the same value in another type: no change
+            edited_row["price"] = float(row["price"])
+            edited_row["qty"] = Decimal(row["qty"])
+            expect["unchanged"] += 1
+        else:
+            expect["unchanged"] += 1
+        source.append(edited_row)
+    source += [{"id": i, "name": f"new{i}", "price": Decimal("0.5"), "qty": 1} for i in new]
+    report = db.sync(table, source, key="id", delete_missing=True)
+    got = {k: getattr(report, k) for k in expect}
+    assert got == expect
+    assert report.accounted == report.rows_in == len(source)
+    ids = set(target) | set(new)
+    assert contents(db, table, ids) == normal(source)
+    again = db.sync(table, source, key="id", delete_missing=True)
+    assert again.skipped and again.changes == 0
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], scope="module"
+)
+def sql_db(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[bulkops.Store]:
+    """One store per SQL backend for the property test (each example makes a table)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sync')}/property.db"
+    else:
+        url = request.getfixturevalue("pg_cluster").create_database("sync_property")
+    store = bulkops.connect(url)
+    try:
+        yield store
+    finally:
+        store.close()
