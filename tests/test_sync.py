@@ -66,7 +66,7 @@ def base_rows(n: int = 20) -> list[dict[str, Any]]:
 
 
 def edited(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows 1–2 changed, 3 deleted, 21–22 added, the rest as they were."""
+    """Rows 1 and 2 changed, 3 deleted, 21 and 22 added, the rest as they were."""
     out = [dict(r) for r in rows if r["id"] != 3]
     out[0]["name"] = "renamed"
     out[1]["qty"] = 999

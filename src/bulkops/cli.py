@@ -31,7 +31,7 @@ from rich.table import Table
 from . import __version__
 from .api import connect
 from .errors import BulkError, DataError, SchemaError
-from .report import Report, jsonable
+from .report import Report, SyncReport, jsonable
 from .runlog import Run
 from .schema import infer_type
 from .sources import FORMATS, SourceError, file_digest, open_source
@@ -539,6 +539,229 @@ def _print_summary(report: Report, rejects: str | None) -> None:
 def _fail(message: str) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     sys.exit(EXIT_FAILED)
+
+
+# ---------------------------------------------------------------------------- sync
+
+
+def _where_option(values: tuple[str, ...]) -> dict[str, str]:
+    where: dict[str, str] = {}
+    for item in values:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            _fail(f"--where takes COLUMN=VALUE, not {item!r}")
+        where[column.strip()] = value
+    return where
+
+
+@main.command()
+@click.argument("file")
+@click.option("--table", "-t", required=True, help="Target table.")
+@click.option("--key", help="Key column(s), comma-separated (default: the primary key).")
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(FORMATS)),
+    help="Input format (default: from the file name).",
+)
+@click.option(
+    "--delete-missing", is_flag=True, help="Delete rows of the table (or scope) the file lacks."
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="COLUMN=VALUE",
+    help="The part of the table the file stands for (repeatable); rows outside it are "
+    "never changed or deleted.",
+)
+@click.option("--dry-run", is_flag=True, help="Find and count the difference; write nothing.")
+@click.option(
+    "--changes-out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also store the difference as a changeset (gzip JSON Lines) at this path.",
+)
+@click.option("--chunk-size", type=click.IntRange(min=1), help="Rows per chunk.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["raise", "isolate"]),
+    help="Stop at the first bad row (raise) or reject bad rows and go on (isolate; the "
+    "default with --rejects or --max-rejects).",
+)
+@click.option("--rejects", type=click.Path(dir_okay=False), help="Write rejected rows here.")
+@click.option("--max-rejects", type=click.IntRange(min=0), help="Stop after this many rejects.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
+def sync(
+    file: str,
+    table: str,
+    key: str | None,
+    db: str,
+    fmt: str | None,
+    delete_missing: bool,
+    where: tuple[str, ...],
+    dry_run: bool,
+    changes_out: str | None,
+    chunk_size: int | None,
+    on_error: str | None,
+    rejects: str | None,
+    max_rejects: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Make TABLE hold what FILE holds, writing only the difference: rows added,
+    changed (compared on the file's columns) and, with --delete-missing, deleted.
+
+    An unchanged file meeting a table that bulkops has not written since the last sync
+    is skipped without reading it. Exit status as for load.
+    """
+    key_cols = tuple(k.strip() for k in key.split(",") if k.strip()) if key else None
+    scope = _where_option(where)
+    try:
+        digest = file_digest(file) if file != "-" else None
+        source = open_source(file, fmt)
+    except SourceError as error:
+        _fail(str(error))
+    options: dict[str, Any] = {
+        "chunk_size": chunk_size, "on_error": on_error, "rejects": rejects,
+        "max_rejects": max_rejects,
+    }  # fmt: skip
+    report: SyncReport | None = None
+    failure: BulkError | SourceError | None = None
+    with source, _open_store(db) as store:
+        rows = source.rows
+        status = nullcontext() if quiet or as_json else err_console.status(f"sync {table}")
+        try:
+            with status:
+                if changes_out:
+                    # The difference is found once, stored, then applied from the file.
+                    changes = store.diff(
+                        table, rows, key=key_cols, columns=source.columns,
+                        delete_missing=delete_missing, where=scope, **options,
+                    )  # fmt: skip
+                    changes.write(changes_out)
+                    report = changes.report
+                    assert report is not None
+                    report.verb, report.dry_run = "sync", dry_run
+                    if not dry_run:
+                        applied = store.apply(changes, chunk_size=chunk_size, rejects=[])
+                        _absorb(report, applied)
+                    changes.close()
+                else:
+                    report = store.sync(
+                        table, rows, key=key_cols, columns=source.columns,
+                        delete_missing=delete_missing, where=scope, dry_run=dry_run,
+                        source_digest=digest, **options,
+                    )  # fmt: skip
+        except (BulkError, SourceError) as error:
+            failure = error
+    _finish_sync(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
+
+
+def _apply_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _absorb(report: SyncReport, applied: SyncReport) -> None:
+    """The diff's report, with what applying it did."""
+    for name in ("added", "changed", "deleted"):
+        setattr(report, name, getattr(applied, name))
+    report.unchanged += applied.unchanged
+    report.rejected += applied.rejected
+    report.rejections += applied.rejections
+    report.failed += applied.failed
+    report.failures += applied.failures
+    report.statements += applied.statements
+    report.elapsed += applied.elapsed
+
+
+@main.command()
+@click.argument("changes", type=click.Path(exists=True, dir_okay=False))
+@db_option
+@click.option("--table", "-t", help="Target table (default: the one the changeset was made for).")
+@click.option("--chunk-size", type=click.IntRange(min=1), help="Rows per chunk.")
+@click.option("--rejects", type=click.Path(dir_okay=False), help="Write rejected rows here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary table.")
+def apply(
+    changes: str,
+    db: str,
+    table: str | None,
+    chunk_size: int | None,
+    rejects: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Apply a changeset (from `bulkops sync --changes-out` or `db.diff(...)`) to a
+    table. The whole file is checked first: a truncated or corrupt changeset is
+    refused and nothing is applied."""
+    report: SyncReport | None = None
+    failure: BulkError | None = None
+    with _open_store(db) as store:
+        try:
+            report = store.apply(
+                changes, table=table,
+                **_apply_options({"chunk_size": chunk_size, "rejects": rejects}),
+            )  # fmt: skip
+        except BulkError as error:
+            failure = error
+    _finish_sync(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
+
+
+def _finish_sync(
+    report: SyncReport | None,
+    failure: BaseException | None,
+    *,
+    as_json: bool,
+    quiet: bool,
+    rejects: str | None,
+) -> None:
+    if as_json:
+        data = report.as_dict() if report else {}
+        if failure is not None:
+            data["error"] = str(failure)
+        click.echo(json.dumps(jsonable(data), indent=2))
+    else:
+        if report is not None and not quiet:
+            _print_sync_summary(report, rejects)
+        if failure is not None:
+            err_console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False)
+    if failure is not None and not isinstance(failure, DataError):
+        sys.exit(EXIT_FAILED)
+    if failure is not None or report is None or not report.ok:
+        sys.exit(EXIT_REJECTED)
+
+
+def _print_sync_summary(report: SyncReport, rejects: str | None) -> None:
+    console = Console()
+    title = f"{report.verb} {report.table}"
+    if report.dry_run:
+        title += " (dry run: nothing written)"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("rows in", f"{report.rows_in:,}")
+    if report.skipped:
+        table.add_row("skipped", "unchanged since the last sync")
+    for name in ("added", "changed", "deleted", "unchanged", "duplicates"):
+        table.add_row(name, f"{getattr(report, name):,}")
+    table.add_row("rejected", f"[red]{report.rejected:,}[/]" if report.rejected else "0")
+    if report.failed:
+        table.add_row("failed (not written, retry them)", f"[red]{report.failed:,}[/]")
+    table.add_row("statements", f"{report.statements:,}")
+    table.add_row("bytes of changes", f"{report.bytes:,}")
+    table.add_row("time", f"{report.elapsed:.2f}s")
+    console.print(table)
+    if report.rejections:
+        if rejects:
+            console.print(f"rejected rows written to {rejects}")
+        else:
+            for r in report.rejections[:5]:
+                where = f"column {r.column!r}: " if r.column else ""
+                console.print(f"  row {r.row} (key {r.key!r}): {where}{r.reason}", highlight=False)
+            if len(report.rejections) > 5:
+                console.print(f"  ... and {len(report.rejections) - 5} more (use --rejects FILE)")
 
 
 # --------------------------------------------------------------------------- bench

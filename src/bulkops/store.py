@@ -853,13 +853,16 @@ class Store:
         columns: Sequence[str] | None = None,
         delete_missing: bool = False,
         where: Mapping[str, Any] | None = None,
-        chunk_size: int | None = None,
+        **options: Unpack[WriteOptions],
     ) -> Changeset:
         """The difference ``sync`` would write, as a ``Changeset`` (nothing is written):
         ``changeset.write(path)`` stores it (gzip JSON Lines), ``db.apply(changeset)``
-        applies it, here or to another store. ``changeset.report`` has the counts."""
+        applies it, here or to another store. ``changeset.report`` has the counts.
+        Bad rows are handled as by ``sync`` (``on_error``, ``rejects``, ``max_rejects``)."""
+        opts: dict[str, Any] = dict(options)
+        chunk_size = opts.pop("chunk_size", None)
         syncer = self._sync("diff", table, rows, key, columns, delete_missing, where, True,
-                            False, None, chunk_size, {"on_error": "isolate"})  # fmt: skip
+                            False, None, chunk_size, opts)  # fmt: skip
         assert syncer.changeset is not None
         return syncer.changeset
 
