@@ -375,3 +375,58 @@ def sql_db(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[bu
         yield store
     finally:
         store.close()
+
+
+def test_a_write_during_the_sync_keeps_the_digest_from_being_recorded(
+    db: bulkops.Store, db_url: str
+) -> None:
+    """Another writer changes a row while the sync writes its difference: the sync
+    must not record its digest as current, or the next sync would be skipped and the
+    other writer's change would stay."""
+    rows = base_rows()
+    table = make_table(db, rows)
+    source = edited(rows)
+    other = bulkops.connect(db_url)
+    meddled: list[int] = []
+
+    def meddle(report: bulkops.Report) -> None:
+        if not meddled:
+            other.upsert(table, [{"id": 15, "name": "meddled", "price": 1, "qty": 1}])
+            meddled.append(15)
+
+    first = db.sync(table, source, key="id", delete_missing=True, progress=meddle)
+    assert meddled and first.changes == 5
+    assert contents(db, table, [15])[15]["name"] == "meddled"
+    second = db.sync(table, source, key="id", delete_missing=True, keys=True)
+    assert not second.skipped and second.changed_keys == [15]
+    assert contents(db, table, range(1, 30)) == normal(source)
+    assert db.sync(table, source, key="id", delete_missing=True).skipped
+    other.close()
+
+
+def test_another_scope_or_delete_missing_is_not_skipped(db: bulkops.Store) -> None:
+    rows = base_rows(6)
+    table = make_table(db, rows)
+    extra = [{"id": 50, "name": "extra", "price": None, "qty": 0}]
+    db.insert(table, extra)
+    assert db.sync(table, rows, key="id").unchanged == 6
+    assert db.sync(table, rows, key="id").skipped
+    # Same rows, but now what the source lacks goes: a different job, not skipped.
+    gone = db.sync(table, rows, key="id", delete_missing=True)
+    assert not gone.skipped and gone.deleted == 1
+    assert contents(db, table, [50]) == {}
+
+
+def test_rejected_row_then_valid_row_with_the_same_key(db: bulkops.Store) -> None:
+    needs_declared(db)
+    table = make_table(db, base_rows(3))
+    source = [
+        {"id": 2, "name": "bad", "price": "not money", "qty": 1},
+        {"id": 2, "name": "good", "price": Decimal("9.99"), "qty": 1},
+        {"id": 1, "name": "item 1", "price": Decimal("1.25"), "qty": 2},
+        {"id": 3, "name": "item 3", "price": Decimal("3.25"), "qty": 6},
+    ]
+    report = db.sync(table, source, key="id", delete_missing=True, rejects=[], chunk_size=1)
+    assert report.rejected == 1 and report.changed == 1 and report.unchanged == 2
+    assert report.accounted == report.rows_in == 4
+    assert contents(db, table, [2])[2]["name"] == "good"

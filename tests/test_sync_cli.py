@@ -54,7 +54,8 @@ def test_sync_writes_the_difference_and_skips_an_unchanged_file(tmp_path: Path) 
     again = run("sync", str(source), "--table", "stock", "--db", url, "--delete-missing",
                 "--json", cwd=tmp_path)  # fmt: skip
     assert json.loads(again.stdout)["skipped"] is True
-    summary = run("sync", str(source), "--table", "stock", "--db", url, cwd=tmp_path)
+    summary = run("sync", str(source), "--table", "stock", "--db", url, "--delete-missing",
+                  cwd=tmp_path)  # fmt: skip
     assert summary.returncode == 0
     assert "unchanged since the last sync" in summary.stdout
 

@@ -130,13 +130,20 @@ def row_hash(values: Iterable[Any]) -> bytes:
     return hashlib.blake2b(text, digest_size=16).digest()
 
 
-def scope_id(key: Sequence[str], columns: Sequence[str] | None, where: Mapping[str, Any]) -> str:
-    """What a sync's digest stands for: its key, compared columns and ``where``."""
+def scope_id(
+    key: Sequence[str],
+    columns: Sequence[str] | None,
+    where: Mapping[str, Any],
+    delete_missing: bool,
+) -> str:
+    """What a sync's digest stands for: its key, compared columns, ``where`` and
+    whether rows missing from the source were deleted."""
     text = json.dumps(
         {
             "key": list(key),
             "columns": None if columns is None else sorted(columns),
             "where": {k: jsonable(canonical(v)) for k, v in sorted(where.items())},
+            "delete_missing": delete_missing,
         },
         sort_keys=True,
     )
@@ -151,9 +158,19 @@ class _Digest:
         self.rows = 0
 
     def update(self, rows: Iterable[Iterable[Any]]) -> None:
+        """Rows as given: each one's canonical hash (1, 1.0 and Decimal("1") agree)."""
         for row in rows:
             self._hash.update(row_hash(row))
             self.rows += 1
+
+    def update_encoded(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows already encoded for one table's columns: the same values always encode
+        the same way, so their text serves, at C speed (about 1 s less per million rows
+        than hashing each row). The same data given in another form (1.0 for 1) only
+        costs a full comparison, which then finds nothing to change."""
+        text = "\n".join(map(repr, rows)) + "\n"
+        self._hash.update(text.encode("utf-8", "surrogatepass"))
+        self.rows += len(rows)
 
     def hexdigest(self) -> str:
         return f"rows:{self.rows}:sha256:{self._hash.hexdigest()}"
@@ -566,7 +583,7 @@ class Syncer:
         self.mode = mode
         self.changeset: Changeset | None = None
         self.report = SyncReport(table=table, verb=mode, dry_run=dry_run and mode == "sync")
-        self.scope = scope_id(self.key, self.columns, self.where)
+        self.scope = scope_id(self.key, self.columns, self.where, delete_missing)
         self.state = store._sync_state()
         self.writer: _ChangesetWriter | None = None
         self.full_bytes: int | None = 0 if mode == "diff" else None
@@ -860,7 +877,7 @@ class _SetBasedDiff:
                     staged.append((*row[:width], *blanks, start + i + 1, "r"))
                     continue
                 staged.append((*row, start + i + 1, None))
-            digest.update(chunk.rows)
+            digest.update_encoded(chunk.rows)
             if sync.full_bytes is not None:
                 sync.full_bytes += sum(
                     _json_size(dict(zip(cols, raw_row, strict=False))) for raw_row in chunk.rows
@@ -898,19 +915,21 @@ class _SetBasedDiff:
             return
         except ConstraintError:
             pass
-        s, later = self._stage_table("s"), self._stage_table("later")
-        duplicate = sa.delete(s).where(
-            sa.exists().where(*(later.c[k] == s.c[k] for k in sync.key), later.c["_n"] > s.c["_n"])
+        s, later = self._stage_table(), self._stage_table("later")
+        overtaken = sa.exists().where(
+            *(later.c[k] == s.c[k] for k in sync.key), later.c["_n"] > s.c["_n"]
         )
-        removed = self._in_transaction(lambda: self._count_rows(duplicate))
-        sync.report.duplicates += removed
-        self._exec(create)
+        # Rejected rows stand in the stage only to keep their keys from being deleted:
+        # they are counted as rejected already, not again as duplicates.
+        counted = sa.select(sa.func.count()).select_from(s).where(overtaken, s.c["_op"].is_(None))
 
-    def _count_rows(self, statement: Any) -> int:
-        before = self._exec(sa.select(sa.func.count()).select_from(self._stage_table("c")))[0][0]
-        self._exec(statement)
-        after = self._exec(sa.select(sa.func.count()).select_from(self._stage_table("c")))[0][0]
-        return int(before - after)
+        def collapse() -> int:
+            duplicates = int(self._exec(counted)[0][0])
+            self._exec(sa.delete(s).where(overtaken))
+            return duplicates
+
+        sync.report.duplicates += self._in_transaction(collapse)
+        self._exec(create)
 
     def _stage_table(self, alias: str | None = None) -> Any:
         t = sa.table(self.name, *(sa.column(c) for c in (*self.sync.cols, "_n", "_op")))
