@@ -17,7 +17,7 @@ from bulkops.bench.runner import run_bench
 from bulkops.bench.sandbox import DynamoDBSandbox, open_sandbox
 from bulkops.errors import SchemaError
 from ddb_local import DynamoDBLocal
-from test_bench import bench_tables
+from test_bench import README, bench_tables
 from test_cli import run
 
 pytestmark = pytest.mark.dynamodb
@@ -69,6 +69,7 @@ def test_kv_bulk_requests_are_ceil_of_the_batch_limits(sandbox: DynamoDBSandbox,
             "BatchGetItem": math.ceil(size / 100),
             "BatchWriteItem": math.ceil(size / 25) + math.ceil(deleted / 25),
         }, target.counter.log
+        bulk_requests = target.counter.statements
         bulk_state = KV.check(target.plain)
 
     with sandbox.target() as target:
@@ -81,9 +82,13 @@ def test_kv_bulk_requests_are_ceil_of_the_batch_limits(sandbox: DynamoDBSandbox,
             "PutItem": size,
             "DeleteItem": deleted,
         }
+        naive_requests = target.counter.statements
         naive_state = KV.check(target.plain)
 
     assert naive_state == bulk_state
+    if size == 100:  # the README quotes these counts
+        quoted = f"100 kv items {naive_requests} → {bulk_requests} requests"
+        assert quoted in README.replace("\n", " ")
     # The state itself: items 1..N plus N/10 new ones, less every fifth of 1..N; the
     # items read (from N/10+1) one more in stock, the ones before untouched.
     by_id = {row[0]: row for row in bulk_state}
