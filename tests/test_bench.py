@@ -12,10 +12,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+import bulkops
 from bulkops.api import engine_for_url
 from bulkops.bench import WORKLOADS
 from bulkops.bench.counting import StatementCounter
-from bulkops.bench.runner import run_bench, run_workload
+from bulkops.bench.runner import run_bench, run_workload, select_workloads
 from bulkops.bench.sandbox import open_sandbox
 from bulkops.cli import main
 from conftest import needs
@@ -44,16 +45,35 @@ def bench_schemas(url: str) -> list[str]:
         engine.dispose()
 
 
+def bench_tables(url: str) -> list[str]:
+    """DynamoDB tables a bench run made (their names start with bulkops_bench_)."""
+    with bulkops.connect(url) as store:
+        client = store.backend.client  # type: ignore[attr-defined]
+        pages = client.get_paginator("list_tables").paginate()
+        return [n for page in pages for n in page["TableNames"] if n.startswith("bulkops_bench_")]
+
+
 def leftovers(db_url: str) -> list[Any]:
-    """What a bench run left behind: PostgreSQL schemas, or SQLite files."""
+    """What a bench run left behind: PostgreSQL schemas, DynamoDB tables or SQLite files."""
     if db_url.startswith("sqlite"):
         return sorted(Path(sa.make_url(db_url).database or "").parent.glob("*bench*"))
+    if db_url.startswith("dynamodb"):
+        return bench_tables(db_url)
     return bench_schemas(db_url)
+
+
+def runs_on(db_url: str, name: str) -> None:
+    """Skip a workload on a backend it does not run on (kv: DynamoDB only; the others
+    need transactions, which DynamoDB lacks)."""
+    with bulkops.connect(db_url) as store:
+        backend = store.capabilities.name
+    if backend not in WORKLOADS[name].backends:
+        pytest.skip(f"{name} runs on {', '.join(sorted(WORKLOADS[name].backends))} only")
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
 def test_naive_and_bulkops_leave_the_same_end_state(db_url: str, name: str) -> None:
-    needs(db_url, "transactions", "the SQL workloads (kv is the DynamoDB one)")
+    runs_on(db_url, name)
     (result,) = run_bench(db_url, workloads=[name], sizes=[SMALL])
     assert result.workload == name and result.size == SMALL
     assert result.same_end_state, result.difference
@@ -150,13 +170,25 @@ def test_counter_needs_a_known_database() -> None:
 def test_unknown_or_unfit_workload_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no workload 'nope'; the workloads are views"):
         run_bench(f"sqlite:///{tmp_path}/x.db", workloads=["nope"])
+    with pytest.raises(
+        ValueError,
+        match="workload 'kv' runs on dynamodb only, not on sqlite: give it a dynamodb:// database",
+    ):
+        run_bench(f"sqlite:///{tmp_path}/x.db", workloads=["kv"])
     only_postgres = dataclasses.replace(WORKLOADS["lots"], backends=frozenset({"postgresql"}))
     with (
         pytest.MonkeyPatch.context() as patch,
-        pytest.raises(ValueError, match="runs on postgresql, not sqlite"),
+        pytest.raises(ValueError, match="runs on postgresql only, not on sqlite"),
     ):
         patch.setitem(WORKLOADS, "lots", only_postgres)
         run_bench(f"sqlite:///{tmp_path}/x.db", workloads=["lots"])
+
+
+def test_each_backend_runs_only_the_workloads_that_run_there() -> None:
+    sql = ["views", "scores", "orders", "escrow", "lots"]
+    assert [w.name for w in select_workloads(None, "sqlite")] == sql
+    assert [w.name for w in select_workloads(None, "postgresql")] == sql
+    assert [w.name for w in select_workloads(None, "dynamodb")] == ["kv"]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -196,6 +228,13 @@ def test_cli_bench_refuses_an_unknown_workload(tmp_path: Path) -> None:
     result = run("bench", "-w", "nope", cwd=tmp_path)
     assert result.returncode == 2
     assert "no workload 'nope'" in result.stderr
+
+
+def test_cli_bench_says_kv_runs_on_dynamodb_only(tmp_path: Path) -> None:
+    result = run("bench", "--workload", "kv", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "workload 'kv' runs on dynamodb only, not on sqlite" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_bench_plot_writes_a_png(tmp_path: Path) -> None:

@@ -774,15 +774,16 @@ def _print_sync_summary(report: SyncReport, rejects: str | None) -> None:
     # Not $BULKOPS_DB: a benchmark should not land on the database you work on unasked.
     default=None,
     help="Database URL to run on (default: a temporary SQLite database). Every run gets a "
-    "fresh database: a new SQLite file next to the one named, or a new PostgreSQL schema "
-    "dropped afterwards.",
+    "fresh database: a new SQLite file next to the one named, a new PostgreSQL schema "
+    "dropped afterwards, or new DynamoDB tables (named with a prefix of the run's own) "
+    "deleted afterwards.",
 )
 @click.option(
     "--size",
     "sizes",
     multiple=True,
     type=click.IntRange(min=1),
-    help="Size to run each workload at (views, scores, orders, escrows, lots); repeat "
+    help="Size to run each workload at (views, scores, orders, escrows, lots, items); repeat "
     "for several (default: each workload's own sizes).",
 )
 @click.option(
@@ -790,8 +791,9 @@ def _print_sync_summary(report: SyncReport, rejects: str | None) -> None:
     "-w",
     "workloads",
     multiple=True,
-    help="Workload to run (views, scores, orders, escrow, lots); repeat for several "
-    "(default: every workload that runs on the database).",
+    help="Workload to run (views, scores, orders, escrow, lots on SQLite and PostgreSQL; "
+    "kv on DynamoDB); repeat for several (default: every workload that runs on the "
+    "database).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option(
@@ -880,8 +882,9 @@ def _print_bench(results: list[Any], plot_path: str | None) -> None:
         )
     console.print(table)
     console.print(
-        "Statements: every statement sent, counted in the driver for both (transaction "
-        "control not counted); times: wall clock, setup excluded.",
+        "Statements: every statement sent (on DynamoDB: every request), counted in the "
+        "driver for both (transaction control not counted); times: wall clock, setup "
+        "excluded.",
         highlight=False,
     )
     if plot_path is not None:

@@ -49,7 +49,14 @@ from ..retry import DEFAULT_RETRY
 from ..schema import ColumnCodec, ColumnSpec, TableSpec, coercer
 from .base import Capabilities, ChunkCounts, RowFailures, WriteOp, translate_errors
 
-__all__ = ["DynamoDBBackend", "client_from_url", "from_attribute", "plain_client", "to_attribute"]
+__all__ = [
+    "DynamoDBBackend",
+    "client_from_url",
+    "from_attribute",
+    "plain_client",
+    "to_attribute",
+    "trace_client_requests",
+]
 
 CAPABILITIES = Capabilities(
     name="dynamodb",
@@ -316,6 +323,26 @@ def plain_client(handle: Any) -> Any:
     return session.client(
         "dynamodb", endpoint_url=client.meta.endpoint_url, config=client.meta.config
     )
+
+
+@contextmanager
+def trace_client_requests(client: Any, on_request: Callable[[str], None]) -> Iterator[None]:
+    """``on_request(text)`` for every request ``client`` sends meanwhile, from any
+    thread and whoever calls it (bulkops or code using the client directly): the
+    operation and its table(s), e.g. ``"BatchGetItem items"``. Counted once per API
+    call: bulkops' clients leave retrying to the RetryPolicy, so a call is a request.
+    """
+
+    def seen(model: Any, params: Mapping[str, Any], **_: Any) -> None:
+        tables = params.get("TableName") or ", ".join(params.get("RequestItems", {}))
+        on_request(f"{model.name} {tables}".strip())
+
+    events = client.meta.events
+    events.register("provide-client-params.dynamodb", seen)
+    try:
+        yield
+    finally:
+        events.unregister("provide-client-params.dynamodb", seen)
 
 
 class DynamoDBBackend:
@@ -801,21 +828,10 @@ class DynamoDBBackend:
 
     # -------------------------------------------------------------- plumbing
 
-    @contextmanager
-    def trace_statements(self, on_statement: Callable[[str], None]) -> Iterator[None]:
+    def trace_statements(self, on_statement: Callable[[str], None]) -> AbstractContextManager[None]:
         """``on_statement(text)`` for every request sent meanwhile (by this backend and
         the workers it starts, which share its client): the operation and its table."""
-
-        def seen(model: Any, params: Mapping[str, Any], **_: Any) -> None:
-            tables = params.get("TableName") or ", ".join(params.get("RequestItems", {}))
-            on_statement(f"{model.name} {tables}".strip())
-
-        events = self.client.meta.events
-        events.register("provide-client-params.dynamodb", seen)
-        try:
-            yield
-        finally:
-            events.unregister("provide-client-params.dynamodb", seen)
+        return trace_client_requests(self.client, on_statement)
 
     def _call(self, method: str, **request: Any) -> Any:
         self.statements += 1

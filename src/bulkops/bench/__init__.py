@@ -7,12 +7,19 @@ joins by adding its ``Workload`` here (see ``bench/workload.py``).
 
 from __future__ import annotations
 
-from . import escrow, lots, orders, scores, views
+from . import escrow, kv, lots, orders, scores, views
 from .workload import Workload
 
 __all__ = ["WORKLOADS", "Workload"]
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
-    for w in (views.WORKLOAD, scores.WORKLOAD, orders.WORKLOAD, escrow.WORKLOAD, lots.WORKLOAD)
+    for w in (
+        views.WORKLOAD,
+        scores.WORKLOAD,
+        orders.WORKLOAD,
+        escrow.WORKLOAD,
+        lots.WORKLOAD,
+        kv.WORKLOAD,
+    )
 }

@@ -11,6 +11,11 @@ PostgreSQL backend's ``txid_current()`` per transaction) except transaction cont
 BEGIN and COMMIT without a cursor, so they are invisible there and left out on both
 sides. This is also how ``Report.statements`` counts, although the Report leaves out
 reflection and setup statements that this count includes.
+
+On DynamoDB there are no statements but requests, and nothing to leave out: naive
+code and bulkops share one boto3 client, and the DynamoDB backend's
+``trace_client_requests`` reports each API call made on it, bulkops' DescribeTable
+included (bulkops' clients do not retry inside botocore, so a call is one request).
 """
 
 from __future__ import annotations

@@ -72,8 +72,11 @@ def select_workloads(names: Sequence[str] | None, backend: str) -> list[Workload
         if found is None:
             raise ValueError(f"no workload {name!r}; the workloads are {', '.join(WORKLOADS)}")
         if backend not in found.backends:
+            # Capabilities names are also the URL schemes (sqlite, postgresql, dynamodb).
+            schemes = " or ".join(f"{b}://" for b in sorted(found.backends))
             raise ValueError(
-                f"workload {name!r} runs on {', '.join(sorted(found.backends))}, not {backend}"
+                f"workload {name!r} runs on {', '.join(sorted(found.backends))} only, not on "
+                f"{backend}: give it a {schemes} database"
             )
         chosen.append(found)
     return chosen

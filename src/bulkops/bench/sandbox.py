@@ -3,7 +3,10 @@
 Every run (one workload, one size, one implementation) gets its own: SQLite a new
 database file (or a new in-memory database), PostgreSQL a new schema that the run's
 connections find first on their ``search_path`` and that is dropped with everything
-in it at the end. The user's own tables are never touched.
+in it at the end, DynamoDB a table-name prefix of its own that the run's client puts
+in front of every table name it sends, and whose tables are deleted at the end. So
+workloads name their tables plainly on every backend, and the user's own tables are
+never touched.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,11 +26,19 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from ..api import connect, engine_for_url
-from ..errors import SchemaError
+from ..backends.base import translate_errors
+from ..errors import BulkError, SchemaError
 from ..store import Store
 from .counting import StatementCounter
 
-__all__ = ["PostgresSandbox", "SQLiteSandbox", "Sandbox", "Target", "open_sandbox"]
+__all__ = [
+    "DynamoDBSandbox",
+    "PostgresSandbox",
+    "SQLiteSandbox",
+    "Sandbox",
+    "Target",
+    "open_sandbox",
+]
 
 
 @dataclass
@@ -34,8 +46,9 @@ class Target:
     """One fresh database for one run.
 
     ``plain`` is the database through its plain client, for naive code and checks (a
-    SQLAlchemy Engine here); ``connect`` opens bulkops on the same database (the caller
-    closes it); ``counter`` sees every statement or request either of them sends.
+    SQLAlchemy Engine; on DynamoDB a boto3 low-level client); ``connect`` opens
+    bulkops on the same database (the caller closes it); ``counter`` sees every
+    statement or request either of them sends.
     """
 
     plain: Any
@@ -151,6 +164,135 @@ class PostgresSandbox:
         self._admin.dispose()
 
 
+class DynamoDBSandbox:
+    """New tables per run on a DynamoDB endpoint, deleted afterwards.
+
+    DynamoDB has no schemas, so each run gets a namespace of its own the way a
+    PostgreSQL run gets a schema first on its search_path: a fresh client that puts
+    the run's prefix (``bulkops_bench_<random>_<n>_``) in front of every table name
+    it sends and takes it off every table name it receives (``_TableNamespace``).
+    Naive code and bulkops share that client, so both see ``items`` where the
+    endpoint holds ``bulkops_bench_3f9a2c_1_items``, and the counter on it sees the
+    requests of both. At the end every table whose name starts with the prefix is
+    deleted (found by listing, so a table whose CreateTable answer was lost goes too;
+    on AWS a deleted table is listed as DELETING for a while).
+    """
+
+    backend = "dynamodb"
+
+    def __init__(self, url: str) -> None:
+        from ..backends.dynamodb import DynamoDBBackend, client_from_url
+
+        self._url = url
+        self._client_from_url = client_from_url
+        self._admin = client_from_url(url)
+        self._classify = DynamoDBBackend(self._admin).classify_error
+        try:
+            with translate_errors(self._classify):
+                self._admin.list_tables(Limit=1)
+        except BulkError as error:
+            self._admin.close()
+            raise SchemaError(f"cannot reach DynamoDB at {url!r}: {error.message}") from error
+        # Random, not the pid: runs on other machines may share the account.
+        self._token = secrets.token_hex(3)
+        self._numbers = itertools.count(1)
+
+    @contextlib.contextmanager
+    def target(self) -> Iterator[Target]:
+        from ..backends.dynamodb import trace_client_requests
+
+        prefix = f"bulkops_bench_{self._token}_{next(self._numbers)}_"
+        client = self._client_from_url(self._url)
+        _TableNamespace(client, prefix)
+        counter = StatementCounter()
+        try:
+            with trace_client_requests(client, counter.record):
+                yield Target(plain=client, connect=partial(connect, client), counter=counter)
+        finally:
+            client.close()
+            self._drop_tables(prefix)
+
+    def tables(self, prefix: str = "bulkops_bench_") -> list[str]:
+        """The endpoint's tables whose names start with ``prefix``."""
+        with translate_errors(self._classify):
+            pages = self._admin.get_paginator("list_tables").paginate()
+            return [n for page in pages for n in page["TableNames"] if n.startswith(prefix)]
+
+    def _drop_tables(self, prefix: str) -> None:
+        for name in self.tables(prefix):
+            try:
+                with translate_errors(self._classify):
+                    self._admin.delete_table(TableName=name)
+            except SchemaError:  # already gone (ResourceNotFoundException)
+                pass
+
+    def close(self) -> None:
+        self._admin.close()
+
+
+class _TableNamespace:
+    """Makes a DynamoDB client's table names its own: ``prefix`` goes in front of
+    every table name a request carries and comes off every one a response carries,
+    through botocore's events (on the client's requests only, whoever sends them).
+
+    Renamed: ``TableName`` of any request, the tables of BatchGetItem and
+    BatchWriteItem (``RequestItems``, ``Responses``, ``Unprocessed*``,
+    ``ItemCollectionMetrics``), TransactGetItems and TransactWriteItems
+    (``TransactItems``), ``Table`` / ``TableDescription`` and ``ConsumedCapacity``.
+    Refused with a clear error, because no rename can reach them: PartiQL (the table
+    is named inside the statement's text) and ListTables (it lists the whole account).
+    Error messages from the endpoint keep the full, prefixed name.
+    """
+
+    REFUSED = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
+                         "ListTables"})  # fmt: skip
+    BATCHES = frozenset({"BatchGetItem", "BatchWriteItem"})
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.prefix = prefix
+        events = client.meta.events
+        events.register("before-parameter-build.dynamodb", self.outgoing)
+        events.register("after-call.dynamodb", self.incoming)
+
+    def outgoing(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in self.REFUSED:
+            raise SchemaError(
+                f"{model.name} is not available in a bench sandbox on DynamoDB: its tables "
+                "are renamed per run, and this operation names tables where no rename "
+                "reaches"
+            )
+        # New containers throughout: the caller's own dicts are never changed, so a
+        # request sent again is not prefixed twice.
+        if "TableName" in params:
+            params["TableName"] = self.prefix + params["TableName"]
+        if "RequestItems" in params:
+            params["RequestItems"] = {self.prefix + t: r for t, r in params["RequestItems"].items()}
+        if "TransactItems" in params:
+            params["TransactItems"] = [
+                {kind: {**request, "TableName": self.prefix + request["TableName"]}
+                 for kind, request in entry.items()}
+                for entry in params["TransactItems"]
+            ]  # fmt: skip
+
+    def incoming(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in self.BATCHES:
+            for field in ("Responses", "UnprocessedKeys", "UnprocessedItems",
+                          "ItemCollectionMetrics"):  # fmt: skip
+                if isinstance(parsed.get(field), dict):
+                    parsed[field] = {self.strip(t): v for t, v in parsed[field].items()}
+        for field in ("Table", "TableDescription"):
+            described = parsed.get(field)
+            if isinstance(described, dict) and "TableName" in described:
+                described["TableName"] = self.strip(described["TableName"])
+        capacity = parsed.get("ConsumedCapacity")
+        for entry in capacity if isinstance(capacity, list) else [capacity]:
+            if isinstance(entry, dict) and "TableName" in entry:
+                entry["TableName"] = self.strip(entry["TableName"])
+
+    def strip(self, name: str) -> str:
+        return name[len(self.prefix) :] if name.startswith(self.prefix) else name
+
+
 def open_sandbox(url: str | None) -> Sandbox:
     """The sandbox for a database URL (None: a temporary SQLite directory)."""
     if url is None:
@@ -160,7 +302,10 @@ def open_sandbox(url: str | None) -> Sandbox:
         return SQLiteSandbox(url)
     if scheme in ("postgresql", "postgres"):
         return PostgresSandbox(url)
+    if scheme == "dynamodb":
+        return DynamoDBSandbox(url)
     raise SchemaError(
-        f"bulkops bench runs on SQLite and PostgreSQL URLs, not {url!r} "
-        "(for example sqlite:///bench.db or postgresql://user@host/db)"
+        f"bulkops bench runs on SQLite, PostgreSQL and DynamoDB URLs, not {url!r} (for "
+        "example sqlite:///bench.db, postgresql://user@host/db or "
+        "dynamodb://?region=us-east-1&endpoint_url=http://localhost:8000)"
     )
