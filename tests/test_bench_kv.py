@@ -49,9 +49,10 @@ def test_kv_leaves_the_same_end_state_with_far_fewer_requests(
     assert result.same_end_state, result.difference
     # Naive: a GetItem and a PutItem per key, a DeleteItem per fifth item.
     assert result.naive.statements == size + size + size // 5 == 330
-    # bulkops: DescribeTable, then ceil(150/100) gets, ceil(150/25) + ceil(30/25) writes.
-    assert result.bulkops.statements == 1 + 2 + 6 + 2
-    assert result.reduction == 30
+    # bulkops: DescribeTable of the table and (first write) of the sync state table,
+    # then ceil(150/100) gets, ceil(150/25) + ceil(30/25) writes.
+    assert result.bulkops.statements == 2 + 2 + 6 + 2
+    assert result.reduction == 27.5
     assert bench_tables(dynamodb_local.url) == []
 
 
@@ -65,7 +66,8 @@ def test_kv_bulk_requests_are_ceil_of_the_batch_limits(sandbox: DynamoDBSandbox,
             target.counter.reset(keep_log=True)
             KV.bulk(db, size)
         assert operations(target.counter.log) == {
-            "DescribeTable": 1,  # bulkops learns the table's key
+            # bulkops learns the table's key, and (first write) whether sync state is kept
+            "DescribeTable": 2,
             "BatchGetItem": math.ceil(size / 100),
             "BatchWriteItem": math.ceil(size / 25) + math.ceil(deleted / 25),
         }, target.counter.log
@@ -133,11 +135,12 @@ def test_the_counter_sees_both_sides(sandbox: DynamoDBSandbox) -> None:
         assert target.counter.log == [
             "PutItem items",
             "DescribeTable items",
+            "DescribeTable bulkops_sync_state",
             "BatchWriteItem items",
             "BatchWriteItem items",
             "BatchGetItem items",
         ]
-        assert target.counter.statements == 5
+        assert target.counter.statements == 6
 
 
 def test_an_unreachable_endpoint_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +162,7 @@ def test_cli_bench_kv_json(dynamodb_local: DynamoDBLocal, tmp_path: Path) -> Non
     assert (row["workload"], row["backend"], row["size"]) == ("kv", "dynamodb", 50)
     assert row["same_end_state"] is True and row["difference"] is None
     assert row["naive"]["statements"] == 50 + 50 + 10
-    assert row["bulkops"]["statements"] == 1 + 1 + 2 + 1
+    assert row["bulkops"]["statements"] == 2 + 1 + 2 + 1
     assert bench_tables(url) == []
 
 
@@ -171,4 +174,4 @@ def test_cli_bench_on_dynamodb_runs_only_kv(dynamodb_local: DynamoDBLocal, tmp_p
     names = {row[0] for row in rows if row and row[0] in WORKLOADS}
     assert names == {"kv"}
     (kv,) = [row for row in rows if row[:1] == ["kv"]]
-    assert kv[1:4] == ["20", "44", "4"] and kv[-1] == "✓"
+    assert kv[1:4] == ["20", "44", "5"] and kv[-1] == "✓"
