@@ -185,7 +185,7 @@ def test_unknown_or_unfit_workload_is_refused(tmp_path: Path) -> None:
 
 
 def test_each_backend_runs_only_the_workloads_that_run_there() -> None:
-    sql = ["views", "scores", "orders", "escrow", "lots"]
+    sql = ["views", "scores", "orders", "escrow", "lots", "users"]
     assert [w.name for w in select_workloads(None, "sqlite")] == sql
     assert [w.name for w in select_workloads(None, "postgresql")] == sql
     assert [w.name for w in select_workloads(None, "dynamodb")] == ["kv"]
@@ -258,3 +258,12 @@ def test_cli_bench_plot_without_matplotlib_says_how_to_get_it(
     assert "--plot needs matplotlib" in result.output
     assert "pip install 'bulkops[plot]'" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_users_syncs_only_the_two_percent_that_changed() -> None:
+    (result,) = run_bench("sqlite://", workloads=["users"], sizes=[500])
+    assert result.same_end_state, result.difference
+    # naive: an INSERT per user, a SELECT per user of the replica, an UPDATE per change
+    assert result.naive.statements == 500 + 500 + 10
+    # bulkops: a handful of chunked inserts and a sync's fixed set of statements
+    assert result.bulkops.statements < 40

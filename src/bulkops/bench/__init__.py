@@ -7,7 +7,7 @@ joins by adding its ``Workload`` here (see ``bench/workload.py``).
 
 from __future__ import annotations
 
-from . import escrow, kv, lots, orders, scores, views
+from . import escrow, kv, lots, orders, scores, users, views
 from .workload import Workload
 
 __all__ = ["WORKLOADS", "Workload"]
@@ -20,6 +20,7 @@ WORKLOADS: dict[str, Workload] = {
         orders.WORKLOAD,
         escrow.WORKLOAD,
         lots.WORKLOAD,
+        users.WORKLOAD,
         kv.WORKLOAD,
     )
 }
