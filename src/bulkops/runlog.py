@@ -33,7 +33,7 @@ from .report import OUTCOMES, Report
 from .retry import RetryPolicy
 from .schema import ColumnCodec
 
-__all__ = ["CHECKPOINTS", "RUNS", "Run", "RunLog", "run_status"]
+__all__ = ["ALREADY_EXISTS", "CHECKPOINTS", "RUNS", "Run", "RunLog", "run_status"]
 
 RUNS = "bulkops_runs"
 CHECKPOINTS = "bulkops_checkpoints"
@@ -75,8 +75,9 @@ checkpoints_table = sa.Table(
 )
 
 _RUN_COLUMNS = [c.name for c in runs_table.columns]
-# Two sessions creating the tables at once: one of them trips on the catalog.
-_ALREADY_EXISTS = ("23505", "42P07")
+# Two sessions creating a table at once: one of them trips on the catalog (a unique
+# index of pg_class or pg_type, "relation already exists", or "type already exists").
+ALREADY_EXISTS = ("23505", "42P07", "42710")
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ class RunLog:
         try:
             self._transaction(create)
         except BulkError as error:
-            if error.code not in _ALREADY_EXISTS:
+            if error.code not in ALREADY_EXISTS:
                 raise
 
     def _learn(self) -> None:

@@ -52,6 +52,7 @@ from .execute import numbered, run_transaction
 from .plan import ChunkPlanner, chunk_rows, chunked
 from .report import Rejection, RejectsFile, Report, SyncReport, jsonable
 from .retry import RetryPolicy
+from .runlog import ALREADY_EXISTS
 from .schema import TableSpec, coerce
 
 if TYPE_CHECKING:
@@ -199,8 +200,6 @@ state_table = sa.Table(
     sa.Column("target_rows", sa.BigInteger),
     sa.Column("synced_at", sa.DateTime(timezone=True)),
 )
-# Two sessions creating the table at once: one of them trips on the catalog.
-_ALREADY_EXISTS = ("23505", "42P07")
 
 
 class SQLSyncState:
@@ -230,7 +229,7 @@ class SQLSyncState:
                 lambda: self._execute(sa.schema.CreateTable(state_table, if_not_exists=True))
             )
         except BulkError as error:
-            if error.code not in _ALREADY_EXISTS:
+            if error.code not in ALREADY_EXISTS:
                 raise
         t = state_table.c
 
@@ -254,7 +253,11 @@ class SQLSyncState:
                 return SyncMark(generation, None, None)
             return SyncMark(generation, mine[2], mine[3])
 
-        return self._transaction(read)  # type: ignore[no-any-return]
+        try:
+            return self._transaction(read)  # type: ignore[no-any-return]
+        except ConstraintError:
+            # Another sync of this table made its generation row first: read that one.
+            return self._transaction(read)  # type: ignore[no-any-return]
 
     def invalidate(self, table: str, in_transaction: bool = False) -> None:
         t = state_table.c

@@ -976,7 +976,7 @@ class PostgresBackend:
         except BulkError as error:
             # Two processes creating the same sequence at once: one of them gets a
             # unique violation on the catalog. The sequence exists either way.
-            if error.code not in ("23505", "42P07"):
+            if error.code not in ("23505", "42P07", "42710"):  # made meanwhile by another
                 raise
 
     # ----------------------------------------------------------------- errors
