@@ -938,6 +938,7 @@ class PhaseClock:
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.statements: dict[str, list[float]] = {}  # SQL -> [seconds, calls]
         self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> PhaseClock:
@@ -945,6 +946,24 @@ class PhaseClock:
             original = owner.__dict__[name]
             self._saved.append((owner, name, original))
             setattr(owner, name, self._wrap(original, label))
+        # Each statement the set-based diff sends itself (DDL, classification, pages).
+        original = sync_module._SetBasedDiff.__dict__["_exec"]
+        self._saved.append((sync_module._SetBasedDiff, "_exec", original))
+        clock = self
+
+        @functools.wraps(original)
+        def execute(diff: Any, statement: Any, values: Any = None) -> Any:
+            text = " ".join(str(statement).split())
+            label = text if len(text) <= 110 else text[:107] + "..."
+            started = time.perf_counter()
+            try:
+                return original(diff, statement, values)
+            finally:
+                clock.statements.setdefault(label, [0.0, 0])
+                clock.statements[label][0] += time.perf_counter() - started
+                clock.statements[label][1] += 1
+
+        sync_module._SetBasedDiff._exec = execute  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1006,6 +1025,16 @@ def profile(side: Side, data: Data, console: Console, log: Console) -> None:
             table.add_row(
                 phase, f"{seconds:.3f}", f"{seconds / total:.1%}", f"{clock.calls[phase]:,}"
             )
+    console.print(table)
+    table = results_table(
+        [
+            ("statement of the set-based diff (in the phases above)", "left"),
+            ("seconds", "right"),
+            ("calls", "right"),
+        ]
+    )
+    for text, (seconds, calls) in clock.statements.items():
+        table.add_row(text, f"{seconds:.3f}", f"{calls:,}")
     console.print(table)
     check = checksum(side.rows()) == checksum(row_values(data.source))
     log.print(f"  table equals the source: {check}", highlight=False)
