@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import itertools
+import json
 import os
 from collections.abc import Iterator
 from decimal import Decimal
@@ -482,3 +483,18 @@ def test_concurrent_syncs_of_separate_scopes(
     for region, report in reports.items():
         assert report.accounted == report.rows_in == len(sources[region])
     setup.close()
+
+
+def test_bytes_of_the_difference_are_its_json_lines() -> None:
+    from bulkops.sync import _lines_size, _to_json
+
+    records = [
+        {"op": "add", "row": {"id": 1, "name": "é ü 漢", "price": Decimal("1.50"),
+                              "at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "b": b"\x00\x01",
+                              "tags": {"x"}, "n": None, "f": 2.0}},
+        {"op": "delete", "key": [7]},
+        {"op": "change", "row": {"id": (1, 2), "nested": {"k": [1, Decimal("2")]}}},
+    ]  # fmt: skip
+    lines = "".join(json.dumps(_to_json(r), ensure_ascii=False) + "\n" for r in records)
+    assert _lines_size(records) == len(lines.encode())
+    assert _lines_size([]) == 0

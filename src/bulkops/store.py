@@ -831,7 +831,9 @@ class Store:
         ``source_digest``: an identity of the source (e.g. ``file_digest(path)``): if
         it matches the last sync of this table and scope and the table was not written
         through bulkops since, nothing is read at all (``skipped``). Without it the
-        digest of the rows read serves, and the comparison is skipped.
+        digest of the rows serves, known only once they have been read (and, on SQL
+        databases, staged): an unchanged source then saves the comparison and the
+        writes, not the reading.
 
         SQL databases stage the source in a temporary table and find the difference
         with set-based statements; DynamoDB compares row hashes a chunk of keys at a

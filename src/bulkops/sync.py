@@ -479,9 +479,10 @@ class _ChangesetWriter:
         field = "key" if op == "delete" else "row"
         line = json.dumps({"op": op, field: payload}, ensure_ascii=False) + "\n"
         self._file.write(line)
-        self._digest.update(line.encode("utf-8", "surrogatepass"))
+        data = line.encode("utf-8", "surrogatepass")
+        self._digest.update(data)
         self.counts[op] += 1
-        return len(line)
+        return len(data)
 
     def finish(self, full_bytes: int | None, report: SyncReport) -> Changeset:
         trailer = {
@@ -533,8 +534,15 @@ def _from_json(value: Any, kind: str) -> Any:
     return value
 
 
-def _json_size(row: Any) -> int:
-    return len(json.dumps(_to_json(row), ensure_ascii=False)) + 1
+def _lines_size(records: list[Any]) -> int:
+    """The bytes ``records`` take as JSON Lines (as a changeset writes them), from one
+    ``json.dumps`` of the whole list (its C encoder) instead of one call per record."""
+    if not records:
+        return 0
+    text = json.dumps(records, ensure_ascii=False, default=_to_json)
+    # "[a, b]" -> "a\nb\n": the brackets go, each ", " between records becomes "\n".
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return size - 2 - 2 * (len(records) - 1) + len(records)
 
 
 # -------------------------------------------------------------------- the sync
@@ -758,17 +766,22 @@ class Syncer:
         report.failed += written.failed
         report.failures += renumbered(written.failures)
 
-    def note(self, op: str, key: Any, payload: Any) -> None:
-        """One row of the difference: counted in bytes, kept in the keys lists and the
-        changeset when asked for."""
+    def note(self, found: list[tuple[str, Any, Any]]) -> None:
+        """Rows of the difference, ``(op, key, row or key values)``: counted in bytes,
+        kept in the keys lists and the changeset when asked for."""
         report = self.report
         if self.writer is not None:
-            report.bytes += self.writer.add(op, _to_json(payload))
+            for op, _, payload in found:
+                report.bytes += self.writer.add(op, _to_json(payload))
         else:
-            report.bytes += _json_size({"op": op, "row": payload})
+            report.bytes += _lines_size(
+                [{"op": op, "key" if op == "delete" else "row": p} for op, _, p in found]
+            )
         if self.keys:
-            {"add": report.added_keys, "change": report.changed_keys,
-             "delete": report.deleted_keys}[op].append(key)  # fmt: skip
+            lists = {"add": report.added_keys, "change": report.changed_keys,
+                     "delete": report.deleted_keys}  # fmt: skip
+            for op, key, _ in found:
+                lists[op].append(key)
 
     def key_of(self, row: Mapping[str, Any]) -> Any:
         return row[self.key[0]] if len(self.key) == 1 else tuple(row[k] for k in self.key)
@@ -791,6 +804,7 @@ class _SetBasedDiff:
         self.mappings = mappings
         self.name = f"bulkops_sync_{uuid.uuid4().hex[:12]}"
         self.dialect = backend.dialect
+        self.last_position = 0  # the highest row number staged
 
     def _q(self, name: str) -> str:
         return str(self.dialect.identifier_preparer.quote(name))
@@ -882,11 +896,12 @@ class _SetBasedDiff:
                 staged.append((*row, start + i + 1, None))
             digest.update_encoded(chunk.rows)
             if sync.full_bytes is not None:
-                sync.full_bytes += sum(
-                    _json_size(dict(zip(cols, raw_row, strict=False))) for raw_row in chunk.rows
+                sync.full_bytes += _lines_size(
+                    [{"op": "add", "row": dict(zip(cols, row, strict=True))} for row in chunk.rows]
                 )
             if staged:
                 self._load(names, staged)
+            self.last_position = start + len(raws)
         self.backend.finish_stage(self.name)
         return digest.hexdigest()
 
@@ -969,7 +984,7 @@ class _SetBasedDiff:
                 sa.update(s).where(undecided, sa.exists().where(*match, differs)).values(_op="c")
             )
         if sync.delete_missing:
-            base = self._exec(sa.select(sa.func.coalesce(sa.func.max(s.c["_n"]), 0)))[0][0]
+            base = self.last_position  # row numbers for the deletions follow the source's
             present = sa.exists().where(*(s.c[k] == t.c[k] for k in sync.key))
             statements.append(
                 sa.insert(s).from_select(
@@ -987,9 +1002,11 @@ class _SetBasedDiff:
                 self._exec(statement)
 
         self._in_transaction(classify)
+        # Only the marked rows are read back: a partial index holds just those (a few
+        # percent of the stage, typically), not every staged row.
         self._exec(
             f"CREATE INDEX {self._q(self.name + '_op')} ON {self._q(self.name)} "
-            f"({self._q('_op')}, {self._q('_n')})"
+            f"({self._q('_op')}, {self._q('_n')}) WHERE {self._q('_op')} IS NOT NULL"
         )
 
     # ------------------------------------------------------------------ apply
@@ -1030,6 +1047,7 @@ class _SetBasedDiff:
         for page in self._pages(("a", "c"), cols):
             rows = []
             adds: set[Any] = set()
+            found = []
             for raw in page:
                 values = [v if d is None else d(v) for v, d in zip(raw[2:], decoders, strict=True)]
                 row = dict(zip(cols, values, strict=True))
@@ -1037,8 +1055,9 @@ class _SetBasedDiff:
                 op = "add" if raw[1] == "a" else "change"
                 if op == "add":
                     adds.add(k)
-                sync.note(op, k, row)
+                found.append((op, k, row))
                 rows.append(row)
+            sync.note(found)
             if sync.dry_run:
                 report.added += len(adds)
                 report.changed += len(rows) - len(adds)
@@ -1058,8 +1077,7 @@ class _SetBasedDiff:
                     )
                     for raw in page
                 ]
-                for k in keys:
-                    sync.note("delete", k[0] if width == 1 else k, list(k))
+                sync.note([("delete", k[0] if width == 1 else k, list(k)) for k in keys])
                 if sync.dry_run:
                     report.deleted += len(keys)
                     continue
@@ -1109,7 +1127,7 @@ class _HashDiff:
         for raws, start in numbered(chunked(rows, size)):
             report.rows_in += len(raws)
             if sync.full_bytes is not None:
-                sync.full_bytes += sum(_json_size(raw) for raw in raws)
+                sync.full_bytes += _lines_size([{"op": "add", "row": raw} for raw in raws])
             latest: dict[Any, tuple[int, dict[str, Any]]] = {}
             for i, raw in enumerate(raws):
                 try:
@@ -1192,8 +1210,7 @@ class _HashDiff:
         sync, report = self.sync, self.sync.report
         if not pending:
             return
-        for op, k, _, row in pending:
-            sync.note(op, k, row)
+        sync.note([(op, k, row) for op, k, _, row in pending])
         if sync.dry_run:
             report.added += sum(p[0] == "add" for p in pending)
             report.changed += sum(p[0] == "change" for p in pending)
@@ -1245,8 +1262,7 @@ class _HashDiff:
         sync, report = self.sync, self.sync.report
         if not keys:
             return
-        for k in keys:
-            sync.note("delete", k, list(k) if isinstance(k, tuple) else [k])
+        sync.note([("delete", k, list(k) if isinstance(k, tuple) else [k]) for k in keys])
         if sync.dry_run:
             report.deleted += len(keys)
             return
