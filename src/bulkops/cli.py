@@ -473,7 +473,7 @@ def _open_store(url: str, *, run_log: bool = False) -> Store:
 
 
 def _finish(
-    report: Report | None,
+    report: Report | SyncReport | None,
     failure: BaseException | None,
     *,
     as_json: bool,
@@ -486,7 +486,9 @@ def _finish(
             data["error"] = str(failure)
         click.echo(json.dumps(jsonable(data), indent=2))
     else:
-        if report is not None and not quiet:
+        if isinstance(report, SyncReport) and not quiet:
+            _print_sync_summary(report, rejects)
+        elif isinstance(report, Report) and not quiet:
             _print_summary(report, rejects)
         if failure is not None:
             err_console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False)
@@ -656,7 +658,7 @@ def sync(
                     )  # fmt: skip
         except (BulkError, SourceError) as error:
             failure = error
-    _finish_sync(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
+    _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
 
 
 def _apply_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -668,10 +670,7 @@ def _absorb(report: SyncReport, applied: SyncReport) -> None:
     for name in ("added", "changed", "deleted"):
         setattr(report, name, getattr(applied, name))
     report.unchanged += applied.unchanged
-    report.rejected += applied.rejected
-    report.rejections += applied.rejections
-    report.failed += applied.failed
-    report.failures += applied.failures
+    report.take_rejects(applied)
     report.statements += applied.statements
     report.elapsed += applied.elapsed
 
@@ -706,31 +705,7 @@ def apply(
             )  # fmt: skip
         except BulkError as error:
             failure = error
-    _finish_sync(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
-
-
-def _finish_sync(
-    report: SyncReport | None,
-    failure: BaseException | None,
-    *,
-    as_json: bool,
-    quiet: bool,
-    rejects: str | None,
-) -> None:
-    if as_json:
-        data = report.as_dict() if report else {}
-        if failure is not None:
-            data["error"] = str(failure)
-        click.echo(json.dumps(jsonable(data), indent=2))
-    else:
-        if report is not None and not quiet:
-            _print_sync_summary(report, rejects)
-        if failure is not None:
-            err_console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False)
-    if failure is not None and not isinstance(failure, DataError):
-        sys.exit(EXIT_FAILED)
-    if failure is not None or report is None or not report.ok:
-        sys.exit(EXIT_REJECTED)
+    _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
 
 
 def _print_sync_summary(report: SyncReport, rejects: str | None) -> None:

@@ -200,6 +200,17 @@ class SyncReport:
     def ok(self) -> bool:
         return self.rejected == 0 and self.failed == 0
 
+    def take_rejects(
+        self, other: Report | SyncReport, renumber: Callable[[Rejection], Rejection] | None = None
+    ) -> None:
+        """Add ``other``'s rejected and failed rows (``renumber``: to name them by their
+        position in this call's input)."""
+        same = renumber or (lambda r: r)
+        self.rejected += other.rejected
+        self.rejections += [same(r) for r in other.rejections]
+        self.failed += other.failed
+        self.failures += [same(r) for r in other.failures]
+
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["rejections"] = [r.as_dict() for r in self.rejections]

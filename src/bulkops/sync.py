@@ -755,16 +755,13 @@ class Syncer:
         """Take the rejections and failures of a write; ``positions[i]`` is the source
         row number of the write's row ``i + 1`` (so a rejection names the source row)."""
 
-        def renumbered(found: list[Rejection]) -> list[Rejection]:
-            if positions is None:
-                return found
-            return [dataclasses.replace(r, row=int(positions[r.row - 1])) for r in found]
-
-        report = self.report
-        report.rejected += written.rejected
-        report.rejections += renumbered(written.rejections)
-        report.failed += written.failed
-        report.failures += renumbered(written.failures)
+        if positions is None:
+            self.report.take_rejects(written)
+            return
+        where = positions
+        self.report.take_rejects(
+            written, lambda r: dataclasses.replace(r, row=int(where[r.row - 1]))
+        )
 
     def note(self, found: list[tuple[str, Any, Any]]) -> None:
         """Rows of the difference, ``(op, key, row or key values)``: counted in bytes,
@@ -1331,10 +1328,7 @@ def apply_changeset(
         report.changed += written.updated
         report.unchanged += written.unchanged
         report.duplicates += written.duplicates
-        report.rejected += written.rejected
-        report.rejections += written.rejections
-        report.failed += written.failed
-        report.failures += written.failures
+        report.take_rejects(written)
     if trailer["deleted"]:
         gone = store._write(
             "delete", name, keys(), columns=key, key=key, options=cast(Any, dict(options)),
