@@ -518,24 +518,33 @@ def _print_summary(report: Report, rejects: str | None) -> None:
         value = getattr(report, name)
         if value:
             table.add_row(name.replace("_", " "), f"{value:,}")
-    table.add_row("rejected", f"[red]{report.rejected:,}[/]" if report.rejected else "0")
-    if report.failed:
-        table.add_row("failed (not written, retry them)", f"[red]{report.failed:,}[/]")
+    _add_rejected_rows(table, report)
     table.add_row("chunks / statements", f"{report.chunks:,} / {report.statements:,}")
     table.add_row("retries", f"{report.retries:,}")
     table.add_row("time", f"{report.elapsed:.2f}s ({report.rows_per_second:,.0f} rows/s)")
     console.print(table)
-    if report.rejections:
-        if rejects:
-            console.print(f"rejected rows written to {rejects}")
-        else:
-            for r in report.rejections[:5]:
-                where = f"column {r.column!r}: " if r.column else ""
-                console.print(f"  row {r.row} (key {r.key!r}): {where}{r.reason}", highlight=False)
-            if len(report.rejections) > 5:
-                console.print(f"  ... and {len(report.rejections) - 5} more (use --rejects FILE)")
+    _print_rejections(console, report, rejects)
     if report.stopped:
         console.print(f"[bold red]{report.stopped}[/]")
+
+
+def _add_rejected_rows(table: Table, report: Report | SyncReport) -> None:
+    table.add_row("rejected", f"[red]{report.rejected:,}[/]" if report.rejected else "0")
+    if report.failed:
+        table.add_row("failed (not written, retry them)", f"[red]{report.failed:,}[/]")
+
+
+def _print_rejections(console: Console, report: Report | SyncReport, rejects: str | None) -> None:
+    if not report.rejections:
+        return
+    if rejects:
+        console.print(f"rejected rows written to {rejects}")
+        return
+    for r in report.rejections[:5]:
+        where = f"column {r.column!r}: " if r.column else ""
+        console.print(f"  row {r.row} (key {r.key!r}): {where}{r.reason}", highlight=False)
+    if len(report.rejections) > 5:
+        console.print(f"  ... and {len(report.rejections) - 5} more (use --rejects FILE)")
 
 
 def _fail(message: str) -> NoReturn:
@@ -721,22 +730,12 @@ def _print_sync_summary(report: SyncReport, rejects: str | None) -> None:
         table.add_row("skipped", "unchanged since the last sync")
     for name in ("added", "changed", "deleted", "unchanged", "duplicates"):
         table.add_row(name, f"{getattr(report, name):,}")
-    table.add_row("rejected", f"[red]{report.rejected:,}[/]" if report.rejected else "0")
-    if report.failed:
-        table.add_row("failed (not written, retry them)", f"[red]{report.failed:,}[/]")
+    _add_rejected_rows(table, report)
     table.add_row("statements", f"{report.statements:,}")
     table.add_row("bytes of changes", f"{report.bytes:,}")
     table.add_row("time", f"{report.elapsed:.2f}s")
     console.print(table)
-    if report.rejections:
-        if rejects:
-            console.print(f"rejected rows written to {rejects}")
-        else:
-            for r in report.rejections[:5]:
-                where = f"column {r.column!r}: " if r.column else ""
-                console.print(f"  row {r.row} (key {r.key!r}): {where}{r.reason}", highlight=False)
-            if len(report.rejections) > 5:
-                console.print(f"  ... and {len(report.rejections) - 5} more (use --rejects FILE)")
+    _print_rejections(console, report, rejects)
 
 
 # --------------------------------------------------------------------------- bench
