@@ -486,7 +486,7 @@ def test_concurrent_syncs_of_separate_scopes(
 
 
 def test_bytes_of_the_difference_are_its_json_lines() -> None:
-    from bulkops.sync import _lines_size, _to_json
+    from bulkops.sync import _lines_size, _rows_lines_size, _to_json
 
     records = [
         {"op": "add", "row": {"id": 1, "name": "é ü 漢", "price": Decimal("1.50"),
@@ -498,3 +498,8 @@ def test_bytes_of_the_difference_are_its_json_lines() -> None:
     lines = "".join(json.dumps(_to_json(r), ensure_ascii=False) + "\n" for r in records)
     assert _lines_size(records) == len(lines.encode())
     assert _lines_size([]) == 0
+    columns = ("id", "näme", "price")
+    rows = [(1, "ä", Decimal("1.5")), (2, None, dt.date(2024, 1, 2)), (3, "x\ny", b"\x01")]
+    as_records = [{"op": "add", "row": dict(zip(columns, r, strict=True))} for r in rows]
+    assert _rows_lines_size(columns, rows) == _lines_size(as_records)
+    assert _rows_lines_size(columns, []) == 0
