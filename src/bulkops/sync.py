@@ -815,6 +815,8 @@ class _SetBasedDiff:
         self.name = f"bulkops_sync_{uuid.uuid4().hex[:12]}"
         self.dialect = backend.dialect
         self.last_position = 0  # the highest row number staged
+        self.staged = 0  # source rows staged to be compared (not the rejected ones' keys)
+        self.delta = f"{self.name}_delta"
 
     def _q(self, name: str) -> str:
         return str(self.dialect.identifier_preparer.quote(name))
@@ -852,8 +854,9 @@ class _SetBasedDiff:
             if sync.writer is not None:
                 sync.changeset = sync.writer.finish(sync.full_bytes, report)
         finally:
-            with contextlib.suppress(BulkError):
-                self._exec(f"DROP TABLE {self._q(self.name)}")
+            for table in (self.delta, self.name):
+                with contextlib.suppress(BulkError):
+                    self._exec(f"DROP TABLE IF EXISTS {self._q(table)}")
 
     # ------------------------------------------------------------------ stage
 
@@ -904,6 +907,7 @@ class _SetBasedDiff:
                     staged.append((*row[:width], *blanks, start + i + 1, "r"))
                     continue
                 staged.append((*row, start + i + 1, None))
+                self.staged += 1
             digest.update_encoded(chunk.rows)
             if sync.full_bytes is not None:
                 sync.full_bytes += _rows_lines_size(cols, chunk.rows)
@@ -954,7 +958,9 @@ class _SetBasedDiff:
             self._exec(sa.delete(s).where(overtaken))
             return duplicates
 
-        sync.report.duplicates += self._in_transaction(collapse)
+        removed = self._in_transaction(collapse)
+        sync.report.duplicates += removed
+        self.staged -= removed
         self._exec(create)
 
     def _stage_table(self, alias: str | None = None) -> Any:
@@ -963,15 +969,26 @@ class _SetBasedDiff:
 
     # --------------------------------------------------------------- classify
 
+    def _delta_table(self) -> Any:
+        return sa.table(self.delta, *(sa.column(c) for c in ("_n", "_op", *self.sync.cols)))
+
     def _classify(self) -> None:
+        """One pass over the stage joined to the target puts the added (``a``), changed
+        (``c``) and out-of-scope (``x``) rows into a small delta table; one anti-join
+        adds the target's keys the source lacks (``d``). Unchanged rows are written
+        nowhere."""
         sync = self.sync
-        s = self._stage_table()
-        t = self.backend.core_table(sync.spec)
-        match = [t.c[k] == s.c[k] for k in sync.key]
-        undecided = s.c["_op"].is_(None)
-        statements: list[Any] = [
-            sa.update(s).where(undecided, ~sa.exists().where(*match)).values(_op="a")
-        ]
+        s, t, d = self._stage_table(), self.backend.core_table(sync.spec), self._delta_table()
+        cols = sync.cols
+        self._exec(
+            f"CREATE TEMPORARY TABLE {self._q(self.delta)} ({self._q('_n')} BIGINT NOT NULL, "
+            f"{self._q('_op')} TEXT NOT NULL, "
+            + ", ".join(f"{self._q(c)} {sync.spec.column(c).declared or ''}" for c in cols)
+            + ")"
+        )
+        match = sa.and_(*(t.c[k] == s.c[k] for k in sync.key))
+        # In a left join a matched row's key is not NULL (it equalled the source's).
+        missing = t.c[sync.key[0]].is_(None)
         if sync.where:
             in_scope = sa.and_(
                 *(
@@ -979,28 +996,31 @@ class _SetBasedDiff:
                     for c, v in sync.encoded_where().items()
                 )
             )
-            statements.append(
-                sa.update(s).where(undecided, sa.exists().where(*match, ~in_scope)).values(_op="x")
-            )
         else:
             in_scope = sa.true()
-        if sync.compared:
-            differs = sa.or_(
-                *(self.backend.distinct(sync.spec.column(c), t.c[c], s.c[c]) for c in sync.compared)
+        differs = sa.or_(
+            *(self.backend.distinct(sync.spec.column(c), t.c[c], s.c[c]) for c in sync.compared)
+        ) if sync.compared else sa.false()  # fmt: skip
+        op = sa.case((missing, "a"), (~in_scope, "x"), else_="c")
+        joined = s.outerjoin(t, match)
+        statements: list[Any] = [
+            sa.insert(d).from_select(
+                ["_n", "_op", *cols],
+                sa.select(s.c["_n"], op, *(s.c[c] for c in cols))
+                .select_from(joined)
+                .where(s.c["_op"].is_(None), sa.or_(missing, ~in_scope, differs)),
             )
-            statements.append(
-                sa.update(s).where(undecided, sa.exists().where(*match, differs)).values(_op="c")
-            )
+        ]
         if sync.delete_missing:
-            base = self.last_position  # row numbers for the deletions follow the source's
             present = sa.exists().where(*(s.c[k] == t.c[k] for k in sync.key))
             statements.append(
-                sa.insert(s).from_select(
-                    [*sync.key, "_n", "_op"],
+                sa.insert(d).from_select(
+                    ["_n", "_op", *sync.key],
                     sa.select(
-                        *(t.c[k] for k in sync.key),
-                        sa.literal(base) + sa.func.row_number().over(),
+                        # row numbers for the deletions follow the source's
+                        sa.literal(self.last_position) + sa.func.row_number().over(),
                         sa.literal("d"),
+                        *(t.c[k] for k in sync.key),
                     ).where(in_scope, ~present),
                 )
             )
@@ -1010,17 +1030,15 @@ class _SetBasedDiff:
                 self._exec(statement)
 
         self._in_transaction(classify)
-        # Only the marked rows are read back: a partial index holds just those (a few
-        # percent of the stage, typically), not every staged row.
         self._exec(
-            f"CREATE INDEX {self._q(self.name + '_op')} ON {self._q(self.name)} "
-            f"({self._q('_op')}, {self._q('_n')}) WHERE {self._q('_op')} IS NOT NULL"
+            f"CREATE INDEX {self._q(self.delta + '_op')} ON {self._q(self.delta)} "
+            f"({self._q('_op')}, {self._q('_n')})"
         )
 
     # ------------------------------------------------------------------ apply
 
     def _pages(self, ops: Sequence[str], columns: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
-        s = self._stage_table()
+        s = self._delta_table()
         size = chunk_rows(self.sync.store.capabilities, len(self.sync.cols), self.sync.chunk_size)
         after = -1
         query = (
@@ -1041,14 +1059,12 @@ class _SetBasedDiff:
         spec, cols = sync.spec, sync.cols
         decoders = [self.backend.codec(spec.column(c)).decode for c in cols]
         width = len(sync.key)
-        counts = dict(self._exec(
-            sa.select(self._stage_table().c["_op"], sa.func.count())
-            .group_by(self._stage_table().c["_op"])
-        ))  # fmt: skip
+        d = self._delta_table()
+        counts = dict(self._exec(sa.select(d.c["_op"], sa.func.count()).group_by(d.c["_op"])))
         outside = counts.get("x", 0)
         if outside:
             self._reject_outside()
-        report.unchanged += counts.get(None, 0)
+        report.unchanged += self.staged - counts.get("a", 0) - counts.get("c", 0) - outside
         planned = counts.get("a", 0) + counts.get("c", 0) + counts.get("d", 0)
         if planned and not sync.dry_run:
             sync.touch()
