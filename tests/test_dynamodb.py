@@ -343,11 +343,18 @@ def test_held_back_items_are_redriven_with_growing_backoff(dynamodb_local: Dynam
     assert_accounted(report, 500)
     assert report.upserted == 500 and report.failed == 0
     assert len(scan_all(db, name)) == 500  # every item really written
-    chunks = math.ceil(500 / 25)
-    # 40% of 25, 10, 4, 1 items held back: 10 -> 4 -> 1 -> 0 left, four requests
-    assert hook.calls == report.statements == chunks * 4
-    assert report.retries == len(waits) == chunks * 3
-    assert waits[:3] == [0.01, 0.02, 0.04]  # each re-drive of a chunk waits twice as long
+    # One chunk of 500 (Capabilities.rows_per_chunk): each round sends what is pending
+    # in requests of 25, of which the hook holds back int(40%); one wait between rounds.
+    pending, requests, rounds = 500, 0, 0
+    while pending:
+        parts = [min(25, pending - start) for start in range(0, pending, 25)]
+        requests += len(parts)
+        rounds += 1
+        pending = sum(int(part * 0.4) for part in parts)
+    assert (requests, rounds) == (37, 7)  # 500 -> 200 -> 80 -> 32 -> 12 -> 4 -> 1 -> 0
+    assert hook.calls == report.statements == requests
+    assert report.retries == len(waits) == rounds - 1
+    assert waits == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32]  # each re-drive waits twice as long
 
 
 def test_items_never_written_are_reported_exactly(
@@ -365,11 +372,11 @@ def test_items_never_written_are_reported_exactly(
     assert sorted(f.key for f in report.failures) == list(range(60))
     assert {f.values["id"]: f.values for f in report.failures} == {r["id"]: r for r in rows}
     assert all(f.code == "UnprocessedItems" and "4 attempts" in f.reason for f in report.failures)
-    assert hook.calls == report.statements == 3 * 4  # bounded: attempts per chunk
+    assert hook.calls == report.statements == 3 * 4  # bounded: 3 requests x 4 attempts
     assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 60
     assert list(scan_all(db, name)) == [1000]
     with pytest.raises(ThrottledError, match="not written") as caught:
-        db.upsert(name, rows)
+        db.upsert(name, rows, chunk_size=25)
     assert caught.value.report is not None and caught.value.report.failed == 25
 
 

@@ -32,7 +32,7 @@ def chunk_rows(capabilities: Capabilities, width: int, requested: int | None = N
         if requested < 1:
             raise ValueError("chunk_size must be at least 1")
         return requested
-    limit = capabilities.max_rows_per_request or MAX_CHUNK_ROWS
+    limit = capabilities.rows_per_chunk or capabilities.max_rows_per_request or MAX_CHUNK_ROWS
     if capabilities.max_params:
         limit = min(limit, capabilities.max_params // max(width, 1))
     return max(1, min(limit, MAX_CHUNK_ROWS))

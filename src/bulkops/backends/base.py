@@ -42,6 +42,9 @@ class Capabilities:
     name: str
     max_params: int | None = None  # bound parameters per statement
     max_rows_per_request: int | None = None  # e.g. DynamoDB BatchWriteItem: 25
+    # Rows per chunk by default, where the backend splits a chunk into requests itself
+    # (None: one chunk is one request's worth, max_rows_per_request).
+    rows_per_chunk: int | None = None
     max_read_keys: int | None = None  # e.g. DynamoDB BatchGetItem: 100
     max_request_bytes: int | None = None
     transactions: bool = True
