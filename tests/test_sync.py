@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bulkops
 from bulkops.sync import Changeset, canonical, row_hash
+from conftest import create
 
 _names = itertools.count(1)
 COLUMNS = {"id": "integer", "name": "text", "price": "decimal", "qty": "integer"}
@@ -503,3 +505,32 @@ def test_bytes_of_the_difference_are_its_json_lines() -> None:
     as_records = [{"op": "add", "row": dict(zip(columns, r, strict=True))} for r in rows]
     assert _rows_lines_size(columns, rows) == _lines_size(as_records)
     assert _rows_lines_size(columns, []) == 0
+
+
+def test_apply_rejects_bad_rows_into_one_file(db: bulkops.Store, tmp_path: Path) -> None:
+    """A changeset applied to a stricter table: the row it refuses is rejected (one
+    rejects file for the whole call), the rest is applied."""
+    import sqlalchemy as sa
+
+    from conftest import create
+
+    needs_declared(db)
+    rows = base_rows(4)
+    table = make_table(db, rows)
+    source = [dict(r) for r in rows]
+    source[0]["name"] = "changed"
+    source.append({"id": 9, "name": None, "price": None, "qty": 3})
+    path = tmp_path / "c.jsonl.gz"
+    db.diff(table, source, key="id").write(path)
+    strict = f"strict_{next(_names)}"
+    create(db, strict, sa.Column("id", sa.Integer, primary_key=True),
+           sa.Column("name", sa.Text, nullable=False), sa.Column("price", sa.Numeric(12, 2)),
+           sa.Column("qty", sa.Integer))  # fmt: skip
+    db.insert(strict, rows)
+    rejects = tmp_path / "rejects.jsonl"
+    report = db.apply(path, table=strict, rejects=rejects)
+    assert (report.added, report.changed, report.rejected) == (0, 1, 1)
+    assert report.accounted == report.rows_in == 2
+    (line,) = rejects.read_text().splitlines()
+    assert json.loads(line)["key"] == 9
+    assert contents(db, strict, [1, 9]) == {1: normal(source)[1]}

@@ -622,7 +622,7 @@ class Syncer:
         finally:
             self.report.statements = self.backend.statements - statements
             self.report.elapsed = time.perf_counter() - started
-            if self.sink is not None and self.report.rejections:
+            if self.sink is not None and (self.report.rejections or self.report.failures):
                 sink = RejectsFile(self.sink)
                 try:
                     sink.write(self.report.rejections + self.report.failures)
@@ -1329,6 +1329,13 @@ def apply_changeset(
     types = header.get("types", {})
     report = SyncReport(table=name, verb="apply")
     report.rows_in = trailer["added"] + trailer["changed"]
+    # One rejects sink for the whole call (the upserts and the deletes each report
+    # theirs), written at the end.
+    options = dict(options)
+    sink = options.pop("rejects", None)
+    if options.get("on_error") is None:
+        isolate = sink is not None or options.get("max_rejects") is not None
+        options["on_error"] = "isolate" if isolate else "raise"
 
     def rows() -> Iterator[dict[str, Any]]:
         for record in changeset.records():
@@ -1362,7 +1369,14 @@ def apply_changeset(
             spec=spec, touch=False,
         )  # fmt: skip
         report.deleted += gone.deleted + gone.upserted
+        report.take_rejects(gone)
     report.bytes = changeset.bytes
     report.statements = store.backend.statements - statements
     report.elapsed = time.perf_counter() - started
+    if sink is not None and (report.rejections or report.failures):
+        rejects = RejectsFile(sink)
+        try:
+            rejects.write(report.rejections + report.failures)
+        finally:
+            rejects.close()
     return report
