@@ -510,10 +510,6 @@ def test_bytes_of_the_difference_are_its_json_lines() -> None:
 def test_apply_rejects_bad_rows_into_one_file(db: bulkops.Store, tmp_path: Path) -> None:
     """A changeset applied to a stricter table: the row it refuses is rejected (one
     rejects file for the whole call), the rest is applied."""
-    import sqlalchemy as sa
-
-    from conftest import create
-
     needs_declared(db)
     rows = base_rows(4)
     table = make_table(db, rows)
