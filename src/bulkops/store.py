@@ -1117,16 +1117,26 @@ class Store:
             "atomic": atomic,
         }  # fmt: skip
         try:
-            return self._observed(
+            done = self._observed(
                 report.verb, table, label, run, source=source, resume=resume, options=shape
             )
+        except BaseException:
+            if touch:
+                # Some of it may have committed; the call's own error is what to raise.
+                try:
+                    self._touch(spec)
+                except Exception as failure:
+                    logger.warning("could not invalidate the sync digests of %r: %s",
+                                   table, failure)  # fmt: skip
+            raise
         finally:
             if sink is not None:
                 sink.close()
-            if touch:
-                # Again afterwards: a sync that read the table's generation while this
-                # call was writing must not record its digest as current.
-                self._touch(spec)
+        if touch:
+            # Again afterwards: a sync that read the table's generation while this
+            # call was writing must not record its digest as current.
+            self._touch(spec)
+        return done
 
     def _write_key(
         self, kind: WriteKind, spec: TableSpec, key: Key, cols: tuple[str, ...]
