@@ -254,6 +254,8 @@ def test_changeset_applied_to_another_store_gives_the_same_table(
     # and the same changeset brings the first store level too
     db.apply(Changeset.read(path))
     assert contents(db, table, range(1, 30)) == normal(source)
+    price = db.get_many(table, [21])[21]["price"]  # a number, not the text of one
+    assert isinstance(price, Decimal | int | float) and Decimal(str(price)) == Decimal("5")
     other.close()
 
 

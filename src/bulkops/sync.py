@@ -515,7 +515,11 @@ def _rows_lines_size(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> i
 
 
 def _to_json(value: Any) -> Any:
-    """A changeset value: like ``jsonable``, but bytes tagged so they come back as bytes."""
+    """A changeset value: like ``jsonable``, but bytes, sets and decimals tagged so they
+    come back as what they were (a column of type ``any``, or a DynamoDB attribute, has
+    no declared type to coerce text back with)."""
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, set | frozenset):
@@ -537,6 +541,8 @@ def _from_json(value: Any, kind: str) -> Any:
             return base64.b64decode(value["$bytes"])
         if set(value) == {"$set"}:
             return {_from_json(v, "any") for v in value["$set"]}
+        if set(value) == {"$decimal"}:
+            return Decimal(value["$decimal"])
         return {k: _from_json(v, "any") for k, v in value.items()}
     if isinstance(value, list):
         return [_from_json(v, "any") for v in value]
