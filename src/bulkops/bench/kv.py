@@ -12,7 +12,8 @@ Naive: the usual boto3 code, one request per item: GetItem per key and PutItem r
 after it (read, modify, write), then DeleteItem per key: 2.2 requests per item.
 bulkops: one ``get_many`` (BatchGetItem, 100 keys a request), one ``upsert``
 (BatchWriteItem, 25 items a request) and one ``delete`` (BatchWriteItem, 25 keys a
-request), plus the DescribeTable that tells bulkops the table's key.
+request), plus the DescribeTable that tells bulkops the table's key and, on the Store's
+first write, one that asks whether the database keeps sync digests (``bulkops_sync_state``).
 
 Both read with ``ConsistentRead``: the items were written just before.
 """
