@@ -532,3 +532,27 @@ def test_apply_rejects_bad_rows_into_one_file(db: bulkops.Store, tmp_path: Path)
     (line,) = rejects.read_text().splitlines()
     assert json.loads(line)["key"] == 9
     assert contents(db, strict, [1, 9]) == {1: normal(source)[1]}
+
+
+def test_composite_keys(db: bulkops.Store) -> None:
+    name = f"scores_{next(_names)}"
+    db.create_table(name, {"user_id": "integer", "algo": "text", "score": "decimal"},
+                    key=("user_id", "algo"))  # fmt: skip
+    rows = [
+        {"user_id": u, "algo": a, "score": Decimal(u) + Decimal("0.5")}
+        for u in range(1, 6) for a in ("als", "knn")
+    ]  # fmt: skip
+    db.insert(name, rows)
+    source = [dict(r) for r in rows if (r["user_id"], r["algo"]) != (2, "knn")]
+    source[0]["score"] = Decimal("9.75")
+    source.append({"user_id": 7, "algo": "als", "score": Decimal("1")})
+    report = db.sync(name, source, key=("user_id", "algo"), delete_missing=True, keys=True)
+    assert (report.added, report.changed, report.deleted) == (1, 1, 1)
+    assert report.added_keys == [(7, "als")] and report.deleted_keys == [(2, "knn")]
+    assert report.changed_keys == [(1, "als")]
+    every = [(u, a) for u in range(1, 8) for a in ("als", "knn")]
+    got = db.get_many(name, every, key=("user_id", "algo"))
+    assert {k: Decimal(str(v["score"])) for k, v in got.items()} == {
+        (r["user_id"], r["algo"]): r["score"] for r in source
+    }
+    assert db.sync(name, source, key=("user_id", "algo"), delete_missing=True).skipped
