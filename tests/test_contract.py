@@ -502,3 +502,17 @@ def test_integer_out_of_range_is_a_row_error(db: bulkops.Store) -> None:
     report = db.insert("people", [person(1, age=2**63), person(2)], on_error="isolate")
     assert report.rejected == 1 and report.rejections[0].column == "age"
     assert "64-bit" in report.rejections[0].reason or "too large" in report.rejections[0].reason
+
+
+def test_parallel_writes_call_after_call(db: bulkops.Store) -> None:
+    """Workers' connections go back to the pool between calls; the next call's workers
+    (and their staging tables) must not trip over what the last ones left there."""
+    needs(db, "parallel_writes", "writes one chunk at a time")
+    db.create_table("par", {"id": "integer", "v": "text"}, key="id")
+    for round_ in range(3):
+        report = db.upsert(
+            "par", [{"id": i, "v": f"r{round_}"} for i in range(200)], workers=3, chunk_size=10
+        )
+        assert_accounted(report, 200)
+        assert report.chunks == 20
+    assert {r["v"] for r in db.get_many("par", range(200)).values()} == {"r2"}

@@ -556,3 +556,17 @@ def test_composite_keys(db: bulkops.Store) -> None:
         (r["user_id"], r["algo"]): r["score"] for r in source
     }
     assert db.sync(name, source, key=("user_id", "algo"), delete_missing=True).skipped
+
+
+def test_parallel_writes_of_the_difference(db: bulkops.Store) -> None:
+    from conftest import needs
+
+    needs(db, "parallel_writes", "writes one chunk at a time")
+    rows = base_rows(120)
+    table = make_table(db, rows)
+    source = [dict(r, qty=r["qty"] + 1) if r["id"] % 3 == 0 else r for r in rows]
+    source += [{"id": 500 + i, "name": "new", "price": None, "qty": i} for i in range(40)]
+    report = db.sync(table, source, key="id", delete_missing=True, workers=3, chunk_size=10)
+    assert (report.added, report.changed, report.unchanged) == (40, 40, 80)
+    assert report.accounted == report.rows_in == 160
+    assert contents(db, table, [*range(1, 121), *range(500, 540)]) == normal(source)

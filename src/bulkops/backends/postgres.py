@@ -226,6 +226,11 @@ FROM rel
 """
 
 
+# Staging table names, unique in the process: a pooled connection may still hold the
+# temporary tables of an earlier backend that used it.
+_STAGE_NUMBERS = itertools.count(1)
+
+
 # ------------------------------------------------------------- counting statements
 
 
@@ -319,7 +324,6 @@ class PostgresBackend:
         # Staging tables created in the open transaction, with the savepoint depth they
         # were created at: a rollback to that depth (or a full rollback) removes them.
         self._new_stages: dict[tuple[Any, ...], int] = {}
-        self._stage_numbers = itertools.count(1)
         self._pid: int | None = None
         self._sequences: set[str] = set()
         self._dirty: set[str] = set()  # staging tables written in this transaction
@@ -593,7 +597,7 @@ class PostgresBackend:
         name = self._stages.get(shape)
         if name is not None:
             return name
-        name = f"bulkops_stage_{next(self._stage_numbers)}"
+        name = f"bulkops_stage_{next(_STAGE_NUMBERS)}"
         # Typed from the reflected columns rather than "AS SELECT … FROM target", which
         # would lock the target outside any transaction (ignoring lock_timeout) and
         # hang behind a migration. ON COMMIT DELETE ROWS: each transaction starts empty.
@@ -1034,6 +1038,13 @@ class PostgresBackend:
         try:
             if not (self.conn.closed or self.conn.broken):
                 self.rollback()
+                # The connection goes back to the engine's pool: its next user (a later
+                # worker, another Store) must not find our staging tables there. Sent
+                # on libpq directly, like the pool's own reset: housekeeping of the
+                # connection, not a statement of the work (statement counters skip it).
+                if self._stages or self._stage_types:
+                    with suppress(psycopg.Error):
+                        self.conn.pgconn.exec_(b"DISCARD TEMP")
                 self.conn.autocommit = self._saved_autocommit
                 self.conn.cursor_factory, self.conn.server_cursor_factory = self._cursor_factories
         finally:
