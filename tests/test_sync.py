@@ -570,3 +570,24 @@ def test_parallel_writes_of_the_difference(db: bulkops.Store) -> None:
     assert (report.added, report.changed, report.unchanged) == (40, 40, 80)
     assert report.accounted == report.rows_in == 160
     assert contents(db, table, [*range(1, 121), *range(500, 540)]) == normal(source)
+
+
+def test_a_sync_that_fails_midway_is_finished_by_the_next(db: bulkops.Store) -> None:
+    """An error after part of the difference was written (here: raised from progress=
+    after the first chunk) leaves no digest behind: the next sync compares in full and
+    finishes the job."""
+    rows = base_rows(60)
+    table = make_table(db, rows)
+    db.sync(table, rows, key="id")  # a digest on record for this scope
+    source = [dict(r, qty=r["qty"] + 100) for r in rows]
+
+    def crash(report: bulkops.Report) -> None:
+        raise RuntimeError("the process dies here")
+
+    with pytest.raises(RuntimeError, match="dies"):
+        db.sync(table, source, key="id", chunk_size=10, progress=crash)
+    half = contents(db, table, range(1, 61))
+    assert 0 < sum(half[i]["qty"] == rows[i - 1]["qty"] + 100 for i in half) < 60
+    again = db.sync(table, source, key="id", chunk_size=10)
+    assert not again.skipped and again.changed + again.unchanged == 60
+    assert contents(db, table, range(1, 61)) == normal(source)
