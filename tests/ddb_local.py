@@ -138,6 +138,9 @@ class DynamoDBLocal:
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            # It writes dynamodb-local-metadata.json into its working directory: keep
+            # that out of whatever directory the tests run from.
+            cwd=emulator,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + START_TIMEOUT
