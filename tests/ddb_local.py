@@ -111,6 +111,7 @@ class DynamoDBLocal:
     def __init__(self) -> None:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self._workdir: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -124,6 +125,7 @@ class DynamoDBLocal:
         emulator = emulator_dir()
         classes = _launcher(emulator)
         self.port = _free_port()
+        self._workdir = tempfile.mkdtemp(prefix="bulkops-ddb-")
         self.process = subprocess.Popen(
             [
                 "java",
@@ -138,9 +140,10 @@ class DynamoDBLocal:
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            # It writes dynamodb-local-metadata.json into its working directory: keep
-            # that out of whatever directory the tests run from.
-            cwd=emulator,
+            # It writes dynamodb-local-metadata.json into its working directory: a
+            # directory of its own, not the one the tests run from (nor the jar's, which
+            # may be read-only).
+            cwd=self._workdir,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + START_TIMEOUT
@@ -169,6 +172,9 @@ class DynamoDBLocal:
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
         self.process = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
 
 def _drain(process: subprocess.Popen[bytes]) -> None:
