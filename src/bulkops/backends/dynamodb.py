@@ -920,9 +920,13 @@ class DynamoDBSyncState:
         self._checked = 0.0
 
     def _request(self, method: str, **request: Any) -> Any:
-        # Bookkeeping: sent (and seen by statement tracing), not counted as work.
-        with self.backend._errors():
-            return getattr(self.backend.client, method)(**request)
+        # Bookkeeping: sent (and seen by statement tracing), not counted as work;
+        # throttling is retried under the policy like any other request.
+        def send() -> Any:
+            with self.backend._errors():
+                return getattr(self.backend.client, method)(**request)
+
+        return self.backend.retry.call(send)
 
     def kept(self, spec: TableSpec) -> bool:
         now = time.monotonic()
