@@ -591,3 +591,17 @@ def test_a_sync_that_fails_midway_is_finished_by_the_next(db: bulkops.Store) -> 
     again = db.sync(table, source, key="id", chunk_size=10)
     assert not again.skipped and again.changed + again.unchanged == 60
     assert contents(db, table, range(1, 61)) == normal(source)
+
+
+def test_sequences_in_the_order_of_columns(db: bulkops.Store) -> None:
+    """Rows given as sequences keep the order columns= names (the key need not come
+    first), and an empty source with columns= naming the key works too."""
+    rows = base_rows(3)
+    table = make_table(db, rows)
+    order = ["name", "qty", "id", "price"]
+    source = [(r["name"], r["qty"] + (r["id"] == 2), r["id"], r["price"]) for r in rows]
+    report = db.sync(table, source, columns=order, key="id", keys=True)
+    assert report.changed_keys == [2] and report.unchanged == 2
+    assert contents(db, table, [2])[2]["qty"] == 5
+    gone = db.sync(table, [], columns=["id", "name"], key="id", delete_missing=True)
+    assert gone.deleted == 3 and contents(db, table, [1, 2, 3]) == {}

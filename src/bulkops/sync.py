@@ -670,26 +670,27 @@ class Syncer:
                 return
         iterator = iter(rows)
         first = next(iterator, _END)
-        if first is _END:
-            cols: tuple[str, ...] = self.key + (self.columns or ())
-            mappings = True
-        else:
-            mappings = isinstance(first, Mapping)
-            if self.columns is None and not mappings:
-                raise TypeError(f"{self.mode}(): rows are not mappings: pass columns= (and key)")
-            if self.columns is not None:
-                cols = self.key + tuple(c for c in self.columns if c not in self.key)
-                if not mappings and len(cols) != len(self.columns):
-                    cols = tuple(self.columns)
-            else:
-                cols = self.spec.check_columns(first.keys())
-            missing = [k for k in self.key if k not in cols]
-            if missing:
-                raise SchemaError(
-                    f"{self.mode}() matches rows on ({', '.join(self.key)}) but the rows do "
-                    f"not give {', '.join(map(repr, missing))}"
-                )
+        given = self.columns
+        mappings = first is _END or isinstance(first, Mapping)
+        if given is None and not mappings:
+            raise TypeError(f"{self.mode}(): rows are not mappings: pass columns= (and key)")
+        if given is None:
+            given = () if first is _END else self.spec.check_columns(first.keys())
+        missing = [k for k in self.key if k not in given]
+        # Mappings are looked up by name (the key is added to columns= here, as a write
+        # does); sequences must give it, and an empty source gives nothing to miss.
+        if missing and first is not _END and not (mappings and self.columns is not None):
+            raise SchemaError(
+                f"{self.mode}() matches rows on ({', '.join(self.key)}) but the rows do "
+                f"not give {', '.join(map(repr, missing))}"
+            )
+        # The key first: the stage, the pages and the keys read back rely on it.
+        cols = self.key + tuple(c for c in given if c not in self.key)
+        if first is not _END:
             iterator = chain([first], iterator)
+        if not mappings and cols != given:
+            # Sequences hold their values in the order of columns=: put them in ours.
+            iterator = _reordered(iterator, [given.index(c) for c in cols], len(given))
         self.cols = cols
         self.compared = tuple(c for c in cols if c not in self.key)
         if self.mode == "diff":
@@ -1147,7 +1148,8 @@ class _HashDiff:
         sync, report = self.sync, self.sync.report
         store, spec, cols = sync.store, sync.spec, sync.cols
         if not self.mappings:
-            rows = (dict(zip(cols, r, strict=True)) for r in rows)
+            # (a row of the wrong width keeps its shape: _key_of rejects it)
+            rows = (dict(zip(cols, r, strict=True)) if len(r) == len(cols) else r for r in rows)
         compared = None if sync.columns is None else sync.compared
         digest = _Digest(sync.scope)
         seen: set[Any] = set()
@@ -1302,6 +1304,13 @@ class _HashDiff:
         written = sync.delete_keys([k if isinstance(k, tuple) else (k,) for k in keys])
         sync.absorb(written)
         report.deleted += written.deleted + written.upserted
+
+
+def _reordered(rows: Iterator[Any], order: Sequence[int], width: int) -> Iterator[Any]:
+    """Sequences with their values picked in ``order``; a row of another width stays as
+    it is, to be rejected for it."""
+    for row in rows:
+        yield tuple(row[i] for i in order) if len(row) == width else row
 
 
 def _key_of(row: Mapping[str, Any], key: Sequence[str], spec: TableSpec) -> Any:
