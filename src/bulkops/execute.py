@@ -45,6 +45,16 @@ __all__ = [
 ]
 
 OnError = Literal["raise", "isolate"]
+
+
+def resolve_on_error(on_error: OnError | None, rejects: object, max_rejects: int | None) -> OnError:
+    """``on_error`` as given, else ``"isolate"`` when the caller gave somewhere for bad
+    rows to go (``rejects``) or a number of them to tolerate (``max_rejects``)."""
+    if on_error is not None:
+        return on_error
+    return "isolate" if (rejects is not None or max_rejects is not None) else "raise"
+
+
 T = TypeVar("T")
 # Called inside a chunk's transaction once its rows are written, on the connection
 # that wrote them (so a record of the chunk commits or rolls back with it).

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from itertools import chain
 from types import TracebackType
@@ -23,7 +24,7 @@ from .errors import (
     UnreadKeysError,
 )
 from .events import EventCallback, EventSink, RunFinished, RunStarted, logger
-from .execute import Checkpoint, Executor, OnError, numbered, run_transaction
+from .execute import Checkpoint, Executor, OnError, numbered, resolve_on_error, run_transaction
 from .plan import ChunkPlanner, PreparedChunk, chunk_rows, chunked
 from .report import ProgressCallback, Rejection, RejectsFile, Report, SyncReport
 from .retry import DEFAULT_RETRY, RetryPolicy
@@ -567,8 +568,27 @@ class Store:
         retry: RetryPolicy | None,
     ) -> Report:
         spec = self.backend.reflect(table)
+        with self._touching(spec):
+            return self._adjust_table(
+                spec, deltas, column=column, key=key, min_value=min_value,
+                max_value=max_value, atomic=atomic, chunk_size=chunk_size, retry=retry,
+            )  # fmt: skip
+
+    def _adjust_table(
+        self,
+        spec: TableSpec,
+        deltas: Mapping[Any, Any] | Iterable[tuple[Any, Any]],
+        *,
+        column: str,
+        key: Key,
+        min_value: Any,
+        max_value: Any,
+        atomic: bool,
+        chunk_size: int | None,
+        retry: RetryPolicy | None,
+    ) -> Report:
+        table = spec.name
         key_cols = spec.resolve_key(key, "adjust")
-        self._touch(spec)
         target = spec.column(column)
         key_codecs = [self.backend.codec(spec.column(k)) for k in key_cols]
         value_codec = self.backend.codec(target)
@@ -921,6 +941,24 @@ class Store:
         if state.kept(spec):
             state.invalidate(spec.name, in_transaction=self._depth > 0)
 
+    @contextmanager
+    def _touching(self, spec: TableSpec) -> Iterator[None]:
+        """Around a call that writes ``spec``'s table: its sync digests are invalidated
+        before (a crash midway leaves none standing) and again after (a sync that read
+        the table's generation meanwhile must not record its digest as current)."""
+        self._touch(spec)
+        try:
+            yield
+        except BaseException:
+            # Some of it may have committed; the call's own error is what to raise.
+            try:
+                self._touch(spec)
+            except Exception as failure:
+                logger.warning("could not invalidate the sync digests of %r: %s",
+                               spec.name, failure)  # fmt: skip
+            raise
+        self._touch(spec)
+
     def sequence(
         self, name: str, *, prefix: str = "", padding: int = 0, suffix: str = "", start: int = 1
     ) -> Sequence_:
@@ -991,8 +1029,6 @@ class Store:
             self._require("transactions", "atomic=True: it has no multi-request transactions")
         spec = spec or self.backend.reflect(table)
         report = Report(verb=kind if kind != "insert_ignore" else "insert", table=table)
-        if touch:
-            self._touch(spec)
         label, source = options.get("label"), options.get("source")
         resume = options.get("resume", False)
         iterator = iter(rows)
@@ -1085,9 +1121,7 @@ class Store:
         op = WriteOp(kind=kind, table=spec, columns=cols, key=key_cols, update_columns=updating)
         rejects = options.get("rejects")
         max_rejects = options.get("max_rejects")
-        on_error = options.get("on_error")
-        if on_error is None:
-            on_error = "isolate" if (rejects is not None or max_rejects is not None) else "raise"
+        on_error = resolve_on_error(options.get("on_error"), rejects, max_rejects)
         sink = RejectsFile(rejects) if rejects is not None else None
         size = chunk_rows(self.capabilities, len(cols), options.get("chunk_size"))
         atomic = options.get("atomic", False)
@@ -1117,26 +1151,13 @@ class Store:
             "atomic": atomic,
         }  # fmt: skip
         try:
-            done = self._observed(
-                report.verb, table, label, run, source=source, resume=resume, options=shape
-            )
-        except BaseException:
-            if touch:
-                # Some of it may have committed; the call's own error is what to raise.
-                try:
-                    self._touch(spec)
-                except Exception as failure:
-                    logger.warning("could not invalidate the sync digests of %r: %s",
-                                   table, failure)  # fmt: skip
-            raise
+            with self._touching(spec) if touch else nullcontext():
+                return self._observed(
+                    report.verb, table, label, run, source=source, resume=resume, options=shape
+                )
         finally:
             if sink is not None:
                 sink.close()
-        if touch:
-            # Again afterwards: a sync that read the table's generation while this
-            # call was writing must not record its digest as current.
-            self._touch(spec)
-        return done
 
     def _write_key(
         self, kind: WriteKind, spec: TableSpec, key: Key, cols: tuple[str, ...]

@@ -48,7 +48,7 @@ from .errors import (
     SchemaError,
     TooManyRejects,
 )
-from .execute import numbered, run_transaction
+from .execute import numbered, resolve_on_error, run_transaction
 from .plan import ChunkPlanner, chunk_rows, chunked
 from .report import Rejection, RejectsFile, Report, SyncReport, jsonable
 from .retry import RetryPolicy
@@ -600,16 +600,9 @@ class Syncer:
         self.dry_run = dry_run or mode == "diff"
         self.keys = keys
         self.chunk_size = chunk_size
-        options = dict(options)
-        # Rejections of the whole call go to one sink at the end; the writes inside
-        # collect theirs in their Reports.
-        self.sink = options.pop("rejects", None)
-        self.max_rejects = options.get("max_rejects")
-        if options.get("on_error") is None:
-            isolate = self.sink is not None or self.max_rejects is not None
-            options["on_error"] = "isolate" if isolate else "raise"
-        self.on_error = options["on_error"]
-        self.options: Any = options  # WriteOptions for the writes of the difference
+        self.options, self.sink = _one_rejects_sink(options)  # for the writes of the difference
+        self.max_rejects = self.options.get("max_rejects")
+        self.on_error = self.options["on_error"]
         self.mode = mode
         self.changeset: Changeset | None = None
         self.report = SyncReport(table=table, verb=mode, dry_run=dry_run and mode == "sync")
@@ -628,12 +621,7 @@ class Syncer:
         finally:
             self.report.statements = self.backend.statements - statements
             self.report.elapsed = time.perf_counter() - started
-            if self.sink is not None and (self.report.rejections or self.report.failures):
-                sink = RejectsFile(self.sink)
-                try:
-                    sink.write(self.report.rejections + self.report.failures)
-                finally:
-                    sink.close()
+            _write_rejects(self.sink, self.report)
         return self.report
 
     def write_options(self) -> Any:
@@ -646,13 +634,11 @@ class Syncer:
         report.rejected += 1
         report.rejections.append(rejection)
         if self.on_error == "raise":
-            error = ConversionError(
+            raise ConversionError(
                 f"{self.mode} of {self.spec.name!r}: row {rejection.row} "
                 f"(key {rejection.key!r}): {rejection.reason}",
                 column=rejection.column,
             )
-            error.rejections = [rejection]  # type: ignore[attr-defined]
-            raise error
         if self.max_rejects is not None and report.rejected > self.max_rejects:
             raise TooManyRejects(
                 f"{self.mode} of {self.spec.name!r} stopped: more than {self.max_rejects} "
@@ -1344,13 +1330,7 @@ def apply_changeset(
     types = header.get("types", {})
     report = SyncReport(table=name, verb="apply")
     report.rows_in = trailer["added"] + trailer["changed"]
-    # One rejects sink for the whole call (the upserts and the deletes each report
-    # theirs), written at the end.
-    options = dict(options)
-    sink = options.pop("rejects", None)
-    if options.get("on_error") is None:
-        isolate = sink is not None or options.get("max_rejects") is not None
-        options["on_error"] = "isolate" if isolate else "raise"
+    options, sink = _one_rejects_sink(options)
 
     def rows() -> Iterator[dict[str, Any]]:
         for record in changeset.records():
@@ -1388,10 +1368,27 @@ def apply_changeset(
     report.bytes = changeset.bytes
     report.statements = store.backend.statements - statements
     report.elapsed = time.perf_counter() - started
-    if sink is not None and (report.rejections or report.failures):
-        rejects = RejectsFile(sink)
-        try:
-            rejects.write(report.rejections + report.failures)
-        finally:
-            rejects.close()
+    _write_rejects(sink, report)
     return report
+
+
+def _one_rejects_sink(options: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The write options for the several writes of one call, and the call's ``rejects``
+    taken out of them: each write reports its rejections, and the call writes them all
+    to that one sink at the end (a path given to each write would be overwritten)."""
+    options = dict(options)
+    sink = options.pop("rejects", None)
+    options["on_error"] = resolve_on_error(
+        options.get("on_error"), sink, options.get("max_rejects")
+    )
+    return options, sink
+
+
+def _write_rejects(sink: Any, report: SyncReport) -> None:
+    if sink is None or not (report.rejections or report.failures):
+        return
+    rejects = RejectsFile(sink)
+    try:
+        rejects.write(report.rejections + report.failures)
+    finally:
+        rejects.close()
