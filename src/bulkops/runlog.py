@@ -26,14 +26,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .backends.base import Backend
+from .backends.base import ALREADY_EXISTS, Backend
 from .errors import BulkError, ResumeError, SchemaError, TooManyRejects
 from .execute import run_transaction
 from .report import OUTCOMES, Report
 from .retry import RetryPolicy
 from .schema import ColumnCodec
 
-__all__ = ["ALREADY_EXISTS", "CHECKPOINTS", "RUNS", "Run", "RunLog", "run_status"]
+__all__ = ["CHECKPOINTS", "RUNS", "Run", "RunLog", "run_status"]
 
 RUNS = "bulkops_runs"
 CHECKPOINTS = "bulkops_checkpoints"
@@ -75,9 +75,6 @@ checkpoints_table = sa.Table(
 )
 
 _RUN_COLUMNS = [c.name for c in runs_table.columns]
-# Two sessions creating a table at once: one of them trips on the catalog (a unique
-# index of pg_class or pg_type, "relation already exists", or "type already exists").
-ALREADY_EXISTS = ("23505", "42P07", "42710")
 
 
 @dataclass(frozen=True)

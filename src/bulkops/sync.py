@@ -39,7 +39,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import sqlalchemy as sa
 
-from .backends.base import Backend
+from .backends.base import ALREADY_EXISTS, Backend
 from .errors import (
     BulkError,
     ChangesetError,
@@ -52,7 +52,6 @@ from .execute import numbered, resolve_on_error, run_transaction
 from .plan import ChunkPlanner, chunk_rows, chunked
 from .report import Rejection, RejectsFile, Report, SyncReport, jsonable
 from .retry import RetryPolicy
-from .runlog import ALREADY_EXISTS
 from .schema import TableSpec, coerce
 
 if TYPE_CHECKING:
@@ -814,6 +813,17 @@ class _SetBasedDiff:
     def _q(self, name: str) -> str:
         return str(self.dialect.identifier_preparer.quote(name))
 
+    def _create_temporary(self, name: str) -> None:
+        """A temporary table of the compared columns, typed as the target declares them
+        (so values compare as the target's do), plus the source row number ``_n`` and
+        the mark ``_op``."""
+        spec = self.sync.spec
+        columns = ", ".join(f"{self._q(c)} {spec.column(c).declared or ''}" for c in self.sync.cols)
+        self._exec(
+            f"CREATE TEMPORARY TABLE {self._q(name)} "
+            f"({columns}, {self._q('_n')} BIGINT NOT NULL, {self._q('_op')} TEXT)"
+        )
+
     def _exec(self, statement: Any, values: Mapping[str, Any] | None = None) -> list[Any]:
         if isinstance(statement, str):
             statement = sa.text(statement)
@@ -826,12 +836,7 @@ class _SetBasedDiff:
 
     def run(self, rows: Iterator[Any], mark: SyncMark | None, source_digest: str | None) -> None:
         sync, report = self.sync, self.sync.report
-        spec, cols = sync.spec, sync.cols
-        stage_cols = ", ".join(f"{self._q(c)} {spec.column(c).declared or ''}" for c in cols)
-        self._exec(
-            f"CREATE TEMPORARY TABLE {self._q(self.name)} "
-            f"({stage_cols}, {self._q('_n')} BIGINT NOT NULL, {self._q('_op')} TEXT)"
-        )
+        self._create_temporary(self.name)
         try:
             digest = self._stage(rows)
             if source_digest is None:
@@ -911,7 +916,9 @@ class _SetBasedDiff:
         return digest.hexdigest()
 
     def _load(self, names: Sequence[str], staged: list[tuple[Any, ...]]) -> None:
-        self._in_transaction(lambda: self.backend.load_stage(self.name, names, staged))
+        self._in_transaction(
+            lambda: self.backend.load_stage(self.name, self.sync.spec, names, staged)
+        )
 
     def _encoded_key(self, rejection: Rejection, codecs: Sequence[Any]) -> tuple[Any, ...] | None:
         key = rejection.key
@@ -973,12 +980,7 @@ class _SetBasedDiff:
         sync = self.sync
         s, t, d = self._stage_table(), self.backend.core_table(sync.spec), self._delta_table()
         cols = sync.cols
-        self._exec(
-            f"CREATE TEMPORARY TABLE {self._q(self.delta)} ({self._q('_n')} BIGINT NOT NULL, "
-            f"{self._q('_op')} TEXT NOT NULL, "
-            + ", ".join(f"{self._q(c)} {sync.spec.column(c).declared or ''}" for c in cols)
-            + ")"
-        )
+        self._create_temporary(self.delta)
         match = sa.and_(*(t.c[k] == s.c[k] for k in sync.key))
         # In a left join a matched row's key is not NULL (it equalled the source's).
         missing = t.c[sync.key[0]].is_(None)

@@ -21,6 +21,7 @@ from ..retry import RetryPolicy
 from ..schema import ColumnCodec, ColumnSpec, TableSpec
 
 __all__ = [
+    "ALREADY_EXISTS",
     "Backend",
     "Capabilities",
     "ChunkCounts",
@@ -33,6 +34,12 @@ __all__ = [
     "translate_errors",
     "within_bounds",
 ]
+
+
+# Error codes of creating a table that another session was creating at the same time:
+# PostgreSQL trips on its catalog (a unique index of pg_class or pg_type: 23505,
+# "relation already exists" 42P07, "type already exists" 42710).
+ALREADY_EXISTS = ("23505", "42P07", "42710")
 
 
 @dataclass(frozen=True)

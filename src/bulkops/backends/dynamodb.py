@@ -810,19 +810,21 @@ class DynamoDBBackend:
             # A retried request may skip a block (a gap), never hand one out twice.
             reply = self._each(request)
         except SchemaError:
-            self._create_sequences_table()
+            self.create_own_table(SEQUENCES_TABLE, "name")
             reply = self._each(request)
         end = int(reply["Attributes"]["next_value"]["N"])
         return list(range(end - count, end))
 
-    def _create_sequences_table(self) -> None:
+    def create_own_table(self, table: str, key: str) -> None:
+        """Create one of bulkops' own tables (keyed on the text attribute ``key``), or
+        wait for it if another process is making it at the same time."""
         try:
-            self.create_table(SEQUENCES_TABLE, {"name": "text"}, ("name",))
+            self.create_table(table, {key: "text"}, (key,))
         except BulkError as error:
             if error.code != "ResourceInUseException":  # another process made it first
                 raise
             with self._errors():
-                self.client.get_waiter("table_exists").wait(TableName=SEQUENCES_TABLE)
+                self.client.get_waiter("table_exists").wait(TableName=table)
 
     # ------------------------------------------------------------ sync state
 
@@ -948,7 +950,7 @@ class DynamoDBSyncState:
                 "get_item", TableName=SYNC_STATE_TABLE, Key=key, ConsistentRead=True
             )
         except SchemaError:
-            self._create()
+            self.backend.create_own_table(SYNC_STATE_TABLE, "table_name")
             reply = {}
         self._kept = True
         item = reply.get("Item")
@@ -968,15 +970,6 @@ class DynamoDBSyncState:
         mine = item.get("scopes", {}).get("M", {}).get(scope)
         digest = mine["M"]["digest"]["S"] if mine else None
         return SyncMark(generation, digest, None)
-
-    def _create(self) -> None:
-        try:
-            self.backend.create_table(SYNC_STATE_TABLE, {"table_name": "text"}, ("table_name",))
-        except BulkError as error:
-            if error.code != "ResourceInUseException":  # another process made it first
-                raise
-            with self.backend._errors():
-                self.backend.client.get_waiter("table_exists").wait(TableName=SYNC_STATE_TABLE)
 
     def invalidate(self, table: str, in_transaction: bool = False) -> None:
         with suppress(ConstraintError):  # never synced: nothing to invalidate

@@ -52,6 +52,7 @@ from ..schema import (
     int_from_text,
 )
 from .base import (
+    ALREADY_EXISTS,
     Capabilities,
     ChunkCounts,
     WriteOp,
@@ -226,6 +227,9 @@ FROM rel
 """
 
 
+# The types of the columns sync adds to its stage (int8 and text).
+_STAGE_OIDS = {"_n": 20, "_op": 25}
+
 # Staging table names, unique in the process: a pooled connection may still hold the
 # temporary tables of an earlier backend that used it.
 _STAGE_NUMBERS = itertools.count(1)
@@ -327,7 +331,6 @@ class PostgresBackend:
         self._pid: int | None = None
         self._sequences: set[str] = set()
         self._dirty: set[str] = set()  # staging tables written in this transaction
-        self._stage_types: dict[str, list[int]] = {}  # sync stage -> COPY type oids
         self._xid: int | None = None
         # Statement counters (bulkops.testing) stay attached across reconnects and forks.
         self._traces: list[Callable[[str], None]] = []
@@ -636,12 +639,22 @@ class PostgresBackend:
             self._dirty.add(stage)
             target = sql.Identifier(stage)
         oids = table.extra["oids"]
+        self._copy_rows(target, columns, [oids[c] for c in columns], rows)
+
+    def _copy_rows(
+        self,
+        target: sql.Composable,
+        columns: Sequence[str],
+        oids: Sequence[int],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """One binary COPY of ``rows`` (values typed by ``oids``) into ``target``."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             target, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         self.statements += 1
         with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types([oids[c] for c in columns])
+            copy.set_types(oids)
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
@@ -827,33 +840,20 @@ class PostgresBackend:
         return a.is_distinct_from(b)
 
     def load_stage(
-        self, stage: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+        self,
+        stage: str,
+        table: TableSpec,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
     ) -> None:
-        """Binary COPY of driver-ready ``rows`` into the temporary table ``stage`` (sync);
-        the columns other than the target's (``_n``, ``_op``) are bigint and text."""
-        types = self._stage_types.get(stage)
-        if types is None:
-            found = self.conn.execute(
-                "SELECT a.attname, a.atttypid::int FROM pg_attribute a "
-                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-                (sql.Identifier(stage).as_string(self.conn),),
-            ).fetchall()
-            oids = dict(found)
-            types = self._stage_types[stage] = [oids[c] for c in columns]
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        self.statements += 1
-        with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types(types)
-            write_row = copy.write_row
-            for row in rows:
-                write_row(row)
+        """Binary COPY of driver-ready ``rows`` into the temporary table ``stage`` (sync),
+        typed as ``table``'s columns; sync's own ``_n`` and ``_op`` are bigint and text."""
+        oids = {**_STAGE_OIDS, **table.extra["oids"]}
+        self._copy_rows(sql.Identifier(stage), columns, [oids[c] for c in columns], rows)
 
     def finish_stage(self, stage: str) -> None:
         """Statistics for the staged table, so that the planner joins it sensibly
         (temporary tables are never analyzed by autovacuum)."""
-        self._stage_types.pop(stage, None)
         self.statements += 1
         with self._errors():
             self.conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
@@ -980,7 +980,7 @@ class PostgresBackend:
         except BulkError as error:
             # Two processes creating the same sequence at once: one of them gets a
             # unique violation on the catalog. The sequence exists either way.
-            if error.code not in ("23505", "42P07", "42710"):  # made meanwhile by another
+            if error.code not in ALREADY_EXISTS:  # made meanwhile by another session
                 raise
 
     # ----------------------------------------------------------------- errors
@@ -1039,12 +1039,11 @@ class PostgresBackend:
             if not (self.conn.closed or self.conn.broken):
                 self.rollback()
                 # The connection goes back to the engine's pool: its next user (a later
-                # worker, another Store) must not find our staging tables there. Sent
+                # worker, another Store) must not find our temporary tables there. Sent
                 # on libpq directly, like the pool's own reset: housekeeping of the
                 # connection, not a statement of the work (statement counters skip it).
-                if self._stages or self._stage_types:
-                    with suppress(psycopg.Error):
-                        self.conn.pgconn.exec_(b"DISCARD TEMP")
+                with suppress(psycopg.Error):
+                    self.conn.pgconn.exec_(b"DISCARD TEMP")
                 self.conn.autocommit = self._saved_autocommit
                 self.conn.cursor_factory, self.conn.server_cursor_factory = self._cursor_factories
         finally:

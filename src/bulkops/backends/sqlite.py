@@ -689,7 +689,11 @@ class SQLiteBackend:
         return a.is_distinct_from(b)
 
     def load_stage(
-        self, stage: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+        self,
+        stage: str,
+        table: TableSpec,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
     ) -> None:
         """Insert driver-ready ``rows`` into the temporary table ``stage`` (sync)."""
         quote = self.dialect.identifier_preparer.quote
