@@ -166,7 +166,7 @@ def load(
     rejected or the run stopped at a bad row; 2 on a usage error or a fatal error
     (database unreachable, table missing with --no-create, unreadable file).
     """
-    key_cols = tuple(k.strip() for k in key.split(",") if k.strip()) if key else None
+    key_cols = _key_option(key)
     if resume and not run_log:
         _fail("--resume finds its checkpoints in the run log: drop --no-run-log")
     if resume and file == "-":
@@ -555,6 +555,11 @@ def _fail(message: str) -> NoReturn:
 # ---------------------------------------------------------------------------- sync
 
 
+def _key_option(key: str | None) -> tuple[str, ...] | None:
+    """``--key a,b`` as column names (None: the table's primary key)."""
+    return tuple(k.strip() for k in key.split(",") if k.strip()) if key else None
+
+
 def _where_option(values: tuple[str, ...]) -> dict[str, str]:
     where: dict[str, str] = {}
     for item in values:
@@ -627,7 +632,7 @@ def sync(
     An unchanged file meeting a table that bulkops has not written since the last sync
     is skipped without reading it. Exit status as for load.
     """
-    key_cols = tuple(k.strip() for k in key.split(",") if k.strip()) if key else None
+    key_cols = _key_option(key)
     scope = _where_option(where)
     try:
         digest = file_digest(file) if file != "-" else None
