@@ -14,7 +14,7 @@ backend, each on a freshly reloaded table:
   transaction), timed on a sample of ``--naive-rows`` source rows and extrapolated;
 - unchanged re-sync: a second ``db.sync`` of the same source (skipped by its digest), and
   the CLI-style path: ``file_digest(path)`` of the source file + ``db.sync(...,
-  source_digest=...)`` whose rows are never read;
+  source_id=...)`` whose rows are never read;
 - diff: ``db.diff(...)`` -> Changeset: its gzip bytes against the full data's bytes,
   uncompressed and gzipped the same way; the changeset is applied to a reloaded table.
 
@@ -548,7 +548,7 @@ class Bench:
                     lambda: db.sync(TABLE, data.source, key="id", delete_missing=True)
                 )
             result.took(seconds, report)
-            counts = (report.added, report.changed, report.deleted, report.skipped)
+            counts = (report.added, report.changed, report.deleted, report.up_to_date)
             if counts != (data.added, data.changed, data.deleted, False):
                 result.note = f"report says added/changed/deleted/skipped {counts}"
                 result.verified = False
@@ -563,8 +563,9 @@ class Bench:
                     lambda: db.sync(TABLE, data.source, key="id", delete_missing=True)
                 )
             result.took(seconds, report)
-            result.note = "every row read and hashed; skipped" if report.skipped else "NOT skipped"
-            if not report.skipped or report.changes:
+            skipped = report.up_to_date
+            result.note = "every row read and hashed; skipped" if skipped else "NOT skipped"
+            if not report.up_to_date or report.changes:
                 result.verified = False
                 return
             self.check(result)
@@ -579,12 +580,12 @@ class Bench:
             with bulkops.connect(self.side.url) as db:
                 seconds, report = self.timed(
                     lambda: db.sync(
-                        TABLE, data.source, key="id", delete_missing=True, source_digest=digest
+                        TABLE, data.source, key="id", delete_missing=True, source_id=digest
                     )
                 )
             result.took(seconds, report)
             result.note = "full comparison, nothing to write"
-            if report.skipped or report.changes:
+            if report.up_to_date or report.changes:
                 result.verified = False
                 result.note = "skipped or wrote rows"
                 return
@@ -605,7 +606,7 @@ class Bench:
                         never(),
                         key="id",
                         delete_missing=True,
-                        source_digest=bulkops.file_digest(self.source_file),
+                        source_id=bulkops.file_digest(self.source_file),
                     )
 
                 seconds, report = self.timed(run)
@@ -614,14 +615,14 @@ class Bench:
                 f"file_digest() of the {self.source_file.stat().st_size:,}-byte source file "
                 "included; rows never read"
             )
-            if not report.skipped:
+            if not report.up_to_date:
                 result.verified = False
                 result.note = "NOT skipped"
                 return
             self.check(result)
 
         self.guarded(
-            "resync_digest", "unchanged re-sync: source_digest=file_digest(path)", resync_digest
+            "resync_digest", "unchanged re-sync: source_id=file_digest(path)", resync_digest
         )
 
     def reload(self) -> None:

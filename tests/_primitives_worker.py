@@ -18,7 +18,7 @@ def claim(url: str, worker: int, die_after: int | None) -> None:
     policy = bulkops.RetryPolicy(attempts=200, base_delay=0.01, max_delay=0.2)
     with bulkops.connect(url, retry=policy) as db:
         for number, batch in enumerate(
-            db.claim("work", where={"status": "TODO"}, batch_size=100), start=1
+            db.claim("work", where={"status": "TODO"}, chunk_size=100), start=1
         ):
             with batch:
                 ids = [r["id"] for r in batch.rows]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import bulkops
-from bulkops.api import engine_for_url
+from bulkops.backends.resolve import engine_for_url
 from bulkops.bench import WORKLOADS
 from bulkops.bench.counting import StatementCounter
 from bulkops.bench.runner import run_bench, run_workload, select_workloads

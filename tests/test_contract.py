@@ -11,7 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
-from bulkops import ConstraintError, ConversionError, DataError, SchemaError, TooManyRejects
+from bulkops.errors import (
+    ConstraintError,
+    ConversionError,
+    DataError,
+    SchemaError,
+    TooManyRejectsError,
+)
 from conftest import assert_accounted, create, needs, rows_of
 
 UTC = dt.UTC
@@ -194,7 +200,7 @@ def test_max_rejects_stops_cleanly(db: bulkops.Store) -> None:
     needs(db, "declared_columns", "no declared column types, NOT NULL or column names")
     people(db)
     rows = [person(i, age="bad" if i % 10 == 0 else 1) for i in range(1, 101)]
-    with pytest.raises(TooManyRejects) as caught:
+    with pytest.raises(TooManyRejectsError) as caught:
         db.insert("people", rows, chunk_size=20, max_rejects=3)
     report = caught.value.report
     assert report is not None and report.stopped

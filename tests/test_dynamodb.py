@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bulkops
-from bulkops import (
+from bulkops import RetryPolicy
+from bulkops.errors import (
     ConstraintError,
-    LimitError,
-    RetryPolicy,
     SchemaError,
     ThrottledError,
     UnreadKeysError,
+    UnsupportedError,
 )
 from conftest import assert_accounted
 from ddb_local import DynamoDBLocal, HoldBackWrites, ThrottleReads
@@ -201,11 +201,11 @@ def test_workers_write_in_parallel(ddb: bulkops.Store, users: str) -> None:
 
 
 def test_what_dynamodb_cannot_do_is_a_clear_error(ddb: bulkops.Store, users: str) -> None:
-    with pytest.raises(LimitError, match="atomic"):
+    with pytest.raises(UnsupportedError, match="atomic"):
         ddb.upsert(users, [{"id": 1}], atomic=True)
-    with pytest.raises(LimitError, match="atomic"):
+    with pytest.raises(UnsupportedError, match="atomic"):
         ddb.atomic()
-    with pytest.raises(LimitError, match="claim"):
+    with pytest.raises(UnsupportedError, match="claim"):
         next(iter(ddb.claim(users, where={"status": "x"})))
     with pytest.raises(SchemaError, match="does not exist"):
         ddb.upsert("no_such_table", [{"id": 1}])

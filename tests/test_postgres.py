@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
-from bulkops import ConversionError, SchemaError
+from bulkops.errors import ConversionError, SchemaError
 from conftest import assert_accounted
 
 pytestmark = pytest.mark.postgres

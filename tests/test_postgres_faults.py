@@ -639,7 +639,7 @@ def test_lock_timeout_is_retried_then_raised(pg_url: str) -> None:
         elapsed = time.monotonic() - started
         holder.rollback()
     error = caught.value
-    assert isinstance(error, bulkops.TransientError)
+    assert isinstance(error, bulkops.errors.TransientError)
     assert error.code == "55P03"
     assert error.attempts == 2
     assert error.report is not None and error.report.retries == 1
@@ -693,7 +693,7 @@ def test_statement_timeout_on_a_locked_table_raises_at_once(pg_url: str, mode: s
     assert elapsed < 1.5, f"still blocked after {elapsed:.1f}s despite statement_timeout=0.2"
     error = job.error
     assert isinstance(error, StatementTimeoutError), repr(error)
-    assert not isinstance(error, bulkops.TransientError)
+    assert not isinstance(error, bulkops.errors.TransientError)
     assert error.code == "57014"
     assert error.report is not None and error.report.retries == 0
     assert ids_in(pg_url)[0] == 0

@@ -23,8 +23,9 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
-from bulkops import DeadlockError, RetryPolicy, SchemaError
+from bulkops import RetryPolicy
 from bulkops.bench import escrow
+from bulkops.errors import DeadlockError, SchemaError
 from conftest import create, needs, rows_of
 
 WORKER = str(Path(__file__).with_name("_primitives_worker.py"))
@@ -192,9 +193,9 @@ def wallets(db: bulkops.Store) -> None:
 def test_get_or_create(db: bulkops.Store) -> None:
     needs(db, "unique_constraints", "looks up by a unique column besides the key")
     wallets(db)
-    row, created = db.get_or_create("wallets", {"user_id": 7}, {"balance": 0})
+    row, created = db.get_or_create("wallets", {"user_id": 7}, defaults={"balance": 0})
     assert created and row["user_id"] == 7 and row["balance"] == 0 and row["id"] is not None
-    again, created = db.get_or_create("wallets", {"user_id": "7"}, {"balance": 50})
+    again, created = db.get_or_create("wallets", {"user_id": "7"}, defaults={"balance": 50})
     assert not created and again == row
     with pytest.raises(SchemaError, match="unique"):
         db.get_or_create("wallets", {"balance": 0})
@@ -206,7 +207,7 @@ def test_get_or_create_100_concurrent_callers_make_one_row(db_url: str, db: bulk
 
     def caller(i: int) -> tuple[dict[str, Any], bool]:
         with bulkops.connect(db_url, retry=PATIENT) as store:
-            return store.get_or_create("wallets", {"user_id": 42}, {"balance": i})
+            return store.get_or_create("wallets", {"user_id": 42}, defaults={"balance": i})
 
     results = run_threads(100, caller)
     assert all(row is not None for row, _ in results)
@@ -252,19 +253,21 @@ def test_claim_batches_commit_or_release(db: bulkops.Store) -> None:
     needs(db, "row_locks", "no row locks to claim rows with")
     work_table(db, 250)
     seen = []
-    for batch in db.claim("work", where={"status": "TODO"}, batch_size=100, limit=150):
+    for batch in db.claim("work", where={"status": "TODO"}, chunk_size=100, limit=150):
         with batch:
             seen.append([r["id"] for r in batch.rows])
             batch.update("work", [{"id": r["id"], "status": "DONE"} for r in batch.rows])
     assert [len(ids) for ids in seen] == [100, 50] and seen[0] == list(range(100))
     with pytest.raises(RuntimeError, match="boom"):
-        for batch in db.claim("work", where={"status": "TODO"}, batch_size=10):
+        for batch in db.claim("work", where={"status": "TODO"}, chunk_size=10):
             with batch:
                 batch.update("work", [{"id": r["id"], "status": "DONE"} for r in batch.rows])
                 raise RuntimeError("boom")
     statuses = Counter(r["status"] for r in rows_of(db, "work"))
     assert statuses == {"DONE": 150, "TODO": 100}  # the failed batch was released
-    batches = list(db.claim("work", where={"status": "TODO"}, batch_size=60, set={"status": "X"}))
+    batches = list(
+        db.claim("work", where={"status": "TODO"}, chunk_size=60, set_values={"status": "X"})
+    )
     assert [len(b) for b in batches] == [60, 40]
     assert Counter(r["status"] for r in rows_of(db, "work")) == {"DONE": 150, "X": 100}
 
@@ -276,7 +279,7 @@ def test_concurrent_claimers_never_share_a_row(db_url: str, db: bulkops.Store) -
     def claimer(w: int) -> list[int]:
         mine: list[int] = []
         with bulkops.connect(db_url, retry=PATIENT) as store:
-            for batch in store.claim("work", where={"status": "TODO"}, batch_size=50):
+            for batch in store.claim("work", where={"status": "TODO"}, chunk_size=50):
                 with batch:
                     ids = [r["id"] for r in batch.rows]
                     store.update("work", [{"id": i, "status": "DONE"} for i in ids])

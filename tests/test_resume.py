@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
+from bulkops.errors import ResumeError
 from conftest import assert_accounted, needs
 
 SCRIPT = shutil.which("bulkops", path=str(Path(sys.executable).parent))
@@ -71,13 +72,13 @@ def test_interrupted_insert_resumes_exactly(db_url: str) -> None:
     with bulkops.connect(db_url, run_log=True) as db:
         keyless_table(db)
         with pytest.raises(KeyboardInterrupt):
-            db.insert("t", interrupted(numbers(n), 500), source="input-1", chunk_size=chunk)
+            db.insert("t", interrupted(numbers(n), 500), source_id="input-1", chunk_size=chunk)
         committed = facts(db)[0]
         assert committed == 448  # 7 whole chunks; the 8th was cut short by Ctrl-C
         first = db.runs(last=1)[0]
         assert first.status == "interrupted"
 
-        report = db.insert("t", numbers(n), source="input-1", chunk_size=chunk, resume=True)
+        report = db.insert("t", numbers(n), source_id="input-1", chunk_size=chunk, resume=True)
         assert_accounted(report, n)
         assert (report.skipped, report.inserted) == (448, n - 448)
         assert facts(db) == (n, n, 1, n)
@@ -86,7 +87,7 @@ def test_interrupted_insert_resumes_exactly(db_url: str) -> None:
         assert second.counts["skipped"] == 448
 
         # Resuming a load that completed writes nothing again.
-        again = db.insert("t", numbers(n), source="input-1", chunk_size=chunk, resume=True)
+        again = db.insert("t", numbers(n), source_id="input-1", chunk_size=chunk, resume=True)
         assert (again.skipped, again.inserted) == (n, 0)
         assert facts(db) == (n, n, 1, n)
 
@@ -96,14 +97,14 @@ def test_resume_refuses_another_input_or_other_options(db_url: str) -> None:
     with bulkops.connect(db_url, run_log=True) as db:
         keyless_table(db)
         with pytest.raises(KeyboardInterrupt):
-            db.insert("t", interrupted(numbers(100), 50), source="sha256:aaa", chunk_size=10)
-        with pytest.raises(bulkops.ResumeError, match=r"the input changed since run #\d+ "
+            db.insert("t", interrupted(numbers(100), 50), source_id="sha256:aaa", chunk_size=10)
+        with pytest.raises(bulkops.errors.ResumeError, match=r"the input changed since run #\d+ "
                            r"\(sha256:aaa; now sha256:bbb\)"):  # fmt: skip
-            db.insert("t", numbers(100), source="sha256:bbb", chunk_size=10, resume=True)
-        with pytest.raises(bulkops.ResumeError, match="chunk_size: 10 then, 20 now"):
-            db.insert("t", numbers(100), source="sha256:aaa", chunk_size=20, resume=True)
+            db.insert("t", numbers(100), source_id="sha256:bbb", chunk_size=10, resume=True)
+        with pytest.raises(bulkops.errors.ResumeError, match="chunk_size: 10 then, 20 now"):
+            db.insert("t", numbers(100), source_id="sha256:aaa", chunk_size=20, resume=True)
         assert facts(db)[0] == 50  # nothing more was written
-        report = db.insert("t", numbers(100), source="sha256:aaa", chunk_size=10, resume=True)
+        report = db.insert("t", numbers(100), source_id="sha256:aaa", chunk_size=10, resume=True)
         assert (report.skipped, report.inserted) == (50, 50)
         assert facts(db) == (100, 100, 1, 100)
 
@@ -111,22 +112,22 @@ def test_resume_refuses_another_input_or_other_options(db_url: str) -> None:
 def test_resume_needs_the_run_log_and_its_own_transactions(db: bulkops.Store) -> None:
     needs(db, "run_log", "no run log: checkpoints need transactions")
     keyless_table(db)
-    with pytest.raises(ValueError, match="run_log=True"):
-        db.insert("t", numbers(3), source="x")
+    with pytest.raises(ResumeError, match="run_log=True"):
+        db.insert("t", numbers(3), source_id="x")
     logged = bulkops.Store(db.backend, run_log=True)
-    with pytest.raises(ValueError, match="not inside atomic"), logged.atomic():
-        logged.insert("t", numbers(3), source="x")
+    with pytest.raises(ResumeError, match="not inside atomic"), logged.atomic():
+        logged.insert("t", numbers(3), source_id="x")
 
 
 def test_a_fresh_load_of_the_same_input_starts_a_new_load(db_url: str) -> None:
     needs(db_url, "run_log", "no run log: checkpoints need transactions")
     with bulkops.connect(db_url, run_log=True) as db:
         keyless_table(db)
-        db.insert("t", numbers(30), source="same", chunk_size=10)
+        db.insert("t", numbers(30), source_id="same", chunk_size=10)
         with pytest.raises(KeyboardInterrupt):
-            db.insert("t", interrupted(numbers(30), 15), source="same", chunk_size=10)
+            db.insert("t", interrupted(numbers(30), 15), source_id="same", chunk_size=10)
         # The resume continues the second load (10 rows committed), not the first.
-        report = db.insert("t", numbers(30), source="same", chunk_size=10, resume=True)
+        report = db.insert("t", numbers(30), source_id="same", chunk_size=10, resume=True)
         assert (report.skipped, report.inserted) == (10, 20)
         assert facts(db) == (60, 30, 1, 30)
 
@@ -324,7 +325,7 @@ def test_cli_resume_refuses_a_changed_file(tmp_path: Path) -> None:
         # An interrupted load of the file as it was.
         source = bulkops.file_digest(tmp_path / "rows.csv")
         with pytest.raises(KeyboardInterrupt):
-            db.insert("t", interrupted(numbers(100), 40), source=source, chunk_size=10,
+            db.insert("t", interrupted(numbers(100), 40), source_id=source, chunk_size=10,
                       columns=None)  # fmt: skip
     write_csv(tmp_path / "rows.csv", 101)  # the file changed since
     args = ["load", "rows.csv", "--table", "t", "--db", url, "--chunk-size", "10", "--resume"]

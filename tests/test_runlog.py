@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
-from bulkops import ChunkDone, Retried, RowsRejected, RunFinished, RunStarted
+from bulkops.events import ChunkDone, Retried, RowsRejected, RunFinished, RunStarted
 from bulkops.report import OUTCOMES
 from conftest import assert_accounted, needs
 
@@ -87,7 +87,7 @@ def test_run_log_rows_match_the_returned_reports(shop: bulkops.Store) -> None:
 def test_a_failing_call_is_recorded_with_its_error(shop: bulkops.Store) -> None:
     db = shop
     db.insert("items", [{"id": 1, "name": "a", "stock": 1}])
-    with pytest.raises(bulkops.ConstraintError) as failure:
+    with pytest.raises(bulkops.errors.ConstraintError) as failure:
         db.insert(
             "items", [{"id": 2, "name": "b", "stock": 1}, {"id": 1, "name": "dup", "stock": 1}]
         )
@@ -102,7 +102,7 @@ def test_a_failing_call_is_recorded_with_its_error(shop: bulkops.Store) -> None:
 def test_no_run_log_unless_asked(db: bulkops.Store) -> None:
     db.create_table("items", {"id": "integer"}, key="id")
     db.insert("items", [{"id": 1}])
-    with pytest.raises(bulkops.SchemaError):
+    with pytest.raises(bulkops.errors.SchemaError):
         db.table("bulkops_runs")
     assert db.runs() == []  # reading the run log never creates it
 
@@ -187,7 +187,7 @@ def test_retries_are_events_and_debug_lines(
     retried = [e for e in events if isinstance(e, Retried)]
     assert len(retried) == 1
     assert retried[0].what == "rows 1-1" and retried[0].attempt == 1
-    assert isinstance(retried[0].error, bulkops.BusyError)
+    assert isinstance(retried[0].error, bulkops.errors.BusyError)
     messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "bulkops"]
     assert ("DEBUG", "insert items: rows 1-1 done: inserted 1") in messages
     assert any(level == "DEBUG" and "retry 1 in" in m for level, m in messages)
@@ -200,7 +200,7 @@ def test_info_line_per_call_and_warning_on_failure(
     db.create_table("items", {"id": "integer"}, key="id")
     with caplog.at_level(logging.INFO, logger="bulkops"):
         report = db.insert("items", [{"id": 1}, {"id": 2}])
-        with pytest.raises(bulkops.ConstraintError):
+        with pytest.raises(bulkops.errors.ConstraintError):
             db.insert("items", [{"id": 1}])
     records = [r for r in caplog.records if r.name == "bulkops"]
     assert (records[0].levelname, records[0].getMessage()) == ("INFO", str(report))

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 import bulkops
-from bulkops import BusyError, RetryPolicy
+from bulkops import RetryPolicy
+from bulkops.errors import BusyError
 
 
 @pytest.fixture

@@ -84,13 +84,13 @@ def test_sync_sends_only_the_difference(db: bulkops.Store) -> None:
     rows = base_rows()
     table = make_table(db, rows)
     source = edited(rows)
-    report = db.sync(table, source, key="id", delete_missing=True, keys=True)
+    report = db.sync(table, source, key="id", delete_missing=True, list_keys=True)
     assert (report.added, report.changed, report.deleted, report.unchanged) == (2, 2, 1, 17)
     assert report.rows_in == len(source) == report.accounted
     assert sorted(report.added_keys) == [21, 22]
     assert sorted(report.changed_keys) == [1, 2]
     assert report.deleted_keys == [3]
-    assert not report.skipped and report.ok
+    assert not report.up_to_date and report.ok
     assert report.bytes > 0 and report.statements > 0
     assert contents(db, table, range(1, 30)) == normal(source)
 
@@ -103,14 +103,14 @@ def test_second_sync_is_skipped_by_digest_until_bulkops_writes_the_table(
     source = edited(rows)
     db.sync(table, source, key="id", delete_missing=True)
     again = db.sync(table, source, key="id", delete_missing=True)
-    assert again.skipped
+    assert again.up_to_date
     assert (again.added, again.changed, again.deleted) == (0, 0, 0)
     assert again.unchanged == again.rows_in == len(source)
     # A write through bulkops invalidates the digest: the next sync compares again
     # and puts the row back.
     db.upsert(table, [{"id": 5, "name": "edited elsewhere", "price": 1, "qty": 1}])
-    third = db.sync(table, source, key="id", delete_missing=True, keys=True)
-    assert not third.skipped
+    third = db.sync(table, source, key="id", delete_missing=True, list_keys=True)
+    assert not third.up_to_date
     assert third.changed_keys == [5]
     assert contents(db, table, range(1, 30)) == normal(source)
 
@@ -118,32 +118,34 @@ def test_second_sync_is_skipped_by_digest_until_bulkops_writes_the_table(
 def test_a_matching_source_digest_skips_without_reading_the_rows(db: bulkops.Store) -> None:
     rows = base_rows()
     table = make_table(db, [])
-    first = db.sync(table, rows, key="id", source_digest="sha256:abc")
+    first = db.sync(table, rows, key="id", source_id="sha256:abc")
     assert first.added == len(rows)
 
     def never() -> Iterator[dict[str, Any]]:
         raise AssertionError("the rows were read")
         yield {}
 
-    second = db.sync(table, never(), key="id", source_digest="sha256:abc")
-    assert second.skipped and second.rows_in == 0
+    second = db.sync(table, never(), key="id", source_id="sha256:abc")
+    assert second.up_to_date and second.rows_in == 0
     # Another digest (the file changed): compared in full.
-    third = db.sync(table, edited(rows), key="id", source_digest="sha256:def")
-    assert not third.skipped and third.changed == 2
+    third = db.sync(table, edited(rows), key="id", source_id="sha256:def")
+    assert not third.up_to_date and third.changed == 2
 
 
 def test_dry_run_writes_nothing(db: bulkops.Store) -> None:
     rows = base_rows()
     table = make_table(db, rows)
     before = contents(db, table, range(1, 30))
-    report = db.sync(table, edited(rows), key="id", delete_missing=True, dry_run=True, keys=True)
+    report = db.sync(
+        table, edited(rows), key="id", delete_missing=True, dry_run=True, list_keys=True
+    )
     assert report.dry_run
     assert (report.added, report.changed, report.deleted) == (2, 2, 1)
     assert sorted(report.changed_keys) == [1, 2]
     assert contents(db, table, range(1, 30)) == before
     # and it recorded no digest: the real sync still has work to do
     real = db.sync(table, edited(rows), key="id", delete_missing=True)
-    assert not real.skipped and real.changes == 5
+    assert not real.up_to_date and real.changes == 5
 
 
 def test_where_never_touches_rows_outside_the_scope(db: bulkops.Store) -> None:
@@ -188,7 +190,7 @@ def test_bad_row_raises_by_default_naming_it(db: bulkops.Store) -> None:
     table = make_table(db, base_rows(3))
     source = [dict(r) for r in base_rows(3)]
     source[1]["price"] = "twelve"
-    with pytest.raises(bulkops.ConversionError, match=r"row 2 \(key 2\)") as caught:
+    with pytest.raises(bulkops.errors.ConversionError, match=r"row 2 \(key 2\)") as caught:
         db.sync(table, source, key="id")
     assert caught.value.column == "price"
 
@@ -280,7 +282,7 @@ def test_truncated_or_corrupt_changeset_is_refused_and_nothing_applied(
         (truncated, "truncated"), (cut, "readable|truncated"), (tampered, "corrupt"),
         (garbage, "readable"),
     ]:  # fmt: skip
-        with pytest.raises(bulkops.ChangesetError, match=message):
+        with pytest.raises(bulkops.errors.ChangesetError, match=message):
             db.apply(path)
     assert contents(db, table, range(1, 30)) == normal(rows)
 
@@ -363,7 +365,7 @@ def test_sync_property(
     ids = set(target) | set(new)
     assert contents(db, table, ids) == normal(source)
     again = db.sync(table, source, key="id", delete_missing=True)
-    assert again.skipped and again.changes == 0
+    assert again.up_to_date and again.changes == 0
 
 
 @pytest.fixture(
@@ -402,10 +404,10 @@ def test_a_write_during_the_sync_keeps_the_digest_from_being_recorded(
     first = db.sync(table, source, key="id", delete_missing=True, progress=meddle)
     assert meddled and first.changes == 5
     assert contents(db, table, [15])[15]["name"] == "meddled"
-    second = db.sync(table, source, key="id", delete_missing=True, keys=True)
-    assert not second.skipped and second.changed_keys == [15]
+    second = db.sync(table, source, key="id", delete_missing=True, list_keys=True)
+    assert not second.up_to_date and second.changed_keys == [15]
     assert contents(db, table, range(1, 30)) == normal(source)
-    assert db.sync(table, source, key="id", delete_missing=True).skipped
+    assert db.sync(table, source, key="id", delete_missing=True).up_to_date
     other.close()
 
 
@@ -415,10 +417,10 @@ def test_another_scope_or_delete_missing_is_not_skipped(db: bulkops.Store) -> No
     extra = [{"id": 50, "name": "extra", "price": None, "qty": 0}]
     db.insert(table, extra)
     assert db.sync(table, rows, key="id").unchanged == 6
-    assert db.sync(table, rows, key="id").skipped
+    assert db.sync(table, rows, key="id").up_to_date
     # Same rows, but now what the source lacks goes: a different job, not skipped.
     gone = db.sync(table, rows, key="id", delete_missing=True)
-    assert not gone.skipped and gone.deleted == 1
+    assert not gone.up_to_date and gone.deleted == 1
     assert contents(db, table, [50]) == {}
 
 
@@ -546,7 +548,7 @@ def test_composite_keys(db: bulkops.Store) -> None:
     source = [dict(r) for r in rows if (r["user_id"], r["algo"]) != (2, "knn")]
     source[0]["score"] = Decimal("9.75")
     source.append({"user_id": 7, "algo": "als", "score": Decimal("1")})
-    report = db.sync(name, source, key=("user_id", "algo"), delete_missing=True, keys=True)
+    report = db.sync(name, source, key=("user_id", "algo"), delete_missing=True, list_keys=True)
     assert (report.added, report.changed, report.deleted) == (1, 1, 1)
     assert report.added_keys == [(7, "als")] and report.deleted_keys == [(2, "knn")]
     assert report.changed_keys == [(1, "als")]
@@ -555,7 +557,7 @@ def test_composite_keys(db: bulkops.Store) -> None:
     assert {k: Decimal(str(v["score"])) for k, v in got.items()} == {
         (r["user_id"], r["algo"]): r["score"] for r in source
     }
-    assert db.sync(name, source, key=("user_id", "algo"), delete_missing=True).skipped
+    assert db.sync(name, source, key=("user_id", "algo"), delete_missing=True).up_to_date
 
 
 def test_parallel_writes_of_the_difference(db: bulkops.Store) -> None:
@@ -589,7 +591,7 @@ def test_a_sync_that_fails_midway_is_finished_by_the_next(db: bulkops.Store) -> 
     half = contents(db, table, range(1, 61))
     assert 0 < sum(half[i]["qty"] == rows[i - 1]["qty"] + 100 for i in half) < 60
     again = db.sync(table, source, key="id", chunk_size=10)
-    assert not again.skipped and again.changed + again.unchanged == 60
+    assert not again.up_to_date and again.changed + again.unchanged == 60
     assert contents(db, table, range(1, 61)) == normal(source)
 
 
@@ -600,7 +602,7 @@ def test_sequences_in_the_order_of_columns(db: bulkops.Store) -> None:
     table = make_table(db, rows)
     order = ["name", "qty", "id", "price"]
     source = [(r["name"], r["qty"] + (r["id"] == 2), r["id"], r["price"]) for r in rows]
-    report = db.sync(table, source, columns=order, key="id", keys=True)
+    report = db.sync(table, source, columns=order, key="id", list_keys=True)
     assert report.changed_keys == [2] and report.unchanged == 2
     assert contents(db, table, [2])[2]["qty"] == 5
     gone = db.sync(table, [], columns=["id", "name"], key="id", delete_missing=True)

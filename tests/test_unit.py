@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pkgutil
 from decimal import Decimal
 from typing import Any
 
@@ -22,12 +23,22 @@ TEXT = ColumnCodec(frozenset({str, NoneType}), COERCERS["text"])
 
 def test_public_api_all_is_complete() -> None:
     public = {n for n in dir(bulkops) if not n.startswith("_")}
-    modules = {"api", "backends", "errors", "execute", "plan", "report", "retry", "schema",
-               "sources", "store", "cli", "sequence", "transaction", "bench", "events", "runlog",
-               "sync", "testing"}  # fmt: skip
-    assert public - modules - set(bulkops.__all__) == set()
+    modules = {m.name for m in pkgutil.iter_modules(bulkops.__path__)}
+    assert public - (modules - {"errors", "events"}) == set(bulkops.__all__) - {"__version__"}
     for name in bulkops.__all__:
         assert hasattr(bulkops, name), name
+
+
+def test_errors_live_in_their_namespace_with_an_error_suffix() -> None:
+    errors = [
+        v for v in vars(bulkops.errors).values()
+        if isinstance(v, type) and issubclass(v, Exception) and v.__module__ == "bulkops.errors"
+    ]  # fmt: skip
+    assert len(errors) > 15
+    for error in errors:
+        assert error.__name__.endswith("Error"), error
+        assert issubclass(error, bulkops.errors.BulkError), error
+        assert not hasattr(bulkops, error.__name__), f"{error.__name__} exported at the top"
 
 
 # ------------------------------------------------------------------------ chunking
@@ -212,12 +223,12 @@ def test_table_spec_keys_and_errors() -> None:
     assert spec.resolve_key(None, "upsert") == ("id",)
     assert spec.resolve_key("email", "upsert") == ("email",)
     assert spec.is_unique(["email"]) and not spec.is_unique(["id", "email"])
-    with pytest.raises(bulkops.SchemaError, match="did you mean 'email'"):
+    with pytest.raises(bulkops.errors.SchemaError, match="did you mean 'email'"):
         spec.check_columns(["emial"])
-    with pytest.raises(bulkops.SchemaError, match="more than once"):
+    with pytest.raises(bulkops.errors.SchemaError, match="more than once"):
         spec.check_columns(["id", "id"])
     bare = TableSpec("u", {"a": ColumnSpec("a")})
-    with pytest.raises(bulkops.SchemaError, match="no primary key: pass key="):
+    with pytest.raises(bulkops.errors.SchemaError, match="no primary key: pass key="):
         bare.resolve_key(None, "delete")
 
 
@@ -287,7 +298,7 @@ class _LosesCommit:
         self.rolled_back = False
 
     def commit(self) -> None:
-        raise bulkops.ConnectionLostError("server closed the connection")
+        raise bulkops.errors.ConnectionLostError("server closed the connection")
 
     def rollback(self) -> None:
         self.rolled_back = True
@@ -298,7 +309,11 @@ class _LosesCommit:
 
 @pytest.mark.parametrize(
     ("outcome", "raised"),
-    [(True, None), (False, bulkops.ConnectionLostError), (None, bulkops.CommitUnknownError)],
+    [
+        (True, None),
+        (False, bulkops.errors.ConnectionLostError),
+        (None, bulkops.errors.CommitUnknownError),
+    ],
 )
 def test_a_lost_commit_is_resolved_before_any_retry(
     outcome: bool | None, raised: type[Exception] | None
@@ -312,4 +327,4 @@ def test_a_lost_commit_is_resolved_before_any_retry(
         with pytest.raises(raised) as caught:
             commit_resolving(backend, "chunk 1")
         # Only "it did not commit" may be retried (a TransientError).
-        assert isinstance(caught.value, bulkops.TransientError) == (outcome is False)
+        assert isinstance(caught.value, bulkops.errors.TransientError) == (outcome is False)

@@ -6,11 +6,10 @@ import datetime as dt
 import json
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import nullcontext
-from itertools import chain, islice
 from operator import itemgetter
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 from rich import box
@@ -33,12 +32,10 @@ from .api import connect
 from .errors import BulkError, DataError, SchemaError
 from .report import Report, SyncReport, jsonable
 from .runlog import Run
-from .schema import infer_type
-from .sources import FORMATS, SourceError, file_digest, open_source
+from .sources import FORMATS, SourceError, file_digest, infer_types, open_source
 from .store import Store
 
 DEFAULT_DB = "sqlite:///bulkops.db"
-INFER_SAMPLE_ROWS = 1000
 EXIT_REJECTED = 1
 EXIT_FAILED = 2
 
@@ -50,6 +47,16 @@ db_option = click.option(
     show_default=True,
     envvar="BULKOPS_DB",
     help="Database URL (also from $BULKOPS_DB).",
+)
+
+# One default for every command that reads a file: a file isolates bad rows.
+on_error_option = click.option(
+    "--on-error",
+    type=click.Choice(["isolate", "raise"]),
+    default="isolate",
+    show_default=True,
+    help="isolate: set bad rows aside and go on; raise: stop at the first bad row. (A file "
+    "isolates by default; the library's default is raise.)",
 )
 
 
@@ -99,13 +106,7 @@ def main() -> None:
     show_default=True,
     help="insert mode: what a row whose key already exists is (a bad row, or ignored).",
 )
-@click.option(
-    "--on-error",
-    type=click.Choice(["isolate", "raise"]),
-    default="isolate",
-    show_default=True,
-    help="isolate: set bad rows aside and load the rest; raise: stop at the first bad row.",
-)
+@on_error_option
 @click.option(
     "--rejects",
     type=click.Path(dir_okay=False, writable=True),
@@ -149,8 +150,8 @@ def load(
     chunk_size: int | None,
     atomic: bool,
     workers: int,
-    on_conflict: str,
-    on_error: str,
+    on_conflict: Literal["error", "ignore"],
+    on_error: Literal["isolate", "raise"],
     rejects: str | None,
     max_rejects: int | None,
     create: bool,
@@ -198,7 +199,7 @@ def load(
             "max_rejects": max_rejects,
             "progress": progress.callback if progress else None,
             "label": label,
-            "source": digest,
+            "source_id": digest,
             "resume": resume,
         }
         report: Report | None = None
@@ -359,11 +360,11 @@ def _run_load(
     columns: list[str] | None,
     rows: Iterator[Any],
     key: tuple[str, ...] | None,
-    on_conflict: str,
+    on_conflict: Literal["error", "ignore"],
     options: dict[str, Any],
 ) -> Report:
     if mode == "insert":
-        return store.insert(table, rows, columns=columns, on_conflict=on_conflict, **options)  # type: ignore[arg-type]
+        return store.insert(table, rows, columns=columns, on_conflict=on_conflict, **options)
     if mode == "upsert":
         return store.upsert(table, rows, columns=columns, key=key, **options)
     if mode == "update":
@@ -392,29 +393,20 @@ def _ensure_table(
     key: tuple[str, ...] | None,
     create: bool,
 ) -> Iterator[Any]:
-    """Create the table from a sample of the rows if it is missing (and allowed)."""
+    """Create the table from the rows if it is missing (and allowed)."""
     try:
         store.table(table)
         return rows
     except SchemaError:
-        if not create or store.capabilities.items:  # DynamoDB tables are made elsewhere
+        # Where columns are not declared (DynamoDB), inferred types mean nothing: such
+        # tables are made with their keys and capacity settings elsewhere.
+        if not create or not store.capabilities.declared_columns:
             raise
-    sample = list(islice(rows, INFER_SAMPLE_ROWS))
-    if columns is None:  # mappings: the union of the sample's keys, in order
-        names: dict[str, None] = {}
-        for row in sample:
-            if isinstance(row, Mapping):
-                names.update(dict.fromkeys(row))
-        cols = list(names)
-        values: dict[str, list[Any]] = {c: [r.get(c) for r in sample] for c in cols}
-    else:
-        cols = list(columns)
-        values = {c: [r[i] for r in sample if len(r) > i] for i, c in enumerate(cols)}
-    if not cols:
+    types, rows = infer_types(columns, rows)
+    if not types:
         raise SchemaError(f"cannot create {table!r}: the input has no columns")
-    types = {c: infer_type(values[c]) for c in cols}
     store.create_table(table, types, key or ())
-    return chain(sample, rows)
+    return rows
 
 
 class _ProgressBar:
@@ -462,10 +454,8 @@ def _progress_bar(source: Any, quiet: bool) -> _ProgressBar | None:
 
 def _open_store(url: str, *, run_log: bool = False) -> Store:
     try:
-        store = connect(url)
         # On by default where the database can keep it (not DynamoDB: see --resume).
-        store.run_log = run_log and store.capabilities.run_log
-        return store
+        return connect(url, run_log="auto" if run_log else False)
     except BulkError as error:
         _fail(str(error))
     except Exception as error:  # a malformed URL, a file that cannot be opened, ...
@@ -599,12 +589,7 @@ def _where_option(values: tuple[str, ...]) -> dict[str, str]:
     help="Also store the difference as a changeset (gzip JSON Lines) at this path.",
 )
 @click.option("--chunk-size", type=click.IntRange(min=1), help="Rows per chunk.")
-@click.option(
-    "--on-error",
-    type=click.Choice(["raise", "isolate"]),
-    help="Stop at the first bad row (raise) or reject bad rows and go on (isolate; the "
-    "default with --rejects or --max-rejects).",
-)
+@on_error_option
 @click.option("--rejects", type=click.Path(dir_okay=False), help="Write rejected rows here.")
 @click.option("--max-rejects", type=click.IntRange(min=0), help="Stop after this many rejects.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -620,7 +605,7 @@ def sync(
     dry_run: bool,
     changes_out: str | None,
     chunk_size: int | None,
-    on_error: str | None,
+    on_error: Literal["isolate", "raise"],
     rejects: str | None,
     max_rejects: int | None,
     as_json: bool,
@@ -639,54 +624,21 @@ def sync(
         source = open_source(file, fmt)
     except SourceError as error:
         _fail(str(error))
-    options: dict[str, Any] = {
-        "chunk_size": chunk_size, "on_error": on_error, "rejects": rejects,
-        "max_rejects": max_rejects,
-    }  # fmt: skip
     report: SyncReport | None = None
     failure: BulkError | SourceError | None = None
     with source, _open_store(db) as store:
-        rows = source.rows
         status = nullcontext() if quiet or as_json else err_console.status(f"sync {table}")
         try:
             with status:
-                if changes_out:
-                    # The difference is found once, stored, then applied from the file.
-                    changes = store.diff(
-                        table, rows, key=key_cols, columns=source.columns,
-                        delete_missing=delete_missing, where=scope, **options,
-                    )  # fmt: skip
-                    changes.write(changes_out)
-                    report = changes.report
-                    assert report is not None
-                    report.verb, report.dry_run = "sync", dry_run
-                    if not dry_run:
-                        applied = store.apply(changes, chunk_size=chunk_size, rejects=[])
-                        _absorb(report, applied)
-                    changes.close()
-                else:
-                    report = store.sync(
-                        table, rows, key=key_cols, columns=source.columns,
-                        delete_missing=delete_missing, where=scope, dry_run=dry_run,
-                        source_digest=digest, **options,
-                    )  # fmt: skip
+                report = store.sync(
+                    table, source.rows, key=key_cols, columns=source.columns,
+                    delete_missing=delete_missing, where=scope, dry_run=dry_run,
+                    source_id=digest, changes_out=changes_out, chunk_size=chunk_size,
+                    on_error=on_error, rejects=rejects, max_rejects=max_rejects,
+                )  # fmt: skip
         except (BulkError, SourceError) as error:
             failure = error
     _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
-
-
-def _apply_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def _absorb(report: SyncReport, applied: SyncReport) -> None:
-    """The diff's report, with what applying it did."""
-    for name in ("added", "changed", "deleted"):
-        setattr(report, name, getattr(applied, name))
-    report.unchanged += applied.unchanged
-    report.take_rejects(applied)
-    report.statements += applied.statements
-    report.elapsed += applied.elapsed
 
 
 @main.command()
@@ -694,6 +646,7 @@ def _absorb(report: SyncReport, applied: SyncReport) -> None:
 @db_option
 @click.option("--table", "-t", help="Target table (default: the one the changeset was made for).")
 @click.option("--chunk-size", type=click.IntRange(min=1), help="Rows per chunk.")
+@on_error_option
 @click.option("--rejects", type=click.Path(dir_okay=False), help="Write rejected rows here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary table.")
@@ -702,6 +655,7 @@ def apply(
     db: str,
     table: str | None,
     chunk_size: int | None,
+    on_error: Literal["isolate", "raise"],
     rejects: str | None,
     as_json: bool,
     quiet: bool,
@@ -714,9 +668,8 @@ def apply(
     with _open_store(db) as store:
         try:
             report = store.apply(
-                changes, table=table,
-                **_apply_options({"chunk_size": chunk_size, "rejects": rejects}),
-            )  # fmt: skip
+                changes, table=table, chunk_size=chunk_size, on_error=on_error, rejects=rejects
+            )
         except BulkError as error:
             failure = error
     _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
@@ -731,7 +684,7 @@ def _print_sync_summary(report: SyncReport, rejects: str | None) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("rows in", f"{report.rows_in:,}")
-    if report.skipped:
+    if report.up_to_date:
         table.add_row("skipped", "unchanged since the last sync")
     for name in ("added", "changed", "deleted", "unchanged", "duplicates"):
         table.add_row(name, f"{getattr(report, name):,}")

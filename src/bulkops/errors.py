@@ -18,12 +18,13 @@ name, AWS error code) as ``.code``.
       DataError               this row (or these rows) cannot be written as given
         ConstraintError       NOT NULL, UNIQUE, CHECK, FOREIGN KEY ...
         ConversionError       a value cannot be coerced to its column's type
-        TooManyRejects        max_rejects exceeded; the run stopped cleanly
+        TooManyRejectsError   max_rejects exceeded; the run stopped cleanly
       StatementTimeoutError   statement_timeout exceeded (not retried)
       SchemaError             missing table or column, no key to work with, ...
       ResumeError             a load cannot resume: the input or the options changed
       ChangesetError          a changeset file is truncated, corrupt or not for this table
       LimitError              a value or request is beyond a hard limit of the backend
+      UnsupportedError        the database cannot do what was asked (see its Capabilities)
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class ConversionError(DataError):
     pass
 
 
-class TooManyRejects(DataError):
+class TooManyRejectsError(DataError):
     """``max_rejects`` was exceeded: the run stopped after the last whole chunk."""
 
     def __init__(self, message: str, rejections: Sequence[Rejection] = ()) -> None:
@@ -176,3 +177,8 @@ class ResumeError(BulkError):
 class ChangesetError(BulkError):
     """A changeset file cannot be applied: it is truncated, corrupt, not a bulkops
     changeset, or for another table. Nothing of it was applied."""
+
+
+class UnsupportedError(BulkError):
+    """The database cannot do what was asked: a capability it lacks (``Capabilities``),
+    such as transactions on DynamoDB or ``statement_timeout`` on SQLite."""

@@ -19,7 +19,7 @@ from functools import partial
 from queue import SimpleQueue
 from typing import Any, Literal, TypeVar
 
-from .backends.base import Backend, ChunkCounts, RowFailures, WriteOp
+from .backends.base import NO_TIMEOUTS, Backend, ChunkCounts, RowFailures, Timeouts, WriteOp
 from .errors import (
     BulkError,
     CommitUnknownError,
@@ -27,7 +27,7 @@ from .errors import (
     ConversionError,
     DataError,
     ResumeError,
-    TooManyRejects,
+    TooManyRejectsError,
     TransientError,
 )
 from .events import EventSink
@@ -96,6 +96,7 @@ class Executor:
         events: EventSink | None = None,
         checkpoint: Checkpoint | None = None,
         skip: Mapping[int, int] | None = None,
+        timeouts: Timeouts = NO_TIMEOUTS,
     ) -> None:
         if on_error not in ("raise", "isolate"):
             raise ValueError(f"on_error must be 'raise' or 'isolate', not {on_error!r}")
@@ -115,6 +116,7 @@ class Executor:
         self.events = events  # None when nobody listens: no event is even built
         self.checkpoint = checkpoint
         self.skip = skip  # {first row (0-based): rows} of chunks committed before
+        self.timeouts = timeouts
         self._lock = threading.Lock()
         parallel = backend.capabilities.parallel_writes and not atomic and not nested
         self.workers = max(1, workers) if parallel else 1
@@ -248,7 +250,7 @@ class Executor:
         # Rows cannot be re-read from a stream, so only BEGIN is retried here; a
         # transient error later rolls everything back and is raised.
         backend = self.backend
-        self.retry.call(backend.begin, on_retry=self._count_retry)
+        self.retry.call(partial(backend.begin, self.timeouts), on_retry=self._count_retry)
         committed = self.report
         pending = Report(committed.verb, committed.table, retries=committed.retries)
         self.report = pending
@@ -278,6 +280,7 @@ class Executor:
             self.retry,
             what=what,
             on_retry=partial(self._count_retry, what=what),
+            timeouts=self.timeouts,
         )
 
     # --------------------------------------------------------------- one chunk
@@ -300,7 +303,7 @@ class Executor:
             except DataError as error:
                 # Undo the part of the chunk that ran, then narrow it down.
                 backend.rollback()
-                backend.begin()
+                backend.begin(self.timeouts)
                 counts, failures = self._split(backend, chunk, everything, error)
         if self.checkpoint is not None:
             self.checkpoint(backend, chunk)
@@ -440,7 +443,7 @@ class Executor:
                 f"stopped: {report.rejected} rows rejected, more than "
                 f"max_rejects={self.max_rejects}"
             )
-            raise TooManyRejects(report.stopped, report.rejections)
+            raise TooManyRejectsError(report.stopped, report.rejections)
 
     def _count_retry(
         self, error: TransientError, attempt: int, wait: float, what: str = "BEGIN"
@@ -458,6 +461,7 @@ def run_transaction(
     *,
     what: str = "the transaction",
     on_retry: Callable[[TransientError, int, float], None] | None = None,
+    timeouts: Timeouts = NO_TIMEOUTS,
 ) -> T:
     """Run ``work`` in one transaction, retried as a whole on transient errors.
 
@@ -467,7 +471,7 @@ def run_transaction(
     """
 
     def attempt() -> T:
-        backend.begin()
+        backend.begin(timeouts)
         try:
             result = work()
         except BaseException:

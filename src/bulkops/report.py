@@ -158,11 +158,12 @@ class SyncReport:
     ``rejected`` (with its reason in ``rejections``) or ``failed`` (valid, but the
     database kept refusing it; in ``failures``), so ``rows_in == accounted``.
     ``deleted`` counts target rows that the source no longer has (``delete_missing``).
-    ``skipped``: the source's digest matched the last sync of this table and scope and
-    the table was not written through bulkops since, so nothing was compared or sent.
+    ``up_to_date``: the source's digest matched the last sync of this table and scope
+    and the table was not written through bulkops since, so nothing was compared or
+    sent.
     ``bytes``: the size of the difference as JSON Lines (what was, or with ``dry_run``
     would be, sent); ``statements``: statements or requests sent. The ``*_keys`` lists
-    are filled when the call asked for ``keys=True``.
+    are filled when the call asked for ``list_keys=True``.
     """
 
     table: str
@@ -175,7 +176,7 @@ class SyncReport:
     duplicates: int = 0
     rejected: int = 0
     failed: int = 0
-    skipped: bool = False
+    up_to_date: bool = False
     dry_run: bool = False
     statements: int = 0
     bytes: int = 0
@@ -221,7 +222,7 @@ class SyncReport:
         return data
 
     def __str__(self) -> str:
-        if self.skipped:
+        if self.up_to_date:
             outcome = "skipped: unchanged since the last sync (same digest)"
         else:
             parts = [f"{n} {getattr(self, n)}" for n in ("added", "changed", "deleted")]

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .backends.base import ALREADY_EXISTS, Backend
-from .errors import BulkError, ResumeError, SchemaError, TooManyRejects
+from .errors import BulkError, ResumeError, SchemaError, TooManyRejectsError
 from .execute import run_transaction
 from .report import OUTCOMES, Report
 from .retry import RetryPolicy
@@ -121,7 +121,7 @@ def run_status(report: Report | None, error: BaseException | None) -> str:
     """``ok``, ``rejected`` (rows rejected or refused), ``stopped`` (max_rejects, a
     refused atomic adjust), ``interrupted`` (Ctrl-C) or ``failed``."""
     if error is not None:
-        if isinstance(error, TooManyRejects):
+        if isinstance(error, TooManyRejectsError):
             return "stopped"
         if isinstance(error, KeyboardInterrupt):
             return "interrupted"

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import string
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .store import Store
+from .context import Context
 
-__all__ = ["Sequence"]
+__all__ = ["NumberSequence"]
 
 DATE_FIELDS = frozenset({"year", "month", "day"})
 
 
-class Sequence:
+class NumberSequence:
     """``prefix + zero-padded number + suffix``; prefix and suffix may hold
     ``{year}``, ``{month}`` and ``{day}``, filled at allocation time. A number wider
     than ``padding`` is written in full: still unique, just longer."""
 
     def __init__(
         self,
-        store: Store,
+        ctx: Context,
         name: str,
         *,
         prefix: str = "",
@@ -47,7 +45,7 @@ class Sequence:
                     f"unknown field(s) {', '.join(sorted(unknown))} in {text!r}: "
                     "only {year}, {month} and {day} are filled in"
                 )
-        self.store = store
+        self._ctx = ctx
         self.name = name
         self.prefix = prefix
         self.padding = padding
@@ -58,8 +56,8 @@ class Sequence:
         """``count`` new numbers, unique within this sequence, in one round trip."""
         if count < 1:
             raise ValueError("count must be at least 1")
-        backend = self.store.backend
-        return self.store._transaction(
+        backend = self._ctx.backend
+        return self._ctx.transaction(
             lambda: backend.allocate(self.name, count, self.start),
             None,
             f"allocation from sequence {self.name!r}",

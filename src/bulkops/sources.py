@@ -19,13 +19,24 @@ import json
 import os
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from decimal import Decimal
+from itertools import chain, islice
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-__all__ = ["FORMATS", "Source", "SourceError", "file_digest", "infer_format", "open_source"]
+from .schema import infer_type
+
+__all__ = [
+    "FORMATS",
+    "Source",
+    "SourceError",
+    "file_digest",
+    "infer_format",
+    "infer_types",
+    "open_source",
+]
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 
@@ -59,9 +70,33 @@ class SourceError(ValueError):
     """An input file cannot be opened or parsed. The message is meant for the end user."""
 
 
+# Rows read to infer a new table's column types.
+INFER_SAMPLE_ROWS = 1000
+
+
+def infer_types(
+    columns: Sequence[str] | None, rows: Iterator[Any], sample: int = INFER_SAMPLE_ROWS
+) -> tuple[dict[str, str], Iterator[Any]]:
+    """``{column: logical type}`` inferred from the first ``sample`` rows, and the rows
+    again (none consumed). ``columns``: the names of sequence rows' values; None for
+    mappings, whose columns are the union of the sample's keys, in order."""
+    taken = list(islice(rows, sample))
+    if columns is None:
+        names: dict[str, None] = {}
+        for row in taken:
+            if isinstance(row, Mapping):
+                names.update(dict.fromkeys(row))
+        cols = list(names)
+        values: dict[str, list[Any]] = {c: [r.get(c) for r in taken] for c in cols}
+    else:
+        cols = list(columns)
+        values = {c: [r[i] for r in taken if len(r) > i] for i, c in enumerate(cols)}
+    return {c: infer_type(values[c]) for c in cols}, chain(taken, rows)
+
+
 def file_digest(path: str | os.PathLike[str]) -> str:
     """``"sha256:<hex>"`` of the file's bytes: what identifies an input for a
-    resumable load (``source=``), whatever its format or compression."""
+    resumable load or a sync (``source_id=``), whatever its format or compression."""
     try:
         with open(path, "rb") as f:
             return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()

@@ -11,39 +11,38 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
+from .context import Context
 from .errors import TransientError
 from .execute import commit_resolving
 from .retry import RetryPolicy
 
-if TYPE_CHECKING:
-    from .store import Store
-
-__all__ = ["Atomic", "Attempt", "Batch"]
+__all__ = ["Atomic", "Attempt", "Batch", "Scope"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+S = TypeVar("S")  # what a block or batch hands its code: the Store
 
 
 class Scope:
-    """Opens and closes one transaction (or, nested, one savepoint) on a Store."""
+    """Opens and closes one transaction (or, nested, one savepoint) on a Context."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
         self._savepoint: AbstractContextManager[None] | None = None
         self.open = False
         self._runs = 0  # where this scope's calls begin among the Store's pending runs
 
     def begin(self, retry: RetryPolicy) -> None:
-        store = self.store
-        self._runs = store._scope_mark()
-        if store._depth == 0:
-            retry.call(store.backend.begin)
+        ctx = self.ctx
+        self._runs = ctx.recorder.scope_mark()
+        if ctx.depth == 0:
+            retry.call(ctx.backend.begin)
         else:
-            self._savepoint = store.backend.savepoint()
+            self._savepoint = ctx.backend.savepoint()
             self._savepoint.__enter__()
-        store._depth += 1
+        ctx.depth += 1
         self.open = True
 
     def end(self, error: BaseException | None) -> None:
@@ -51,8 +50,9 @@ class Scope:
         if not self.open:
             return
         self.open = False
-        store = self.store
-        store._depth -= 1
+        ctx = self.ctx
+        ctx.depth -= 1
+        recorder = ctx.recorder
         if self._savepoint is not None:
             savepoint, self._savepoint = self._savepoint, None
             if error is None:
@@ -61,24 +61,24 @@ class Scope:
                 try:
                     savepoint.__exit__(type(error), error, error.__traceback__)
                 finally:
-                    store._scope_ended(self._runs, committed=False, error=error)
+                    recorder.scope_ended(self._runs, committed=False, error=error)
             return
         if error is not None:
             try:
-                store.backend.rollback()
+                ctx.backend.rollback()
             finally:
-                store._scope_ended(self._runs, committed=False, error=error)
+                recorder.scope_ended(self._runs, committed=False, error=error)
             return
         # A block re-run after a lost COMMIT that did commit would apply twice.
         try:
-            commit_resolving(store.backend, "the atomic block")
+            commit_resolving(ctx.backend, "the atomic block")
         except BaseException as failure:
-            store._scope_ended(self._runs, committed=False, error=failure)
+            recorder.scope_ended(self._runs, committed=False, error=failure)
             raise
-        store._scope_ended(self._runs, committed=True)
+        recorder.scope_ended(self._runs, committed=True)
 
 
-class Atomic:
+class Atomic(Generic[S]):
     """One transaction around a block of work, re-run as a whole on transient errors.
 
     Three ways to use it:
@@ -94,13 +94,14 @@ class Atomic:
     block is a savepoint of the outer transaction, and the outer scope retries.
     """
 
-    def __init__(self, store: Store, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, ctx: Context, store: S, retry: RetryPolicy | None = None) -> None:
+        self.ctx = ctx
         self.store = store
-        self.retry = retry or store.retry
+        self.retry = retry or ctx.retry
         self._scopes: list[Scope] = []
 
-    def __enter__(self) -> Store:
-        scope = Scope(self.store)
+    def __enter__(self) -> S:
+        scope = Scope(self.ctx)
         scope.begin(self.retry)
         self._scopes.append(scope)
         return self.store
@@ -122,7 +123,7 @@ class Atomic:
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn`` in one transaction, re-running it on transient errors."""
-        if self.store._depth > 0:  # nested: the outermost scope owns the retries
+        if self.ctx.in_scope():  # nested: the outermost scope owns the retries
             with self:
                 return fn(*args, **kwargs)
 
@@ -132,9 +133,9 @@ class Atomic:
 
         return self.retry.call(once)
 
-    def __iter__(self) -> Iterator[Attempt]:
+    def __iter__(self) -> Iterator[Attempt[S]]:
         """Attempts for ``for attempt in db.atomic(): with attempt: ...``."""
-        nested = self.store._depth > 0
+        nested = self.ctx.in_scope()
         for number in range(1, self.retry.attempts + 1):
             attempt = Attempt(self, last=nested or number == self.retry.attempts)
             yield attempt
@@ -143,16 +144,16 @@ class Atomic:
             self.retry.sleep(self.retry.delay(number))
 
 
-class Attempt:
+class Attempt(Generic[S]):
     """One try of an ``Atomic`` loop: a transient error ends the try quietly (the loop
     tries again) unless it was the last one."""
 
-    def __init__(self, atomic: Atomic, *, last: bool) -> None:
+    def __init__(self, atomic: Atomic[S], *, last: bool) -> None:
         self.atomic = atomic
         self.last = last
         self.error: TransientError | None = None
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> S:
         return self.atomic.__enter__()
 
     def __exit__(
@@ -174,7 +175,7 @@ class Attempt:
         return False
 
 
-class Batch:
+class Batch(Generic[S]):
     """Rows claimed by ``Store.claim()``, locked in their own transaction.
 
     ``rows`` are plain dicts. Inside ``with batch:`` the Store's verbs (also offered
@@ -185,7 +186,7 @@ class Batch:
     VERBS = ("insert", "upsert", "update", "delete", "get_many", "adjust", "get_or_create",
              "ensure")  # fmt: skip
 
-    def __init__(self, store: Store, rows: Sequence[dict[str, Any]], scope: Scope) -> None:
+    def __init__(self, store: S, rows: Sequence[dict[str, Any]], scope: Scope) -> None:
         self.store = store
         self.rows = list(rows)
         self._scope = scope
@@ -200,7 +201,7 @@ class Batch:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
 
-    def __enter__(self) -> Batch:
+    def __enter__(self) -> Batch[S]:
         return self
 
     def __exit__(

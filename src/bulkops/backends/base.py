@@ -22,11 +22,14 @@ from ..schema import ColumnCodec, ColumnSpec, TableSpec
 
 __all__ = [
     "ALREADY_EXISTS",
+    "NO_TIMEOUTS",
     "Backend",
     "Capabilities",
     "ChunkCounts",
     "ItemBackend",
     "RowFailures",
+    "SyncState",
+    "Timeouts",
     "WriteKind",
     "WriteOp",
     "is_transaction_control",
@@ -44,42 +47,52 @@ ALREADY_EXISTS = ("23505", "42P07", "42710")
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do and its hard limits, as data."""
+    """What a backend can do and its hard limits, as data. Each field decides a code
+    path of the library (say which) or switches contract tests on or off (tests/)."""
 
-    name: str
-    max_params: int | None = None  # bound parameters per statement
-    max_rows_per_request: int | None = None  # e.g. DynamoDB BatchWriteItem: 25
-    # Rows per chunk by default, where the backend splits a chunk into requests itself
-    # (None: one chunk is one request's worth, max_rows_per_request).
+    name: str  # in messages: "sqlite does not support ..."
+    # Bound parameters per statement: chunk sizes (plan.chunk_rows) and read sizes.
+    max_params: int | None = None
+    # Rows one write request holds (DynamoDB BatchWriteItem: 25): the chunk size where
+    # rows_per_chunk is not set.
+    max_rows_per_request: int | None = None
+    # Rows per chunk by default, where the backend splits a chunk into requests itself.
     rows_per_chunk: int | None = None
-    max_read_keys: int | None = None  # e.g. DynamoDB BatchGetItem: 100
-    max_request_bytes: int | None = None
+    max_read_keys: int | None = None  # keys per read request (DynamoDB BatchGetItem: 100)
+    # Multi-request transactions: atomic=True, atomic() blocks, bisection of a bad
+    # chunk under savepoints (False: rows are written request by request).
     transactions: bool = True
-    savepoints: bool = True
-    parallel_writes: bool = False  # chunks may be written over several connections
-    returning: bool = False
-    skip_locked: bool = False
-    copy: bool = False
-    stores_nan: bool = True  # False: a float NaN would silently become NULL
-    statement_timeout: bool = False  # honours statement_timeout
-    text_nul: bool = True  # text (and JSON) may hold the NUL character
-    keeps_utc_offset: bool = True  # timestamps come back with the offset they were given
+    parallel_writes: bool = False  # workers=N writes chunks over several connections
+    statement_timeout: bool = False  # statement_timeout= is honoured (else refused)
     # Rows are whole items of any attributes (DynamoDB): only the key is declared, an
     # insert or upsert writes each mapping as it is, reads return whole items.
     items: bool = False
-    row_locks: bool = True  # rows can be locked for a transaction (claim)
-    # Every write says what it did to each row: inserted or updated by an upsert,
-    # deleted or not found by a delete (DynamoDB's batch writes do not say).
-    exact_counts: bool = True
-    # Columns are declared with types and NOT NULL, and values are coerced to them;
-    # unknown columns are errors (False: only the key is declared).
+    row_locks: bool = True  # rows can be locked for a transaction: claim()
+    # Columns are declared with types and NOT NULL, and values are coerced to them
+    # (False: only the key is declared; the CLI does not create tables from files).
     declared_columns: bool = True
-    unique_constraints: bool = True  # unique constraints besides the primary key
-    run_log: bool = True  # can keep the run log (bulkops_runs, checkpoints) in the database
-    # sync() stages the source in a temporary table and lets the database find the
-    # difference with set-based statements (False: rows are compared by hash, a chunk
-    # of keys at a time).
+    run_log: bool = True  # can keep the run log (bulkops_runs, checkpoints)
+    # sync() lets the database find the difference with set-based statements over a
+    # staged source (False: rows are compared by hash, a chunk of keys at a time).
     set_based_diff: bool = True
+    # Contract tests only (what the database's storage keeps):
+    text_nul: bool = True  # text (and JSON) may hold the NUL character
+    keeps_utc_offset: bool = True  # timestamps come back with the offset they were given
+    # Every write says what it did to each row (DynamoDB's batch writes do not say).
+    exact_counts: bool = True
+    unique_constraints: bool = True  # unique constraints besides the primary key
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds a statement of one call may wait for a lock (``lock``) and may run
+    (``statement``); None: the backend's default."""
+
+    lock: float | None = None
+    statement: float | None = None
+
+
+NO_TIMEOUTS = Timeouts()
 
 
 WriteKind = Literal["insert", "insert_ignore", "upsert", "update", "delete"]
@@ -99,6 +112,9 @@ class WriteOp:
     columns: tuple[str, ...]
     key: tuple[str, ...]
     update_columns: tuple[str, ...] | None = None
+    # The running call's policy, for the retries a backend makes itself (DynamoDB's
+    # unprocessed items); None: the backend's own.
+    retry: RetryPolicy | None = None
 
     @property
     def set_columns(self) -> tuple[str, ...]:
@@ -162,9 +178,7 @@ class Backend(Protocol):
     capabilities: Capabilities
     statements: int  # data statements sent so far (transaction control not counted)
     retries: int  # requests the backend re-sent itself (e.g. DynamoDB unprocessed items)
-    retry: RetryPolicy  # the policy of the running call, for retries inside the backend
-    lock_timeout: float | None  # seconds a statement may wait for a lock (None: default)
-    statement_timeout: float | None  # seconds a statement may run (None: no limit)
+    retry: RetryPolicy  # the Store's policy, for retries inside the backend (reads)
 
     def reflect(self, table: str) -> TableSpec: ...
 
@@ -183,7 +197,9 @@ class Backend(Protocol):
         """Get ready for ``op`` before its first transaction (e.g. staging tables)."""
         ...
 
-    def begin(self) -> None: ...
+    def begin(self, timeouts: Timeouts = NO_TIMEOUTS) -> None:
+        """Open a transaction; ``timeouts`` hold for its statements."""
+        ...
 
     def commit(self) -> None: ...
 
@@ -250,7 +266,19 @@ class Backend(Protocol):
 
     def classify_error(self, error: BaseException) -> BulkError | None: ...
 
+    def sync_state(self) -> SyncState:
+        """Where this database keeps sync's digests."""
+        ...
+
     def close(self) -> None: ...
+
+
+class SyncState(Protocol):
+    """Where sync keeps its digests, and how writes invalidate them."""
+
+    def kept(self, spec: TableSpec) -> bool: ...
+
+    def invalidate(self, table: str, in_transaction: bool = False) -> None: ...
 
 
 @runtime_checkable

@@ -47,7 +47,15 @@ from ..errors import (
 )
 from ..retry import DEFAULT_RETRY
 from ..schema import ColumnCodec, ColumnSpec, TableSpec, coercer
-from .base import Capabilities, ChunkCounts, RowFailures, WriteOp, translate_errors
+from .base import (
+    NO_TIMEOUTS,
+    Capabilities,
+    ChunkCounts,
+    RowFailures,
+    Timeouts,
+    WriteOp,
+    translate_errors,
+)
 
 __all__ = [
     "DynamoDBBackend",
@@ -66,9 +74,7 @@ CAPABILITIES = Capabilities(
     # (not once per request): under throttling that is most of the time spent.
     rows_per_chunk=500,
     max_read_keys=100,  # BatchGetItem
-    max_request_bytes=16 * 1024 * 1024,
     transactions=False,
-    savepoints=False,
     parallel_writes=True,  # boto3 clients are thread-safe; requests run in parallel
     items=True,
     row_locks=False,
@@ -77,7 +83,6 @@ CAPABILITIES = Capabilities(
     unique_constraints=False,
     run_log=False,  # checkpoints must commit with their chunk: no transactions here
     set_based_diff=False,  # sync compares row hashes, a chunk of keys at a time
-    stores_nan=False,
     keeps_utc_offset=False,
 )
 
@@ -359,8 +364,6 @@ class DynamoDBBackend:
         self.statements = 0
         self.retries = 0
         self.retry = DEFAULT_RETRY
-        self.lock_timeout: float | None = None
-        self.statement_timeout: float | None = None
         self._specs = specs if specs is not None else {}
 
     # ---------------------------------------------------------------- schema
@@ -480,7 +483,7 @@ class DynamoDBBackend:
     def prepare(self, op: WriteOp) -> None:
         return None
 
-    def begin(self) -> None:
+    def begin(self, timeouts: Timeouts = NO_TIMEOUTS) -> None:
         return None
 
     def commit(self) -> None:
@@ -517,7 +520,7 @@ class DynamoDBBackend:
         table = op.table.name
         position = {self._request_key(op, r): i for i, r in enumerate(requests)}
         pending = list(range(len(requests)))
-        policy = self.retry
+        policy = op.retry or self.retry
         size = self.capabilities.max_rows_per_request or 25
         attempt = 1
         while True:

@@ -53,8 +53,10 @@ from ..schema import (
 )
 from .base import (
     ALREADY_EXISTS,
+    NO_TIMEOUTS,
     Capabilities,
     ChunkCounts,
+    Timeouts,
     WriteOp,
     is_transaction_control,
     select_where_statement,
@@ -339,12 +341,7 @@ class PostgresBackend:
             name="postgresql",
             max_params=65535,
             transactions=True,
-            savepoints=True,
             parallel_writes=True,
-            returning=True,
-            skip_locked=True,
-            copy=True,
-            stores_nan=True,
             statement_timeout=True,
             text_nul=False,  # PostgreSQL text and jsonb refuse \x00
             keeps_utc_offset=False,  # timestamptz stores the instant; read back in the session zone
@@ -494,7 +491,7 @@ class PostgresBackend:
 
     # ----------------------------------------------------------- transactions
 
-    def begin(self) -> None:
+    def begin(self, timeouts: Timeouts = NO_TIMEOUTS) -> None:
         if self.conn.closed or self.conn.broken:
             self._reconnect()
             # Temporary tables died with the old session: make them again now, outside
@@ -504,10 +501,14 @@ class PostgresBackend:
         with self._errors():
             self.conn.execute("BEGIN")
             settings = []
-            if self.lock_timeout is not None:
-                settings.append(("lock_timeout", f"{int(self.lock_timeout * 1000)}ms"))
-            if self.statement_timeout is not None:
-                settings.append(("statement_timeout", f"{int(self.statement_timeout * 1000)}ms"))
+            lock = timeouts.lock if timeouts.lock is not None else self.lock_timeout
+            statement = timeouts.statement
+            if statement is None:
+                statement = self.statement_timeout
+            if lock is not None:
+                settings.append(("lock_timeout", f"{int(lock * 1000)}ms"))
+            if statement is not None:
+                settings.append(("statement_timeout", f"{int(statement * 1000)}ms"))
             for name, value in settings:
                 self.conn.execute("SELECT set_config(%s, %s, true)", (name, value))
             row = self.conn.execute("SELECT txid_current(), pg_backend_pid()").fetchone()

@@ -51,8 +51,10 @@ from ..schema import (
     json_dumps,
 )
 from .base import (
+    NO_TIMEOUTS,
     Capabilities,
     ChunkCounts,
+    Timeouts,
     WriteOp,
     is_transaction_control,
     select_where_statement,
@@ -358,8 +360,7 @@ class SQLiteBackend:
         self.statements = 0
         self.retries = 0  # never re-sends on its own: chunks are retried whole
         self.retry = DEFAULT_RETRY
-        self.lock_timeout: float | None = None
-        self.statement_timeout: float | None = None
+        self.lock_timeout: float | None = None  # the default of calls that set none
         self._applied_lock_timeout: float | None = None
         self._savepoint_depth = 0
         self._sql: dict[tuple[Any, ...], tuple[str, list[int] | None]] = {}
@@ -367,10 +368,7 @@ class SQLiteBackend:
             name="sqlite",
             max_params=conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER),
             transactions=True,
-            savepoints=True,
             parallel_writes=False,  # one writer at a time: SQLite's database-wide lock
-            returning=sqlite3.sqlite_version_info >= (3, 35),
-            stores_nan=False,
         )
 
     # ----------------------------------------------------------------- schema
@@ -463,13 +461,14 @@ class SQLiteBackend:
     def prepare(self, op: WriteOp) -> None:
         return None
 
-    def begin(self) -> None:
+    def begin(self, timeouts: Timeouts = NO_TIMEOUTS) -> None:
         with self._errors():
-            if self.lock_timeout != self._applied_lock_timeout:
+            lock = timeouts.lock if timeouts.lock is not None else self.lock_timeout
+            if lock != self._applied_lock_timeout:
                 # SQLite's lock wait is its busy timeout.
-                ms = int((self.lock_timeout if self.lock_timeout is not None else 5.0) * 1000)
+                ms = int((lock if lock is not None else 5.0) * 1000)
                 self.conn.execute(f"PRAGMA busy_timeout = {ms}")
-                self._applied_lock_timeout = self.lock_timeout
+                self._applied_lock_timeout = lock
             self.conn.execute("BEGIN IMMEDIATE")
 
     def last_commit_succeeded(self) -> bool | None:

@@ -101,10 +101,10 @@ def seed(db: Store, project_id: int, count: int, *, seed: int = 1) -> Decimal:
 
 def release(db: Store, project_id: int, *, batch_size: int = 100) -> int:
     """Release the project's LOCKED escrows with bulk verbs; returns how many."""
-    platform, _ = db.get_or_create("wallets", {"user_id": PLATFORM_USER}, {"balance": 0})
+    platform, _ = db.get_or_create("wallets", {"user_id": PLATFORM_USER}, defaults={"balance": 0})
     released = 0
     where = {"project_id": project_id, "status": "LOCKED"}
-    for batch in db.claim("escrows", where=where, batch_size=batch_size):
+    for batch in db.claim("escrows", where=where, chunk_size=batch_size):
         with batch:
             now = dt.datetime.now(dt.UTC)
             wallets = db.ensure(

@@ -25,8 +25,9 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from ..api import connect, engine_for_url
+from ..api import connect
 from ..backends.base import translate_errors
+from ..backends.resolve import engine_for_url
 from ..errors import BulkError, SchemaError
 from ..store import Store
 from .counting import StatementCounter

@@ -1,0 +1,1 @@
+"""The backends: one module per database behind the protocols of ``base``."""

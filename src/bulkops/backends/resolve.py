@@ -1,0 +1,75 @@
+"""Which backend serves a target: a URL, a SQLAlchemy Engine or a boto3 client.
+
+The one place that maps URL schemes and SQLAlchemy dialects to backend modules; each
+backend module is imported only when its database is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import SchemaError
+from .base import Backend
+
+__all__ = ["SCHEMES", "engine_for_url", "open_backend"]
+
+SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
+
+
+def open_backend(target: Any, **options: Any) -> Backend:
+    """The backend for what ``bulkops.connect`` was given (see there)."""
+    if isinstance(target, sa.Engine):
+        return _backend_for_engine(target, owns_engine=False)
+    if type(target).__module__.startswith(("boto3", "botocore")):
+        from .dynamodb import DynamoDBBackend, plain_client
+
+        return DynamoDBBackend(plain_client(target))
+    if not isinstance(target, str):
+        raise TypeError(
+            "connect() takes a URL, a SQLAlchemy Engine or a boto3 DynamoDB client, "
+            f"not {type(target).__name__}"
+        )
+    if target.split(":", 1)[0].lower() == "dynamodb":
+        from .dynamodb import DynamoDBBackend, client_from_url
+
+        return DynamoDBBackend(client_from_url(target, **options))
+    return _backend_for_engine(engine_for_url(target, **options), owns_engine=True)
+
+
+def engine_for_url(url: str, **options: Any) -> sa.Engine:
+    """The SQLAlchemy Engine bulkops opens for a ``sqlite://`` or ``postgresql://`` URL
+    (``options`` go to ``sqlalchemy.create_engine``)."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise SchemaError(
+            f"unsupported database URL {url!r}: bulkops supports {', '.join(SCHEMES)} URLs "
+            "(for example sqlite:///path.db)"
+        )
+    if scheme == "dynamodb":
+        raise SchemaError("DynamoDB has no SQLAlchemy Engine: connect() to it directly")
+    if scheme in ("postgresql", "postgres"):
+        # Our PostgreSQL backend speaks psycopg 3, whatever driver the URL names.
+        rest = url.split("://", 1)[1] if "://" in url else ""
+        url = f"postgresql+psycopg://{rest}"
+        options.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **options)
+
+
+def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
+    name = engine.dialect.name
+    if name == "sqlite":
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(engine, owns_engine=owns_engine)
+    if name == "postgresql":
+        if engine.dialect.driver != "psycopg":
+            raise SchemaError(
+                "bulkops needs the psycopg (3) driver for PostgreSQL, not "
+                f"{engine.dialect.driver!r}: use a postgresql+psycopg:// URL"
+            )
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(engine, owns_engine=owns_engine)
+    raise SchemaError(f"bulkops has no backend for SQLAlchemy dialect {name!r}")

@@ -1,0 +1,109 @@
+"""Reads: ``get_many``, many rows by key in a few large statements (or requests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .backends.base import ItemBackend
+from .context import Context
+from .errors import UnreadKeysError
+from .normalize import Key, encode_key, key_tuples
+from .plan import chunk_rows, chunked
+from .schema import TableSpec
+
+__all__ = ["get_many"]
+
+
+def get_many(
+    ctx: Context,
+    table: str,
+    keys: Iterable[Any],
+    *,
+    key: Key,
+    columns: Sequence[str] | None,
+    chunk_size: int | None,
+    consistent_read: bool,
+) -> dict[Any, dict[str, Any]]:
+    """See ``Store.get_many``."""
+    backend = ctx.backend
+    capabilities = ctx.capabilities
+    spec = backend.reflect(table)
+    key_cols = spec.resolve_key(key, "get_many")
+    if isinstance(backend, ItemBackend) and capabilities.items:
+        return _get_items(backend, spec, key_cols, keys, columns, chunk_size, consistent_read)
+    wanted = spec.check_columns(columns) if columns is not None else tuple(spec.columns)
+    fetch = key_cols + tuple(c for c in wanted if c not in key_cols)
+    key_codecs = [backend.codec(spec.column(k)) for k in key_cols]
+    decoders = [backend.codec(spec.column(c)).decode for c in fetch]
+    width = len(key_cols)
+    size = chunk_rows(capabilities, width, chunk_size)
+    if capabilities.max_read_keys:
+        size = min(size, capabilities.max_read_keys)
+    # Reads are not row-locking, so bigger chunks only mean fewer statements.
+    if chunk_size is None and capabilities.max_params:
+        size = max(size, capabilities.max_params // width)
+    result: dict[Any, dict[str, Any]] = {}
+    if width == 1:
+        # One-column keys travel as plain values: no tuple per key on the hot path.
+        codec, name = key_codecs[0], key_cols[0]
+        passthrough = codec.passthrough
+        unique: dict[Any, None] = dict.fromkeys(
+            k if k.__class__ in passthrough else encode_key((k,), key_codecs, key_cols)[0]
+            for k in (k[name] if isinstance(k, Mapping) else k for k in keys)
+        )
+    else:
+        unique = dict.fromkeys(
+            encode_key(k, key_codecs, key_cols) for k in key_tuples(keys, key_cols)
+        )
+    decode = any(d is not None for d in decoders)
+    project = wanted != fetch
+    for part in chunked(unique, size):
+        for raw in backend.read(spec, key_cols, fetch, part):
+            values: Sequence[Any] = raw
+            if decode:
+                values = [v if d is None else d(v) for v, d in zip(raw, decoders, strict=True)]
+            row = dict(zip(fetch, values, strict=True))
+            k = values[0] if width == 1 else tuple(values[:width])
+            result[k] = {c: row[c] for c in wanted} if project else row
+    return result
+
+
+def _get_items(
+    backend: ItemBackend,
+    spec: TableSpec,
+    key_cols: tuple[str, ...],
+    keys: Iterable[Any],
+    columns: Sequence[str] | None,
+    chunk_size: int | None,
+    consistent_read: bool,
+) -> dict[Any, dict[str, Any]]:
+    wanted = spec.check_columns(columns) if columns is not None else None
+    key_codecs = [backend.codec(spec.column(k)) for k in key_cols]
+    unique = dict.fromkeys(
+        encode_key(k, key_codecs, key_cols) for k in key_tuples(keys, key_cols)
+    )
+    limit = backend.capabilities.max_read_keys
+    size = min(chunk_size or limit, limit) if limit else chunk_size or len(unique) or 1
+    result: dict[Any, dict[str, Any]] = {}
+    unread: list[Any] = []
+    width = len(key_cols)
+    for part in chunked(unique, size):
+        items: list[dict[str, Any]] = []
+        try:
+            # A plain loop, not list(): items read before the error are kept.
+            for item in backend.get_items(spec, key_cols, part, wanted, consistent_read):
+                items.append(item)
+        except UnreadKeysError as error:
+            unread += error.keys
+        for item in items:
+            k = item[key_cols[0]] if width == 1 else tuple(item[c] for c in key_cols)
+            result[k] = item if wanted is None else {c: item[c] for c in wanted if c in item}
+    if unread:
+        raise UnreadKeysError(
+            f"get_many on {spec.name!r}: {len(unread)} key(s) still unprocessed after the "
+            "retry policy's attempts (error.keys names them, error.found has the rest)",
+            unread,
+            result,
+        )
+    return result

@@ -1,0 +1,118 @@
+"""One write call from start to end: normalize, plan, execute, record.
+
+``write`` is what ``insert``, ``upsert``, ``update`` and ``delete`` run, and what
+sync and ``apply`` run for the difference they write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import IO
+
+from .backends.base import Timeouts, WriteKind
+from .context import Context
+from .execute import Executor, OnError, numbered, resolve_on_error
+from .normalize import Key, normalize_write
+from .plan import chunk_rows, chunked
+from .recorder import Call
+from .report import ProgressCallback, Rejection, RejectsFile, Report
+from .retry import RetryPolicy
+from .schema import TableSpec
+
+__all__ = ["Rejects", "WriteSettings", "write"]
+
+Rejects = str | os.PathLike[str] | IO[str] | list[Rejection] | None
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    """The options every write verb takes (their meaning: ``Store``)."""
+
+    chunk_size: int | None = None
+    atomic: bool = False
+    on_error: OnError | None = None
+    rejects: Rejects = None
+    max_rejects: int | None = None
+    retry: RetryPolicy | None = None
+    progress: ProgressCallback | None = None
+    workers: int | None = None
+    lock_timeout: float | None = None
+    statement_timeout: float | None = None
+    label: str | None = None
+    source_id: str | None = None
+    resume: bool = False
+
+
+_END = object()
+
+
+def write(
+    ctx: Context,
+    kind: WriteKind,
+    table: str | TableSpec,
+    rows: Iterable[object],
+    settings: WriteSettings,
+    *,
+    columns: Sequence[str] | None = None,
+    key: Key = None,
+    update_columns: Sequence[str] | None = None,
+    touch: bool = True,
+) -> Report:
+    """Write ``rows`` to ``table``. ``touch``: the write invalidates the table's sync
+    digests (off for the writes of a sync itself, which keeps its own account)."""
+    capabilities = ctx.capabilities
+    workers = settings.workers or 1
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    if settings.statement_timeout is not None:
+        ctx.require(capabilities.statement_timeout, "statement_timeout")
+    if settings.atomic:
+        ctx.require(capabilities.transactions, "atomic=True (it has no multi-request transactions)")
+    spec = table if isinstance(table, TableSpec) else ctx.backend.reflect(table)
+    verb = kind if kind != "insert_ignore" else "insert"
+    report = Report(verb=verb, table=spec.name)
+    recorder = ctx.recorder
+    iterator = iter(rows)
+    first = next(iterator, _END)
+    if first is _END:
+        return recorder.observed(verb, spec.name, settings.label, lambda call: report)
+    plan = normalize_write(
+        ctx.backend, kind, spec, first, iterator, columns=columns, key=key,
+        update_columns=update_columns,
+    )  # fmt: skip
+    retry = settings.retry or ctx.retry
+    op = replace(plan.op, retry=retry)
+    timeouts = Timeouts(settings.lock_timeout, settings.statement_timeout)
+    on_error = resolve_on_error(settings.on_error, settings.rejects, settings.max_rejects)
+    sink = RejectsFile(settings.rejects) if settings.rejects is not None else None
+    size = chunk_rows(capabilities, len(op.columns), settings.chunk_size)
+
+    def run(call: Call) -> Report:
+        executor = Executor(
+            ctx.backend, op, plan.planner, report, retry=retry,
+            on_error=on_error, atomic=settings.atomic, rejects=sink,
+            max_rejects=settings.max_rejects, progress=settings.progress, workers=workers,
+            nested=ctx.in_scope(), events=call.events, checkpoint=call.checkpoint,
+            skip=call.skip, timeouts=timeouts,
+        )  # fmt: skip
+        return executor.run(numbered(chunked(plan.rows, size)))
+
+    # What decides the chunks and what is done with them: a load resumes only
+    # with the same (then the same rows fall in the same chunks).
+    shape = {
+        "verb": kind, "columns": list(op.columns), "key": list(op.key), "chunk_size": size,
+        "update_columns": list(op.update_columns) if op.update_columns is not None else None,
+        "atomic": settings.atomic,
+    }  # fmt: skip
+    try:
+        with ctx.touching(spec) if touch else nullcontext():
+            return recorder.observed(
+                verb, spec.name, settings.label, run, source_id=settings.source_id,
+                resume=settings.resume, shape=shape,
+            )  # fmt: skip
+    finally:
+        if sink is not None:
+            sink.close()
