@@ -35,6 +35,8 @@ __all__ = [
     "SQLStagedDiff",
     "SQLSyncState",
     "count_rows",
+    "select_where_statement",
+    "within_bounds",
 ]
 
 T = TypeVar("T")
@@ -114,6 +116,39 @@ def count_rows(backend: CoreBackend, table: TableSpec, where: Mapping[str, Any])
     t = backend.core_table(table)
     statement = sa.select(sa.func.count()).select_from(t).where(*_equal(t, where))
     return int(backend.execute_core(statement, counted=True)[0][0])
+
+
+def select_where_statement(
+    t: sa.TableClause,
+    columns: Sequence[str],
+    where: Mapping[str, Any],
+    order_by: Sequence[str] = (),
+    limit: int | None = None,
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """SELECT ``columns`` of rows whose columns equal ``where`` (None matches NULL),
+    and the values for its binds."""
+    stmt = sa.select(*(t.c[c] for c in columns)).where(
+        *(
+            t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
+            for i, (c, v) in enumerate(where.items())
+        )
+    )
+    if order_by:
+        stmt = stmt.order_by(*(t.c[c] for c in order_by))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt, {f"w{i}": v for i, v in enumerate(where.values())}
+
+
+def within_bounds(result: Any, min_value: Any, max_value: Any) -> list[Any]:
+    """Conditions keeping ``result`` inside ``[min_value, max_value]`` (None: no bound),
+    with the bounds as bound parameters."""
+    guards = []
+    if min_value is not None:
+        guards.append(result >= sa.bindparam("low", min_value))
+    if max_value is not None:
+        guards.append(result <= sa.bindparam("high", max_value))
+    return guards
 
 
 # ------------------------------------------------------------------ sync state

@@ -1,9 +1,16 @@
-"""The Backend protocol, its Capabilities, and the write operations it carries out.
+"""The seams between bulkops and its databases, as typed protocols.
 
-Everything above ``backends/`` talks to a Backend through this protocol and reads its
+- ``Backend``: the verbs' primitives, its ``Capabilities`` and its ``SyncState``;
+  ``ItemBackend``: whole-item stores (DynamoDB);
+- ``SQLBackend``: what SQL databases add for sync's set-based diff (``StagedDiff``)
+  and for the run log (``RunLogStore``);
+- the write operations they carry out, error translation, and ``run_transaction``.
+
+Everything above ``backends/`` talks to a Backend through these protocols and reads its
 Capabilities instead of asking which database it is. A backend module is the only
 place that imports its driver, and it translates driver exceptions into
-``bulkops.errors`` where they enter (``classify_error``).
+``bulkops.errors`` where they enter (``classify_error``). SQL shared by SQLite and
+PostgreSQL lives in ``_sql.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +20,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
-
-import sqlalchemy as sa
 
 from ..errors import BulkError, CommitUnknownError, ConnectionLostError, TransientError
 from ..retry import RetryPolicy
@@ -41,9 +46,7 @@ __all__ = [
     "commit_resolving",
     "is_transaction_control",
     "run_transaction",
-    "select_where_statement",
     "translate_errors",
-    "within_bounds",
 ]
 
 T = TypeVar("T")
@@ -519,39 +522,6 @@ def translate_errors(classify: Callable[[BaseException], BulkError | None]) -> I
         if error is None:
             raise
         raise error from exc
-
-
-def select_where_statement(
-    t: sa.TableClause,
-    columns: Sequence[str],
-    where: Mapping[str, Any],
-    order_by: Sequence[str] = (),
-    limit: int | None = None,
-) -> tuple[sa.Select[Any], dict[str, Any]]:
-    """SELECT ``columns`` of rows whose columns equal ``where`` (None matches NULL),
-    and the values for its binds."""
-    stmt = sa.select(*(t.c[c] for c in columns)).where(
-        *(
-            t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
-            for i, (c, v) in enumerate(where.items())
-        )
-    )
-    if order_by:
-        stmt = stmt.order_by(*(t.c[c] for c in order_by))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return stmt, {f"w{i}": v for i, v in enumerate(where.values())}
-
-
-def within_bounds(result: Any, min_value: Any, max_value: Any) -> list[Any]:
-    """Conditions keeping ``result`` inside ``[min_value, max_value]`` (None: no bound),
-    with the bounds as bound parameters."""
-    guards = []
-    if min_value is not None:
-        guards.append(result >= sa.bindparam("low", min_value))
-    if max_value is not None:
-        guards.append(result <= sa.bindparam("high", max_value))
-    return guards
 
 
 _TRANSACTION_CONTROL = re.compile(

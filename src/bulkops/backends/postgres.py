@@ -57,6 +57,8 @@ from ._sql import (
     SQLStagedDiff,
     SQLSyncState,
     count_rows,
+    select_where_statement,
+    within_bounds,
 )
 from .base import (
     SYNC_STATE_TABLE,
@@ -67,9 +69,7 @@ from .base import (
     SyncState,
     WriteOp,
     is_transaction_control,
-    select_where_statement,
     translate_errors,
-    within_bounds,
 )
 
 __all__ = ["PostgresBackend", "trace_connection", "trace_engine_statements"]

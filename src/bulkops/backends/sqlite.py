@@ -50,7 +50,14 @@ from ..schema import (
     int_from_text,
     json_dumps,
 )
-from ._sql import SQLRunLogStore, SQLStagedDiff, SQLSyncState, count_rows
+from ._sql import (
+    SQLRunLogStore,
+    SQLStagedDiff,
+    SQLSyncState,
+    count_rows,
+    select_where_statement,
+    within_bounds,
+)
 from .base import (
     SYNC_STATE_TABLE,
     Capabilities,
@@ -60,9 +67,7 @@ from .base import (
     SyncState,
     WriteOp,
     is_transaction_control,
-    select_where_statement,
     translate_errors,
-    within_bounds,
 )
 
 __all__ = ["SQLiteBackend", "trace_connection", "trace_engine_statements"]
