@@ -59,13 +59,14 @@ from rich.console import Console
 from rich.table import Table
 
 import bulkops
-from bulkops import sync as sync_module
+from bulkops.backends import _sql
+from bulkops.backends.base import SYNC_STATE_TABLE as STATE_TABLE
 from bulkops.plan import ChunkPlanner
+from bulkops.sync import engine, hashing
 
 Row = dict[str, Any]
 
 TABLE = "items"
-STATE_TABLE = "bulkops_sync_state"
 COLUMNS = ("id", "name", "price", "qty", "updated_at")
 TYPES = {
     "id": "integer",
@@ -919,21 +920,21 @@ class PhaseClock:
     here, for --profile: they are private and may change)."""
 
     PHASES: tuple[tuple[Any, str, str], ...] = (
-        (sync_module.SQLSyncState, "begin", "state: begin (create/read bulkops_sync_state)"),
-        (sync_module._SetBasedDiff, "_stage", "stage (total)"),
+        (_sql.SQLSyncState, "begin", f"state: begin (create/read {STATE_TABLE})"),
+        (engine._SetBasedDiff, "_stage", "stage (total)"),
         (ChunkPlanner, "prepare", "  stage: encode/plan chunks (ChunkPlanner.prepare)"),
-        (sync_module._Digest, "update_encoded", "  stage: digest hashing (_Digest.update_encoded)"),
-        (sync_module._SetBasedDiff, "_load", "  stage: load into the temp table"),
-        (sync_module._SetBasedDiff, "_unique_keys", "unique index on the stage"),
-        (sync_module.Syncer, "count_target", "count(*) of the target (digest check, record)"),
-        (sync_module._SetBasedDiff, "_classify", "classify (set-based UPDATE/INSERT ... stage)"),
-        (sync_module._SetBasedDiff, "_apply", "apply (total)"),
-        (sync_module._SetBasedDiff, "_pages", "  apply: read pages of the difference"),
-        (sync_module.Syncer, "note", "  apply: note (bytes, keys) per page of changes"),
-        (sync_module.Syncer, "write_rows", "  apply: upsert added + changed rows"),
-        (sync_module.Syncer, "delete_keys", "  apply: delete missing keys"),
-        (sync_module.SQLSyncState, "invalidate", "state: invalidate (touch)"),
-        (sync_module.SQLSyncState, "record", "state: record the digest"),
+        (hashing._Digest, "update_encoded", "  stage: digest hashing (_Digest.update_encoded)"),
+        (engine._SetBasedDiff, "_load", "  stage: load into the temp table"),
+        (_sql.SQLStagedDiff, "unique_keys", "unique index on the stage"),
+        (engine.Syncer, "count_target", "count(*) of the target (digest check, record)"),
+        (_sql.SQLStagedDiff, "classify", "classify (set-based UPDATE/INSERT ... stage)"),
+        (engine._SetBasedDiff, "_apply", "apply (total)"),
+        (_sql.SQLStagedDiff, "pages", "  apply: read pages of the difference"),
+        (engine.Syncer, "note", "  apply: note (bytes, keys) per page of changes"),
+        (engine.Syncer, "write_rows", "  apply: upsert added + changed rows"),
+        (engine.Syncer, "delete_keys", "  apply: delete missing keys"),
+        (_sql.SQLSyncState, "invalidate", "state: invalidate (touch)"),
+        (_sql.SQLSyncState, "record", "state: record the digest"),
     )
 
     def __init__(self) -> None:
@@ -948,8 +949,8 @@ class PhaseClock:
             self._saved.append((owner, name, original))
             setattr(owner, name, self._wrap(original, label))
         # Each statement the set-based diff sends itself (DDL, classification, pages).
-        original = sync_module._SetBasedDiff.__dict__["_exec"]
-        self._saved.append((sync_module._SetBasedDiff, "_exec", original))
+        original = _sql.SQLStagedDiff.__dict__["_exec"]
+        self._saved.append((_sql.SQLStagedDiff, "_exec", original))
         clock = self
 
         @functools.wraps(original)
@@ -964,7 +965,7 @@ class PhaseClock:
                 clock.statements[label][0] += time.perf_counter() - started
                 clock.statements[label][1] += 1
 
-        sync_module._SetBasedDiff._exec = execute  # type: ignore[method-assign]
+        _sql.SQLStagedDiff._exec = execute  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -492,7 +492,8 @@ def test_concurrent_syncs_of_separate_scopes(
 
 
 def test_bytes_of_the_difference_are_its_json_lines() -> None:
-    from bulkops.sync import _lines_size, _rows_lines_size, _to_json
+    from bulkops.jsoncodec import to_json as _to_json
+    from bulkops.sync.changeset import _lines_size, _rows_lines_size
 
     records = [
         {"op": "add", "row": {"id": 1, "name": "é ü 漢", "price": Decimal("1.50"),

@@ -328,3 +328,21 @@ def test_a_lost_commit_is_resolved_before_any_retry(
             commit_resolving(backend, "chunk 1")
         # Only "it did not commit" may be retried (a TransientError).
         assert isinstance(caught.value, bulkops.errors.TransientError) == (outcome is False)
+
+
+# ------------------------------------------------------------------------ JSON codec
+
+
+def test_json_codec_round_trips_what_json_alone_would_lose() -> None:
+    from bulkops.jsoncodec import dumps, from_json, loads, to_json
+
+    value = {"price": Decimal("1.50"), "raw": b"\x00\xff", "tags": {"b", "a"}, "n": [1, (2, 3)]}
+    assert to_json(value) == {
+        "price": {"$decimal": "1.50"},
+        "raw": {"$bytes": "AP8="},
+        "tags": {"$set": ["a", "b"]},
+        "n": [1, [2, 3]],
+    }
+    assert loads(dumps(value)) == {**value, "n": [1, [2, 3]]}
+    assert from_json(2.5, "decimal") == Decimal("2.5")
+    assert dumps({"t": "é"}) == '{"t": "é"}'

@@ -19,11 +19,18 @@ from functools import partial
 from queue import SimpleQueue
 from typing import Any, Literal, TypeVar
 
-from .backends.base import NO_TIMEOUTS, Backend, ChunkCounts, RowFailures, Timeouts, WriteOp
+from .backends.base import (
+    NO_TIMEOUTS,
+    Backend,
+    ChunkCounts,
+    RowFailures,
+    Timeouts,
+    WriteOp,
+    commit_resolving,
+    run_transaction,
+)
 from .errors import (
     BulkError,
-    CommitUnknownError,
-    ConnectionLostError,
     ConversionError,
     DataError,
     ResumeError,
@@ -452,59 +459,6 @@ class Executor:
             self.report.retries += 1
         if self.events is not None:
             self.events.retried(what, error, attempt, wait)
-
-
-def run_transaction(
-    backend: Backend,
-    work: Callable[[], T],
-    retry: RetryPolicy,
-    *,
-    what: str = "the transaction",
-    on_retry: Callable[[TransientError, int, float], None] | None = None,
-    timeouts: Timeouts = NO_TIMEOUTS,
-) -> T:
-    """Run ``work`` in one transaction, retried as a whole on transient errors.
-
-    If the connection dies during COMMIT the work may or may not have committed: the
-    database is asked, so a retry never applies it twice, and when it cannot tell,
-    ``CommitUnknownError`` is raised instead of retrying.
-    """
-
-    def attempt() -> T:
-        backend.begin(timeouts)
-        try:
-            result = work()
-        except BaseException:
-            backend.rollback()
-            raise
-        commit_resolving(backend, what)
-        return result
-
-    return retry.call(attempt, on_retry=on_retry)
-
-
-def commit_resolving(backend: Backend, what: str) -> None:
-    """COMMIT; if the connection dies during it, find out whether it committed.
-
-    Returns when it did; raises ConnectionLostError (transient: retry) when it did
-    not, and CommitUnknownError (not retried) when the database cannot tell. Any
-    other failure rolls back and propagates.
-    """
-    try:
-        backend.commit()
-    except ConnectionLostError as error:
-        outcome = backend.last_commit_succeeded()
-        if outcome is True:
-            return
-        if outcome is None:
-            raise CommitUnknownError(
-                f"the connection was lost during COMMIT of {what} and the database cannot "
-                "tell whether it committed; not retried, so it is never applied twice"
-            ) from error
-        raise
-    except BaseException:
-        backend.rollback()
-        raise
 
 
 def numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime as dt
-import json
 import os
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import IO, Any
+
+from .jsoncodec import dumps, to_json
 
 __all__ = ["Rejection", "RejectsFile", "Report", "SyncReport", "jsonable"]
 
@@ -237,25 +234,10 @@ class SyncReport:
 
 
 def jsonable(value: Any) -> Any:
-    """A JSON-serialisable form of a value, for rejects files and ``--json`` output.
-
-    Decimals become strings so money stays exact; bytes become base64.
-    """
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    return repr(value)
+    """A JSON-serialisable form of a value, for rejects files and ``--json`` output:
+    the one form of ``bulkops.jsoncodec`` (decimals, bytes and sets tagged so that
+    they read back as what they were)."""
+    return to_json(value)
 
 
 class RejectsFile:
@@ -277,7 +259,7 @@ class RejectsFile:
             if isinstance(self._target, list):
                 self._target.append(rejection)
                 continue
-            self._stream().write(json.dumps(rejection.as_dict(), ensure_ascii=False) + "\n")
+            self._stream().write(dumps(rejection.as_dict()) + "\n")
         if self._file is not None:
             self._file.flush()
 

@@ -1,8 +1,8 @@
 """The run log: a ``bulkops_runs`` row per verb call, and the checkpoints of resumable loads.
 
-Both tables live in the target database and are created on first use (SQLAlchemy
-Core DDL, the same on SQLite and PostgreSQL). Every write to them is bookkeeping done
-on the Store's own connection:
+Both tables live in the target database and are created on first use; the backend
+keeps them (``SQLBackend.run_log_store()``), this module only says what goes in. Every
+write to them is bookkeeping done on the Store's own connection:
 
 - a run's row is written in a short transaction of its own when the call starts
   (status ``running``, so a crashed run stays visible) and updated when it ends;
@@ -19,62 +19,30 @@ on the Store's own connection:
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
-from .backends.base import ALREADY_EXISTS, Backend
+from .backends.base import (
+    CHECKPOINTS_TABLE,
+    RUNS_TABLE,
+    Backend,
+    RunLogStore,
+    SQLBackend,
+    run_transaction,
+)
 from .errors import BulkError, ResumeError, SchemaError, TooManyRejectsError
-from .execute import run_transaction
+from .jsoncodec import dumps, loads
 from .report import OUTCOMES, Report
 from .retry import RetryPolicy
 from .schema import ColumnCodec
 
 __all__ = ["CHECKPOINTS", "RUNS", "Run", "RunLog", "run_status"]
 
-RUNS = "bulkops_runs"
-CHECKPOINTS = "bulkops_checkpoints"
+RUNS = RUNS_TABLE
+CHECKPOINTS = CHECKPOINTS_TABLE
 
-_metadata = sa.MetaData()
-_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: the rowid itself
-
-runs_table = sa.Table(
-    RUNS,
-    _metadata,
-    sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
-    sa.Column("verb", sa.Text, nullable=False),
-    # "table" is a reserved word in SQL: every query would have to quote it.
-    sa.Column("table_name", sa.Text, nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("status", sa.Text, nullable=False),
-    sa.Column("counts", sa.Text),  # JSON: rows_in, the outcome counts, chunks
-    sa.Column("statements", sa.BigInteger),
-    sa.Column("retries", sa.BigInteger),
-    sa.Column("rejects", sa.BigInteger),
-    sa.Column("elapsed", sa.Float),
-    sa.Column("error", sa.Text),
-    sa.Column("label", sa.Text),
-    # Resumable loads: what was read ("sha256:…"), the options that decide the chunks
-    # (JSON), and the first run of the load, under which its checkpoints are kept.
-    sa.Column("source", sa.Text),
-    sa.Column("options", sa.Text),
-    sa.Column("load_id", sa.BigInteger),
-)
-
-checkpoints_table = sa.Table(
-    CHECKPOINTS,
-    _metadata,
-    sa.Column("load_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("first_row", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("rows", sa.BigInteger, nullable=False),
-    sa.Column("run_id", sa.BigInteger, nullable=False),
-)
-
-_RUN_COLUMNS = [c.name for c in runs_table.columns]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -138,40 +106,38 @@ def _counts(report: Report) -> str:
     counts = {"rows_in": report.rows_in}
     counts.update((name, getattr(report, name)) for name in OUTCOMES)
     counts["chunks"] = report.chunks
-    return json.dumps(counts)
+    return dumps(counts)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _store_of(backend: Backend) -> RunLogStore:
+    if not (backend.capabilities.run_log and isinstance(backend, SQLBackend)):
+        raise BulkError(f"the {backend.capabilities.name} backend cannot keep a run log")
+    return backend.run_log_store()
+
+
 class RunLog:
     """Reads and writes the run log of one Store's database."""
 
     def __init__(self, backend: Backend, retry: RetryPolicy) -> None:
-        execute = getattr(backend, "execute_core", None)
-        if execute is None:
-            raise BulkError(f"the {backend.capabilities.name} backend cannot keep a run log")
+        self.store = _store_of(backend)
         self.backend = backend
         self.retry = retry
         self._codecs: dict[str, ColumnCodec] | None = None
 
     # --------------------------------------------------------------- plumbing
 
-    def _execute(
-        self, statement: sa.ClauseElement, values: Mapping[str, Any] | None = None,
-        backend: Backend | None = None,
-    ) -> list[tuple[Any, ...]]:  # fmt: skip
-        return (backend or self.backend).execute_core(statement, values)  # type: ignore[attr-defined, no-any-return]
-
-    def _transaction(self, work: Any) -> Any:
+    def _transaction(self, work: Callable[[], T]) -> T:
         return run_transaction(self.backend, work, self.retry, what="a run log write")
 
     def ensure(self) -> None:
         """Create the tables if they are missing; learn how to encode their values."""
         if self._codecs is not None:
             return
-        self._create()
+        self.store.create(self.retry)
         self._learn()
 
     def exists(self) -> bool:
@@ -185,23 +151,12 @@ class RunLog:
             return False
         return True
 
-    def _create(self) -> None:
-        def create() -> None:
-            for table in (runs_table, checkpoints_table):
-                self._execute(sa.schema.CreateTable(table, if_not_exists=True))
-
-        try:
-            self._transaction(create)
-        except BulkError as error:
-            if error.code not in ALREADY_EXISTS:
-                raise
-
     def _learn(self) -> None:
         spec = self.backend.reflect(RUNS)
         # Values go through the backend's codecs for the reflected columns, as every
         # other value bulkops writes (e.g. timestamps: text on SQLite, timestamptz on
         # PostgreSQL).
-        self._codecs = {name: self.backend.codec(spec.column(name)) for name in _RUN_COLUMNS}
+        self._codecs = {name: self.backend.codec(spec.column(name)) for name in spec.columns}
 
     def _encode(self, values: Mapping[str, Any]) -> dict[str, Any]:
         assert self._codecs is not None
@@ -210,13 +165,13 @@ class RunLog:
             for name, value in values.items()
         }
 
-    def _decode(self, row: tuple[Any, ...]) -> Run:
+    def _decode(self, row: Mapping[str, Any]) -> Run:
         assert self._codecs is not None
         data = {}
-        for name, value in zip(_RUN_COLUMNS, row, strict=True):
+        for name, value in row.items():
             decode = self._codecs[name].decode
             data[name] = value if value is None or decode is None else decode(value)
-        counts = json.loads(data.pop("counts") or "{}")
+        counts = loads(data.pop("counts") or "{}")
         options = data.pop("options")
         data["table"] = data.pop("table_name")
         for name in ("id", "statements", "retries", "rejects", "load_id"):
@@ -224,7 +179,7 @@ class RunLog:
                 data[name] = int(data[name])
         if data["elapsed"] is not None:
             data["elapsed"] = float(data["elapsed"])
-        return Run(counts=counts, options=json.loads(options) if options else None, **data)
+        return Run(counts=counts, options=loads(options) if options else None, **data)
 
     # ------------------------------------------------------------------ runs
 
@@ -248,31 +203,19 @@ class RunLog:
                 "status": "running",
                 "label": label,
                 "source": source,
-                "options": json.dumps(options, sort_keys=True) if options is not None else None,
+                "options": dumps(options, sort_keys=True) if options is not None else None,
                 "load_id": load_id,
             }
         )
-        t = runs_table
-
-        def insert() -> int:
-            rows = self._execute(sa.insert(t).values(values).returning(t.c.id))
-            run_id = int(rows[0][0])
-            if source is not None and load_id is None:  # the first run of a load
-                self._execute(sa.update(t).where(t.c.id == run_id).values(load_id=run_id))
-            return run_id
-
-        result: int = self._transaction(insert)
-        return result
+        first_of_load = source is not None and load_id is None
+        return self._transaction(lambda: self.store.insert_run(values, first_of_load))
 
     def finish(
         self, run_id: int, report: Report | None, error: BaseException | None, status: str
     ) -> None:
         """Update the run's row with how it ended (its own transaction)."""
         values = self._encode(self._outcome(report, error, status))
-        t = runs_table
-        self._transaction(
-            lambda: self._execute(sa.update(t).where(t.c.id == run_id).values(values))
-        )
+        self._transaction(lambda: self.store.update_run(run_id, values))
 
     def record(
         self,
@@ -295,7 +238,7 @@ class RunLog:
                 **self._outcome(report, error, status),
             }
         )
-        self._transaction(lambda: self._execute(sa.insert(runs_table).values(values)))
+        self._transaction(lambda: self.store.insert_run(values, False))
 
     @staticmethod
     def _outcome(report: Report | None, error: BaseException | None, status: str) -> dict[str, Any]:
@@ -316,11 +259,7 @@ class RunLog:
         """The latest ``last`` runs (all if None), newest first."""
         if not self.exists():
             return []
-        t = runs_table
-        stmt = sa.select(*t.columns).order_by(t.c.id.desc())
-        if last is not None:
-            stmt = stmt.limit(last)
-        return [self._decode(row) for row in self._execute(stmt)]
+        return [self._decode(row) for row in self.store.runs(last)]
 
     # ---------------------------------------------------------- resumable loads
 
@@ -328,15 +267,8 @@ class RunLog:
         """The latest run on ``table`` that read an identified input (a load)."""
         if not self.exists():
             return None
-        t = runs_table
-        stmt = (
-            sa.select(*t.columns)
-            .where(t.c.table_name == sa.bindparam("table"), t.c.source.is_not(None))
-            .order_by(t.c.id.desc())
-            .limit(1)
-        )
-        rows = self._execute(stmt, {"table": table})
-        return self._decode(rows[0]) if rows else None
+        row = self.store.previous_load(table)
+        return self._decode(row) if row is not None else None
 
     def check_resumable(
         self, previous: Run, table: str, source: str, options: Mapping[str, Any]
@@ -362,17 +294,11 @@ class RunLog:
 
     def checkpoints(self, load_id: int) -> dict[int, int]:
         """``{first row (0-based): rows}`` of every chunk the load committed."""
-        t = checkpoints_table
-        stmt = sa.select(t.c.first_row, t.c.rows).where(t.c.load_id == sa.bindparam("load"))
-        return {int(f): int(n) for f, n in self._execute(stmt, {"load": load_id})}
+        return dict(self.store.checkpoints(load_id))
 
     def checkpoint(
         self, backend: Backend, load_id: int, run_id: int, first_row: int, rows: int
     ) -> None:
         """Record a chunk in the transaction that writes it, on ``backend``."""
-        self._execute(
-            sa.insert(checkpoints_table).values(
-                load_id=load_id, first_row=first_row, rows=rows, run_id=run_id
-            ),
-            backend=backend,
-        )
+        store = self.store if backend is self.backend else _store_of(backend)
+        store.add_checkpoint(load_id, run_id, first_row, rows)

@@ -21,7 +21,7 @@ from .retry import RetryPolicy
 from .runlog import Run
 from .schema import TableSpec
 from .sequence import NumberSequence
-from .sync import Changeset, apply_changeset, run_sync
+from .sync import Changeset, apply_changeset, diff_table, sync_table
 from .transaction import Atomic, Batch
 from .writes import Rejects, WriteSettings, write
 
@@ -476,11 +476,11 @@ class Store:
             retry=retry, progress=progress, workers=workers, lock_timeout=lock_timeout,
             statement_timeout=statement_timeout, label=label,
         )  # fmt: skip
-        report = run_sync(
-            self._ctx, "sync", table, rows, settings, key=key, columns=columns,
+        report = sync_table(
+            self._ctx, table, rows, settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where, dry_run=dry_run, list_keys=list_keys,
             source_id=source_id, changes_out=changes_out,
-        ).report  # fmt: skip
+        )  # fmt: skip
         logger.info("%s", report)
         return report
 
@@ -508,13 +508,10 @@ class Store:
             chunk_size=chunk_size, on_error=on_error, rejects=rejects, max_rejects=max_rejects,
             retry=retry,
         )  # fmt: skip
-        syncer = run_sync(
-            self._ctx, "diff", table, rows, settings, key=key, columns=columns,
-            delete_missing=delete_missing, where=where, dry_run=True, list_keys=False,
-            source_id=None,
+        return diff_table(
+            self._ctx, table, rows, settings, key=key, columns=columns,
+            delete_missing=delete_missing, where=where,
         )  # fmt: skip
-        assert syncer.changeset is not None
-        return syncer.changeset
 
     def apply(
         self,

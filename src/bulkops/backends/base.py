@@ -1,9 +1,16 @@
-"""The Backend protocol, its Capabilities, and the write operations it carries out.
+"""The seams between bulkops and its databases, as typed protocols.
 
-Everything above ``backends/`` talks to a Backend through this protocol and reads its
+- ``Backend``: the verbs' primitives, its ``Capabilities`` and its ``SyncState``;
+  ``ItemBackend``: whole-item stores (DynamoDB);
+- ``SQLBackend``: what SQL databases add for sync's set-based diff (``StagedDiff``)
+  and for the run log (``RunLogStore``);
+- the write operations they carry out, error translation, and ``run_transaction``.
+
+Everything above ``backends/`` talks to a Backend through these protocols and reads its
 Capabilities instead of asking which database it is. A backend module is the only
 place that imports its driver, and it translates driver exceptions into
-``bulkops.errors`` where they enter (``classify_error``).
+``bulkops.errors`` where they enter (``classify_error``). SQL shared by SQLite and
+PostgreSQL lives in ``_sql.py``.
 """
 
 from __future__ import annotations
@@ -12,37 +19,44 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-import sqlalchemy as sa
-
-from ..errors import BulkError
+from ..errors import BulkError, CommitUnknownError, ConnectionLostError, TransientError
 from ..retry import RetryPolicy
 from ..schema import ColumnCodec, ColumnSpec, TableSpec
 
 __all__ = [
-    "ALREADY_EXISTS",
+    "CHECKPOINTS_TABLE",
+    "HELD",
     "NO_TIMEOUTS",
+    "RUNS_TABLE",
+    "SYNC_STATE_TABLE",
     "Backend",
     "Capabilities",
     "ChunkCounts",
+    "DiffOp",
     "ItemBackend",
     "RowFailures",
+    "RunLogStore",
+    "SQLBackend",
+    "StagedDiff",
+    "SyncMark",
     "SyncState",
     "Timeouts",
     "WriteKind",
     "WriteOp",
+    "commit_resolving",
     "is_transaction_control",
-    "select_where_statement",
+    "run_transaction",
     "translate_errors",
-    "within_bounds",
 ]
 
+T = TypeVar("T")
 
-# Error codes of creating a table that another session was creating at the same time:
-# PostgreSQL trips on its catalog (a unique index of pg_class or pg_type: 23505,
-# "relation already exists" 42P07, "type already exists" 42710).
-ALREADY_EXISTS = ("23505", "42P07", "42710")
+# bulkops' own tables, in the databases it works on (their one spelling).
+SYNC_STATE_TABLE = "bulkops_sync_state"  # sync's digests and each table's generation
+RUNS_TABLE = "bulkops_runs"  # the run log: a row per verb call
+CHECKPOINTS_TABLE = "bulkops_checkpoints"  # the committed chunks of resumable loads
 
 
 @dataclass(frozen=True)
@@ -267,18 +281,10 @@ class Backend(Protocol):
     def classify_error(self, error: BaseException) -> BulkError | None: ...
 
     def sync_state(self) -> SyncState:
-        """Where this database keeps sync's digests."""
+        """Where sync keeps its digests and each table's generation, in this database."""
         ...
 
     def close(self) -> None: ...
-
-
-class SyncState(Protocol):
-    """Where sync keeps its digests, and how writes invalidate them."""
-
-    def kept(self, spec: TableSpec) -> bool: ...
-
-    def invalidate(self, table: str, in_transaction: bool = False) -> None: ...
 
 
 @runtime_checkable
@@ -311,6 +317,213 @@ class ItemBackend(Backend, Protocol):
         """Write ``item`` unless one with its key exists: ``(the stored item, created)``."""
         ...
 
+    def scan(
+        self, table: TableSpec, columns: tuple[str, ...] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of the table (or ``columns`` plus the key), page by page."""
+        ...
+
+
+# ------------------------------------------------------------------ sync state
+
+
+@dataclass(frozen=True)
+class SyncMark:
+    """A table's sync state as a sync found it when it started."""
+
+    generation: int
+    digest: str | None  # of the scope's last sync, if the table is unchanged since
+    target_rows: int | None  # rows in the scope after that sync
+
+
+class SyncState(Protocol):
+    """Where sync keeps, per table, a *generation* (bumped by every write bulkops makes
+    to the table) and per (table, scope) the digest of the last synced source."""
+
+    def kept(self, spec: TableSpec) -> bool:
+        """Whether the database keeps sync state at all (writes must then invalidate it)."""
+        ...
+
+    def begin(self, table: str, scope: str) -> SyncMark:
+        """The table's generation, and the scope's digest if the table is unchanged
+        since that sync (the state is created on first use)."""
+        ...
+
+    def invalidate(self, table: str, in_transaction: bool = False) -> None:
+        """The table is (about to be) written: bump its generation, forget its digests.
+        ``in_transaction``: inside the caller's open transaction, not one of its own."""
+        ...
+
+    def record(
+        self, table: str, scope: str, mark: SyncMark, digest: str, target_rows: int | None
+    ) -> bool:
+        """Keep ``digest`` for the scope unless the table's generation moved on from
+        ``mark``'s (someone else wrote it meanwhile); whether it was kept."""
+        ...
+
+
+# --------------------------------------------------------- SQL-only extensions
+
+# What the set-based diff found for a staged (or missing) row.
+DiffOp = Literal["add", "change", "outside", "delete"]
+# The mark of a staged row that is not compared (a rejected row whose key stands for
+# a row the source has, so that it is not taken for missing).
+HELD = "held"
+
+
+class StagedDiff(Protocol):
+    """The difference between a source and a table, found by the database itself: the
+    source is staged (in a temporary table) a chunk at a time, then set-based
+    statements classify it against the table. ``close`` drops what it made."""
+
+    def stage(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Stage driver-ready rows (in the caller's transaction): each one is the values
+        of the diff's columns (the key first), its 1-based source position, then None,
+        or ``HELD`` for a row that only keeps its key from being taken for missing (its
+        other values None)."""
+        ...
+
+    def staged(self) -> None:
+        """Every row is staged (e.g. gather the stage's statistics)."""
+        ...
+
+    def unique_keys(self) -> int:
+        """Index the stage on the key; where a key came twice the last row wins. The
+        number of compared (not ``HELD``) rows dropped that way."""
+        ...
+
+    def classify(self, delete_missing: bool, after: int) -> None:
+        """Find the added, changed and out-of-scope rows, and (``delete_missing``) the
+        table's keys in scope the source lacks, numbered from ``after + 1``."""
+        ...
+
+    def counts(self) -> dict[DiffOp, int]:
+        """How many rows of each kind the classification found."""
+        ...
+
+    def pages(
+        self, ops: Sequence[DiffOp], columns: Sequence[str], size: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The classified rows of ``ops``, ``size`` at a time in position order:
+        ``(position, op, *values of columns)`` with driver values."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RunLogStore(Protocol):
+    """The run log's storage in a SQL database: the runs table (a row per verb call)
+    and the checkpoints of resumable loads. Values are driver-ready; everything but
+    ``create`` runs in the caller's transaction."""
+
+    def create(self, retry: RetryPolicy) -> None:
+        """Create the tables where missing, in a transaction of their own (another
+        session making them at the same time is fine)."""
+        ...
+
+    def insert_run(self, values: Mapping[str, Any], first_of_load: bool) -> int:
+        """Add a run's row; its id. ``first_of_load``: the run's ``load_id`` is its id."""
+        ...
+
+    def update_run(self, run_id: int, values: Mapping[str, Any]) -> None: ...
+
+    def runs(self, last: int | None = None) -> list[dict[str, Any]]:
+        """The latest ``last`` runs (all if None), newest first, every column."""
+        ...
+
+    def previous_load(self, table: str) -> dict[str, Any] | None:
+        """The latest run on ``table`` that read an identified input (a load)."""
+        ...
+
+    def checkpoints(self, load_id: int) -> list[tuple[int, int]]:
+        """``(first row, rows)`` of each chunk the load committed."""
+        ...
+
+    def add_checkpoint(self, load_id: int, run_id: int, first_row: int, rows: int) -> None: ...
+
+
+@runtime_checkable
+class SQLBackend(Backend, Protocol):
+    """A SQL database (``capabilities.set_based_diff`` and ``run_log``): what sync's
+    set-based diff and the run log need beyond the Backend protocol."""
+
+    def staged_diff(
+        self,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        key: tuple[str, ...],
+        where: Mapping[str, Any],
+        retry: RetryPolicy,
+        what: str,
+    ) -> StagedDiff:
+        """A set-based diff of ``columns`` (the key first) against ``table``, whose rows
+        in scope are those equal to ``where`` (driver values); its transactions are
+        retried under ``retry``; ``what`` names the work in errors."""
+        ...
+
+    def count_rows(self, table: TableSpec, where: Mapping[str, Any]) -> int:
+        """Rows of ``table`` equal to ``where`` (driver values), counted as work."""
+        ...
+
+    def run_log_store(self) -> RunLogStore: ...
+
+
+# ------------------------------------------------------------------ transactions
+
+
+def run_transaction(
+    backend: Backend,
+    work: Callable[[], T],
+    retry: RetryPolicy,
+    *,
+    what: str = "the transaction",
+    on_retry: Callable[[TransientError, int, float], None] | None = None,
+    timeouts: Timeouts = NO_TIMEOUTS,
+) -> T:
+    """Run ``work`` in one transaction, retried as a whole on transient errors
+    (``timeouts``: for its statements).
+
+    If the connection dies during COMMIT the work may or may not have committed: the
+    database is asked, so a retry never applies it twice, and when it cannot tell,
+    ``CommitUnknownError`` is raised instead of retrying.
+    """
+
+    def attempt() -> T:
+        backend.begin(timeouts)
+        try:
+            result = work()
+        except BaseException:
+            backend.rollback()
+            raise
+        commit_resolving(backend, what)
+        return result
+
+    return retry.call(attempt, on_retry=on_retry)
+
+
+def commit_resolving(backend: Backend, what: str) -> None:
+    """COMMIT; if the connection dies during it, find out whether it committed.
+
+    Returns when it did; raises ConnectionLostError (transient: retry) when it did
+    not, and CommitUnknownError (not retried) when the database cannot tell. Any
+    other failure rolls back and propagates.
+    """
+    try:
+        backend.commit()
+    except ConnectionLostError as error:
+        outcome = backend.last_commit_succeeded()
+        if outcome is True:
+            return
+        if outcome is None:
+            raise CommitUnknownError(
+                f"the connection was lost during COMMIT of {what} and the database cannot "
+                "tell whether it committed; not retried, so it is never applied twice"
+            ) from error
+        raise
+    except BaseException:
+        backend.rollback()
+        raise
+
 
 @contextmanager
 def translate_errors(classify: Callable[[BaseException], BulkError | None]) -> Iterator[None]:
@@ -326,39 +539,6 @@ def translate_errors(classify: Callable[[BaseException], BulkError | None]) -> I
         if error is None:
             raise
         raise error from exc
-
-
-def select_where_statement(
-    t: sa.TableClause,
-    columns: Sequence[str],
-    where: Mapping[str, Any],
-    order_by: Sequence[str] = (),
-    limit: int | None = None,
-) -> tuple[sa.Select[Any], dict[str, Any]]:
-    """SELECT ``columns`` of rows whose columns equal ``where`` (None matches NULL),
-    and the values for its binds."""
-    stmt = sa.select(*(t.c[c] for c in columns)).where(
-        *(
-            t.c[c].is_(None) if v is None else t.c[c] == sa.bindparam(f"w{i}")
-            for i, (c, v) in enumerate(where.items())
-        )
-    )
-    if order_by:
-        stmt = stmt.order_by(*(t.c[c] for c in order_by))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return stmt, {f"w{i}": v for i, v in enumerate(where.values())}
-
-
-def within_bounds(result: Any, min_value: Any, max_value: Any) -> list[Any]:
-    """Conditions keeping ``result`` inside ``[min_value, max_value]`` (None: no bound),
-    with the bounds as bound parameters."""
-    guards = []
-    if min_value is not None:
-        guards.append(result >= sa.bindparam("low", min_value))
-    if max_value is not None:
-        guards.append(result <= sa.bindparam("high", max_value))
-    return guards
 
 
 _TRANSACTION_CONTROL = re.compile(

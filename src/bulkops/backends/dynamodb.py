@@ -49,9 +49,11 @@ from ..retry import DEFAULT_RETRY
 from ..schema import ColumnCodec, ColumnSpec, TableSpec, coercer
 from .base import (
     NO_TIMEOUTS,
+    SYNC_STATE_TABLE,
     Capabilities,
     ChunkCounts,
     RowFailures,
+    SyncMark,
     Timeouts,
     WriteOp,
     translate_errors,
@@ -99,7 +101,6 @@ THROTTLING = frozenset(
     }
 )
 SEQUENCES_TABLE = "bulkops_sequences"
-SYNC_STATE_TABLE = "bulkops_sync_state"
 _KEY_TYPES = {"text": "S", "integer": "N", "decimal": "N", "float": "N", "bytes": "B"}
 _LOGICAL = {"S": "text", "N": "decimal", "B": "bytes"}
 # DynamoDB numbers: 38 significant digits, magnitude 1E-130 to 9.9...9E+125.
@@ -832,7 +833,7 @@ class DynamoDBBackend:
     # ------------------------------------------------------------ sync state
 
     def sync_state(self) -> DynamoDBSyncState:
-        """Where sync keeps its digests: the ``bulkops_sync_state`` table."""
+        """Where sync keeps its digests: the sync state table."""
         return DynamoDBSyncState(self)
 
     # -------------------------------------------------------------- plumbing
@@ -911,7 +912,7 @@ class DynamoDBBackend:
 
 
 class DynamoDBSyncState:
-    """Sync digests in the ``bulkops_sync_state`` table (created on first use): one item
+    """Sync digests in the sync state table (created on first use): one item
     per synced table holding its ``generation`` and a map of scope -> digest. Writes
     through bulkops bump the generation and drop the map (one UpdateItem each), and a
     sync records its digest only if the generation is still the one it expected."""
@@ -944,9 +945,7 @@ class DynamoDBSyncState:
                 self._kept = False
         return self._kept
 
-    def begin(self, table: str, scope: str) -> Any:
-        from ..sync import SyncMark
-
+    def begin(self, table: str, scope: str) -> SyncMark:
         key = {"table_name": {"S": table}}
         try:
             reply = self._request(
@@ -987,7 +986,7 @@ class DynamoDBSyncState:
             )
 
     def record(
-        self, table: str, scope: str, mark: Any, digest: str, target_rows: int | None
+        self, table: str, scope: str, mark: SyncMark, digest: str, target_rows: int | None
     ) -> bool:
         value = {"M": {"digest": {"S": digest}}}
         attempts = (

@@ -40,7 +40,7 @@ from ..errors import (
     SerializationError,
     StatementTimeoutError,
 )
-from ..retry import DEFAULT_RETRY
+from ..retry import DEFAULT_RETRY, RetryPolicy
 from ..schema import (
     ColumnCodec,
     ColumnSpec,
@@ -51,17 +51,27 @@ from ..schema import (
     decimal_from_text,
     int_from_text,
 )
-from .base import (
+from ._sql import (
     ALREADY_EXISTS,
+    SQLRunLogStore,
+    SQLStagedDiff,
+    SQLSyncState,
+    count_rows,
+    select_where_statement,
+    within_bounds,
+)
+from .base import (
     NO_TIMEOUTS,
+    SYNC_STATE_TABLE,
     Capabilities,
     ChunkCounts,
+    RunLogStore,
+    StagedDiff,
+    SyncState,
     Timeouts,
     WriteOp,
     is_transaction_control,
-    select_where_statement,
     translate_errors,
-    within_bounds,
 )
 
 __all__ = ["PostgresBackend", "trace_connection", "trace_engine_statements"]
@@ -224,13 +234,13 @@ SELECT rel.oid,
      FROM pg_index i
      WHERE i.indrelid = rel.oid AND i.indisunique AND i.indpred IS NULL
            AND i.indexprs IS NULL),
-  to_regclass('bulkops_sync_state') IS NOT NULL
+  to_regclass(%(state)s) IS NOT NULL
 FROM rel
 """
 
 
-# The types of the columns sync adds to its stage (int8 and text).
-_STAGE_OIDS = {"_n": 20, "_op": 25}
+# The oids of the types a stage's own columns may have (see _sql.STAGE_TYPES).
+_TYPE_OIDS = {"bigint": 20, "text": 25}
 
 # Staging table names, unique in the process: a pooled connection may still hold the
 # temporary tables of an earlier backend that used it.
@@ -422,7 +432,9 @@ class PostgresBackend:
         with self._errors():
             ident = self._regclass(table).as_string(self.conn)
             # One round trip: every verb reflects its table, so this is on every call.
-            row = self.conn.execute(_REFLECT, {"ident": ident}).fetchone()
+            row = self.conn.execute(
+                _REFLECT, {"ident": ident, "state": SYNC_STATE_TABLE}
+            ).fetchone()
             if row is None or row[0] is None:
                 raise SchemaError(self._no_such_table(table))
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
@@ -846,10 +858,11 @@ class PostgresBackend:
         table: TableSpec,
         columns: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
+        types: Mapping[str, str],
     ) -> None:
         """Binary COPY of driver-ready ``rows`` into the temporary table ``stage`` (sync),
-        typed as ``table``'s columns; sync's own ``_n`` and ``_op`` are bigint and text."""
-        oids = {**_STAGE_OIDS, **table.extra["oids"]}
+        typed as ``table``'s columns, or by ``types`` for the stage's own columns."""
+        oids = {**{c: _TYPE_OIDS[t] for c, t in types.items()}, **table.extra["oids"]}
         self._copy_rows(sql.Identifier(stage), columns, [oids[c] for c in columns], rows)
 
     def finish_stage(self, stage: str) -> None:
@@ -859,11 +872,26 @@ class PostgresBackend:
         with self._errors():
             self.conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
 
-    def sync_state(self) -> Any:
-        """Where sync keeps its digests: ``bulkops_sync_state``, in this database."""
-        from ..sync import SQLSyncState
-
+    def sync_state(self) -> SyncState:
+        """Where sync keeps its digests: the sync state table, in this database."""
         return SQLSyncState(self, self.retry)
+
+    def staged_diff(
+        self,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        key: tuple[str, ...],
+        where: Mapping[str, Any],
+        retry: RetryPolicy,
+        what: str,
+    ) -> StagedDiff:
+        return SQLStagedDiff(self, table, columns, key, where, retry, what)
+
+    def count_rows(self, table: TableSpec, where: Mapping[str, Any]) -> int:
+        return count_rows(self, table, where)
+
+    def run_log_store(self) -> RunLogStore:
+        return SQLRunLogStore(self)
 
     def _target(self, table: TableSpec) -> sa.TableClause:
         schema, _, name = table.name.rpartition(".")

@@ -35,7 +35,7 @@ from ..errors import (
     DataError,
     SchemaError,
 )
-from ..retry import DEFAULT_RETRY
+from ..retry import DEFAULT_RETRY, RetryPolicy
 from ..schema import (
     COERCERS,
     ColumnCodec,
@@ -50,16 +50,26 @@ from ..schema import (
     int_from_text,
     json_dumps,
 )
+from ._sql import (
+    SQLRunLogStore,
+    SQLStagedDiff,
+    SQLSyncState,
+    count_rows,
+    select_where_statement,
+    within_bounds,
+)
 from .base import (
     NO_TIMEOUTS,
+    SYNC_STATE_TABLE,
     Capabilities,
     ChunkCounts,
+    RunLogStore,
+    StagedDiff,
+    SyncState,
     Timeouts,
     WriteOp,
     is_transaction_control,
-    select_where_statement,
     translate_errors,
-    within_bounds,
 )
 
 __all__ = ["SQLiteBackend", "trace_connection", "trace_engine_statements"]
@@ -338,7 +348,7 @@ SELECT 1, l.name, i.name, NULL, NULL, NULL, NULL, l.seq, i.seqno
  WHERE l."unique" AND NOT l.partial
 UNION ALL
 SELECT 2, name, NULL, NULL, NULL, NULL, NULL, 0, 0
-  FROM sqlite_schema WHERE type = 'table' AND name = 'bulkops_sync_state'
+  FROM sqlite_schema WHERE type = 'table' AND name = ?2
 ORDER BY 1, 8, 9
 """
 
@@ -375,7 +385,7 @@ class SQLiteBackend:
 
     def reflect(self, table: str) -> TableSpec:
         with self._errors():
-            found = self.conn.execute(_REFLECT, (table,)).fetchall()
+            found = self.conn.execute(_REFLECT, (table, SYNC_STATE_TABLE)).fetchall()
             info = [r[1:7] for r in found if r[0] == 0]
             if not info:
                 raise SchemaError(self._no_such_table(table))
@@ -693,6 +703,7 @@ class SQLiteBackend:
         table: TableSpec,
         columns: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
+        types: Mapping[str, str],
     ) -> None:
         """Insert driver-ready ``rows`` into the temporary table ``stage`` (sync)."""
         quote = self.dialect.identifier_preparer.quote
@@ -707,11 +718,26 @@ class SQLiteBackend:
     def finish_stage(self, stage: str) -> None:
         """A staged table is complete (SQLite's planner needs nothing more)."""
 
-    def sync_state(self) -> Any:
-        """Where sync keeps its digests: ``bulkops_sync_state``, in this database."""
-        from ..sync import SQLSyncState
-
+    def sync_state(self) -> SyncState:
+        """Where sync keeps its digests: the sync state table, in this database."""
         return SQLSyncState(self, self.retry)
+
+    def staged_diff(
+        self,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        key: tuple[str, ...],
+        where: Mapping[str, Any],
+        retry: RetryPolicy,
+        what: str,
+    ) -> StagedDiff:
+        return SQLStagedDiff(self, table, columns, key, where, retry, what)
+
+    def count_rows(self, table: TableSpec, where: Mapping[str, Any]) -> int:
+        return count_rows(self, table, where)
+
+    def run_log_store(self) -> RunLogStore:
+        return SQLRunLogStore(self)
 
     # ------------------------------------------------------------- primitives
 

@@ -13,7 +13,7 @@ after it (read, modify, write), then DeleteItem per key: 2.2 requests per item.
 bulkops: one ``get_many`` (BatchGetItem, 100 keys a request), one ``upsert``
 (BatchWriteItem, 25 items a request) and one ``delete`` (BatchWriteItem, 25 keys a
 request), plus the DescribeTable that tells bulkops the table's key and, on the Store's
-first write, one that asks whether the database keeps sync digests (``bulkops_sync_state``).
+first write, one that asks whether the database keeps sync digests (its sync state table).
 
 Both read with ``ConsistentRead``: the items were written just before.
 """

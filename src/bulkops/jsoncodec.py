@@ -1,0 +1,77 @@
+"""The one JSON form of bulkops' values: changesets, rejects files, ``--json`` output
+and the run log all write values this way.
+
+JSON holds strings, numbers, booleans, null, lists and objects. Everything else is
+written so that it reads back as what it was:
+
+- ``Decimal`` -> ``{"$decimal": "1.50"}`` (exact digits; a JSON number would be a float)
+- ``bytes`` -> ``{"$bytes": "<base64>"}``
+- ``set`` -> ``{"$set": [...]}`` (sorted, so the same set always writes the same text)
+- datetimes, dates and times -> ISO 8601 text; UUIDs -> text; tuples -> lists
+- anything else -> its ``repr`` (text)
+
+``from_json`` undoes the tags; ISO text stays text, for the target column's own
+coercion to read (a column of type ``any`` has no declared type to say it was a date).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["dumps", "from_json", "loads", "to_json"]
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as JSON data (tagged where JSON alone would lose what it was)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, set | frozenset):
+        return {"$set": [to_json(v) for v in sorted(value, key=repr)]}
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return repr(value)
+
+
+def from_json(value: Any, kind: str = "any") -> Any:
+    """The value ``to_json`` wrote, back in Python form for a column of ``kind``
+    (text forms of datetimes are coerced by the target's own codecs)."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if "$bytes" in value:
+                return base64.b64decode(value["$bytes"])
+            if "$set" in value:
+                return {from_json(v) for v in value["$set"]}
+            if "$decimal" in value:
+                return Decimal(value["$decimal"])
+        return {k: from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    if isinstance(value, float) and kind == "decimal":
+        return Decimal(repr(value))
+    return value
+
+
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    """One line of JSON Lines (without its newline), non-ASCII text kept as it is."""
+    return json.dumps(value, ensure_ascii=False, default=to_json, sort_keys=sort_keys)
+
+
+def loads(text: str) -> Any:
+    """What ``dumps`` wrote, tags undone."""
+    return from_json(json.loads(text))

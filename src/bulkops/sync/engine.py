@@ -1,0 +1,797 @@
+"""Differential sync: bring a table in line with a source by sending only the difference.
+
+``Store.sync`` / ``diff`` are thin; ``Syncer`` runs one call, with one of two engines:
+
+- On SQL databases (``capabilities.set_based_diff``, a ``SQLBackend``) the source is
+  staged chunk by chunk and the database itself finds what was added, changed and is
+  missing (``SQLBackend.staged_diff``); the difference is then read back a page at a
+  time and written with the ordinary ``upsert`` / ``delete`` machinery (short
+  transactions, retries, isolation of bad rows). Memory is bounded by the chunk size.
+- On item stores (DynamoDB) each source chunk's items are read by key and compared
+  through stable row hashes; keys missing from the source are found with a scan.
+
+A digest of the whole source is kept per (table, scope) in the backend's
+``SyncState`` with the table's *generation*: every write bulkops makes to a table
+bumps it (see ``Store._touch``), so an unchanged source meeting an untouched table
+is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain
+from typing import Any, Literal, TypeVar
+
+from ..backends.base import (
+    HELD,
+    DiffOp,
+    ItemBackend,
+    SQLBackend,
+    StagedDiff,
+    SyncMark,
+    SyncState,
+    run_transaction,
+)
+from ..context import Context
+from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsError
+from ..execute import numbered, resolve_on_error
+from ..jsoncodec import to_json
+from ..normalize import Key, encode_value
+from ..plan import ChunkPlanner, chunk_rows, chunked
+from ..reads import get_many
+from ..report import Rejection, RejectsFile, Report, SyncReport
+from ..retry import RetryPolicy
+from ..schema import TableSpec, coerce
+from ..writes import Rejects, WriteSettings, write
+from .changeset import Changeset, _ChangesetWriter, _lines_size, _rows_lines_size
+from .hashing import _Digest, canonical, row_hash, scope_id
+
+__all__ = ["Mode", "Syncer", "diff_table", "sync_table"]
+
+T = TypeVar("T")
+
+Mode = Literal["sync", "diff"]
+
+
+class Syncer:
+    """One ``sync`` or ``diff`` call on one table."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        table: str,
+        settings: WriteSettings,
+        *,
+        key: Key,
+        columns: Sequence[str] | None,
+        delete_missing: bool,
+        where: Mapping[str, Any] | None,
+        dry_run: bool,
+        list_keys: bool,
+        mode: Mode = "sync",
+    ) -> None:
+        self.ctx = ctx
+        self.backend = ctx.backend
+        self.spec = self.backend.reflect(table)
+        self.key = self.spec.resolve_key(key, mode)
+        self.spec.require_unique(self.key, mode)
+        self.columns = None if columns is None else self.spec.check_columns(columns)
+        self.delete_missing = delete_missing
+        self.where = dict(where or {})
+        self.spec.check_columns(self.where)
+        self.dry_run = dry_run or mode == "diff"
+        self.list_keys = list_keys
+        self.chunk_size = settings.chunk_size
+        # The settings of the writes of the difference, and where their rejects go.
+        self.settings, self.sink = _one_rejects_sink(settings)
+        self.max_rejects = settings.max_rejects
+        self.on_error = self.settings.on_error
+        self.mode = mode
+        self.changeset: Changeset | None = None
+        self.report = SyncReport(table=table, verb=mode, dry_run=dry_run and mode == "sync")
+        self.scope = scope_id(self.key, self.columns, self.where, delete_missing)
+        self.state: SyncState = ctx.sync_state()
+        self.writer: _ChangesetWriter | None = None
+        self.full_bytes: int | None = 0 if mode == "diff" else None
+
+    # ------------------------------------------------------------- entry point
+
+    def run(self, rows: Iterable[Any], source_id: str | None = None) -> SyncReport:
+        started = time.perf_counter()
+        statements = self.backend.statements
+        try:
+            self._run(rows, source_id)
+        finally:
+            self.report.statements = self.backend.statements - statements
+            self.report.elapsed = time.perf_counter() - started
+            _write_rejects(self.sink, self.report)
+        return self.report
+
+    def reject(self, rejection: Rejection) -> None:
+        """A source row that is not written (before anything of it was sent)."""
+        report = self.report
+        report.rejected += 1
+        report.rejections.append(rejection)
+        if self.on_error == "raise":
+            raise ConversionError(
+                f"{self.mode} of {self.spec.name!r}: row {rejection.row} "
+                f"(key {rejection.key!r}): {rejection.reason}",
+                column=rejection.column,
+            )
+        if self.max_rejects is not None and report.rejected > self.max_rejects:
+            raise TooManyRejectsError(
+                f"{self.mode} of {self.spec.name!r} stopped: more than {self.max_rejects} "
+                "rows rejected",
+                report.rejections,
+            )
+
+    def _run(self, rows: Iterable[Any], source_id: str | None) -> None:
+        report = self.report
+        mark = None if self.mode == "diff" else self.state.begin(self.spec.name, self.scope)
+        if source_id is not None:
+            report.digest = f"source:{source_id}"
+            if mark is not None and self._unchanged(mark, report.digest):
+                report.up_to_date = True
+                return
+        iterator = iter(rows)
+        first = next(iterator, _END)
+        given = self.columns
+        mappings = first is _END or isinstance(first, Mapping)
+        if given is None and not mappings:
+            raise TypeError(f"{self.mode}(): rows are not mappings: pass columns= (and key)")
+        if given is None:
+            given = () if first is _END else self.spec.check_columns(first.keys())
+        missing = [k for k in self.key if k not in given]
+        # Mappings are looked up by name (the key is added to columns= here, as a write
+        # does); sequences must give it, and an empty source gives nothing to miss.
+        if missing and first is not _END and not (mappings and self.columns is not None):
+            raise SchemaError(
+                f"{self.mode}() matches rows on ({', '.join(self.key)}) but the rows do "
+                f"not give {', '.join(map(repr, missing))}"
+            )
+        # The key first: the stage, the pages and the keys read back rely on it.
+        cols = self.key + tuple(c for c in given if c not in self.key)
+        if first is not _END:
+            iterator = chain([first], iterator)
+        if not mappings and cols != given:
+            # Sequences hold their values in the order of columns=: put them in ours.
+            iterator = _reordered(iterator, [given.index(c) for c in cols], len(given))
+        self.cols = cols
+        self.compared = tuple(c for c in cols if c not in self.key)
+        if self.mode == "diff":
+            self.writer = _ChangesetWriter(
+                {
+                    "table": self.spec.name,
+                    "key": list(self.key),
+                    "columns": list(cols),
+                    "types": {c: self.spec.column(c).type for c in cols},
+                    "where": to_json(self.where),
+                }
+            )
+        try:
+            backend = self.backend
+            if self.ctx.capabilities.set_based_diff and isinstance(backend, SQLBackend):
+                _SetBasedDiff(self, backend, mappings).run(iterator, mark, source_id)
+            else:
+                _HashDiff(self, mappings).run(iterator, mark, source_id)
+        except BaseException:
+            if self.writer is not None:
+                self.writer.discard()
+            raise
+
+    def _unchanged(self, mark: SyncMark, digest: str) -> bool:
+        if mark.digest is None or mark.digest != digest:
+            return False
+        if mark.target_rows is None:
+            return True
+        # A cheap look for writes made without bulkops (rows added or removed).
+        return self.count_target() == mark.target_rows
+
+    def count_target(self) -> int | None:
+        """Rows in the scope (SQL); None where counting means reading everything."""
+        backend = self.backend
+        if not self.ctx.capabilities.set_based_diff or not isinstance(backend, SQLBackend):
+            return None
+        return backend.count_rows(self.spec, self.encoded_where())
+
+    def encoded_where(self) -> dict[str, Any]:
+        return {
+            c: encode_value(v, self.backend.codec(self.spec.column(c)), c)
+            for c, v in self.where.items()
+        }
+
+    def finished(self, mark: SyncMark | None, digest: str | None, wrote: bool) -> None:
+        """Keep the source's digest for the next sync of this scope."""
+        if self.dry_run or mark is None or digest is None:
+            return
+        if self.report.rejected or self.report.failed:
+            return  # rows the target lacks: the next sync must compare again
+        expected = dataclasses.replace(mark, generation=mark.generation + (1 if wrote else 0))
+        self.state.record(self.spec.name, self.scope, expected, digest, self.count_target())
+
+    def touch(self) -> None:
+        """About to write the difference: the table's generation moves on, once."""
+        self.state.invalidate(self.spec.name)
+
+    # ----------------------------------------------------------------- writes
+
+    def write_rows(self, rows: list[dict[str, Any]]) -> Report:
+        """Upsert added and changed rows (mappings of ``self.cols``)."""
+        columns = None if self.spec.open and self.columns is None else self.cols
+        return write(
+            self.ctx, "upsert", self.spec, rows, self.settings, columns=columns, key=self.key,
+            touch=False,
+        )  # fmt: skip
+
+    def delete_keys(self, keys: list[tuple[Any, ...]]) -> Report:
+        return write(
+            self.ctx, "delete", self.spec, keys, self.settings, columns=self.key, key=self.key,
+            touch=False,
+        )  # fmt: skip
+
+    def absorb(self, written: Report, positions: Sequence[int] | None = None) -> None:
+        """Take the rejections and failures of a write; ``positions[i]`` is the source
+        row number of the write's row ``i + 1`` (so a rejection names the source row)."""
+
+        if positions is None:
+            self.report.take_rejects(written)
+            return
+        where = positions
+        self.report.take_rejects(
+            written, lambda r: dataclasses.replace(r, row=int(where[r.row - 1]))
+        )
+
+    def note(self, found: list[tuple[str, Any, Any]]) -> None:
+        """Rows of the difference, ``(op, key, row or key values)``: counted in bytes,
+        kept in the keys lists and the changeset when asked for."""
+        report = self.report
+        if self.writer is not None:
+            for op, _, payload in found:
+                report.bytes += self.writer.add(op, to_json(payload))
+        else:
+            report.bytes += _lines_size(
+                [{"op": op, "key" if op == "delete" else "row": p} for op, _, p in found]
+            )
+        if self.list_keys:
+            lists = {"add": report.added_keys, "change": report.changed_keys,
+                     "delete": report.deleted_keys}  # fmt: skip
+            for op, key, _ in found:
+                lists[op].append(key)
+
+    def key_of(self, row: Mapping[str, Any]) -> Any:
+        return row[self.key[0]] if len(self.key) == 1 else tuple(row[k] for k in self.key)
+
+
+class _End:
+    pass
+
+
+_END: Any = _End()
+
+
+class _SetBasedDiff:
+    """The difference computed by a SQL database (``SQLBackend.staged_diff``): the
+    source is staged a chunk at a time, the database classifies it against the table,
+    and the difference is read back a page at a time and written."""
+
+    def __init__(self, sync: Syncer, backend: SQLBackend, mappings: bool) -> None:
+        self.sync = sync
+        self.backend = backend
+        self.mappings = mappings
+        self.last_position = 0  # the highest row number staged
+        self.staged = 0  # source rows staged to be compared (not the rejected ones' keys)
+        self.diff: StagedDiff | None = None
+
+    def _retry(self) -> RetryPolicy:
+        return self.sync.settings.retry or self.sync.ctx.retry
+
+    def _in_transaction(self, work: Callable[[], T]) -> T:
+        sync = self.sync
+        return run_transaction(
+            self.backend, work, self._retry(), what=f"{sync.mode} of {sync.spec.name!r}"
+        )
+
+    def run(self, rows: Iterator[Any], mark: SyncMark | None, source_id: str | None) -> None:
+        sync, report = self.sync, self.sync.report
+        self.diff = self.backend.staged_diff(
+            sync.spec, sync.cols, sync.key, sync.encoded_where(), self._retry(),
+            f"{sync.mode} of {sync.spec.name!r}",
+        )  # fmt: skip
+        try:
+            digest = self._stage(rows)
+            if source_id is None:
+                report.digest = digest
+            self._unique_keys()
+            if mark is not None and report.digest and sync._unchanged(mark, report.digest):
+                report.up_to_date = True
+                report.unchanged += report.rows_in - report.rejected - report.duplicates
+                return
+            self._classify()
+            wrote = self._apply()
+            sync.finished(mark, report.digest, wrote)
+            if sync.writer is not None:
+                sync.changeset = sync.writer.finish(sync.full_bytes, report)
+        finally:
+            self.diff.close()
+
+    # ------------------------------------------------------------------ stage
+
+    def _stage(self, rows: Iterator[Any]) -> str:
+        sync, report = self.sync, self.sync.report
+        spec, cols = sync.spec, sync.cols
+        codecs = [self.backend.codec(spec.column(c)) for c in cols]
+        explicit = sync.columns is not None
+        planner = ChunkPlanner(
+            cols, codecs, sync.key, mappings=self.mappings,
+            strict_width=not (explicit and self.mappings),
+        )  # fmt: skip
+        width = len(sync.key)
+        key_codecs = codecs[:width]
+        where = [(cols.index(c), v) for c, v in sync.encoded_where().items() if c in cols]
+        outside = [c for c in sync.where if c not in cols]
+        if outside and sync.where:
+            raise SchemaError(
+                f"{sync.mode}(): where= names {', '.join(map(repr, outside))}, which the "
+                "rows do not give"
+            )
+        digest = _Digest(sync.scope)
+        size = chunk_rows(sync.ctx.capabilities, len(cols) + 2, sync.chunk_size)
+        for raws, start in numbered(chunked(rows, size)):
+            chunk = planner.prepare(raws, start)
+            report.rows_in += chunk.size
+            report.duplicates += chunk.duplicates
+            staged: list[tuple[Any, ...]] = []
+            blanks = (None,) * (len(cols) - width)
+            for rejection in chunk.rejections:
+                sync.reject(rejection)
+                # A rejected row's key still stands for a row the source has: it must
+                # not be taken for missing and deleted.
+                key_values = self._encoded_key(rejection, key_codecs)
+                if key_values is not None:
+                    staged.append((*key_values, *blanks, rejection.row, HELD))
+            for row, i in zip(chunk.rows, chunk.index, strict=True):
+                if where and any(row[p] != v for p, v in where):
+                    values = planner.values_of(raws[i])
+                    sync.reject(
+                        Rejection(
+                            row=start + i + 1, key=planner.key_from_values(values),
+                            reason=f"outside the sync's scope (where={sync.where!r})",
+                            values=values,
+                        )
+                    )  # fmt: skip
+                    staged.append((*row[:width], *blanks, start + i + 1, HELD))
+                    continue
+                staged.append((*row, start + i + 1, None))
+                self.staged += 1
+            digest.update_encoded(chunk.rows)
+            if sync.full_bytes is not None:
+                sync.full_bytes += _rows_lines_size(cols, chunk.rows)
+            if staged:
+                self._load(staged)
+            self.last_position = start + len(raws)
+        assert self.diff is not None
+        self.diff.staged()
+        return digest.hexdigest()
+
+    def _load(self, staged: list[tuple[Any, ...]]) -> None:
+        diff = self.diff
+        assert diff is not None
+        self._in_transaction(lambda: diff.stage(staged))
+
+    def _encoded_key(self, rejection: Rejection, codecs: Sequence[Any]) -> tuple[Any, ...] | None:
+        key = rejection.key
+        if key is None:
+            return None
+        parts = key if isinstance(key, tuple) else (key,)
+        try:
+            out = tuple(
+                v if v.__class__ in c.passthrough else c.encode(v)
+                for v, c in zip(parts, codecs, strict=True)
+            )
+        except Exception:
+            return None
+        return None if any(v is None for v in out) else out
+
+    def _unique_keys(self) -> None:
+        """Where a key came twice, the last row wins (the others count as duplicates)."""
+        assert self.diff is not None
+        removed = self.diff.unique_keys()
+        self.sync.report.duplicates += removed
+        self.staged -= removed
+
+    def _classify(self) -> None:
+        assert self.diff is not None
+        self.diff.classify(self.sync.delete_missing, self.last_position)
+
+    # ------------------------------------------------------------------ apply
+
+    def _pages(
+        self, ops: Sequence[DiffOp], columns: Sequence[str]
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        assert self.diff is not None
+        size = chunk_rows(self.sync.ctx.capabilities, len(self.sync.cols), self.sync.chunk_size)
+        return self.diff.pages(ops, columns, size)
+
+    def _apply(self) -> bool:
+        sync, report = self.sync, self.sync.report
+        spec, cols = sync.spec, sync.cols
+        decoders = [self.backend.codec(spec.column(c)).decode for c in cols]
+        width = len(sync.key)
+        assert self.diff is not None
+        counts = self.diff.counts()
+        outside = counts.get("outside", 0)
+        if outside:
+            self._reject_outside()
+        added, changed = counts.get("add", 0), counts.get("change", 0)
+        report.unchanged += self.staged - added - changed - outside
+        planned = added + changed + counts.get("delete", 0)
+        if planned and not sync.dry_run:
+            sync.touch()
+        for page in self._pages(("add", "change"), cols):
+            rows = []
+            adds: set[Any] = set()
+            found = []
+            for raw in page:
+                values = [v if d is None else d(v) for v, d in zip(raw[2:], decoders, strict=True)]
+                row = dict(zip(cols, values, strict=True))
+                k = values[0] if width == 1 else tuple(values[:width])
+                op = raw[1]
+                if op == "add":
+                    adds.add(k)
+                found.append((op, k, row))
+                rows.append(row)
+            sync.note(found)
+            if sync.dry_run:
+                report.added += len(adds)
+                report.changed += len(rows) - len(adds)
+                continue
+            written = sync.write_rows(rows)
+            sync.absorb(written, [raw[0] for raw in page])
+            report.added += written.inserted
+            report.changed += written.updated
+            report.unchanged += written.unchanged
+            report.duplicates += written.duplicates
+        if sync.delete_missing:
+            key_decoders = decoders[:width]
+            for page in self._pages(("delete",), sync.key):
+                keys = [
+                    tuple(
+                        v if d is None else d(v) for v, d in zip(raw[2:], key_decoders, strict=True)
+                    )
+                    for raw in page
+                ]
+                sync.note([("delete", k[0] if width == 1 else k, list(k)) for k in keys])
+                if sync.dry_run:
+                    report.deleted += len(keys)
+                    continue
+                written = sync.delete_keys(keys)
+                sync.absorb(written)
+                report.deleted += written.deleted
+        return bool(planned) and not sync.dry_run
+
+    def _reject_outside(self) -> None:
+        sync = self.sync
+        for page in self._pages(("outside",), sync.cols):
+            for raw in page:
+                row = dict(zip(sync.cols, raw[2:], strict=True))
+                sync.reject(
+                    Rejection(
+                        row=int(raw[0]), key=sync.key_of(row),
+                        reason=(
+                            "the key belongs to a row outside the sync's scope "
+                            f"(where={sync.where!r}); it is left alone"
+                        ),
+                        values=row,
+                    )
+                )  # fmt: skip
+
+
+class _HashDiff:
+    """The difference found by comparing row hashes a chunk at a time (item stores):
+    each source chunk's items are read by key; keys the source lacks come from a scan."""
+
+    def __init__(self, sync: Syncer, mappings: bool) -> None:
+        self.sync = sync
+        self.mappings = mappings
+        self._repeats: set[int] = set()  # positions of keys an earlier chunk had
+        self._wrote = False
+
+    def run(self, rows: Iterator[Any], mark: SyncMark | None, source_id: str | None) -> None:
+        sync, report = self.sync, self.sync.report
+        spec, cols = sync.spec, sync.cols
+        if not self.mappings:
+            # (a row of the wrong width keeps its shape: _key_of rejects it)
+            rows = (dict(zip(cols, r, strict=True)) if len(r) == len(cols) else r for r in rows)
+        compared = None if sync.columns is None else sync.compared
+        digest = _Digest(sync.scope)
+        seen: set[Any] = set()
+        pending: list[tuple[str, Any, int, dict[str, Any]]] = []
+        size = sync.chunk_size or 100
+        where = sync.where
+        for raws, start in numbered(chunked(rows, size)):
+            report.rows_in += len(raws)
+            if sync.full_bytes is not None:
+                sync.full_bytes += _lines_size([{"op": "add", "row": raw} for raw in raws])
+            latest: dict[Any, tuple[int, dict[str, Any]]] = {}
+            for i, raw in enumerate(raws):
+                try:
+                    k = _key_of(raw, sync.key, spec)
+                except (KeyError, BulkError, ValueError, TypeError) as error:
+                    self._reject(start + i + 1, None, f"bad key: {error}", raw)
+                    continue
+                if any(canonical(raw.get(c)) != canonical(v) for c, v in where.items()):
+                    self._reject(
+                        start + i + 1, k, f"outside the sync's scope (where={where!r})", raw
+                    )
+                    seen.add(k)
+                    continue
+                if k in latest:
+                    report.duplicates += 1  # the earlier row of this chunk is dropped
+                elif k in seen:
+                    # An earlier chunk wrote this key: this row still wins (it is
+                    # written), and counts as the duplicate, as the SQL stage counts it.
+                    report.duplicates += 1
+                    self._repeats.add(start + i + 1)
+                latest[k] = (start + i + 1, raw)
+            seen.update(latest)
+            digest.update((k, *(_compared(raw, compared))) for k, (_, raw) in latest.items())
+            found = get_many(
+                sync.ctx, spec.name, list(latest), key=sync.key,
+                columns=None if compared is None else (*sync.key, *compared, *where),
+                chunk_size=None, consistent_read=False,
+            )  # fmt: skip
+            for k, (position, raw) in latest.items():
+                old = found.get(k)
+                if old is not None and any(
+                    canonical(old.get(c)) != canonical(v) for c, v in where.items()
+                ):
+                    self._reject(
+                        position, k,
+                        "the key belongs to a row outside the sync's scope "
+                        f"(where={where!r}); it is left alone", raw,
+                    )  # fmt: skip
+                    continue
+                if old is None:
+                    pending.append(("add", k, position, dict(raw)))
+                elif row_hash(_compared(old, compared)) != row_hash(_compared(raw, compared)):
+                    pending.append(("change", k, position, dict(raw)))
+                elif position not in self._repeats:
+                    report.unchanged += 1
+            if len(pending) >= size:
+                self._flush(pending)
+                pending = []
+        if source_id is None:
+            report.digest = digest.hexdigest()
+        if (
+            mark is not None
+            and report.digest
+            and not pending
+            and sync._unchanged(mark, report.digest)
+        ):
+            # Nothing to write: the digest matched (an item store cannot skip earlier,
+            # having read the items to compare them).
+            report.up_to_date = True
+        self._flush(pending)
+        if sync.delete_missing:
+            backend = sync.backend
+            if not isinstance(backend, ItemBackend):
+                raise BulkError(f"the {backend.capabilities.name} backend cannot scan a table")
+            gone: list[Any] = []
+            for item in backend.scan(spec, tuple(where)):
+                if any(canonical(item.get(c)) != canonical(v) for c, v in where.items()):
+                    continue
+                k = _key_of(item, sync.key, spec)
+                if k not in seen:
+                    gone.append(k)
+                    if len(gone) >= 1000:
+                        self._delete(gone)
+                        gone = []
+            self._delete(gone)
+        sync.finished(mark, report.digest, self._wrote)
+        if sync.writer is not None:
+            sync.changeset = sync.writer.finish(sync.full_bytes, report)
+
+    def _reject(self, position: int, key: Any, reason: str, values: Any) -> None:
+        self.sync.reject(Rejection(row=position, key=key, reason=reason, values=values))
+
+    def _flush(self, pending: list[tuple[str, Any, int, dict[str, Any]]]) -> None:
+        sync, report = self.sync, self.sync.report
+        if not pending:
+            return
+        sync.note([(op, k, row) for op, k, _, row in pending])
+        if sync.dry_run:
+            report.added += sum(p[0] == "add" for p in pending)
+            report.changed += sum(p[0] == "change" for p in pending)
+            return
+        if not self._wrote:
+            sync.touch()
+            self._wrote = True
+        positions = [position for _, _, position, _ in pending]
+        if sync.columns is None:
+            # Whole items are put; an item store does not say insert from update, but
+            # the comparison did.
+            written = sync.write_rows([row for _, _, _, row in pending])
+            sync.absorb(written, positions)
+            self._count(pending, written, positions)
+            return
+        # Some attributes only: new items are put whole, existing ones get SET.
+        for op in ("add", "change"):
+            part = [p for p in pending if p[0] == op]
+            if not part:
+                continue
+            where = [position for _, _, position, _ in part]
+            rows = [row for _, _, _, row in part]
+            if op == "add":
+                written = sync.write_rows(rows)
+            else:
+                written = write(
+                    sync.ctx, "update", sync.spec, rows, sync.settings, columns=sync.cols,
+                    key=sync.key, touch=False,
+                )  # fmt: skip
+            sync.absorb(written, where)
+            self._count(part, written, where)
+
+    def _count(
+        self, pending: list[tuple[str, Any, int, dict[str, Any]]], written: Report,
+        positions: list[int],
+    ) -> None:  # fmt: skip
+        """Count the rows a write took: every one not rejected or failed."""
+        report = self.sync.report
+        lost = {r.row for r in (*written.rejections, *written.failures)}
+        for (op, _, _, _), position in zip(pending, positions, strict=True):
+            if position in lost or position in self._repeats:
+                continue
+            if op == "add":
+                report.added += 1
+            else:
+                report.changed += 1
+
+    def _delete(self, keys: list[Any]) -> None:
+        sync, report = self.sync, self.sync.report
+        if not keys:
+            return
+        sync.note([("delete", k, list(k) if isinstance(k, tuple) else [k]) for k in keys])
+        if sync.dry_run:
+            report.deleted += len(keys)
+            return
+        if not self._wrote:
+            sync.touch()
+            self._wrote = True
+        written = sync.delete_keys([k if isinstance(k, tuple) else (k,) for k in keys])
+        sync.absorb(written)
+        report.deleted += written.deleted + written.upserted
+
+
+def _reordered(rows: Iterator[Any], order: Sequence[int], width: int) -> Iterator[Any]:
+    """Sequences with their values picked in ``order``; a row of another width stays as
+    it is, to be rejected for it."""
+    for row in rows:
+        yield tuple(row[i] for i in order) if len(row) == width else row
+
+
+def _key_of(row: Mapping[str, Any], key: Sequence[str], spec: TableSpec) -> Any:
+    parts = tuple(coerce(row[k], spec.column(k)) for k in key)
+    if any(p is None for p in parts):
+        raise ValueError("a key value is None")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _compared(row: Mapping[str, Any], compared: Sequence[str] | None) -> tuple[Any, ...]:
+    if compared is None:
+        return tuple(sorted((str(k), canonical(v)) for k, v in row.items()))
+    return tuple(canonical(row.get(c)) for c in compared)
+
+
+def _one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
+    """The settings for the several writes of one call, and the call's ``rejects``
+    taken out of them: each write reports its rejections, and the call writes them all
+    to that one sink at the end (a path given to each write would be overwritten)."""
+    sink = settings.rejects
+    on_error = resolve_on_error(settings.on_error, sink, settings.max_rejects)
+    return dataclasses.replace(settings, rejects=None, on_error=on_error), sink
+
+
+def _write_rejects(sink: Rejects, report: SyncReport) -> None:
+    if sink is None or not (report.rejections or report.failures):
+        return
+    rejects = RejectsFile(sink)
+    try:
+        rejects.write(report.rejections + report.failures)
+    finally:
+        rejects.close()
+
+
+# --------------------------------------------------------------- entry points
+
+
+def sync_table(
+    ctx: Context,
+    table: str,
+    rows: Iterable[Any],
+    settings: WriteSettings,
+    *,
+    key: Key,
+    columns: Sequence[str] | None,
+    delete_missing: bool,
+    where: Mapping[str, Any] | None,
+    dry_run: bool,
+    list_keys: bool,
+    source_id: str | None,
+    changes_out: str | os.PathLike[str] | None,
+) -> SyncReport:
+    """See ``Store.sync``."""
+    if changes_out is not None:
+        return _sync_through_changeset(
+            ctx, table, rows, settings, changes_out, key=key, columns=columns,
+            delete_missing=delete_missing, where=where, dry_run=dry_run,
+        )  # fmt: skip
+    syncer = Syncer(
+        ctx, table, settings, key=key, columns=columns, delete_missing=delete_missing,
+        where=where, dry_run=dry_run, list_keys=list_keys,
+    )  # fmt: skip
+    return syncer.run(rows, source_id)
+
+
+def diff_table(
+    ctx: Context,
+    table: str,
+    rows: Iterable[Any],
+    settings: WriteSettings,
+    *,
+    key: Key,
+    columns: Sequence[str] | None,
+    delete_missing: bool,
+    where: Mapping[str, Any] | None,
+) -> Changeset:
+    """See ``Store.diff``."""
+    syncer = Syncer(
+        ctx, table, settings, key=key, columns=columns, delete_missing=delete_missing,
+        where=where, dry_run=True, list_keys=False, mode="diff",
+    )  # fmt: skip
+    syncer.run(rows)
+    assert syncer.changeset is not None
+    return syncer.changeset
+
+
+def _sync_through_changeset(
+    ctx: Context,
+    table: str,
+    rows: Iterable[Any],
+    settings: WriteSettings,
+    path: str | os.PathLike[str],
+    *,
+    key: Key,
+    columns: Sequence[str] | None,
+    delete_missing: bool,
+    where: Mapping[str, Any] | None,
+    dry_run: bool,
+) -> SyncReport:
+    """The difference found once, stored at ``path``, then applied from the file."""
+    from .apply import apply_changeset  # apply builds on this module
+
+    # Both steps' rejects go to the call's one sink at the end.
+    settings, sink = _one_rejects_sink(settings)
+    changes = diff_table(
+        ctx, table, rows, settings, key=key, columns=columns, delete_missing=delete_missing,
+        where=where,
+    )  # fmt: skip
+    try:
+        changes.write(path)
+        report = changes.report
+        assert report is not None
+        report.verb, report.dry_run = "sync", dry_run
+        if not dry_run:
+            applied = apply_changeset(ctx, changes, table, settings)
+            for name in ("added", "changed", "deleted"):
+                setattr(report, name, getattr(applied, name))
+            report.unchanged += applied.unchanged
+            report.take_rejects(applied)
+            report.statements += applied.statements
+            report.elapsed += applied.elapsed
+        _write_rejects(sink, report)
+        return report
+    finally:
+        changes.close()
