@@ -49,11 +49,11 @@ def test_sync_writes_the_difference_and_skips_an_unchanged_file(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["added"], report["changed"], report["deleted"]) == (1, 1, 1)
-    assert report["unchanged"] == 8 and not report["skipped"]
+    assert report["unchanged"] == 8 and not report["up_to_date"]
     assert table(db) == {i: (n, q, r) for i, n, q, r in edited_rows()}
     again = run("sync", str(source), "--table", "stock", "--db", url, "--delete-missing",
                 "--json", cwd=tmp_path)  # fmt: skip
-    assert json.loads(again.stdout)["skipped"] is True
+    assert json.loads(again.stdout)["up_to_date"] is True
     summary = run("sync", str(source), "--table", "stock", "--db", url, "--delete-missing",
                   cwd=tmp_path)  # fmt: skip
     assert summary.returncode == 0

@@ -143,8 +143,7 @@ def normalize_write(
         if not mappings:
             if not explicit:
                 raise TypeError(
-                    f"{verb}(): items are mappings; pass columns= to name the values of "
-                    "sequences"
+                    f"{verb}(): items are mappings; pass columns= to name the values of sequences"
                 )
             names = cols
 

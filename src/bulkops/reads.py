@@ -80,9 +80,7 @@ def _get_items(
 ) -> dict[Any, dict[str, Any]]:
     wanted = spec.check_columns(columns) if columns is not None else None
     key_codecs = [backend.codec(spec.column(k)) for k in key_cols]
-    unique = dict.fromkeys(
-        encode_key(k, key_codecs, key_cols) for k in key_tuples(keys, key_cols)
-    )
+    unique = dict.fromkeys(encode_key(k, key_codecs, key_cols) for k in key_tuples(keys, key_cols))
     limit = backend.capabilities.max_read_keys
     size = min(chunk_size or limit, limit) if limit else chunk_size or len(unique) or 1
     result: dict[Any, dict[str, Any]] = {}

@@ -150,8 +150,7 @@ class Recorder:
             raise ResumeError("resume=True needs source_id= (what identifies the input)")
         if not self.run_log:
             raise ResumeError(
-                "source_id= and resume= keep checkpoints in the run log: "
-                "connect(..., run_log=True)"
+                "source_id= and resume= keep checkpoints in the run log: connect(..., run_log=True)"
             )
         if self._in_scope():
             raise ResumeError(
@@ -218,10 +217,7 @@ class Recorder:
         for p in pending_runs:
             status = "rolled back" if p.rolled_back else run_status(p.report, p.error)
             try:
-                self.log().record(
-                    p.verb, p.table, p.label, p.started_at, p.report, p.error, status
-                )
+                self.log().record(p.verb, p.table, p.label, p.started_at, p.report, p.error, status)
             except Exception as failure:  # never fail a block that committed
                 logger.warning("could not record a %s of %r in the run log: %s",
                                p.verb, p.table, failure)  # fmt: skip
-

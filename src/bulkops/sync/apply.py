@@ -61,9 +61,7 @@ def apply_changeset(
         report.duplicates += written.duplicates
         report.take_rejects(written)
     if trailer["deleted"]:
-        gone = write(
-            ctx, "delete", spec, keys(), settings, columns=key, key=key, touch=False
-        )
+        gone = write(ctx, "delete", spec, keys(), settings, columns=key, key=key, touch=False)
         report.deleted += gone.deleted + gone.upserted
         report.take_rejects(gone)
     report.bytes = changeset.bytes
