@@ -206,7 +206,8 @@ def main() -> int:
         record("get_item loop (sample)", seconds, bulk_counter.take("GetItem"), sample, None)
 
         log.print(
-            "[bold]each item of every BatchWriteItem held back with p=0.4 (UnprocessedItems)[/]", highlight=False
+            "[bold]each item of every BatchWriteItem held back with p=0.4 (UnprocessedItems)[/]",
+            highlight=False,
         )
         faulty = bulkops.connect(boto3.client("dynamodb", endpoint_url=url, region_name=REGION))
         faulty_counter = Counter(faulty.backend.client)  # type: ignore[attr-defined]
