@@ -54,6 +54,8 @@ import psycopg
 import sqlalchemy as sa
 from _common import (
     BestOf,
+    conclude,
+    missed_targets,
     ok_cell,
     postgres,
     ratio,
@@ -1091,8 +1093,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2, default=str))
     else:
         print_report(config, results, ratio_rows, console)
-    failed = [r for r in results.values() if not r.verified]
-    return 1 if failed or skipped else 0
+    broken = [
+        f"{r.backend}: {r.section}: {r.name}: result does not check out ({r.note or 'see above'})"
+        for r in results.values()
+        if not r.verified
+    ]
+    broken += [f"backend {b} did not run: {why}" for b, why in skipped.items()]
+    return conclude(broken, missed_targets(ratio_rows))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ from _common import (
     adapted,
     amount_of,
     cli_available,
+    conclude,
     make_rows,
     mark,
+    missed_targets,
     ok_cell,
     ratio,
     ratio_table,
@@ -617,8 +619,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         console = report_console(150)
         print_report(config, results, ratio_rows, memory, console)
-    failed = [r for r in results.values() if not r.skipped and not r.verified]
-    return 1 if failed or (memory is not None and "error" in memory) else 0
+    broken = [
+        f"{r.name}: row count or amounts do not check out ({r.note or 'see above'})"
+        for r in results.values()
+        if not r.skipped and not r.verified
+    ]
+    if memory is not None and "error" in memory:
+        broken.append(f"memory run failed: {memory['error']}")
+    missed = missed_targets(ratio_rows)
+    if memory is not None and memory.get("status") == "FAIL":
+        missed.append(f"memory: peak above {MEMORY_TARGET_MB:.0f} MB")
+    return conclude(broken, missed)
 
 
 def _version(distribution: str) -> str:

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from _common import mark, postgres, report_console, results_table
+from _common import conclude, mark, missed_targets, postgres, report_console, results_table
 from rich.console import Console
 from rich.table import Table
 
@@ -1131,7 +1131,8 @@ def main(argv: list[str] | None = None) -> int:
         "deleted": data.deleted,
         "backends": {},
     }
-    failed = False
+    broken: list[str] = []
+    missed: list[str] = []
     try:
         with sides(args, workdir, log) as found:
             for side in found:
@@ -1140,7 +1141,12 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 info, results = run_backend(side, data, args, workdir, log)
                 rows = figures(results)
-                failed |= any(not r.verified for r in results.values())
+                broken += [
+                    f"{side.backend}: {r.name}: result does not check out ({r.note or 'see above'})"
+                    for r in results.values()
+                    if not r.verified
+                ]
+                missed += missed_targets(rows, f"{side.backend}: ")
                 output["backends"][side.backend] = {
                     "info": info,
                     "contenders": [r.as_dict() for r in results.values()],
@@ -1166,7 +1172,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{psycopg.__version__}, {os.cpu_count()} CPUs shared by client and server.",
             highlight=False,
         )
-    return 1 if failed else 0
+    return conclude(broken, missed)
 
 
 if __name__ == "__main__":
