@@ -213,7 +213,8 @@ def missed_targets(ratio_rows: Iterable[dict[str, Any]], prefix: str = "") -> li
             continue
         value, target = row["value"], row["target"]
         wanted = f"<= {target:g}" if row.get("higher_is_better") is False else f">= {target:g}"
-        label = f"{prefix}{row['ratio']}"
+        backend = f"{row['backend']}: " if row.get("backend") else ""
+        label = f"{prefix}{backend}{row['ratio']}"
         missed.append(f"{label}: {value:.2f} (target {wanted})")
     return missed
 
