@@ -1,4 +1,5 @@
-"""SQLite insert benchmark: bulkops against the raw sqlite3 limit, sqlite-utils and the CLIs.
+"""SQLite insert benchmark: bulkops against the raw sqlite3 limit, sqlite-utils (at its
+defaults and tuned: one transaction, its largest batch) and the CLIs.
 
 Every contender writes the same N narrow rows into its own fresh SQLite file in a
 temporary directory and is timed with ``time.perf_counter`` from opening the database
@@ -69,7 +70,8 @@ DEFAULT_MEMORY_ROWS = 5_000_000
 QUICK_MEMORY_ROWS = 500_000
 MEMORY_TARGET_MB = 200.0
 TARGET_VS_RAW = 0.8
-TARGET_VS_SQLITE_UTILS = 5.0
+TARGET_VS_SQLITE_UTILS = 5.0  # against its defaults
+TARGET_VS_SQLITE_UTILS_TUNED = TARGET_VS_SQLITE_UTILS  # the same target, against its best
 TARGET_CLI_VS_SQLITE_UTILS = 8.0
 
 BULKOPS_TYPES = {
@@ -181,6 +183,24 @@ def sqlite_utils_library(rows: list[Row]) -> Contender:
         db = sqlite_utils.Database(path)
         try:
             db.table("t").insert_all(rows, pk="id")  # = db["t"]; a peer: its defaults, untuned
+        finally:
+            db.close()
+        return {}
+
+    return run
+
+
+def sqlite_utils_tuned(rows: list[Row]) -> Contender:
+    """sqlite-utils at its best: the whole load in one transaction (``db.atomic()``; each
+    batch then takes a savepoint instead of a commit) and the largest batch it takes
+    (asked for 100,000 rows; it caps a statement at 999 // columns = 166 rows)."""
+    import sqlite_utils
+
+    def run(path: Path) -> dict[str, Any]:
+        db = sqlite_utils.Database(path)
+        try:
+            with db.atomic():
+                db.table("t").insert_all(rows, pk="id", batch_size=100_000)
         finally:
             db.close()
         return {}
@@ -366,6 +386,12 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
         ("bulkops / raw (from dicts)", "bulkops", "raw_dicts", TARGET_VS_RAW),
         ("bulkops / sqlite-utils", "bulkops", "sqlite_utils", TARGET_VS_SQLITE_UTILS),
         (
+            "bulkops / sqlite-utils tuned",
+            "bulkops",
+            "sqlite_utils_tuned",
+            TARGET_VS_SQLITE_UTILS_TUNED,
+        ),
+        (
             "bulkops load / sqlite-utils insert --csv",
             "cli_bulkops",
             "cli_sqlite_utils",
@@ -546,6 +572,12 @@ def main(argv: list[str] | None = None) -> int:
             ("raw_dicts", "raw sqlite3 (b): from dicts", raw_dicts(rows), False),
             ("bulkops", "bulkops: db.insert", bulkops_library(rows), True),
             ("sqlite_utils", "sqlite-utils: insert_all", sqlite_utils_library(rows), False),
+            (
+                "sqlite_utils_tuned",
+                "sqlite-utils: insert_all, tuned (one transaction, batch_size=100,000)",
+                sqlite_utils_tuned(rows),
+                False,
+            ),
         ]
         cli_missing = cli_available([bulkops_argv[0], "load", "--help"])
         plan.append(
