@@ -213,9 +213,12 @@ def missed_targets(ratio_rows: Iterable[dict[str, Any]], prefix: str = "") -> li
             continue
         value, target = row["value"], row["target"]
         wanted = f"<= {target:g}" if row.get("higher_is_better") is False else f">= {target:g}"
+        shown = f"{value:.2f}"
+        if row.get("unit") == "%":
+            shown, wanted = f"{value:.2%}", wanted.split()[0] + f" {target:.0%}"
         backend = f"{row['backend']}: " if row.get("backend") else ""
         label = f"{prefix}{backend}{row['ratio']}"
-        missed.append(f"{label}: {value:.2f} (target {wanted})")
+        missed.append(f"{label}: {shown} (target {wanted})")
     return missed
 
 
