@@ -205,6 +205,39 @@ def ratio_table(
     return targets
 
 
+def missed_targets(ratio_rows: Iterable[dict[str, Any]], prefix: str = "") -> list[str]:
+    """One line per ratio row whose status is FAIL: its label, value and target."""
+    missed = []
+    for row in ratio_rows:
+        if row["status"] != "FAIL":
+            continue
+        value, target = row["value"], row["target"]
+        wanted = f"<= {target:g}" if row.get("higher_is_better") is False else f">= {target:g}"
+        shown = f"{value:.2f}"
+        if row.get("unit") == "%":
+            shown, wanted = f"{value:.2%}", wanted.split()[0] + f" {target:.0%}"
+        backend = f"{row['backend']}: " if row.get("backend") else ""
+        label = f"{prefix}{backend}{row['ratio']}"
+        missed.append(f"{label}: {shown} (target {wanted})")
+    return missed
+
+
+def conclude(broken: list[str], missed: list[str]) -> int:
+    """Print every broken invariant (rows lost, doubled, counts wrong) and every missed
+    target, on stderr (so ``--json`` output stays clean); the exit status: 1 if an
+    invariant is broken, else 0 (a missed target is a finding, not a broken run)."""
+    err = Console(stderr=True, width=150)
+    for line in broken:
+        err.print(f"[bold red]INVARIANT BROKEN[/] {line}", highlight=False)
+    for line in missed:
+        err.print(f"[bold yellow]TARGET MISSED[/] {line}", highlight=False)
+    if not broken and not missed:
+        err.print("[bold green]all invariants hold, all targets met[/]", highlight=False)
+    elif not broken:
+        err.print(f"all invariants hold; {len(missed)} target(s) missed", highlight=False)
+    return 1 if broken else 0
+
+
 def report_console(width: int) -> Console:
     console = Console()
     if not console.is_terminal:  # a log or a pipe: do not wrap at 80 columns

@@ -10,13 +10,17 @@ Writes N items and reads them back, counting the requests each contender sends
 - a per-item loop: ``put_item`` / ``get_item`` once per item (timed on a sample of
   ``--loop-sample`` items, its rate applied to N: the loop is linear).
 
-Then, with 40% of every BatchWriteItem held back and returned as UnprocessedItems
-(tests/ddb_local.py's HoldBackWrites, through botocore's event hooks on the real
+Then, with each item of every BatchWriteItem held back with probability 0.4 and
+returned as UnprocessedItems (sustained partial throttling: tests/ddb_local.py's
+HoldBackWrites with per_item=True, through botocore's event hooks on the real
 client), bulkops and batch_writer again: requests made, items lost (counted by a scan
-afterwards), time. Each contender writes to a fresh table.
+afterwards), items bulkops reports failed, time. Each contender writes to a fresh table.
 
 Targets (issue 5): requests == ceil(N/25) for writes and ceil(N/100) for reads without
-faults; zero items lost in every case; >= 10x items/s over the per-item loop.
+faults; zero items lost in every case; >= 10x items/s over the per-item loop. The exit
+status is 1 when an invariant breaks (a request count is not the one above, an item is
+lost, or bulkops reports items failed); every broken invariant and missed target is
+listed on stderr at the end.
 
 Reading the fault figures: bulkops backs off (exponential, full jitter) before every
 re-drive, as AWS asks, and re-sends a chunk's leftovers on their own; batch_writer
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from _common import mark, report_console, results_table, status_of
+from _common import conclude, mark, report_console, results_table, status_of
 
 import bulkops
 
@@ -98,7 +102,7 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=20_000, help="items written and read")
     parser.add_argument("--loop-sample", type=int, default=2_000, help="items for the loop")
@@ -202,13 +206,16 @@ def main() -> None:
         record("get_item loop (sample)", seconds, bulk_counter.take("GetItem"), sample, None)
 
         log.print(
-            "[bold]40% of every BatchWriteItem held back (UnprocessedItems)[/]", highlight=False
+            "[bold]each item of every BatchWriteItem held back with p=0.4 (UnprocessedItems)[/]",
+            highlight=False,
         )
         faulty = bulkops.connect(boto3.client("dynamodb", endpoint_url=url, region_name=REGION))
         faulty_counter = Counter(faulty.backend.client)  # type: ignore[attr-defined]
-        HoldBackWrites(faulty.backend.client, share=0.4)  # type: ignore[attr-defined]
+        HoldBackWrites(faulty.backend.client, share=0.4, per_item=True)  # type: ignore[attr-defined]
         table = fresh()
-        seconds, report = timed(lambda: faulty.upsert(table, (item(i) for i in range(n))))
+        seconds, report = timed(
+            lambda: faulty.upsert(table, (item(i) for i in range(n)), on_error="isolate")
+        )
         record(
             "bulkops upsert, 40% unprocessed", seconds, faulty_counter.take("BatchWriteItem"),
             n, n - stored(table),
@@ -217,15 +224,16 @@ def main() -> None:
         if args.workers > 1:
             table = fresh()
             seconds, report = timed(
-                lambda: faulty.upsert(table, (item(i) for i in range(n)), workers=2 * args.workers)
+                lambda: faulty.upsert(
+                    table, (item(i) for i in range(n)), workers=2 * args.workers, on_error="isolate"
+                )
             )
-            record(
-                f"bulkops upsert workers={2 * args.workers}, 40% unprocessed", seconds,
-                faulty_counter.take("BatchWriteItem"), n, n - stored(table),
-            )  # fmt: skip
+            name = f"bulkops upsert workers={2 * args.workers}, 40% unprocessed"
+            record(name, seconds, faulty_counter.take("BatchWriteItem"), n, n - stored(table))
+            results[name]["failed"] = report.failed
         faulty_resource = boto3.resource("dynamodb", endpoint_url=url, region_name=REGION)
         faulty_resource_counter = Counter(faulty_resource.meta.client)
-        HoldBackWrites(faulty_resource.meta.client, share=0.4)
+        HoldBackWrites(faulty_resource.meta.client, share=0.4, per_item=True)
         table = fresh()
 
         def faulty_batch_writer() -> None:
@@ -261,9 +269,22 @@ def main() -> None:
             "put_item loop (sample)"
         )
     lost = {name: r["lost"] for name, r in results.items() if r["lost"] is not None}
+    broken = [f"{label}: {value:,} (must be {target:,})" for label, value, target in checks
+              if value != target]  # fmt: skip
+    broken += [f"items lost: {name}: {value:,}" for name, value in lost.items() if value]
+    broken += [
+        f"items reported failed: {name}: {r['failed']:,}"
+        for name, r in results.items()
+        if r.get("failed")
+    ]
+    missed = [
+        f"{label}: {value:.1f}x (target >= 10x)"
+        for label, value in ratios.items()
+        if "loop" in label and value < 10.0
+    ]
     if args.json:
         print(json.dumps({"items": n, "results": results, "ratios": ratios}, indent=2))
-        return
+        return conclude(broken, missed)
     table_out = results_table(
         [("contender", "left"), ("items", "right"), ("requests", "right"), ("seconds", "right"),
          ("items/s", "right"), ("lost", "right")]
@@ -294,7 +315,8 @@ def main() -> None:
             f"items lost: {label}", str(value), "0", mark("PASS" if value == 0 else "FAIL")
         )
     log.print(targets)
+    return conclude(broken, missed)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

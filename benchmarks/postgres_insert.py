@@ -52,7 +52,9 @@ from _common import (
     Row,
     Skip,
     cli_available,
+    conclude,
     make_rows,
+    missed_targets,
     ok_cell,
     postgres,
     ratio,
@@ -949,8 +951,12 @@ def run_benchmark(
         print(json.dumps(figures, indent=2, default=str))
     else:
         print_report(config, results, ratio_rows, console)
-    failed = [r for r in results.values() if not r.skipped and not r.verified]
-    return 1 if failed else 0
+    broken = [
+        f"{r.section}: {r.name}: table or Report does not check out ({r.note or 'see above'})"
+        for r in results.values()
+        if not r.skipped and not r.verified
+    ]
+    return conclude(broken, missed_targets(ratio_rows))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""SQLite insert benchmark: bulkops against the raw sqlite3 limit, sqlite-utils and the CLIs.
+"""SQLite insert benchmark: bulkops against the raw sqlite3 limit, sqlite-utils (at its
+defaults and tuned: one transaction, its largest batch) and the CLIs.
 
 Every contender writes the same N narrow rows into its own fresh SQLite file in a
 temporary directory and is timed with ``time.perf_counter`` from opening the database
@@ -40,8 +41,10 @@ from _common import (
     adapted,
     amount_of,
     cli_available,
+    conclude,
     make_rows,
     mark,
+    missed_targets,
     ok_cell,
     ratio,
     ratio_table,
@@ -67,7 +70,8 @@ DEFAULT_MEMORY_ROWS = 5_000_000
 QUICK_MEMORY_ROWS = 500_000
 MEMORY_TARGET_MB = 200.0
 TARGET_VS_RAW = 0.8
-TARGET_VS_SQLITE_UTILS = 5.0
+TARGET_VS_SQLITE_UTILS = 5.0  # against its defaults
+TARGET_VS_SQLITE_UTILS_TUNED = TARGET_VS_SQLITE_UTILS  # the same target, against its best
 TARGET_CLI_VS_SQLITE_UTILS = 8.0
 
 BULKOPS_TYPES = {
@@ -179,6 +183,24 @@ def sqlite_utils_library(rows: list[Row]) -> Contender:
         db = sqlite_utils.Database(path)
         try:
             db.table("t").insert_all(rows, pk="id")  # = db["t"]; a peer: its defaults, untuned
+        finally:
+            db.close()
+        return {}
+
+    return run
+
+
+def sqlite_utils_tuned(rows: list[Row]) -> Contender:
+    """sqlite-utils at its best: the whole load in one transaction (``db.atomic()``; each
+    batch then takes a savepoint instead of a commit) and the largest batch it takes
+    (asked for 100,000 rows; it caps a statement at 999 // columns = 166 rows)."""
+    import sqlite_utils
+
+    def run(path: Path) -> dict[str, Any]:
+        db = sqlite_utils.Database(path)
+        try:
+            with db.atomic():
+                db.table("t").insert_all(rows, pk="id", batch_size=100_000)
         finally:
             db.close()
         return {}
@@ -364,6 +386,12 @@ def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
         ("bulkops / raw (from dicts)", "bulkops", "raw_dicts", TARGET_VS_RAW),
         ("bulkops / sqlite-utils", "bulkops", "sqlite_utils", TARGET_VS_SQLITE_UTILS),
         (
+            "bulkops / sqlite-utils tuned",
+            "bulkops",
+            "sqlite_utils_tuned",
+            TARGET_VS_SQLITE_UTILS_TUNED,
+        ),
+        (
             "bulkops load / sqlite-utils insert --csv",
             "cli_bulkops",
             "cli_sqlite_utils",
@@ -544,6 +572,12 @@ def main(argv: list[str] | None = None) -> int:
             ("raw_dicts", "raw sqlite3 (b): from dicts", raw_dicts(rows), False),
             ("bulkops", "bulkops: db.insert", bulkops_library(rows), True),
             ("sqlite_utils", "sqlite-utils: insert_all", sqlite_utils_library(rows), False),
+            (
+                "sqlite_utils_tuned",
+                "sqlite-utils: insert_all, tuned (one transaction, batch_size=100,000)",
+                sqlite_utils_tuned(rows),
+                False,
+            ),
         ]
         cli_missing = cli_available([bulkops_argv[0], "load", "--help"])
         plan.append(
@@ -617,8 +651,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         console = report_console(150)
         print_report(config, results, ratio_rows, memory, console)
-    failed = [r for r in results.values() if not r.skipped and not r.verified]
-    return 1 if failed or (memory is not None and "error" in memory) else 0
+    broken = [
+        f"{r.name}: row count or amounts do not check out ({r.note or 'see above'})"
+        for r in results.values()
+        if not r.skipped and not r.verified
+    ]
+    if memory is not None and "error" in memory:
+        broken.append(f"memory run failed: {memory['error']}")
+    missed = missed_targets(ratio_rows)
+    if memory is not None and memory.get("status") == "FAIL":
+        missed.append(f"memory: peak above {MEMORY_TARGET_MB:.0f} MB")
+    return conclude(broken, missed)
 
 
 def _version(distribution: str) -> str:

@@ -28,7 +28,13 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-__all__ = ["DynamoDBLocal", "HoldBackWrites", "ThrottleReads", "missing_tools"]
+__all__ = [
+    "DynamoDBLocal",
+    "HoldBackWrites",
+    "ThrottleReads",
+    "ThrottleWrites",
+    "missing_tools",
+]
 
 NPM_PACKAGE = "amplify-dynamodb-simulator@2.9.30"  # ships DynamoDB Local 1.25.1
 LAUNCHER = Path(__file__).parent / "java" / "LoopbackDynamoDBLocal.java"
@@ -193,10 +199,26 @@ def _drain(process: subprocess.Popen[bytes]) -> None:
 
 class HoldBackWrites:
     """Takes ``share`` of the items out of every BatchWriteItem before it is sent and
-    returns them as UnprocessedItems; with share=1 no request reaches the server."""
+    returns them as UnprocessedItems; with share=1 no request reaches the server.
 
-    def __init__(self, client: Any, share: float, seed: int = 7) -> None:
+    By default int(share x items) are held back, so a request of one item always gets
+    through. ``per_item=True`` holds back each item with probability ``share`` instead
+    (sustained partial throttling: a lone item is held back as often as any other).
+    ``schedule`` gives the share of each successive request (the last one repeats).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        share: float,
+        seed: int = 7,
+        *,
+        per_item: bool = False,
+        schedule: list[float] | None = None,
+    ) -> None:
         self.share = share
+        self.per_item = per_item
+        self.schedule = list(schedule or [])
         self.random = random.Random(seed)
         self.calls = 0
         self._local = threading.local()  # one request per thread between the hooks
@@ -214,16 +236,29 @@ class HoldBackWrites:
             return
         with self._lock:
             self.calls += 1
+            if self.schedule:
+                self.share = self.schedule[min(self.calls, len(self.schedule)) - 1]
         self.held = {}
+        original = dict(params["RequestItems"])
         for table, requests in params["RequestItems"].items():
-            if self.share >= 1:  # nothing is sent: short_circuit answers instead
+            if self.share >= 1:
                 self.held[table] = list(requests)
+                params["RequestItems"][table] = []
                 continue
             with self._lock:
-                count = int(len(requests) * self.share)
-                held = set(self.random.sample(range(len(requests)), count))
+                if self.per_item:
+                    held = {i for i in range(len(requests)) if self.random.random() < self.share}
+                else:
+                    count = int(len(requests) * self.share)
+                    held = set(self.random.sample(range(len(requests)), count))
             self.held[table] = [r for i, r in enumerate(requests) if i in held]
             params["RequestItems"][table] = [r for i, r in enumerate(requests) if i not in held]
+        # nothing left to send (DynamoDB refuses an empty request): short_circuit answers
+        self._local.skip = not any(params["RequestItems"].values())
+        if self._local.skip:  # sent as it was (it must still be a valid request)
+            params["RequestItems"] = original
+        else:
+            params["RequestItems"] = {t: r for t, r in params["RequestItems"].items() if r}
 
     @property
     def held(self) -> dict[str, list[Any]]:
@@ -235,14 +270,16 @@ class HoldBackWrites:
         self._local.held = value
 
     def short_circuit(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        if any(requests for requests in self.held.values()) and self.share >= 1:
+        if getattr(self._local, "skip", False):
             return AWSResponse("http://x", 200, {}, None), {"UnprocessedItems": self.held}
         return None
 
     def after(self, parsed: dict[str, Any], **_: Any) -> None:
+        if getattr(self._local, "skip", False):
+            return  # the short-circuited reply already holds them
         unprocessed = parsed.setdefault("UnprocessedItems", {})
         for table, requests in self.held.items():
-            if requests and self.share < 1:
+            if requests:
                 unprocessed.setdefault(table, []).extend(requests)
 
 
@@ -263,6 +300,30 @@ class ThrottleReads:
         if self.calls <= self.spare or self.calls % self.every:
             return None
         self.throttled += 1
+        error = {
+            "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("http://x", 400, {}, None), error
+
+
+class ThrottleWrites:
+    """Refuses every BatchWriteItem whose number (1-based) is in ``refused`` with
+    ProvisionedThroughputExceeded, as a whole: none of its items is written."""
+
+    def __init__(self, client: Any, refused: set[int]) -> None:
+        self.calls = 0
+        self.throttled = 0
+        self.refused = refused
+        self._lock = threading.Lock()
+        client.meta.events.register("before-call.dynamodb.BatchWriteItem", self.refuse)
+
+    def refuse(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        with self._lock:
+            self.calls += 1
+            if self.calls not in self.refused:
+                return None
+            self.throttled += 1
         error = {
             "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"},
             "ResponseMetadata": {"HTTPStatusCode": 400},

@@ -17,7 +17,9 @@ from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +33,7 @@ from bulkops.errors import (
     UnsupportedError,
 )
 from conftest import assert_accounted
-from ddb_local import DynamoDBLocal, HoldBackWrites, ThrottleReads
+from ddb_local import DynamoDBLocal, HoldBackWrites, ThrottleReads, ThrottleWrites
 
 pytestmark = pytest.mark.dynamodb
 
@@ -48,10 +50,13 @@ def users(ddb: bulkops.Store) -> Iterator[str]:
     ddb.backend.client.delete_table(TableName=name)  # type: ignore[attr-defined]
 
 
-def quick_retry(waits: list[float] | None = None, attempts: int = 8) -> RetryPolicy:
+def quick_retry(
+    waits: list[float] | None = None, attempts: int = 8, stalled: int | None = None
+) -> RetryPolicy:
     """No real sleeping; the ceiling of each wait (random() == 1) is recorded."""
     return RetryPolicy(
         attempts=attempts,
+        max_stalled_rounds=stalled,
         base_delay=0.01,
         sleep=(waits.append if waits is not None else lambda _: None),
         random=lambda: 1.0,
@@ -61,6 +66,18 @@ def quick_retry(waits: list[float] | None = None, attempts: int = 8) -> RetryPol
 def scan_all(db: bulkops.Store, table: str) -> dict[Any, dict[str, Any]]:
     spec = db.table(table)
     return {item["id"]: item for item in db.backend.scan(spec)}  # type: ignore[attr-defined]
+
+
+def raw_items(dynamodb_local: DynamoDBLocal, table: str) -> dict[Any, dict[str, Any]]:
+    """Every item of ``table`` read with a plain boto3 client (not through bulkops)."""
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint, region_name="us-east-1")
+    decode = TypeDeserializer().deserialize
+    items = {}
+    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        for raw in page["Items"]:
+            item = {name: decode(value) for name, value in raw.items()}
+            items[item["id"]] = item
+    return items
 
 
 # ----------------------------------------------------------------------- verbs
@@ -354,13 +371,53 @@ def test_held_back_items_are_redriven_with_growing_backoff(dynamodb_local: Dynam
     assert (requests, rounds) == (37, 7)  # 500 -> 200 -> 80 -> 32 -> 12 -> 4 -> 1 -> 0
     assert hook.calls == report.statements == requests
     assert report.retries == len(waits) == rounds - 1
-    assert waits == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32]  # each re-drive waits twice as long
+    # every round took items (progress): the wait stays at the first step
+    assert waits == [0.01] * 6
+
+
+def test_sustained_partial_throttling_writes_every_item(dynamodb_local: DynamoDBLocal) -> None:
+    # Each item of every request is held back with probability 0.4, however few are
+    # sent: a lone item can come back unprocessed many rounds in a row. As long as each
+    # round takes some items the load goes on; every item ends up written.
+    waits: list[float] = []
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(waits, attempts=3, stalled=3))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    hook = HoldBackWrites(db.backend.client, share=0.4, per_item=True, seed=11)
+    rows = [{"id": i, "v": f"value {i}", "n": i * 3} for i in range(5000)]
+    report = db.upsert(name, rows)
+    assert_accounted(report, 5000)
+    assert report.upserted == 5000 and report.failed == 0 and report.ok
+    assert raw_items(dynamodb_local, name) == {r["id"]: r for r in rows}  # every value
+    assert hook.calls == report.statements > 5000 / 25
+    # 10 chunks of 500: some took more rounds than `attempts` (which bounds single
+    # requests, not a re-drive that makes progress)
+    assert report.retries == len(waits) > 10 * (3 - 1)
+
+
+def test_backoff_climbs_without_progress_and_steps_down_after_it(
+    dynamodb_local: DynamoDBLocal,
+) -> None:
+    waits: list[float] = []
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(waits, attempts=2, stalled=4))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    # one request per round (25 items); the share held back by each request in turn
+    hook = HoldBackWrites(db.backend.client, share=1.0, schedule=[1, 1, 1, 0.4, 1, 1, 0.5, 0])
+    report = db.upsert(name, [{"id": i} for i in range(25)])
+    assert report.upserted == 25 and report.ok
+    assert hook.calls == 8
+    # stalled x3: the step climbs 1, 2, 3; progress: down to 2; stalled x2: 3, 4
+    # (4 stalled rounds in a row would give up; attempts=2 plays no part here);
+    # progress: down to 3.
+    assert waits == [0.01, 0.02, 0.04, 0.02, 0.04, 0.08, 0.04]
+    assert len(raw_items(dynamodb_local, name)) == 25
 
 
 def test_items_never_written_are_reported_exactly(
     dynamodb_local: DynamoDBLocal, tmp_path: Path
 ) -> None:
-    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(attempts=4))
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(attempts=8, stalled=4))
     name = table_name()
     db.create_table(name, {"id": "integer"}, key="id")
     db.upsert(name, [{"id": 1000, "v": "before"}])
@@ -371,13 +428,78 @@ def test_items_never_written_are_reported_exactly(
     assert report.failed == 60 and report.upserted == 0 and not report.ok
     assert sorted(f.key for f in report.failures) == list(range(60))
     assert {f.values["id"]: f.values for f in report.failures} == {r["id"]: r for r in rows}
-    assert all(f.code == "UnprocessedItems" and "4 attempts" in f.reason for f in report.failures)
-    assert hook.calls == report.statements == 3 * 4  # bounded: 3 requests x 4 attempts
+    assert all(
+        f.code == "UnprocessedItems" and "4 round(s) in a row with no progress" in f.reason
+        for f in report.failures
+    )
+    assert hook.calls == report.statements == 3 * 4  # bounded: 3 requests x 4 stalled rounds
     assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 60
-    assert list(scan_all(db, name)) == [1000]
+    assert raw_items(dynamodb_local, name) == {1000: {"id": 1000, "v": "before"}}
     with pytest.raises(ThrottledError, match="not written") as caught:
         db.upsert(name, rows, chunk_size=25)
     assert caught.value.report is not None and caught.value.report.failed == 25
+
+
+def test_total_hold_back_after_progress_reports_exactly_the_items_left(
+    dynamodb_local: DynamoDBLocal,
+) -> None:
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(stalled=3))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    # the first round takes 60% of each request, then nothing more is ever taken
+    hook = HoldBackWrites(db.backend.client, share=1.0, seed=3, schedule=[0.4, 0.4, 1.0])
+    rows = [{"id": i, "v": i} for i in range(50)]
+    report = db.upsert(name, rows, on_error="isolate")
+    assert_accounted(report, 50)
+    stored = raw_items(dynamodb_local, name)
+    assert report.upserted == len(stored) == 30 and report.failed == 20
+    assert sorted(f.key for f in report.failures) == sorted(set(range(50)) - set(stored))
+    assert all(stored[k] == rows[int(k)] for k in stored)
+    assert hook.calls == 2 + 3  # round 1: two requests; then 3 rounds of one, no progress
+
+
+def test_throttled_write_requests_are_redriven(dynamodb_local: DynamoDBLocal) -> None:
+    waits: list[float] = []
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry(waits, stalled=3))
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    # requests 2 and 3 of round 1 refused whole (progress: 1 and 4 pass); round 2's
+    # first request refused too (progress: its second passes); round 3 sends the rest
+    hook = ThrottleWrites(db.backend.client, refused={2, 3, 5})
+    rows = [{"id": i, "v": str(i)} for i in range(100)]
+    report = db.upsert(name, rows)
+    assert report.upserted == 100 and report.ok
+    assert hook.throttled == 3 and hook.calls == report.statements == 4 + 2 + 1
+    assert report.retries == len(waits) == 2 and waits == [0.01, 0.01]
+    assert raw_items(dynamodb_local, name) == {r["id"]: r for r in rows}
+    # a request refused round after round gives up after max_stalled_rounds
+    ThrottleWrites(db.backend.client, refused=set(range(1, 100)))
+    report = db.upsert(name, [{"id": 500 + i} for i in range(10)], on_error="isolate")
+    assert report.failed == 10 and report.upserted == 0
+    assert {f.code for f in report.failures} == {"ProvisionedThroughputExceededException"}
+
+
+def test_a_request_refused_as_a_whole_is_resent_item_by_item(
+    dynamodb_local: DynamoDBLocal,
+) -> None:
+    db = bulkops.connect(dynamodb_local.url, retry=quick_retry())
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    rows: list[dict[str, Any]] = [{"id": i, "v": i} for i in range(60)]
+    # 0.1 and Decimal("0.1") differ in Python but are one number to DynamoDB: the server
+    # refuses the set as holding duplicates, and with it the whole request of 25
+    rows[33] = {"id": 33, "ns": {0.1, Decimal("0.1")}}
+    before = db.backend.statements
+    report = db.upsert(name, rows, on_error="isolate")
+    assert_accounted(report, 60)
+    assert report.upserted == 59 and report.rejected == 1
+    (rejection,) = report.rejections
+    assert rejection.key == 33 and "duplicates" in rejection.reason
+    # 3 requests of 25, then the refused one's 25 items alone (not the whole chunk's 60)
+    assert db.backend.statements - before == 3 + 25
+    assert raw_items(dynamodb_local, name) == {r["id"]: r for r in rows if r["id"] != 33}
+    with pytest.raises(bulkops.DataError, match="duplicates"):
+        db.upsert(name, rows)
 
 
 def test_throttled_reads_return_every_key(dynamodb_local: DynamoDBLocal) -> None:

@@ -13,7 +13,7 @@ import bulkops
 from bulkops.backends.base import Capabilities
 from bulkops.errors import BusyError, ConstraintError, ConversionError, DeadlockError
 from bulkops.plan import MAX_CHUNK_ROWS, ChunkPlanner, chunk_rows, chunked
-from bulkops.retry import RetryPolicy
+from bulkops.retry import Redrive, RetryPolicy
 from bulkops.schema import COERCERS, ColumnCodec, ColumnSpec, TableSpec, coerce, infer_type
 
 NoneType = type(None)
@@ -271,6 +271,29 @@ def test_retry_gives_up_with_a_clear_error() -> None:
     assert caught.value.attempts == 3
     assert "gave up after 3 attempts" in str(caught.value)
     assert len(waits) == 2
+
+
+def test_redrive_goes_on_while_rounds_make_progress() -> None:
+    waits: list[float] = []
+    policy = RetryPolicy(
+        attempts=2, max_stalled_rounds=3, base_delay=1.0, max_delay=100,
+        sleep=waits.append, random=lambda: 1.0,
+    )  # fmt: skip
+    redrive = Redrive(policy)
+    pending = 1000
+    for _ in range(20):  # far more rounds than attempts, each taking one item
+        assert redrive.settle(pending, pending - 1)
+        pending -= 1
+    assert waits == [1.0] * 20
+    # no progress: the step climbs; progress steps it down by one; 3 stalls give up
+    steps = [(5, 5), (5, 5), (5, 4), (4, 4), (4, 4)]
+    assert [redrive.settle(sent, left) for sent, left in steps] == [True] * 5
+    assert waits[20:] == [1.0, 2.0, 1.0, 2.0, 4.0]
+    assert not redrive.settle(4, 4) and redrive.stalled == 3
+    assert len(waits) == 25 and "3 round(s) in a row with no progress" in redrive.gave_up()
+    assert RetryPolicy(attempts=5).stalled_rounds == 5  # default: as many as attempts
+    with pytest.raises(ValueError, match="max_stalled_rounds"):
+        RetryPolicy(max_stalled_rounds=0)
 
 
 def test_retry_does_not_retry_data_errors() -> None:

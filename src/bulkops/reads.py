@@ -99,8 +99,9 @@ def _get_items(
             result[k] = item if wanted is None else {c: item[c] for c in wanted if c in item}
     if unread:
         raise UnreadKeysError(
-            f"get_many on {spec.name!r}: {len(unread)} key(s) still unprocessed after the "
-            "retry policy's attempts (error.keys names them, error.found has the rest)",
+            f"get_many on {spec.name!r}: {len(unread)} key(s) still unprocessed when the "
+            "retry policy gave up (max_stalled_rounds rounds in a row without progress; "
+            "error.keys names them, error.found has the rest)",
             unread,
             result,
         )

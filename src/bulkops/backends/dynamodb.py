@@ -7,7 +7,9 @@ types), so a bad item is rejected alone instead of failing its whole batch.
 
 Whatever a batch leaves unprocessed (UnprocessedItems / UnprocessedKeys) and every
 throttled request is sent again with exponential backoff and full jitter, under the
-call's RetryPolicy. Items still unwritten when the attempts run out are reported one
+call's RetryPolicy: batches are re-driven while their rounds make progress, and given
+up after ``max_stalled_rounds`` rounds in a row that took nothing (see
+``retry.Redrive``). Items still unwritten then are reported one
 by one (``RowFailures`` -> ``Report.failures``), never dropped and never counted as
 written. botocore's own retries are switched off, so that the policy (and its
 injectable ``sleep``) is the only one and every request is counted.
@@ -45,7 +47,7 @@ from ..errors import (
     TransientError,
     UnreadKeysError,
 )
-from ..retry import DEFAULT_RETRY
+from ..retry import DEFAULT_RETRY, Redrive
 from ..schema import ColumnCodec, ColumnSpec, TableSpec, coercer
 from .base import (
     NO_TIMEOUTS,
@@ -517,13 +519,19 @@ class DynamoDBBackend:
     ) -> ChunkCounts:
         """BatchWriteItem in requests of 25, re-driving what comes back unprocessed
         with backoff: each round sends everything still pending (leftovers travel
-        together, so a chunk larger than 25 fills its requests)."""
-        table = op.table.name
+        together, so a chunk larger than 25 fills its requests). Rounds go on while
+        they make progress; after the policy's ``max_stalled_rounds`` rounds in a row
+        that took nothing, the items still pending are reported one by one.
+
+        A request the server refuses as a whole (a ValidationException: one bad item
+        poisons its 25) is sent again one item at a time, so only the bad item is
+        reported (as a DataError) and the others are written.
+        """
         position = {self._request_key(op, r): i for i, r in enumerate(requests)}
         pending = list(range(len(requests)))
-        policy = op.retry or self.retry
+        refused: list[tuple[int, BulkError]] = []
+        redrive = Redrive(op.retry or self.retry)
         size = self.capabilities.max_rows_per_request or 25
-        attempt = 1
         while True:
             left: list[int] = []
             cause: TransientError = ThrottledError(
@@ -532,26 +540,48 @@ class DynamoDBBackend:
             for start in range(0, len(pending), size):
                 part = pending[start : start + size]
                 try:
-                    reply = self._call(
-                        "batch_write_item", RequestItems={table: [requests[i] for i in part]}
-                    )
+                    left += self._send_writes(op, position, requests, part)
                 except TransientError as error:  # throttled or lost: resend all of it
                     left += part
                     cause = error
-                else:
-                    unprocessed = reply.get("UnprocessedItems", {}).get(table, [])
-                    left += [self._position(position, op, r) for r in unprocessed]
+                except DataError as error:
+                    if len(part) == 1:
+                        refused.append((part[0], error))
+                        continue
+                    for i in part:  # find the bad item(s): each alone
+                        try:
+                            left += self._send_writes(op, position, requests, [i])
+                        except TransientError as alone:
+                            left.append(i)
+                            cause = alone
+                        except DataError as bad:
+                            refused.append((i, bad))
             if not left:
-                return ChunkCounts(**{outcome: len(requests)})
-            if attempt >= policy.attempts:
-                cause.attempts = attempt
-                cause.message = f"{cause.message} (gave up after {attempt} attempts)"
-                written = ChunkCounts(**{outcome: len(requests) - len(left)})
-                raise RowFailures(written, [(i, cause) for i in sorted(left)])
+                break
+            if not redrive.settle(len(pending), len(left)):
+                cause.attempts = redrive.rounds
+                cause.message = f"{cause.message} ({redrive.gave_up()})"
+                refused += [(i, cause) for i in left]
+                break
             self.retries += 1
-            policy.sleep(policy.delay(attempt))
-            attempt += 1
             pending = left
+        if refused:
+            written = ChunkCounts(**{outcome: len(requests) - len(refused)})
+            raise RowFailures(written, sorted(refused, key=lambda failure: failure[0]))
+        return ChunkCounts(**{outcome: len(requests)})
+
+    def _send_writes(
+        self,
+        op: WriteOp,
+        positions: Mapping[tuple[Any, ...], int],
+        requests: Sequence[dict[str, Any]],
+        part: Sequence[int],
+    ) -> list[int]:
+        """One BatchWriteItem of ``requests[part]``; the positions it left unprocessed."""
+        table = op.table.name
+        reply = self._call("batch_write_item", RequestItems={table: [requests[i] for i in part]})
+        unprocessed = reply.get("UnprocessedItems", {}).get(table, [])
+        return [self._position(positions, op, r) for r in unprocessed]
 
     def _conditional_puts(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
         """One conditional PutItem per item: only a condition tells an insert from an
@@ -653,8 +683,7 @@ class DynamoDBBackend:
         if columns is not None:
             request.update(_projection((*key, *columns)))
         pending = [{n: to_attribute(v) for n, v in zip(key, k, strict=True)} for k in keys]
-        policy = self.retry
-        attempt = 1
+        redrive = Redrive(self.retry)  # on while rounds make progress, like writes
         while pending:
             try:
                 reply = self._call(
@@ -668,16 +697,14 @@ class DynamoDBBackend:
                 left = reply.get("UnprocessedKeys", {}).get(table.name, {}).get("Keys", [])
             if not left:
                 return
-            if attempt >= policy.attempts:
+            if not redrive.settle(len(pending), len(left)):
                 unread = [tuple(from_attribute(k[n]) for n in key) for k in left]
                 raise UnreadKeysError(
-                    f"{len(left)} key(s) unprocessed after {attempt} attempts",
+                    f"{len(left)} key(s) unprocessed ({redrive.gave_up()})",
                     [k[0] if len(key) == 1 else k for k in unread],
                     {},
                 )
             self.retries += 1
-            policy.sleep(policy.delay(attempt))
-            attempt += 1
             pending = left
 
     def scan(
