@@ -6,13 +6,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .backends.base import Backend
+from .backends.base import Backend, StatementTracer
 from .errors import SchemaError
 from .events import EventCallback
 from .retry import RetryPolicy
 from .store import Store
 
-__all__ = ["connect", "engine_for_url"]
+__all__ = ["connect", "engine_for_url", "statement_tracer"]
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
@@ -97,3 +97,42 @@ def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
 
         return PostgresBackend(engine, owns_engine=owns_engine)
     raise SchemaError(f"bulkops has no backend for SQLAlchemy dialect {name!r}")
+
+
+def statement_tracer(handle: object) -> StatementTracer:
+    """The statement tracer for ``handle``: a Store's backend, or the tracer of the
+    backend module whose driver ``handle`` belongs to (a SQLAlchemy Engine or
+    Connection, a ``sqlite3`` or psycopg 3 connection, a boto3 DynamoDB client or
+    resource)."""
+    if isinstance(handle, Store):
+        return handle.backend
+    dialect = getattr(handle, "dialect", None)  # an Engine or Connection of SQLAlchemy
+    if isinstance(dialect, sa.Dialect):
+        name = dialect.name
+        if name == "sqlite":
+            from .backends.sqlite import SQLiteTracer
+
+            return SQLiteTracer(handle)
+        if name == "postgresql" and dialect.driver == "psycopg":
+            from .backends.postgres import PostgresTracer
+
+            return PostgresTracer(handle)
+        raise ValueError(f"cannot count statements on {name!r} databases")
+    module = type(handle).__module__
+    if module == "sqlite3":
+        from .backends.sqlite import SQLiteTracer
+
+        return SQLiteTracer(handle)
+    if module == "psycopg" or module.startswith("psycopg."):
+        from .backends.postgres import PostgresTracer
+
+        return PostgresTracer(handle)
+    if module.startswith(("boto3", "botocore")):
+        from .backends.dynamodb import DynamoDBTracer
+
+        return DynamoDBTracer(handle)
+    raise TypeError(
+        "counting statements takes a bulkops Store, a SQLAlchemy Engine or Connection, a "
+        "sqlite3 or psycopg connection or a boto3 DynamoDB client, not "
+        f"{type(handle).__module__}.{type(handle).__name__}"
+    )
