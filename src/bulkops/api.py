@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine.mock import MockConnection
 
 from .backends.base import Backend, StatementTracer
 from .errors import SchemaError
@@ -106,8 +107,8 @@ def statement_tracer(handle: object) -> StatementTracer:
     resource)."""
     if isinstance(handle, Store):
         return handle.backend
-    dialect = getattr(handle, "dialect", None)  # an Engine or Connection of SQLAlchemy
-    if isinstance(dialect, sa.Dialect):
+    if isinstance(handle, sa.Engine | sa.Connection | MockConnection):
+        dialect = handle.dialect
         name = dialect.name
         if name == "sqlite":
             from .backends.sqlite import SQLiteTracer
