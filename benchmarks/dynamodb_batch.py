@@ -2,7 +2,7 @@
 on DynamoDB Local (started here, as the tests start it, unless --endpoint is given).
 
 Writes N items and reads them back, counting the requests each contender sends
-(botocore's ``before-call`` event on its client) and its items/s:
+(the DynamoDB backend's statement tracer on its client) and its items/s:
 
 - bulkops: ``db.upsert(table, items)`` (BatchWriteItem, 25 per request) and
   ``db.get_many(table, keys)`` (BatchGetItem, 100 per request), also with ``workers``;
@@ -43,7 +43,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ import boto3
 from _common import conclude, mark, report_console, results_table, status_of
 
 import bulkops
+from bulkops.backends.resolve import statement_tracer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ddb_local import DynamoDBLocal, HoldBackWrites
@@ -69,14 +70,18 @@ def boto3_item(i: int) -> dict[str, Any]:
 
 
 class Counter:
-    """Counts the requests a client sends, by operation."""
+    """Counts the requests a client (a Store's, a resource's) sends, by operation, for
+    as long as ``counting`` lasts."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, handle: object, counting: ExitStack) -> None:
         self.calls: dict[str, int] = {}
-        client.meta.events.register("before-call.dynamodb", self.count)
+        if isinstance(handle, bulkops.Store):
+            handle = handle.backend
+        counting.enter_context(statement_tracer(handle).trace_statements(self.count))
 
-    def count(self, model: Any, **_: Any) -> None:
-        self.calls[model.name] = self.calls.get(model.name, 0) + 1
+    def count(self, request: str) -> None:
+        operation = request.split(" ", 1)[0]  # "Operation table"
+        self.calls[operation] = self.calls.get(operation, 0) + 1
 
     def take(self, operation: str) -> int:
         return self.calls.pop(operation, 0)
@@ -112,12 +117,12 @@ def main() -> int:
     args = parser.parse_args()
     n = args.items
     log = report_console(120)
-    with endpoint(args.endpoint) as url:
+    with endpoint(args.endpoint) as url, ExitStack() as counting:
         resource = boto3.resource("dynamodb", endpoint_url=url, region_name=REGION)
         bulk_url = f"dynamodb://?region={REGION}&endpoint_url={url}"
         store = bulkops.connect(bulk_url)
-        bulk_counter = Counter(store.backend.client)  # type: ignore[attr-defined]
-        resource_counter = Counter(resource.meta.client)
+        bulk_counter = Counter(store, counting)
+        resource_counter = Counter(resource, counting)
 
         def fresh() -> str:
             name = f"bench_{uuid.uuid4().hex[:8]}"
@@ -210,7 +215,7 @@ def main() -> int:
             highlight=False,
         )
         faulty = bulkops.connect(boto3.client("dynamodb", endpoint_url=url, region_name=REGION))
-        faulty_counter = Counter(faulty.backend.client)  # type: ignore[attr-defined]
+        faulty_counter = Counter(faulty, counting)
         HoldBackWrites(faulty.backend.client, share=0.4, per_item=True)  # type: ignore[attr-defined]
         table = fresh()
         seconds, report = timed(
@@ -232,7 +237,7 @@ def main() -> int:
             record(name, seconds, faulty_counter.take("BatchWriteItem"), n, n - stored(table))
             results[name]["failed"] = report.failed
         faulty_resource = boto3.resource("dynamodb", endpoint_url=url, region_name=REGION)
-        faulty_resource_counter = Counter(faulty_resource.meta.client)
+        faulty_resource_counter = Counter(faulty_resource, counting)
         HoldBackWrites(faulty_resource.meta.client, share=0.4, per_item=True)
         table = fresh()
 

@@ -18,9 +18,9 @@ raw driver, ``cursor.execute`` once per key, all in one transaction unless said 
 Every contender works on freshly reset tables (reset and connecting are not timed); the
 timed call is measured with ``time.perf_counter`` and the statements it sends are counted
 (bulkops: ``db.backend.statements`` before and after; hand-written: one per execute, the
-escrow one through SQLAlchemy's ``before_cursor_execute``). After every run the database
-is checked: final sums, row counts, every key resolved, numbers distinct, escrows
-released and the money conserved to the cent.
+escrow one through the backend's statement tracer on its SQLAlchemy engine). After every
+run the database is checked: final sums, row counts, every key resolved, numbers
+distinct, escrows released and the money conserved to the cent.
 
     python benchmarks/primitives.py                   # both backends, full size
     python benchmarks/primitives.py --quick           # everything 10x smaller
@@ -67,6 +67,7 @@ from _common import (
 from rich.console import Console
 
 import bulkops
+from bulkops.backends.resolve import statement_tracer
 from bulkops.bench import escrow
 
 Row = dict[str, Any]
@@ -736,24 +737,28 @@ def escrow_cases(target: Target, n: int) -> list[Case]:
         def session() -> Iterator[Timed]:
             db = bulkops.connect(target.url)
             engine = engine_of(db)
-            with engine.connect():
-                pass  # untimed: the pool holds the connection release_naive checks out
             sent = [0]
 
-            def count(*_: Any) -> None:
+            def count(_: str) -> None:
                 sent[0] += 1
 
-            sa.event.listen(engine, "before_cursor_execute", count)
+            # Every statement its cursors send, as SQLAlchemy's before_cursor_execute
+            # would see them (SAVEPOINT and RELEASE included).
+            tracing = statement_tracer(engine).trace_statements(
+                count, include_transaction_control=True
+            )
             try:
+                with tracing:
+                    with engine.connect():
+                        pass  # untimed: the pool holds the connection release_naive checks out
 
-                def run() -> Outcome:
-                    sent[0] = 0
-                    released = escrow.release_naive(engine, project)
-                    return Outcome(released, sent[0])
+                    def run() -> Outcome:
+                        sent[0] = 0
+                        released = escrow.release_naive(engine, project)
+                        return Outcome(released, sent[0])
 
-                yield run
+                    yield run
             finally:
-                sa.event.remove(engine, "before_cursor_execute", count)
                 db.close()
 
         return session

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
+from bulkops.backends.base import is_transaction_control
 from bulkops.testing import assert_max_queries, count_queries
 from conftest import needs
 
@@ -106,6 +107,26 @@ def test_sqlalchemy_connection_target(sqlite_path: Path) -> None:
     assert counted.statements == ["SELECT 1", "SELECT 2"]
 
 
+def test_sqlalchemy_engine_counts_pooled_and_new_connections(sqlite_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{sqlite_path}")
+    try:
+        with engine.connect() as conn:  # back in the pool when the block starts
+            conn.execute(sa.text("SELECT 0"))
+        with (
+            count_queries(engine) as counted,
+            engine.connect() as pooled,
+            engine.connect() as new,
+        ):
+            pooled.execute(sa.text("SELECT 1"))
+            new.execute(sa.text("SELECT 2"))
+            pooled.exec_driver_sql("SELECT 3")
+        with engine.connect() as conn:  # after the block: not counted
+            conn.execute(sa.text("SELECT 4"))
+    finally:
+        engine.dispose()
+    assert counted.statements == ["SELECT 1", "SELECT 2", "SELECT 3"]
+
+
 # -------------------------------------------------------------------- psycopg
 
 
@@ -171,6 +192,17 @@ def test_store_with_workers_counts_every_connection(pg_url: str) -> None:
     copies = [s for s in counted.statements if s.startswith("COPY")]
     assert report.chunks == 8
     assert len(copies) == 8  # every chunk's COPY, whichever connection sent it
+
+
+def test_transaction_control_is_reported_on_request(db: bulkops.Store) -> None:
+    needs(db, "transactions", "no transaction control to report")
+    db.create_table("users", {"id": "integer", "name": "text"}, key="id")
+    everything: list[str] = []
+    with db.backend.trace_statements(everything.append, include_transaction_control=True):
+        db.insert("users", [{"id": i, "name": "x"} for i in range(10)])
+    control = [s.split()[0].upper() for s in everything if is_transaction_control(s)]
+    assert control == ["BEGIN", "COMMIT"], everything
+    assert any(s.lstrip().upper().startswith(("INSERT", "COPY")) for s in everything)
 
 
 def test_unknown_target_is_a_clear_type_error() -> None:

@@ -21,14 +21,11 @@ statements only).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
-import sqlalchemy as sa
-
-from .backends.base import is_transaction_control
+from .backends.resolve import statement_tracer
 from .store import Store
 
 __all__ = ["QueryCount", "assert_max_queries", "count_queries"]
@@ -53,19 +50,22 @@ class QueryCount:
 
 
 @contextmanager
-def count_queries(target: Any) -> Iterator[QueryCount]:
+def count_queries(target: object) -> Iterator[QueryCount]:
     """Count the statements sent to ``target`` inside the block.
 
     ``target``: a bulkops Store, a SQLAlchemy Engine or Connection, a ``sqlite3``
-    connection or a psycopg 3 connection. Yields a ``QueryCount`` whose ``count`` and
-    ``statements`` grow as statements are sent (and stay readable after the block).
+    connection, a psycopg 3 connection or a boto3 DynamoDB client (its requests count
+    as statements). Yields a ``QueryCount`` whose ``count`` and ``statements`` grow as
+    statements are sent (and stay readable after the block).
 
-    How each kind is observed: a Store through its backend (workers and reconnects
-    included); SQLAlchemy through its ``before_cursor_execute`` event (statements run
-    through the Engine or Connection; raw DBAPI use is not seen); psycopg through the
-    connection's cursor factory (cursors made before the block are not seen); sqlite3
-    through its trace hook, with a profile hook to tell one ``executemany()`` from many
-    ``execute()`` calls (statements from other threads are not seen).
+    Each kind is observed by its backend's statement tracer
+    (``bulkops.backends.base.StatementTracer``), in the driver: a Store through its
+    backend (workers and reconnects included); a SQLAlchemy Engine on every
+    connection it hands out during the block, a SQLAlchemy Connection on its driver
+    connection (raw DBAPI use included); psycopg through the connection's cursor
+    factory (cursors made before the block are not seen); an open sqlite3 connection
+    through its trace hook, with a profile hook to tell one ``executemany()`` from
+    many ``execute()`` calls (statements from other threads are not seen).
     """
     counted = QueryCount()
     lock = threading.Lock()  # a Store's workers send from several threads
@@ -74,12 +74,13 @@ def count_queries(target: Any) -> Iterator[QueryCount]:
         with lock:
             counted.statements.append(statement.strip())
 
-    with _trace(target, on_statement):
+    handle = target.backend if isinstance(target, Store) else target
+    with statement_tracer(handle).trace_statements(on_statement):
         yield counted
 
 
 @contextmanager
-def assert_max_queries(target: Any, maximum: int) -> Iterator[QueryCount]:
+def assert_max_queries(target: object, maximum: int) -> Iterator[QueryCount]:
     """Fail (AssertionError, listing every statement seen) if the block sends more
     than ``maximum`` statements to ``target``. Counted as in ``count_queries``."""
     if maximum < 0:
@@ -100,48 +101,3 @@ def _too_many(counted: QueryCount, maximum: int) -> str:
     if counted.count > SHOWN_STATEMENTS:
         lines.append(f"  … and {counted.count - SHOWN_STATEMENTS} more")
     return "\n".join(lines)
-
-
-def _trace(target: Any, on_statement: Callable[[str], None]) -> AbstractContextManager[None]:
-    """The hook that reports ``target``'s statements. Driver-specific hooks live in the
-    backend modules (only they import their driver) and are imported here only when
-    such a connection is given."""
-    if isinstance(target, Store):
-        trace = getattr(target.backend, "trace_statements", None)
-        if trace is None:
-            raise TypeError(f"the {target.capabilities.name} backend cannot count its statements")
-        result: AbstractContextManager[None] = trace(on_statement)
-        return result
-    if isinstance(target, sa.Engine | sa.Connection):
-        return _sqlalchemy_trace(target, on_statement)
-    module = type(target).__module__
-    if module == "sqlite3":
-        from .backends.sqlite import trace_connection as trace_sqlite
-
-        return trace_sqlite(target, on_statement)
-    if module == "psycopg" or module.startswith("psycopg."):
-        from .backends.postgres import trace_connection as trace_psycopg
-
-        return trace_psycopg(target, on_statement)
-    raise TypeError(
-        "count_queries() takes a bulkops Store, a SQLAlchemy Engine or Connection, or a "
-        f"sqlite3 or psycopg connection, not {type(target).__module__}.{type(target).__name__}"
-    )
-
-
-@contextmanager
-def _sqlalchemy_trace(
-    target: sa.Engine | sa.Connection, on_statement: Callable[[str], None]
-) -> Iterator[None]:
-    def before_cursor_execute(
-        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
-        # Fired once per execute() and once per executemany() (``many``).
-        if not is_transaction_control(statement):
-            on_statement(statement)
-
-    sa.event.listen(target, "before_cursor_execute", before_cursor_execute)
-    try:
-        yield
-    finally:
-        sa.event.remove(target, "before_cursor_execute", before_cursor_execute)

@@ -40,6 +40,7 @@ __all__ = [
     "RunLogStore",
     "SQLBackend",
     "StagedDiff",
+    "StatementTracer",
     "SyncMark",
     "SyncState",
     "Timeouts",
@@ -48,6 +49,7 @@ __all__ = [
     "commit_resolving",
     "is_transaction_control",
     "run_transaction",
+    "statement_filter",
     "translate_errors",
 ]
 
@@ -181,7 +183,31 @@ class RowFailures(Exception):
 
 
 @runtime_checkable
-class Backend(Protocol):
+class StatementTracer(Protocol):
+    """Reports the statements sent to a database, one callback per statement.
+
+    Each backend module implements this once, for the handles of its driver (a
+    Backend, a driver connection, a SQLAlchemy Engine or Connection, a boto3 client);
+    ``bulkops.backends.resolve.statement_tracer`` finds the one for a handle.
+    """
+
+    def trace_statements(
+        self,
+        on_statement: Callable[[str], None],
+        *,
+        include_transaction_control: bool = False,
+    ) -> AbstractContextManager[None]:
+        """Call ``on_statement(text)`` for each statement sent while the block runs:
+        once per ``execute()``, once per ``executemany()`` however many rows it
+        carries, once per ``COPY`` (DynamoDB: once per request, ``"Operation table"``).
+        Transaction control (``is_transaction_control``) is left out unless
+        ``include_transaction_control``. ``on_statement`` may be called from the
+        threads of parallel workers."""
+        ...
+
+
+@runtime_checkable
+class Backend(StatementTracer, Protocol):
     """A database bulkops can work on.
 
     Write methods raise ``bulkops.errors`` only: TransientError for what a retry may
@@ -552,3 +578,18 @@ def is_transaction_control(statement: str) -> bool:
     BEGIN, psycopg's commit()), others only when the application asks, so counting
     them would make the same code count differently on different connections."""
     return _TRANSACTION_CONTROL.match(statement) is not None
+
+
+def statement_filter(
+    on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+) -> Callable[[str], None]:
+    """``on_statement``, called for transaction control only when
+    ``include_transaction_control``: what every tracer hands each statement to."""
+    if include_transaction_control:
+        return on_statement
+
+    def data_statements(statement: str) -> None:
+        if not is_transaction_control(statement):
+            on_statement(statement)
+
+    return data_statements

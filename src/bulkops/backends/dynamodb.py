@@ -63,11 +63,11 @@ from .base import (
 
 __all__ = [
     "DynamoDBBackend",
+    "DynamoDBTracer",
     "client_from_url",
     "from_attribute",
     "plain_client",
     "to_attribute",
-    "trace_client_requests",
 ]
 
 CAPABILITIES = Capabilities(
@@ -337,24 +337,34 @@ def plain_client(handle: Any) -> Any:
     )
 
 
-@contextmanager
-def trace_client_requests(client: Any, on_request: Callable[[str], None]) -> Iterator[None]:
-    """``on_request(text)`` for every request ``client`` sends meanwhile, from any
-    thread and whoever calls it (bulkops or code using the client directly): the
-    operation and its table(s), e.g. ``"BatchGetItem items"``. Counted once per API
-    call: bulkops' clients leave retrying to the RetryPolicy, so a call is a request.
+class DynamoDBTracer:
+    """DynamoDB's statement tracer (``StatementTracer``): its statements are requests.
+
+    Reports every request a boto3 client (or a resource's client) sends meanwhile,
+    from any thread and whoever calls it (bulkops or code using the client directly),
+    as the operation and its table(s), e.g. ``"BatchGetItem items"``. Counted once per
+    API call: bulkops' clients leave retrying to the RetryPolicy, so a call is a
+    request. DynamoDB has no transaction control to leave out.
     """
 
-    def seen(model: Any, params: Mapping[str, Any], **_: Any) -> None:
-        tables = params.get("TableName") or ", ".join(params.get("RequestItems", {}))
-        on_request(f"{model.name} {tables}".strip())
+    def __init__(self, handle: Any) -> None:
+        # A boto3 resource sends its requests through its own client.
+        self.client = getattr(getattr(handle, "meta", None), "client", None) or handle
 
-    events = client.meta.events
-    events.register("provide-client-params.dynamodb", seen)
-    try:
-        yield
-    finally:
-        events.unregister("provide-client-params.dynamodb", seen)
+    @contextmanager
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> Iterator[None]:
+        def seen(model: Any, params: Mapping[str, Any], **_: Any) -> None:
+            tables = params.get("TableName") or ", ".join(params.get("RequestItems", {}))
+            on_statement(f"{model.name} {tables}".strip())
+
+        events = self.client.meta.events
+        events.register("provide-client-params.dynamodb", seen)
+        try:
+            yield
+        finally:
+            events.unregister("provide-client-params.dynamodb", seen)
 
 
 class DynamoDBBackend:
@@ -865,10 +875,14 @@ class DynamoDBBackend:
 
     # -------------------------------------------------------------- plumbing
 
-    def trace_statements(self, on_statement: Callable[[str], None]) -> AbstractContextManager[None]:
-        """``on_statement(text)`` for every request sent meanwhile (by this backend and
-        the workers it starts, which share its client): the operation and its table."""
-        return trace_client_requests(self.client, on_statement)
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> AbstractContextManager[None]:
+        """Every request sent meanwhile (by this backend and the workers it starts,
+        which share its client): the operation and its table (``DynamoDBTracer``)."""
+        return DynamoDBTracer(self.client).trace_statements(
+            on_statement, include_transaction_control=include_transaction_control
+        )
 
     def _call(self, method: str, **request: Any) -> Any:
         self.statements += 1

@@ -70,11 +70,11 @@ from .base import (
     SyncState,
     Timeouts,
     WriteOp,
-    is_transaction_control,
+    statement_filter,
     translate_errors,
 )
 
-__all__ = ["PostgresBackend", "trace_connection", "trace_engine_statements"]
+__all__ = ["PostgresBackend", "PostgresTracer"]
 
 NoneType = type(None)
 UTC = dt.UTC
@@ -247,7 +247,7 @@ _TYPE_OIDS = {"bigint": 20, "text": 25}
 _STAGE_NUMBERS = itertools.count(1)
 
 
-# ------------------------------------------------------------- counting statements
+# ------------------------------------------------------------- tracing statements
 
 
 def _statement_text(query: Any, context: Any) -> str:
@@ -258,13 +258,15 @@ def _statement_text(query: Any, context: Any) -> str:
     return str(query)
 
 
-def _tracing_cursor(base: type[Any], on_statement: Callable[[str], None]) -> type[Any]:
-    """A subclass of the cursor class ``base`` that reports each statement it sends."""
+def _tracing_cursor(base: type[Any], sinks: list[Callable[[str], None]]) -> type[Any]:
+    """A subclass of the cursor class ``base`` that hands each statement it sends to
+    ``sinks`` (quiet once they are cleared): the one way statements are traced here."""
 
     def report(cursor: Any, query: Any) -> None:
-        text = _statement_text(query, cursor)
-        if not is_transaction_control(text):
-            on_statement(text)
+        if sinks:
+            text = _statement_text(query, cursor)
+            for sink in list(sinks):
+                sink(text)
 
     class TracingCursor(base):  # type: ignore[valid-type, misc]
         def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
@@ -286,26 +288,83 @@ def _tracing_cursor(base: type[Any], on_statement: Callable[[str], None]) -> typ
     return TracingCursor
 
 
-@contextmanager
-def trace_connection(
-    conn: psycopg.Connection[Any], on_statement: Callable[[str], None]
-) -> Iterator[None]:
-    """Call ``on_statement(sql)`` once per statement sent through ``conn``'s cursors
-    (``conn.execute()`` included): once per ``execute()``, ``executemany()`` (however
-    many parameter sets), ``copy()`` and ``stream()``; transaction control is left out.
+_Factories = tuple[Any, Any]  # a connection's cursor_factory and server_cursor_factory
 
-    psycopg 3 has no statement hook on a connection, so the connection's
-    ``cursor_factory`` and ``server_cursor_factory`` are replaced meanwhile by
-    subclasses of themselves that report what they send (cursors created before the
-    block are not counted). The SQL is the query as given, without its parameters.
-    """
+
+def _install(conn: psycopg.Connection[Any], sinks: list[Callable[[str], None]]) -> _Factories:
+    """Make ``conn``'s cursors report to ``sinks``; returns the factories it had."""
     saved = conn.cursor_factory, conn.server_cursor_factory
-    conn.cursor_factory = _tracing_cursor(saved[0], on_statement)
-    conn.server_cursor_factory = _tracing_cursor(saved[1], on_statement)
+    conn.cursor_factory = _tracing_cursor(saved[0], sinks)
+    conn.server_cursor_factory = _tracing_cursor(saved[1], sinks)
+    return saved
+
+
+class PostgresTracer:
+    """PostgreSQL's statement tracer (``StatementTracer``), for a psycopg 3
+    connection, a SQLAlchemy Connection on one, or a SQLAlchemy Engine of PostgreSQL
+    (every connection it hands out during the block, bulkops' own included).
+
+    Counted once per ``execute()``, ``executemany()`` (however many parameter sets),
+    ``copy()`` and ``stream()`` of a cursor (``conn.execute()`` included); the SQL is
+    the query as given, without its parameters. psycopg 3 has no statement hook on a
+    connection, so its ``cursor_factory`` and ``server_cursor_factory`` are replaced
+    meanwhile by subclasses of themselves that report what they send (cursors created
+    before the block are not seen). Transactions psycopg opens and closes itself (the
+    implicit BEGIN, ``Connection.commit()``, ``Connection.transaction()``'s
+    savepoints) do not pass through a cursor and are not seen.
+    """
+
+    def __init__(self, handle: object) -> None:
+        if isinstance(handle, sa.Connection):
+            handle = handle.connection.driver_connection
+        if not isinstance(handle, psycopg.Connection | sa.Engine):
+            raise TypeError(f"not a psycopg connection or a PostgreSQL Engine: {handle!r}")
+        self.handle: psycopg.Connection[Any] | sa.Engine = handle
+
+    @contextmanager
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> Iterator[None]:
+        sinks = [
+            statement_filter(on_statement, include_transaction_control=include_transaction_control)
+        ]
+        if isinstance(self.handle, sa.Engine):
+            with _engine_traced(self.handle, sinks):
+                yield
+            return
+        conn = self.handle
+        saved = _install(conn, sinks)
+        try:
+            yield
+        finally:
+            sinks.clear()
+            conn.cursor_factory, conn.server_cursor_factory = saved
+
+
+@contextmanager
+def _engine_traced(engine: sa.Engine, sinks: list[Callable[[str], None]]) -> Iterator[None]:
+    """Each connection ``engine`` hands out in the block, traced while checked out."""
+    out: dict[int, tuple[psycopg.Connection[Any], _Factories]] = {}
+
+    def checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        if isinstance(dbapi_conn, psycopg.Connection) and id(dbapi_conn) not in out:
+            out[id(dbapi_conn)] = dbapi_conn, _install(dbapi_conn, sinks)
+
+    def checkin(dbapi_conn: Any, record: Any) -> None:
+        conn, saved = out.pop(id(dbapi_conn), (None, None))
+        if conn is not None and saved is not None:
+            conn.cursor_factory, conn.server_cursor_factory = saved
+
+    sa.event.listen(engine, "checkout", checkout)
+    sa.event.listen(engine, "checkin", checkin)
     try:
         yield
     finally:
-        conn.cursor_factory, conn.server_cursor_factory = saved
+        sa.event.remove(engine, "checkout", checkout)
+        sa.event.remove(engine, "checkin", checkin)
+        sinks.clear()
+        for conn, saved in out.values():
+            conn.cursor_factory, conn.server_cursor_factory = saved
 
 
 # --------------------------------------------------------------------- the backend
@@ -392,29 +451,27 @@ class PostgresBackend:
         return fork
 
     @contextmanager
-    def trace_statements(self, on_statement: Callable[[str], None]) -> Iterator[None]:
-        """``on_statement(sql)`` for every statement this backend, the workers it
-        starts and the connections it reconnects with send meanwhile (see
-        ``trace_connection``)."""
-        self._traces.append(on_statement)
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> Iterator[None]:
+        """Every statement this backend, the workers it starts and the connections it
+        reconnects with send meanwhile (``PostgresTracer`` on each connection)."""
+        sink = statement_filter(
+            on_statement, include_transaction_control=include_transaction_control
+        )
+        self._traces.append(sink)
         self._apply_traces()
         try:
             yield
         finally:
-            self._traces.remove(on_statement)
+            self._traces.remove(sink)
             self._apply_traces()
 
     def _apply_traces(self) -> None:
         factories = self._cursor_factories
-        if self._traces:
-            traces = self._traces
-
-            def on_statement(text: str) -> None:
-                for trace in list(traces):
-                    trace(text)
-
-            factories = tuple(_tracing_cursor(f, on_statement) for f in factories)  # type: ignore[assignment]
         self.conn.cursor_factory, self.conn.server_cursor_factory = factories
+        if self._traces:
+            _install(self.conn, self._traces)
 
     # ----------------------------------------------------------------- schema
 
@@ -1079,49 +1136,3 @@ class PostgresBackend:
             self._pooled.close()
             if self._owns_engine:
                 self.engine.dispose()
-
-
-# -------------------------------------------------------------------- statement tap
-
-
-def trace_engine_statements(engine: sa.Engine, record: Callable[[str], None]) -> None:
-    """Call ``record(sql)`` for each statement sent on the connections ``engine`` opens
-    from now on, by SQLAlchemy and by bulkops alike: once per ``execute``,
-    ``executemany`` (one pipelined statement, many parameter sets), ``copy`` or
-    ``stream``. Transactions psycopg opens and closes itself (the implicit BEGIN, and
-    ``Connection.commit()``) do not pass through a cursor and are not seen.
-    """
-
-    @sa.event.listens_for(engine, "do_connect")
-    def _traced(dialect: Any, record_: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams["cursor_factory"] = _traced_cursor(
-            cparams.get("cursor_factory", psycopg.Cursor), record
-        )
-
-
-def _traced_cursor(base: type[psycopg.Cursor[Any]], record: Callable[[str], None]) -> type[Any]:
-    class TracedCursor(base):  # type: ignore[valid-type, misc]
-        def _record(self, query: Any) -> None:
-            if isinstance(query, sql.Composable):
-                query = query.as_string(self.connection)
-            elif isinstance(query, bytes | bytearray | memoryview):
-                query = bytes(query).decode(errors="replace")
-            record(str(query))
-
-        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            self._record(query)
-            return super().execute(query, *args, **kwargs)
-
-        def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            self._record(query)
-            return super().executemany(query, *args, **kwargs)
-
-        def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
-            self._record(statement)
-            return super().copy(statement, *args, **kwargs)
-
-        def stream(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            self._record(query)
-            return super().stream(query, *args, **kwargs)
-
-    return TracedCursor

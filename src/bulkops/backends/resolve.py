@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine.mock import MockConnection
 
 from ..errors import SchemaError
-from .base import Backend
+from .base import Backend, StatementTracer
 
-__all__ = ["SCHEMES", "engine_for_url", "open_backend"]
+__all__ = ["SCHEMES", "engine_for_url", "open_backend", "statement_tracer"]
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
@@ -73,3 +74,42 @@ def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
 
         return PostgresBackend(engine, owns_engine=owns_engine)
     raise SchemaError(f"bulkops has no backend for SQLAlchemy dialect {name!r}")
+
+
+def statement_tracer(handle: object) -> StatementTracer:
+    """The statement tracer for ``handle``: a backend itself, or the tracer of the
+    backend module whose driver ``handle`` belongs to (a SQLAlchemy Engine or
+    Connection, a ``sqlite3`` or psycopg 3 connection, a boto3 DynamoDB client or
+    resource)."""
+    if isinstance(handle, Backend):
+        return handle
+    if isinstance(handle, sa.Engine | sa.Connection | MockConnection):
+        dialect = handle.dialect
+        name = dialect.name
+        if name == "sqlite":
+            from .sqlite import SQLiteTracer
+
+            return SQLiteTracer(handle)
+        if name == "postgresql" and dialect.driver == "psycopg":
+            from .postgres import PostgresTracer
+
+            return PostgresTracer(handle)
+        raise ValueError(f"cannot count statements on {name!r} databases")
+    module = type(handle).__module__
+    if module == "sqlite3":
+        from .sqlite import SQLiteTracer
+
+        return SQLiteTracer(handle)
+    if module == "psycopg" or module.startswith("psycopg."):
+        from .postgres import PostgresTracer
+
+        return PostgresTracer(handle)
+    if module.startswith(("boto3", "botocore")):
+        from .dynamodb import DynamoDBTracer
+
+        return DynamoDBTracer(handle)
+    raise TypeError(
+        "counting statements takes a bulkops Store, a SQLAlchemy Engine or Connection, a "
+        "sqlite3 or psycopg connection or a boto3 DynamoDB client, not "
+        f"{type(handle).__module__}.{type(handle).__name__}"
+    )

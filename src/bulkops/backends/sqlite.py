@@ -69,10 +69,11 @@ from .base import (
     Timeouts,
     WriteOp,
     is_transaction_control,
+    statement_filter,
     translate_errors,
 )
 
-__all__ = ["SQLiteBackend", "trace_connection", "trace_engine_statements"]
+__all__ = ["SQLiteBackend", "SQLiteTracer"]
 
 NoneType = type(None)
 
@@ -256,59 +257,214 @@ _CODECS: dict[str, ColumnCodec] = {
 }
 
 
-# ------------------------------------------------------------- counting statements
+# ------------------------------------------------------------- tracing statements
 
 _EXECUTES = frozenset({"execute", "executemany", "executescript"})
 
 
-@contextmanager
-def trace_connection(
-    conn: sqlite3.Connection, on_statement: Callable[[str], None]
-) -> Iterator[None]:
-    """Call ``on_statement(sql)`` once per statement the calling thread sends on
-    ``conn``: once per ``execute()`` and per ``executemany()`` (however many rows),
-    once per statement of an ``executescript()``; transaction control is left out.
+class SQLiteTracer:
+    """SQLite's statement tracer (``StatementTracer``), for a ``sqlite3`` connection, a
+    SQLAlchemy Connection on one, or a SQLAlchemy Engine of SQLite (every connection
+    it hands out during the block, bulkops' own included).
 
-    SQLite's own trace hook (``set_trace_callback``) reports a statement each time it
-    starts running: once per row of an ``executemany()``, again for statements run by
-    triggers, and the implicit BEGIN of the sqlite3 module. To count what the
-    application sent instead, a profile hook (``sys.setprofile``, this thread only)
-    notes each call of an execute method on this connection or its cursors, and only
-    the first statement traced after such a call is counted (with its values filled
-    in). Statements sent from other threads are not counted.
+    Counted per call the application makes: once per ``execute()``, once per
+    ``executemany()`` however many rows it carries, once per statement of an
+    ``executescript()``. How depends on whether the connection's class can still be
+    chosen (a sqlite3 connection's cannot be changed once it is made):
+
+    - connections an Engine opens during the block are made of subclasses that report
+      each call (the SQL as given). One Python call per statement: cheap enough for
+      ``bulkops bench`` to count inside its clock.
+    - connections already open (a sqlite3 or SQLAlchemy Connection, a Backend's, an
+      Engine's pooled ones) keep their class. SQLite's trace hook reports a statement
+      each time it starts running, with its values filled in: once per row of an
+      ``executemany()``, again for statements run by triggers, and the sqlite3
+      module's implicit BEGIN. So a profile hook (``sys.setprofile``, the block's
+      thread only) notes each call of an execute method on such a connection or its
+      cursors, and only the first statement traced after the call is counted (all of
+      an ``executescript()``). Statements sent from other threads are not seen; with
+      ``include_transaction_control`` the implicit BEGIN is reported too.
     """
-    if sys.getprofile() is not None:
-        raise RuntimeError(
-            "counting statements on a sqlite3 connection needs sys.setprofile, and a "
-            "profiler is already active in this thread"
-        )
-    owner = threading.get_ident()
-    pending: list[str | None] = [None]  # the execute method called last, until traced
 
-    def profile(frame: Any, event: str, arg: Any) -> None:
+    def __init__(self, handle: object) -> None:
+        if isinstance(handle, sa.Connection):
+            handle = handle.connection.driver_connection
+        if not isinstance(handle, sqlite3.Connection | sa.Engine):
+            raise TypeError(f"not a sqlite3 connection or a SQLite Engine: {handle!r}")
+        self.handle = handle
+
+    @contextmanager
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> Iterator[None]:
+        hooks = _CallHooks(on_statement, include_transaction_control)
+        if isinstance(self.handle, sa.Engine):
+            with _engine_traced(self.handle, hooks):
+                yield
+            return
+        hooks.add(self.handle)
+        try:
+            yield
+        finally:
+            hooks.close()
+
+
+class _CallHooks:
+    """Open connections traced with SQLite's trace hook and a profile hook, in the
+    thread that made this (see ``SQLiteTracer``)."""
+
+    def __init__(self, on_statement: Callable[[str], None], include: bool) -> None:
+        self.on_statement = on_statement
+        self.include = include
+        self.owner = threading.get_ident()
+        self.conns: dict[int, sqlite3.Connection] = {}
+        self.pending: str | None = None  # the execute method called last, until traced
+
+    def add(self, conn: sqlite3.Connection) -> None:
+        if threading.get_ident() != self.owner or id(conn) in self.conns:
+            return
+        if not self.conns:
+            if sys.getprofile() is not None:
+                raise RuntimeError(
+                    "counting statements on a sqlite3 connection needs sys.setprofile, and "
+                    "a profiler is already active in this thread"
+                )
+            sys.setprofile(self.profile)
+        self.conns[id(conn)] = conn
+        conn.set_trace_callback(self.trace)
+
+    def discard(self, conn: sqlite3.Connection) -> None:
+        if self.conns.pop(id(conn), None) is None:
+            return
+        conn.set_trace_callback(None)
+        if not self.conns and threading.get_ident() == self.owner:
+            sys.setprofile(None)
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            self.discard(conn)
+
+    def profile(self, frame: Any, event: str, arg: Any) -> None:
         if event != "c_call":
             return
         target = getattr(arg, "__self__", None)
-        if target is conn or (isinstance(target, sqlite3.Cursor) and target.connection is conn):
+        if isinstance(target, sqlite3.Cursor):
+            target = target.connection
+        if target is not None and self.conns.get(id(target)) is target:
             name = arg.__name__
-            pending[0] = name if name in _EXECUTES else None
+            self.pending = name if name in _EXECUTES else None
 
-    def trace(statement: str) -> None:
-        if threading.get_ident() != owner or pending[0] is None:
+    def trace(self, statement: str) -> None:
+        if threading.get_ident() != self.owner or self.pending is None:
             return  # another thread, a row of an executemany, or a trigger's statement
         if is_transaction_control(statement):
-            return  # e.g. the implicit BEGIN before the statement itself
-        if pending[0] != "executescript":
-            pending[0] = None
-        on_statement(statement)
+            # e.g. the implicit BEGIN before the statement itself: that one stays pending
+            if self.include:
+                self.on_statement(statement)
+            return
+        if self.pending != "executescript":
+            self.pending = None
+        self.on_statement(statement)
 
-    conn.set_trace_callback(trace)
-    sys.setprofile(profile)
+
+@contextmanager
+def _engine_traced(engine: sa.Engine, hooks: _CallHooks) -> Iterator[None]:
+    """Every connection ``engine`` hands out in the block: new ones made traced, pooled
+    ones hooked while checked out (see ``SQLiteTracer``)."""
+    report = statement_filter(hooks.on_statement, include_transaction_control=hooks.include)
+    sinks = [report]
+    made: dict[type[sqlite3.Connection], type[sqlite3.Connection]] = {}
+
+    def do_connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        base = cparams.get("factory", sqlite3.Connection)
+        if base not in made:
+            made[base] = _traced_connection(base, sinks)
+        cparams["factory"] = made[base]
+
+    def checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        if type(dbapi_conn) in made.values():
+            dbapi_conn.traced = True  # from here: not SQLAlchemy's first-connect queries
+        else:
+            hooks.add(dbapi_conn)
+
+    def checkin(dbapi_conn: Any, record: Any) -> None:
+        if type(dbapi_conn) in made.values():
+            dbapi_conn.traced = False
+        hooks.discard(dbapi_conn)
+
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("do_connect", do_connect),
+        ("checkout", checkout),
+        ("checkin", checkin),
+    ]
+    for name, listener in listeners:
+        sa.event.listen(engine, name, listener)
     try:
         yield
     finally:
-        sys.setprofile(None)
-        conn.set_trace_callback(None)
+        for name, listener in listeners:
+            sa.event.remove(engine, name, listener)
+        sinks.clear()  # connections made traced stay in the pool: they go quiet
+        hooks.close()
+
+
+def _script_statements(script: str) -> Iterator[str]:
+    """The statements of an ``executescript()`` script, as SQLite splits them."""
+    start = 0
+    for end, char in enumerate(script, 1):
+        if char == ";" and sqlite3.complete_statement(script[start:end]):
+            statement = script[start:end].strip()
+            if statement != ";":
+                yield statement
+            start = end
+    if script[start:].strip():
+        yield script[start:].strip()
+
+
+def _traced_connection(
+    base: type[sqlite3.Connection], sinks: list[Callable[[str], None]]
+) -> type[sqlite3.Connection]:
+    """A subclass of ``base`` whose execute methods (its cursors' too) hand each
+    statement to ``sinks`` while the connection is ``traced`` (checked out)."""
+
+    def report(cursor: sqlite3.Cursor, sql: str) -> None:
+        conn = cursor.connection
+        if isinstance(conn, TracedConnection) and conn.traced:
+            for sink in list(sinks):
+                sink(sql)
+
+    class TracedCursor(sqlite3.Cursor):
+        def execute(self, sql: str, parameters: Any = (), /) -> Self:
+            report(self, sql)
+            return super().execute(sql, parameters)
+
+        def executemany(self, sql: str, parameters: Any, /) -> Self:
+            report(self, sql)
+            return super().executemany(sql, parameters)
+
+        def executescript(self, script: str, /) -> sqlite3.Cursor:
+            for statement in _script_statements(script):
+                report(self, statement)
+            return super().executescript(script)
+
+    class TracedConnection(base):  # type: ignore[valid-type, misc]
+        traced = False
+
+        # Connection.execute() and friends do not go through cursor() in C, so each
+        # is routed through a traced cursor here.
+        def cursor(self, factory: Any = TracedCursor) -> Any:
+            return super().cursor(factory)
+
+        def execute(self, sql: str, parameters: Any = (), /) -> Any:
+            return self.cursor().execute(sql, parameters)
+
+        def executemany(self, sql: str, parameters: Any, /) -> Any:
+            return self.cursor().executemany(sql, parameters)
+
+        def executescript(self, script: str, /) -> Any:
+            return self.cursor().executescript(script)
+
+    return TracedConnection
 
 
 # --------------------------------------------------------------------- the backend
@@ -458,10 +614,14 @@ class SQLiteBackend:
             )
         return _CODECS[column.type]
 
-    def trace_statements(self, on_statement: Callable[[str], None]) -> AbstractContextManager[None]:
-        """``on_statement(sql)`` for every statement this backend sends meanwhile
-        (see ``trace_connection``)."""
-        return trace_connection(self.conn, on_statement)
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> AbstractContextManager[None]:
+        """Every statement this backend sends meanwhile (``SQLiteTracer``: its
+        connection is open, so from this thread only)."""
+        return SQLiteTracer(self.conn).trace_statements(
+            on_statement, include_transaction_control=include_transaction_control
+        )
 
     # ----------------------------------------------------------- transactions
 
@@ -876,55 +1036,3 @@ class SQLiteBackend:
             self._pooled.close()
             if self._owns_engine:
                 self.engine.dispose()
-
-
-# -------------------------------------------------------------------- statement tap
-
-
-def trace_engine_statements(engine: sa.Engine, record: Callable[[str], None]) -> None:
-    """Call ``record(sql)`` for each statement sent on the connections ``engine`` opens
-    from now on, by SQLAlchemy and by bulkops alike: once per ``execute``, once per
-    ``executemany`` (one statement, many parameter sets), once per ``executescript``.
-
-    Counted at the driver call rather than with ``set_trace_callback``: SQLite's trace
-    fires once per row of an executemany, which would count one prepared statement as
-    thousands. Connections already open are not traced (their class is fixed).
-    """
-
-    @sa.event.listens_for(engine, "do_connect")
-    def _traced(dialect: Any, record_: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams["factory"] = _traced_connection(cparams.get("factory", sqlite3.Connection), record)
-
-
-def _traced_connection(
-    base: type[sqlite3.Connection], record: Callable[[str], None]
-) -> type[sqlite3.Connection]:
-    class TracedCursor(sqlite3.Cursor):
-        def execute(self, sql: str, parameters: Any = (), /) -> Self:
-            record(sql)
-            return super().execute(sql, parameters)
-
-        def executemany(self, sql: str, parameters: Any, /) -> Self:
-            record(sql)
-            return super().executemany(sql, parameters)
-
-        def executescript(self, script: str, /) -> sqlite3.Cursor:
-            record(script)
-            return super().executescript(script)
-
-    class TracedConnection(base):  # type: ignore[valid-type, misc]
-        # Connection.execute() and friends do not go through cursor() in C, so each
-        # is routed through a traced cursor here.
-        def cursor(self, factory: Any = TracedCursor) -> Any:
-            return super().cursor(factory)
-
-        def execute(self, sql: str, parameters: Any = (), /) -> Any:
-            return self.cursor().execute(sql, parameters)
-
-        def executemany(self, sql: str, parameters: Any, /) -> Any:
-            return self.cursor().executemany(sql, parameters)
-
-        def executescript(self, script: str, /) -> Any:
-            return self.cursor().executescript(script)
-
-    return TracedConnection

@@ -3,37 +3,36 @@
 Naive code goes through SQLAlchemy connections; bulkops' backends use the driver
 connection underneath (SQLite: ``sqlite3``; PostgreSQL: psycopg), which SQLAlchemy's
 ``before_cursor_execute`` event never sees. So the count is taken one level lower, in
-the driver, where both pass: each backend module's ``trace_engine_statements`` reports every
-``execute``, ``executemany`` (one statement, many parameter sets), ``COPY`` and
-script. Everything counts (bulkops' table reflection, temporary tables, the
-PostgreSQL backend's ``txid_current()`` per transaction) except transaction control
-(BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE): drivers send the naive side's
-BEGIN and COMMIT without a cursor, so they are invisible there and left out on both
-sides. This is also how ``Report.statements`` counts, although the Report leaves out
-reflection and setup statements that this count includes.
+the driver, where both pass: the backend's statement tracer
+(``bulkops.backends.resolve.statement_tracer``) on the run's Engine reports every ``execute``,
+``executemany`` (one statement, many parameter sets), ``COPY`` and script statement
+on every connection the Engine hands out. Everything counts (bulkops' table
+reflection, temporary tables, the PostgreSQL backend's ``txid_current()`` per
+transaction) except transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE):
+drivers send the naive side's BEGIN and COMMIT without a cursor, so they are
+invisible there and left out on both sides. This is also how ``Report.statements``
+counts, although the Report leaves out reflection and setup statements that this
+count includes.
 
 On DynamoDB there are no statements but requests, and nothing to leave out: naive
-code and bulkops share one boto3 client, and the DynamoDB backend's
-``trace_client_requests`` reports each API call made on it, bulkops' DescribeTable
-included (bulkops' clients do not retry inside botocore, so a call is one request).
+code and bulkops share one boto3 client, and the DynamoDB tracer on it reports each
+API call made on it, bulkops' DescribeTable included (bulkops' clients do not retry
+inside botocore, so a call is one request).
 """
 
 from __future__ import annotations
 
-import re
 import threading
+from contextlib import AbstractContextManager
 
-import sqlalchemy as sa
+from ..backends.base import is_transaction_control
+from ..backends.resolve import statement_tracer
 
 __all__ = ["StatementCounter"]
 
-_TRANSACTION_CONTROL = re.compile(
-    r"\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE
-)
-
 
 class StatementCounter:
-    """Counts the statements sent on an Engine's connections (opened after ``attach``)."""
+    """Counts the statements sent on a database handle (an Engine, a boto3 client)."""
 
     def __init__(self) -> None:
         self.statements = 0
@@ -42,19 +41,15 @@ class StatementCounter:
         # Parallel workers (``workers=``) send statements from several threads.
         self._lock = threading.Lock()
 
-    def attach(self, engine: sa.Engine) -> None:
-        name = engine.dialect.name
-        if name == "sqlite":
-            from ..backends.sqlite import trace_engine_statements as trace
-        elif name == "postgresql":
-            from ..backends.postgres import trace_engine_statements as trace
-        else:
-            raise ValueError(f"cannot count statements on {name!r} databases")
-        trace(engine, self.record)
+    def attach(self, handle: object) -> AbstractContextManager[None]:
+        """Count what is sent on ``handle`` while the returned block runs (the Engine's
+        connections: those it opens meanwhile and the pooled ones it hands out)."""
+        tracer = statement_tracer(handle)
+        return tracer.trace_statements(self.record, include_transaction_control=True)
 
     def record(self, statement: str) -> None:
         """One statement (or request) sent."""
-        control = _TRANSACTION_CONTROL.match(statement) is not None
+        control = is_transaction_control(statement)
         with self._lock:
             if control:
                 self.transaction_control += 1

@@ -57,10 +57,11 @@ class Target:
     counter: StatementCounter
 
 
-def _sql_target(engine: sa.Engine) -> Target:
+@contextlib.contextmanager
+def _sql_target(engine: sa.Engine) -> Iterator[Target]:
     counter = StatementCounter()
-    counter.attach(engine)
-    return Target(plain=engine, connect=partial(connect, engine), counter=counter)
+    with counter.attach(engine):
+        yield Target(plain=engine, connect=partial(connect, engine), counter=counter)
 
 
 class Sandbox(Protocol):
@@ -113,7 +114,8 @@ class SQLiteSandbox:
             url = f"sqlite:///{path}"
         engine = _engine(url)
         try:
-            yield _sql_target(engine)
+            with _sql_target(engine) as target:
+                yield target
         finally:
             engine.dispose()
             if path is not None:
@@ -155,7 +157,8 @@ class PostgresSandbox:
             conn.exec_driver_sql(f"CREATE SCHEMA {quoted}")
         engine = _engine(self._url, connect_args={"options": f"-c search_path={schema}"})
         try:
-            yield _sql_target(engine)
+            with _sql_target(engine) as target:
+                yield target
         finally:
             engine.dispose()
             with self._admin.begin() as conn:
@@ -200,14 +203,12 @@ class DynamoDBSandbox:
 
     @contextlib.contextmanager
     def target(self) -> Iterator[Target]:
-        from ..backends.dynamodb import trace_client_requests
-
         prefix = f"bulkops_bench_{self._token}_{next(self._numbers)}_"
         client = self._client_from_url(self._url)
         _TableNamespace(client, prefix)
         counter = StatementCounter()
         try:
-            with trace_client_requests(client, counter.record):
+            with counter.attach(client):
                 yield Target(plain=client, connect=partial(connect, client), counter=counter)
         finally:
             client.close()
