@@ -498,7 +498,7 @@ def test_a_request_refused_as_a_whole_is_resent_item_by_item(
     # 3 requests of 25, then the refused one's 25 items alone (not the whole chunk's 60)
     assert db.backend.statements - before == 3 + 25
     assert raw_items(dynamodb_local, name) == {r["id"]: r for r in rows if r["id"] != 33}
-    with pytest.raises(bulkops.DataError, match="duplicates"):
+    with pytest.raises(bulkops.errors.DataError, match="duplicates"):
         db.upsert(name, rows)
 
 
