@@ -31,12 +31,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateTable
 
 from ..errors import (
+    AccessError,
+    AdapterError,
     BulkError,
     ConnectionLostError,
     ConstraintError,
     ConversionError,
     DeadlockError,
     LockTimeoutError,
+    ResourceError,
     SchemaError,
     SerializationError,
     StatementTimeoutError,
@@ -1349,6 +1352,17 @@ class PostgresBackend:
             )
         ):
             return ConnectionLostError(message, code=code)
+        # Failures that are not about a row: the call stops with them (no bisection).
+        if isinstance(error, pg_errors.InsufficientPrivilege):
+            return AccessError(
+                f"{message} (the role {self.conn.info.user!r} lacks a privilege this work "
+                "needs: GRANT it, or connect as a role that has it)",
+                code=code,
+            )
+        if isinstance(error, pg_errors.ReadOnlySqlTransaction):
+            return AccessError(f"{message} (the database or transaction is read-only)", code=code)
+        if (code or "").startswith("53"):
+            return ResourceError(f"the database server is out of resources: {message}", code=code)
         if isinstance(error, psycopg.IntegrityError):
             return ConstraintError(message, code=code, column=column)
         if isinstance(error, psycopg.DataError) or (code or "").startswith("22"):
@@ -1356,6 +1370,8 @@ class PostgresBackend:
         if isinstance(error, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
             return SchemaError(message, code=code)
         if isinstance(error, psycopg.ProgrammingError) and code is None:
+            if "dump" in message or "adapt" in message:
+                return AdapterError(f"no adapter: {message}")
             return ConversionError(message)
         return BulkError(message, code=code)
 
