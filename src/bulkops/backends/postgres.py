@@ -416,7 +416,8 @@ SELECT rel.oid,
      FROM pg_index i
      WHERE i.indrelid = rel.oid AND i.indisunique AND i.indpred IS NULL
            AND i.indexprs IS NULL),
-  to_regclass('bulkops_sync_state') IS NOT NULL
+  to_regclass('bulkops_sync_state') IS NOT NULL,
+  (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = rel.oid)
 FROM rel
 """
 
@@ -653,6 +654,7 @@ class PostgresBackend:
             if row is None or row[0] is None:
                 raise SchemaError(self._no_such_table(table))
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
+            partitioned = bool(row[4])
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -718,6 +720,7 @@ class PostgresBackend:
                 "reads": reads,
                 "money": frozenset(money),
                 "sync_state": bool(sync_state),
+                "partitioned": partitioned,
             },
         )
         return spec
@@ -1045,14 +1048,27 @@ class PostgresBackend:
                     )
                 else:
                     stmt = stmt.on_conflict_do_nothing(index_elements=list(op.key))
-                # xmax = 0 only for a freshly inserted row version: inserted vs updated.
-                written = stmt.returning(sa.literal_column("xmax = 0").label("fresh")).cte(
-                    "written"
-                )
-                stmt = sa.select(
-                    sa.func.count().filter(written.c.fresh),
-                    sa.func.count().filter(sa.not_(written.c.fresh)),
-                )
+                if op.table.extra.get("partitioned"):
+                    # A partitioned table has no xmax to return: the keys found before
+                    # (the statement's snapshot) tell inserted from updated instead.
+                    written = stmt.returning(sa.literal_column("1")).cte("written")
+                    given = sa.select(sa.func.count()).select_from(s).scalar_subquery()
+                    found = (
+                        sa.select(sa.func.count())
+                        .select_from(t.join(s, sa.and_(*(t.c[k] == s.c[k] for k in op.key))))
+                        .scalar_subquery()
+                    )
+                    wrote = sa.select(sa.func.count()).select_from(written).scalar_subquery()
+                    stmt = sa.select(given - found, wrote - (given - found))
+                else:
+                    # xmax = 0 only for a freshly inserted row version: inserted vs updated.
+                    written = stmt.returning(sa.literal_column("xmax = 0").label("fresh")).cte(
+                        "written"
+                    )
+                    stmt = sa.select(
+                        sa.func.count().filter(written.c.fresh),
+                        sa.func.count().filter(sa.not_(written.c.fresh)),
+                    )
         elif op.kind == "update":
             match = sa.and_(*(t.c[k] == s.c[k] for k in op.key))
             changed = (
