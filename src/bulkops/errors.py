@@ -25,6 +25,12 @@ name, AWS error code) as ``.code``.
       ChangesetError          a changeset file is truncated, corrupt or not for this table
       LimitError              a value or request is beyond a hard limit of the backend
       UnsupportedError        the database cannot do what was asked (see its Capabilities)
+      AccessError             no privilege, or a read-only database or transaction
+      ResourceError           the server is out of a resource (disk full, out of memory)
+      AdapterError            the driver has no way to send a value of some type
+
+The last three, like SchemaError, are not about a row: a bulk call stops at once with
+the error instead of narrowing its chunk down to reject every row one by one.
 """
 
 from __future__ import annotations
@@ -182,3 +188,19 @@ class ChangesetError(BulkError):
 class UnsupportedError(BulkError):
     """The database cannot do what was asked: a capability it lacks (``Capabilities``),
     such as transactions on DynamoDB or ``statement_timeout`` on SQLite."""
+
+
+class AccessError(BulkError):
+    """The database refuses the work whatever the rows hold: the role lacks a
+    privilege (PostgreSQL 42501), or the database or transaction is read-only
+    (25006, SQLite ``readonly``). Not about a row: the call stops."""
+
+
+class ResourceError(BulkError):
+    """The server ran out of a resource (PostgreSQL class 53: disk full, out of
+    memory). Not about a row, and not retried: the call stops."""
+
+
+class AdapterError(BulkError):
+    """The driver cannot send a value of some type (no adapter for it). Not about a
+    row: every row would fail alike, so the call stops."""

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import itertools
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import sqlalchemy as sa
@@ -30,12 +31,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateTable
 
 from ..errors import (
+    AccessError,
+    AdapterError,
     BulkError,
     ConnectionLostError,
     ConstraintError,
     ConversionError,
     DeadlockError,
     LockTimeoutError,
+    ResourceError,
     SchemaError,
     SerializationError,
     StatementTimeoutError,
@@ -50,6 +54,7 @@ from ..schema import (
     datetime_from_text,
     decimal_from_text,
     int_from_text,
+    json_dumps,
 )
 from ._sql import (
     ALREADY_EXISTS,
@@ -155,12 +160,173 @@ def _to_uuid(value: Any) -> Any:
     raise ValueError(f"{type(value).__name__} {value!r} is not a UUID")
 
 
+class _Wire(NamedTuple):
+    """How a column travels in COPY: its logical kind, the oid whose dumper sends it
+    (None: the column's own type) and whether the server must parse it as text."""
+
+    kind: str
+    oid: int | None = None
+    text: bool = False
+
+
+_TEXT_OID = 25
+_INT8_OID = 20
+# Types whose binary input reads plain text (their values travel as text, binary COPY).
+_TEXT_RECEIVE = frozenset({"bpchar", "citext", "xml"})
+_BINARY_EXTRA = frozenset({"uuid"})  # psycopg dumps these binary from their Python class
+
+
+def _wire(
+    base: str, base_kind: str, base_category: str, elem: str | None, elem_kind: str | None
+) -> _Wire:
+    """The wire of a column of (domain-resolved) type ``base``. Types psycopg dumps in
+    binary from a value the codec guarantees go binary; every other type (arrays,
+    time, inet, macaddr, bit, tsvector, point, ranges, extension types ...) is sent as
+    its text form and parsed by the server, so no missing adapter can refuse a row."""
+    if base_category == "A":
+        return _Wire("any", _TEXT_OID, True)
+    if base_kind == "e" or base in _TEXT_RECEIVE:
+        return _Wire("text", _TEXT_OID)
+    if base == "money":
+        return _Wire("decimal", _INT8_OID)  # binary money is an int8 of minor units
+    if base in _LOGICAL:
+        return _Wire(_LOGICAL[base])
+    if base in _BINARY_EXTRA:
+        return _Wire("any")
+    return _Wire("any", _TEXT_OID, True)
+
+
+def _read_cast(
+    typname: str,
+    base: str,
+    base_category: str,
+    elem: str | None,
+    elem_kind: str | None,
+    elem_formatted: str | None,
+) -> str | None:
+    """SQL type to cast a column to when reading it, so that psycopg decodes it to a
+    sensible value: money as numeric (exact, not locale text), arrays of enums as
+    text[], arrays of domains as arrays of the domain's base type."""
+    if base == "money":
+        return "numeric"
+    if base_category != "A" or not elem:
+        return None
+    if elem == "money":
+        return "numeric[]"
+    if elem_kind == "e":
+        return "text[]"
+    if typname != f"_{elem}" and elem_formatted:
+        return f"{elem_formatted}[]"
+    return None
+
+
+def _pg_text(value: Any) -> str | None:
+    """The PostgreSQL text form of a Python value (the server parses it)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return json_dumps(value)
+    if isinstance(value, list | tuple):
+        return _array_literal(value, _pg_text)
+    if isinstance(value, uuid.UUID | ipaddress.IPv4Address | ipaddress.IPv6Address
+                  | ipaddress.IPv4Network | ipaddress.IPv6Network
+                  | ipaddress.IPv4Interface | ipaddress.IPv6Interface):  # fmt: skip
+        return str(value)
+    raise ValueError(f"a {type(value).__name__} has no PostgreSQL text form")
+
+
+def _array_literal(values: Any, element: Callable[[Any], Any]) -> str:
+    """A PostgreSQL array literal ({"a","b",NULL}) of a list (nested lists: more
+    dimensions); each element is ``element(value)`` as text, quoted."""
+    parts = []
+    for value in values:
+        if isinstance(value, list | tuple):
+            parts.append(_array_literal(value, element))
+            continue
+        text = _pg_text(element(value))
+        if text is None:
+            parts.append("NULL")
+        else:
+            parts.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(parts) + "}"
+
+
+def _text_codec(column: ColumnSpec) -> ColumnCodec:
+    """Values of a column sent as text: Python values become their PostgreSQL text
+    form; text is passed on as it is, for the server to parse."""
+    declared = column.declared or column.extra_type
+
+    def encode(value: Any) -> Any:
+        try:
+            return _pg_text(value)
+        except ValueError:
+            raise ValueError(
+                f"a {type(value).__name__} cannot be written to a {declared} column"
+            ) from None
+
+    if column.extra_type.endswith("[]"):
+        elem = column.extra_type[:-2]
+        kind = _LOGICAL.get(elem)
+        convert = _codec(ColumnSpec("", kind or "any", extra_type=elem)).encode if kind else _any
+        if elem == "uuid":
+            convert = _to_uuid
+
+        def encode_array(value: Any) -> Any:
+            if isinstance(value, list | tuple):
+                return _array_literal(value, convert)
+            return encode(value)
+
+        return ColumnCodec(frozenset({str, NoneType}), encode_array)
+    return ColumnCodec(frozenset({str, NoneType}), encode)
+
+
+def _money_codec(scale: int) -> ColumnCodec:
+    """money travels as an int8 of minor units (binary money): exact, and refused
+    rather than rounded where a value has more decimal places than the currency."""
+    low, high = -(2**63), 2**63 - 1
+
+    def units(value: Decimal) -> int:
+        scaled = value.scaleb(scale)
+        if not scaled.is_finite() or scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {scale} decimal places (money)")
+        number = int(scaled)
+        if not low <= number <= high:
+            raise ValueError(f"{value} is outside the range of money")
+        return number
+
+    return ColumnCodec(
+        frozenset({NoneType}),
+        coercer("decimal", units),
+        fast={Decimal: units, str: adapted(decimal_from_text, units)},
+    )
+
+
 def _codec(column: ColumnSpec) -> ColumnCodec:
     declared = column.extra_type
     kind = column.type
     if declared == "uuid":
         # The binary dumper for uuid takes uuid.UUID only; text (CSV) is parsed here.
         return ColumnCodec(frozenset({uuid.UUID, NoneType}), _to_uuid)
+    if kind == "any":
+        return _text_codec(column)
     if kind == "integer":
         bits = {"int2": 16, "int4": 32}.get(declared, 64)
         # Narrow columns check the range of every value: psycopg's binary int2/int4
@@ -196,7 +362,7 @@ def _codec(column: ColumnSpec) -> ColumnCodec:
         )
     if kind == "json":
         return ColumnCodec(frozenset({dict, list, NoneType}), coercer("json"))
-    return ColumnCodec(frozenset({int, float, str, bytes, bool, Decimal, NoneType}), _any)
+    return _text_codec(column)
 
 
 def _any(value: Any) -> Any:
@@ -211,9 +377,13 @@ def _sequence_name(name: str) -> str:
     return f"bulkops_seq_{readable}_{digest}"
 
 
-# Columns (name, type name, type oid, NOT NULL, has a default, generated, type
-# category, formatted type, default expression) and unique indexes of one table, and
-# whether the database keeps sync state (writes must then invalidate it).
+# Columns and unique indexes of one table, and whether the database keeps sync state
+# (writes must then invalidate it). Per column: name, type name, type oid, NOT NULL,
+# has a default, generated, type category, formatted type, default expression,
+# identity ('a' always, 'd' by default, ''), then the base type (a domain resolved to
+# the type under it): oid, name, typtype, category; for arrays the element's base
+# type: oid, name, typtype, formatted; whether the (element) type has an equality
+# (a default btree or hash operator class), and the declared type's own oid again.
 _REFLECT = """
 WITH rel AS (SELECT to_regclass(%(ident)s)::oid AS oid)
 SELECT rel.oid,
@@ -223,9 +393,33 @@ SELECT rel.oid,
             t.typcategory, format_type(a.atttypid, a.atttypmod),
             CASE WHEN a.attidentity <> ''
                  THEN format('nextval(%%L::regclass)', pg_get_serial_sequence(%(ident)s, a.attname))
-                 ELSE pg_get_expr(d.adbin, d.adrelid) END) ORDER BY a.attnum)
+                 ELSE pg_get_expr(d.adbin, d.adrelid) END,
+            a.attidentity::text,
+            b.oid::int, b.typname, b.typtype::text, b.typcategory::text,
+            e.oid::int, e.typname, e.typtype::text, format_type(e.oid, NULL),
+            COALESCE(e.typtype, b.typtype) IN ('e', 'r', 'm') OR EXISTS (
+              SELECT 1 FROM pg_opclass o JOIN pg_am am ON am.oid = o.opcmethod
+              WHERE o.opcdefault AND am.amname IN ('btree', 'hash')
+                AND o.opcintype = COALESCE(e.oid, b.oid))) ORDER BY a.attnum)
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     CROSS JOIN LATERAL (
+       WITH RECURSIVE r(oid, typtype, base) AS (
+         SELECT t.oid, t.typtype, t.typbasetype
+         UNION ALL
+         SELECT x.oid, x.typtype, x.typbasetype FROM r JOIN pg_type x ON x.oid = r.base
+         WHERE r.typtype = 'd')
+       SELECT oid FROM r WHERE typtype <> 'd') base
+     JOIN pg_type b ON b.oid = base.oid
+     LEFT JOIN LATERAL (
+       WITH RECURSIVE r(oid, typtype, base) AS (
+         SELECT x.oid, x.typtype, x.typbasetype FROM pg_type x
+         WHERE x.oid = b.typelem AND b.typcategory = 'A'
+         UNION ALL
+         SELECT x.oid, x.typtype, x.typbasetype FROM r JOIN pg_type x ON x.oid = r.base
+         WHERE r.typtype = 'd')
+       SELECT oid FROM r WHERE typtype <> 'd') elem ON true
+     LEFT JOIN pg_type e ON e.oid = elem.oid
      WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (SELECT json_agg(json_build_array(i.indisprimary,
             array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
@@ -234,7 +428,8 @@ SELECT rel.oid,
      FROM pg_index i
      WHERE i.indrelid = rel.oid AND i.indisunique AND i.indpred IS NULL
            AND i.indexprs IS NULL),
-  to_regclass(%(state)s) IS NOT NULL
+  to_regclass(%(state)s) IS NOT NULL,
+  (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = rel.oid)
 FROM rel
 """
 
@@ -245,6 +440,34 @@ _TYPE_OIDS = {"bigint": 20, "text": 25}
 # Staging table names, unique in the process: a pooled connection may still hold the
 # temporary tables of an earlier backend that used it.
 _STAGE_NUMBERS = itertools.count(1)
+
+
+def _direct(op: WriteOp) -> bool:
+    """A plain insert COPYs straight into the table, unless a column needs a default
+    in place of NULL or must not be written (generated, identity ALWAYS)."""
+    extra = op.table.extra
+    return op.kind == "insert" and not set(op.columns) & (
+        set(extra["defaults"]) | set(extra.get("fixed", ()))
+    )
+
+
+def _money_as_text(
+    rows: Iterable[tuple[Any, ...]], positions: Sequence[int], scale: int, point: str
+) -> Iterator[tuple[Any, ...]]:
+    """Rows with their money values (minor units) as money text, for a text COPY."""
+    for row in rows:
+        values = list(row)
+        for i in positions:
+            units = values[i]
+            if units is not None:
+                sign, digits = ("-", str(-units)) if units < 0 else ("", str(units))
+                digits = digits.rjust(scale + 1, "0")
+                whole, frac = digits[: len(digits) - scale], digits[len(digits) - scale :]
+                values[i] = f"{sign}{whole}{point}{frac}" if scale else f"{sign}{whole}"
+        yield tuple(values)
+
+
+# ------------------------------------------------------------- counting statements
 
 
 # ------------------------------------------------------------- tracing statements
@@ -405,6 +628,10 @@ class PostgresBackend:
         self._xid: int | None = None
         # Statement counters (bulkops.testing) stay attached across reconnects and forks.
         self._traces: list[Callable[[str], None]] = []
+        # Type names (ColumnSpec.extra_type) without an equality operator: compared as
+        # text (json as jsonb) in change detection.
+        self._no_equality: set[str] = set()
+        self._money: tuple[int, str] | None = None
         self._connect()
         self.capabilities = Capabilities(
             name="postgresql",
@@ -432,6 +659,7 @@ class PostgresBackend:
         self._stages.clear()
         self._new_stages.clear()
         self._dirty.clear()
+        self._money = None
 
     def _reconnect(self) -> None:
         with suppress(Exception):
@@ -495,29 +723,57 @@ class PostgresBackend:
             if row is None or row[0] is None:
                 raise SchemaError(self._no_such_table(table))
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
+            partitioned = bool(row[4])
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
+        fixed: dict[str, str] = {}  # never written: generated, or identity ALWAYS
+        as_text: set[str] = set()  # sent as PostgreSQL text: the COPY is in text format
+        reads: dict[str, str] = {}  # a cast for reading (money -> numeric, ...)
+        money: set[str] = set()
         for row in info:
-            name, typname, typoid, notnull, has_default, generated, category, formatted = row[:8]
+            name, typname, _, notnull, has_default, generated, _, formatted = row[:8]
+            default, identity = row[8], row[9]
+            base_oid, base, base_kind, base_category = row[10:14]
+            _, elem, elem_kind, elem_formatted, has_equality = row[14:19]
             if generated:
-                continue
-            if notnull and row[8]:
+                fixed[name] = (
+                    f"{name} is a generated column: the database computes it; "
+                    "leave it out (or give None)"
+                )
+            elif identity == "a":
+                fixed[name] = (
+                    f"{name} is GENERATED ALWAYS AS IDENTITY: the database assigns it; "
+                    "leave it out (or give None)"
+                )
+            elif notnull and default:
                 # A NULL for a NOT NULL column with a default means "use the default"
                 # (as SQLite does for its rowid): the expression comes from the catalog.
-                defaults[name] = row[8]
-            kind = _LOGICAL.get(typname, "any")
-            if category == "A":  # arrays: psycopg adapts lists
-                kind = "any"
+                defaults[name] = default
+            wire = _wire(base, base_kind, base_category, elem, elem_kind)
+            if wire.kind == "any":
+                as_text.add(name)
+            if base == "money":
+                money.add(name)
+            read = _read_cast(typname, base, base_category, elem, elem_kind, elem_formatted)
+            if read:
+                reads[name] = read
+            extra_type = f"{elem}[]" if base_category == "A" and elem else base
+            if base_kind == "e":
+                extra_type = "enum"
             columns[name] = ColumnSpec(
                 name=name,
-                type=kind,
+                type=wire.kind,
                 nullable=not notnull,
                 declared=formatted,
                 has_default=bool(has_default),
-                extra_type=typname,
+                extra_type=extra_type,
             )
-            oids[name] = typoid
+            if not has_equality:
+                self._no_equality.add(extra_type)
+            oids[name] = wire.oid if wire.oid is not None else base_oid
+        if money:
+            self._money_format()
         primary = next((tuple(cols) for is_pk, cols in indexes if is_pk), ())
         unique = tuple(tuple(cols) for is_pk, cols in indexes if not is_pk)
         spec = TableSpec(
@@ -525,7 +781,16 @@ class PostgresBackend:
             columns=columns,
             primary_key=primary,
             unique=unique,
-            extra={"oids": oids, "defaults": defaults, "sync_state": bool(sync_state)},
+            extra={
+                "oids": oids,
+                "defaults": defaults,
+                "fixed": fixed,
+                "as_text": frozenset(as_text),
+                "reads": reads,
+                "money": frozenset(money),
+                "sync_state": bool(sync_state),
+                "partitioned": partitioned,
+            },
         )
         return spec
 
@@ -556,7 +821,21 @@ class PostgresBackend:
         return self.reflect(table)
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
+        if column.extra_type == "money":
+            return _money_codec(self._money_format()[0])
         return _codec(column)
+
+    def _money_format(self) -> tuple[int, str]:
+        """The decimal places of money (from lc_monetary) and its decimal point, asked
+        once per connection: binary money is a count of minor units."""
+        if self._money is None:
+            with self._errors():
+                row = self.conn.execute(
+                    "SELECT scale('1'::money::numeric), '1.5'::numeric::money = '1.5'::money"
+                ).fetchone()
+            assert row is not None
+            self._money = (int(row[0]), "." if row[1] else ",")
+        return self._money
 
     # ----------------------------------------------------------- transactions
 
@@ -655,7 +934,7 @@ class PostgresBackend:
     def prepare(self, op: WriteOp) -> None:
         """Create the op's staging table now, outside any transaction, so that a
         rolled-back chunk or savepoint cannot take it away."""
-        if op.kind != "insert" or set(op.columns) & set(op.table.extra["defaults"]):
+        if not _direct(op):
             self._stage(op.table, op.columns)
 
     def _forget_stages(self, depth: int) -> None:
@@ -708,19 +987,48 @@ class PostgresBackend:
         else:
             self._dirty.add(stage)
             target = sql.Identifier(stage)
-        oids = table.extra["oids"]
-        self._copy_rows(target, columns, [oids[c] for c in columns], rows)
+        self._copy_table(target, table, columns, rows)
+
+    def _copy_table(
+        self,
+        target: sql.Composable,
+        table: TableSpec,
+        columns: Sequence[str],
+        rows: Iterable[tuple[Any, ...]],
+        own: Mapping[str, int] | None = None,
+    ) -> None:
+        """COPY ``rows`` of ``table``'s ``columns`` (and of columns of ``target``'s own,
+        typed by ``own``: oids) into ``target``: binary, unless a column travels as text
+        for the server to parse (then the whole COPY is text, with money turned back
+        from minor units into its text form)."""
+        oids = {**(own or {}), **table.extra["oids"]}
+        types = [oids[c] for c in columns]
+        if not table.extra.get("as_text", frozenset()).intersection(columns):
+            self._copy_rows(target, columns, types, rows)
+            return
+        money = table.extra.get("money", frozenset())
+        positions = [i for i, c in enumerate(columns) if c in money]
+        if positions:
+            scale, point = self._money_format()
+            for i in positions:
+                types[i] = _TEXT_OID
+            rows = _money_as_text(rows, positions, scale, point)
+        self._copy_rows(target, columns, types, rows, binary=False)
 
     def _copy_rows(
         self,
         target: sql.Composable,
         columns: Sequence[str],
         oids: Sequence[int],
-        rows: Sequence[tuple[Any, ...]],
+        rows: Iterable[tuple[Any, ...]],
+        *,
+        binary: bool = True,
     ) -> None:
-        """One binary COPY of ``rows`` (values typed by ``oids``) into ``target``."""
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            target, sql.SQL(", ").join(map(sql.Identifier, columns))
+        """One COPY of ``rows`` (values typed by ``oids``) into ``target``."""
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+            target,
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL("BINARY" if binary else "TEXT"),
         )
         self.statements += 1
         with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
@@ -733,7 +1041,8 @@ class PostgresBackend:
         n = len(rows)
         if not n:
             return ChunkCounts()
-        if op.kind == "insert" and not set(op.columns) & set(op.table.extra["defaults"]):
+        self._refuse_fixed(op, rows)
+        if _direct(op):
             # A plain insert needs no set-based step: COPY straight into the table,
             # writing each row once instead of twice. (A conflict fails the COPY, and
             # the chunk is narrowed down like any other.)
@@ -759,6 +1068,19 @@ class PostgresBackend:
         updated, existing = row
         return ChunkCounts(updated=updated, unchanged=existing - updated, not_found=n - existing)
 
+    def _refuse_fixed(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> None:
+        """A value for a column the database computes (generated, identity ALWAYS) is
+        the row's fault: raised as a data error, so the rows that carry one are
+        isolated and rejected with the reason, and the others are written."""
+        if op.kind == "delete":
+            return
+        fixed = op.table.extra.get("fixed", {})
+        for i, column in enumerate(op.columns):
+            if column in fixed and not (op.kind == "update" and column in op.key):
+                for row in rows:
+                    if row[i] is not None:
+                        raise ConversionError(fixed[column], column=column)
+
     def _statement(self, op: WriteOp, stage: str) -> bytes:
         cache_key = (op.kind, op.table.name, op.columns, op.key, op.update_columns, stage)
         cached = self._sql.get(cache_key)
@@ -771,7 +1093,15 @@ class PostgresBackend:
         if schema and self._exists(op.table.name):
             t = sa.table(op.table.name, *(sa.column(c) for c in op.table.columns))
         s = sa.table(stage, *(sa.column(c) for c in op.columns))
-        cols = list(op.columns)
+        fixed = op.table.extra.get("fixed", {})
+        # Columns the database computes are never written (their values are NULL here).
+        cols = [c for c in op.columns if c not in fixed]
+        set_columns = [c for c in op.set_columns if c not in fixed]
+        columns = op.table.columns
+
+        def distinct(a: Any, b: Any, c: str) -> Any:
+            return self.distinct(columns[c], a, b)
+
         stmt: Any
         if op.kind in ("insert", "insert_ignore", "upsert"):
             defaults = op.table.extra.get("defaults", {})
@@ -785,31 +1115,42 @@ class PostgresBackend:
             if op.kind == "insert_ignore":
                 stmt = stmt.on_conflict_do_nothing()
             elif op.kind == "upsert":
-                if op.set_columns:
+                if set_columns:
                     stmt = stmt.on_conflict_do_update(
                         index_elements=list(op.key),
-                        set_={c: stmt.excluded[c] for c in op.set_columns},
-                        where=sa.or_(
-                            *(t.c[c].is_distinct_from(stmt.excluded[c]) for c in op.set_columns)
-                        ),
+                        set_={c: stmt.excluded[c] for c in set_columns},
+                        where=sa.or_(*(distinct(t.c[c], stmt.excluded[c], c) for c in set_columns)),
                     )
                 else:
                     stmt = stmt.on_conflict_do_nothing(index_elements=list(op.key))
-                # xmax = 0 only for a freshly inserted row version: inserted vs updated.
-                written = stmt.returning(sa.literal_column("xmax = 0").label("fresh")).cte(
-                    "written"
-                )
-                stmt = sa.select(
-                    sa.func.count().filter(written.c.fresh),
-                    sa.func.count().filter(sa.not_(written.c.fresh)),
-                )
+                if op.table.extra.get("partitioned"):
+                    # A partitioned table has no xmax to return: the keys found before
+                    # (the statement's snapshot) tell inserted from updated instead.
+                    written = stmt.returning(sa.literal_column("1")).cte("written")
+                    given = sa.select(sa.func.count()).select_from(s).scalar_subquery()
+                    found = (
+                        sa.select(sa.func.count())
+                        .select_from(t.join(s, sa.and_(*(t.c[k] == s.c[k] for k in op.key))))
+                        .scalar_subquery()
+                    )
+                    wrote = sa.select(sa.func.count()).select_from(written).scalar_subquery()
+                    stmt = sa.select(given - found, wrote - (given - found))
+                else:
+                    # xmax = 0 only for a freshly inserted row version: inserted vs updated.
+                    written = stmt.returning(sa.literal_column("xmax = 0").label("fresh")).cte(
+                        "written"
+                    )
+                    stmt = sa.select(
+                        sa.func.count().filter(written.c.fresh),
+                        sa.func.count().filter(sa.not_(written.c.fresh)),
+                    )
         elif op.kind == "update":
             match = sa.and_(*(t.c[k] == s.c[k] for k in op.key))
             changed = (
                 sa.update(t)
                 .where(match)
-                .where(sa.or_(*(t.c[c].is_distinct_from(s.c[c]) for c in op.set_columns)))
-                .values({c: s.c[c] for c in op.set_columns})
+                .where(sa.or_(*(distinct(t.c[c], s.c[c], c) for c in set_columns)))
+                .values({c: s.c[c] for c in set_columns})
                 .returning(sa.literal_column("1"))
                 .cte("changed")
             )
@@ -837,7 +1178,13 @@ class PostgresBackend:
         if not keys:
             return
         target = self._regclass(table.name)
-        select = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns)
+        reads = table.extra.get("reads", {})
+        select = sql.SQL(", ").join(
+            sql.SQL("t.{}::{}").format(sql.Identifier(c), sql.SQL(reads[c]))
+            if c in reads
+            else sql.SQL("t.{}").format(sql.Identifier(c))
+            for c in columns
+        )
         if len(key) == 1:
             column = table.column(key[0])
             statement = sql.SQL(
@@ -907,6 +1254,9 @@ class PostgresBackend:
         timestamptz compare by value already; json has no equality: as jsonb)."""
         if column.extra_type == "json":
             return sa.cast(a, JSONB).is_distinct_from(sa.cast(b, JSONB))
+        if column.extra_type in self._no_equality:
+            # No equality operator (xml, point, json[] ...): compared as text.
+            return sa.cast(a, sa.Text).is_distinct_from(sa.cast(b, sa.Text))
         return a.is_distinct_from(b)
 
     def load_stage(
@@ -919,8 +1269,8 @@ class PostgresBackend:
     ) -> None:
         """Binary COPY of driver-ready ``rows`` into the temporary table ``stage`` (sync),
         typed as ``table``'s columns, or by ``types`` for the stage's own columns."""
-        oids = {**{c: _TYPE_OIDS[t] for c, t in types.items()}, **table.extra["oids"]}
-        self._copy_rows(sql.Identifier(stage), columns, [oids[c] for c in columns], rows)
+        own = {c: _TYPE_OIDS[t] for c, t in types.items()}
+        self._copy_table(sql.Identifier(stage), table, columns, rows, own)
 
     def finish_stage(self, stage: str) -> None:
         """Statistics for the staged table, so that the planner joins it sensibly
@@ -1110,6 +1460,17 @@ class PostgresBackend:
             )
         ):
             return ConnectionLostError(message, code=code)
+        # Failures that are not about a row: the call stops with them (no bisection).
+        if isinstance(error, pg_errors.InsufficientPrivilege):
+            return AccessError(
+                f"{message} (the role {self.conn.info.user!r} lacks a privilege this work "
+                "needs: GRANT it, or connect as a role that has it)",
+                code=code,
+            )
+        if isinstance(error, pg_errors.ReadOnlySqlTransaction):
+            return AccessError(f"{message} (the database or transaction is read-only)", code=code)
+        if (code or "").startswith("53"):
+            return ResourceError(f"the database server is out of resources: {message}", code=code)
         if isinstance(error, psycopg.IntegrityError):
             return ConstraintError(message, code=code, column=column)
         if isinstance(error, psycopg.DataError) or (code or "").startswith("22"):
@@ -1117,6 +1478,8 @@ class PostgresBackend:
         if isinstance(error, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
             return SchemaError(message, code=code)
         if isinstance(error, psycopg.ProgrammingError) and code is None:
+            if "dump" in message or "adapt" in message:
+                return AdapterError(f"no adapter: {message}")
             return ConversionError(message)
         return BulkError(message, code=code)
 

@@ -28,11 +28,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import CreateTable
 
 from ..errors import (
+    AccessError,
     BulkError,
     BusyError,
     ConstraintError,
     ConversionError,
     DataError,
+    ResourceError,
     SchemaError,
 )
 from ..retry import DEFAULT_RETRY, RetryPolicy
@@ -1017,6 +1019,10 @@ class SQLiteBackend:
                 or "has no column" in lowered
             ):
                 return SchemaError(message, code=code)
+            if (code and "READONLY" in code) or "readonly database" in lowered:
+                return AccessError(message, code=code)
+            if (code and "FULL" in code) or "database or disk is full" in lowered:
+                return ResourceError(message, code=code)
             return BulkError(message, code=code)
         if isinstance(error, OverflowError):
             return ConversionError(message)

@@ -1,0 +1,585 @@
+"""Real PostgreSQL schemas: every column type loads, upserts and reads back exactly.
+
+Values are checked through bulkops (get_many) and also with plain psycopg (the text
+the server itself prints), so that what bulkops stores is what plain SQL sees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+import bulkops
+
+pytestmark = pytest.mark.postgres
+
+UTC = dt.UTC
+PLUS2 = dt.timezone(dt.timedelta(hours=2))
+
+
+def execute(url: str, *statements: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows: list[tuple[Any, ...]] = []
+        for statement in statements:
+            cursor = conn.execute(statement)
+            if cursor.description:
+                rows = cursor.fetchall()
+        return rows
+
+
+def has_citext(url: str) -> bool:
+    try:
+        execute(url, "CREATE EXTENSION IF NOT EXISTS citext")
+    except psycopg.Error:
+        return False
+    return True
+
+
+# ------------------------------------------------------------- one of each type
+
+COLUMNS = {
+    "c": "char(5)",
+    "vc": "varchar(8)",
+    "si": "smallint",
+    "r": "real",
+    "m": "money",
+    "t": "time",
+    "tz": "timetz",
+    "iv": "interval",
+    "ip": "inet",
+    "net": "cidr",
+    "mac": "macaddr",
+    "b": "bit(4)",
+    "vb": "varbit",
+    "raw": "bytea",
+    "u": "uuid",
+    "j": "json",
+    "jb": "jsonb",
+    "x": "xml",
+    "mood": "mood",
+    "pos": "posint",
+    "tags": "text[]",
+    "moods": "mood[]",
+    "nums": "posint[]",
+    "ips": "inet[]",
+    "pt": "point",
+    "ct": "citext",
+    "ts": "tsvector",
+}
+
+U1 = uuid.UUID("12345678-1234-5678-1234-567812345678")
+U2 = uuid.UUID("87654321-4321-8765-4321-876543218765")
+
+# Python values, and what get_many gives back for them.
+ROW_1 = {
+    "id": 1,
+    "c": "abcde",
+    "vc": "hello",
+    "si": -32768,
+    "r": 1.5,
+    "m": Decimal("12.34"),
+    "t": dt.time(12, 30, 1, 500),
+    "tz": dt.time(12, 30, tzinfo=PLUS2),
+    "iv": dt.timedelta(days=1, seconds=5, microseconds=7),
+    "ip": ipaddress.ip_interface("10.0.0.1/24"),
+    "net": ipaddress.ip_network("10.0.0.0/8"),
+    "mac": "08:00:2b:01:02:03",
+    "b": "1010",
+    "vb": "110",
+    "raw": b"\x00\xff\\x",
+    "u": U1,
+    "j": {"b": 1, "a": [1, 2]},
+    "jb": {"k": [1, {"n": None}]},
+    "x": "<a>1</a>",
+    "mood": "ok",
+    "pos": 5,
+    "tags": ["a", 'b "quoted"', "c\\d", None, "{}"],
+    "moods": ["ok", "sad"],
+    "nums": [1, 2],
+    "ips": [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("::1")],
+    "pt": "(1,2)",
+    "ct": "HeLLo",
+    "ts": "'cat' 'fat'",
+}
+
+# The same kinds of values as text, as a CSV file brings them.
+ROW_2_TEXT = {
+    "id": "2",
+    "c": "ab",
+    "vc": "",
+    "si": "7",
+    "r": "-0.25",
+    "m": "-0.5",
+    "t": "23:59:59",
+    "tz": "01:00:00+00",
+    "iv": "2 hours",
+    "ip": "::1",
+    "net": "192.168.0.0/16",
+    "mac": "08-00-2b-01-02-04",
+    "b": "0001",
+    "vb": "",
+    "raw": "\\x0102",
+    "u": str(U2),
+    "j": '{"x": 1}',
+    "jb": "[1, 2]",
+    "x": "<b/>",
+    "mood": "happy",
+    "pos": "1",
+    "tags": '{x,"y z"}',
+    "moods": "{happy}",
+    "nums": "{3}",
+    "ips": "{127.0.0.1}",
+    "pt": "(3.5,-4)",
+    "ct": "World",
+    "ts": "a fat cat",
+}
+ROW_2 = {
+    "id": 2,
+    "c": "ab   ",  # char(n) pads, as PostgreSQL does
+    "vc": "",
+    "si": 7,
+    "r": -0.25,
+    "m": Decimal("-0.50"),
+    "t": dt.time(23, 59, 59),
+    "tz": dt.time(1, 0, tzinfo=UTC),
+    "iv": dt.timedelta(hours=2),
+    "ip": ipaddress.ip_address("::1"),
+    "net": ipaddress.ip_network("192.168.0.0/16"),
+    "mac": "08:00:2b:01:02:04",
+    "b": "0001",
+    "vb": "",
+    "raw": b"\x01\x02",
+    "u": U2,
+    "j": {"x": 1},
+    "jb": [1, 2],
+    "x": "<b/>",
+    "mood": "happy",
+    "pos": 1,
+    "tags": ["x", "y z"],
+    "moods": ["happy"],
+    "nums": [3],
+    "ips": [ipaddress.ip_address("127.0.0.1")],
+    "pt": "(3.5,-4)",
+    "ct": "World",
+    "ts": "'a' 'cat' 'fat'",
+}
+
+# What the server itself prints for row 1 (money as numeric: its text is locale's).
+ROW_1_SQL_TEXT = {
+    "c": "abcde",
+    "vc": "hello",
+    "si": "-32768",
+    "r": "1.5",
+    "m": "12.34",
+    "t": "12:30:01.0005",
+    "tz": "12:30:00+02",
+    "iv": "1 day 00:00:05.000007",
+    "ip": "10.0.0.1/24",
+    "net": "10.0.0.0/8",
+    "mac": "08:00:2b:01:02:03",
+    "b": "1010",
+    "vb": "110",
+    "raw": "\\x00ff5c78",
+    "u": str(U1),
+    "j": '{"b": 1, "a": [1, 2]}',
+    "jb": '{"k": [1, {"n": null}]}',
+    "x": "<a>1</a>",
+    "mood": "ok",
+    "pos": "5",
+    "tags": '{a,"b \\"quoted\\"","c\\\\d",NULL,"{}"}',
+    "moods": "{ok,sad}",
+    "nums": "{1,2}",
+    "ips": "{10.0.0.1,::1}",
+    "pt": "(1,2)",
+    "ct": "HeLLo",
+    "ts": "'cat' 'fat'",
+}
+
+CHANGED_1 = {
+    "id": 1,
+    "c": "zz",
+    "vc": "bye",
+    "si": 32767,
+    "r": -2.0,
+    "m": Decimal("-1234567.89"),
+    "t": dt.time(0, 0),
+    "tz": dt.time(8, 15, tzinfo=UTC),
+    "iv": dt.timedelta(days=-1, seconds=1),
+    "ip": ipaddress.ip_address("2001:db8::1"),
+    "net": ipaddress.ip_network("2001:db8::/32"),
+    "mac": "ff:ff:ff:ff:ff:ff",
+    "b": "1111",
+    "vb": "0",
+    "raw": b"",
+    "u": U2,
+    "j": {"a": [1, 2], "b": 1},  # same keys, other order: json keeps the text
+    "jb": {"k": []},
+    "x": "<a>2</a>",
+    "mood": "sad",
+    "pos": 2**31 - 1,
+    "tags": [],
+    "moods": ["happy", "happy"],
+    "nums": [[1, 2], [3, 4]],
+    "ips": [],
+    "pt": "(0,0)",
+    "ct": "hello",  # citext: equal to HeLLo, yet the text differs
+    "ts": "'dog'",
+}
+
+
+def make_everything(url: str) -> dict[str, str]:
+    columns = dict(COLUMNS)
+    if not has_citext(url):
+        del columns["ct"]
+    execute(
+        url,
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+        "CREATE DOMAIN posint AS integer CHECK (VALUE > 0)",
+        "CREATE TABLE everything (id int PRIMARY KEY, "
+        + ", ".join(f"{name} {typ}" for name, typ in columns.items())
+        + ")",
+    )
+    return columns
+
+
+def only(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k == "id" or k in columns}
+
+
+def test_every_type_loads_upserts_and_reads_back(pg_url: str) -> None:
+    columns = make_everything(pg_url)
+    row_1, row_2_text, row_2 = (only(r, columns) for r in (ROW_1, ROW_2_TEXT, ROW_2))
+    with bulkops.connect(pg_url) as db:
+        report = db.insert("everything", [row_1, row_2_text])
+        assert report.inserted == 2, report.rejections
+        got = db.get_many("everything", [1, 2])
+        assert got[1] == row_1
+        assert got[2] == row_2
+
+        # Upsert: row 1 changes in every column, row 2 is given again as it was (as
+        # Python values now), row 3 is new.
+        changed = only(CHANGED_1, columns)
+        row_3 = {**row_1, "id": 3}
+        report = db.upsert("everything", [changed, row_2, row_3])
+        assert (report.inserted, report.updated, report.unchanged) == (1, 1, 1)
+        got = db.get_many("everything", [1, 2, 3])
+        expected_1 = {**changed, "c": "zz   "}
+        assert got[1] == expected_1
+        assert got[2] == row_2 and got[3] == row_3
+
+        # The same rows again: nothing changes, also where the type has no equality
+        # operator (json, xml, point) and is compared as jsonb or text.
+        report = db.upsert("everything", [expected_1, row_2, row_3])
+        assert (report.inserted, report.updated, report.unchanged) == (0, 0, 3)
+
+    # Plain SQL sees the values as given.
+    names = [c for c in columns]
+    select = ", ".join(f"{c}::numeric::text" if c == "m" else f"{c}::text" for c in names)
+    [raw] = execute(pg_url, f"SELECT {select} FROM everything WHERE id = 3")
+    assert dict(zip(names, raw, strict=True)) == only(ROW_1_SQL_TEXT, columns)
+    checks = execute(
+        pg_url,
+        """SELECT m = '-1234567.89'::numeric::money, mood = 'sad', moods[1] = 'happy',
+                  nums[2][1] = 3, xpath('/a/text()', x)::text, j::text, pt ~= '(0,0)'::point,
+                  iv = '-1 day 00:00:01'::interval, ip = '2001:db8::1'::inet
+           FROM everything WHERE id = 1""",
+    )
+    assert checks == [(True, True, True, True, "{2}", '{"a": [1, 2], "b": 1}', True, True, True)]
+
+
+def test_raw_psycopg_reads_what_bulkops_wrote(pg_url: str) -> None:
+    columns = make_everything(pg_url)
+    with bulkops.connect(pg_url) as db:
+        db.insert("everything", [only(ROW_1, columns)])
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT c, si, r, t, tz, iv, ip, net, raw, u, j, jb, mood, pos, tags FROM everything"
+        ).fetchone()
+    assert row == (
+        "abcde",
+        -32768,
+        1.5,
+        dt.time(12, 30, 1, 500),
+        dt.time(12, 30, tzinfo=PLUS2),
+        dt.timedelta(days=1, seconds=5, microseconds=7),
+        ipaddress.ip_interface("10.0.0.1/24"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        b"\x00\xff\\x",
+        U1,
+        {"b": 1, "a": [1, 2]},
+        {"k": [1, {"n": None}]},
+        "ok",
+        5,
+        ["a", 'b "quoted"', "c\\d", None, "{}"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("vc", "nine char", "too long"),
+        ("c", "sixsix", "too long"),
+        ("pos", 0, "posint"),
+        ("nums", [1, -1], "posint"),
+        ("mood", "angry", "mood"),
+        ("m", Decimal("1.005"), "decimal places"),
+        ("mac", "not a mac", "macaddr"),
+        ("b", "10", "bit"),
+        ("x", "<unclosed>", "XML"),
+        ("ip", "10.0.0.300", "inet"),
+        ("si", 40000, "16-bit"),
+    ],
+)
+def test_bad_values_are_row_rejections_naming_the_column(
+    pg_url: str, column: str, value: Any, words: str
+) -> None:
+    columns = make_everything(pg_url)
+    good = only(ROW_1, columns)
+    rows = [{**good, "id": i} for i in range(1, 6)]
+    rows[2][column] = value
+    with bulkops.connect(pg_url) as db:
+        report = db.insert("everything", rows, on_error="isolate")
+        assert report.inserted == 4 and report.rejected == 1
+        [rejection] = report.rejections
+        assert rejection.row == 3 and rejection.key == 3
+        assert rejection.column == column, rejection
+        assert words.lower() in rejection.reason.lower(), rejection.reason
+        # An upsert rejects it the same way (through the staging table).
+        rows = [{**row, "id": row["id"] + 10} for row in rows]
+        report = db.upsert("everything", rows, on_error="isolate")
+        assert report.inserted == 4 and report.rejected == 1
+        assert report.rejections[0].column == column
+    assert execute(pg_url, "SELECT count(*) FROM everything") == [(8,)]
+
+
+def test_citext_compares_without_case(pg_url: str) -> None:
+    if not has_citext(pg_url):
+        pytest.skip("the citext extension is not installed")
+    execute(pg_url, "CREATE TABLE users (email citext PRIMARY KEY, name text)")
+    with bulkops.connect(pg_url) as db:
+        db.insert("users", [{"email": "Ann@Example.org", "name": "Ann"}])
+        report = db.upsert("users", [{"email": "ann@example.org", "name": "Ann B"}])
+        assert (report.inserted, report.updated) == (0, 1)
+        got = db.get_many("users", ["ANN@EXAMPLE.ORG"])
+    assert list(got.values()) == [{"email": "Ann@Example.org", "name": "Ann B"}]
+
+
+# ----------------------------------------------------------- a real schema's shapes
+
+PAGILA = [
+    "CREATE TYPE mpaa_rating AS ENUM ('G', 'PG', 'PG-13', 'R', 'NC-17')",
+    "CREATE DOMAIN year AS integer CONSTRAINT year_check CHECK (VALUE >= 1901 AND VALUE <= 2155)",
+    """CREATE TABLE language (
+        language_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name character(20) NOT NULL,
+        last_update timestamptz DEFAULT now() NOT NULL)""",
+    """CREATE TABLE film (
+        film_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        title text NOT NULL,
+        description text,
+        release_year year,
+        language_id integer NOT NULL REFERENCES language,
+        rental_duration smallint DEFAULT 3 NOT NULL,
+        rental_rate numeric(4,2) DEFAULT 4.99 NOT NULL,
+        length smallint,
+        replacement_cost numeric(5,2) DEFAULT 19.99 NOT NULL,
+        rating mpaa_rating DEFAULT 'G'::mpaa_rating,
+        last_update timestamptz DEFAULT now() NOT NULL,
+        special_features text[],
+        fulltext tsvector NOT NULL,
+        title_length integer GENERATED ALWAYS AS (length(title)) STORED)""",
+]
+
+
+def test_pagila_shapes(pg_url: str) -> None:
+    execute(pg_url, *PAGILA)
+    with bulkops.connect(pg_url) as db:
+        # Identity ALWAYS: omitted is normal; a value given is the row's rejection.
+        report = db.insert(
+            "language",
+            [
+                {"language_id": None, "name": "English"},
+                {"language_id": None, "name": "Italian"},
+                {"language_id": 9, "name": "Klingon"},
+            ],
+            on_error="isolate",
+        )
+        assert report.inserted == 2 and report.rejected == 1
+        [rejection] = report.rejections
+        assert rejection.row == 3 and rejection.column == "language_id"
+        assert "GENERATED ALWAYS" in rejection.reason
+        # Left out entirely.
+        assert db.insert("language", [{"name": "French"}]).inserted == 1
+        languages = db.get_many("language", [1, 2, 3])
+        assert [languages[i]["name"] for i in (1, 2, 3)] == [
+            "English".ljust(20),
+            "Italian".ljust(20),
+            "French".ljust(20),
+        ]
+        assert all(isinstance(row["last_update"], dt.datetime) for row in languages.values())
+
+        films = [
+            {
+                "film_id": 10,  # identity BY DEFAULT: sent because given
+                "title": "ACADEMY DINOSAUR",
+                "release_year": 2006,
+                "language_id": 1,
+                "rating": "PG",
+                "special_features": ["Deleted Scenes", "Behind the Scenes"],
+                "fulltext": "'academi':1 'dinosaur':2",
+            },
+            {
+                "film_id": None,  # not given: the sequence assigns it
+                "title": "ACE GOLDFINGER",
+                "release_year": "2006",
+                "language_id": 2,
+                "rating": None,
+                "special_features": "{Trailers}",
+                "fulltext": "ace goldfinger",
+            },
+            {
+                "film_id": 11,
+                "title": "TOO OLD",
+                "release_year": 1800,  # the year domain's CHECK refuses it
+                "language_id": 1,
+                "rating": "G",
+                "special_features": None,
+                "fulltext": "",
+            },
+            {
+                "film_id": 12,
+                "title": "BAD RATING",
+                "release_year": 2000,
+                "language_id": 1,
+                "rating": "X",  # no such label
+                "special_features": None,
+                "fulltext": "",
+            },
+        ]
+        report = db.insert("film", films, on_error="isolate")
+        assert report.inserted == 2 and report.rejected == 2
+        by_row = {r.row: r for r in report.rejections}
+        assert "year_check" in by_row[3].reason
+        assert by_row[4].column == "rating"
+        got = db.get_many("film", [10, 1])
+        assert set(got) == {10, 1}
+        academy = got[10]
+        assert academy["release_year"] == 2006 and academy["rating"] == "PG"
+        assert academy["special_features"] == ["Deleted Scenes", "Behind the Scenes"]
+        assert academy["fulltext"] == "'academi':1 'dinosaur':2"
+        assert academy["title_length"] == len("ACADEMY DINOSAUR")  # generated, readable
+        # Omitted columns got their defaults, not NULL.
+        assert academy["rental_duration"] == 3
+        assert academy["rental_rate"] == Decimal("4.99")
+        assert academy["replacement_cost"] == Decimal("19.99")
+        # rating given as None for a nullable column: NULL, as given.
+        assert got[1]["rating"] is None and got[1]["special_features"] == ["Trailers"]
+        assert got[1]["fulltext"] == "'ace' 'goldfinger'"
+
+        # Upsert: change the enum, the array and the tsvector; the generated column
+        # follows; a value for the generated column is refused.
+        report = db.upsert(
+            "film",
+            [
+                {
+                    **films[0],
+                    "rating": "NC-17",
+                    "special_features": ["Trailers"],
+                    "title_length": None,  # None: left to the database
+                },
+                {**films[0], "film_id": 13, "title": "X", "title_length": 1},
+            ],
+            on_error="isolate",
+        )
+        assert report.updated == 1 and report.rejected == 1
+        assert report.rejections[0].column == "title_length"
+        assert "generated" in report.rejections[0].reason
+        academy = db.get_many("film", [10])[10]
+        assert academy["rating"] == "NC-17" and academy["special_features"] == ["Trailers"]
+        assert db.get_many("film", [10], columns=["rental_rate"])[10] == {
+            "rental_rate": Decimal("4.99")
+        }
+
+    # Plain SQL: the enum sorts by its declared order, the domain is an integer.
+    assert execute(
+        pg_url,
+        "SELECT rating::text, release_year + 1 FROM film ORDER BY rating NULLS FIRST",
+    ) == [(None, 2007), ("NC-17", 2007)]
+
+
+def test_schema_qualified_mixed_case_and_partitioned(pg_url: str) -> None:
+    execute(
+        pg_url,
+        "CREATE SCHEMA analytics",
+        """CREATE TABLE analytics."Events" (
+            "EventId" bigint, "Day" date, "Payload" jsonb, "Kind" text DEFAULT 'view',
+            PRIMARY KEY ("EventId", "Day")) PARTITION BY RANGE ("Day")""",
+        """CREATE TABLE analytics."Events_2024" PARTITION OF analytics."Events"
+           FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')""",
+        """CREATE TABLE analytics."Events_2025" PARTITION OF analytics."Events"
+           FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')""",
+        "CREATE TABLE analytics.events (id int PRIMARY KEY, n int)",
+    )
+    rows = [
+        {"EventId": 1, "Day": dt.date(2024, 5, 1), "Payload": {"a": 1}},
+        {"EventId": 2, "Day": dt.date(2025, 1, 1), "Payload": None},
+    ]
+    with bulkops.connect(pg_url) as db:
+        assert db.insert("analytics.Events", rows).inserted == 2
+        report = db.upsert(
+            "analytics.Events",
+            [
+                {"EventId": 1, "Day": "2024-05-01", "Payload": {"a": 2}},
+                {"EventId": 3, "Day": "2025-06-30", "Payload": []},
+            ],
+            key=("EventId", "Day"),
+        )
+        assert (report.inserted, report.updated) == (1, 1)
+        got = db.get_many("analytics.Events", [(1, dt.date(2024, 5, 1)), (3, dt.date(2025, 6, 30))])
+        assert got[(1, dt.date(2024, 5, 1))]["Payload"] == {"a": 2}
+        assert got[(1, dt.date(2024, 5, 1))]["Kind"] == "view"  # omitted: its default
+        assert got[(3, dt.date(2025, 6, 30))]["Payload"] == []
+
+        report = db.insert("analytics.events", [{"id": 1, "n": 1}, {"id": 2, "n": 2}])
+        assert report.inserted == 2
+        assert db.upsert("analytics.events", [{"id": 1, "n": 5}]).updated == 1
+        assert db.get_many("analytics.events", [1, 2]) == {
+            1: {"id": 1, "n": 5},
+            2: {"id": 2, "n": 2},
+        }
+    assert execute(
+        pg_url,
+        'SELECT tableoid::regclass::text, count(*) FROM analytics."Events" GROUP BY 1 ORDER BY 1',
+    ) == [('analytics."Events_2024"', 1), ('analytics."Events_2025"', 2)]
+
+
+def test_other_types_travel_as_text(pg_url: str) -> None:
+    """Types bulkops knows nothing about still load: the server parses their text."""
+    execute(
+        pg_url,
+        """CREATE TABLE misc (id int PRIMARY KEY, box box, range int4range, lsn pg_lsn,
+           q tsquery, path path, boxes box[])""",
+    )
+    row = {
+        "id": 1,
+        "box": "(1,1),(0,0)",
+        "range": "[1,5)",
+        "lsn": "16/B374D848",
+        "q": "fat & rat",
+        "path": "[(0,0),(1,1)]",
+        "boxes": ["(1,1),(0,0)"],
+    }
+    with bulkops.connect(pg_url) as db:
+        assert db.insert("misc", [row]).inserted == 1
+        assert db.upsert("misc", [row]).unchanged == 1  # box has no equality: as text
+        changed = {**row, "box": "(2,2),(1,1)"}  # the same area: box = box says equal
+        assert db.upsert("misc", [changed]).updated == 1
+        got = db.get_many("misc", [1])[1]
+    assert got["box"] == "(2,2),(1,1)" and got["q"] == "'fat' & 'rat'"
+    assert got["lsn"] == "16/B374D848" and got["path"] == "[(0,0),(1,1)]"
