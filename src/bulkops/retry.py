@@ -68,7 +68,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after the ``attempt``-th failed try (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return ceiling * self.random()
 
     def call(

@@ -119,7 +119,7 @@ def _number_text(value: int | float | Decimal) -> str:
     Floats are sent as their shortest repr ("0.1"), not their binary expansion
     (Decimal(0.1) is 0.1000000000000000055511151231257827...).
     """
-    if value.__class__ is int and -_INT_LIMIT < value < _INT_LIMIT:  # type: ignore[operator]
+    if value.__class__ is int and -_INT_LIMIT < value < _INT_LIMIT:
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -491,7 +491,7 @@ def _tracing_cursor(base: type[Any], sinks: list[Callable[[str], None]]) -> type
             for sink in list(sinks):
                 sink(text)
 
-    class TracingCursor(base):  # type: ignore[valid-type, misc]
+    class TracingCursor(base):  # type: ignore[misc]
         def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
             report(self, query)
             return super().execute(query, *args, **kwargs)
@@ -616,7 +616,7 @@ class PostgresBackend:
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
         self._savepoint_depth = 0
-        self._sql: dict[tuple[Any, ...], Any] = {}
+        self._sql: dict[tuple[Any, ...], bytes] = {}
         self._stages: dict[tuple[Any, ...], str] = {}  # (table, columns) -> staging table
         self._shapes: dict[tuple[Any, ...], tuple[TableSpec, tuple[str, ...]]] = {}
         # Staging tables created in the open transaction, with the savepoint depth they
@@ -903,7 +903,7 @@ class PostgresBackend:
             except psycopg.Error:
                 return None
             if status in ("committed", "aborted"):
-                return status == "committed"
+                return bool(status == "committed")
             if status is None or time.monotonic() > deadline:
                 return None
             time.sleep(0.05)
