@@ -70,12 +70,11 @@ def test_atomic_call_inside_a_block_rolls_back_with_the_block(db: bulkops.Store)
     """A successful insert(atomic=True) inside a block that then fails is undone: the
     call did not commit on its own. Kills: an atomic call committing inside a block."""
     make(db)
-    with pytest.raises(RuntimeError):
-        with db.atomic():
-            report = db.insert("t", [{"id": i, "v": i} for i in range(1, 51)], chunk_size=10,
-                               atomic=True)  # fmt: skip
-            assert report.inserted == 50
-            raise RuntimeError("the block fails after the call")
+    with pytest.raises(RuntimeError), db.atomic():
+        report = db.insert("t", [{"id": i, "v": i} for i in range(1, 51)], chunk_size=10,
+                           atomic=True)  # fmt: skip
+        assert report.inserted == 50
+        raise RuntimeError("the block fails after the call")
     assert raw_rows(db, "t") == []
 
 
@@ -139,10 +138,9 @@ def test_atomic_call_transient_error_after_begin_commits_nothing(pg_url: str) ->
     from test_postgres_faults import execute
 
     fail_once(pg_url, times=100)
-    with bulkops.connect(pg_url) as db:
-        with pytest.raises(SerializationError) as caught:
-            db.insert("t", [{"id": i, "v": i} for i in range(1, 101)], chunk_size=20,
-                      atomic=True, retry=NO_SLEEP)  # fmt: skip
+    with bulkops.connect(pg_url) as db, pytest.raises(SerializationError) as caught:
+        db.insert("t", [{"id": i, "v": i} for i in range(1, 101)], chunk_size=20,
+                  atomic=True, retry=NO_SLEEP)  # fmt: skip
     assert caught.value.report is not None and caught.value.report.inserted == 0
     assert execute(pg_url, "SELECT count(*) FROM t") == [(0,)]
 
@@ -194,9 +192,8 @@ def test_sqlite_atomic_rows_read_back_with_the_raw_driver(tmp_path: Any) -> None
     setup = sqlite3.connect(path)
     setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL CHECK (v >= 0))")
     setup.close()
-    with bulkops.connect(f"sqlite:///{path}") as db:
-        with pytest.raises(ConstraintError):
-            db.insert("t", [{"id": i, "v": -1 if i == 99 else i} for i in range(1, 101)],
-                      chunk_size=10, atomic=True, on_error="raise")  # fmt: skip
+    with bulkops.connect(f"sqlite:///{path}") as db, pytest.raises(ConstraintError):
+        db.insert("t", [{"id": i, "v": -1 if i == 99 else i} for i in range(1, 101)],
+                  chunk_size=10, atomic=True, on_error="raise")  # fmt: skip
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM t").fetchone() == (0,)

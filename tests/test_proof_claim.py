@@ -42,7 +42,8 @@ def jobs(db: bulkops.Store, count: int, shuffle: bool = False) -> None:
     prios = list(range(count))
     if shuffle:
         random.Random(7).shuffle(prios)
-    db.insert("jobs", [{"id": i, "status": "TODO", "prio": p} for i, p in zip(ids, prios)])
+    rows = [{"id": i, "status": "TODO", "prio": p} for i, p in zip(ids, prios, strict=True)]
+    db.insert("jobs", rows)
 
 
 def test_abandoned_loop_rolls_back_the_open_batch(db: bulkops.Store) -> None:
@@ -151,8 +152,10 @@ def test_statement_timeout_refused_on_sqlite_sync(tmp_path: Path) -> None:
     with sqlite3.connect(path) as raw:
         raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         raw.execute("INSERT INTO t VALUES (1, 'old')")
-    with bulkops.connect(f"sqlite:///{path}") as db:
-        with pytest.raises((ValueError, LimitError), match="statement_timeout"):
-            db.sync("t", [{"id": 1, "v": "new"}], key="id", statement_timeout=0.5)
+    with (
+        bulkops.connect(f"sqlite:///{path}") as db,
+        pytest.raises((ValueError, LimitError), match="statement_timeout"),
+    ):
+        db.sync("t", [{"id": 1, "v": "new"}], key="id", statement_timeout=0.5)
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT id, v FROM t").fetchall() == [(1, "old")]

@@ -28,18 +28,20 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
 
 def deadlocks(url: str) -> int:
-    row = execute(
-        url, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-    )[0]
+    row = execute(url, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")[
+        0
+    ]
     return int(row[0])
 
 
 def wait_for_exit(url: str, prefix: str) -> None:
     """Backends flush their statistics when they exit: wait until ours are gone."""
     wait_until(
-        lambda: not execute(
-            url,
-            f"SELECT pid FROM pg_stat_activity WHERE application_name LIKE '{prefix}%'",
+        lambda: (
+            not execute(
+                url,
+                f"SELECT pid FROM pg_stat_activity WHERE application_name LIKE '{prefix}%'",
+            )
         ),
         f"the {prefix} backends to exit",
     )
@@ -73,10 +75,8 @@ def test_concurrent_chunked_upserts_never_deadlock(pg_url: str, orders: str) -> 
             with connect(pg_url, f"sorter{w}", options="-c deadlock_timeout=20ms") as db:
                 start.wait(timeout=10)
                 try:
-                    report = db.upsert(
-                        "t", rows, chunk_size=chunk, retry=RetryPolicy(attempts=1)
-                    )
-                except BaseException as error:  # noqa: BLE001 - collected, asserted below
+                    report = db.upsert("t", rows, chunk_size=chunk, retry=RetryPolicy(attempts=1))
+                except BaseException as error:
                     with lock:
                         errors.append(error)
                     return

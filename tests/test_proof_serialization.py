@@ -48,9 +48,8 @@ def test_40001_is_serialization_error_when_retries_are_off(pg_url: str) -> None:
     which would isolate the row instead)."""
     table(pg_url)
     fail_once(pg_url)
-    with bulkops.connect(pg_url) as db:
-        with pytest.raises(SerializationError) as caught:
-            db.insert("t", [{"id": 1, "v": 1}], retry=RetryPolicy(attempts=1))
+    with bulkops.connect(pg_url) as db, pytest.raises(SerializationError) as caught:
+        db.insert("t", [{"id": 1, "v": 1}], retry=RetryPolicy(attempts=1))
     error = caught.value
     assert isinstance(error, bulkops.TransientError)
     assert error.code == "40001"
@@ -110,11 +109,13 @@ def test_plain_with_atomic_does_not_rerun_and_rolls_back(pg_url: str) -> None:
     table(pg_url)
     fail_once(pg_url)
     runs = 0
-    with bulkops.connect(pg_url) as db:
-        with pytest.raises(SerializationError):
-            with db.atomic(retry=NO_SLEEP):
-                runs += 1
-                db.insert("t", [{"id": 1, "v": 1}])
+    with (
+        bulkops.connect(pg_url) as db,
+        pytest.raises(SerializationError),
+        db.atomic(retry=NO_SLEEP),
+    ):
+        runs += 1
+        db.insert("t", [{"id": 1, "v": 1}])
     assert runs == 1
     assert execute(pg_url, "SELECT count(*) FROM t") == [(0,)]
 

@@ -50,8 +50,9 @@ def test_values_changing_to_and_from_null_are_changes(sql_url: str) -> None:
     Kills: a comparison with = / <> instead of IS DISTINCT FROM (NULLs never differ),
     or a hash that maps NULL and a value alike."""
     with bulkops.connect(sql_url) as db:
-        t = table_with(db, [{"id": 1, "a": None, "b": 1}, {"id": 2, "a": "x", "b": 2},
-                            {"id": 3, "a": None, "b": 3}, {"id": 4, "a": "", "b": None}])  # fmt: skip
+        target = [{"id": 1, "a": None, "b": 1}, {"id": 2, "a": "x", "b": 2},
+                  {"id": 3, "a": None, "b": 3}, {"id": 4, "a": "", "b": None}]  # fmt: skip
+        t = table_with(db, target)
         source = [{"id": 1, "a": "now set", "b": 1}, {"id": 2, "a": None, "b": 2},
                   {"id": 3, "a": None, "b": 3}, {"id": 4, "a": "", "b": 0}]  # fmt: skip
         report = db.sync(t, source, key="id", keys=True)

@@ -48,10 +48,9 @@ def test_workers_on_error_raise_report_matches_what_committed(pg_url: str) -> No
     workers, or counts the failed chunk."""
     make_table(pg_url)
     bad = 750
-    with connect(pg_url, "raiser") as db:
-        with pytest.raises(ConstraintError) as caught:
-            db.insert("t", rows_with_bad({bad}), chunk_size=CHUNK, workers=WORKERS,
-                      on_error="raise")  # fmt: skip
+    with connect(pg_url, "raiser") as db, pytest.raises(ConstraintError) as caught:
+        db.insert("t", rows_with_bad({bad}), chunk_size=CHUNK, workers=WORKERS,
+                  on_error="raise")  # fmt: skip
     report = caught.value.report
     assert report is not None
     ids = table_ids(pg_url)
@@ -98,10 +97,9 @@ def test_workers_max_rejects_stops_with_the_report_of_what_committed(pg_url: str
     call finishes), or a Report out of step with what committed."""
     make_table(pg_url)
     bad = set(range(50, N + 1, 100))
-    with connect(pg_url, "capped") as db:
-        with pytest.raises(TooManyRejects) as caught:
-            db.insert("t", rows_with_bad(bad), chunk_size=CHUNK, workers=WORKERS,
-                      on_error="isolate", max_rejects=5)  # fmt: skip
+    with connect(pg_url, "capped") as db, pytest.raises(TooManyRejects) as caught:
+        db.insert("t", rows_with_bad(bad), chunk_size=CHUNK, workers=WORKERS,
+                  on_error="isolate", max_rejects=5)  # fmt: skip
     report = caught.value.report
     assert report is not None
     assert report.stopped, report
@@ -157,10 +155,9 @@ def test_transient_error_exhausting_retries_in_a_worker_raises(pg_url: str) -> N
            END $$""",
         "CREATE TRIGGER always BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION always()",
     )
-    with connect(pg_url, "exhausted") as db:
-        with pytest.raises(bulkops.TransientError) as caught:
-            db.insert("t", rows_with_bad(set()), chunk_size=CHUNK, workers=WORKERS,
-                      retry=RetryPolicy(attempts=3, sleep=lambda s: None))  # fmt: skip
+    with connect(pg_url, "exhausted") as db, pytest.raises(bulkops.TransientError) as caught:
+        db.insert("t", rows_with_bad(set()), chunk_size=CHUNK, workers=WORKERS,
+                  retry=RetryPolicy(attempts=3, sleep=lambda s: None))  # fmt: skip
     report = caught.value.report
     assert report is not None
     ids = table_ids(pg_url)
