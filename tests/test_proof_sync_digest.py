@@ -87,7 +87,7 @@ def test_every_write_invalidates_the_sync_digest(
     assert fourth.skipped  # and recorded again once level
 
 
-def test_a_rolled_back_block_write_still_does_not_leave_a_stale_skip(
+def test_a_write_committed_by_an_atomic_block_invalidates_the_digest(
     sql_db: bulkops.Store,
 ) -> None:
     """A write inside ``db.atomic()`` that commits invalidates the digest as well."""
