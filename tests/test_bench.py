@@ -81,6 +81,7 @@ def test_naive_and_bulkops_leave_the_same_end_state(db_url: str, name: str) -> N
     # Both did the work: the naive code one statement (at least) per item.
     assert result.naive.statements >= SMALL > result.bulkops.statements > 0
     assert result.naive.seconds > 0 and result.bulkops.seconds > 0
+    assert result.speedup == pytest.approx(result.naive.seconds / result.bulkops.seconds)
     assert leftovers(db_url) == []  # every run's database is gone
 
 
@@ -210,7 +211,7 @@ def test_cli_bench_json(tmp_path: Path) -> None:
         assert row["reduction"] == round(
             row["naive"]["statements"] / row["bulkops"]["statements"], 2
         )
-        assert row["speedup"] > 0
+        assert row["speedup"] == round(row["naive"]["seconds"] / row["bulkops"]["seconds"], 2)
     assert rows[0]["naive"]["statements"] == 30  # lots: 3 statements per lot
     assert list(tmp_path.iterdir()) == []  # the default database was temporary
 

@@ -312,6 +312,7 @@ def test_get_or_create_creates_exactly_once(dynamodb_local: DynamoDBLocal) -> No
         t.start()
     for t in threads:
         t.join()
+    assert len(results) == 16  # a thread that raised would be missing here
     assert sum(created for _, created in results) == 1
     winner = next(row for row, created in results if created)
     assert all(row == winner for row, _ in results)

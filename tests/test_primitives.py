@@ -210,7 +210,8 @@ def test_get_or_create_100_concurrent_callers_make_one_row(db_url: str, db: bulk
             return store.get_or_create("wallets", {"user_id": 42}, defaults={"balance": i})
 
     results = run_threads(100, caller)
-    assert all(row is not None for row, _ in results)
+    assert len(results) == 100
+    assert all(row["user_id"] == 42 for row, _ in results)
     assert sum(created for _, created in results) == 1
     assert len({row["id"] for row, _ in results}) == 1
     assert len(rows_of(db, "wallets")) == 1

@@ -184,6 +184,8 @@ def test_retries_are_events_and_debug_lines(
             report = db.insert("items", [{"id": 1}], retry=retry, lock_timeout=0.01)
     blocker.close()
     assert report.inserted == 1 and report.retries == 1
+    with sqlite3.connect(path) as check:  # the row is there once, read without bulkops
+        assert check.execute("SELECT id FROM items").fetchall() == [(1,)]
     retried = [e for e in events if isinstance(e, Retried)]
     assert len(retried) == 1
     assert retried[0].what == "rows 1-1" and retried[0].attempt == 1

@@ -46,6 +46,11 @@ def test_busy_database_is_retried_then_succeeds(path: str) -> None:
     finally:
         db.close()
         other.close()
+    # The rows are in the file, once each (the retried chunk did not apply twice).
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT id, v FROM t ORDER BY id").fetchall() == [
+            (i, "x") for i in range(10)
+        ]
 
 
 def test_busy_database_gives_up_after_the_attempts(path: str) -> None:
@@ -63,9 +68,13 @@ def test_busy_database_gives_up_after_the_attempts(path: str) -> None:
         assert "gave up after 3 attempts" in str(caught.value)
         assert "locked" in str(caught.value)
         assert caught.value.report is not None and caught.value.report.retries == 2
+        assert caught.value.report.inserted == 0
     finally:
         db.close()
         other.close()
+    # Nothing was written: the lock holder's transaction ended and the table is empty.
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone() == (0,)
 
 
 def test_each_chunk_is_its_own_transaction(path: str) -> None:

@@ -300,7 +300,10 @@ def test_row_hash_is_type_normalised() -> None:
     assert row_hash([Decimal("0.10")]) == row_hash([0.1])
     assert row_hash([utc]) == row_hash([utc.astimezone(dt.timezone(dt.timedelta(hours=-5)))])
     assert row_hash([utc.replace(tzinfo=None)]) == row_hash([utc])
-    assert row_hash([1]) != row_hash(["1"]) != row_hash([True])
+    assert row_hash([1]) != row_hash(["1"])
+    assert row_hash(["1"]) != row_hash([True])
+    assert row_hash([1]) != row_hash([True])  # a bool is not the number 1
+    assert row_hash([0]) != row_hash([False])
     assert row_hash([{"a": 1, "b": [1, 2]}]) == row_hash([{"b": [1.0, 2], "a": Decimal(1)}])
     assert canonical(None) is None and row_hash([None]) != row_hash([0])
 

@@ -319,14 +319,18 @@ class _LosesCommit:
     def __init__(self, outcome: bool | None) -> None:
         self.outcome = outcome
         self.rolled_back = False
+        self.commits = 0
+        self.asked = 0
 
     def commit(self) -> None:
+        self.commits += 1
         raise bulkops.errors.ConnectionLostError("server closed the connection")
 
     def rollback(self) -> None:
         self.rolled_back = True
 
     def last_commit_succeeded(self) -> bool | None:
+        self.asked += 1
         return self.outcome
 
 
@@ -345,12 +349,16 @@ def test_a_lost_commit_is_resolved_before_any_retry(
 
     backend: Any = _LosesCommit(outcome)
     if raised is None:
-        commit_resolving(backend, "chunk 1")  # it committed after all: done, no retry
+        # It committed after all: done, no error, no retry, nothing rolled back.
+        assert commit_resolving(backend, "chunk 1") is None
+        assert not backend.rolled_back
     else:
         with pytest.raises(raised) as caught:
             commit_resolving(backend, "chunk 1")
         # Only "it did not commit" may be retried (a TransientError).
         assert isinstance(caught.value, bulkops.errors.TransientError) == (outcome is False)
+    # COMMIT was sent once and the database was asked once, whatever the outcome.
+    assert (backend.commits, backend.asked) == (1, 1)
 
 
 # ------------------------------------------------------------------------ JSON codec

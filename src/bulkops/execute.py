@@ -254,20 +254,51 @@ class Executor:
             raise
 
     def _run_atomic(self, chunks: Iterable[tuple[list[Any], int]]) -> None:
-        # Rows cannot be re-read from a stream, so only BEGIN is retried here; a
-        # transient error later rolls everything back and is raised.
+        """The whole call in one transaction, re-run as a whole on a transient error
+        (deadlock, serialization failure, busy) anywhere in it, COMMIT included.
+
+        The input streams once, so the chunks read so far are kept to be written again
+        by the next attempt: an atomic call holds its rows in memory (its transaction
+        holds them in the database anyway)."""
         backend = self.backend
-        self.retry.call(partial(backend.begin, self.timeouts), on_retry=self._count_retry)
         committed = self.report
-        pending = Report(committed.verb, committed.table, retries=committed.retries)
-        self.report = pending
+        source = iter(chunks)
+        seen: list[tuple[list[Any], int]] = []
+
+        def replayed() -> Iterator[tuple[list[Any], int]]:
+            yield from seen
+            for chunk in source:
+                seen.append(chunk)
+                yield chunk
+
+        def attempt() -> None:
+            self.report = Report(committed.verb, committed.table, retries=committed.retries)
+            backend.begin(self.timeouts)
+            try:
+                self._write_in_savepoints(replayed())
+            except BaseException:
+                backend.rollback()
+                raise
+            commit_resolving(backend, "the atomic call")
+
+        def count(error: TransientError, number: int, wait: float) -> None:
+            committed.retries += 1
+            if self.events is not None:
+                self.events.retried("the atomic call", error, number, wait)
+
+        # An attempt that is run again must not leave its rejects in the file: they
+        # are written once, from the attempt that ended the call.
+        sink, self.rejects = self.rejects, None
         try:
-            self._write_in_savepoints(chunks)
-            backend.commit()
+            self.retry.call(attempt, on_retry=count)
         except BaseException:
-            backend.rollback()
             self._nothing_committed(committed)
             raise
+        finally:
+            self.rejects = sink
+            final = self.report
+            if sink is not None and (final.rejections or final.failures):
+                sink.write(final.rejections + final.failures)
 
     def _nothing_committed(self, committed: Report) -> None:
         """After a rollback of the whole call: the error carries only what was
