@@ -1006,7 +1006,11 @@ class PhaseClock:
         (_sql.SQLSyncState, "begin", f"state: begin (create/read {STATE_TABLE})"),
         (engine._SetBasedDiff, "_stage", "stage (total)"),
         (ChunkPlanner, "prepare", "  stage: encode/plan chunks (ChunkPlanner.prepare)"),
-        (hashing._Digest, "update_encoded", "  stage: digest hashing (_Digest.update_encoded)"),
+        (
+            hashing.SourceDigest,
+            "update_encoded",
+            "  stage: digest hashing (SourceDigest.update_encoded)",
+        ),
         (engine._SetBasedDiff, "_load", "  stage: load into the temp table"),
         (_sql.SQLStagedDiff, "unique_keys", "unique index on the stage"),
         (engine.Syncer, "count_target", "count(*) of the target (digest check, record)"),

@@ -496,7 +496,7 @@ def test_concurrent_syncs_of_separate_scopes(
 
 def test_bytes_of_the_difference_are_its_json_lines() -> None:
     from bulkops.jsoncodec import to_json as _to_json
-    from bulkops.sync.changeset import _lines_size, _rows_lines_size
+    from bulkops.sync.changeset import lines_size, rows_lines_size
 
     records = [
         {"op": "add", "row": {"id": 1, "name": "é ü 漢", "price": Decimal("1.50"),
@@ -506,13 +506,13 @@ def test_bytes_of_the_difference_are_its_json_lines() -> None:
         {"op": "change", "row": {"id": (1, 2), "nested": {"k": [1, Decimal("2")]}}},
     ]  # fmt: skip
     lines = "".join(json.dumps(_to_json(r), ensure_ascii=False) + "\n" for r in records)
-    assert _lines_size(records) == len(lines.encode())
-    assert _lines_size([]) == 0
+    assert lines_size(records) == len(lines.encode())
+    assert lines_size([]) == 0
     columns = ("id", "näme", "price")
     rows = [(1, "ä", Decimal("1.5")), (2, None, dt.date(2024, 1, 2)), (3, "x\ny", b"\x01")]
     as_records = [{"op": "add", "row": dict(zip(columns, r, strict=True))} for r in rows]
-    assert _rows_lines_size(columns, rows) == _lines_size(as_records)
-    assert _rows_lines_size(columns, []) == 0
+    assert rows_lines_size(columns, rows) == lines_size(as_records)
+    assert rows_lines_size(columns, []) == 0
 
 
 def test_apply_rejects_bad_rows_into_one_file(db: bulkops.Store, tmp_path: Path) -> None:

@@ -211,7 +211,7 @@ def load(
                 )
         except (BulkError, SourceError) as error:
             failure = error
-            report = getattr(error, "report", None)
+            report = error.report if isinstance(error, BulkError) else None
         finally:
             if not isinstance(options["rejects"], str | None):
                 options["rejects"].close()

@@ -11,8 +11,8 @@ from ..context import Context
 from ..jsoncodec import from_json
 from ..report import SyncReport
 from ..writes import WriteSettings, write
-from .changeset import Changeset, _validate
-from .engine import _one_rejects_sink, _write_rejects
+from .changeset import Changeset, validate
+from .engine import one_rejects_sink, write_rejects
 
 __all__ = ["apply_changeset"]
 
@@ -23,7 +23,7 @@ def apply_changeset(
     """Write a changeset's rows and deletions into ``table`` (default: the changeset's)."""
     started = time.perf_counter()
     statements = ctx.backend.statements
-    header, trailer = _validate(changeset.path)  # the whole file is checked first
+    header, trailer = validate(changeset.path)  # the whole file is checked first
     name = table or header["table"]
     spec = ctx.backend.reflect(name)
     key = tuple(header["key"])
@@ -32,7 +32,7 @@ def apply_changeset(
     types = header.get("types", {})
     report = SyncReport(table=name, verb="apply")
     report.rows_in = trailer["added"] + trailer["changed"]
-    settings, sink = _one_rejects_sink(settings)
+    settings, sink = one_rejects_sink(settings)
 
     def rows() -> Iterator[dict[str, Any]]:
         for record in changeset.records():
@@ -67,5 +67,5 @@ def apply_changeset(
     report.bytes = changeset.bytes
     report.statements = ctx.backend.statements - statements
     report.elapsed = time.perf_counter() - started
-    _write_rejects(sink, report)
+    write_rejects(sink, report)
     return report

@@ -19,7 +19,16 @@ from ..errors import ChangesetError
 from ..jsoncodec import dumps
 from ..report import SyncReport
 
-__all__ = ["CHANGESET_FORMAT", "CHANGESET_VERSION", "Changeset"]
+__all__ = [
+    "CHANGESET_FORMAT",
+    "CHANGESET_VERSION",
+    "Changeset",
+    "ChangesetWriter",
+    "lines_size",
+    "open_lines",
+    "rows_lines_size",
+    "validate",
+]
 
 CHANGESET_FORMAT = "bulkops-changeset"
 CHANGESET_VERSION = 1
@@ -90,12 +99,12 @@ class Changeset:
     def read(cls, path: str | os.PathLike[str]) -> Changeset:
         """Open a stored changeset, checking all of it first (ChangesetError if it is
         truncated, corrupt or not a bulkops changeset)."""
-        header, trailer = _validate(os.fspath(path))
+        header, trailer = validate(os.fspath(path))
         return cls(path, header, trailer)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The added / changed / deleted records, in file order (checked as they come)."""
-        with _open_lines(self.path) as lines:
+        with open_lines(self.path) as lines:
             next(lines)
             for line in lines:
                 record = json.loads(line)
@@ -122,7 +131,7 @@ class Changeset:
 
 
 @contextlib.contextmanager
-def _open_lines(path: str) -> Iterator[Iterator[str]]:
+def open_lines(path: str) -> Iterator[Iterator[str]]:
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             yield iter(f)
@@ -132,12 +141,12 @@ def _open_lines(path: str) -> Iterator[Iterator[str]]:
         raise ChangesetError(f"changeset {path}: not a readable gzip file ({error})") from error
 
 
-def _validate(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def validate(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read the whole file: header, records, trailer; the counts and SHA-256 agree."""
     counts = {"add": 0, "change": 0, "delete": 0}
     digest = hashlib.sha256()
     trailer: dict[str, Any] | None = None
-    with _open_lines(path) as lines:
+    with open_lines(path) as lines:
         try:
             header = json.loads(next(lines))
         except StopIteration:
@@ -185,7 +194,7 @@ def _validate(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return header, trailer
 
 
-class _ChangesetWriter:
+class ChangesetWriter:
     """Writes a changeset's lines as the difference is found."""
 
     def __init__(self, header: dict[str, Any]) -> None:
@@ -228,8 +237,8 @@ class _ChangesetWriter:
             os.unlink(self.path)
 
 
-def _rows_lines_size(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
-    """``_lines_size`` of ``{"op": "add", "row": {column: value}}`` records for ``rows``
+def rows_lines_size(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """``lines_size`` of ``{"op": "add", "row": {column: value}}`` records for ``rows``
     (tuples of ``columns``' values), at the cost of encoding the values once as lists:
     every record adds the same text for the op and the column names."""
     if not rows:
@@ -241,7 +250,7 @@ def _rows_lines_size(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> i
     return values + wrapper * len(rows)
 
 
-def _lines_size(records: list[Any]) -> int:
+def lines_size(records: list[Any]) -> int:
     """The bytes ``records`` take as JSON Lines (as a changeset writes them), from one
     ``json.dumps`` of the whole list (its C encoder) instead of one call per record."""
     if not records:

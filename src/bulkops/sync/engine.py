@@ -46,10 +46,10 @@ from ..report import Rejection, RejectsFile, Report, SyncReport
 from ..retry import RetryPolicy
 from ..schema import TableSpec, coerce
 from ..writes import Rejects, WriteSettings, write
-from .changeset import Changeset, _ChangesetWriter, _lines_size, _rows_lines_size
-from .hashing import _Digest, canonical, row_hash, scope_id
+from .changeset import Changeset, ChangesetWriter, lines_size, rows_lines_size
+from .hashing import SourceDigest, canonical, row_hash, scope_id
 
-__all__ = ["Mode", "Syncer", "diff_table", "sync_table"]
+__all__ = ["Mode", "Syncer", "diff_table", "one_rejects_sink", "sync_table", "write_rejects"]
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ class Syncer:
         self.list_keys = list_keys
         self.chunk_size = settings.chunk_size
         # The settings of the writes of the difference, and where their rejects go.
-        self.settings, self.sink = _one_rejects_sink(settings)
+        self.settings, self.sink = one_rejects_sink(settings)
         self.max_rejects = settings.max_rejects
         self.on_error = self.settings.on_error
         self.mode = mode
@@ -94,7 +94,7 @@ class Syncer:
         self.report = SyncReport(table=table, verb=mode, dry_run=dry_run and mode == "sync")
         self.scope = scope_id(self.key, self.columns, self.where, delete_missing)
         self.state: SyncState = ctx.sync_state()
-        self.writer: _ChangesetWriter | None = None
+        self.writer: ChangesetWriter | None = None
         self.full_bytes: int | None = 0 if mode == "diff" else None
 
     # ------------------------------------------------------------- entry point
@@ -107,7 +107,7 @@ class Syncer:
         finally:
             self.report.statements = self.backend.statements - statements
             self.report.elapsed = time.perf_counter() - started
-            _write_rejects(self.sink, self.report)
+            write_rejects(self.sink, self.report)
         return self.report
 
     def reject(self, rejection: Rejection) -> None:
@@ -162,7 +162,7 @@ class Syncer:
         self.cols = cols
         self.compared = tuple(c for c in cols if c not in self.key)
         if self.mode == "diff":
-            self.writer = _ChangesetWriter(
+            self.writer = ChangesetWriter(
                 {
                     "table": self.spec.name,
                     "key": list(self.key),
@@ -252,7 +252,7 @@ class Syncer:
             for op, _, payload in found:
                 report.bytes += self.writer.add(op, to_json(payload))
         else:
-            report.bytes += _lines_size(
+            report.bytes += lines_size(
                 [{"op": op, "key" if op == "delete" else "row": p} for op, _, p in found]
             )
         if self.list_keys:
@@ -337,7 +337,7 @@ class _SetBasedDiff:
                 f"{sync.mode}(): where= names {', '.join(map(repr, outside))}, which the "
                 "rows do not give"
             )
-        digest = _Digest(sync.scope)
+        digest = SourceDigest(sync.scope)
         size = chunk_rows(sync.ctx.capabilities, len(cols) + 2, sync.chunk_size)
         for raws, start in numbered(chunked(rows, size)):
             chunk = planner.prepare(raws, start)
@@ -368,7 +368,7 @@ class _SetBasedDiff:
                 self.staged += 1
             digest.update_encoded(chunk.rows)
             if sync.full_bytes is not None:
-                sync.full_bytes += _rows_lines_size(cols, chunk.rows)
+                sync.full_bytes += rows_lines_size(cols, chunk.rows)
             if staged:
                 self._load(staged)
             self.last_position = start + len(raws)
@@ -506,7 +506,7 @@ class _HashDiff:
             # (a row of the wrong width keeps its shape: _key_of rejects it)
             rows = (dict(zip(cols, r, strict=True)) if len(r) == len(cols) else r for r in rows)
         compared = None if sync.columns is None else sync.compared
-        digest = _Digest(sync.scope)
+        digest = SourceDigest(sync.scope)
         seen: set[Any] = set()
         pending: list[tuple[str, Any, int, dict[str, Any]]] = []
         size = sync.chunk_size or 100
@@ -514,7 +514,7 @@ class _HashDiff:
         for raws, start in numbered(chunked(rows, size)):
             report.rows_in += len(raws)
             if sync.full_bytes is not None:
-                sync.full_bytes += _lines_size([{"op": "add", "row": raw} for raw in raws])
+                sync.full_bytes += lines_size([{"op": "add", "row": raw} for raw in raws])
             latest: dict[Any, tuple[int, dict[str, Any]]] = {}
             for i, raw in enumerate(raws):
                 try:
@@ -685,7 +685,7 @@ def _compared(row: Mapping[str, Any], compared: Sequence[str] | None) -> tuple[A
     return tuple(canonical(row.get(c)) for c in compared)
 
 
-def _one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
+def one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
     """The settings for the several writes of one call, and the call's ``rejects``
     taken out of them: each write reports its rejections, and the call writes them all
     to that one sink at the end (a path given to each write would be overwritten)."""
@@ -694,7 +694,7 @@ def _one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
     return dataclasses.replace(settings, rejects=None, on_error=on_error), sink
 
 
-def _write_rejects(sink: Rejects, report: SyncReport) -> None:
+def write_rejects(sink: Rejects, report: SyncReport) -> None:
     if sink is None or not (report.rejections or report.failures):
         return
     rejects = RejectsFile(sink)
@@ -773,7 +773,7 @@ def _sync_through_changeset(
     from .apply import apply_changeset  # apply builds on this module
 
     # Both steps' rejects go to the call's one sink at the end.
-    settings, sink = _one_rejects_sink(settings)
+    settings, sink = one_rejects_sink(settings)
     changes = diff_table(
         ctx, table, rows, settings, key=key, columns=columns, delete_missing=delete_missing,
         where=where,
@@ -791,7 +791,7 @@ def _sync_through_changeset(
             report.take_rejects(applied)
             report.statements += applied.statements
             report.elapsed += applied.elapsed
-        _write_rejects(sink, report)
+        write_rejects(sink, report)
         return report
     finally:
         changes.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..jsoncodec import to_json
 
-__all__ = ["canonical", "row_hash", "scope_id"]
+__all__ = ["SourceDigest", "canonical", "row_hash", "scope_id"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -91,7 +91,7 @@ def scope_id(
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class _Digest:
+class SourceDigest:
     """The digest of a whole source, fed a chunk of rows at a time (in input order)."""
 
     def __init__(self, scope: str) -> None:
