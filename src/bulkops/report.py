@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from .jsoncodec import dumps, to_json
 
-__all__ = ["Rejection", "RejectsFile", "Report", "SyncReport", "jsonable"]
+__all__ = ["Rejection", "RejectsFile", "Report", "SyncReport", "jsonable", "write_rejects"]
 
 
 @dataclass(frozen=True)
@@ -280,3 +280,16 @@ class RejectsFile:
 
 
 ProgressCallback = Callable[[Report], None]
+
+
+def write_rejects(
+    sink: str | os.PathLike[str] | IO[str] | list[Any] | None, report: SyncReport
+) -> None:
+    """Write a call's rejected and failed rows to ``sink`` (if any), in one go."""
+    if sink is None or not (report.rejections or report.failures):
+        return
+    rejects = RejectsFile(sink)
+    try:
+        rejects.write(report.rejections + report.failures)
+    finally:
+        rejects.close()

@@ -22,7 +22,7 @@ from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
 from .schema import TableSpec
 
-__all__ = ["Rejects", "WriteSettings", "write"]
+__all__ = ["Rejects", "WriteSettings", "one_rejects_sink", "write"]
 
 Rejects = str | os.PathLike[str] | IO[str] | list[Rejection] | None
 
@@ -116,3 +116,13 @@ def write(
     finally:
         if sink is not None:
             sink.close()
+
+
+def one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
+    """The settings for the several writes of one call (a sync, an apply), and the
+    call's ``rejects`` taken out of them: each write reports its rejections, and the
+    call writes them all to that one sink at the end (a path given to each write would
+    be overwritten)."""
+    sink = settings.rejects
+    on_error = resolve_on_error(settings.on_error, sink, settings.max_rejects)
+    return replace(settings, rejects=None, on_error=on_error), sink

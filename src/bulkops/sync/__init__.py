@@ -4,6 +4,7 @@
 - ``state``: the sync state a backend keeps (``SyncMark``, the ``SyncState`` protocol);
 - ``changeset``: the changeset file (gzip JSON Lines), its reader and writer;
 - ``engine``: ``Syncer`` (one ``sync`` / ``diff`` call) and its two diff engines;
+- ``orchestrate``: the entry points (``sync_table``, ``diff_table``, ``changes_out``);
 - ``apply``: applying a changeset to a table.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from .apply import apply_changeset
 from .changeset import Changeset
-from .engine import Mode, Syncer, diff_table, sync_table
+from .engine import Mode, Syncer
 from .hashing import canonical, row_hash, scope_id
+from .orchestrate import diff_table, sync_table
 from .state import SyncMark, SyncState
 
 __all__ = [

@@ -9,10 +9,9 @@ from typing import Any
 
 from ..context import Context
 from ..jsoncodec import from_json
-from ..report import SyncReport
-from ..writes import WriteSettings, write
+from ..report import SyncReport, write_rejects
+from ..writes import WriteSettings, one_rejects_sink, write
 from .changeset import Changeset, validate
-from .engine import one_rejects_sink, write_rejects
 
 __all__ = ["apply_changeset"]
 

@@ -19,7 +19,6 @@ is skipped.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
@@ -37,19 +36,19 @@ from ..backends.base import (
 )
 from ..context import Context
 from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsError
-from ..execute import numbered, resolve_on_error
+from ..execute import numbered
 from ..jsoncodec import to_json
 from ..normalize import Key, encode_value
 from ..plan import ChunkPlanner, chunk_rows, chunked
 from ..reads import get_many
-from ..report import Rejection, RejectsFile, Report, SyncReport
+from ..report import Rejection, Report, SyncReport, write_rejects
 from ..retry import RetryPolicy
 from ..schema import TableSpec, coerce
-from ..writes import Rejects, WriteSettings, write
+from ..writes import WriteSettings, one_rejects_sink, write
 from .changeset import Changeset, ChangesetWriter, lines_size, rows_lines_size
 from .hashing import SourceDigest, canonical, row_hash, scope_id
 
-__all__ = ["Mode", "Syncer", "diff_table", "one_rejects_sink", "sync_table", "write_rejects"]
+__all__ = ["Mode", "Syncer"]
 
 T = TypeVar("T")
 
@@ -683,115 +682,3 @@ def _compared(row: Mapping[str, Any], compared: Sequence[str] | None) -> tuple[A
     if compared is None:
         return tuple(sorted((str(k), canonical(v)) for k, v in row.items()))
     return tuple(canonical(row.get(c)) for c in compared)
-
-
-def one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
-    """The settings for the several writes of one call, and the call's ``rejects``
-    taken out of them: each write reports its rejections, and the call writes them all
-    to that one sink at the end (a path given to each write would be overwritten)."""
-    sink = settings.rejects
-    on_error = resolve_on_error(settings.on_error, sink, settings.max_rejects)
-    return dataclasses.replace(settings, rejects=None, on_error=on_error), sink
-
-
-def write_rejects(sink: Rejects, report: SyncReport) -> None:
-    if sink is None or not (report.rejections or report.failures):
-        return
-    rejects = RejectsFile(sink)
-    try:
-        rejects.write(report.rejections + report.failures)
-    finally:
-        rejects.close()
-
-
-# --------------------------------------------------------------- entry points
-
-
-def sync_table(
-    ctx: Context,
-    table: str,
-    rows: Iterable[Any],
-    settings: WriteSettings,
-    *,
-    key: Key,
-    columns: Sequence[str] | None,
-    delete_missing: bool,
-    where: Mapping[str, Any] | None,
-    dry_run: bool,
-    list_keys: bool,
-    source_id: str | None,
-    changes_out: str | os.PathLike[str] | None,
-) -> SyncReport:
-    """See ``Store.sync``."""
-    if changes_out is not None:
-        return _sync_through_changeset(
-            ctx, table, rows, settings, changes_out, key=key, columns=columns,
-            delete_missing=delete_missing, where=where, dry_run=dry_run,
-        )  # fmt: skip
-    syncer = Syncer(
-        ctx, table, settings, key=key, columns=columns, delete_missing=delete_missing,
-        where=where, dry_run=dry_run, list_keys=list_keys,
-    )  # fmt: skip
-    return syncer.run(rows, source_id)
-
-
-def diff_table(
-    ctx: Context,
-    table: str,
-    rows: Iterable[Any],
-    settings: WriteSettings,
-    *,
-    key: Key,
-    columns: Sequence[str] | None,
-    delete_missing: bool,
-    where: Mapping[str, Any] | None,
-) -> Changeset:
-    """See ``Store.diff``."""
-    syncer = Syncer(
-        ctx, table, settings, key=key, columns=columns, delete_missing=delete_missing,
-        where=where, dry_run=True, list_keys=False, mode="diff",
-    )  # fmt: skip
-    syncer.run(rows)
-    assert syncer.changeset is not None
-    return syncer.changeset
-
-
-def _sync_through_changeset(
-    ctx: Context,
-    table: str,
-    rows: Iterable[Any],
-    settings: WriteSettings,
-    path: str | os.PathLike[str],
-    *,
-    key: Key,
-    columns: Sequence[str] | None,
-    delete_missing: bool,
-    where: Mapping[str, Any] | None,
-    dry_run: bool,
-) -> SyncReport:
-    """The difference found once, stored at ``path``, then applied from the file."""
-    from .apply import apply_changeset  # apply builds on this module
-
-    # Both steps' rejects go to the call's one sink at the end.
-    settings, sink = one_rejects_sink(settings)
-    changes = diff_table(
-        ctx, table, rows, settings, key=key, columns=columns, delete_missing=delete_missing,
-        where=where,
-    )  # fmt: skip
-    try:
-        changes.write(path)
-        report = changes.report
-        assert report is not None
-        report.verb, report.dry_run = "sync", dry_run
-        if not dry_run:
-            applied = apply_changeset(ctx, changes, table, settings)
-            for name in ("added", "changed", "deleted"):
-                setattr(report, name, getattr(applied, name))
-            report.unchanged += applied.unchanged
-            report.take_rejects(applied)
-            report.statements += applied.statements
-            report.elapsed += applied.elapsed
-        write_rejects(sink, report)
-        return report
-    finally:
-        changes.close()
