@@ -117,3 +117,19 @@ def test_bad_rows_exit_nonzero_and_are_not_deleted(tmp_path: Path) -> None:
     assert report["rejected"] == 1 and report["deleted"] == 0
     assert json.loads(rejects.read_text().splitlines()[0])["row"] == 3
     assert 3 in table(db)
+
+
+def test_sync_and_load_share_their_on_error_default_and_say_so(tmp_path: Path) -> None:
+    """A file's bad rows are set aside by default, in sync as in load; the help of
+    both says that the library raises instead."""
+    db, url = setup(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "1,item1,ten,eu\n2,item2,20,us\n12,item12,120,eu\n")
+    done = run("sync", str(bad), "--table", "stock", "--db", url, "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr  # rows rejected, the rest written
+    report = json.loads(done.stdout)
+    assert (report["rejected"], report["added"]) == (1, 1)
+    assert table(db)[12] == ("item12", 120, "eu") and table(db)[1] == ("item1", 10, "eu")
+    for command in ("load", "sync", "apply"):
+        shown = " ".join(run(command, "--help", cwd=tmp_path).stdout.split())
+        assert "[default: isolate]" in shown and "library's default is raise" in shown, command
