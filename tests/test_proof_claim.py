@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
-from bulkops.errors import LimitError
+from bulkops.errors import UnsupportedError
 from conftest import create, needs
 from test_primitives import PATIENT, run_threads
 
@@ -48,7 +48,7 @@ def jobs(db: bulkops.Store, count: int, shuffle: bool = False) -> None:
 
 def test_abandoned_loop_rolls_back_the_open_batch(db: bulkops.Store) -> None:
     """A batch used without ``with``, its loop then abandoned (the generator closed):
-    its update and its ``set=`` values are rolled back and the rows can be claimed
+    its update and its ``set_values=`` values are rolled back and the rows can be claimed
     again. Kills: an abandoned batch committed (or left open holding its locks)."""
     jobs(db, 30)
     loop = db.claim("jobs", where={"status": "TODO"}, chunk_size=10, set_values={"status": "TAKEN"})
@@ -58,7 +58,7 @@ def test_abandoned_loop_rolls_back_the_open_batch(db: bulkops.Store) -> None:
     assert not batch.open
     assert set(statuses(db).values()) == {"TODO"}
     again = [len(b) for b in db.claim("jobs", where={"status": "TODO"}, chunk_size=10,
-                                       set={"status": "TAKEN"})]  # fmt: skip
+                                       set_values={"status": "TAKEN"})]  # fmt: skip
     assert again == [10, 10, 10]
     assert set(statuses(db).values()) == {"TAKEN"}
 
@@ -97,14 +97,14 @@ def test_order_by_claims_in_that_order(db: bulkops.Store) -> None:
     jobs(db, 40, shuffle=True)
     order = []
     for batch in db.claim("jobs", where={"status": "TODO"}, chunk_size=8, order_by="prio",
-                          set={"status": "DONE"}):  # fmt: skip
+                          set_values={"status": "DONE"}):  # fmt: skip
         with batch:
             order.append([r["prio"] for r in batch.rows])
     assert [sorted(b) for b in order] == [list(range(i, i + 8)) for i in range(0, 40, 8)]
 
 
 def test_limit_under_concurrency(db_url: str, db: bulkops.Store) -> None:
-    """Four claimers, each with limit=30 and batch_size=7, from 300 rows: each takes
+    """Four claimers, each with limit=30 and chunk_size=7, from 300 rows: each takes
     exactly 30 rows (batches 7,7,7,7,2), no row twice. Kills: limit counted per batch
     instead of per loop, or ignored."""
     jobs(db, 300)
@@ -141,7 +141,7 @@ def test_statement_timeout_refused_on_sqlite(tmp_path: Path, verb: str) -> None:
         rows: list[Any] = [{"id": 1, "v": "new"}, {"id": 2, "v": "two"}]
         if verb == "delete":
             rows = [1]
-        with pytest.raises((ValueError, LimitError), match="statement_timeout"):
+        with pytest.raises(UnsupportedError, match="statement_timeout"):
             getattr(db, verb)("t", rows, statement_timeout=0.5)
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT id, v FROM t").fetchall() == [(1, "old")]
@@ -154,7 +154,7 @@ def test_statement_timeout_refused_on_sqlite_sync(tmp_path: Path) -> None:
         raw.execute("INSERT INTO t VALUES (1, 'old')")
     with (
         bulkops.connect(f"sqlite:///{path}") as db,
-        pytest.raises((ValueError, LimitError), match="statement_timeout"),
+        pytest.raises(UnsupportedError, match="statement_timeout"),
     ):
         db.sync("t", [{"id": 1, "v": "new"}], key="id", statement_timeout=0.5)
     with sqlite3.connect(path) as raw:

@@ -70,7 +70,7 @@ def test_empty_text_and_null_are_different(sql_url: str) -> None:
     with bulkops.connect(sql_url) as db:
         t = table_with(db, [{"id": 1, "a": "", "b": 1}, {"id": 2, "a": None, "b": 2}])
         report = db.sync(t, [{"id": 1, "a": None, "b": 1}, {"id": 2, "a": "", "b": 2}],
-                         key="id", keys=True)  # fmt: skip
+                         key="id", list_keys=True)  # fmt: skip
         assert sorted(report.changed_keys) == [1, 2]
     assert raw(sql_url, f"SELECT id, a FROM {t} ORDER BY id") == [(1, None), (2, "")]
 

@@ -113,7 +113,7 @@ def test_concurrent_writers_from_threads_all_land(path: str) -> None:
     def writer(w: int) -> None:
         try:
             with bulkops.connect(f"sqlite:///{path}", connect_args={"timeout": 0.05}) as db:
-                policy = RetryPolicy(attempts=50, base_delay=0.01, max_delay=0.1)
+                policy = RetryPolicy(attempts=200, base_delay=0.01, max_delay=0.2)
                 rows = [{"id": i, "w": w} for i in range(w, 2000, 4)]
                 db.upsert("t", rows, chunk_size=50, retry=policy)
         except BaseException as error:  # pragma: no cover - reported below
