@@ -122,7 +122,10 @@ def test_insert_conflict_error_raises_naming_row_key_and_column(db: bulkops.Stor
         assert [r["id"] for r in rows_of(db, "people")] == [1, 2, 3, 10, 11, 12]
 
 
-def test_rows_without_a_key_value_are_inserted_not_collapsed(db: bulkops.Store) -> None:
+def test_a_key_given_without_a_value_is_a_missing_key(db: bulkops.Store) -> None:
+    # A NULL (or blank) id given in the rows is refused: SQLite would assign an
+    # INTEGER PRIMARY KEY a new id, so every re-run of the same upsert added a copy.
+    # Rows that leave the id out entirely still get ids from the database.
     needs(db, "declared_columns", "no declared column types, NOT NULL or column names")
     create(
         db,
@@ -130,9 +133,21 @@ def test_rows_without_a_key_value_are_inserted_not_collapsed(db: bulkops.Store) 
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("kind", sa.Text),
     )
-    report = db.insert("events", [{"id": None, "kind": "a"}, {"id": None, "kind": "b"}])
-    assert report.inserted == 2 and report.duplicates == 0
-    assert sorted(r["kind"] for r in rows_of(db, "events")) == ["a", "b"]
+    given = [{"id": None, "kind": "a"}, {"id": "", "kind": "b"}, {"id": 7, "kind": "c"}]
+    for _ in range(2):
+        for verb in (db.insert, db.upsert):
+            kwargs: dict[str, Any] = {"on_conflict": "ignore"} if verb == db.insert else {}
+            report = verb("events", given, on_error="isolate", **kwargs)
+            assert_accounted(report, 3)
+            assert report.rejected == 2
+            assert {r.row: r.column for r in report.rejections} == {1: "id", 2: "id"}
+            assert all("missing key" in r.reason for r in report.rejections)
+    assert [r["kind"] for r in rows_of(db, "events")] == ["c"]
+    with pytest.raises(ConversionError, match="missing key"):
+        db.upsert("events", [{"id": None, "kind": "a"}])
+    report = db.insert("events", [{"kind": "d"}, {"kind": "e"}])  # ids assigned
+    assert report.inserted == 2
+    assert sorted(r["kind"] for r in rows_of(db, "events")) == ["c", "d", "e"]
 
 
 # ------------------------------------------------------------- isolate + accounting

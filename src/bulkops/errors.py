@@ -25,6 +25,7 @@ name, AWS error code) as ``.code``.
       ChangesetError          a changeset file is truncated, corrupt or not for this table
       LimitError              a value or request is beyond a hard limit of the backend
       UnsupportedError        the database cannot do what was asked (see its Capabilities)
+      AccountingError         a bug: a call's rows were not each counted exactly once
 """
 
 from __future__ import annotations
@@ -182,3 +183,9 @@ class ChangesetError(BulkError):
 class UnsupportedError(BulkError):
     """The database cannot do what was asked: a capability it lacks (``Capabilities``),
     such as transactions on DynamoDB or ``statement_timeout`` on SQLite."""
+
+
+class AccountingError(BulkError):
+    """A bug in bulkops or a backend: the rows of a call were not each counted exactly
+    once (the counts do not add up to the rows given). The message has the numbers;
+    please report it."""

@@ -16,7 +16,7 @@ from typing import Any
 from .backends.base import Backend, ItemBackend, WriteKind, WriteOp
 from .errors import BulkError, ConversionError, SchemaError
 from .plan import ChunkPlanner
-from .schema import ColumnCodec, TableSpec
+from .schema import ColumnCodec, TableSpec, key_codec
 
 __all__ = [
     "ITEM",
@@ -190,7 +190,11 @@ def normalize_write(
                 f"table {table!r} requires column(s) {', '.join(map(repr, required))} "
                 "(NOT NULL, no default) but the rows do not give them"
             )
-    codecs = [backend.codec(spec.column(c)) for c in cols] if item_encoder is None else []
+    codecs = [
+        key_codec(backend.codec(spec.column(c)), c) if c in key_cols
+        else backend.codec(spec.column(c))
+        for c in cols
+    ] if item_encoder is None else []  # fmt: skip
     planner = ChunkPlanner(
         cols, codecs, key_cols, mappings=mappings, strict_width=not (explicit and mappings),
         encode=item_encoder,
@@ -220,6 +224,8 @@ def write_key(kind: WriteKind, spec: TableSpec, key: Key, cols: tuple[str, ...])
     key_cols = spec.resolve_key(key, kind)
     if kind == "upsert":
         spec.require_unique(key_cols, "upsert")
+    else:  # update, delete: each key must name at most one row, or the counts lie
+        spec.require_unique(key_cols, kind, exact=False)
     return key_cols
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "infer_type",
     "is_infinite",
     "is_nan",
+    "key_codec",
     "missing_nan",
     "plain_value",
     "reject_infinite",
@@ -152,18 +153,27 @@ class TableSpec:
         wanted = set(cols)
         return any(set(u) == wanted for u in (self.primary_key, *self.unique) if u)
 
-    def require_unique(self, cols: Sequence[str], verb: str) -> None:
-        if not self.is_unique(cols):
-            raise SchemaError(
-                f"{verb}() on {self.name!r} needs a primary key or unique constraint on "
-                f"({', '.join(cols)}); the table has "
-                + (
-                    ", ".join(
-                        "(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u
-                    )
-                    or "none"
-                )
-            )
+    def covers_unique(self, cols: Sequence[str]) -> bool:
+        """True when ``cols`` include every column of a primary key or unique
+        constraint: a key value then names at most one row."""
+        given = set(cols)
+        return any(set(u) <= given for u in (self.primary_key, *self.unique) if u)
+
+    def require_unique(self, cols: Sequence[str], verb: str, *, exact: bool = True) -> None:
+        """SchemaError unless a primary key or unique constraint is on exactly ``cols``
+        (``exact``, what upsert's ON CONFLICT needs) or among them."""
+        if self.is_unique(cols) if exact else self.covers_unique(cols):
+            return
+        what = "on" if exact else "within"
+        have = ", ".join(
+            "(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u
+        )
+        raise SchemaError(
+            f"{verb}() on {self.name!r} matches rows on ({', '.join(cols)}), but no primary "
+            f"key or unique constraint is {what} those columns, so one key could touch "
+            f"many rows; the table has {have or 'none'}. Pass key= naming the columns of "
+            f"one, or add a unique constraint on ({', '.join(cols)})"
+        )
 
 
 # --------------------------------------------------------------------------- coercion
@@ -611,6 +621,33 @@ class ColumnCodec:
     bounds: tuple[int, int] | None = None
 
 
+def key_codec(codec: ColumnCodec, column: str) -> ColumnCodec:
+    """``codec`` for a column a write matches rows on: a value that encodes to NULL
+    (None, blank text, NaN, pd.NA) is refused as a missing key, instead of inserting
+    a row no key names (SQLite would even assign an INTEGER PRIMARY KEY a new id, so
+    every re-run of the same upsert added another copy)."""
+
+    def present(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def encode(value: Any) -> Any:
+            result = convert(value)
+            if result is None:
+                raise ConversionError(
+                    f"missing key: key column {column!r} has no value ({value!r})",
+                    column=column,
+                )
+            return result
+
+        return encode
+
+    return ColumnCodec(
+        codec.passthrough - {NoneType},
+        present(codec.encode),
+        codec.decode,
+        {cls: present(convert) for cls, convert in codec.fast.items()},
+        codec.bounds,
+    )
+
+
 class RowShapeError(Exception):
     """A row whose columns differ from the call's columns (handled per row, slow path)."""
 
@@ -644,7 +681,9 @@ def build_row_encoder(
             slow = f"(f(v{i}) if (f := q{i}.get(v{i}.__class__)) is not None else e{i}(v{i}))"
         if codec.bounds is not None:
             namespace[f"lo{i}"], namespace[f"hi{i}"] = codec.bounds
-            test = f"(v{i}.__class__ is int and lo{i} <= v{i} <= hi{i}) or v{i} is None"
+            test = f"(v{i}.__class__ is int and lo{i} <= v{i} <= hi{i})"
+            if NoneType in codec.passthrough:
+                test += f" or v{i} is None"
             exprs.append(f"v{i} if {test} else {slow}")
         else:
             exprs.append(
