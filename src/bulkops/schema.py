@@ -165,9 +165,7 @@ class TableSpec:
         if self.is_unique(cols) if exact else self.covers_unique(cols):
             return
         what = "on" if exact else "within"
-        have = ", ".join(
-            "(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u
-        )
+        have = ", ".join("(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u)
         raise SchemaError(
             f"{verb}() on {self.name!r} matches rows on ({', '.join(cols)}), but no primary "
             f"key or unique constraint is {what} those columns, so one key could touch "
@@ -536,9 +534,11 @@ def decimal_from_text(value: str) -> Decimal | None:
 
 def float_from_text(value: str) -> float | None:
     try:
-        return float(value)
+        result = float(value)
     except ValueError:
         return _to_float(value)
+    # '1e400' overflows to inf: only an infinity spelled out is one
+    return result if result not in _INFINITIES else _to_float(value)
 
 
 def datetime_from_text(value: str) -> dt.datetime | None:
