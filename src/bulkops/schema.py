@@ -491,19 +491,29 @@ def _to_json(value: Any) -> Any:
             return json.loads(value, parse_constant=_no_constant, parse_float=_finite_json_float)
         except ValueError as error:
             raise ValueError(f"not valid JSON: {error}") from None
-    if isinstance(value, dict | list | tuple):
-        value = _json_plain(value)
-    if isinstance(value, dict | list | int | float | bool | Decimal):
+    if isinstance(value, dict | list | tuple | int | float | bool | Decimal):
+        foreign: list[Any] = []
+
+        def default(item: Any) -> Any:
+            plain = plain_value(item)
+            if plain is item:
+                return _json_default(item)
+            foreign.append(item)
+            return plain
+
         try:
             # fail here, naming the column
-            json.dumps(value, default=_json_default, allow_nan=False)
-        except ValueError:
+            json.dumps(value, default=default, allow_nan=False)
+        except ValueError as error:
+            if "JSON compliant" not in str(error):
+                raise
             raise ValueError(
                 "the document holds NaN or infinity, which JSON cannot represent"
             ) from None
         if isinstance(value, Decimal) and not value.is_finite():
             raise ValueError(f"{value} is not JSON (JSON has no NaN or infinity)")
-        return value
+        # numpy/pandas scalars inside: a plain copy, which any driver can serialise
+        return _json_plain(value) if foreign or isinstance(value, tuple) else value
     raise ValueError(f"{type(value).__name__} value is not JSON")
 
 
