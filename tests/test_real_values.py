@@ -533,3 +533,35 @@ def test_blank_integer_primary_key_is_a_missing_key_not_a_new_row(tmp_path: Path
     assert conn.execute("SELECT id, name FROM people ORDER BY id").fetchall() == [
         (2, "bob"), (3, "dee"),
     ]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False)
+    | st.floats(allow_nan=False).map(
+        lambda f: Decimal(repr(f)) if math.isfinite(f) else Decimal(0)
+    ),
+    st.sampled_from([(None, None), (2, 10), (4, 18), (0, 5)]),
+)
+def test_sqlite_numeric_storage_is_exact_or_refused(value: Decimal, size: Any) -> None:
+    # Pure logic: whatever SQLite is given for a NUMERIC column gives the value back
+    # exactly through bulkops, or the value is refused; text and Decimal agree.
+    from bulkops.backends.sqlite import _numeric_codec
+
+    scale, precision = size
+    codec = _numeric_codec(scale, precision)
+    assert codec.decode is not None
+    outcomes = []
+    for given_as in (value, str(value)):
+        try:
+            stored = codec.fast[type(given_as)](given_as)
+        except ValueError as error:
+            outcomes.append(("refused", str(error)))
+            continue
+        assert type(stored) in (int, float)
+        back = codec.decode(stored)
+        assert back == value
+        if scale is not None:
+            assert back.as_tuple().exponent == -scale
+        outcomes.append(("stored", stored))
+    assert outcomes[0] == outcomes[1] or outcomes[0][0] == outcomes[1][0] == "refused"

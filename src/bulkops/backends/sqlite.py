@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from functools import partial
 from operator import itemgetter
 from typing import Any, Self
@@ -183,40 +184,35 @@ def numeric_storage(
     ``scale``, more digits than its ``precision``, or digits no REAL holds: bulkops
     never rounds a value to fit.
     """
-    if value.is_nan():
-        return None
-    if value.is_infinite():
+    if not value.is_finite():
+        if value.is_nan():
+            return None
         raise ValueError(f"{value} is infinite; a SQLite decimal column holds no infinity")
-    exponent = value.as_tuple().exponent
-    if (
-        scale is not None
-        and isinstance(exponent, int)
-        and exponent < -scale
-        and value != value.quantize(Decimal(1).scaleb(-scale))
-    ):
-        raise ValueError(
-            f"{value} has more than {scale} decimal places; the column keeps {scale} "
-            "(the value would be rounded)"
-        )
-    if (
-        precision is not None
-        and scale is not None
-        and value
-        and value.adjusted() + 1 > precision - scale
-    ):
-        raise ValueError(
-            f"{value} has more than {precision - scale} digits before the decimal "
-            f"point; the column is NUMERIC({precision}, {scale})"
-        )
-    if value == value.to_integral_value():
+    if scale is not None:
+        if precision is not None and value and value.adjusted() + 1 > precision - scale:
+            raise ValueError(
+                f"{value} has more than {precision - scale} digits before the decimal "
+                f"point; the column is NUMERIC({precision}, {scale})"
+            )
+        _, digits, exponent = value.as_tuple()
+        beyond = -scale - exponent if isinstance(exponent, int) else 0
+        if beyond > 0 and any(digits[-beyond:]):  # nonzero digits past the scale
+            raise ValueError(
+                f"{value} has more than {scale} decimal places; the column keeps {scale} "
+                "(the value would be rounded)"
+            )
+    as_float = float(value)
+    if as_float.is_integer():
         integral = int(value)
-        if _INT64[0] <= integral <= _INT64[1]:
+        if integral == value and _INT64[0] <= integral <= _INT64[1]:
             return integral
+    text = repr(as_float)
+    # The same digits as the float's shortest form (the common case, a string compare),
+    # or the same value written otherwise ("1.50", "1E+2").
+    if text == str(value) or Decimal(text) == value:
+        return as_float
     # Counted from the digits themselves: normalize() would round to 28 digits.
     digits = len("".join(map(str, value.as_tuple().digits)).strip("0")) or 1
-    as_float = float(value)
-    if Decimal(repr(as_float)) == value:
-        return as_float
     raise ValueError(
         f"{value} cannot be stored exactly in a SQLite decimal column: it has {digits} "
         f"significant digits and SQLite stores decimals as 64-bit floats (exact to "
@@ -237,7 +233,24 @@ def _numeric_encoder(scale: int | None, precision: int | None) -> Callable[[Any]
 
 def _numeric_text_encoder(scale: int | None, precision: int | None) -> Callable[[str], Any]:
     # CSV text straight to its stored form: one call per value on the hot path.
+    limit = None if precision is None or scale is None else 10.0 ** (precision - scale)
+
     def encode(value: str) -> Any:
+        try:
+            as_float = float(value)
+        except ValueError:
+            pass
+        else:
+            # Text that is exactly a finite float's shortest form ("98.96"): stored as
+            # that REAL with no Decimal arithmetic. Anything else takes the long way.
+            if (
+                repr(as_float) == value
+                and math.isfinite(as_float)
+                and not as_float.is_integer()
+                and (scale is None or ("e" not in value and len(value.partition(".")[2]) <= scale))
+                and (limit is None or -limit < as_float < limit)
+            ):
+                return as_float
         number: Decimal | None
         try:
             number = Decimal(value)
@@ -606,7 +619,7 @@ def _numeric_codec(scale: int | None, precision: int | None) -> ColumnCodec:
             number = _decode_decimal(value)
             if quantum is None or number is None or not number.is_finite():
                 return number
-            return number.quantize(quantum)
+            return number.quantize(quantum, context=_WIDE)
 
         encode = _numeric_encoder(scale, precision)
         codec = ColumnCodec(
@@ -618,6 +631,10 @@ def _numeric_codec(scale: int | None, precision: int | None) -> ColumnCodec:
         _NUMERIC_CODECS[key] = codec
     return codec
 
+
+# Quantizing a REAL's digits (at most 17 significant, any magnitude) to a scale needs
+# more than the default 28 digits of precision for large values.
+_WIDE = Context(prec=400)
 
 _NUMERIC_CODECS: dict[tuple[int | None, int | None], ColumnCodec] = {}
 
