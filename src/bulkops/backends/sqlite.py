@@ -194,9 +194,9 @@ def numeric_storage(
                 f"{value} has more than {precision - scale} digits before the decimal "
                 f"point; the column is NUMERIC({precision}, {scale})"
             )
-        _, digits, exponent = value.as_tuple()
+        _, places, exponent = value.as_tuple()
         beyond = -scale - exponent if isinstance(exponent, int) else 0
-        if beyond > 0 and any(digits[-beyond:]):  # nonzero digits past the scale
+        if beyond > 0 and any(places[-beyond:]):  # nonzero digits past the scale
             raise ValueError(
                 f"{value} has more than {scale} decimal places; the column keeps {scale} "
                 "(the value would be rounded)"
@@ -212,9 +212,9 @@ def numeric_storage(
     if text == str(value) or Decimal(text) == value:
         return as_float
     # Counted from the digits themselves: normalize() would round to 28 digits.
-    digits = len("".join(map(str, value.as_tuple().digits)).strip("0")) or 1
+    significant = len("".join(map(str, value.as_tuple().digits)).strip("0")) or 1
     raise ValueError(
-        f"{value} cannot be stored exactly in a SQLite decimal column: it has {digits} "
+        f"{value} cannot be stored exactly in a SQLite decimal column: it has {significant} "
         f"significant digits and SQLite stores decimals as 64-bit floats (exact to "
         f"{REAL_DIGITS} digits); use a text column, or round it yourself"
     )
