@@ -16,7 +16,7 @@ from typing import Any
 from .backends.base import Backend, ItemBackend, WriteKind, WriteOp
 from .errors import BulkError, ConversionError, SchemaError
 from .plan import ChunkPlanner
-from .schema import ColumnCodec, TableSpec, key_codec
+from .schema import ColumnCodec, TableSpec
 
 __all__ = [
     "ITEM",
@@ -190,11 +190,7 @@ def normalize_write(
                 f"table {table!r} requires column(s) {', '.join(map(repr, required))} "
                 "(NOT NULL, no default) but the rows do not give them"
             )
-    codecs = [
-        key_codec(backend.codec(spec.column(c)), c) if c in key_cols
-        else backend.codec(spec.column(c))
-        for c in cols
-    ] if item_encoder is None else []  # fmt: skip
+    codecs = [backend.codec(spec.column(c)) for c in cols] if item_encoder is None else []
     planner = ChunkPlanner(
         cols, codecs, key_cols, mappings=mappings, strict_width=not (explicit and mappings),
         encode=item_encoder,

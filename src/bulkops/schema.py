@@ -34,7 +34,6 @@ __all__ = [
     "infer_type",
     "is_infinite",
     "is_nan",
-    "key_codec",
     "missing_nan",
     "plain_value",
     "reject_infinite",
@@ -629,33 +628,6 @@ class ColumnCodec:
     decode: Callable[[Any], Any] | None = None
     fast: Mapping[type, Callable[[Any], Any]] = field(default_factory=dict)
     bounds: tuple[int, int] | None = None
-
-
-def key_codec(codec: ColumnCodec, column: str) -> ColumnCodec:
-    """``codec`` for a column a write matches rows on: a value that encodes to NULL
-    (None, blank text, NaN, pd.NA) is refused as a missing key, instead of inserting
-    a row no key names (SQLite would even assign an INTEGER PRIMARY KEY a new id, so
-    every re-run of the same upsert added another copy)."""
-
-    def present(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        def encode(value: Any) -> Any:
-            result = convert(value)
-            if result is None:
-                raise ConversionError(
-                    f"missing key: key column {column!r} has no value ({value!r})",
-                    column=column,
-                )
-            return result
-
-        return encode
-
-    return ColumnCodec(
-        codec.passthrough - {NoneType},
-        present(codec.encode),
-        codec.decode,
-        {cls: present(convert) for cls, convert in codec.fast.items()},
-        codec.bounds,
-    )
 
 
 class RowShapeError(Exception):

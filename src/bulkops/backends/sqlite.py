@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import re
 import sqlite3
 import sys
@@ -231,26 +230,25 @@ def _numeric_encoder(scale: int | None, precision: int | None) -> Callable[[Any]
     return encode
 
 
+# A decimal literal with a point and at least one digit, ASCII digits only ("98.96",
+# "-3.", ".5"); group 1 is the fractional part.
+_PLAIN_DECIMAL = re.compile(r"[-+]?(?=\.?[0-9])[0-9]*\.([0-9]*)").fullmatch
+
+
 def _numeric_text_encoder(scale: int | None, precision: int | None) -> Callable[[str], Any]:
     # CSV text straight to its stored form: one call per value on the hot path.
     limit = None if precision is None or scale is None else 10.0 ** (precision - scale)
 
     def encode(value: str) -> Any:
-        try:
+        # The common CSV shape ("98.96", "10.00", "-3.5"): at most 15 digits with a
+        # point, so the nearest REAL gives the same decimal back exactly (DBL_DIG is
+        # 15). Stored without Decimal arithmetic; anything else takes the long way.
+        if len(value) <= 16 and (plain := _PLAIN_DECIMAL(value)) is not None:
             as_float = float(value)
-        except ValueError:
-            pass
-        else:
-            # Text that is exactly a finite float's shortest form ("98.96"): stored as
-            # that REAL with no Decimal arithmetic. Anything else takes the long way.
-            if (
-                repr(as_float) == value
-                and math.isfinite(as_float)
-                and not as_float.is_integer()
-                and (scale is None or ("e" not in value and len(value.partition(".")[2]) <= scale))
-                and (limit is None or -limit < as_float < limit)
+            if (scale is None or len(plain.group(1)) <= scale) and (
+                limit is None or -limit < as_float < limit
             ):
-                return as_float
+                return int(as_float) if as_float.is_integer() else as_float
         number: Decimal | None
         try:
             number = Decimal(value)
