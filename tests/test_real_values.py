@@ -565,3 +565,18 @@ def test_sqlite_numeric_storage_is_exact_or_refused(value: Decimal, size: Any) -
             assert back.as_tuple().exponent == -scale
         outcomes.append(("stored", stored))
     assert outcomes[0] == outcomes[1] or outcomes[0][0] == outcomes[1][0] == "refused"
+
+
+def test_postgres_numeric_holds_nan_and_infinity(pg_url: str) -> None:
+    with bulkops.connect(pg_url) as db:
+        db.create_table("n", {"id": "integer", "d": "decimal", "x": "float"}, key="id")
+        rows = [
+            {"id": 1, "d": float("inf"), "x": float("-inf")},
+            {"id": 2, "d": Decimal("-Infinity"), "x": float("nan")},
+            {"id": 3, "d": float("nan"), "x": None},
+        ]
+        assert db.insert("n", rows).inserted == 3
+        got = db.get_many("n", [1, 2, 3])
+        stored = raw_rows(db, "SELECT d::text, x::text FROM n ORDER BY id")
+    assert stored == [("Infinity", "-Infinity"), ("-Infinity", "NaN"), ("NaN", None)]
+    assert got[1]["d"] == Decimal("Infinity") and got[3]["d"].is_nan()
