@@ -580,3 +580,43 @@ def test_postgres_numeric_holds_nan_and_infinity(pg_url: str) -> None:
         stored = raw_rows(db, "SELECT d::text, x::text FROM n ORDER BY id")
     assert stored == [("Infinity", "-Infinity"), ("-Infinity", "NaN"), ("NaN", None)]
     assert got[1]["d"] == Decimal("Infinity") and got[3]["d"].is_nan()
+
+
+def test_values_of_data_libraries_are_recognised_without_importing_them() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, bulkops\n"
+        "db = bulkops.connect('sqlite://')\n"
+        "db.create_table('t', {'id': 'integer', 'v': 'float', 's': 'text'}, key='id')\n"
+        "db.insert('t', [{'id': 1, 'v': float('nan'), 's': float('nan')}])\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_plain_value_of_numpy_pandas_and_arrow_scalars() -> None:
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    from bulkops.schema import plain_value
+
+    cases = [
+        (np.int64(3), 3), (np.uint8(7), 7), (np.float32(0.5), 0.5), (np.bool_(False), False),
+        (np.str_("x"), "x"), (np.datetime64("2024-01-02"), dt.date(2024, 1, 2)),
+        (np.datetime64("2024-01-02T03:04:05.123456"), dt.datetime(2024, 1, 2, 3, 4, 5, 123456)),
+        (np.datetime64("NaT"), None), (np.timedelta64(90, "s"), dt.timedelta(seconds=90)),
+        (pd.NA, None), (pd.NaT, None),
+        (pd.Timestamp("2024-01-02 03:04"), dt.datetime(2024, 1, 2, 3, 4)),
+        (pa.scalar(None), None), (pa.scalar(5), 5), (pa.scalar("s"), "s"),
+        (Decimal("1.5"), Decimal("1.5")), ("text", "text"),
+    ]  # fmt: skip
+    for given_value, expected in cases:
+        got = plain_value(given_value)
+        assert got == expected and type(got) is type(expected), (given_value, got)
+    for lossy in (pd.Timestamp("2024-01-02 03:04:05.000000001"), np.datetime64(1, "ns")):
+        with pytest.raises(ValueError, match="nanoseconds"):
+            plain_value(lossy)
