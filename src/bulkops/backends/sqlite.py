@@ -245,10 +245,10 @@ def _numeric_text_encoder(scale: int | None, precision: int | None) -> Callable[
         # 15). Stored without Decimal arithmetic; anything else takes the long way.
         if len(value) <= 16 and (plain := _PLAIN_DECIMAL(value)) is not None:
             as_float = float(value)
-            if (scale is None or len(plain.group(1)) <= scale) and (
-                limit is None or -limit < as_float < limit
+            if scale is None or (
+                len(plain.group(1)) <= scale and (limit is None or -limit < as_float < limit)
             ):
-                return int(as_float) if as_float.is_integer() else as_float
+                return as_float if not as_float.is_integer() else int(as_float)
         number: Decimal | None
         try:
             number = Decimal(value)
