@@ -191,7 +191,7 @@ class ChunkPlanner:
         composite = self._composite
         for i, row in zip(chunk.index, chunk.rows, strict=True):
             k = key_of(row)
-            # A row without a key value (an id the database assigns) collapses with nothing.
+            # A NULL key was rejected before (missing key); kept apart here all the same.
             if k is None or (composite and None in k):
                 keyless.append((i, row))
             else:
