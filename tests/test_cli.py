@@ -53,11 +53,12 @@ def test_load_csv_creates_the_table_and_reports(tmp_path: Path) -> None:
     assert "inserted" in result.stdout and "3" in result.stdout
     db = tmp_path / "bulkops.db"  # the default --db
     schema = query(db, "SELECT sql FROM sqlite_schema WHERE name = 'fruit'")[0][0]
-    assert "DECIMAL_TEXT" in schema and "PRIMARY KEY (id)" in schema
+    assert "NUMERIC" in schema and "PRIMARY KEY (id)" in schema
+    # Decimals are numbers to plain SQL (NUMERIC affinity), not text.
     assert query(db, "SELECT id, price, added FROM fruit ORDER BY id") == [
-        (1, "1.20", "2024-01-02"),
-        (2, "0.50", "2024-01-03"),
-        (3, "12.345", "2024-01-04"),
+        (1, 1.2, "2024-01-02"),
+        (2, 0.5, "2024-01-03"),
+        (3, 12.345, "2024-01-04"),
     ]
 
 

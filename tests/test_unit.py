@@ -86,10 +86,12 @@ def test_planner_collapses_duplicates_last_wins_and_sorts_by_key() -> None:
     assert chunk.size == 4
 
 
-def test_planner_keeps_keyless_rows_in_input_order() -> None:
-    raws = [{"id": None, "name": "x"}, {"id": 2, "name": "b"}, {"id": None, "name": "y"}]
+def test_planner_rejects_rows_whose_key_has_no_value() -> None:
+    raws = [{"id": None, "name": "x"}, {"id": 2, "name": "b"}, {"id": "", "name": "y"}]
     chunk = planner().prepare(raws, 0)
-    assert chunk.rows == [(2, "b"), (None, "x"), (None, "y")]
+    assert chunk.rows == [(2, "b")] and chunk.index == [1]
+    assert [(r.row, r.column) for r in chunk.rejections] == [(1, "id"), (3, "id")]
+    assert all(r.reason.startswith("missing key: key column 'id'") for r in chunk.rejections)
     assert chunk.duplicates == 0
 
 

@@ -28,9 +28,11 @@ name, AWS error code) as ``.code``.
       AccessError             no privilege, or a read-only database or transaction
       ResourceError           the server is out of a resource (disk full, out of memory)
       AdapterError            the driver has no way to send a value of some type
+      AccountingError         a bug: a call's rows were not each counted exactly once
 
-The last three, like SchemaError, are not about a row: a bulk call stops at once with
-the error instead of narrowing its chunk down to reject every row one by one.
+AccessError, ResourceError and AdapterError, like SchemaError, are not about a row: a
+bulk call stops at once with the error instead of narrowing its chunk down to reject
+every row one by one.
 """
 
 from __future__ import annotations
@@ -204,3 +206,9 @@ class ResourceError(BulkError):
 class AdapterError(BulkError):
     """The driver cannot send a value of some type (no adapter for it). Not about a
     row: every row would fail alike, so the call stops."""
+
+
+class AccountingError(BulkError):
+    """A bug in bulkops or a backend: the rows of a call were not each counted exactly
+    once (the counts do not add up to the rows given). The message has the numbers;
+    please report it."""

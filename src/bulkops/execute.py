@@ -30,6 +30,7 @@ from .backends.base import (
     run_transaction,
 )
 from .errors import (
+    AccountingError,
     BulkError,
     ConversionError,
     DataError,
@@ -39,7 +40,7 @@ from .errors import (
 )
 from .events import EventSink
 from .plan import ChunkPlanner, PreparedChunk
-from .report import ProgressCallback, Rejection, RejectsFile, Report
+from .report import OUTCOMES, ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
 
 __all__ = [
@@ -162,7 +163,13 @@ class Executor:
             for fork in backends[1:]:
                 fork.close()
         self._finish(started, statements_before, retries_before, backends)
-        return self.report
+        report = self.report
+        if report.accounted != report.rows_in:
+            raise AccountingError(
+                f"{report.verb} {report.table}: {report.rows_in} rows in but "
+                f"{report.accounted} counted ({_outcomes(report.__dict__)})"
+            )
+        return report
 
     def _skipping(
         self, chunks: Iterable[tuple[list[Any], int]], skip: Mapping[int, int]
@@ -454,6 +461,18 @@ class Executor:
 
     def _accept(self, chunk: PreparedChunk, result: _ChunkResult) -> None:
         """Count a finished chunk, write its rejects, report progress, check limits."""
+        counted = (
+            result.counts.total + len(result.rejections) + len(result.failures)
+            + chunk.duplicates
+        )  # fmt: skip
+        if counted != chunk.size or min(result.counts.as_dict().values()) < 0:
+            # Every row of a chunk lands in exactly one count (the invariant of Report).
+            raise AccountingError(
+                f"{self.op.kind} {self.op.table.name}, rows {chunk.start + 1}-"
+                f"{chunk.start + chunk.size}: {chunk.size} rows but {counted} counted "
+                f"({_outcomes(result.counts.as_dict())}, rejected={len(result.rejections)}, "
+                f"failed={len(result.failures)}, duplicates={chunk.duplicates})"
+            )
         report = self.report
         report.rows_in += chunk.size
         report.chunks += 1
@@ -490,6 +509,10 @@ class Executor:
             self.report.retries += 1
         if self.events is not None:
             self.events.retried(what, error, attempt, wait)
+
+
+def _outcomes(counts: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={counts[name]}" for name in OUTCOMES if counts.get(name))
 
 
 def numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:

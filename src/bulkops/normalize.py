@@ -220,6 +220,8 @@ def write_key(kind: WriteKind, spec: TableSpec, key: Key, cols: tuple[str, ...])
     key_cols = spec.resolve_key(key, kind)
     if kind == "upsert":
         spec.require_unique(key_cols, "upsert")
+    else:  # update, delete: each key must name at most one row, or the counts lie
+        spec.require_unique(key_cols, kind, exact=False)
     return key_cols
 
 

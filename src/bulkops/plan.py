@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter, lt
 from typing import Any
 
@@ -119,8 +119,45 @@ class ChunkPlanner:
         else:
             chunk = PreparedChunk(start, raws, clean, list(range(len(raws))))
         if self._key_of is not None:
+            self._reject_missing_keys(chunk)
             self._collapse_and_order(chunk)
         return chunk
+
+    def _reject_missing_keys(self, chunk: PreparedChunk) -> None:
+        """Rows whose key is NULL once encoded (None, blank text, NaN, pd.NA) become
+        "missing key" rejections: no key names such a row, and SQLite would give an
+        INTEGER PRIMARY KEY a new id, so each re-run of an upsert added a copy. One
+        C-level scan per chunk; rows that leave the key column out are not affected
+        (their chunk has no key to check)."""
+        key_of = self._key_of
+        assert key_of is not None
+        keys = list(map(key_of, chunk.rows))
+        if self._composite:
+            if None not in chain.from_iterable(keys):
+                return
+        elif None not in keys:
+            return
+        rows, index = [], []
+        for row, i, k in zip(chunk.rows, chunk.index, keys, strict=True):
+            parts = k if self._composite else (k,)
+            if None not in parts:
+                rows.append(row)
+                index.append(i)
+                continue
+            column = self.key[parts.index(None)]
+            values = self.values_of(chunk.raws[i])
+            given = values.get(column) if isinstance(values, Mapping) else None
+            chunk.rejections.append(
+                Rejection(
+                    row=chunk.start + i + 1,
+                    key=self.key_from_values(values),
+                    reason=f"missing key: key column {column!r} has no value ({given!r})",
+                    values=values,
+                    column=column,
+                )
+            )
+        chunk.rows, chunk.index = rows, index
+        chunk.rejections.sort(key=lambda r: r.row)
 
     def _prepare_row_by_row(self, raws: list[Any], start: int) -> PreparedChunk:
         encode = self._encode
@@ -154,7 +191,7 @@ class ChunkPlanner:
         composite = self._composite
         for i, row in zip(chunk.index, chunk.rows, strict=True):
             k = key_of(row)
-            # A row without a key value (an id the database assigns) collapses with nothing.
+            # A NULL key was rejected before (missing key); kept apart here all the same.
             if k is None or (composite and None in k):
                 keyless.append((i, row))
             else:

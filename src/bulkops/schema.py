@@ -14,6 +14,7 @@ import datetime as dt
 import difflib
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -29,7 +30,13 @@ __all__ = [
     "TableSpec",
     "build_row_encoder",
     "coerce",
+    "column_type",
     "infer_type",
+    "is_infinite",
+    "is_nan",
+    "missing_nan",
+    "plain_value",
+    "reject_infinite",
 ]
 
 TYPES = (
@@ -46,6 +53,28 @@ TYPES = (
 )
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+_TYPE_WITH_ARGUMENTS = re.compile(r"(\w+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?")
+
+
+def column_type(kind: str) -> tuple[str, int | None, int | None]:
+    """A column type as ``create_table`` takes it: one of ``TYPES``, or a decimal with
+    its precision and scale: ``"decimal(10, 2)"`` -> ``("decimal", 10, 2)``,
+    ``"text"`` -> ``("text", None, None)``."""
+    found = _TYPE_WITH_ARGUMENTS.fullmatch(kind.strip().lower())
+    base = found.group(1) if found else ""
+    if base not in TYPES or (found and found.group(2) and base != "decimal"):
+        raise SchemaError(
+            f"unknown column type {kind!r}: the types are {', '.join(TYPES)}, "
+            "and decimal(precision, scale)"
+        )
+    assert found is not None
+    precision, scale = (None if a is None else int(a) for a in found.groups()[1:])
+    if precision is not None and not 0 <= (scale or 0) <= precision:
+        raise SchemaError(f"{kind!r}: the scale must be between 0 and the precision")
+    return base, precision, scale
+
+
 NoneType = type(None)
 
 
@@ -123,18 +152,25 @@ class TableSpec:
         wanted = set(cols)
         return any(set(u) == wanted for u in (self.primary_key, *self.unique) if u)
 
-    def require_unique(self, cols: Sequence[str], verb: str) -> None:
-        if not self.is_unique(cols):
-            raise SchemaError(
-                f"{verb}() on {self.name!r} needs a primary key or unique constraint on "
-                f"({', '.join(cols)}); the table has "
-                + (
-                    ", ".join(
-                        "(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u
-                    )
-                    or "none"
-                )
-            )
+    def covers_unique(self, cols: Sequence[str]) -> bool:
+        """True when ``cols`` include every column of a primary key or unique
+        constraint: a key value then names at most one row."""
+        given = set(cols)
+        return any(set(u) <= given for u in (self.primary_key, *self.unique) if u)
+
+    def require_unique(self, cols: Sequence[str], verb: str, *, exact: bool = True) -> None:
+        """SchemaError unless a primary key or unique constraint is on exactly ``cols``
+        (``exact``, what upsert's ON CONFLICT needs) or among them."""
+        if self.is_unique(cols) if exact else self.covers_unique(cols):
+            return
+        what = "on" if exact else "within"
+        have = ", ".join("(" + ", ".join(u) + ")" for u in (self.primary_key, *self.unique) if u)
+        raise SchemaError(
+            f"{verb}() on {self.name!r} matches rows on ({', '.join(cols)}), but no primary "
+            f"key or unique constraint is {what} those columns, so one key could touch "
+            f"many rows; the table has {have or 'none'}. Pass key= naming the columns of "
+            f"one, or add a unique constraint on ({', '.join(cols)})"
+        )
 
 
 # --------------------------------------------------------------------------- coercion
@@ -148,8 +184,99 @@ def _blank(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+# ------------------------------------------------ values of data libraries, NaN, infinity
+#
+# The rules for values that come from numpy, pandas and Arrow, and for NaN and infinity,
+# live here once: every coercer (and so every backend's codec) applies them, and a
+# columnar (Arrow) path can call the same small functions.
+
+_LIBRARIES = frozenset({"numpy", "pandas", "pyarrow"})
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` as the plain Python value it stands for, when it is a scalar of numpy,
+    pandas or pyarrow; anything else is returned as it is.
+
+    numpy scalars become their ``.item()`` (``np.int64(3)`` -> 3, ``np.bool_`` -> bool,
+    ``np.str_`` -> str, ``np.datetime64`` -> datetime or date); the missing-value
+    markers ``pd.NA``, ``pd.NaT``, numpy's ``datetime64('NaT')`` and Arrow nulls become
+    None; an Arrow scalar becomes its ``.as_py()``. A timestamp with nanoseconds, which
+    no Python datetime holds, raises ValueError rather than losing them. The classes
+    are recognised by their module, so none of these libraries is imported here.
+    """
+    cls = value.__class__
+    library = cls.__module__.partition(".")[0]
+    if library not in _LIBRARIES:
+        return value
+    name = cls.__name__
+    if library == "pyarrow":
+        return value.as_py() if hasattr(value, "as_py") else value
+    if library == "pandas":
+        if name in ("NAType", "NaTType"):
+            return None
+        if name == "Timestamp":
+            if value.nanosecond:
+                raise ValueError(f"{value} has nanoseconds, which a Python datetime cannot hold")
+            return value.to_pydatetime()
+        if name == "Timedelta":
+            return value.to_pytimedelta()
+        return value
+    if name in ("datetime64", "timedelta64"):
+        if value != value:  # NaT is the only datetime64 unequal to itself
+            return None
+        unit = "datetime64[us]" if name == "datetime64" else "timedelta64[us]"
+        micro = value.astype(unit)
+        if micro != value:
+            raise ValueError(f"{value} has nanoseconds, which a Python datetime cannot hold")
+        item = (value if str(value.dtype).endswith("[D]") else micro).item()
+        if isinstance(item, int):
+            raise ValueError(f"{value} is outside the range of a Python datetime")
+        return item
+    return value.item() if hasattr(value, "item") else value
+
+
+def is_nan(value: Any) -> bool:
+    """True for a float NaN or a Decimal NaN (the only values unequal to themselves
+    among numbers)."""
+    return isinstance(value, float | Decimal) and value != value
+
+
+def is_infinite(value: Any) -> bool:
+    """True for a float or Decimal infinity."""
+    return isinstance(value, float | Decimal) and value == value and value in _INFINITIES
+
+
+_INFINITIES = (math.inf, -math.inf)
+
+
+def missing_nan(value: Any) -> bool:
+    """A NaN where the column's type holds no NaN: it stands for a missing value
+    (pandas' convention) and is stored as NULL, never as the text 'nan'."""
+    return is_nan(value)
+
+
+def reject_infinite(value: Any, what: str) -> None:
+    """Infinity goes only where the column's type holds it: elsewhere a rejection."""
+    if is_infinite(value):
+        raise ValueError(f"{value!r} is infinite; {what} holds no infinity")
+
+
+def _plain(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert`` applied to ``plain_value(value)``: every coercer takes numpy,
+    pandas and Arrow scalars as their Python equivalents."""
+
+    def coerce_plain(value: Any) -> Any:
+        if value.__class__.__module__.partition(".")[0] in _LIBRARIES:
+            value = plain_value(value)
+        return convert(value)
+
+    coerce_plain.__name__ = convert.__name__
+    coerce_plain.__doc__ = convert.__doc__
+    return coerce_plain
+
+
 def _to_integer(value: Any) -> int | None:
-    if value is None or _blank(value):
+    if value is None or _blank(value) or missing_nan(value):
         return None
     if isinstance(value, bool):
         result = int(value)
@@ -178,17 +305,36 @@ def _to_integer(value: Any) -> int | None:
     return result
 
 
+_INFINITY_TEXT = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
+def _finite_or_said(result: float, given: Any) -> float:
+    """A float overflow (``'1e400'``, a huge Decimal) is an error, not infinity;
+    infinity itself stays where it was asked for."""
+    said = is_infinite(given) or (
+        isinstance(given, str) and given.strip().lower() in _INFINITY_TEXT
+    )
+    if result in _INFINITIES and not said:
+        raise ValueError(f"{given!r} is out of the range of a 64-bit float")
+    return result
+
+
 def _to_float(value: Any) -> float | None:
+    """A float; NaN and infinity stay (the backend's codec decides where they go)."""
     if value is None or _blank(value):
         return None
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, float):
         return float(value)
+    if isinstance(value, int | Decimal):
+        return _finite_or_said(float(value), value)
     if isinstance(value, str):
         try:
-            return float(value.strip())
-        except ValueError:
+            return _finite_or_said(float(value.strip()), value)
+        except ValueError as error:
+            if "range" in str(error):
+                raise
             raise ValueError(f"{value!r} is not a number") from None
     raise ValueError(f"{type(value).__name__} {value!r} is not a number")
 
@@ -217,6 +363,9 @@ def _to_decimal(value: Any) -> Decimal | None:
 def _to_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
+    if missing_nan(value):
+        return None
+    reject_infinite(value, "a text column")
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float | Decimal):
@@ -227,7 +376,7 @@ def _to_text(value: Any) -> str | None:
 
 
 def _to_bytes(value: Any) -> bytes | None:
-    if value is None:
+    if value is None or missing_nan(value):
         return None
     if isinstance(value, bytes):
         return value
@@ -247,7 +396,7 @@ def _to_bytes(value: Any) -> bytes | None:
 
 
 def _to_boolean(value: Any) -> bool | None:
-    if value is None or _blank(value):
+    if value is None or _blank(value) or missing_nan(value):
         return None
     if isinstance(value, bool):
         return value
@@ -263,7 +412,7 @@ def _to_boolean(value: Any) -> bool | None:
 
 
 def _to_date(value: Any) -> dt.date | None:
-    if value is None or _blank(value):
+    if value is None or _blank(value) or missing_nan(value):
         return None
     if isinstance(value, dt.datetime):
         if value.time() == dt.time(0) and value.tzinfo is None:
@@ -280,7 +429,7 @@ def _to_date(value: Any) -> dt.date | None:
 
 
 def _to_datetime(value: Any) -> dt.datetime | None:
-    if value is None or _blank(value):
+    if value is None or _blank(value) or missing_nan(value):
         return None
     if isinstance(value, dt.datetime):
         return value
@@ -296,6 +445,8 @@ def _to_datetime(value: Any) -> dt.datetime | None:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not JSON (JSON has no NaN or infinity)")
         # A JSON number where a float holds it exactly; otherwise its exact digits as a
         # string, because json cannot write arbitrary-precision numbers.
         if value == value.to_integral_value() and abs(value) < 2**63:
@@ -307,18 +458,61 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no NaN or infinity)")
+
+
+def _finite_json_float(text: str) -> float:
+    number = float(text)
+    if number in _INFINITIES:
+        raise ValueError(f"{text} is out of the range of a 64-bit float")
+    return number
+
+
+def _json_plain(value: Any) -> Any:
+    """A JSON document with numpy/pandas scalars inside it made plain."""
+    if isinstance(value, dict):
+        return {k: _json_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_plain(v) for v in value]
+    return plain_value(value)
+
+
 def _to_json(value: Any) -> Any:
-    if value is None:
+    """A JSON document. A top-level NaN is a missing value (NULL); NaN or infinity
+    inside a document is refused, because JSON has neither and the document would be
+    unreadable by the database's JSON functions."""
+    if value is None or missing_nan(value):
         return None
     if isinstance(value, str):
         # Text sources carry JSON as its text; a str for a JSON column is JSON text.
         try:
-            return json.loads(value)
+            return json.loads(value, parse_constant=_no_constant, parse_float=_finite_json_float)
         except ValueError as error:
             raise ValueError(f"not valid JSON: {error}") from None
-    if isinstance(value, dict | list | int | float | bool | Decimal):
-        json.dumps(value, default=_json_default)  # fail here, naming the column
-        return value
+    if isinstance(value, dict | list | tuple | int | float | bool | Decimal):
+        foreign: list[Any] = []
+
+        def default(item: Any) -> Any:
+            plain = plain_value(item)
+            if plain is item:
+                return _json_default(item)
+            foreign.append(item)
+            return plain
+
+        try:
+            # fail here, naming the column
+            json.dumps(value, default=default, allow_nan=False)
+        except ValueError as error:
+            if "JSON compliant" not in str(error):
+                raise
+            raise ValueError(
+                "the document holds NaN or infinity, which JSON cannot represent"
+            ) from None
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise ValueError(f"{value} is not JSON (JSON has no NaN or infinity)")
+        # numpy/pandas scalars inside: a plain copy, which any driver can serialise
+        return _json_plain(value) if foreign or isinstance(value, tuple) else value
     raise ValueError(f"{type(value).__name__} value is not JSON")
 
 
@@ -349,9 +543,11 @@ def decimal_from_text(value: str) -> Decimal | None:
 
 def float_from_text(value: str) -> float | None:
     try:
-        return float(value)
+        result = float(value)
     except ValueError:
         return _to_float(value)
+    # '1e400' overflows to inf: only an infinity spelled out is one
+    return result if result not in _INFINITIES else _to_float(value)
 
 
 def datetime_from_text(value: str) -> dt.datetime | None:
@@ -369,16 +565,16 @@ def date_from_text(value: str) -> dt.date | None:
 
 
 COERCERS: dict[str, Callable[[Any], Any]] = {
-    "integer": _to_integer,
-    "float": _to_float,
-    "decimal": _to_decimal,
-    "text": _to_text,
-    "bytes": _to_bytes,
-    "boolean": _to_boolean,
-    "date": _to_date,
-    "datetime": _to_datetime,
-    "json": _to_json,
-    "any": _to_any,
+    "integer": _plain(_to_integer),
+    "float": _plain(_to_float),
+    "decimal": _plain(_to_decimal),
+    "text": _plain(_to_text),
+    "bytes": _plain(_to_bytes),
+    "boolean": _plain(_to_boolean),
+    "date": _plain(_to_date),
+    "datetime": _plain(_to_datetime),
+    "json": _plain(_to_json),
+    "any": _plain(_to_any),
 }
 
 
@@ -467,7 +663,9 @@ def build_row_encoder(
             slow = f"(f(v{i}) if (f := q{i}.get(v{i}.__class__)) is not None else e{i}(v{i}))"
         if codec.bounds is not None:
             namespace[f"lo{i}"], namespace[f"hi{i}"] = codec.bounds
-            test = f"(v{i}.__class__ is int and lo{i} <= v{i} <= hi{i}) or v{i} is None"
+            test = f"(v{i}.__class__ is int and lo{i} <= v{i} <= hi{i})"
+            if NoneType in codec.passthrough:
+                test += f" or v{i} is None"
             exprs.append(f"v{i} if {test} else {slow}")
         else:
             exprs.append(

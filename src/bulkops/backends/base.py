@@ -94,6 +94,12 @@ class Capabilities:
     # Contract tests only (what the database's storage keeps):
     text_nul: bool = True  # text (and JSON) may hold the NUL character
     keeps_utc_offset: bool = True  # timestamps come back with the offset they were given
+    # Significant digits a decimal column without a scale keeps exactly, and whether it
+    # keeps a value's exponent ("1.50" vs "1.5"); None: any number of digits, exactly
+    # as given (SQLite: 15, stored as INTEGER or REAL so that plain SQL sorts numbers).
+    decimal_digits: int | None = None
+    # A float NaN is a value (PostgreSQL); False: it is stored as NULL, a missing value.
+    float_nan: bool = True
     # Every write says what it did to each row (DynamoDB's batch writes do not say).
     exact_counts: bool = True
     unique_constraints: bool = True  # unique constraints besides the primary key

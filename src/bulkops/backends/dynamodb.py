@@ -48,7 +48,7 @@ from ..errors import (
     UnreadKeysError,
 )
 from ..retry import DEFAULT_RETRY, Redrive
-from ..schema import ColumnCodec, ColumnSpec, TableSpec, coercer
+from ..schema import ColumnCodec, ColumnSpec, TableSpec, coercer, missing_nan, plain_value
 from .base import (
     NO_TIMEOUTS,
     SYNC_STATE_TABLE,
@@ -88,6 +88,7 @@ CAPABILITIES = Capabilities(
     run_log=False,  # checkpoints must commit with their chunk: no transactions here
     set_based_diff=False,  # sync compares row hashes, a chunk of keys at a time
     keeps_utc_offset=False,
+    float_nan=False,  # DynamoDB numbers are finite: a NaN attribute is stored as NULL
 )
 
 MAX_ITEM_BYTES = 400 * 1024
@@ -152,6 +153,10 @@ def to_attribute(value: Any) -> dict[str, Any]:
         return {"BOOL": value}
     if value is None:
         return {"NULL": True}
+    if cls.__module__ != "builtins":
+        plain = plain_value(value)  # numpy, pandas and Arrow scalars; their nulls
+        if plain is not value:
+            return to_attribute(plain)
     if cls is int or cls is float or isinstance(value, Decimal | int | float):
         return {"N": _number_text(value)}
     if isinstance(value, bytes | bytearray | memoryview):
@@ -239,7 +244,9 @@ def _size(attribute: Mapping[str, Any]) -> int:
 
 
 def _storable(value: Any) -> Any:
-    """Check that DynamoDB can store ``value`` (before anything is sent); keep it."""
+    """Check that DynamoDB can store ``value`` (before anything is sent); keep it, as
+    its plain Python value (a NaN is a missing value: None)."""
+    value = None if missing_nan(value) else plain_value(value)
     to_attribute(value)
     return value
 
@@ -470,6 +477,8 @@ class DynamoDBBackend:
                 if name not in item:
                     if not isinstance(name, str) or not name:
                         raise ConversionError(f"attribute name {name!r} is not a non-empty str")
+                    if missing_nan(value):
+                        value = None  # a missing value; DynamoDB numbers have no NaN
                     try:
                         item[name] = to_attribute(value)
                     except ConversionError as error:

@@ -51,10 +51,12 @@ from ..schema import (
     TableSpec,
     adapted,
     coercer,
+    column_type,
     datetime_from_text,
     decimal_from_text,
     int_from_text,
     json_dumps,
+    plain_value,
 )
 from ._sql import (
     ALREADY_EXISTS,
@@ -96,6 +98,13 @@ _CREATE_TYPES: dict[str, Callable[[], Any]] = {
     "json": sa.dialects.postgresql.JSONB,
     "any": sa.Text,
 }
+
+
+def _create_type(kind: str) -> Any:
+    """The SQLAlchemy type bulkops creates for a column of ``kind``."""
+    base, precision, scale = column_type(kind)
+    return sa.Numeric(precision, scale) if base == "decimal" else _CREATE_TYPES[base]()
+
 
 _LOGICAL = {
     "int2": "integer",
@@ -361,12 +370,14 @@ def _codec(column: ColumnSpec) -> ColumnCodec:
             fast={dt.datetime: adapt, str: adapted(datetime_from_text, adapt)},
         )
     if kind == "json":
-        return ColumnCodec(frozenset({dict, list, NoneType}), coercer("json"))
+        # No passthrough for dict and list: the coercion checks that the document holds
+        # no NaN or infinity (JSON has neither) and makes numpy scalars in it plain.
+        return ColumnCodec(frozenset({NoneType}), coercer("json"))
     return _text_codec(column)
 
 
 def _any(value: Any) -> Any:
-    return value
+    return plain_value(value)
 
 
 def _sequence_name(name: str) -> str:
@@ -811,9 +822,11 @@ class PostgresBackend:
             table,
             sa.MetaData(),
             *(
-                sa.Column(name, _CREATE_TYPES[kind](), primary_key=name in key, autoincrement=False)
+                sa.Column(name, _create_type(kind), autoincrement=False)
                 for name, kind in columns.items()
             ),
+            # The key's columns in the order given (not the columns' order).
+            *([sa.PrimaryKeyConstraint(*key)] if key else []),
         )
         ddl = str(CreateTable(sa_table).compile(dialect=self.dialect))
         with self._errors():

@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from functools import partial
 from operator import itemgetter
 from typing import Any, Self
@@ -45,12 +45,16 @@ from ..schema import (
     TableSpec,
     adapted,
     coercer,
+    column_type,
     date_from_text,
     datetime_from_text,
     decimal_from_text,
     float_from_text,
     int_from_text,
     json_dumps,
+    missing_nan,
+    plain_value,
+    reject_infinite,
 )
 from ._sql import (
     SQLRunLogStore,
@@ -79,25 +83,28 @@ __all__ = ["SQLiteBackend", "SQLiteTracer"]
 
 NoneType = type(None)
 
-# Decimal columns that bulkops creates are declared DECIMAL_TEXT: the name holds
-# "TEXT", so SQLite gives the column TEXT affinity and stores the exact digits. A
-# NUMERIC/DECIMAL column (NUMERIC affinity) would turn "0.10" into the REAL 0.1 and keep
-# only 15 significant digits.
+# Decimal columns that bulkops created before 0.x were declared DECIMAL_TEXT (TEXT
+# affinity, the exact digits as text). Plain SQL compared those as text ('98.96' >
+# '100.04'), so bulkops now creates NUMERIC(p, s) / NUMERIC columns, as the ORMs do,
+# and still reads (and writes) DECIMAL_TEXT columns of older tables as they are.
 DECIMAL_TEXT = "DECIMAL_TEXT"
 
 
-class _DecimalText(sa.types.UserDefinedType[Decimal]):
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return DECIMAL_TEXT
+def _create_type(kind: str) -> Any:
+    """The SQLAlchemy type bulkops creates for a column of ``kind`` (``decimal(p, s)``
+    included)."""
+    base, precision, scale = column_type(kind)
+    if base == "decimal":
+        # NUMERIC affinity: SQLite stores INTEGER or REAL, so plain SQL compares,
+        # sorts and takes min/max as numbers; the codec keeps the values exact.
+        return sa.Numeric(precision, scale)
+    return _CREATE_TYPES[base]()
 
 
 _CREATE_TYPES: dict[str, Callable[[], Any]] = {
     # INTEGER (not BIGINT) so that an INTEGER PRIMARY KEY is the rowid itself.
     "integer": sa.Integer,
     "float": sa.Float,
-    "decimal": _DecimalText,
     "text": sa.Text,
     "bytes": sa.LargeBinary,
     "boolean": partial(sa.Boolean, create_constraint=False),
@@ -139,25 +146,127 @@ def logical_type(declared: str) -> str:
 # ------------------------------------------------------------------------ codecs
 
 
-def _check_nan(value: float) -> float:
-    if value != value:
-        raise ValueError("NaN cannot be stored in SQLite (it would silently become NULL)")
-    return value
+def _real(value: float) -> float | None:
+    """A float for a REAL column. SQLite has no NaN (it would store NULL by itself):
+    NaN is a missing value here, NULL; infinity is a REAL value and stays."""
+    return None if value != value else value
 
 
-def _encode_decimal(value: Any) -> Any:
+def _encode_decimal_text(value: Any) -> Any:
+    # Old DECIMAL_TEXT columns: the exact digits as text.
     if value.__class__ is Decimal:
-        return str(value)
+        return _decimal_text_form(value)
     value = COERCERS["decimal"](value)
-    return None if value is None else str(value)
+    return None if value is None else _decimal_text_form(value)
+
+
+def _decimal_text_form(value: Decimal) -> str | None:
+    if missing_nan(value):
+        return None
+    reject_infinite(value, "a SQLite decimal column")
+    return str(value)
+
+
+# Every decimal of at most 15 significant digits is exactly the shortest form of one
+# 64-bit float (REAL); longer ones only where they happen to be (0.30000000000000004).
+REAL_DIGITS = 15
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def numeric_storage(
+    value: Decimal, scale: int | None = None, precision: int | None = None
+) -> int | float | None:
+    """How a Decimal is stored in a SQLite NUMERIC column, exactly or not at all.
+
+    An integral value within 64 bits is an INTEGER; any other value a REAL where the
+    REAL gives it back exactly (always for at most 15 significant digits; for up to 17
+    when the value is a float's shortest form). NaN is a missing value (NULL).
+    ValueError, saying why, for infinity, for more decimal places than the column's
+    ``scale``, more digits than its ``precision``, or digits no REAL holds: bulkops
+    never rounds a value to fit.
+    """
+    if not value.is_finite():
+        if value.is_nan():
+            return None
+        raise ValueError(f"{value} is infinite; a SQLite decimal column holds no infinity")
+    if scale is not None:
+        if precision is not None and value and value.adjusted() + 1 > precision - scale:
+            raise ValueError(
+                f"{value} has more than {precision - scale} digits before the decimal "
+                f"point; the column is NUMERIC({precision}, {scale})"
+            )
+        _, places, exponent = value.as_tuple()
+        beyond = -scale - exponent if isinstance(exponent, int) else 0
+        if beyond > 0 and any(places[-beyond:]):  # nonzero digits past the scale
+            raise ValueError(
+                f"{value} has more than {scale} decimal places; the column keeps {scale} "
+                "(the value would be rounded)"
+            )
+    as_float = float(value)
+    if as_float.is_integer():
+        integral = int(value)
+        if integral == value and _INT64[0] <= integral <= _INT64[1]:
+            return integral
+    text = repr(as_float)
+    # The same digits as the float's shortest form (the common case, a string compare),
+    # or the same value written otherwise ("1.50", "1E+2").
+    if text == str(value) or Decimal(text) == value:
+        return as_float
+    # Counted from the digits themselves: normalize() would round to 28 digits.
+    significant = len("".join(map(str, value.as_tuple().digits)).strip("0")) or 1
+    raise ValueError(
+        f"{value} cannot be stored exactly in a SQLite decimal column: it has {significant} "
+        f"significant digits and SQLite stores decimals as 64-bit floats (exact to "
+        f"{REAL_DIGITS} digits); use a text column, or round it yourself"
+    )
+
+
+def _numeric_encoder(scale: int | None, precision: int | None) -> Callable[[Any], Any]:
+    def encode(value: Any) -> Any:
+        if value.__class__ is not Decimal:
+            value = COERCERS["decimal"](value)
+            if value is None:
+                return None
+        return numeric_storage(value, scale, precision)
+
+    return encode
+
+
+# A decimal literal with a point and at least one digit, ASCII digits only ("98.96",
+# "-3.", ".5"); group 1 is the fractional part.
+_PLAIN_DECIMAL = re.compile(r"[-+]?(?=\.?[0-9])[0-9]*\.([0-9]*)").fullmatch
+
+
+def _numeric_text_encoder(scale: int | None, precision: int | None) -> Callable[[str], Any]:
+    # CSV text straight to its stored form: one call per value on the hot path.
+    limit = None if precision is None or scale is None else 10.0 ** (precision - scale)
+
+    def encode(value: str) -> Any:
+        # The common CSV shape ("98.96", "10.00", "-3.5"): at most 15 digits with a
+        # point, so the nearest REAL gives the same decimal back exactly (DBL_DIG is
+        # 15). Stored without Decimal arithmetic; anything else takes the long way.
+        if len(value) <= 16 and (plain := _PLAIN_DECIMAL(value)) is not None:
+            as_float = float(value)
+            if scale is None or (
+                len(plain.group(1)) <= scale and (limit is None or -limit < as_float < limit)
+            ):
+                return as_float if not as_float.is_integer() else int(as_float)
+        number: Decimal | None
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = decimal_from_text(value)
+        return None if number is None else numeric_storage(number, scale, precision)
+
+    return encode
 
 
 def _decimal_text(value: str) -> Any:
-    # CSV text straight to its stored form: one call per value on the hot path.
+    # CSV text straight to its stored form (old DECIMAL_TEXT columns).
     try:
-        return str(Decimal(value))
+        return _decimal_text_form(Decimal(value))
     except InvalidOperation:
-        return adapted(decimal_from_text, str)(value)
+        return adapted(decimal_from_text, _decimal_text_form)(value)
 
 
 def _datetime_text(value: str) -> Any:
@@ -205,11 +314,20 @@ def _differs(kind: str, a: Any, b: Any) -> int:
     return int(a != b)
 
 
+def _decimal_add(a: Any, b: Any, as_text: int) -> Any:
+    """``bulkops_decimal_add(a, b, as_text)``: a + b in Decimal arithmetic, stored as
+    a NUMERIC column stores it (or as text, for DECIMAL_TEXT columns)."""
+    if a is None or b is None:
+        return None
+    total = _decode_decimal(a) + _decode_decimal(b)
+    return str(total) if as_text else numeric_storage(total)
+
+
 def _adapt_any(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, Decimal):
-        return str(value)
+        return _decimal_text_form(value)
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
     if isinstance(value, dict | list):
@@ -217,7 +335,10 @@ def _adapt_any(value: Any) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     if isinstance(value, float):
-        return _check_nan(value)
+        return _real(value)
+    plain = plain_value(value)
+    if plain is not value:
+        return None if plain is None else _adapt_any(plain)
     raise ValueError(f"{type(value).__name__} value cannot be stored in SQLite")
 
 
@@ -227,14 +348,15 @@ _CODECS: dict[str, ColumnCodec] = {
     ),
     "float": ColumnCodec(
         frozenset({int, NoneType}),
-        coercer("float", _check_nan),
-        fast={float: _check_nan, str: adapted(float_from_text, _check_nan)},
+        coercer("float", _real),
+        fast={float: _real, str: adapted(float_from_text, _real)},
     ),
-    "decimal": ColumnCodec(
+    # Old tables' DECIMAL_TEXT columns (see DECIMAL_TEXT); NUMERIC ones: _numeric_codec.
+    "decimal_text": ColumnCodec(
         frozenset({NoneType}),
-        _encode_decimal,
+        _encode_decimal_text,
         _decode_decimal,
-        fast={Decimal: Decimal.__str__, str: _decimal_text},
+        fast={Decimal: _decimal_text_form, str: _decimal_text},
     ),
     "text": ColumnCodec(frozenset({str, NoneType}), COERCERS["text"]),
     "bytes": ColumnCodec(frozenset({bytes, NoneType}), coercer("bytes", bytes)),
@@ -472,15 +594,49 @@ def _traced_connection(
 # --------------------------------------------------------------------- the backend
 
 
-_SCALE = re.compile(r"\(\s*\d+\s*,\s*(\d+)\s*\)")
+_SIZE = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 
 
-def _decimal_scale(column: ColumnSpec) -> int | None:
-    """The scale of a NUMERIC(p, s) column (REAL storage in SQLite), else None."""
-    if column.type != "decimal" or DECIMAL_TEXT in column.declared.upper():
-        return None
-    found = _SCALE.search(column.declared)
-    return int(found.group(1)) if found else None
+def _decimal_size(column: ColumnSpec) -> tuple[int | None, int | None]:
+    """(scale, precision) of a NUMERIC(p, s) column (INTEGER or REAL storage in
+    SQLite); NUMERIC(p) has scale 0; a NUMERIC without them has neither."""
+    found = _SIZE.search(column.declared)
+    if found is None:
+        return None, None
+    return int(found.group(2) or 0), int(found.group(1))
+
+
+def _numeric_codec(scale: int | None, precision: int | None) -> ColumnCodec:
+    """A NUMERIC column's codec: values stored exactly as INTEGER or REAL
+    (``numeric_storage``) and read back as Decimals at the column's scale, so 12.3
+    comes back as Decimal("12.30") and float noise never reaches money."""
+    key = (scale, precision)
+    codec = _NUMERIC_CODECS.get(key)
+    if codec is None:
+        quantum = None if scale is None else Decimal(1).scaleb(-scale)
+
+        def decode(value: Any) -> Any:
+            number = _decode_decimal(value)
+            if quantum is None or number is None or not number.is_finite():
+                return number
+            return number.quantize(quantum, context=_WIDE)
+
+        encode = _numeric_encoder(scale, precision)
+        codec = ColumnCodec(
+            frozenset({NoneType}),
+            encode,
+            decode,
+            fast={Decimal: encode, str: _numeric_text_encoder(scale, precision)},
+        )
+        _NUMERIC_CODECS[key] = codec
+    return codec
+
+
+# Quantizing a REAL's digits (at most 17 significant, any magnitude) to a scale needs
+# more than the default 28 digits of precision for large values.
+_WIDE = Context(prec=400)
+
+_NUMERIC_CODECS: dict[tuple[int | None, int | None], ColumnCodec] = {}
 
 
 def _sa_table(table: TableSpec) -> sa.TableClause:
@@ -524,6 +680,7 @@ class SQLiteBackend:
         self._saved_isolation = conn.isolation_level
         conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
         conn.create_function("bulkops_differs", 3, _differs, deterministic=True)
+        conn.create_function("bulkops_decimal_add", 3, _decimal_add, deterministic=True)
         self.dialect = engine.dialect
         self.statements = 0
         self.retries = 0  # never re-sends on its own: chunks are retried whole
@@ -537,6 +694,8 @@ class SQLiteBackend:
             max_params=conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER),
             transactions=True,
             parallel_writes=False,  # one writer at a time: SQLite's database-wide lock
+            decimal_digits=REAL_DIGITS,
+            float_nan=False,  # SQLite turns NaN into NULL: bulkops does so explicitly
         )
 
     # ----------------------------------------------------------------- schema
@@ -591,10 +750,9 @@ class SQLiteBackend:
         sa_table = sa.Table(
             table,
             sa.MetaData(),
-            *(
-                sa.Column(name, _CREATE_TYPES[kind](), primary_key=name in key)
-                for name, kind in columns.items()
-            ),
+            *(sa.Column(name, _create_type(kind)) for name, kind in columns.items()),
+            # The key's columns in the order given (not the columns' order).
+            *([sa.PrimaryKeyConstraint(*key)] if key else []),
         )
         ddl = str(CreateTable(sa_table).compile(dialect=self.dialect))
         with self._errors():
@@ -602,18 +760,10 @@ class SQLiteBackend:
         return self.reflect(table)
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
-        scale = _decimal_scale(column)
-        if scale is not None:
-            # NUMERIC(p, s) has REAL storage in SQLite: read it back at its scale, so
-            # 12.3 comes back as Decimal("12.30") and float noise never reaches money.
-            base = _CODECS["decimal"]
-            quantum = Decimal(1).scaleb(-scale)
-            return ColumnCodec(
-                base.passthrough,
-                base.encode,
-                lambda v: None if v is None else _decode_decimal(v).quantize(quantum),
-                base.fast,
-            )
+        if column.type == "decimal":
+            if DECIMAL_TEXT in column.declared.upper():
+                return _CODECS["decimal_text"]
+            return _numeric_codec(*_decimal_size(column))
         return _CODECS[column.type]
 
     def trace_statements(
@@ -965,10 +1115,12 @@ class SQLiteBackend:
             sa.select(*(t.c[k] for k in key)).select_from(t.join(d, sa.and_(*match))), {}
         ).fetchall()
         result: Any = t.c[column] + d.c.delta
-        scale = _decimal_scale(table.column(column))
-        if scale is not None:
-            # REAL arithmetic on NUMERIC(p, s): round to the scale so money stays exact.
-            result = sa.func.round(result, scale)
+        target = table.column(column)
+        if target.type == "decimal":
+            # Decimal arithmetic, not REAL (10.00 + 0.10 ten times is 11.00, not
+            # 10.999999999999996), stored the way the column's codec stores values.
+            as_text = DECIMAL_TEXT in target.declared.upper()
+            result = sa.func.bulkops_decimal_add(t.c[column], d.c.delta, int(as_text))
         guards = within_bounds(result, min_value, max_value)
         # The arithmetic happens in the database, under this transaction's write lock.
         stmt = (
