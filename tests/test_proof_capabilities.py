@@ -20,8 +20,9 @@ import bulkops
 TESTS = Path(__file__).resolve().parent
 
 # The flags tests gate on, per backend (Capabilities.name).
-FLAGS: dict[str, dict[str, bool]] = {
+FLAGS: dict[str, dict[str, bool | int | None]] = {
     "sqlite": {
+        "float_nan": False, "decimal_digits": 15,
         "transactions": True, "parallel_writes": False,
         "statement_timeout": False, "text_nul": True,
         "keeps_utc_offset": True, "items": False, "row_locks": True, "exact_counts": True,
@@ -29,12 +30,14 @@ FLAGS: dict[str, dict[str, bool]] = {
         "set_based_diff": True,
     },
     "postgresql": {
+        "float_nan": True, "decimal_digits": None,
         "transactions": True, "parallel_writes": True,
         "statement_timeout": True, "text_nul": False, "keeps_utc_offset": False,
         "items": False, "row_locks": True, "exact_counts": True, "declared_columns": True,
         "unique_constraints": True, "run_log": True, "set_based_diff": True,
     },
     "dynamodb": {
+        "float_nan": False, "decimal_digits": None,
         "transactions": False, "parallel_writes": True,
         "statement_timeout": False, "text_nul": True, "keeps_utc_offset": False,
         "items": True, "row_locks": False, "exact_counts": False, "declared_columns": False,
@@ -49,7 +52,7 @@ _GATES_BY_FILE: dict[str, dict[str, str]] = {
         "test_the_counter_sees_both_sides_alike": "transactions",
     },
     "test_contract.py": {
-        "test_rows_without_a_key_value_are_inserted_not_collapsed": "declared_columns",
+        "test_a_key_given_without_a_value_is_a_missing_key": "declared_columns",
         "test_isolate_rejects_exactly_the_bad_rows": "declared_columns",
         "test_duplicates_in_different_chunks_meet_the_database": "exact_counts",
         "test_isolate_with_rejects_list": "declared_columns",
