@@ -240,6 +240,8 @@ def load(
             digest = None
         columns, rows = source.columns, source.rows
         try:
+            if store.run_log:
+                store.runs(1)  # a foreign table of the run log's name: stop before writing
             columns, rows, inference = _ensure_table(
                 store, table, file, fmt, columns, rows, key_cols, create, nulls, overrides
             )

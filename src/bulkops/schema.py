@@ -190,9 +190,12 @@ def _to_float(value: Any) -> float | None:
         return float(value)
     if isinstance(value, str):
         try:
-            return float(value.strip())
+            result = float(value.strip())
         except ValueError:
             raise ValueError(f"{value!r} is not a number") from None
+        if math.isinf(result) and "inf" not in value.lower():
+            raise ValueError(f"{value!r} is too large for a float (it would be infinity)")
+        return result
     raise ValueError(f"{type(value).__name__} {value!r} is not a number")
 
 
@@ -211,7 +214,7 @@ def _to_decimal(value: Any) -> Decimal | None:
         return Decimal(repr(value))
     if isinstance(value, str):
         try:
-            return Decimal(value.strip())
+            return _plain(Decimal(value.strip()))
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a decimal number") from None
     raise ValueError(f"{type(value).__name__} {value!r} is not a decimal number")
@@ -345,16 +348,39 @@ def int_from_text(value: str) -> int | None:
 
 def decimal_from_text(value: str) -> Decimal | None:
     try:
-        return Decimal(value)
+        number = Decimal(value)
     except InvalidOperation:
         return _to_decimal(value)
+    # Only text with an exponent can have a positive one: test the text, not the number.
+    return _plain(number) if "e" in value or "E" in value else number
+
+
+def _plain(number: Decimal) -> Decimal:
+    """``1E+2`` as ``100``: a value written with an exponent is stored as its digits
+    (not the text '1E+2'), where that fits the decimal context's precision."""
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        try:
+            return number.quantize(_ONE)
+        except InvalidOperation:
+            return number
+    return number
+
+
+_ONE = Decimal(1)
 
 
 def float_from_text(value: str) -> float | None:
     try:
-        return float(value)
+        result = float(value)
     except ValueError:
         return _to_float(value)
+    if result in _INFINITIES:
+        return _to_float(value)  # overflow is an error, infinity spelled out is not
+    return result
+
+
+_INFINITIES = (math.inf, -math.inf)
 
 
 def datetime_from_text(value: str) -> dt.datetime | None:
