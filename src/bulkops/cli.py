@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from operator import itemgetter
 from typing import Any, Literal, NoReturn
 
@@ -50,7 +50,8 @@ DEFAULT_DB = "sqlite:///bulkops.db"
 EXIT_REJECTED = 1
 EXIT_FAILED = 2
 
-err_console = Console(stderr=True)
+# Messages are not wrapped: a log or a pipe keeps each on one line, greppable.
+err_console = Console(stderr=True, soft_wrap=True)
 
 db_option = click.option(
     "--db",
@@ -276,7 +277,8 @@ def load(
             report = getattr(error, "report", None)
         finally:
             if rejects_file is not None:
-                rejects_file.close()
+                with suppress(OSError):  # a failed write was reported already
+                    rejects_file.close()
     if atomic and isinstance(failure, TooManyRejectsError) and report is not None:
         report.stopped = "--atomic: a row was rejected, so nothing was written"
     _finish(
@@ -620,7 +622,9 @@ def _ensure_table(
         if not store.capabilities.declared_columns:
             raise
         if not create:
-            raise SchemaError(f"{error} (without --no-create it is created from the file)") from None
+            raise SchemaError(
+                f"{error} (without --no-create it is created from the file)"
+            ) from None
     try:
         if file == "-":
             inference, rows = infer_types(columns, rows, INFER_SAMPLE_ROWS, types=overrides)
@@ -633,9 +637,12 @@ def _ensure_table(
         raise SchemaError(f"cannot create {table!r}: the input has no columns")
     try:
         store.create_table(table, inference.types, key or ())
-    except SchemaError:
-        # Another load created it at the same moment: use it.
-        store.table(table)
+    except BulkError as error:
+        # Another load created it at the same moment ("already exists"): use it.
+        try:
+            store.table(table)
+        except SchemaError:
+            raise error from None
     if columns is None:
         # JSON Lines: the columns are the union of the objects' keys; a key an object
         # lacks is NULL (the new table has no defaults).

@@ -214,7 +214,7 @@ def _to_decimal(value: Any) -> Decimal | None:
         return Decimal(repr(value))
     if isinstance(value, str):
         try:
-            return _plain(Decimal(value.strip()))
+            return plain_decimal(Decimal(value.strip()))
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a decimal number") from None
     raise ValueError(f"{type(value).__name__} {value!r} is not a decimal number")
@@ -352,10 +352,10 @@ def decimal_from_text(value: str) -> Decimal | None:
     except InvalidOperation:
         return _to_decimal(value)
     # Only text with an exponent can have a positive one: test the text, not the number.
-    return _plain(number) if "e" in value or "E" in value else number
+    return plain_decimal(number) if "e" in value or "E" in value else number
 
 
-def _plain(number: Decimal) -> Decimal:
+def plain_decimal(number: Decimal) -> Decimal:
     """``1E+2`` as ``100``: a value written with an exponent is stored as its digits
     (not the text '1E+2'), where that fits the decimal context's precision."""
     exponent = number.as_tuple().exponent

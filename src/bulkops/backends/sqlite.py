@@ -49,6 +49,7 @@ from ..schema import (
     float_from_text,
     int_from_text,
     json_dumps,
+    plain_decimal,
 )
 from ._sql import (
     SQLRunLogStore,
@@ -153,9 +154,11 @@ def _encode_decimal(value: Any) -> Any:
 def _decimal_text(value: str) -> Any:
     # CSV text straight to its stored form: one call per value on the hot path.
     try:
-        return str(Decimal(value))
+        number = Decimal(value)
     except InvalidOperation:
         return adapted(decimal_from_text, str)(value)
+    # '1e2' is stored as 100, not as the text '1E+2'.
+    return str(plain_decimal(number) if "e" in value or "E" in value else number)
 
 
 def _datetime_text(value: str) -> Any:
