@@ -509,3 +509,27 @@ def test_concurrent_create_both_succeed(url: str, tmp_path: Path) -> None:
                     stream.close()
         assert [code for code, _ in outcomes] == [0, 0], (attempt, outcomes)
         assert select(url, "SELECT count(*) FROM race") == [(4001,)]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1, True], "text"),  # a set would keep only one of 1 and True
+        ([1, 2.5], "float"),
+        ([1, Decimal("2.5")], "decimal"),
+        ([{"a": 1}, [1]], "json"),
+        ([None, None], "text"),
+        (["NA", 3], "text"),
+    ],
+)
+def test_infer_type_native_values(values: list[Any], expected: str) -> None:
+    assert infer_type(values) == expected
+
+
+def test_missing_hint_from_native_and_text() -> None:
+    inference, _ = infer_types(None, iter([{"a": 1}, {"a": "NA"}, {"b": "2024-01-01"}]), None)
+    assert inference.columns == ["a", "b"]
+    assert inference.types == {"a": "text", "b": "date"}
+    assert [(h.column, h.type, h.tokens) for h in inference.missing] == [
+        ("a", "integer", {"NA": 1})
+    ]

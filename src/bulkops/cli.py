@@ -383,17 +383,16 @@ def _dry_run(
         return
     console = Console()
     read = f"{inference.rows:,} rows" + ("" if inference.complete else " (a sample)")
-    grid = Table(
-        title=f"{table} (dry run: nothing written; types from {read})", title_justify="left"
-    )
+    console.print(f"{table} (dry run: nothing written; types from {read})", highlight=False)
+    grid = Table()
     grid.add_column("column")
     grid.add_column("type")
     grid.add_column("key")
-    for position, column in enumerate(inference.columns):
-        in_key = str((key or ()).index(column) + 1) if column in (key or ()) else ""
+    key_cols = key or ()
+    for column in inference.columns:
+        in_key = str(key_cols.index(column) + 1) if column in key_cols else ""
         kind = inference.types[column] + (" (--type)" if column in overrides else "")
         grid.add_row(column, kind, in_key)
-        del position
     console.print(grid)
     _print_missing(inference)
 
