@@ -657,6 +657,12 @@ def _explain_mismatch(rows: Iterator[Any]) -> Iterator[Any]:
     try:
         yield from rows
     except TypeMismatch as error:
+        if error.type == "(no such column)":
+            raise SourceError(
+                f"<stdin>, row {error.row}: key {error.column!r} was not in the first "
+                f"{error.sample:,} rows the table was created from; load from a file so "
+                "that every row is read first"
+            ) from error
         raise SourceError(
             f"<stdin>, row {error.row}: {error.value!r} in column {error.column!r} does not fit "
             f"the type {error.type} inferred from the first {error.sample:,} rows; pass "
