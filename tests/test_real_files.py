@@ -533,3 +533,12 @@ def test_missing_hint_from_native_and_text() -> None:
     assert [(h.column, h.type, h.tokens) for h in inference.missing] == [
         ("a", "integer", {"NA": 1})
     ]
+
+
+def test_rejects_file_left_only_when_rows_were_rejected(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/n.db"
+    rejects = tmp_path / "rejects.jsonl"
+    csv = bad_rows_csv(tmp_path / "t.csv", bad=())
+    result = cli("load", str(csv), "-t", "t", "--db", db, "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    assert not rejects.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -279,6 +280,10 @@ def load(
             if rejects_file is not None:
                 with suppress(OSError):  # a failed write was reported already
                     rejects_file.close()
+                    # Opened up front to check it; left behind only if it holds rows.
+                    name = rejects_file.name
+                    if not resume and os.path.isfile(name) and os.path.getsize(name) == 0:
+                        os.remove(name)
     if atomic and isinstance(failure, TooManyRejectsError) and report is not None:
         report.stopped = "--atomic: a row was rejected, so nothing was written"
     _finish(
@@ -317,6 +322,8 @@ def _refuse_doubling(store: Store, table: str, digest: str, key: tuple[str, ...]
     for run in store.runs(50):
         if run.table != table or run.source != digest:
             continue
+        if run.status != "running" and not run.counts.get("inserted"):
+            return  # it ended without committing a row: nothing to double
         if run.status in ("running", "interrupted", "failed", "stopped"):
             _fail(
                 f"run {run.id} loaded this file into {table!r} and did not finish "
