@@ -569,8 +569,9 @@ def _open_csv(
     raw: list[str] = []
 
     def lines() -> Iterator[str]:
+        append = raw.append
         for line in text:
-            raw.append(line)
+            append(line)
             yield line
 
     # strict: text after a closing quote or a quote left open at end of file is an error
@@ -592,9 +593,11 @@ def _csv_rows(
 ) -> Iterator[tuple[str | None, ...]]:
     # Empty lines come back as [] and are dropped; ragged rows are passed through for
     # the consumer to reject one by one.
+    disjoint = nulls.isdisjoint
+    clear = raw.clear
     try:
         for row in reader:
-            if not nulls.isdisjoint(row):
+            if not disjoint(row):
                 record = "".join(raw)
                 if '"' in record:
                     quoted = _quoted_fields(record, delimiter)
@@ -607,7 +610,7 @@ def _csv_rows(
                     yield tuple([None if v in nulls else v for v in row])
             elif row:
                 yield tuple(row)
-            raw.clear()
+            clear()
     except (csv.Error, UnicodeDecodeError) as exc:
         raise _csv_error(name, reader, exc) from exc
     except _READ_ERRORS as exc:
