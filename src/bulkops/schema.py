@@ -626,6 +626,8 @@ class ColumnInference:
         self._seen: set[str] = set()
 
     def add(self, values: Sequence[Any]) -> None:
+        if self.saw_text and not self.candidates:
+            return  # text already, whatever comes (and no hint: it is text without them)
         try:
             distinct = set(values)
         except TypeError:  # dicts or lists (JSON): look at each value

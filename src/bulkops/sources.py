@@ -175,7 +175,9 @@ def _infer(
         else:
             width = len(names)
             # Rows of the wrong width are rejected when written; they say nothing of types.
-            values = list(zip(*(r for r in batch if len(r) == width), strict=False))
+            if set(map(len, batch)) != {width}:
+                batch = [r for r in batch if len(r) == width]
+            values = list(zip(*batch, strict=False))
             for (name, state), column in zip(states.items(), values, strict=False):
                 if name not in types:
                     state.add(column)
@@ -593,21 +595,15 @@ def _csv_rows(
 ) -> Iterator[tuple[str | None, ...]]:
     # Empty lines come back as [] and are dropped; ragged rows are passed through for
     # the consumer to reject one by one.
+    # Without tokens, `"" in row` (an equality test per field) is cheaper than a set
+    # test (a hash per field).
+    only_empty = nulls == _EMPTY_ONLY
     disjoint = nulls.isdisjoint
     clear = raw.clear
     try:
         for row in reader:
-            if not disjoint(row):
-                record = "".join(raw)
-                if '"' in record:
-                    quoted = _quoted_fields(record, delimiter)
-                    quoted += [False] * (len(row) - len(quoted))
-                    yield tuple(
-                        None if v in nulls and not q else v
-                        for v, q in zip(row, quoted, strict=False)
-                    )
-                else:
-                    yield tuple([None if v in nulls else v for v in row])
+            if ("" in row) if only_empty else not disjoint(row):
+                yield _with_nulls(row, "".join(raw), nulls, delimiter)
             elif row:
                 yield tuple(row)
             clear()
@@ -615,6 +611,20 @@ def _csv_rows(
         raise _csv_error(name, reader, exc) from exc
     except _READ_ERRORS as exc:
         raise _read_error(name, exc, f"after line {reader.line_num}") from exc
+
+
+_EMPTY_ONLY = frozenset({""})
+
+
+def _with_nulls(
+    row: list[str], record: str, nulls: frozenset[str], delimiter: str
+) -> tuple[str | None, ...]:
+    """``row`` with its unquoted null spellings (and empty fields) as None."""
+    if '"' not in record:
+        return tuple([None if v in nulls else v for v in row])
+    quoted = _quoted_fields(record, delimiter)
+    quoted += [False] * (len(row) - len(quoted))
+    return tuple(None if v in nulls and not q else v for v, q in zip(row, quoted, strict=False))
 
 
 def _quoted_fields(record: str, delimiter: str) -> list[bool]:
