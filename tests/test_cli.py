@@ -126,7 +126,7 @@ def test_max_rejects_stops_the_run(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     report = json.loads(result.stdout)
-    assert report["stopped"] and "max_rejects=5" in report["error"]
+    assert report["stopped"] and "--max-rejects 5" in report["error"]
     assert report["rows_in"] == 20 and report["rejected"] == 10 and report["inserted"] == 10
 
 

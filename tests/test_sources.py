@@ -34,6 +34,7 @@ def read_all(path: str, format: str | None = None) -> tuple[list[str] | None, li
         ("data.parquet", "parquet"),
         ("data.pq", "parquet"),
         ("data.csv.gz", "csv"),
+        ("data.csv.zip", "csv"),
         ("data.tsv.gz", "tsv"),
         ("data.tab.gz", "tsv"),
         ("data.jsonl.gz", "jsonl"),
@@ -50,7 +51,7 @@ def test_infer_format(name: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["data.json", "data.txt", "data", "data.gz", "csv", "data.csv.zip"]
+    "name", ["data.json", "data.txt", "data", "data.gz", "csv", "data.txt.zip"]
 )
 def test_infer_format_unknown(name: str) -> None:
     with pytest.raises(SourceError, match="--format") as info:
@@ -89,8 +90,8 @@ def test_csv_round_trip(tmp_path: Path) -> None:
         rows = list(source.rows)
     assert rows == [
         ("1", "Smith, John", "line one\nline two", "12.50"),
-        ("2", "plain", 'she said "hi"', ""),
-        ("3", "", "", "0"),
+        ("2", "plain", 'she said "hi"', None),
+        ("3", None, None, "0"),
     ]
     assert all(type(row) is tuple for row in rows)
 
@@ -139,7 +140,7 @@ def test_tsv_round_trip(tmp_path: Path) -> None:
     with open_source(path) as source:
         assert source.format == "tsv"
         assert source.columns == ["id", "name", "note"]
-        assert list(source.rows) == [("1", "Smith, John", "tab\there"), ("2", "", "x")]
+        assert list(source.rows) == [("1", "Smith, John", "tab\there"), ("2", None, "x")]
 
 
 @pytest.mark.parametrize(

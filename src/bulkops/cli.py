@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from operator import itemgetter
 from typing import Any, Literal, NoReturn
 
@@ -29,17 +30,29 @@ from rich.table import Table
 
 from . import __version__
 from .api import connect
-from .errors import BulkError, DataError, SchemaError
+from .errors import BulkError, DataError, SchemaError, TooManyRejectsError
 from .report import Report, SyncReport, jsonable
 from .runlog import Run
-from .sources import FORMATS, SourceError, file_digest, infer_types, open_source
+from .schema import TYPES
+from .sources import (
+    FORMATS,
+    INFER_SAMPLE_ROWS,
+    Inference,
+    SourceError,
+    TypeMismatch,
+    file_digest,
+    infer_file,
+    infer_types,
+    open_source,
+)
 from .store import Store
 
 DEFAULT_DB = "sqlite:///bulkops.db"
 EXIT_REJECTED = 1
 EXIT_FAILED = 2
 
-err_console = Console(stderr=True)
+# Messages are not wrapped: a log or a pipe keeps each on one line, greppable.
+err_console = Console(stderr=True, soft_wrap=True)
 
 db_option = click.option(
     "--db",
@@ -138,6 +151,33 @@ def main() -> None:
     help="Continue an interrupted load of the same file into the same table with the same "
     "options: the chunks it committed are skipped, so no row is written twice.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Load the file again although an earlier load of it into this table did not "
+    "finish (without a key, its committed rows are then written twice).",
+)
+@click.option(
+    "--null",
+    "nulls",
+    multiple=True,
+    metavar="TOKEN",
+    help="CSV/TSV: an unquoted field spelled TOKEN is NULL (repeatable: --null NA --null "
+    "'\\N'). An unquoted empty field is always NULL; a quoted one (\"\") is empty text.",
+)
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="COLUMN=TYPE",
+    help=f"Create COLUMN with TYPE instead of the inferred one (repeatable; {', '.join(TYPES)}).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the table that would be created (columns, types, key, missing-value "
+    "hints) and write nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
 def load(
@@ -158,26 +198,43 @@ def load(
     run_log: bool,
     label: str | None,
     resume: bool,
+    force: bool,
+    nulls: tuple[str, ...],
+    types: tuple[str, ...],
+    dry_run: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Load FILE (CSV, TSV, JSON Lines or Parquet; .gz is fine; - for stdin) into a table.
+    """Load FILE (CSV, TSV, JSON Lines or Parquet; .gz or a one-file .zip is fine; -
+    for stdin) into a table.
+
+    A missing table is created from the whole file (stdin: from its first rows), so the
+    same rows in any order give the same table; --type overrides a column's type and
+    --dry-run shows the table without writing anything.
 
     Exit status: 0 when every row was written, ignored or unchanged; 1 when rows were
     rejected or the run stopped at a bad row; 2 on a usage error or a fatal error
     (database unreachable, table missing with --no-create, unreadable file).
     """
     key_cols = _key_option(key)
+    overrides = _type_option(types)
     if resume and not run_log:
         _fail("--resume finds its checkpoints in the run log: drop --no-run-log")
     if resume and file == "-":
         _fail("--resume needs a file: standard input cannot be read again")
+    if dry_run:
+        _dry_run(file, fmt, table, key_cols, nulls, overrides, as_json)
+        return
+    # Opened now, so an unwritable path stops the run before anything is written.
+    # A resumed run adds to the rejects of the run it continues.
+    rejects_file = _open_rejects(rejects, append=resume)
     try:
         # The file's digest identifies it, so a resume can tell it is the same file.
         digest = file_digest(file) if run_log and file != "-" else None
-        source = open_source(file, fmt)
+        source = open_source(file, fmt, null=nulls)
     except SourceError as error:
         _fail(str(error))
+    inference: Inference | None = None
     with source, _open_store(db, run_log=run_log) as store:
         if resume and not store.run_log:
             _fail(f"--resume needs the run log, which {store.capabilities.name} cannot keep")
@@ -185,37 +242,200 @@ def load(
             digest = None
         columns, rows = source.columns, source.rows
         try:
-            rows = _ensure_table(store, table, columns, rows, key_cols, create)
-        except BulkError as error:
-            _fail(str(error))
+            if store.run_log:
+                store.runs(1)  # a foreign table of the run log's name: stop before writing
+            columns, rows, inference = _ensure_table(
+                store, table, file, fmt, columns, rows, key_cols, create, nulls, overrides
+            )
+            if digest is not None and not resume and not force and mode == "insert":
+                _refuse_doubling(store, table, digest, key_cols)
+        except (BulkError, SourceError) as error:
+            _fail(_cli_words(str(error)))
         progress = _progress_bar(source, quiet or as_json)
         options: dict[str, Any] = {
             "chunk_size": chunk_size,
             "atomic": atomic,
             "workers": workers,
             "on_error": on_error,
-            # A resumed run adds to the rejects of the run it continues.
-            "rejects": open(rejects, "a", encoding="utf-8") if rejects and resume else rejects,  # noqa: SIM115
-            "max_rejects": max_rejects,
+            "rejects": rejects_file,
+            # All or nothing: the first rejected row rolls the whole file back (and is
+            # still written to --rejects).
+            "max_rejects": 0 if atomic and max_rejects is None else max_rejects,
             "progress": progress.callback if progress else None,
             "label": label,
             "source_id": digest,
             "resume": resume,
         }
         report: Report | None = None
-        failure: BulkError | SourceError | None = None
+        failure: BulkError | None = None
         try:
             with progress or nullcontext():
                 report = _run_load(
                     store, mode, table, columns, rows, key_cols, on_conflict, options
                 )
-        except (BulkError, SourceError) as error:
+        except BulkError as error:
             failure = error
             report = error.report if isinstance(error, BulkError) else None
         finally:
-            if not isinstance(options["rejects"], str | None):
-                options["rejects"].close()
-    _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
+            if rejects_file is not None:
+                with suppress(OSError):  # a failed write was reported already
+                    rejects_file.close()
+                    # Opened up front to check it; left behind only if it holds rows.
+                    name = rejects_file.name
+                    if not resume and os.path.isfile(name) and os.path.getsize(name) == 0:
+                        os.remove(name)
+    if atomic and isinstance(failure, TooManyRejectsError) and report is not None:
+        report.stopped = "--atomic: a row was rejected, so nothing was written"
+    _finish(
+        report, failure, as_json=as_json, quiet=quiet, rejects=rejects, inference=inference,
+        committed=_committed_note(report, failure, resumable=digest is not None),
+    )  # fmt: skip
+
+
+def _type_option(values: tuple[str, ...]) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for item in values:
+        column, sep, kind = item.partition("=")
+        column, kind = column.strip(), kind.strip().lower()
+        if not sep or not column:
+            _fail(f"--type takes COLUMN=TYPE, not {item!r}")
+        if kind not in TYPES:
+            _fail(f"--type {item}: unknown type {kind!r}; expected one of {', '.join(TYPES)}")
+        types[column] = kind
+    return types
+
+
+def _open_rejects(path: str | None, *, append: bool) -> Any:
+    if path is None:
+        return None
+    try:
+        return open(path, "a" if append else "w", encoding="utf-8")
+    except OSError as error:
+        _fail(f"cannot write the rejects file {path}: {error.strerror or error}")
+
+
+def _refuse_doubling(store: Store, table: str, digest: str, key: tuple[str, ...] | None) -> None:
+    """An insert without a key writes a row again each time it is loaded: refuse to
+    load a file again over an earlier load of it that did not finish."""
+    if key or store.table(table).primary_key or store.table(table).unique:
+        return  # rows already there are conflicts, not copies
+    for run in store.runs(50):
+        if run.table != table or run.source != digest:
+            continue
+        if run.status != "running" and not run.counts.get("inserted"):
+            return  # it ended without committing a row: nothing to double
+        if run.status in ("running", "interrupted", "failed", "stopped"):
+            _fail(
+                f"run {run.id} loaded this file into {table!r} and did not finish "
+                f"({run.status}); rows it committed would be inserted twice. Continue it "
+                "with --resume, or load the whole file again on purpose with --force"
+            )
+        return  # the latest load of this file finished
+
+
+def _committed_note(
+    report: Report | None, failure: BaseException | None, *, resumable: bool
+) -> str:
+    if failure is None or report is None or isinstance(failure, DataError):
+        return ""
+    done = report.rows_in
+    if not done:
+        return "nothing was committed"
+    note = f"rows 1-{done:,} were committed (the last committed row is row {done:,})"
+    if resumable:
+        note += "; --resume continues after it"
+    return note
+
+
+# Library parameter names in messages the CLI passes on, and the CLI's words for them.
+_CLI_WORDS = (
+    ("pass key= to upsert()", "pass --key"),
+    ("pass key= to update()", "pass --key"),
+    ("pass key= to delete()", "pass --key"),
+    ("pass key= to insert()", "pass --key"),
+    (" (the first row's columns, or columns=)", " (the file's columns)"),
+    ("max_rejects=", "--max-rejects "),
+    ("resume=True", "--resume"),
+    ("key=", "--key"),
+)
+
+
+def _cli_words(message: str) -> str:
+    for library, cli in _CLI_WORDS:
+        message = message.replace(library, cli)
+    return message
+
+
+def _dry_run(
+    file: str,
+    fmt: str | None,
+    table: str,
+    key: tuple[str, ...] | None,
+    nulls: tuple[str, ...],
+    overrides: dict[str, str],
+    as_json: bool,
+) -> None:
+    try:
+        if file == "-":
+            with open_source(file, fmt, null=nulls) as source:
+                inference, _ = infer_types(source.columns, source.rows, types=overrides)
+        else:
+            inference = infer_file(file, fmt, null=nulls, types=overrides)
+    except SourceError as error:
+        _fail(str(error))
+    _check_overrides(inference, overrides, key)
+    if as_json:
+        data = {"table": table, "key": list(key or ()), **inference.as_dict()}
+        click.echo(json.dumps(data, indent=2))
+        return
+    console = Console()
+    read = f"{inference.rows:,} rows" + ("" if inference.complete else " (a sample)")
+    console.print(f"{table} (dry run: nothing written; types from {read})", highlight=False)
+    grid = Table()
+    grid.add_column("column")
+    grid.add_column("type")
+    grid.add_column("key")
+    key_cols = key or ()
+    for column in inference.columns:
+        in_key = str(key_cols.index(column) + 1) if column in key_cols else ""
+        kind = inference.types[column] + (" (--type)" if column in overrides else "")
+        grid.add_row(column, kind, in_key)
+    console.print(grid)
+    _print_missing(inference)
+
+
+def _check_overrides(
+    inference: Inference, overrides: dict[str, str], key: tuple[str, ...] | None
+) -> None:
+    unknown = [c for c in overrides if c not in inference.types]
+    if unknown:
+        _fail(f"--type names {unknown[0]!r}, which is not a column of the file")
+    missing_key = [k for k in key or () if k not in inference.types]
+    if missing_key:
+        _fail(f"--key names {missing_key[0]!r}, which is not a column of the file")
+
+
+def _missing_lines(inference: Inference | None) -> list[str]:
+    if inference is None:
+        return []
+    lines = []
+    for hint in inference.missing:
+        spelled = ", ".join(f"{t!r} ({n:,})" for t, n in hint.tokens.items())
+        flags = " ".join(f"--null {_shell_word(t)}" for t in hint.tokens)
+        lines.append(
+            f"column {hint.column!r} was made text: it would be {hint.type} but for {spelled}; "
+            f"if these mean a missing value, load it with {flags}"
+        )
+    return lines
+
+
+def _shell_word(token: str) -> str:
+    return token if token.isalnum() or token in ("-", "N/A") else f"'{token}'"
+
+
+def _print_missing(inference: Inference | None) -> None:
+    for line in _missing_lines(inference):
+        err_console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
 
 
 @main.command()
@@ -388,25 +608,74 @@ def _keys_of(rows: Iterator[Any], columns: list[str] | None, key: tuple[str, ...
 def _ensure_table(
     store: Store,
     table: str,
+    file: str,
+    fmt: str | None,
     columns: list[str] | None,
     rows: Iterator[Any],
     key: tuple[str, ...] | None,
     create: bool,
-) -> Iterator[Any]:
-    """Create the table from the rows if it is missing (and allowed)."""
+    nulls: tuple[str, ...],
+    overrides: dict[str, str],
+) -> tuple[list[str] | None, Iterator[Any], Inference | None]:
+    """Create the table from the file if it is missing (and allowed): its columns and
+    types inferred from every row of a file, or from the first rows of stdin."""
     try:
         store.table(table)
-        return rows
-    except SchemaError:
+        return columns, rows, None
+    except SchemaError as error:
         # Where columns are not declared (DynamoDB), inferred types mean nothing: such
         # tables are made with their keys and capacity settings elsewhere.
-        if not create or not store.capabilities.declared_columns:
+        if not store.capabilities.declared_columns:
             raise
-    types, rows = infer_types(columns, rows)
-    if not types:
+        if not create:
+            raise SchemaError(
+                f"{error} (without --no-create it is created from the file)"
+            ) from None
+    try:
+        if file == "-":
+            inference, rows = infer_types(columns, rows, INFER_SAMPLE_ROWS, types=overrides)
+        else:
+            inference = infer_file(file, fmt, null=nulls, types=overrides)
+    except SourceError as error:
+        raise SourceError(f"reading the file to infer its columns' types: {error}") from error
+    _check_overrides(inference, overrides, key)
+    if not inference.columns:
         raise SchemaError(f"cannot create {table!r}: the input has no columns")
-    store.create_table(table, types, key or ())
-    return rows
+    try:
+        store.create_table(table, inference.types, key or ())
+    except BulkError as error:
+        # Another load created it at the same moment ("already exists"): use it.
+        try:
+            store.table(table)
+        except SchemaError:
+            raise error from None
+    if columns is None:
+        # JSON Lines: the columns are the union of the objects' keys; a key an object
+        # lacks is NULL (the new table has no defaults).
+        columns = inference.columns
+        picks = tuple(columns)
+        rows = (tuple(row.get(c) for c in picks) if isinstance(row, dict) else row for row in rows)
+    if file == "-" and not inference.complete:
+        rows = _explain_mismatch(rows)
+    return columns, rows, inference
+
+
+def _explain_mismatch(rows: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from rows
+    except TypeMismatch as error:
+        if error.type == "(no such column)":
+            raise SourceError(
+                f"<stdin>, row {error.row}: key {error.column!r} was not in the first "
+                f"{error.sample:,} rows the table was created from; load from a file so "
+                "that every row is read first"
+            ) from error
+        raise SourceError(
+            f"<stdin>, row {error.row}: {error.value!r} in column {error.column!r} does not fit "
+            f"the type {error.type} inferred from the first {error.sample:,} rows; pass "
+            f"--type {error.column}=TYPE (e.g. text), or load from a file so that every row "
+            "is read first"
+        ) from error
 
 
 class _ProgressBar:
@@ -469,19 +738,30 @@ def _finish(
     as_json: bool,
     quiet: bool,
     rejects: str | None,
+    inference: Inference | None = None,
+    committed: str = "",
 ) -> None:
     if as_json:
         data = report.as_dict() if report else {}
         if failure is not None:
-            data["error"] = str(failure)
+            data["error"] = _cli_words(str(failure))
+        if committed:
+            data["committed"] = committed
+        if inference is not None:
+            data["created"] = inference.as_dict()
+            data["notes"] = _missing_lines(inference)
         click.echo(json.dumps(jsonable(data), indent=2))
     else:
         if isinstance(report, SyncReport) and not quiet:
             _print_sync_summary(report, rejects)
         elif isinstance(report, Report) and not quiet:
             _print_summary(report, rejects)
+        _print_missing(inference)
         if failure is not None:
-            err_console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False)
+            message = _cli_words(str(failure))
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+            if committed:
+                err_console.print(escape(committed), highlight=False)
     if failure is not None and not isinstance(failure, DataError):
         sys.exit(EXIT_FAILED)
     if failure is not None or report is None or not report.ok:
@@ -515,7 +795,7 @@ def _print_summary(report: Report, rejects: str | None) -> None:
     console.print(table)
     _print_rejections(console, report, rejects)
     if report.stopped:
-        console.print(f"[bold red]{report.stopped}[/]")
+        console.print(f"[bold red]{escape(_cli_words(report.stopped))}[/]")
 
 
 def _add_rejected_rows(table: Table, report: Report | SyncReport) -> None:
@@ -532,7 +812,8 @@ def _print_rejections(console: Console, report: Report | SyncReport, rejects: st
         return
     for r in report.rejections[:5]:
         where = f"column {r.column!r}: " if r.column else ""
-        console.print(f"  row {r.row} (key {r.key!r}): {where}{r.reason}", highlight=False)
+        reason = _cli_words(r.reason)
+        console.print(f"  row {r.row} (key {r.key!r}): {where}{reason}", highlight=False)
     if len(report.rejections) > 5:
         console.print(f"  ... and {len(report.rejections) - 5} more (use --rejects FILE)")
 

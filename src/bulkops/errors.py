@@ -22,6 +22,7 @@ name, AWS error code) as ``.code``.
       StatementTimeoutError   statement_timeout exceeded (not retried)
       SchemaError             missing table or column, no key to work with, ...
       ResumeError             a load cannot resume: the input or the options changed
+      RejectsWriteError       rejected rows could not be written to the rejects file
       ChangesetError          a changeset file is truncated, corrupt or not for this table
       LimitError              a value or request is beyond a hard limit of the backend
       UnsupportedError        the database cannot do what was asked (see its Capabilities)
@@ -175,6 +176,10 @@ class SchemaError(BulkError):
 
 class LimitError(BulkError):
     """A value or a request is beyond a hard limit of the backend."""
+
+
+class RejectsWriteError(BulkError):
+    """Rejected rows could not be written to the rejects file; the call stopped."""
 
 
 class ResumeError(BulkError):

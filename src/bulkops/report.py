@@ -254,14 +254,26 @@ class RejectsFile:
         self.count = 0
 
     def write(self, rejections: Iterable[Rejection]) -> None:
-        for rejection in rejections:
-            self.count += 1
-            if isinstance(self._target, list):
-                self._target.append(rejection)
-                continue
-            self._stream().write(dumps(rejection.as_dict()) + "\n")
-        if self._file is not None:
-            self._file.flush()
+        """Write ``rejections``; if the file cannot take them, raise RejectsWriteError
+        naming their rows (the call then stops before its next commit)."""
+        batch = list(rejections)
+        try:
+            for rejection in batch:
+                self.count += 1
+                if isinstance(self._target, list):
+                    self._target.append(rejection)
+                    continue
+                self._stream().write(dumps(rejection.as_dict()) + "\n")
+            if self._file is not None:
+                self._file.flush()
+        except OSError as error:
+            from .errors import RejectsWriteError
+
+            rows = ", ".join(str(r.row) for r in batch[:10]) + (" ..." if len(batch) > 10 else "")
+            raise RejectsWriteError(
+                f"cannot write rejected rows to the rejects file ({error.strerror or error}); "
+                f"rows {rows} were rejected and are recorded nowhere else; stopped"
+            ) from error
 
     def _stream(self) -> IO[str]:
         if self._file is None:

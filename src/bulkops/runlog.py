@@ -119,6 +119,24 @@ def _store_of(backend: Backend) -> RunLogStore:
     return backend.run_log_store()
 
 
+# The columns every run log row is written with (a table of the run log's name that
+# lacks them belongs to someone else).
+_RUN_COLUMNS = frozenset(
+    {"id", "verb", "table_name", "started_at", "status", "counts", "source", "options", "load_id"}
+)
+
+
+def _check_ours(columns: Mapping[str, Any]) -> None:
+    missing = sorted(_RUN_COLUMNS - set(columns))
+    if missing:
+        raise SchemaError(
+            f"the database has a table named {RUNS!r} that is not bulkops's run log (it has "
+            f"no column {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); "
+            "rename that table, or work without the run log (run_log=False; "
+            "bulkops load --no-run-log)"
+        )
+
+
 class RunLog:
     """Reads and writes the run log of one Store's database."""
 
@@ -141,18 +159,25 @@ class RunLog:
         self._learn()
 
     def exists(self) -> bool:
-        """Whether the run log tables are there (reading never creates them)."""
+        """Whether the run log tables are there (reading never creates them). A table
+        of that name that is not a run log is a SchemaError saying so."""
         if self._codecs is not None:
             return True
         try:
-            self.backend.reflect(CHECKPOINTS)
-            self._learn()
+            spec = self.backend.reflect(RUNS)
         except SchemaError:
             return False
+        _check_ours(spec.columns)
+        try:
+            self.backend.reflect(CHECKPOINTS)
+        except SchemaError:
+            return False
+        self._learn()
         return True
 
     def _learn(self) -> None:
         spec = self.backend.reflect(RUNS)
+        _check_ours(spec.columns)
         # Values go through the backend's codecs for the reflected columns, as every
         # other value bulkops writes (e.g. timestamps: text on SQLite, timestamptz on
         # PostgreSQL).

@@ -26,7 +26,9 @@ from .errors import ConversionError, SchemaError
 __all__ = [
     "TYPES",
     "ColumnCodec",
+    "ColumnInference",
     "ColumnSpec",
+    "MissingHint",
     "TableSpec",
     "build_row_encoder",
     "coerce",
@@ -354,7 +356,7 @@ def _to_decimal(value: Any) -> Decimal | None:
         return Decimal(repr(value))
     if isinstance(value, str):
         try:
-            return Decimal(value.strip())
+            return plain_decimal(Decimal(value.strip()))
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a decimal number") from None
     raise ValueError(f"{type(value).__name__} {value!r} is not a decimal number")
@@ -536,9 +538,26 @@ def int_from_text(value: str) -> int | None:
 
 def decimal_from_text(value: str) -> Decimal | None:
     try:
-        return Decimal(value)
+        number = Decimal(value)
     except InvalidOperation:
         return _to_decimal(value)
+    # Only text with an exponent can have a positive one: test the text, not the number.
+    return plain_decimal(number) if "e" in value or "E" in value else number
+
+
+def plain_decimal(number: Decimal) -> Decimal:
+    """``1E+2`` as ``100``: a value written with an exponent is stored as its digits
+    (not the text '1E+2'), where that fits the decimal context's precision."""
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        try:
+            return number.quantize(_ONE)
+        except InvalidOperation:
+            return number
+    return number
+
+
+_ONE = Decimal(1)
 
 
 def float_from_text(value: str) -> float | None:
@@ -688,76 +707,212 @@ def build_row_encoder(
 # ------------------------------------------------------------------- type inference
 
 _INFER_ORDER = ("integer", "float", "boolean", "date", "datetime")
+# A value that fits a kind also fits these wider ones; kinds not listed are disjoint.
+_WIDER = {"integer": ("float",), "date": ("datetime",)}
+
+# Text that only becomes a number, a boolean or a date if its text is kept as written:
+# no leading zeros ("02134" is a zip code), no "+", no "_", ASCII digits only, no "-0".
+# Surrounding blanks are allowed (the coercions strip them).
+_INT_RE = re.compile(r"[ \t]*(?:0|-?[1-9][0-9]*)[ \t]*", re.ASCII)
+_NUMBER_RE = re.compile(
+    r"[ \t]*-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?[ \t]*", re.ASCII
+)
+_BOOL_RE = re.compile(r"[ \t]*(?:true|false)[ \t]*", re.ASCII | re.IGNORECASE)
+_DATE_RE = re.compile(r"[ \t]*[0-9]{4}-[0-9]{2}-[0-9]{2}[ \t]*", re.ASCII)
+_DATETIME_RE = re.compile(
+    r"[ \t]*[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?[ \t]*",
+    re.ASCII,
+)
+
+# How missing values are often spelled (R writes NA, databases NULL, pandas NaN, ...).
+# Inference does not let them decide a column's type; it reports them instead, so the
+# caller can say which of them mean NULL.
+MISSING_SPELLINGS = frozenset({"NA", "N/A", "NULL", "null", "None", "NaN", "nan", "-", "?"})
+# Distinct texts remembered per column so that repeated values are checked once.
+_SEEN_LIMIT = 65536
 
 
-def _looks(kind: str, text: str) -> bool:
-    text = text.strip()
+def _fits_text(kind: str, text: str) -> bool:
+    """Whether CSV-style ``text`` is a value of ``kind`` whose text survives the
+    conversion (see the patterns above)."""
     try:
         if kind == "integer":
-            return _to_integer(text) is not None and "." not in text and "e" not in text.lower()
+            if not _INT_RE.fullmatch(text):
+                return False
+            return INT64_MIN <= int(text) <= INT64_MAX
         if kind == "float":
-            float(text)
-            return True
+            if not _NUMBER_RE.fullmatch(text):
+                return False
+            text = text.strip()
+            return not (text.startswith("-") and Decimal(text).is_zero())
         if kind == "boolean":
-            return text.lower() in {"true", "false"}
+            return _BOOL_RE.fullmatch(text) is not None
         if kind == "date":
-            dt.date.fromisoformat(text)
-            return len(text) == 10
-        if kind == "datetime":
-            dt.datetime.fromisoformat(text)
+            if not _DATE_RE.fullmatch(text):
+                return False
+            dt.date.fromisoformat(text.strip())
             return True
-    except (ValueError, TypeError):
+        if kind == "datetime":
+            if not _DATETIME_RE.fullmatch(text):
+                return False
+            dt.datetime.fromisoformat(text.strip())
+            return True
+    except (ValueError, ArithmeticError):
         return False
     return False
 
 
-def infer_type(values: Iterable[Any]) -> str:
-    """The narrowest logical type that fits every sample value (for creating a table).
+def _native_kind(cls: type) -> str:
+    if issubclass(cls, bool):
+        return "boolean"
+    if issubclass(cls, int):
+        return "integer"
+    if issubclass(cls, float):
+        return "float"
+    if issubclass(cls, Decimal):
+        return "decimal"
+    if issubclass(cls, dt.datetime):
+        return "datetime"
+    if issubclass(cls, dt.date):
+        return "date"
+    if issubclass(cls, bytes | bytearray | memoryview):
+        return "bytes"
+    if issubclass(cls, dict | list):
+        return "json"
+    return "text"
 
-    Strings (as from CSV) are inspected for integers, numbers, booleans, dates and
-    timestamps; native values map by their Python type. Empty strings and None fit
-    anything. Numbers with a fractional part from text become ``decimal`` so that money
-    read from a file stays exact.
+
+@dataclass
+class MissingHint:
+    """A column that would have ``type`` but for values spelled like a missing value
+    (``tokens``: each spelling and how often it occurs). Made ``text`` as it stands."""
+
+    column: str
+    type: str
+    tokens: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "type": self.type, "tokens": dict(self.tokens)}
+
+
+class ColumnInference:
+    """One column's type, narrowed batch by batch over as many values as it is shown.
+
+    Strings (as from CSV) are checked against integers, numbers, booleans, dates and
+    timestamps, each written the way it would be read back (``_fits_text``); native
+    values map by their Python type. None and blank strings fit anything. Text numbers
+    with a fractional part or an exponent become ``decimal`` so that money read from a
+    file stays exact. Missing-value spellings (``MISSING_SPELLINGS``) are counted aside.
     """
-    kinds: set[str] = set()
-    candidates = list(_INFER_ORDER)
-    saw_text = False
-    for value in values:
-        if value is None or _blank(value):
-            continue
+
+    def __init__(self) -> None:
+        self.candidates: list[str] = list(_INFER_ORDER)
+        self.kinds: set[str] = set()
+        self.saw_text = False
+        self.missing: dict[str, int] = {}
+        self._seen: set[str] = set()
+
+    def add(self, values: Sequence[Any]) -> None:
+        if self.saw_text and not self.candidates:
+            return  # text already, whatever comes (and no hint: it is text without them)
+        try:
+            distinct = set(values)
+        except TypeError:  # dicts or lists (JSON): look at each value
+            distinct = None
+        if distinct is not None:
+            distinct.discard(None)
+            if not distinct:
+                return
+            # The types of distinct values are enough when all are text (CSV); other
+            # values are looked at one by one, because a set holds only one of 1, 1.0
+            # and True.
+            if set(map(type, distinct)) == {str}:
+                self._add_texts(distinct, values)
+                return
+        classes = set(map(type, values))
+        classes.discard(NoneType)
+        if str in classes:
+            self._add_texts({v for v in values if v.__class__ is str}, values)
+            classes.discard(str)
+        for cls in classes:
+            kind = _native_kind(cls)
+            if kind == "text" and issubclass(cls, str):
+                self._add_texts({v for v in values if isinstance(v, cls)}, values)
+            else:
+                self.kinds.add(kind)
+
+    def _add_texts(self, texts: set[str], values: Sequence[Any]) -> None:
+        spelled = texts & MISSING_SPELLINGS
+        for token in spelled:
+            self.missing[token] = self.missing.get(token, 0) + values.count(token)
+        fresh = texts - self._seen
+        fresh -= spelled
+        if len(self._seen) < _SEEN_LIMIT:
+            self._seen |= fresh
+        for text in fresh:
+            if not text or text.isspace():
+                continue
+            self.saw_text = True
+            if self.candidates:
+                self._narrow(text)
+
+    def _narrow(self, text: str) -> None:
+        candidates = self.candidates
+        for i, kind in enumerate(candidates):
+            if _fits_text(kind, text):
+                wider = _WIDER.get(kind, ())
+                self.candidates = [kind, *(k for k in candidates[i + 1 :] if k in wider)]
+                return
+        self.candidates = []
+
+    @staticmethod
+    def fits(value: Any, kind: str) -> bool:
+        """Whether ``value`` fits ``kind`` the way inference would have judged it."""
+        if value is None or (isinstance(value, str) and (not value or value.isspace())):
+            return True
         if isinstance(value, str):
-            saw_text = True
-            candidates = [k for k in candidates if _looks(k, value)]
-            continue
-        if isinstance(value, bool):
-            kinds.add("boolean")
-        elif isinstance(value, int):
-            kinds.add("integer")
-        elif isinstance(value, float):
-            kinds.add("float")
-        elif isinstance(value, Decimal):
-            kinds.add("decimal")
-        elif isinstance(value, dt.datetime):
-            kinds.add("datetime")
-        elif isinstance(value, dt.date):
-            kinds.add("date")
-        elif isinstance(value, bytes | bytearray | memoryview):
-            kinds.add("bytes")
-        elif isinstance(value, dict | list):
-            kinds.add("json")
-        else:
-            kinds.add("text")
-    if saw_text:
-        if not candidates:
-            kinds.add("text")
-        elif candidates[0] == "float":
-            kinds.add("decimal")
-        else:
-            kinds.add(candidates[0])
+            if kind in ("text", "any"):
+                return True
+            if kind == "decimal":
+                kind = "float"
+            return kind in _INFER_ORDER and _fits_text(kind, value)
+        have = _native_kind(type(value))
+        return have == kind or kind in ("text", "any") or _merge({have, kind}) == kind
+
+    def result(self) -> str:
+        """The column's type. Missing-value spellings fit no type but text, so a column
+        holding them is text (``missing_hint`` says what it would be without them)."""
+        kind = self._kind_without_missing()
+        return "text" if self.missing else kind
+
+    def _kind_without_missing(self) -> str:
+        kinds = set(self.kinds)
+        if self.saw_text:
+            if not self.candidates:
+                kinds.add("text")
+            elif self.candidates[0] == "float":
+                kinds.add("decimal")
+            else:
+                kinds.add(self.candidates[0])
+        return _merge(kinds)
+
+    def missing_hint(self, column: str) -> MissingHint | None:
+        """What the column would be without its missing-value spellings, if that is not
+        text; None when it has none, or would be text anyway."""
+        if not self.missing:
+            return None
+        kind = self._kind_without_missing()
+        if kind == "text":
+            return None
+        return MissingHint(column, kind, dict(sorted(self.missing.items())))
+
+
+def _merge(kinds: set[str]) -> str:
     if not kinds:
         return "text"
     if len(kinds) == 1:
-        return kinds.pop()
+        return next(iter(kinds))
     if kinds <= {"integer", "float"}:
         return "float"
     if kinds <= {"integer", "decimal", "float"}:
@@ -765,3 +920,11 @@ def infer_type(values: Iterable[Any]) -> str:
     if kinds <= {"date", "datetime"}:
         return "datetime"
     return "text"
+
+
+def infer_type(values: Iterable[Any]) -> str:
+    """The narrowest logical type that fits every value (for creating a table); see
+    ``ColumnInference``."""
+    inference = ColumnInference()
+    inference.add(values if isinstance(values, list) else list(values))
+    return inference.result()

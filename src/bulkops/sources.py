@@ -2,7 +2,11 @@
 
 Every reader is lazy: ``Source.rows`` is a generator and only a buffer's worth of the
 file is held at a time, so multi-GB inputs run in flat memory. A ``.gz`` suffix (or the
-gzip magic bytes) is decompressed on the fly.
+gzip magic bytes) is decompressed on the fly, and so is a ``.zip`` archive of one file.
+
+Missing values follow PostgreSQL's CSV rule: an unquoted empty field is None (NULL), a
+quoted empty field (``""``) is the empty string. ``null=`` adds spellings (``NA``,
+``\\N``) that mean None where they stand unquoted.
 
 CSV/TSV and Parquet rows are tuples in ``Source.columns`` order rather than dicts: building
 a dict per row costs more than the rest of the parse, and the consumer maps columns once.
@@ -18,21 +22,28 @@ import io
 import json
 import os
 import sys
+import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import chain, islice
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-from .schema import infer_type
+from .errors import BulkError
+from .schema import TYPES, ColumnInference, MissingHint
 
 __all__ = [
     "FORMATS",
+    "INFER_SAMPLE_ROWS",
+    "Inference",
     "Source",
     "SourceError",
+    "TypeMismatch",
     "file_digest",
+    "infer_file",
     "infer_format",
     "infer_types",
     "open_source",
@@ -52,6 +63,7 @@ _EXTENSIONS = {
 
 _STDIN_NAME = "<stdin>"
 _GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
 _UTF8_BOM = b"\xef\xbb\xbf"
 # Larger than io.DEFAULT_BUFFER_SIZE: fewer Python-level read calls through the counter.
 _BUFFER_SIZE = 1 << 16
@@ -61,37 +73,191 @@ _PARQUET_BATCH_ROWS = 65536
 # quoted field can take before the reader gives up.
 _CSV_FIELD_SIZE_LIMIT = 2**31 - 1
 
-# What a read can raise below the parser: I/O failures and corrupt gzip data
+# What a read can raise below the parser: I/O failures and corrupt gzip or zip data
 # (gzip.BadGzipFile is an OSError; a truncated stream raises EOFError).
-_READ_ERRORS = (OSError, EOFError, zlib.error)
+_READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile)
 
 
-class SourceError(ValueError):
-    """An input file cannot be opened or parsed. The message is meant for the end user."""
+class SourceError(BulkError, ValueError):
+    """An input file cannot be opened or parsed. The message is meant for the end user.
+
+    A BulkError, so that one raised part-way through a write carries the ``report`` of
+    what committed before it (and the run log records those counts)."""
 
 
-# Rows read to infer a new table's column types.
-INFER_SAMPLE_ROWS = 1000
+# Rows read to infer a new table's column types from an input that cannot be read twice
+# (standard input); a file is read whole (``infer_file``).
+INFER_SAMPLE_ROWS = 10_000
+# Rows taken at a time while inferring: values are checked once per distinct text in a
+# batch, so batches make repeated values (most columns of most files) nearly free.
+_INFER_BATCH_ROWS = 8192
+
+
+@dataclass
+class Inference:
+    """A table inferred from an input: its columns in order, their logical types, the
+    columns that would have another type but for missing-value spellings, and how many
+    rows were read (``complete``: all of them, else the first ``rows``)."""
+
+    columns: list[str]
+    types: dict[str, str]
+    missing: list[MissingHint] = field(default_factory=list)
+    rows: int = 0
+    complete: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "columns": [{"name": c, "type": self.types[c]} for c in self.columns],
+            "missing": [hint.as_dict() for hint in self.missing],
+            "rows": self.rows,
+            "complete": self.complete,
+        }
+
+
+class TypeMismatch(SourceError):
+    """A row after the sample that types were inferred from does not fit them."""
+
+    def __init__(self, row: int, column: str, value: Any, type: str, sample: int) -> None:
+        self.row, self.column, self.value, self.type, self.sample = (
+            row, column, value, type, sample,
+        )  # fmt: skip
+        super().__init__(
+            f"row {row}: {_short(value)} in column {column!r} does not fit the type {type} "
+            f"inferred from the first {sample:,} rows; declare the column's type"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_types(types: Mapping[str, str]) -> None:
+    unknown = {c: t for c, t in types.items() if t not in TYPES}
+    if unknown:
+        column, kind = next(iter(unknown.items()))
+        raise ValueError(
+            f"unknown type {kind!r} for column {column!r}; expected one of {', '.join(TYPES)}"
+        )
+
+
+def _infer(
+    columns: Sequence[str] | None,
+    rows: Iterator[Any],
+    limit: int | None,
+    types: Mapping[str, str],
+) -> tuple[Inference, list[Any]]:
+    """Infer from up to ``limit`` rows (None: all); the rows read, kept when limited."""
+    kept: list[Any] = []
+    states: dict[str, ColumnInference] = {}
+    names: dict[str, None] = dict.fromkeys(columns or ())
+    for name in names:
+        states[name] = ColumnInference()
+    count = 0
+    while True:
+        size = _INFER_BATCH_ROWS if limit is None else min(_INFER_BATCH_ROWS, limit - count)
+        batch = list(islice(rows, size)) if size > 0 else []
+        if not batch:
+            break
+        count += len(batch)
+        if limit is not None:
+            kept.extend(batch)
+        if columns is None:
+            for row in batch:
+                if isinstance(row, Mapping):
+                    for name in row:
+                        if name not in names:
+                            names[name] = None
+                            states[name] = ColumnInference()
+            for name, state in states.items():
+                if name not in types:
+                    state.add([r.get(name) if isinstance(r, Mapping) else None for r in batch])
+        else:
+            width = len(names)
+            # Rows of the wrong width are rejected when written; they say nothing of types.
+            if set(map(len, batch)) != {width}:
+                batch = [r for r in batch if len(r) == width]
+            values = list(zip(*batch, strict=False))
+            for (name, state), column in zip(states.items(), values, strict=False):
+                if name not in types:
+                    state.add(column)
+    cols = list(names)
+    inferred = {c: types.get(c) or states[c].result() for c in cols}
+    missing = [
+        hint for c in cols if c not in types and (hint := states[c].missing_hint(c)) is not None
+    ]
+    complete = limit is None or count < limit
+    return Inference(cols, inferred, missing, count, complete), kept
 
 
 def infer_types(
-    columns: Sequence[str] | None, rows: Iterator[Any], sample: int = INFER_SAMPLE_ROWS
-) -> tuple[dict[str, str], Iterator[Any]]:
-    """``{column: logical type}`` inferred from the first ``sample`` rows, and the rows
-    again (none consumed). ``columns``: the names of sequence rows' values; None for
-    mappings, whose columns are the union of the sample's keys, in order."""
-    taken = list(islice(rows, sample))
-    if columns is None:
-        names: dict[str, None] = {}
-        for row in taken:
+    columns: Sequence[str] | None,
+    rows: Iterator[Any],
+    sample: int | None = INFER_SAMPLE_ROWS,
+    *,
+    types: Mapping[str, str] | None = None,
+) -> tuple[Inference, Iterator[Any]]:
+    """Infer a table from the first ``sample`` rows (None: every row), and give the rows
+    again. ``columns``: the names of sequence rows' values; None for mappings, whose
+    columns are the union of their keys, in the order first seen. ``types``: columns
+    whose type is given, not inferred.
+
+    Rows after the sample are checked as they pass: one that does not fit the inferred
+    types raises ``TypeMismatch`` naming its row and column (so a stream cannot quietly
+    change a column's meaning). With ``sample=None`` the rows are all consumed and the
+    iterator returned is empty: read the input again (``infer_file`` does so for a file).
+    """
+    given = dict(types or {})
+    _check_types(given)
+    inference, kept = _infer(columns, rows, sample, given)
+    if sample is None:
+        return inference, iter(())
+    if inference.complete:
+        return inference, iter(kept)
+    return inference, chain(kept, _checked(inference, columns is None, rows, given))
+
+
+def _checked(
+    inference: Inference, mappings: bool, rows: Iterator[Any], given: Mapping[str, str]
+) -> Iterator[Any]:
+    fits = ColumnInference.fits
+    checks = [
+        (i, name, inference.types[name])
+        for i, name in enumerate(inference.columns)
+        if name not in given and inference.types[name] not in ("text", "any")
+    ]
+    known = frozenset(inference.columns)
+    width = len(inference.columns)
+    for number, row in enumerate(rows, inference.rows + 1):
+        if mappings:
             if isinstance(row, Mapping):
-                names.update(dict.fromkeys(row))
-        cols = list(names)
-        values: dict[str, list[Any]] = {c: [r.get(c) for r in taken] for c in cols}
-    else:
-        cols = list(columns)
-        values = {c: [r[i] for r in taken if len(r) > i] for i, c in enumerate(cols)}
-    return {c: infer_type(values[c]) for c in cols}, chain(taken, rows)
+                extra = [k for k in row if k not in known]
+                if extra:
+                    name = extra[0]
+                    raise TypeMismatch(number, name, row[name], "(no such column)", inference.rows)
+                for _, name, kind in checks:
+                    value = row.get(name)
+                    if not fits(value, kind):
+                        raise TypeMismatch(number, name, value, kind, inference.rows)
+        elif len(row) == width:
+            for i, name, kind in checks:
+                if not fits(row[i], kind):
+                    raise TypeMismatch(number, name, row[i], kind, inference.rows)
+        yield row
+
+
+def infer_file(
+    path: str,
+    format: str | None = None,
+    *,
+    null: Iterable[str] = (),
+    types: Mapping[str, str] | None = None,
+) -> Inference:
+    """Infer a table from every row of the file at ``path`` (read once, then closed), so
+    the same rows in any order give the same table."""
+    with open_source(path, format, null=null) as source:
+        inference, _ = infer_types(source.columns, source.rows, None, types=types)
+    return inference
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -104,15 +270,20 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         raise _read_error(os.fspath(path), error) from error
 
 
+def _format_of(path: str) -> str | None:
+    name = os.path.basename(path).lower()
+    for suffix in (".gz", ".zip"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return _EXTENSIONS.get(os.path.splitext(name)[1])
+
+
 def infer_format(path: str) -> str:
-    """The format of ``path`` from its extension, ignoring a trailing ``.gz``.
+    """The format of ``path`` from its extension, ignoring a trailing ``.gz`` or ``.zip``.
 
     Raises SourceError naming the file when the extension is not one bulkops knows.
     """
-    name = os.path.basename(path).lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    fmt = _EXTENSIONS.get(os.path.splitext(name)[1])
+    fmt = _format_of(path)
     if fmt is None:
         raise SourceError(
             f"cannot tell the format of {path!r} from its extension; "
@@ -215,15 +386,25 @@ class _CountingReader(io.RawIOBase):
         return n or 0
 
 
-def open_source(path: str, format: str | None = None, *, stdin: BinaryIO | None = None) -> Source:
+def open_source(
+    path: str,
+    format: str | None = None,
+    *,
+    stdin: BinaryIO | None = None,
+    null: Iterable[str] = (),
+) -> Source:
     """Open ``path`` for streaming.
 
     ``path`` ``'-'`` reads stdin (``sys.stdin.buffer`` unless ``stdin`` is given) and the
     format then defaults to csv; otherwise the format is inferred from the extension.
     A ``.gz`` suffix, or gzip magic bytes at the start of the data, is decompressed
-    transparently.
+    transparently; so is a ``.zip`` archive holding one file (whose own name gives the
+    format if the archive's does not). ``null``: CSV/TSV spellings of a missing value
+    (besides the unquoted empty field), read as None where they stand unquoted.
     """
     from_stdin = path == "-"
+    is_zip = not from_stdin and path.lower().endswith(".zip")
+    fmt: str | None
     if format is not None:
         fmt = format.lower()
         if fmt not in FORMATS:
@@ -231,7 +412,9 @@ def open_source(path: str, format: str | None = None, *, stdin: BinaryIO | None 
     elif from_stdin:
         fmt = "csv"
     else:
-        fmt = infer_format(path)
+        fmt = _format_of(path)
+        if fmt is None and not is_zip:
+            infer_format(path)  # raises, naming the file
 
     if fmt == "parquet":
         if from_stdin:
@@ -239,34 +422,58 @@ def open_source(path: str, format: str | None = None, *, stdin: BinaryIO | None 
                 "reading Parquet from stdin is not supported (it needs random access); "
                 "pass a file path"
             )
+        if is_zip:
+            raise SourceError(f"{path}: Parquet inside a zip archive is not supported; unzip it")
         return _open_parquet(path)
 
     name = _STDIN_NAME if from_stdin else path
     with ExitStack() as stack:
         total_bytes: int | None
+        progress: Callable[[], int]
+        stream: BinaryIO
+        zipped = False
         if from_stdin:
             counter = _CountingReader(stdin if stdin is not None else sys.stdin.buffer)
             total_bytes = None
+            progress = lambda: counter.count  # noqa: E731
         else:
             file = _open_file(path)
             stack.callback(file.close)
             total_bytes = os.fstat(file.fileno()).st_size
-            counter = _CountingReader(file)
-        buffered = io.BufferedReader(counter, buffer_size=_BUFFER_SIZE)
-        stack.callback(buffered.close)
-        try:
-            stream: BinaryIO = buffered
+            if is_zip or _starts_with(file, _ZIP_MAGIC):
+                stream, member = _open_zip_member(file, path, stack)
+                fmt = fmt or _format_of(member)
+                if fmt is None:
+                    raise SourceError(
+                        f"cannot tell the format of {member!r} in {path!r} from its "
+                        f"extension; pass --format ({', '.join(FORMATS)})"
+                    )
+                if fmt == "parquet":
+                    raise SourceError(f"{path}: Parquet inside a zip archive is not supported")
+                # zipfile reads the archive itself: where it stands is how far it got.
+                progress = file.tell
+                name = f"{path} ({member})"
+                zipped = True
+            else:
+                counter = _CountingReader(file)
+                progress = lambda: counter.count  # noqa: E731
+        if not zipped:
+            buffered = io.BufferedReader(counter, buffer_size=_BUFFER_SIZE)
+            stack.callback(buffered.close)
+            stream = buffered
             if path.lower().endswith(".gz") or buffered.peek(2)[:2] == _GZIP_MAGIC:
                 stream = cast(BinaryIO, gzip.GzipFile(fileobj=buffered, mode="rb"))
                 stack.callback(stream.close)
-
+        assert fmt is not None
+        try:
             columns: list[str] | None
             rows: Iterator[Any]
             if fmt == "jsonl":
                 columns = None
                 rows = _jsonl_rows(stream, name)
             else:
-                columns, rows = _open_csv(stream, name, "\t" if fmt == "tsv" else ",", stack)
+                delimiter = "\t" if fmt == "tsv" else ","
+                columns, rows = _open_csv(stream, name, delimiter, stack, frozenset(null))
         except _READ_ERRORS as exc:
             raise _read_error(name, exc) from exc
 
@@ -275,10 +482,43 @@ def open_source(path: str, format: str | None = None, *, stdin: BinaryIO | None 
             columns=columns,
             rows=rows,
             total_bytes=total_bytes,
-            progress=lambda: counter.count,
+            progress=progress,
             resources=stack.pop_all(),
         )
     return source
+
+
+def _starts_with(file: io.FileIO, magic: bytes) -> bool:
+    try:
+        head = file.read(len(magic))
+    finally:
+        file.seek(0)
+    return head == magic
+
+
+def _open_zip_member(file: io.FileIO, path: str, stack: ExitStack) -> tuple[BinaryIO, str]:
+    try:
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SourceError(f"{path}: not a readable zip archive ({exc})") from exc
+    stack.callback(archive.close)
+    members = [
+        info
+        for info in archive.infolist()
+        if not info.is_dir() and not info.filename.startswith("__MACOSX/")
+    ]
+    if len(members) != 1:
+        names = ", ".join(info.filename for info in members[:5]) or "none"
+        raise SourceError(
+            f"{path}: a zip archive must hold exactly one file to load; it holds "
+            f"{len(members)} ({names})"
+        )
+    try:
+        member = archive.open(members[0])
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+        raise SourceError(f"{path}: cannot read {members[0].filename!r} ({exc})") from exc
+    stack.callback(member.close)
+    return cast(BinaryIO, member), members[0].filename
 
 
 def _open_file(path: str) -> io.FileIO:
@@ -318,33 +558,100 @@ def _raise_field_size_limit() -> None:
 
 
 def _open_csv(
-    stream: BinaryIO, name: str, delimiter: str, stack: ExitStack
-) -> tuple[list[str], Iterator[tuple[str, ...]]]:
+    stream: BinaryIO, name: str, delimiter: str, stack: ExitStack, null: frozenset[str]
+) -> tuple[list[str], Iterator[tuple[str | None, ...]]]:
     _raise_field_size_limit()
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     stack.callback(text.close)
+    # The csv module cannot tell an unquoted empty field (NULL) from a quoted one (''),
+    # so the reader is fed through a generator that keeps the current record's raw
+    # lines: a record holding an empty field (or a null spelling) is looked at again
+    # only if its text has a quote in it. That costs far less than a Python tokenizer
+    # and keeps the csv module's line numbers for errors.
+    raw: list[str] = []
+
+    def lines() -> Iterator[str]:
+        append = raw.append
+        for line in text:
+            append(line)
+            yield line
+
     # strict: text after a closing quote or a quote left open at end of file is an error
     # instead of being silently glued into the field (possibly swallowing the rest of the file).
-    reader = csv.reader(text, delimiter=delimiter, strict=True)
+    reader = csv.reader(lines(), delimiter=delimiter, strict=True)
     try:
         header = next(filter(None, reader), None)
     except (csv.Error, UnicodeDecodeError) as exc:
         raise _csv_error(name, reader, exc) from exc
+    raw.clear()
     if header is None:
         raise SourceError(f"{name}: the file is empty; expected a header row")
     _check_columns(name, header, "header")
-    return header, _csv_rows(reader, name)
+    return header, _csv_rows(reader, raw, name, delimiter, null | {""})
 
 
-def _csv_rows(reader: Any, name: str) -> Iterator[tuple[str, ...]]:
-    # Empty lines come back as [] and are dropped by filter(None, ...); ragged rows are
-    # passed through for the consumer to reject one by one.
+def _csv_rows(
+    reader: Any, raw: list[str], name: str, delimiter: str, nulls: frozenset[str]
+) -> Iterator[tuple[str | None, ...]]:
+    # Empty lines come back as [] and are dropped; ragged rows are passed through for
+    # the consumer to reject one by one.
+    # Without tokens, `"" in row` (an equality test per field) is cheaper than a set
+    # test (a hash per field).
+    only_empty = nulls == _EMPTY_ONLY
+    disjoint = nulls.isdisjoint
+    clear = raw.clear
     try:
-        yield from map(tuple, filter(None, reader))
+        for row in reader:
+            if ("" in row) if only_empty else not disjoint(row):
+                yield _with_nulls(row, "".join(raw), nulls, delimiter)
+            elif row:
+                yield tuple(row)
+            clear()
     except (csv.Error, UnicodeDecodeError) as exc:
         raise _csv_error(name, reader, exc) from exc
     except _READ_ERRORS as exc:
         raise _read_error(name, exc, f"after line {reader.line_num}") from exc
+
+
+_EMPTY_ONLY = frozenset({""})
+
+
+def _with_nulls(
+    row: list[str], record: str, nulls: frozenset[str], delimiter: str
+) -> tuple[str | None, ...]:
+    """``row`` with its unquoted null spellings (and empty fields) as None."""
+    if '"' not in record:
+        return tuple([None if v in nulls else v for v in row])
+    quoted = _quoted_fields(record, delimiter)
+    quoted += [False] * (len(row) - len(quoted))
+    return tuple(None if v in nulls and not q else v for v, q in zip(row, quoted, strict=False))
+
+
+def _quoted_fields(record: str, delimiter: str) -> list[bool]:
+    """For each field of one CSV record (as the csv module reads it, strict, with
+    doubled quotes), whether it was quoted. Used only for records holding a quote."""
+    end = len(record.rstrip("\r\n"))
+    flags: list[bool] = []
+    i = 0
+    while True:
+        if i < end and record[i] == '"':
+            flags.append(True)
+            j = i + 1
+            while True:
+                k = record.find('"', j)
+                if k < 0 or k >= end:
+                    return flags  # unterminated: the reader has already refused it
+                if record.startswith('""', k) and k + 1 < end:
+                    j = k + 2
+                    continue
+                break
+            i = k + 1
+        else:
+            flags.append(False)
+        d = record.find(delimiter, i)
+        if d < 0 or d >= end:
+            return flags
+        i = d + 1
 
 
 def _csv_error(name: str, reader: Any, exc: Exception) -> SourceError:

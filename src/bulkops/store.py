@@ -128,7 +128,8 @@ class Store:
 
     def table(self, name: str) -> TableSpec:
         """The table as bulkops sees it (columns, logical types, keys)."""
-        return self._ctx.backend.reflect(name)
+        # Retried like every statement: a catalog read can meet a locked database too.
+        return self._ctx.retry.call(lambda: self._ctx.backend.reflect(name))
 
     def create_table(
         self, name: str, types: Mapping[str, str], key: str | Sequence[str] = ()
@@ -139,7 +140,7 @@ class Store:
         missing = [k for k in key_cols if k not in types]
         if missing:
             raise SchemaError(f"key column(s) {', '.join(missing)} are not among the columns")
-        return self._ctx.backend.create_table(name, types, key_cols)
+        return self._ctx.retry.call(lambda: self._ctx.backend.create_table(name, types, key_cols))
 
     # ------------------------------------------------------------------ writes
 

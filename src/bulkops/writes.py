@@ -71,7 +71,12 @@ def write(
         ctx.require(capabilities.statement_timeout, "statement_timeout")
     if settings.atomic:
         ctx.require(capabilities.transactions, "atomic=True (it has no multi-request transactions)")
-    spec = table if isinstance(table, TableSpec) else ctx.backend.reflect(table)
+    # The catalog read is retried like every statement (a locked database, a racing DDL).
+    spec = (
+        table
+        if isinstance(table, TableSpec)
+        else ctx.retry.call(lambda: ctx.backend.reflect(table))
+    )
     verb = kind if kind != "insert_ignore" else "insert"
     report = Report(verb=verb, table=spec.name)
     recorder = ctx.recorder

@@ -53,6 +53,7 @@ from ..schema import (
     int_from_text,
     json_dumps,
     missing_nan,
+    plain_decimal,
     plain_value,
     reject_infinite,
 )
@@ -264,9 +265,11 @@ def _numeric_text_encoder(scale: int | None, precision: int | None) -> Callable[
 def _decimal_text(value: str) -> Any:
     # CSV text straight to its stored form (old DECIMAL_TEXT columns).
     try:
-        return _decimal_text_form(Decimal(value))
+        number = Decimal(value)
     except InvalidOperation:
         return adapted(decimal_from_text, _decimal_text_form)(value)
+    # '1e2' is stored as 100, not as the text '1E+2'.
+    return _decimal_text_form(plain_decimal(number) if "e" in value or "E" in value else number)
 
 
 def _datetime_text(value: str) -> Any:
