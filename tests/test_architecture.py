@@ -28,10 +28,15 @@ def modules() -> dict[str, Path]:
 
 
 def imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
-    """``(module imported, names taken)`` for every import in the file, at any depth."""
+    """``(module imported, names taken)`` for every import the file runs, at any depth
+    (inside functions too); ``if TYPE_CHECKING:`` blocks are left out: they never run."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -266,7 +266,7 @@ def test_float_overflow_is_rejected(url: str, tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["inserted"] == 2 and report["rejected"] == 1
     assert report["rejections"][0]["row"] == 2
-    assert "too large" in report["rejections"][0]["reason"]
+    assert "out of the range of a 64-bit float" in report["rejections"][0]["reason"]
 
 
 # ------------------------------------------------------------ --type, --dry-run

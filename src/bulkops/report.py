@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from .errors import RejectsWriteError
 from .jsoncodec import dumps, to_json
 
 __all__ = ["Rejection", "RejectsFile", "Report", "SyncReport", "jsonable", "write_rejects"]
@@ -267,8 +268,6 @@ class RejectsFile:
             if self._file is not None:
                 self._file.flush()
         except OSError as error:
-            from .errors import RejectsWriteError
-
             rows = ", ".join(str(r.row) for r in batch[:10]) + (" ..." if len(batch) > 10 else "")
             raise RejectsWriteError(
                 f"cannot write rejected rows to the rejects file ({error.strerror or error}); "
