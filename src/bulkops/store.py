@@ -9,13 +9,14 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .backends.base import Backend, Capabilities, WriteKind
+from .columnar import is_arrow
 from .context import Context
 from .errors import SchemaError
 from .events import EventCallback, logger
 from .execute import OnError
 from .normalize import Key, key_tuples
 from .primitives import adjust, claim, ensure, get_or_create
-from .reads import get_many
+from .reads import get_many, get_many_arrow
 from .report import ProgressCallback, Report, SyncReport
 from .retry import RetryPolicy
 from .runlog import Run
@@ -277,9 +278,10 @@ class Store:
             lock_timeout=lock_timeout, statement_timeout=statement_timeout, label=label,
             source_id=source_id, resume=resume,
         )  # fmt: skip
+        # Arrow keys (a DataFrame of key columns) stay columnar.
+        rows = keys if is_arrow(keys) else key_tuples(keys, key_cols)
         return write(
-            self._ctx, "delete", spec, key_tuples(keys, key_cols), settings, columns=key_cols,
-            key=key_cols,
+            self._ctx, "delete", spec, rows, settings, columns=key_cols, key=key_cols
         )  # fmt: skip
 
     # ------------------------------------------------------------------- reads
@@ -293,7 +295,8 @@ class Store:
         columns: Sequence[str] | None = None,
         chunk_size: int | None = None,
         consistent_read: bool = False,
-    ) -> dict[Any, dict[str, Any]]:
+        as_arrow: bool = False,
+    ) -> Any:
         """``{key: row}`` for the keys that exist, read in large chunks (one statement
         per chunk, never one per key). Keys are scalars, tuples for composite keys (in
         the order of the key's columns), or mappings; the result's keys are in the
@@ -303,7 +306,16 @@ class Store:
         most 100 keys, unprocessed keys are re-driven with backoff, and keys still
         unread then raise ``UnreadKeysError`` (never a silent gap);
         ``consistent_read=True`` asks for strongly consistent reads (SQL databases
-        always read committed data)."""
+        always read committed data).
+
+        ``as_arrow=True``: a ``pyarrow.Table`` instead (for pandas: ``.to_pandas()``,
+        polars: ``polars.from_arrow``), a row per key found in the order the keys were
+        given, the columns in the types the columnar path writes."""
+        if as_arrow:
+            return get_many_arrow(
+                self._ctx, table, keys, key=key, columns=columns, chunk_size=chunk_size,
+                consistent_read=consistent_read,
+            )  # fmt: skip
         return get_many(
             self._ctx, table, keys, key=key, columns=columns, chunk_size=chunk_size,
             consistent_read=consistent_read,
