@@ -417,6 +417,8 @@ class ArrowPlanner:
             return _Column(values)
         if kind == "decimal" and (pa.types.is_decimal(t) or pa.types.is_integer(t)):
             return self._decimals(array, spec, target, typ)
+        if kind == "decimal" and pa.types.is_floating(t) and typ is not None:
+            return self._decimals_from_floats(array, spec, target, typ)
         if kind == "text" and pa.types.is_string(t):
             return self._text(array, spec, target)
         if kind == "bytes" and (
@@ -518,6 +520,35 @@ class ArrowPlanner:
             return _Column(array.cast(typ, safe=False) if t != typ else array)
         values = pc.if_else(bad, pa.scalar(None, t), array).cast(typ, safe=False)
         return _Column(values, bad, reason)
+
+    def _decimals_from_floats(
+        self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any
+    ) -> _Column:
+        # A float is stored only if the column's places hold it: 0.1 is 0.10 in a
+        # numeric(12,2), 1.005 is refused rather than rounded.
+        pa = _pyarrow()
+        pc = _compute()
+        as_float = array.cast(pa.float64())
+        finite = pc.fill_null(pc.is_finite(as_float), True)
+        limit = 10.0 ** ((target.precision or 38) - (target.scale or 0))
+        fits = pc.and_(finite, pc.fill_null(pc.less(pc.abs(as_float), limit), True))
+        safe = pc.if_else(fits, as_float, pa.scalar(None, pa.float64()))
+        values = safe.cast(typ, safe=False)
+        exact = pc.fill_null(pc.equal(values.cast(pa.float64()), safe), True)
+        bad = _none_if_clean(pc.invert(pc.and_(fits, exact)))
+        if bad is None:
+            return _Column(values)
+        declared = spec.declared or str(typ)
+        fits_of = fits
+
+        def reason(i: int) -> str:
+            value = array[i].as_py()
+            if not fits_of[i].as_py():
+                return f"{value!r} does not fit {declared} (numeric field overflow)"
+            places = target.scale or 0
+            return f"{value!r} has more than {places} decimal places; the column is {declared}"
+
+        return _Column(pc.if_else(bad, pa.scalar(None, typ), values), bad, reason)
 
     def _text(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
         pa = _pyarrow()

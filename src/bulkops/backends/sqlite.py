@@ -271,6 +271,23 @@ def _arrow_values(column: ColumnSpec, array: Any) -> list[Any]:
         # date.isoformat() / str(Decimal): cast in C.
         values: list[Any] = array.cast("string").to_pylist()
         return values
+    if kind == "datetime" and str(typ) in ("timestamp[us]", "timestamp[us, tz=UTC]"):
+        # datetime.isoformat() in C: Arrow writes "2024-01-01 00:00:01.000000";
+        # isoformat has a "T", leaves out zero microseconds and spells UTC "+00:00".
+        # (A UTC column is cast as naive: Arrow's cast through a zone is slow.)
+        import pyarrow.compute as pc
+
+        utc = typ.tz is not None
+        naive = array.view("timestamp[us]") if utc else array
+        if pc.all(pc.equal(pc.microsecond(naive), 0)).as_py() is not False:
+            text = naive.cast("timestamp[s]").cast("string")  # no fractions to drop
+        else:
+            text = pc.replace_substring_regex(naive.cast("string"), r"\.000000$", "")
+        text = pc.replace_substring(text, " ", "T", max_replacements=1)
+        if utc:
+            text = pc.binary_join_element_wise(text, "+00:00", "")
+        stamps: list[Any] = text.to_pylist()
+        return stamps
     values = array.to_pylist()
     if kind in ("integer", "text", "bytes", "float", "boolean"):
         return values
@@ -741,7 +758,17 @@ class SQLiteBackend:
         columns = []
         for name, array in zip(op.columns, batch.columns, strict=True):
             columns.append(_arrow_values(op.table.columns[name], array))
-        return self.write(op, list(zip(*columns, strict=True)))
+        rows = zip(*columns, strict=True)
+        if op.kind == "insert":
+            sql, order = self._statement(op)
+            if order is None:
+                # Nothing to count first: the tuples stream into executemany one at a
+                # time instead of a list of them all (less memory, no GC passes).
+                self.statements += 1
+                with self._errors():
+                    self.conn.executemany(sql, rows)
+                return ChunkCounts(inserted=batch.num_rows)
+        return self.write(op, list(rows))
 
     def _statement(self, op: WriteOp) -> tuple[str, list[int] | None]:
         """SQL for ``op`` and, when its parameters are not in ``op.columns`` order, the
