@@ -349,3 +349,54 @@ def test_get_many_as_arrow_of_no_rows_has_the_columns(db: bulkops.Store) -> None
     table = db.get_many("f", [1], as_arrow=True)
     assert table.num_rows == 0
     assert {"id", "n", "x", "label", "at"} <= set(table.column_names)
+
+
+def test_pandas_index_is_not_written_and_strings_are_coerced_per_value(
+    db: bulkops.Store,
+) -> None:
+    create(
+        db,
+        "d",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("day", sa.Date),
+    )
+    df = pd.DataFrame({"id": [1, 2], "day": ["2024-02-03", "not a day"]}, index=[10, 20])
+    report = db.insert("d", df, on_error="isolate")
+    assert report.inserted == 1
+    assert report.rejections[0].row == 2 and report.rejections[0].column == "day"
+    assert rows_of(db, "d") == [{"id": 1, "day": dt.date(2024, 2, 3)}]
+
+
+def test_arrow_chunks_hold_up_to_50000_rows(db: bulkops.Store) -> None:
+    create(db, "n", sa.Column("id", sa.Integer, primary_key=True, autoincrement=False))
+    report = db.insert("n", pa.table({"id": pa.array(range(50_001), pa.int64())}))
+    assert (report.inserted, report.chunks) == (50_001, 2)
+
+
+def test_postgres_numeric_refuses_floats_it_would_round(pg_url: str) -> None:
+    with bulkops.connect(pg_url) as db:
+        create(
+            db,
+            "money",
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("amount", sa.Numeric(12, 2)),
+        )
+        report = db.insert("money", pd.DataFrame({"id": [1, 2], "amount": [0.1, 1.005]}),
+                           on_error="isolate")  # fmt: skip
+        assert report.inserted == 1
+        assert report.rejections[0].row == 2
+        assert "more than 2 decimal places" in report.rejections[0].reason
+        assert rows_of(db, "money") == [{"id": 1, "amount": Decimal("0.10")}]
+
+
+def test_postgres_timestamp_without_zone_takes_aware_values_as_utc(pg_url: str) -> None:
+    with bulkops.connect(pg_url) as db:
+        create(
+            db,
+            "ts",
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("at", sa.DateTime(timezone=False)),
+        )
+        at = pd.Timestamp("2024-05-01 12:00", tz="Europe/Paris")
+        db.insert("ts", pd.DataFrame({"id": [1], "at": [at]}))
+        assert rows_of(db, "ts")[0]["at"] == dt.datetime(2024, 5, 1, 10, 0)

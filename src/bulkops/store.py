@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from .backends.base import Backend, Capabilities, WriteKind
 from .columnar import is_arrow
@@ -285,6 +285,32 @@ class Store:
         )  # fmt: skip
 
     # ------------------------------------------------------------------- reads
+
+    @overload
+    def get_many(
+        self,
+        table: str,
+        keys: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+        consistent_read: bool = False,
+        as_arrow: Literal[False] = False,
+    ) -> dict[Any, dict[str, Any]]: ...
+
+    @overload
+    def get_many(
+        self,
+        table: str,
+        keys: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+        consistent_read: bool = False,
+        as_arrow: Literal[True],
+    ) -> Any: ...
 
     def get_many(
         self,
