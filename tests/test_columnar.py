@@ -400,3 +400,39 @@ def test_postgres_timestamp_without_zone_takes_aware_values_as_utc(pg_url: str) 
         at = pd.Timestamp("2024-05-01 12:00", tz="Europe/Paris")
         db.insert("ts", pd.DataFrame({"id": [1], "at": [at]}))
         assert rows_of(db, "ts")[0]["at"] == dt.datetime(2024, 5, 1, 10, 0)
+
+
+def test_sync_and_diff_take_a_dataframe(db: bulkops.Store) -> None:
+    _frames_table(db)
+    db.insert("f", [{"id": 1, "n": 1}, {"id": 2, "n": 2}, {"id": 3, "n": 3}])
+    frame = pl.DataFrame({"id": [1, 2, 4], "n": [1, 20, 4]})
+    changes = db.diff("f", frame, columns=["id", "n"], delete_missing=True)
+    assert (changes.report.added, changes.report.changed, changes.report.deleted) == (1, 1, 1)
+    report = db.sync("f", frame.to_pandas(), columns=["id", "n"], delete_missing=True)
+    assert (report.added, report.changed, report.deleted) == (1, 1, 1)
+    assert {r["id"]: r["n"] for r in rows_of(db, "f")} == {1: 1, 2: 20, 4: 4}
+
+
+def test_interrupted_arrow_insert_resumes_exactly(db_url: str) -> None:
+    needs(db_url, "columnar", "no columnar writes")
+    schema = pa.schema([("id", pa.int64()), ("n", pa.int32())])
+
+    def batches(stop: int | None) -> Any:
+        for b in range(10):
+            if b == stop:
+                raise KeyboardInterrupt
+            ids = pa.array(range(b * 100 + 1, b * 100 + 101), pa.int64())
+            yield pa.record_batch([ids, pa.array([1] * 100, pa.int32())], schema=schema)
+
+    with bulkops.connect(db_url, run_log=True) as db:
+        _frames_table(db)
+        reader = pa.RecordBatchReader.from_batches(schema, batches(5))
+        with pytest.raises(KeyboardInterrupt):
+            db.insert("f", reader, source_id="arrow-1", chunk_size=150)
+        done = len(rows_of(db, "f"))
+        assert done == 450  # 3 whole chunks of 150
+        reader = pa.RecordBatchReader.from_batches(schema, batches(None))
+        report = db.insert("f", reader, source_id="arrow-1", chunk_size=150, resume=True)
+        assert_accounted(report, 1000)
+        assert (report.skipped, report.inserted) == (450, 550)
+        assert [r["id"] for r in rows_of(db, "f")] == list(range(1, 1001))

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Literal, overload
 
 from .backends.base import Backend, Capabilities, WriteKind
-from .columnar import is_arrow
+from .columnar import arrow_stream, is_arrow, rows_of
 from .context import Context
 from .errors import SchemaError
 from .events import EventCallback, logger
@@ -515,7 +515,7 @@ class Store:
             statement_timeout=statement_timeout, label=label,
         )  # fmt: skip
         report = sync_table(
-            self._ctx, table, rows, settings, key=key, columns=columns,
+            self._ctx, table, _rows_of_arrow(rows), settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where, dry_run=dry_run, list_keys=list_keys,
             source_id=source_id, changes_out=changes_out,
         )  # fmt: skip
@@ -547,7 +547,7 @@ class Store:
             retry=retry,
         )  # fmt: skip
         return diff_table(
-            self._ctx, table, rows, settings, key=key, columns=columns,
+            self._ctx, table, _rows_of_arrow(rows), settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where,
         )  # fmt: skip
 
@@ -579,3 +579,10 @@ class Store:
             statement_timeout=statement_timeout, label=label,
         )  # fmt: skip
         return apply_changeset(self._ctx, changeset, table, settings)
+
+
+def _rows_of_arrow(rows: Iterable[Any]) -> Iterable[Any]:
+    """Arrow input (a DataFrame) for sync and diff: its rows as dicts, a record batch at
+    a time (they hash and stage rows; the columnar path is for writes)."""
+    stream = arrow_stream(rows)
+    return rows if stream is None else rows_of(stream)
