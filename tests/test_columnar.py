@@ -436,3 +436,18 @@ def test_interrupted_arrow_insert_resumes_exactly(db_url: str) -> None:
         assert_accounted(report, 1000)
         assert (report.skipped, report.inserted) == (450, 550)
         assert [r["id"] for r in rows_of(db, "f")] == list(range(1, 1001))
+
+
+def test_floats_with_the_columns_places_are_taken_exactly(pg_url: str) -> None:
+    # Found on the Palmer penguins data: 17.4 in a numeric(4,1) was refused.
+    with bulkops.connect(pg_url) as db:
+        create(
+            db,
+            "m",
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("v", sa.Numeric(4, 1)),
+        )
+        values = [17.4, 40.3, 0.1, -0.5, 999.9]
+        report = db.insert("m", pd.DataFrame({"id": range(5), "v": values}))
+        assert report.inserted == 5
+        assert [r["v"] for r in rows_of(db, "m")] == [Decimal(repr(v)) for v in values]

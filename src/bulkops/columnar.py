@@ -534,7 +534,9 @@ class ArrowPlanner:
         fits = pc.and_(finite, pc.fill_null(pc.less(pc.abs(as_float), limit), True))
         safe = pc.if_else(fits, as_float, pa.scalar(None, pa.float64()))
         values = safe.cast(typ, safe=False)
-        exact = pc.fill_null(pc.equal(values.cast(pa.float64()), safe), True)
+        # Compared in floats rounded to the scale (a decimal's way back to a float is
+        # not exact: 17.4 would come back as 17.400000000000002).
+        exact = pc.fill_null(pc.equal(pc.round(safe, target.scale or 0), safe), True)
         bad = _none_if_clean(pc.invert(pc.and_(fits, exact)))
         if bad is None:
             return _Column(values)
