@@ -451,3 +451,13 @@ def test_floats_with_the_columns_places_are_taken_exactly(pg_url: str) -> None:
         report = db.insert("m", pd.DataFrame({"id": range(5), "v": values}))
         assert report.inserted == 5
         assert [r["v"] for r in rows_of(db, "m")] == [Decimal(repr(v)) for v in values]
+
+
+def test_arrow_upsert_with_workers(db: bulkops.Store) -> None:
+    _frames_table(db)
+    n = 3_000
+    data = pa.table({"id": pa.array(range(n), pa.int64()), "n": pa.array([1] * n, pa.int32())})
+    report = db.upsert("f", data, chunk_size=500, workers=2)
+    assert_accounted(report, n)
+    assert report.inserted == n
+    assert len(rows_of(db, "f")) == n
