@@ -461,3 +461,34 @@ def test_arrow_upsert_with_workers(db: bulkops.Store) -> None:
     assert_accounted(report, n)
     assert report.inserted == n
     assert len(rows_of(db, "f")) == n
+
+
+def test_rows_are_written_in_key_order_and_keyless_rows_last(db: bulkops.Store) -> None:
+    create(
+        db,
+        "k",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("v", sa.Text),
+    )
+    data = pa.table({"id": pa.array([None, 30, None, 10, 20], pa.int64()),
+                     "v": ["a", "b", "c", "d", "e"]})  # fmt: skip
+    report = db.insert("k", data)
+    assert_accounted(report, 5)
+    assert report.inserted == 5
+    got = rows_of(db, "k")
+    assert {r["v"] for r in got} == set("abcde")
+
+
+def test_rows_are_written_in_key_order(db: bulkops.Store) -> None:
+    create(db, "o", sa.Column("code", sa.Text, primary_key=True), sa.Column("v", sa.Integer))
+    data = pa.table({"code": ["m", "c", "x", "a", "c"], "v": [1, 2, 3, 4, 5]})
+    report = db.insert("o", data)
+    assert (report.inserted, report.duplicates) == (4, 1)
+    # A fresh table's physical order is the order rows were written in.
+    physical = "rowid" if db.capabilities.name == "sqlite" else "ctid"
+    engine = db.backend.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        order = [
+            tuple(r) for r in conn.execute(sa.text(f"SELECT code, v FROM o ORDER BY {physical}"))
+        ]
+    assert order == [("a", 4), ("c", 5), ("m", 1), ("x", 3)]
