@@ -492,3 +492,21 @@ def test_rows_are_written_in_key_order(db: bulkops.Store) -> None:
             tuple(r) for r in conn.execute(sa.text(f"SELECT code, v FROM o ORDER BY {physical}"))
         ]
     assert order == [("a", 4), ("c", 5), ("m", 1), ("x", 3)]
+
+
+def test_text_for_numbers_is_coerced_then_checked_like_numbers(pg_url: str) -> None:
+    with bulkops.connect(pg_url) as db:
+        create(
+            db,
+            "m",
+            sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+            sa.Column("v", sa.Numeric(6, 2)),
+        )
+        data = pa.table({"id": ["1", "2", "70000", "4"], "v": ["1.50", "2.345", "3", "x"]})
+        report = db.insert("m", data, on_error="isolate")
+        assert report.inserted == 1
+        got = {(r.row, r.column): r.reason for r in report.rejections}
+        assert "more than 2 decimal places" in got[(2, "v")]
+        assert "16-bit" in got[(3, "id")]
+        assert "not a decimal number" in got[(4, "v")]
+        assert rows_of(db, "m") == [{"id": 1, "v": Decimal("1.50")}]

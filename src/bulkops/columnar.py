@@ -643,23 +643,36 @@ class ArrowPlanner:
             typ = pa.string()
         elif target.kind == "any":
             typ = None
-        try:
-            values = pa.array(out, typ) if typ is not None else pa.array(out)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            # Values of mixed kinds (e.g. naive and aware times for a column that keeps
-            # what was given): their text, as the row path would store it.
-            values = pa.array(
-                [None if v is None else _TEXT_OF.get(target.kind, str)(v) for v in out], pa.string()
-            )
-        if target.kind == "integer" and typ is not None and target.bits < 64:
-            checked = self._integers(pa.array(out, pa.int64()), target, typ)
+        checked: _Column | None = None
+        if target.kind in ("integer", "decimal") and typ is not None:
+            # Coerced values still meet the column's width, precision and scale: the
+            # vectorized rules run on them as on any integer or decimal source.
+            try:
+                wide = pa.array(out, pa.int64()) if target.kind == "integer" else pa.array(out)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                wide = None
+            if wide is not None and pa.types.is_null(wide.type):
+                checked = _Column(pa.nulls(len(out), typ))
+            elif wide is not None and target.kind == "integer":
+                checked = self._integers(wide, target, typ)
+            elif wide is not None and pa.types.is_decimal(wide.type):
+                checked = self._decimals(wide, spec, target, typ)
+        if checked is not None:
+            values = checked.values
             if checked.bad is not None:
                 assert checked.reasons is not None
                 more = checked.reasons
                 for i in _compute().indices_nonzero(checked.bad).to_pylist():
                     bad[i] = True
                     reasons[i] = more(i)
-                values = checked.values
+        else:
+            try:
+                values = pa.array(out, typ) if typ is not None else pa.array(out)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                # Values of mixed kinds (e.g. naive and aware times for a column that
+                # keeps what was given): their text, as the row path would store it.
+                text = _TEXT_OF.get(target.kind, str)
+                values = pa.array([None if v is None else text(v) for v in out], pa.string())
         if not reasons:
             return _Column(values)
         return _Column(values, pa.array(bad, pa.bool_()), reasons.__getitem__)
