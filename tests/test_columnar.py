@@ -212,6 +212,7 @@ def test_pandas_dataframe_insert_nan_pd_na_and_numpy_ints(db: bulkops.Store) -> 
     assert [r["id"] for r in got] == [1, 2, 3]
     assert got[0]["n"] is None and got[0]["x"] is None and got[0]["label"] is None
     assert got[1]["label"] is None  # NaN in an object column is missing too
+    assert got[1]["at"] is None  # NaT
     assert got[2]["n"] == 10 and got[2]["x"] == 1.5
     if db.capabilities.declared_columns and not db.capabilities.keeps_utc_offset:
         # Naive times are taken as UTC for a timestamptz column.
