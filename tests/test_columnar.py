@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bulkops
 from conftest import assert_accounted, create, needs, rows_of
@@ -511,3 +513,53 @@ def test_text_for_numbers_is_coerced_then_checked_like_numbers(pg_url: str) -> N
         assert "16-bit" in got[(3, "id")]
         assert "not a decimal number" in got[(4, "v")]
         assert rows_of(db, "m") == [{"id": 1, "v": Decimal("1.50")}]
+
+
+_VALUE_ROWS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.integers(0, 30),
+            "n": st.none() | st.integers(-(2**63), 2**63 - 1),
+            "x": st.none() | st.floats(allow_nan=False),
+            "label": st.none() | st.text(max_size=5),
+            "at": st.none()
+            | st.datetimes(
+                min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2100, 1, 1),
+                timezones=st.just(UTC),
+            ),
+        }
+    ),
+    min_size=1,
+    max_size=25,
+)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_VALUE_ROWS)
+def test_both_paths_store_the_same_values(
+    tmp_path_factory: Any, rows: list[dict[str, Any]]
+) -> None:
+    path = tmp_path_factory.mktemp("both") / "t.db"
+    with bulkops.connect(f"sqlite:///{path}") as db:
+        for name in ("by_rows", "by_arrow"):
+            create(
+                db,
+                name,
+                sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+                sa.Column("n", sa.BigInteger),
+                sa.Column("x", sa.Float),
+                sa.Column("label", sa.Text),
+                sa.Column("at", sa.DateTime(timezone=True)),
+            )
+        types = [pa.int64(), pa.int64(), pa.float64(), pa.string(), pa.timestamp("us", tz="UTC")]
+        schema = pa.schema(list(zip(["id", "n", "x", "label", "at"], types, strict=True)))
+        a = db.upsert("by_rows", rows)
+        b = db.upsert("by_arrow", pa.Table.from_pylist(rows, schema=schema))
+        assert (a.inserted, a.duplicates, a.rows_in) == (b.inserted, b.duplicates, b.rows_in)
+        engine = db.backend.engine  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            raw = [
+                conn.execute(sa.text(f"SELECT * FROM {name} ORDER BY id")).all()
+                for name in ("by_rows", "by_arrow")
+            ]
+        assert raw[0] == raw[1]  # the very text SQLite keeps, not only equal values
