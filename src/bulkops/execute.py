@@ -39,7 +39,7 @@ from .errors import (
     TransientError,
 )
 from .events import EventSink
-from .plan import ChunkPlanner, PreparedChunk
+from .plan import Chunk, Planner
 from .report import OUTCOMES, ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
 
@@ -66,7 +66,7 @@ def resolve_on_error(on_error: OnError | None, rejects: object, max_rejects: int
 T = TypeVar("T")
 # Called inside a chunk's transaction once its rows are written, on the connection
 # that wrote them (so a record of the chunk commits or rolls back with it).
-Checkpoint = Callable[[Backend, PreparedChunk], None]
+Checkpoint = Callable[[Backend, Chunk], None]
 
 # Chunks in flight per worker: enough to keep every connection busy while the main
 # thread prepares the next chunk, few enough that memory stays bounded by chunks.
@@ -90,7 +90,7 @@ class Executor:
         self,
         backend: Backend,
         op: WriteOp,
-        planner: ChunkPlanner,
+        planner: Planner,
         report: Report,
         *,
         retry: RetryPolicy,
@@ -206,14 +206,14 @@ class Executor:
         for backend in backends:
             free.put(backend)
 
-        def on_a_free_backend(chunk: PreparedChunk) -> _ChunkResult:
+        def on_a_free_backend(chunk: Chunk) -> _ChunkResult:
             backend = free.get()
             try:
                 return self._chunk_with_retry(backend, chunk)
             finally:
                 free.put(backend)
 
-        pending: dict[Future[_ChunkResult], PreparedChunk] = {}
+        pending: dict[Future[_ChunkResult], Chunk] = {}
         failure: BaseException | None = None
 
         def collect(done: Iterable[Future[_ChunkResult]]) -> None:
@@ -317,7 +317,7 @@ class Executor:
         committed.stopped = pending.stopped
         self.report = committed
 
-    def _chunk_with_retry(self, backend: Backend, chunk: PreparedChunk) -> _ChunkResult:
+    def _chunk_with_retry(self, backend: Backend, chunk: Chunk) -> _ChunkResult:
         what = f"rows {chunk.start + 1}-{chunk.start + chunk.size}"
         return run_transaction(
             backend,
@@ -330,13 +330,11 @@ class Executor:
 
     # --------------------------------------------------------------- one chunk
 
-    def _write_chunk(
-        self, backend: Backend, chunk: PreparedChunk, *, in_savepoint: bool
-    ) -> _ChunkResult:
+    def _write_chunk(self, backend: Backend, chunk: Chunk, *, in_savepoint: bool) -> _ChunkResult:
         rejections = list(chunk.rejections)
         if rejections and not self.isolate:
             raise self._as_error(rejections[0])
-        everything = range(len(chunk.rows))
+        everything = range(chunk.count)
         if not backend.capabilities.transactions:
             return self._write_untransacted(backend, chunk, rejections)
         if in_savepoint:
@@ -344,7 +342,7 @@ class Executor:
         else:
             try:
                 # Most chunks are clean: try them whole, without a savepoint.
-                counts, failures = backend.write(self.op, chunk.rows), []
+                counts, failures = chunk.write(backend, self.op), []
             except DataError as error:
                 # Undo the part of the chunk that ran, then narrow it down.
                 backend.rollback()
@@ -355,24 +353,23 @@ class Executor:
         return _ChunkResult(counts, rejections + failures)
 
     def _write_untransacted(
-        self, backend: Backend, chunk: PreparedChunk, rejections: list[Rejection]
+        self, backend: Backend, chunk: Chunk, rejections: list[Rejection]
     ) -> _ChunkResult:
         """A chunk on a backend without transactions (DynamoDB): rows that were
         written stay written, so the backend reports each row that was not, and
         nothing is retried here (the backend re-drives its own requests).
         """
-        rows = chunk.rows
         try:
-            return _ChunkResult(backend.write(self.op, rows), rejections)
+            return _ChunkResult(chunk.write(backend, self.op), rejections)
         except RowFailures as partial:
             counts, failed = partial.counts, partial.failures
         except DataError as refused:
             # The whole request was refused before anything was written (e.g. a
             # validation error): send the rows one by one to find the bad ones.
             counts, failed = ChunkCounts(), []
-            for position in range(len(rows)):
+            for position in range(chunk.count):
                 try:
-                    counts += backend.write(self.op, rows[position : position + 1])
+                    counts += chunk.write(backend, self.op, [position])
                 except RowFailures as partial:
                     counts += partial.counts
                     failed.append((position, partial.failures[0][1]))
@@ -399,19 +396,19 @@ class Executor:
         return _ChunkResult(counts, rejections, failures, first)
 
     def _narrow(
-        self, backend: Backend, chunk: PreparedChunk, positions: Sequence[int]
+        self, backend: Backend, chunk: Chunk, positions: Sequence[int]
     ) -> tuple[ChunkCounts, list[Rejection]]:
         """Write ``positions`` of the chunk under a savepoint; if that fails, split."""
         try:
             with backend.savepoint():
-                return backend.write(self.op, chunk.select(positions)), []
+                return chunk.write(backend, self.op, positions), []
         except DataError as error:
             return self._split(backend, chunk, positions, error)
 
     def _split(
         self,
         backend: Backend,
-        chunk: PreparedChunk,
+        chunk: Chunk,
         positions: Sequence[int],
         error: DataError,
     ) -> tuple[ChunkCounts, list[Rejection]]:
@@ -429,7 +426,7 @@ class Executor:
 
     # ---------------------------------------------------------------- accounting
 
-    def _rejection(self, chunk: PreparedChunk, position: int, error: BulkError) -> Rejection:
+    def _rejection(self, chunk: Chunk, position: int, error: BulkError) -> Rejection:
         raw = chunk.raws[chunk.index[position]]
         values = self.planner.values_of(raw)
         reason, column = error.message, getattr(error, "column", None)
@@ -459,7 +456,7 @@ class Executor:
             values=rejection.values,
         )
 
-    def _accept(self, chunk: PreparedChunk, result: _ChunkResult) -> None:
+    def _accept(self, chunk: Chunk, result: _ChunkResult) -> None:
         """Count a finished chunk, write its rejects, report progress, check limits."""
         counted = (
             result.counts.total + len(result.rejections) + len(result.failures)
@@ -515,7 +512,7 @@ def _outcomes(counts: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}={counts[name]}" for name in OUTCOMES if counts.get(name))
 
 
-def numbered(chunks: Iterable[list[Any]]) -> Iterator[tuple[list[Any], int]]:
+def numbered(chunks: Iterable[Any]) -> Iterator[tuple[Any, int]]:
     """Pair each chunk with the 0-based input position of its first row."""
     start = 0
     for chunk in chunks:

@@ -12,26 +12,34 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from operator import itemgetter, lt
-from typing import Any
+from typing import Any, Protocol
 
-from .backends.base import Capabilities
+from .backends.base import Backend, Capabilities, ChunkCounts, WriteOp
 from .errors import ConversionError
 from .report import Rejection
 from .schema import ColumnCodec, build_row_encoder
 
-__all__ = ["ChunkPlanner", "PreparedChunk", "chunk_rows", "chunked"]
+__all__ = ["Chunk", "ChunkPlanner", "Planner", "PreparedChunk", "chunk_rows", "chunked"]
 
 # Past this many rows a chunk stops getting faster and only holds locks longer.
 MAX_CHUNK_ROWS = 10_000
+# Arrow batches are checked and encoded a column at a time: the cost per chunk (BEGIN,
+# a COPY, COMMIT) is paid for more rows before it stops mattering.
+MAX_ARROW_CHUNK_ROWS = 50_000
 
 
-def chunk_rows(capabilities: Capabilities, width: int, requested: int | None = None) -> int:
+def chunk_rows(
+    capabilities: Capabilities, width: int, requested: int | None = None, *, arrow: bool = False
+) -> int:
     """Rows per chunk: ``requested`` if given, else what one statement's bound
-    parameters allow for rows ``width`` values wide (SQLite: 32766 // width), capped."""
+    parameters allow for rows ``width`` values wide (SQLite: 32766 // width), capped.
+    ``arrow``: the columnar path, whose backends send no bound parameter per value."""
     if requested is not None:
         if requested < 1:
             raise ValueError("chunk_size must be at least 1")
         return requested
+    if arrow:
+        return MAX_ARROW_CHUNK_ROWS
     limit = capabilities.rows_per_chunk or capabilities.max_rows_per_request or MAX_CHUNK_ROWS
     if capabilities.max_params:
         limit = min(limit, capabilities.max_params // max(width, 1))
@@ -67,6 +75,63 @@ class PreparedChunk:
 
     def select(self, positions: Sequence[int]) -> list[tuple[Any, ...]]:
         return [self.rows[p] for p in positions]
+
+    @property
+    def count(self) -> int:
+        """Rows to write (after rejections and collapsed duplicates)."""
+        return len(self.rows)
+
+    def write(
+        self, backend: Backend, op: WriteOp, positions: Sequence[int] | None = None
+    ) -> ChunkCounts:
+        """Write the chunk's rows (or those at ``positions``) on ``backend``."""
+        return backend.write(op, self.rows if positions is None else self.select(positions))
+
+
+class Chunk(Protocol):
+    """What the executor needs of a prepared chunk, whichever path made it (the row
+    path's ``PreparedChunk``, the columnar path's ``columnar.ArrowChunk``).
+
+    ``raws[index[j]]`` is the input row written at position ``j``; ``start`` the 0-based
+    position of ``raws[0]`` in the whole input.
+    """
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def index(self) -> Sequence[int]: ...
+
+    @property
+    def rejections(self) -> list[Rejection]: ...
+
+    @property
+    def duplicates(self) -> int: ...
+
+    @property
+    def raws(self) -> Sequence[Any]: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def count(self) -> int: ...
+
+    def write(
+        self, backend: Backend, op: WriteOp, positions: Sequence[int] | None = None
+    ) -> ChunkCounts: ...
+
+
+class Planner(Protocol):
+    """Prepares the chunks of one call (``ChunkPlanner``, ``columnar.ArrowPlanner``)."""
+
+    def prepare(self, raws: Any, start: int) -> Chunk: ...
+
+    def diagnose(self, raw: Any) -> Rejection | None: ...
+
+    def values_of(self, raw: Any) -> Any: ...
+
+    def key_from_values(self, values: Any) -> Any: ...
 
 
 class ChunkPlanner:

@@ -5,14 +5,60 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .backends.base import ItemBackend
+from .backends.base import ColumnarBackend, ItemBackend
+from .columnar import arrow_table, arrow_type
 from .context import Context
 from .errors import UnreadKeysError
-from .normalize import Key, encode_key, key_tuples
+from .normalize import Key, encode_key, key_tuple, key_tuples
 from .plan import chunk_rows, chunked
 from .schema import TableSpec
 
-__all__ = ["get_many"]
+__all__ = ["get_many", "get_many_arrow"]
+
+
+def get_many_arrow(
+    ctx: Context,
+    table: str,
+    keys: Iterable[Any],
+    *,
+    key: Key,
+    columns: Sequence[str] | None,
+    chunk_size: int | None,
+    consistent_read: bool,
+) -> Any:
+    """``get_many`` as a ``pyarrow.Table``: a row per key found, in the order the keys
+    were given (keys of another type than the column's, found all the same, follow),
+    the columns typed as the columnar path writes them."""
+    keys = list(keys)
+    found = get_many(
+        ctx, table, keys, key=key, columns=columns, chunk_size=chunk_size,
+        consistent_read=consistent_read,
+    )  # fmt: skip
+    backend = ctx.backend
+    spec = backend.reflect(table)
+    key_cols = spec.resolve_key(key, "get_many")
+    rows = []
+    taken: set[Any] = set()
+    for k in keys:
+        parts = key_tuple(k, key_cols)
+        wanted = parts[0] if len(parts) == 1 else parts
+        if wanted in found and wanted not in taken:
+            taken.add(wanted)
+            rows.append(found[wanted])
+    rows += [row for k, row in found.items() if k not in taken]
+    if columns is not None:
+        names: list[str] = list(spec.check_columns(columns))
+    elif spec.open:  # whole items: every attribute any of them has
+        names = list(dict.fromkeys(c for row in rows for c in row)) or list(key_cols)
+    else:
+        names = list(spec.columns)
+    types: list[Any] = [None] * len(names)
+    if isinstance(backend, ColumnarBackend) and ctx.capabilities.columnar:
+        types = [
+            arrow_type(t) if t.binary else None
+            for t in (backend.arrow_target(spec.column(c)) for c in names)
+        ]
+    return arrow_table(rows, names, types)
 
 
 def get_many(

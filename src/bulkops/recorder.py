@@ -16,7 +16,7 @@ from .backends.base import Backend
 from .errors import BulkError, ResumeError, UnsupportedError
 from .events import EventCallback, EventSink, RunFinished, RunStarted, logger
 from .execute import Checkpoint
-from .plan import PreparedChunk
+from .plan import Chunk
 from .report import Report
 from .retry import RetryPolicy
 from .runlog import Run, RunLog, run_status
@@ -175,7 +175,7 @@ class Recorder:
         run_id = log.start(verb, table, label, source=source_id, options=shape, load_id=load_id)
         load = load_id if load_id is not None else run_id
 
-        def checkpoint(backend: Backend, chunk: PreparedChunk) -> None:
+        def checkpoint(backend: Backend, chunk: Chunk) -> None:
             log.checkpoint(backend, load, run_id, chunk.start, chunk.size)
 
         return run_id, Call(events, checkpoint, skip)

@@ -6,16 +6,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from .backends.base import Backend, Capabilities, WriteKind
+from .columnar import arrow_stream, is_arrow, rows_of
 from .context import Context
 from .errors import SchemaError
 from .events import EventCallback, logger
 from .execute import OnError
 from .normalize import Key, key_tuples
 from .primitives import adjust, claim, ensure, get_or_create
-from .reads import get_many
+from .reads import get_many, get_many_arrow
 from .report import ProgressCallback, Report, SyncReport
 from .retry import RetryPolicy
 from .runlog import Run
@@ -278,12 +279,39 @@ class Store:
             lock_timeout=lock_timeout, statement_timeout=statement_timeout, label=label,
             source_id=source_id, resume=resume,
         )  # fmt: skip
+        # Arrow keys (a DataFrame of key columns) stay columnar.
+        rows = keys if is_arrow(keys) else key_tuples(keys, key_cols)
         return write(
-            self._ctx, "delete", spec, key_tuples(keys, key_cols), settings, columns=key_cols,
-            key=key_cols,
+            self._ctx, "delete", spec, rows, settings, columns=key_cols, key=key_cols
         )  # fmt: skip
 
     # ------------------------------------------------------------------- reads
+
+    @overload
+    def get_many(
+        self,
+        table: str,
+        keys: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+        consistent_read: bool = False,
+        as_arrow: Literal[False] = False,
+    ) -> dict[Any, dict[str, Any]]: ...
+
+    @overload
+    def get_many(
+        self,
+        table: str,
+        keys: Iterable[Any],
+        *,
+        key: Key = None,
+        columns: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+        consistent_read: bool = False,
+        as_arrow: Literal[True],
+    ) -> Any: ...
 
     def get_many(
         self,
@@ -294,7 +322,8 @@ class Store:
         columns: Sequence[str] | None = None,
         chunk_size: int | None = None,
         consistent_read: bool = False,
-    ) -> dict[Any, dict[str, Any]]:
+        as_arrow: bool = False,
+    ) -> Any:
         """``{key: row}`` for the keys that exist, read in large chunks (one statement
         per chunk, never one per key). Keys are scalars, tuples for composite keys (in
         the order of the key's columns), or mappings; the result's keys are in the
@@ -304,7 +333,16 @@ class Store:
         most 100 keys, unprocessed keys are re-driven with backoff, and keys still
         unread then raise ``UnreadKeysError`` (never a silent gap);
         ``consistent_read=True`` asks for strongly consistent reads (SQL databases
-        always read committed data)."""
+        always read committed data).
+
+        ``as_arrow=True``: a ``pyarrow.Table`` instead (for pandas: ``.to_pandas()``,
+        polars: ``polars.from_arrow``), a row per key found in the order the keys were
+        given, the columns in the types the columnar path writes."""
+        if as_arrow:
+            return get_many_arrow(
+                self._ctx, table, keys, key=key, columns=columns, chunk_size=chunk_size,
+                consistent_read=consistent_read,
+            )  # fmt: skip
         return get_many(
             self._ctx, table, keys, key=key, columns=columns, chunk_size=chunk_size,
             consistent_read=consistent_read,
@@ -478,7 +516,7 @@ class Store:
             statement_timeout=statement_timeout, label=label,
         )  # fmt: skip
         report = sync_table(
-            self._ctx, table, rows, settings, key=key, columns=columns,
+            self._ctx, table, _rows_of_arrow(rows), settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where, dry_run=dry_run, list_keys=list_keys,
             source_id=source_id, changes_out=changes_out,
         )  # fmt: skip
@@ -510,7 +548,7 @@ class Store:
             retry=retry,
         )  # fmt: skip
         return diff_table(
-            self._ctx, table, rows, settings, key=key, columns=columns,
+            self._ctx, table, _rows_of_arrow(rows), settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where,
         )  # fmt: skip
 
@@ -542,3 +580,10 @@ class Store:
             statement_timeout=statement_timeout, label=label,
         )  # fmt: skip
         return apply_changeset(self._ctx, changeset, table, settings)
+
+
+def _rows_of_arrow(rows: Iterable[Any]) -> Iterable[Any]:
+    """Arrow input (a DataFrame) for sync and diff: its rows as dicts, a record batch at
+    a time (they hash and stage rows; the columnar path is for writes)."""
+    stream = arrow_stream(rows)
+    return rows if stream is None else rows_of(stream)

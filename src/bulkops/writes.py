@@ -12,11 +12,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import IO
 
-from .backends.base import Timeouts, WriteKind
+from .backends.base import ColumnarBackend, Timeouts, WriteKind
+from .columnar import ArrowPlanner, arrow_batches, arrow_stream, rows_of
 from .context import Context
+from .errors import SchemaError
 from .execute import Executor, OnError, numbered, resolve_on_error
 from .normalize import Key, normalize_write
-from .plan import chunk_rows, chunked
+from .plan import Planner, chunk_rows, chunked
 from .recorder import Call
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
@@ -80,30 +82,58 @@ def write(
     verb = kind if kind != "insert_ignore" else "insert"
     report = Report(verb=verb, table=spec.name)
     recorder = ctx.recorder
-    iterator = iter(rows)
-    first = next(iterator, _END)
-    if first is _END:
-        return recorder.observed(verb, spec.name, settings.label, lambda call: report)
-    plan = normalize_write(
-        ctx.backend, kind, spec, first, iterator, columns=columns, key=key,
-        update_columns=update_columns,
-    )  # fmt: skip
+    backend = ctx.backend
+    stream = arrow_stream(rows)
+    if stream is not None and not (capabilities.columnar and isinstance(backend, ColumnarBackend)):
+        # No columnar write here (DynamoDB): the batches' rows take the row path.
+        rows, stream = rows_of(stream), None
+    if stream is not None:
+        assert isinstance(backend, ColumnarBackend)
+        # The columnar path: the stream's schema says the columns, as a first row would.
+        names = stream.schema.names if columns is None else columns
+        plan = normalize_write(
+            backend, kind, spec, dict.fromkeys(names), iter(()), columns=columns, key=key,
+            update_columns=update_columns,
+        )  # fmt: skip
+        missing = [c for c in plan.op.columns if c not in stream.schema.names]
+        if missing:
+            raise SchemaError(
+                f"{verb}(): the data has no column {', '.join(map(repr, missing))}; its "
+                f"columns are {', '.join(stream.schema.names)}"
+            )
+    else:
+        iterator = iter(rows)
+        first = next(iterator, _END)
+        if first is _END:
+            return recorder.observed(verb, spec.name, settings.label, lambda call: report)
+        plan = normalize_write(
+            backend, kind, spec, first, iterator, columns=columns, key=key,
+            update_columns=update_columns,
+        )  # fmt: skip
     retry = settings.retry or ctx.retry
     op = replace(plan.op, retry=retry)
     timeouts = Timeouts(settings.lock_timeout, settings.statement_timeout)
     on_error = resolve_on_error(settings.on_error, settings.rejects, settings.max_rejects)
+    size = chunk_rows(capabilities, len(op.columns), settings.chunk_size, arrow=stream is not None)
+    planner: Planner = plan.planner
+    chunks: Iterable[object]
+    if stream is not None:
+        assert isinstance(backend, ColumnarBackend)
+        planner = ArrowPlanner(op, backend, plan.planner)
+        chunks = arrow_batches(stream, op.columns, size)
+    else:
+        chunks = chunked(plan.rows, size)
     sink = RejectsFile(settings.rejects) if settings.rejects is not None else None
-    size = chunk_rows(capabilities, len(op.columns), settings.chunk_size)
 
     def run(call: Call) -> Report:
         executor = Executor(
-            ctx.backend, op, plan.planner, report, retry=retry,
+            backend, op, planner, report, retry=retry,
             on_error=on_error, atomic=settings.atomic, rejects=sink,
             max_rejects=settings.max_rejects, progress=settings.progress, workers=workers,
             nested=ctx.in_scope(), events=call.events, checkpoint=call.checkpoint,
             skip=call.skip, timeouts=timeouts,
         )  # fmt: skip
-        return executor.run(numbered(chunked(plan.rows, size)))
+        return executor.run(numbered(chunks))
 
     # What decides the chunks and what is done with them: a load resumes only
     # with the same (then the same rows fall in the same chunks).

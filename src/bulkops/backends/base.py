@@ -31,9 +31,11 @@ __all__ = [
     "NO_TIMEOUTS",
     "RUNS_TABLE",
     "SYNC_STATE_TABLE",
+    "ArrowTarget",
     "Backend",
     "Capabilities",
     "ChunkCounts",
+    "ColumnarBackend",
     "DiffOp",
     "ItemBackend",
     "RowFailures",
@@ -103,6 +105,9 @@ class Capabilities:
     # Every write says what it did to each row (DynamoDB's batch writes do not say).
     exact_counts: bool = True
     unique_constraints: bool = True  # unique constraints besides the primary key
+    # Writes take Arrow record batches (``ColumnarBackend.write_arrow``): Arrow input
+    # (DataFrames, pyarrow) takes the columnar path; else it becomes rows at the entry.
+    columnar: bool = False
 
 
 @dataclass(frozen=True)
@@ -317,6 +322,48 @@ class Backend(StatementTracer, Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ArrowTarget:
+    """What a columnar backend stores for one column, as the columnar path's checks
+    need it (``columnar.py`` turns a source column into this, with bad-row masks).
+
+    ``kind``: the logical type (``schema.TYPES``). ``bits``: integer and float width
+    (int2/int4/int8, float4/float8). ``max_length``: characters a varchar(n)/char(n)
+    holds; ``blank_padded``: char(n), where trailing spaces do not count.
+    ``precision``/``scale``: a numeric(p, s) column. ``timezone``: ``"utc"`` stores an
+    instant (a naive value is taken as UTC), ``"naive"`` wall-clock time (an aware value
+    is converted to UTC first), ``"keep"`` what was given. ``nan``: float NaN can be
+    stored. ``binary``: the backend writes the column in the Arrow type the checks give
+    (else it is sent as text and cast by the database).
+    """
+
+    kind: str
+    bits: int = 64
+    max_length: int | None = None
+    blank_padded: bool = False
+    precision: int | None = None
+    scale: int | None = None
+    timezone: Literal["utc", "naive", "keep"] = "keep"
+    nan: bool = True
+    binary: bool = True
+
+
+@runtime_checkable
+class ColumnarBackend(Backend, Protocol):
+    """A backend that writes Arrow record batches (``capabilities.columnar``): the
+    columnar path hands it batches checked and ordered like the row path's tuples."""
+
+    def arrow_target(self, column: ColumnSpec) -> ArrowTarget:
+        """What the backend stores for ``column`` (the columnar path's checks)."""
+        ...
+
+    def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
+        """``Backend.write`` of a ``pyarrow.RecordBatch`` whose columns are
+        ``op.columns`` in the types ``arrow_target`` asks for (a text column where
+        ``binary`` is False), rows in write order."""
+        ...
 
 
 @runtime_checkable

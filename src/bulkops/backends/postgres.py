@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.util
 import ipaddress
 import itertools
 import re
@@ -70,6 +71,7 @@ from ._sql import (
 from .base import (
     NO_TIMEOUTS,
     SYNC_STATE_TABLE,
+    ArrowTarget,
     Capabilities,
     ChunkCounts,
     RunLogStore,
@@ -380,6 +382,60 @@ def _any(value: Any) -> Any:
     return plain_value(value)
 
 
+_PRECISION = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+# Types whose binary COPY form the columnar path writes from Arrow (pgpq's encoders);
+# the receive functions of varchar and bpchar read text's form.
+_ARROW_BINARY = {
+    "int2": ("integer", 16),
+    "int4": ("integer", 32),
+    "int8": ("integer", 64),
+    "float4": ("float", 32),
+    "float8": ("float", 64),
+    "numeric": ("decimal", 64),
+    "text": ("text", 64),
+    "varchar": ("text", 64),
+    "bpchar": ("text", 64),
+    "bytea": ("bytes", 64),
+    "bool": ("boolean", 64),
+    "date": ("date", 64),
+    "timestamp": ("datetime", 64),
+    "timestamptz": ("datetime", 64),
+}
+
+
+def _arrow_target(column: ColumnSpec) -> ArrowTarget:
+    found = _ARROW_BINARY.get(column.extra_type)
+    if found is None or column.type == "any":
+        # No binary encoding from Arrow (uuid, json, enums, inet, arrays, ...): the
+        # column travels as text and the database casts it to its type.
+        return ArrowTarget(column.type, binary=False)
+    kind, bits = found
+    size = _PRECISION.search(column.declared)
+    if kind == "decimal":
+        if size is None:
+            return ArrowTarget(kind)
+        return ArrowTarget(kind, precision=int(size.group(1)), scale=int(size.group(2) or 0))
+    if kind == "text" and size is not None and column.extra_type in ("varchar", "bpchar"):
+        return ArrowTarget(
+            kind, max_length=int(size.group(1)), blank_padded=column.extra_type == "bpchar"
+        )
+    if kind == "datetime":
+        return ArrowTarget(kind, timezone="utc" if column.extra_type == "timestamptz" else "naive")
+    return ArrowTarget(kind, bits=bits)
+
+
+class _Declared(sa.types.UserDefinedType[Any]):
+    """A column's type as the catalog spells it (a cast from a text stage column)."""
+
+    cache_ok = True
+
+    def __init__(self, declared: str) -> None:
+        self.declared = declared
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.declared
+
+
 def _sequence_name(name: str) -> str:
     """A PostgreSQL identifier for a free-text sequence name ("lot:42"): readable
     where it can be, unique through a digest of the exact name."""
@@ -444,6 +500,9 @@ SELECT rel.oid,
 FROM rel
 """
 
+
+# Arrow batches are written by pgpq's binary COPY encoder where it is installed.
+_ARROW_AVAILABLE = all(importlib.util.find_spec(m) is not None for m in ("pyarrow", "pgpq"))
 
 # The oids of the types a stage's own columns may have (see _sql.STAGE_TYPES).
 _TYPE_OIDS = {"bigint": 20, "text": 25}
@@ -629,7 +688,7 @@ class PostgresBackend:
         self._savepoint_depth = 0
         self._sql: dict[tuple[Any, ...], bytes] = {}
         self._stages: dict[tuple[Any, ...], str] = {}  # (table, columns) -> staging table
-        self._shapes: dict[tuple[Any, ...], tuple[TableSpec, tuple[str, ...]]] = {}
+        self._shapes: dict[tuple[Any, ...], tuple[TableSpec, tuple[str, ...], tuple[str, ...]]] = {}
         # Staging tables created in the open transaction, with the savepoint depth they
         # were created at: a rollback to that depth (or a full rollback) removes them.
         self._new_stages: dict[tuple[Any, ...], int] = {}
@@ -652,6 +711,7 @@ class PostgresBackend:
             statement_timeout=True,
             text_nul=False,  # PostgreSQL text and jsonb refuse \x00
             keeps_utc_offset=False,  # timestamptz stores the instant; read back in the session zone
+            columnar=_ARROW_AVAILABLE,
         )
 
     # ------------------------------------------------------------- connection
@@ -857,8 +917,8 @@ class PostgresBackend:
             self._reconnect()
             # Temporary tables died with the old session: make them again now, outside
             # the transaction, so the chunks that follow reuse them.
-            for table, columns in list(self._shapes.values()):
-                self._stage(table, columns)
+            for table, columns, text in list(self._shapes.values()):
+                self._stage(table, columns, text)
         with self._errors():
             self.conn.execute("BEGIN")
             settings = []
@@ -957,8 +1017,10 @@ class PostgresBackend:
                 self._stages.pop(shape, None)
                 del self._new_stages[shape]
 
-    def _stage(self, table: TableSpec, columns: tuple[str, ...]) -> str:
-        shape = (table.name, columns)
+    def _stage(self, table: TableSpec, columns: tuple[str, ...], text: tuple[str, ...] = ()) -> str:
+        """The staging table for rows of ``columns`` (``text``: those staged as text,
+        to be cast by the set-based statement)."""
+        shape = (table.name, columns, text)
         name = self._stages.get(shape)
         if name is not None:
             return name
@@ -969,13 +1031,15 @@ class PostgresBackend:
         statement = sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DELETE ROWS").format(
             sql.Identifier(name),
             sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(table.columns[c].declared))
+                sql.SQL("{} {}").format(
+                    sql.Identifier(c), sql.SQL("text" if c in text else table.columns[c].declared)
+                )
                 for c in columns
             ),
         )
         with self._errors():
             self.conn.execute(statement)
-        self._shapes[shape] = (table, columns)
+        self._shapes[shape] = (table, columns, text)
         self._stages[shape] = name
         if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self._new_stages[shape] = self._savepoint_depth
@@ -990,17 +1054,19 @@ class PostgresBackend:
     ) -> None:
         """Binary COPY of ``rows`` into the staging table ``stage`` (emptied first if
         this transaction used it), or straight into ``table`` when ``stage`` is None."""
+        self._copy_table(self._copy_target(stage, table), table, columns, rows)
+
+    def _copy_target(self, stage: str | None, table: TableSpec) -> sql.Composable:
+        """Where a COPY goes: the table, or the staging table (emptied first if this
+        transaction used it)."""
+        if stage is None:
+            return self._regclass(table.name)
         if stage in self._dirty:
             self.statements += 1
             with self._errors():
                 self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
-        target: sql.Composable
-        if stage is None:
-            target = self._regclass(table.name)
-        else:
-            self._dirty.add(stage)
-            target = sql.Identifier(stage)
-        self._copy_table(target, table, columns, rows)
+        self._dirty.add(stage)
+        return sql.Identifier(stage)
 
     def _copy_table(
         self,
@@ -1027,6 +1093,40 @@ class PostgresBackend:
                 types[i] = _TEXT_OID
             rows = _money_as_text(rows, positions, scale, point)
         self._copy_rows(target, columns, types, rows, binary=False)
+
+    def _copy_arrow(
+        self, stage: str | None, table: TableSpec, columns: tuple[str, ...], batch: Any
+    ) -> None:
+        """One binary COPY of an Arrow record batch, encoded by pgpq a column at a time
+        (no Python per row or value) and sent through psycopg's COPY."""
+        from pgpq import ArrowToPostgresBinaryEncoder
+
+        target = self._copy_target(stage, table)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            target, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        encoder = ArrowToPostgresBinaryEncoder(batch.schema)
+        self.statements += 1
+        with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(encoder.write_header())
+            copy.write(encoder.write_batch(batch))
+            copy.write(encoder.finish())
+
+    def arrow_target(self, column: ColumnSpec) -> ArrowTarget:
+        return _arrow_target(column)
+
+    def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
+        n = batch.num_rows
+        if not n:
+            return ChunkCounts()
+        columns = op.table.columns
+        text = tuple(c for c in op.columns if not _arrow_target(columns[c]).binary)
+        if not text and _direct(op):
+            self._copy_arrow(None, op.table, op.columns, batch)
+            return ChunkCounts(inserted=n)
+        stage = self._stage(op.table, op.columns, text)
+        self._copy_arrow(stage, op.table, op.columns, batch)
+        return self._apply(op, stage, n, text)
 
     def _copy_rows(
         self,
@@ -1063,7 +1163,11 @@ class PostgresBackend:
             return ChunkCounts(inserted=n)
         stage = self._stage(op.table, op.columns)
         self._copy(stage, op.table, op.columns, rows)
-        statement = self._statement(op, stage)
+        return self._apply(op, stage, n)
+
+    def _apply(self, op: WriteOp, stage: str, n: int, text: tuple[str, ...] = ()) -> ChunkCounts:
+        """The set-based statement of ``op`` over its ``n`` staged rows."""
+        statement = self._statement(op, stage, text)
         self.statements += 1
         with self._errors():
             cursor = self.conn.execute(statement)
@@ -1094,8 +1198,8 @@ class PostgresBackend:
                     if row[i] is not None:
                         raise ConversionError(fixed[column], column=column)
 
-    def _statement(self, op: WriteOp, stage: str) -> bytes:
-        cache_key = (op.kind, op.table.name, op.columns, op.key, op.update_columns, stage)
+    def _statement(self, op: WriteOp, stage: str, text: tuple[str, ...] = ()) -> bytes:
+        cache_key = (op.kind, op.table.name, op.columns, op.key, op.update_columns, stage, text)
         cached = self._sql.get(cache_key)
         if cached is not None:
             return cached
@@ -1105,7 +1209,15 @@ class PostgresBackend:
         t = sa.table(name, *(sa.column(c) for c in op.table.columns), schema=schema or None)
         if schema and self._exists(op.table.name):
             t = sa.table(op.table.name, *(sa.column(c) for c in op.table.columns))
-        s = sa.table(stage, *(sa.column(c) for c in op.columns))
+        staged = sa.table(stage, *(sa.column(c) for c in op.columns))
+        # A column staged as text is cast to the table's type wherever it is read.
+        s_c = {
+            c: sa.cast(staged.c[c], _Declared(op.table.columns[c].declared))
+            if c in text
+            else staged.c[c]
+            for c in op.columns
+        }
+        s = staged
         fixed = op.table.extra.get("fixed", {})
         # Columns the database computes are never written (their values are NULL here).
         cols = [c for c in op.columns if c not in fixed]
@@ -1119,9 +1231,9 @@ class PostgresBackend:
         if op.kind in ("insert", "insert_ignore", "upsert"):
             defaults = op.table.extra.get("defaults", {})
             values = [
-                sa.func.coalesce(s.c[c], sa.literal_column(defaults[c]))
+                sa.func.coalesce(s_c[c], sa.literal_column(defaults[c]))
                 if c in defaults
-                else s.c[c]
+                else s_c[c]
                 for c in cols
             ]
             stmt = pg_insert(t).from_select(cols, sa.select(*values))
@@ -1158,21 +1270,23 @@ class PostgresBackend:
                         sa.func.count().filter(sa.not_(written.c.fresh)),
                     )
         elif op.kind == "update":
-            match = sa.and_(*(t.c[k] == s.c[k] for k in op.key))
+            match = sa.and_(*(t.c[k] == s_c[k] for k in op.key))
             changed = (
                 sa.update(t)
                 .where(match)
-                .where(sa.or_(*(distinct(t.c[c], s.c[c], c) for c in set_columns)))
-                .values({c: s.c[c] for c in set_columns})
+                .where(sa.or_(*(distinct(t.c[c], s_c[c], c) for c in set_columns)))
+                .values({c: s_c[c] for c in set_columns})
                 .returning(sa.literal_column("1"))
                 .cte("changed")
             )
-            existing = sa.select(sa.func.count()).select_from(t.join(s, match)).scalar_subquery()
+            existing = (
+                sa.select(sa.func.count()).select_from(t.join(staged, match)).scalar_subquery()
+            )
             stmt = sa.select(
                 sa.select(sa.func.count()).select_from(changed).scalar_subquery(), existing
             )
         elif op.kind == "delete":
-            stmt = sa.delete(t).where(*(t.c[k] == s.c[k] for k in op.key))
+            stmt = sa.delete(t).where(*(t.c[k] == s_c[k] for k in op.key))
         else:
             raise ValueError(f"unknown write kind {op.kind!r}")
         compiled = str(stmt.compile(dialect=self.dialect)).encode()

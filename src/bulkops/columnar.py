@@ -1,0 +1,708 @@
+"""The columnar path: Arrow input (pyarrow, pandas, polars) checked a column at a time.
+
+Anything that exports the Arrow C stream interface (``__arrow_c_stream__``: a pyarrow
+Table, RecordBatch or RecordBatchReader, a polars DataFrame, pandas >= 2.2) and pandas
+DataFrames (through ``pyarrow.Table.from_pandas``) are read as record batches; no pandas
+or polars import is needed here. Each chunk's columns are coerced to what the backend
+stores (``ArrowTarget``) with ``pyarrow.compute``: bad values are found with masks
+(compare, ``is_null``, ``and_``), and only the rows holding them become Rejections with
+their row number, key, column, original values and reason, the same rules as the row
+path's coercion (``schema.COERCERS``; a source type without a vectorized rule goes
+through those per value, for that column only). Duplicate keys collapse (last wins) and
+the survivors are sorted by key, as ``plan.ChunkPlanner`` does for rows.
+
+pandas input: NaN is a missing value (NULL) in every column, as ``DataFrame.to_sql``
+takes it (``from_pandas`` maps NaN to null). polars and pyarrow keep NaN apart from
+null: a NaN there is a float value (stored where the database can, rejected otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .backends.base import ArrowTarget, Backend, ChunkCounts, ColumnarBackend, WriteOp
+from .plan import ChunkPlanner
+from .report import Rejection
+from .schema import COERCERS, ColumnSpec, json_dumps
+
+__all__ = [
+    "ArrowChunk",
+    "ArrowPlanner",
+    "arrow_batches",
+    "arrow_stream",
+    "arrow_table",
+    "arrow_type",
+    "is_arrow",
+    "rows_of",
+]
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError as error:  # pragma: no cover - pyarrow is in the extras
+        raise ImportError(
+            "Arrow input (DataFrames, pyarrow) needs pyarrow: pip install 'bulkops[arrow]'"
+        ) from error
+    return pyarrow
+
+
+def _is_pandas_frame(obj: object) -> bool:
+    cls = type(obj)
+    return cls.__name__ == "DataFrame" and cls.__module__.split(".", 1)[0] == "pandas"
+
+
+def is_arrow(rows: object) -> bool:
+    """Whether ``rows`` are Arrow data the columnar path reads (no import needed)."""
+    return _is_pandas_frame(rows) or hasattr(rows, "__arrow_c_stream__")
+
+
+def arrow_stream(rows: object) -> Any | None:
+    """A ``pyarrow.RecordBatchReader`` over ``rows`` if they are Arrow data (anything
+    exporting ``__arrow_c_stream__``, or a pandas DataFrame); None for other rows."""
+    if not is_arrow(rows):
+        return None
+    if _is_pandas_frame(rows):
+        pa = _pyarrow()
+        # Not through __arrow_c_stream__: that keeps a non-default index as a column.
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+    pa = _pyarrow()
+    if isinstance(rows, pa.RecordBatchReader):
+        return rows
+    return pa.RecordBatchReader.from_stream(rows)
+
+
+def rows_of(stream: Any) -> Iterator[dict[str, Any]]:
+    """The rows of an Arrow stream as dicts, a batch at a time (for backends without
+    a columnar write: the row path takes them from there)."""
+    for batch in stream:
+        yield from batch.to_pylist()
+
+
+def arrow_batches(stream: Any, columns: Sequence[str], size: int) -> Iterator[Any]:
+    """Record batches of ``columns`` holding ``size`` rows each (the last fewer), read
+    from ``stream`` as it goes: memory stays bounded by a chunk."""
+    pa = _pyarrow()
+    pending: list[Any] = []
+    held = 0
+    for batch in stream:
+        if batch.num_rows == 0:
+            continue
+        batch = batch.select(list(columns))
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= size:
+            whole = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+            yield whole.slice(0, size)
+            rest = whole.slice(size)
+            pending = [rest] if rest.num_rows else []
+            held = rest.num_rows
+    if held:
+        yield pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+
+
+def arrow_type(target: ArrowTarget) -> Any:
+    """The Arrow type a backend takes for a column (its ``ArrowTarget``)."""
+    pa = _pyarrow()
+    kind = target.kind
+    if not target.binary:
+        return pa.string()
+    if kind == "integer":
+        return {16: pa.int16(), 32: pa.int32()}.get(target.bits, pa.int64())
+    if kind == "float":
+        return pa.float32() if target.bits == 32 else pa.float64()
+    if kind == "decimal":
+        if target.precision is not None:
+            return pa.decimal128(target.precision, target.scale or 0)
+        return None  # the source's own decimal type (any precision the database takes)
+    if kind == "text":
+        return pa.string()
+    if kind == "bytes":
+        return pa.binary()
+    if kind == "boolean":
+        return pa.bool_()
+    if kind == "date":
+        return pa.date32()
+    if kind == "datetime":
+        if target.timezone == "utc":
+            return pa.timestamp("us", tz="UTC")
+        if target.timezone == "naive":
+            return pa.timestamp("us")
+        return None  # the source's own time zone (or none), in microseconds
+    return None  # json and any: per value
+
+
+def arrow_table(
+    rows: Sequence[Mapping[str, Any]], names: Sequence[str], types: Sequence[Any]
+) -> Any:
+    """A ``pyarrow.Table`` of ``rows`` (plain dicts, as reads return them) with the
+    columns ``names`` typed by ``types`` (None: as the values say)."""
+    pa = _pyarrow()
+    arrays = []
+    for name, typ in zip(names, types, strict=True):
+        values = [row.get(name) for row in rows]
+        arrays.append(_array(pa, values, typ))
+    return pa.Table.from_arrays(arrays, names=list(names))
+
+
+def _array(pa: Any, values: list[Any], typ: Any) -> Any:
+    for attempt in (typ, None) if typ is not None else (None,):
+        try:
+            return pa.array(values, attempt)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+            continue
+    # Values Arrow has no type for (e.g. UUIDs): their text.
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+# ------------------------------------------------------------------ the chunks
+
+
+class _BatchRows(Sequence[dict[str, Any]]):
+    """The rows of a record batch as dicts, made only when asked for (Rejections)."""
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return int(self.batch.num_rows)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return {name: column[i].as_py() for name, column in zip(
+            self.batch.schema.names, self.batch.columns, strict=True
+        )}  # fmt: skip
+
+
+@dataclass
+class ArrowChunk:
+    """One chunk of Arrow input, checked and ordered (``plan.Chunk``).
+
+    ``batch``: the rows to write, in write order, in the backend's types; ``index[j]``:
+    the position of ``batch``'s row ``j`` within ``source`` (the batch as given).
+    """
+
+    start: int
+    source: Any
+    batch: Any
+    index: Any  # Sequence[int]; an Arrow array of positions while it is prepared
+    rejections: list[Rejection] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def raws(self) -> Sequence[Any]:
+        return _BatchRows(self.source)
+
+    @property
+    def size(self) -> int:
+        return int(self.source.num_rows)
+
+    @property
+    def count(self) -> int:
+        return int(self.batch.num_rows)
+
+    def write(
+        self, backend: Backend, op: WriteOp, positions: Sequence[int] | None = None
+    ) -> ChunkCounts:
+        assert isinstance(backend, ColumnarBackend)
+        batch = self.batch if positions is None else self.batch.take(list(positions))
+        return backend.write_arrow(op, batch)
+
+
+# ------------------------------------------------------------- column coercion
+
+
+@dataclass
+class _Column:
+    """A source column coerced: the values (bad ones null), and the bad rows' reasons."""
+
+    values: Any
+    bad: Any = None  # a boolean mask, or None when every value is good
+    reasons: Callable[[int], str] | None = None
+
+
+_NOT_AN_INTEGER = "{!r} is not an integer"
+
+
+class ArrowPlanner:
+    """Checks, de-duplicates and orders the Arrow chunks of one call (``plan.Planner``).
+
+    ``rows``: the row path's planner for the same call, which says how a row as given
+    reads in a Rejection (``values_of``, ``key_from_values``) and why the database
+    refused one (``diagnose``).
+    """
+
+    def __init__(
+        self,
+        op: WriteOp,
+        backend: ColumnarBackend,
+        rows: ChunkPlanner,
+    ) -> None:
+        self.op = op
+        self.columns = op.columns
+        self.key = op.key
+        self.rows = rows
+        self.specs = [op.table.column(c) for c in op.columns]
+        self.targets = [backend.arrow_target(s) for s in self.specs]
+        self.types = [arrow_type(t) for t in self.targets]
+        # NOT NULL is checked here for the columns a missing value cannot pass (no
+        # default to take its place) where every row is written: an update of a row
+        # that does not exist writes nothing, so there the database says it.
+        self.required = [
+            not s.nullable
+            and not s.has_default
+            and op.kind in ("insert", "insert_ignore", "upsert")
+            for s in self.specs
+        ]
+
+    # ------------------------------------------------------------ plan.Planner
+
+    def values_of(self, raw: Any) -> Any:
+        return self.rows.values_of(raw)
+
+    def key_from_values(self, values: Any) -> Any:
+        return self.rows.key_from_values(values)
+
+    def diagnose(self, raw: Any) -> Rejection | None:
+        return self.rows.diagnose(raw)
+
+    def prepare(self, raws: Any, start: int) -> ArrowChunk:
+        pa = _pyarrow()
+        pc = _compute()
+        source = raws
+        n = source.num_rows
+        arrays = []
+        bad_any = None
+        found: list[tuple[Any, str, Callable[[int], str]]] = []  # (mask, column, reason)
+        for name, spec, target, typ, required in zip(
+            self.columns, self.specs, self.targets, self.types, self.required, strict=True
+        ):
+            column = self._coerce(source.column(name), spec, target, typ)
+            masks = []
+            if column.bad is not None:
+                masks.append(column.bad)
+                found.append((column.bad, name, column.reasons or _generic))
+            if required and column.values.null_count:
+                missing = column.values.is_null()
+                if column.bad is not None:
+                    missing = pc.and_(missing, pc.invert(column.bad))
+                if pc.any(missing).as_py():
+                    masks.append(missing)
+                    found.append((missing, name, _not_null(name)))
+            for mask in masks:
+                bad_any = mask if bad_any is None else pc.or_(bad_any, mask)
+            arrays.append(column.values)
+        batch = pa.RecordBatch.from_arrays(arrays, names=list(self.columns))
+        rejections: list[Rejection] = []
+        if bad_any is not None and pc.any(bad_any).as_py():
+            rejections = self._rejections(source, start, found)
+            keep = pc.invert(bad_any)
+            index = pc.indices_nonzero(keep)
+            batch = batch.filter(keep)
+        else:
+            index = pa.array(range(n), pa.int64()) if self.key else None
+        chunk = ArrowChunk(start, source, batch, index, rejections)
+        if self.key:
+            self._collapse_and_order(chunk)
+        if chunk.index is None:
+            chunk.index = range(n)
+        elif not isinstance(chunk.index, range):
+            chunk.index = chunk.index.to_pylist()
+        return chunk
+
+    def _rejections(
+        self, source: Any, start: int, found: list[tuple[Any, str, Callable[[int], str]]]
+    ) -> list[Rejection]:
+        """A Rejection per bad row (the first bad column it has), in row order."""
+        pc = _compute()
+        first: dict[int, tuple[str, str]] = {}
+        for mask, name, reason_of in found:
+            for i in pc.indices_nonzero(mask).to_pylist():
+                if i not in first:
+                    first[i] = (name, reason_of(i))
+        rows = _BatchRows(source)
+        out = []
+        for i in sorted(first):
+            column, reason = first[i]
+            values = self.rows.values_of(rows[i])
+            out.append(
+                Rejection(
+                    row=start + i + 1,
+                    key=self.rows.key_from_values(values),
+                    reason=reason,
+                    values=values,
+                    column=column,
+                )
+            )
+        return out
+
+    def _collapse_and_order(self, chunk: ArrowChunk) -> None:
+        """Duplicate keys collapse to the last row; the rest are sorted by key (rows
+        without a key value, which the database assigns, go last as they came)."""
+        pa = _pyarrow()
+        pc = _compute()
+        batch = chunk.batch
+        if batch.num_rows < 2:
+            return
+        keys = [batch.column(k) for k in self.key]
+        if len(keys) == 1 and not keys[0].null_count:
+            # Input sorted by key already: nothing to collapse or move.
+            k = keys[0]
+            try:
+                if pc.all(pc.less(k.slice(0, len(k) - 1), k.slice(1))).as_py():
+                    return
+            except pa.ArrowNotImplementedError:
+                pass
+        positions = pa.array(range(batch.num_rows), pa.int64())
+        keyless = None
+        for k in keys:
+            if k.null_count:
+                nulls = k.is_null()
+                keyless = nulls if keyless is None else pc.or_(keyless, nulls)
+        table = pa.table([*keys, positions], names=[*self.key, "__position"])
+        rest = None
+        if keyless is not None:
+            rest = pc.indices_nonzero(keyless)
+            table = table.filter(pc.invert(keyless))
+        latest = table.group_by(list(self.key), use_threads=False).aggregate(
+            [("__position", "max")]
+        )
+        chunk.duplicates = table.num_rows - latest.num_rows
+        order = pc.sort_indices(latest, sort_keys=[(k, "ascending") for k in self.key])
+        take = latest.column("__position_max").take(order).combine_chunks()
+        if rest is not None:
+            take = pa.concat_arrays([take, rest.cast(pa.int64())])
+        chunk.batch = batch.take(take)
+        chunk.index = pc.take(chunk.index, take) if chunk.index is not None else take
+
+    # ------------------------------------------------------------- per column
+
+    def _coerce(self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any) -> _Column:
+        pa = _pyarrow()
+        pc = _compute()
+        t = array.type
+        if pa.types.is_dictionary(t):
+            array = array.dictionary_decode()
+            t = array.type
+        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            array = array.cast(pa.string())
+            t = array.type
+        kind = target.kind
+        if pa.types.is_null(t):
+            return _Column(pa.nulls(len(array), typ or pa.string()))
+        if not target.binary:
+            return self._text_fallback(array, spec, target)
+        if typ is not None and t == typ and kind not in ("float", "text"):
+            return _Column(array)
+        if kind == "integer" and (pa.types.is_integer(t) or pa.types.is_boolean(t)):
+            return self._integers(
+                array.cast(pa.int64()) if pa.types.is_boolean(t) else array, target, typ
+            )
+        if kind == "integer" and pa.types.is_floating(t):
+            return self._integers_from_floats(array, target, typ)
+        if kind == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+            values = array.cast(typ, safe=False)
+            if not target.nan and pa.types.is_floating(t):
+                nan = pc.fill_null(pc.is_nan(values), False)
+                if pc.any(nan).as_py():
+                    return _Column(
+                        pc.if_else(nan, pa.scalar(None, typ), values), nan,
+                        lambda i: "NaN cannot be stored in SQLite (it would silently become NULL)",
+                    )  # fmt: skip
+            return _Column(values)
+        if kind == "decimal" and (pa.types.is_decimal(t) or pa.types.is_integer(t)):
+            return self._decimals(array, spec, target, typ)
+        if kind == "decimal" and pa.types.is_floating(t) and typ is not None:
+            return self._decimals_from_floats(array, spec, target, typ)
+        if kind == "text" and pa.types.is_string(t):
+            return self._text(array, spec, target)
+        if kind == "bytes" and (
+            pa.types.is_binary(t) or pa.types.is_large_binary(t)
+            or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t)
+        ):  # fmt: skip
+            return _Column(array.cast(pa.binary()))
+        if kind == "boolean" and pa.types.is_integer(t):
+            bad = pc.fill_null(pc.invert(pc.is_in(array, pa.array([0, 1], t))), False)
+            values = pc.if_else(bad, pa.scalar(None, t), array).cast(pa.bool_())
+            return _Column(
+                values, _none_if_clean(bad), lambda i: f"{array[i].as_py()!r} is not a boolean"
+            )
+        if kind == "date" and pa.types.is_date(t):
+            return _Column(array.cast(pa.date32()))
+        if kind == "datetime" and (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+            return self._timestamps(array, target, typ)
+        return self._per_value(array, spec, target, typ)
+
+    def _integers(self, array: Any, target: ArrowTarget, typ: Any) -> _Column:
+        pa = _pyarrow()
+        pc = _compute()
+        bits = target.bits
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        t = array.type
+        checks = []
+        if pa.types.is_unsigned_integer(t):
+            if t.bit_width >= bits:
+                checks.append(pc.greater(array, pa.scalar(high, t)))
+        elif t.bit_width > bits:
+            checks.append(pc.less(array, pa.scalar(low, t)))
+            checks.append(pc.greater(array, pa.scalar(high, t)))
+        bad = None
+        for check in checks:
+            bad = check if bad is None else pc.or_(bad, check)
+        if bad is not None:
+            bad = _none_if_clean(pc.fill_null(bad, False))
+        if bad is None:
+            return _Column(array.cast(typ))
+        values = pc.if_else(bad, pa.scalar(None, t), array).cast(typ)
+        return _Column(
+            values, bad, lambda i: f"{array[i].as_py()} is outside the {bits}-bit integer range"
+        )
+
+    def _integers_from_floats(self, array: Any, target: ArrowTarget, typ: Any) -> _Column:
+        # pandas holds an integer column with a missing value as float64: whole floats
+        # are the integers they stand for; 1.5 or inf is refused, as on the row path.
+        pa = _pyarrow()
+        pc = _compute()
+        as_float = array.cast(pa.float64())
+        finite = pc.is_finite(as_float)
+        whole = pc.and_(finite, pc.equal(pc.floor(as_float), as_float))
+        in_range = pc.and_(pc.greater_equal(as_float, -(2.0**63)), pc.less(as_float, 2.0**63))
+        not_integer = pc.fill_null(pc.invert(pc.and_(whole, in_range)), False)
+        clean = pc.if_else(not_integer, pa.scalar(None, pa.float64()), as_float)
+        ints = self._integers(clean.cast(pa.int64(), safe=False), target, typ)
+        if not pc.any(not_integer).as_py():
+            return ints
+        range_reason = ints.reasons
+        range_bad = ints.bad
+
+        def reason(i: int) -> str:
+            value = array[i].as_py()
+            if range_bad is not None and range_bad[i].as_py() and range_reason is not None:
+                return range_reason(i)
+            if isinstance(value, float) and value.is_integer():
+                return f"{int(value)} is outside the 64-bit integer range"
+            return _NOT_AN_INTEGER.format(value)
+
+        bad = not_integer if ints.bad is None else pc.or_(not_integer, ints.bad)
+        return _Column(ints.values, bad, reason)
+
+    def _decimals(self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any) -> _Column:
+        pa = _pyarrow()
+        pc = _compute()
+        t = array.type
+        if pa.types.is_integer(t):
+            array = array.cast(pa.decimal128(20, 0))
+            t = array.type
+        if typ is None:  # numeric without precision: any decimal goes as it is
+            return _Column(array)
+        precision, scale = target.precision or 38, target.scale or 0
+        bad_scale = None
+        if t.scale > scale:
+            bad_scale = pc.fill_null(pc.not_equal(pc.round(array, scale), array), False)
+        limit = pa.scalar(Decimal(10) ** (precision - scale))
+        too_big = pc.fill_null(pc.greater_equal(pc.abs(array), limit), False)
+        bad = too_big if bad_scale is None else pc.or_(too_big, bad_scale)
+        bad = _none_if_clean(bad)
+        declared = spec.declared or f"numeric({precision},{scale})"
+
+        def reason(i: int) -> str:
+            value = array[i].as_py()
+            if bad_scale is not None and bad_scale[i].as_py():
+                return f"{value} has more than {scale} decimal places; the column is {declared}"
+            return f"{value} does not fit {declared} (numeric field overflow)"
+
+        if bad is None:
+            return _Column(array.cast(typ, safe=False) if t != typ else array)
+        values = pc.if_else(bad, pa.scalar(None, t), array).cast(typ, safe=False)
+        return _Column(values, bad, reason)
+
+    def _decimals_from_floats(
+        self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any
+    ) -> _Column:
+        # A float is stored only if the column's places hold it: 0.1 is 0.10 in a
+        # numeric(12,2), 1.005 is refused rather than rounded.
+        pa = _pyarrow()
+        pc = _compute()
+        as_float = array.cast(pa.float64())
+        finite = pc.fill_null(pc.is_finite(as_float), True)
+        limit = 10.0 ** ((target.precision or 38) - (target.scale or 0))
+        fits = pc.and_(finite, pc.fill_null(pc.less(pc.abs(as_float), limit), True))
+        safe = pc.if_else(fits, as_float, pa.scalar(None, pa.float64()))
+        values = safe.cast(typ, safe=False)
+        # Compared in floats rounded to the scale (a decimal's way back to a float is
+        # not exact: 17.4 would come back as 17.400000000000002).
+        exact = pc.fill_null(pc.equal(pc.round(safe, target.scale or 0), safe), True)
+        bad = _none_if_clean(pc.invert(pc.and_(fits, exact)))
+        if bad is None:
+            return _Column(values)
+        declared = spec.declared or str(typ)
+        fits_of = fits
+
+        def reason(i: int) -> str:
+            value = array[i].as_py()
+            if not fits_of[i].as_py():
+                return f"{value!r} does not fit {declared} (numeric field overflow)"
+            places = target.scale or 0
+            return f"{value!r} has more than {places} decimal places; the column is {declared}"
+
+        return _Column(pc.if_else(bad, pa.scalar(None, typ), values), bad, reason)
+
+    def _text(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
+        pa = _pyarrow()
+        pc = _compute()
+        if target.max_length is None:
+            return _Column(array)
+        measured = pc.utf8_rtrim(array, characters=" ") if target.blank_padded else array
+        bad = _none_if_clean(
+            pc.fill_null(pc.greater(pc.utf8_length(measured), target.max_length), False)
+        )
+        if bad is None:
+            return _Column(array)
+        values = pc.if_else(bad, pa.scalar(None, pa.string()), array)
+        return _Column(values, bad, lambda i: f"value too long for type {spec.declared}")
+
+    def _timestamps(self, array: Any, target: ArrowTarget, typ: Any) -> _Column:
+        pa = _pyarrow()
+        pc = _compute()
+        t = array.type
+        if pa.types.is_date(t):
+            array = array.cast(pa.timestamp("us"))
+            t = array.type
+        if typ is None:  # keep the zone as given, in microseconds
+            typ = pa.timestamp("us", tz=t.tz)
+        bad = None
+        if t.unit == "ns":
+            # Microseconds are what the databases keep: a value with nanoseconds would
+            # be changed to fit, so it is refused.
+            bad = _none_if_clean(
+                pc.fill_null(
+                    pc.not_equal(
+                        pc.cast(pc.cast(array, pa.timestamp("us", tz=t.tz), safe=False), t), array
+                    ),
+                    False,
+                )
+            )
+        # Naive as UTC for an instant column, an instant as UTC wall-clock time for a
+        # naive one: Arrow holds the UTC value either way, so only the type changes.
+        unit = pc.cast(array, pa.timestamp("us", tz=t.tz), safe=False)
+        values = unit.view(typ) if unit.type.tz != typ.tz else unit
+        if bad is None:
+            return _Column(values)
+        values = pc.if_else(bad, pa.scalar(None, typ), values)
+        return _Column(
+            values, bad, lambda i: f"{array[i]} has nanoseconds; the database keeps microseconds"
+        )
+
+    def _text_fallback(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
+        """A column the backend takes as text (no binary form): each value coerced by
+        the row path's rules, then its text."""
+        pa = _pyarrow()
+        coerce = COERCERS[target.kind]
+        text = _TEXT_OF.get(target.kind, str)
+        out: list[Any] = []
+        bad: list[bool] = []
+        reasons: dict[int, str] = {}
+        for i, value in enumerate(array.to_pylist()):
+            try:
+                value = coerce(value)
+            except (ValueError, TypeError, ArithmeticError) as error:
+                out.append(None)
+                bad.append(True)
+                reasons[i] = str(error)
+                continue
+            out.append(None if value is None else text(value))
+            bad.append(False)
+        values = pa.array(out, pa.string())
+        if not reasons:
+            return _Column(values)
+        return _Column(values, pa.array(bad, pa.bool_()), reasons.__getitem__)
+
+    def _per_value(self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any) -> _Column:
+        """A source type without a vectorized rule for this column: the row path's
+        coercion, value by value (this column only)."""
+        pa = _pyarrow()
+        coerce = COERCERS[target.kind]
+        out: list[Any] = []
+        bad: list[bool] = []
+        reasons: dict[int, str] = {}
+        for i, value in enumerate(array.to_pylist()):
+            try:
+                out.append(coerce(value))
+                bad.append(False)
+            except (ValueError, TypeError, ArithmeticError) as error:
+                out.append(None)
+                bad.append(True)
+                reasons[i] = str(error)
+        if target.kind == "json":
+            out = [None if v is None else json_dumps(v) for v in out]
+            typ = pa.string()
+        elif target.kind == "any":
+            typ = None
+        checked: _Column | None = None
+        if target.kind in ("integer", "decimal") and typ is not None:
+            # Coerced values still meet the column's width, precision and scale: the
+            # vectorized rules run on them as on any integer or decimal source.
+            try:
+                wide = pa.array(out, pa.int64()) if target.kind == "integer" else pa.array(out)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                wide = None
+            if wide is not None and pa.types.is_null(wide.type):
+                checked = _Column(pa.nulls(len(out), typ))
+            elif wide is not None and target.kind == "integer":
+                checked = self._integers(wide, target, typ)
+            elif wide is not None and pa.types.is_decimal(wide.type):
+                checked = self._decimals(wide, spec, target, typ)
+        if checked is not None:
+            values = checked.values
+            if checked.bad is not None:
+                assert checked.reasons is not None
+                more = checked.reasons
+                for i in _compute().indices_nonzero(checked.bad).to_pylist():
+                    bad[i] = True
+                    reasons[i] = more(i)
+        else:
+            try:
+                values = pa.array(out, typ) if typ is not None else pa.array(out)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                # Values of mixed kinds (e.g. naive and aware times for a column that
+                # keeps what was given): their text, as the row path would store it.
+                text = _TEXT_OF.get(target.kind, str)
+                values = pa.array([None if v is None else text(v) for v in out], pa.string())
+        if not reasons:
+            return _Column(values)
+        return _Column(values, pa.array(bad, pa.bool_()), reasons.__getitem__)
+
+
+def _isoformat(value: Any) -> str:
+    return str(value.isoformat())
+
+
+_TEXT_OF: Mapping[str, Callable[[Any], str]] = {
+    "date": _isoformat,
+    "datetime": _isoformat,
+    "boolean": lambda v: "true" if v else "false",
+    "json": json_dumps,
+}
+
+
+def _compute() -> Any:
+    import pyarrow.compute
+
+    return pyarrow.compute
+
+
+def _none_if_clean(mask: Any) -> Any:
+    return mask if _compute().any(mask).as_py() else None
+
+
+def _generic(i: int) -> str:
+    return "value does not fit the column"
+
+
+def _not_null(name: str) -> Callable[[int], str]:
+    return lambda i: f"null value in column {name!r} violates its NOT NULL constraint"
