@@ -22,6 +22,7 @@ TESTS = Path(__file__).resolve().parent
 # The flags tests gate on, per backend (Capabilities.name).
 FLAGS: dict[str, dict[str, bool | int | None]] = {
     "sqlite": {
+        "columnar": True,
         "float_nan": False, "decimal_digits": 15,
         "transactions": True, "parallel_writes": False,
         "statement_timeout": False, "text_nul": True,
@@ -30,6 +31,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
         "set_based_diff": True,
     },
     "postgresql": {
+        "columnar": True,
         "float_nan": True, "decimal_digits": None,
         "transactions": True, "parallel_writes": True,
         "statement_timeout": True, "text_nul": False, "keeps_utc_offset": False,
@@ -37,6 +39,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
         "unique_constraints": True, "run_log": True, "set_based_diff": True,
     },
     "dynamodb": {
+        "columnar": False,
         "float_nan": False, "decimal_digits": None,
         "transactions": False, "parallel_writes": True,
         "statement_timeout": False, "text_nul": True, "keeps_utc_offset": False,
@@ -50,6 +53,9 @@ _GATES_BY_FILE: dict[str, dict[str, str]] = {
     "test_bench.py": {
         "test_statement_counts_at_the_issues_sizes": "transactions",
         "test_the_counter_sees_both_sides_alike": "transactions",
+    },
+    "test_columnar.py": {
+        "test_interrupted_arrow_insert_resumes_exactly": "columnar",
     },
     "test_contract.py": {
         "test_a_key_given_without_a_value_is_a_missing_key": "declared_columns",

@@ -391,6 +391,14 @@ def _arrow_values(column: ColumnSpec, array: Any) -> list[Any]:
     row path's codec makes of the same values."""
     kind = column.type
     typ = array.type
+    if kind == "decimal" and DECIMAL_TEXT not in column.declared.upper():
+        scale, precision = _decimal_size(column)
+        if precision is None or precision > REAL_DIGITS:
+            # Text would be converted by NUMERIC affinity to a REAL of 15 digits,
+            # rounding longer values: the row path's codec stores them exactly or
+            # refuses them.
+            codec = _numeric_codec(scale, precision)
+            return [None if v is None else codec.encode(v) for v in array.to_pylist()]
     if (kind == "date" or (kind == "decimal" and getattr(typ, "scale", 99) <= 6)) and str(
         typ
     ).startswith(("date32", "decimal")):
@@ -902,8 +910,12 @@ class SQLiteBackend:
         raise ValueError(f"unknown write kind {op.kind!r}")
 
     def arrow_target(self, column: ColumnSpec) -> ArrowTarget:
-        # SQLite keeps what it is given: no widths, no lengths, times as given; only
-        # NaN cannot be stored (it would become NULL).
+        # SQLite keeps what it is given: no widths, no lengths, times as given; NaN
+        # cannot be stored (it would become NULL). A NUMERIC(p, s) column holds what the
+        # row path's codec lets in: at most s places and p digits.
+        if column.type == "decimal" and DECIMAL_TEXT not in column.declared.upper():
+            scale, precision = _decimal_size(column)
+            return ArrowTarget(column.type, precision=precision, scale=scale, nan=False)
         return ArrowTarget(column.type, nan=False)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
