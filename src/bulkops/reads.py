@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .backends.base import ItemBackend
-from .context import Context
+from .context import Context, TableRef
 from .errors import UnreadKeysError
 from .normalize import Key, encode_key, key_tuples
 from .plan import chunk_rows, chunked
@@ -17,7 +17,7 @@ __all__ = ["get_many"]
 
 def get_many(
     ctx: Context,
-    table: str,
+    table: TableRef,
     keys: Iterable[Any],
     *,
     key: Key,
@@ -28,7 +28,7 @@ def get_many(
     """See ``Store.get_many``."""
     backend = ctx.backend
     capabilities = ctx.capabilities
-    spec = backend.reflect(table)
+    spec = ctx.table(table)
     key_cols = spec.resolve_key(key, "get_many")
     if isinstance(backend, ItemBackend) and capabilities.items:
         return _get_items(backend, spec, key_cols, keys, columns, chunk_size, consistent_read)

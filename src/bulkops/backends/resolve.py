@@ -1,7 +1,9 @@
-"""Which backend serves a target: a URL, a SQLAlchemy Engine or a boto3 client.
+"""Which backend serves a target: a URL, a SQLAlchemy Engine or Connection, a
+sqlite3 or psycopg 3 connection, a framework's connection (Django's, an ORM Session:
+``bulkops.integrations``) or a boto3 client.
 
-The one place that maps URL schemes and SQLAlchemy dialects to backend modules; each
-backend module is imported only when its database is used.
+The one place that maps URL schemes, SQLAlchemy dialects and drivers to backend
+modules; each backend module is imported only when its database is used.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine.mock import MockConnection
 
 from ..errors import SchemaError
-from .base import Backend, StatementTracer
+from .base import Backend, CallerConnection, StatementTracer
 
-__all__ = ["SCHEMES", "engine_for_url", "open_backend", "statement_tracer"]
+__all__ = ["SCHEMES", "caller_connection", "engine_for_url", "open_backend", "statement_tracer"]
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
@@ -23,14 +25,20 @@ def open_backend(target: Any, **options: Any) -> Backend:
     """The backend for what ``bulkops.connect`` was given (see there)."""
     if isinstance(target, sa.Engine):
         return _backend_for_engine(target, owns_engine=False)
+    caller = caller_connection(target)
+    if caller is not None:
+        if options:
+            raise TypeError(f"connect() takes no engine options with {caller.describe}")
+        return _backend_for_caller(caller)
     if type(target).__module__.startswith(("boto3", "botocore")):
         from .dynamodb import DynamoDBBackend, plain_client
 
         return DynamoDBBackend(plain_client(target))
     if not isinstance(target, str):
         raise TypeError(
-            "connect() takes a URL, a SQLAlchemy Engine or a boto3 DynamoDB client, "
-            f"not {type(target).__name__}"
+            "connect() takes a URL, a SQLAlchemy Engine, Connection or Session, a sqlite3 "
+            "or psycopg 3 connection, a Django connection or a boto3 DynamoDB client, "
+            f"not {type(target).__module__}.{type(target).__name__}"
         )
     if target.split(":", 1)[0].lower() == "dynamodb":
         from .dynamodb import DynamoDBBackend, client_from_url
@@ -74,6 +82,44 @@ def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
 
         return PostgresBackend(engine, owns_engine=owns_engine)
     raise SchemaError(f"bulkops has no backend for SQLAlchemy dialect {name!r}")
+
+
+def caller_connection(target: object) -> CallerConnection | None:
+    """``target`` as a connection the caller holds (bulkops joins its transactions):
+    a SQLAlchemy Connection, a sqlite3 or psycopg 3 connection, or a framework's
+    (``bulkops.integrations``); None for anything else."""
+    if isinstance(target, sa.Connection):
+        connection = target
+        return CallerConnection(
+            vendor=connection.dialect.name,
+            driver=lambda: connection.connection.driver_connection,
+            in_transaction=connection.in_transaction,
+            describe="the SQLAlchemy Connection",
+        )
+    module = type(target).__module__
+    if module == "sqlite3":
+        from .sqlite import sqlite3_caller
+
+        return sqlite3_caller(target)
+    if module == "psycopg" or module.startswith("psycopg."):
+        from .postgres import psycopg_caller
+
+        return psycopg_caller(target)
+    from ..integrations import caller_connection as framework_connection
+
+    return framework_connection(target)
+
+
+def _backend_for_caller(caller: CallerConnection) -> Backend:
+    if caller.vendor == "sqlite":
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(caller=caller)
+    if caller.vendor == "postgresql":
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(caller=caller)
+    raise SchemaError(f"bulkops has no backend for {caller.vendor!r} ({caller.describe})")
 
 
 def statement_tracer(handle: object) -> StatementTracer:

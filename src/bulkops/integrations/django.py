@@ -1,0 +1,80 @@
+"""Django: a model's table, and Django's connection as bulkops runs on it.
+
+Statements go through ``connection.cursor()``, so Django sees them
+(``CaptureQueriesContext``, ``assertNumQueries``, ``connection.queries``); a
+``transaction.atomic()`` block (or autocommit turned off) is the caller's transaction,
+which bulkops joins with savepoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backends.base import CallerConnection
+from . import ModelTable
+
+__all__ = ["django_connection", "django_model_table"]
+
+
+def django_model_table(model: Any) -> ModelTable | None:
+    """The table of a Django model class (``Model._meta``)."""
+    meta = getattr(model, "_meta", None)
+    if meta is None or not isinstance(model, type):
+        return None
+    fields = [f for f in meta.concrete_fields]
+    aliases: dict[str, str] = {}
+    for f in fields:
+        for name in (f.name, f.attname):
+            if name != f.column:
+                aliases[name] = f.column
+    if meta.pk is not None and "pk" not in aliases and meta.pk.column != "pk":
+        aliases["pk"] = meta.pk.column
+    unique: list[tuple[str, ...]] = [(f.column,) for f in fields if f.unique and not f.primary_key]
+    for together in meta.unique_together:
+        unique.append(tuple(meta.get_field(n).column for n in together))
+    for constraint in meta.total_unique_constraints:
+        unique.append(tuple(meta.get_field(n).column for n in constraint.fields))
+    pk = (meta.pk.column,) if meta.pk is not None else ()
+    auto = meta.auto_field
+    attnames = [(f.attname, f.column) for f in fields]
+
+    def instance_row(instance: Any) -> dict[str, Any]:
+        return {column: getattr(instance, attname) for attname, column in attnames}
+
+    return ModelTable(
+        name=meta.db_table,
+        model=model,
+        aliases=aliases,
+        primary_key=pk,
+        unique=tuple(dict.fromkeys(unique)),
+        instance_row=instance_row,
+        instance_type=model,
+        assigned=frozenset({auto.column}) if auto is not None else frozenset(),
+    )
+
+
+def django_connection(connection: Any) -> CallerConnection | None:
+    """Django's ``connection`` (or ``connections[alias]``) as bulkops runs on it."""
+    if not hasattr(connection, "in_atomic_block") or not hasattr(connection, "vendor"):
+        return None
+
+    def driver() -> Any:
+        connection.ensure_connection()
+        return connection.connection
+
+    def in_transaction() -> bool:
+        return bool(connection.in_atomic_block) or not connection.get_autocommit()
+
+    def record(statement: str) -> None:
+        # What Django's debug cursor logs for a statement its cursors cannot see.
+        if connection.queries_logged:
+            connection.queries_log.append({"sql": statement, "time": "0.000"})
+
+    return CallerConnection(
+        vendor=connection.vendor,
+        driver=driver,
+        in_transaction=in_transaction,
+        cursor=connection.cursor,
+        record=record,
+        describe=f"Django connection {connection.alias!r}",
+    )
