@@ -101,7 +101,8 @@ def _adjust_table(
         ordered = sorted(summed)  # the same lock order for every caller
     except TypeError:
         ordered = sorted(summed, key=sort_key)
-    size = chunk_rows(ctx.capabilities, len(key_cols) + 1, chunk_size)
+    # Bound values per chunk: each key's columns and delta, and the two bounds.
+    size = chunk_rows(ctx.capabilities, len(key_cols) + 2, chunk_size)
     passthrough = value_codec.passthrough
     what = f"adjust of {table!r}"
 
@@ -123,6 +124,10 @@ def _adjust_table(
     try:
         if atomic:
             results = ctx.transaction(apply_all, retry, what)
+        elif ctx.in_scope():
+            # Inside a transaction each chunk is one guarded UPDATE, applied whole or
+            # not at all: no savepoint needed around it.
+            results = [(part, *apply(part)) for part in chunked(ordered, size)]
         else:
             results = [
                 (part, *ctx.transaction(partial(apply, part), retry, what))

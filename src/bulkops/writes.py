@@ -75,9 +75,7 @@ def write(
             "transaction already holds it: roll that back to undo it)"
         )  # fmt: skip
     if workers > 1:
-        ctx.refuse_in_caller_transaction(
-            f"workers={workers}", "writes over connections of its own"
-        )
+        ctx.refuse_in_caller_transaction(f"workers={workers}", "writes over connections of its own")
     ctx.refuse_run_log_in_caller_transaction()
     if settings.source_id is not None or settings.resume:
         ctx.refuse_in_caller_transaction(

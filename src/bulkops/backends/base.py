@@ -123,8 +123,6 @@ class CallerConnection:
     cursor: Callable[[], Any] | None = None
     # Called before bulkops sends a statement (a Session's pending changes flushed).
     sync: Callable[[], None] = _nothing
-    # Statements the framework's cursors cannot see (a COPY), for its query log.
-    record: Callable[[str], None] | None = None
     describe: str = "the caller's connection"  # in messages
 
 

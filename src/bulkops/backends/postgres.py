@@ -406,6 +406,9 @@ class _CallerCursors:
 
     def execute(self, query: Any, params: Any = None) -> Any:
         cursor = self.cursor()
+        if isinstance(query, sql.Composable):
+            # As text: a framework logs the statement it was given.
+            query = query.as_string(self._caller.driver())
         cursor.execute(query, params)
         return cursor
 
@@ -575,9 +578,7 @@ class PostgresBackend:
         with self._errors():
             ident = self._regclass(table).as_string(self.conn)
             # One round trip: every verb reflects its table, so this is on every call.
-            row = self.sql.execute(
-                _REFLECT, {"ident": ident, "state": SYNC_STATE_TABLE}
-            ).fetchone()
+            row = self.sql.execute(_REFLECT, {"ident": ident, "state": SYNC_STATE_TABLE}).fetchone()
             if row is None or row[0] is None:
                 raise SchemaError(self._no_such_table(table))
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
@@ -847,9 +848,6 @@ class PostgresBackend:
             target, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         self.statements += 1
-        if self.caller is not None and self.caller.record is not None:
-            # A framework's cursor does not see COPY: its query log is told.
-            self.caller.record(statement.as_string(self.conn))
         with self._errors(), self.sql.cursor() as cursor, cursor.copy(statement) as copy:
             copy.set_types(oids)
             write_row = copy.write_row
@@ -1131,36 +1129,54 @@ class PostgresBackend:
         min_value: Any,
         max_value: Any,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        # The deltas are staged with the column's own type; then the target rows are
-        # locked (which says which keys exist) and one guarded UPDATE adds the deltas
-        # (col = col + delta, in the database) and returns the keys it applied.
+        # The deltas travel as one array per column, typed as the table's columns
+        # (unnest: no staging table, no COPY); then the target rows are locked (which
+        # says which keys exist) and one guarded UPDATE adds the deltas (col = col +
+        # delta, in the database) and returns the keys it applied.
         columns = (*key, column)
-        self._fresh_stages()
-        stage = self._stage(table, columns)
-        self._copy(stage, table, columns, rows)
+        quote = self.dialect.identifier_preparer.quote
+        arrays = ", ".join(
+            f"%(bulkops_a{i})s::{table.columns[c].declared}[]" for i, c in enumerate(columns)
+        )
+        deltas = "bulkops_deltas"
+        cte = (
+            f"WITH {deltas} AS (SELECT * FROM unnest({arrays}) AS {deltas}"
+            f"({', '.join(map(quote, columns))})) "
+        )
+        values = {f"bulkops_a{i}": list(v) for i, v in enumerate(zip(*rows, strict=True))}
         t = self._target(table)
-        s = sa.table(stage, *(sa.column(c) for c in columns))
+        s = sa.table(deltas, *(sa.column(c) for c in columns))
         match = sa.and_(*(t.c[k] == s.c[k] for k in key))
         # Lock the rows in key order first: the UPDATE's join visits them in whatever
         # order its plan likes, and two adjusts locking in different orders deadlock.
         # The locked rows are the keys found.
-        found = self._run(
+        found = self._run_with(
+            cte,
             sa.select(*(t.c[k] for k in key))
             .select_from(t.join(s, match))
             .order_by(*(t.c[k] for k in key))
             .with_for_update(of=t),
-            {},
+            values,
         ).fetchall()
         result = t.c[column] + s.c[column]
         guards = within_bounds(result, min_value, max_value)
-        applied = self._run(
+        applied = self._run_with(
+            cte,
             sa.update(t)
             .where(match, *guards)
             .values({column: result})
             .returning(*(t.c[k] for k in key)),
-            {},
+            values,
         ).fetchall()
         return found, applied
+
+    def _run_with(self, prefix: str, stmt: Any, values: Mapping[str, Any]) -> Any:
+        """``_run`` of ``stmt`` after ``prefix`` (a WITH clause binding ``values``)."""
+        compiled = stmt.compile(dialect=self.dialect)
+        params = {**compiled.construct_params({}), **values}
+        self.statements += 1
+        with self._errors():
+            return self.sql.execute((prefix + str(compiled)).encode(), params)
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:
         name = _sequence_name(sequence)

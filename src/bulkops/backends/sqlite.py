@@ -1010,13 +1010,23 @@ class SQLiteBackend:
 
     # ------------------------------------------------------------- primitives
 
-    def _run(self, stmt: Any, values: Mapping[str, Any]) -> sqlite3.Cursor:
-        """Compile a SQLAlchemy statement and run it with ``values`` for its binds."""
+    def _run(
+        self,
+        stmt: Any,
+        values: Mapping[str, Any],
+        *,
+        prefix: tuple[str, list[Any]] = ("", []),
+    ) -> sqlite3.Cursor:
+        """Compile a SQLAlchemy statement and run it with ``values`` for its binds
+        (after ``prefix``: SQL text such as a WITH clause, and its parameters)."""
         compiled = stmt.compile(dialect=self.dialect)
         params = compiled.construct_params(dict(values))
         self.statements += 1
+        text, first = prefix
         with self._errors():
-            return self.sql.execute(str(compiled), [params[n] for n in compiled.positiontup or []])
+            return self.sql.execute(
+                text + str(compiled), [*first, *(params[n] for n in compiled.positiontup or [])]
+            )
 
     def select_where(
         self,
@@ -1055,21 +1065,21 @@ class SQLiteBackend:
         min_value: Any,
         max_value: Any,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        # The deltas travel in the statements themselves (a VALUES list in a WITH
+        # clause), so there is no table to fill first: two statements per chunk.
         width = len(key)
-        name = f"bulkops_deltas_{width}"
+        name = "bulkops_deltas"
         cols = [f"k{i}" for i in range(width)] + ["delta"]
-        with self._errors():
-            self.sql.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({', '.join(cols)})")
-            self.sql.execute(f"DELETE FROM temp.{name}")
-            self.statements += 1
-            self.sql.executemany(
-                f"INSERT INTO temp.{name} VALUES ({', '.join('?' * len(cols))})", rows
-            )
+        one = f"({', '.join('?' * len(cols))})"
+        cte = f"WITH {name}({', '.join(cols)}) AS (VALUES {', '.join([one] * len(rows))}) "
+        values = [v for row in rows for v in row]
         t = _sa_table(table)
-        d = sa.table(name, *(sa.column(c) for c in cols), schema="temp")
+        d = sa.table(name, *(sa.column(c) for c in cols))
         match = [t.c[k] == d.c[f"k{i}"] for i, k in enumerate(key)]
         found = self._run(
-            sa.select(*(t.c[k] for k in key)).select_from(t.join(d, sa.and_(*match))), {}
+            sa.select(*(t.c[k] for k in key)).select_from(t.join(d, sa.and_(*match))),
+            {},
+            prefix=(cte, values),
         ).fetchall()
         result: Any = t.c[column] + d.c.delta
         scale = _decimal_scale(table.column(column))
@@ -1084,7 +1094,7 @@ class SQLiteBackend:
             .values({column: result})
             .returning(*(t.c[k] for k in key))
         )
-        applied = self._run(stmt, {}).fetchall()
+        applied = self._run(stmt, {}, prefix=(cte, values)).fetchall()
         return found, applied
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:

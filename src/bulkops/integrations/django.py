@@ -65,16 +65,10 @@ def django_connection(connection: Any) -> CallerConnection | None:
     def in_transaction() -> bool:
         return bool(connection.in_atomic_block) or not connection.get_autocommit()
 
-    def record(statement: str) -> None:
-        # What Django's debug cursor logs for a statement its cursors cannot see.
-        if connection.queries_logged:
-            connection.queries_log.append({"sql": statement, "time": "0.000"})
-
     return CallerConnection(
         vendor=connection.vendor,
         driver=driver,
         in_transaction=in_transaction,
         cursor=connection.cursor,
-        record=record,
         describe=f"Django connection {connection.alias!r}",
     )
