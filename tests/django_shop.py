@@ -108,7 +108,7 @@ def seed(db: bulkops.Store, size: int, *, stock: tuple[int, int] = (0, 100)) -> 
                 name=f"Product {p}",
                 price=Decimal(rng.randrange(100, 20_000)) / 100,
                 stock=rng.randint(*stock),
-            )  # fmt: skip
+            )
             for p in range(1, shop.product_count(size) + 1)
         ),
     )

@@ -158,14 +158,16 @@ def test_an_exception_at_the_end_of_atomic_leaves_no_row(
 ) -> None:
     with django_db_blocker.unblock():
         db = bulkops.connect(connections[alias])
-        with pytest.raises(RuntimeError, match="end of the request"):
-            with transaction.atomic(using=alias):
-                shop_app.seed(db, 100, stock=(5, 40))
-                shop_app.record_views(db, shop_app.views_events(100))
-                shop_app.upsert_scores(db, shop_app.scores_incoming(50))
-                shop_app.process_orders(db, shop_app.orders_incoming(10))
-                assert shop_app.Order.objects.using(alias).count() == 10
-                raise RuntimeError("end of the request")
+        with (
+            pytest.raises(RuntimeError, match="end of the request"),
+            transaction.atomic(using=alias),
+        ):
+            shop_app.seed(db, 100, stock=(5, 40))
+            shop_app.record_views(db, shop_app.views_events(100))
+            shop_app.upsert_scores(db, shop_app.scores_incoming(50))
+            shop_app.process_orders(db, shop_app.orders_incoming(10))
+            assert shop_app.Order.objects.using(alias).count() == 10
+            raise RuntimeError("end of the request")
         for model in shop_app.MODELS:
             assert model.objects.using(alias).count() == 0, model.__name__
 
