@@ -16,7 +16,14 @@ from sqlalchemy.engine.mock import MockConnection
 from ..errors import SchemaError
 from .base import Backend, CallerConnection, StatementTracer
 
-__all__ = ["SCHEMES", "caller_connection", "engine_for_url", "open_backend", "statement_tracer"]
+__all__ = [
+    "SCHEMES",
+    "caller_connection",
+    "counts_transaction_control",
+    "engine_for_url",
+    "open_backend",
+    "statement_tracer",
+]
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
@@ -122,6 +129,17 @@ def _backend_for_caller(caller: CallerConnection) -> Backend:
     raise SchemaError(f"bulkops has no backend for {caller.vendor!r} ({caller.describe})")
 
 
+def counts_transaction_control(handle: object) -> bool:
+    """Whether the framework that ``handle`` belongs to counts SAVEPOINT, RELEASE and
+    BEGIN as queries (Django's ``assertNumQueries``; SQLAlchemy's cursor events on a
+    Connection or Session), so that bulkops' counters count as it does."""
+    if isinstance(handle, sa.Connection):
+        return True
+    from ..integrations import is_framework_connection
+
+    return is_framework_connection(handle)
+
+
 def statement_tracer(handle: object) -> StatementTracer:
     """The statement tracer for ``handle``: a backend itself, or the tracer of the
     backend module whose driver ``handle`` belongs to (a SQLAlchemy Engine or
@@ -129,6 +147,11 @@ def statement_tracer(handle: object) -> StatementTracer:
     resource)."""
     if isinstance(handle, Backend):
         return handle
+    from ..integrations import framework_tracer
+
+    tracer = framework_tracer(handle)
+    if tracer is not None:
+        return tracer
     if isinstance(handle, sa.Engine | sa.Connection | MockConnection):
         dialect = handle.dialect
         name = dialect.name

@@ -13,9 +13,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import CallerConnection
+from ..backends.base import CallerConnection, StatementTracer
 
-__all__ = ["ModelTable", "caller_connection", "model_table"]
+__all__ = [
+    "ModelTable",
+    "caller_connection",
+    "framework_tracer",
+    "is_framework_connection",
+    "model_table",
+]
 
 
 @dataclass(frozen=True)
@@ -99,4 +105,25 @@ def caller_connection(target: object) -> CallerConnection | None:
         from .sqlalchemy_orm import session_connection
 
         return session_connection(target)
+    return None
+
+
+def is_framework_connection(target: object) -> bool:
+    """Whether ``target`` is Django's connection or a SQLAlchemy ORM Session."""
+    return _framework(target) in ("django", "sqlalchemy") and caller_connection(target) is not None
+
+
+def framework_tracer(target: object) -> StatementTracer | None:
+    """The statement tracer for a framework's connection: Django's counts what its
+    own cursors log (as ``CaptureQueriesContext`` does); a Session's is its
+    Connection's. None for anything else."""
+    framework = _framework(target)
+    if framework == "django":
+        from .django import DjangoTracer, django_connection
+
+        return DjangoTracer(target) if django_connection(target) is not None else None
+    if framework == "sqlalchemy":
+        from .sqlalchemy_orm import session_tracer
+
+        return session_tracer(target)
     return None

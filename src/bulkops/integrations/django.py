@@ -8,12 +8,14 @@ which bulkops joins with savepoints.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from ..backends.base import CallerConnection
+from ..backends.base import CallerConnection, statement_filter
 from . import ModelTable
 
-__all__ = ["django_connection", "django_model_table"]
+__all__ = ["DjangoTracer", "django_connection", "django_model_table"]
 
 
 def django_model_table(model: Any) -> ModelTable | None:
@@ -72,3 +74,27 @@ def django_connection(connection: Any) -> CallerConnection | None:
         cursor=connection.cursor,
         describe=f"Django connection {connection.alias!r}",
     )
+
+
+class DjangoTracer:
+    """Django's count of a connection's queries (``StatementTracer``): what its cursors
+    log, as ``CaptureQueriesContext`` and ``assertNumQueries`` count (BEGIN, SAVEPOINT
+    and RELEASE included when asked). The statements are reported when the block
+    ends."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    @contextmanager
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> Iterator[None]:
+        from django.test.utils import CaptureQueriesContext
+
+        report = statement_filter(
+            on_statement, include_transaction_control=include_transaction_control
+        )
+        with CaptureQueriesContext(self.connection) as queries:
+            yield
+        for query in queries.captured_queries:
+            report(str(query["sql"]))

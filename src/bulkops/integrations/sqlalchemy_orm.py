@@ -16,10 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ..backends.base import CallerConnection
+from ..backends.base import CallerConnection, StatementTracer
 from . import ModelTable
 
-__all__ = ["session_connection", "sqlalchemy_model_table"]
+__all__ = ["session_connection", "session_tracer", "sqlalchemy_model_table"]
 
 
 def sqlalchemy_model_table(model: Any) -> ModelTable | None:
@@ -89,3 +89,12 @@ def session_connection(session: Any) -> CallerConnection | None:
         sync=sync,
         describe="the SQLAlchemy Session",
     )
+
+
+def session_tracer(session: Any) -> StatementTracer | None:
+    """A Session's statements: those on its Connection (``session.connection()``)."""
+    if not isinstance(session, orm.Session):
+        return None
+    from ..backends.resolve import statement_tracer
+
+    return statement_tracer(session.connection())
