@@ -201,6 +201,15 @@ def test_sqlite3_connection_in_a_transaction(tmp_path: Path) -> None:
     tables = {r[0] for r in other.execute("SELECT name FROM sqlite_schema")}
     assert "bulkops_sequences" not in tables  # made in the caller's transaction: undone
 
+    # db.atomic() inside the caller's transaction is a savepoint of it.
+    conn.execute("INSERT INTO lots VALUES ('outer', 1, 0)")
+    with pytest.raises(RuntimeError), db.atomic():
+        db.insert("lots", [{"lot": "inner", "product": 1, "qty": 1}])
+        raise RuntimeError("undo the block only")
+    assert conn.in_transaction
+    assert conn.execute("SELECT lot FROM lots").fetchall() == [("outer",)]
+    conn.rollback()
+
     lots = allocate_and_upsert()
     conn.commit()
     assert other.execute("SELECT count(*) FROM lots").fetchone() == (101,)
