@@ -287,10 +287,20 @@ def test_psycopg_connection_in_a_transaction(pg_url: str) -> None:
         db.upsert("lots", [{"lot": "second", "product": 1, "qty": 1}])
         db.upsert("lots", [{"lot": "second", "product": 1, "qty": 2}])
         conn.commit()
-        # Outside a transaction (autocommit): bulkops' own short transactions.
+        # Not in autocommit, the connection is always in the caller's transaction
+        # (psycopg opens one at the first statement): the application commits.
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with pytest.raises(UnsupportedError, match="caller's transaction"):
+            db.insert("lots", [{"lot": "own", "product": 1}], atomic=True)
+        assert db.insert("lots", [{"lot": "own", "product": 1}]).inserted == 1
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert other.execute("SELECT count(*) FROM lots").fetchone() == (102,)
+        conn.commit()
+        assert other.execute("SELECT count(*) FROM lots").fetchone() == (103,)
+        # In autocommit too.
         conn.autocommit = True
         assert db.insert("lots", [{"lot": "auto", "product": 1}], atomic=True).inserted == 1
-        assert other.execute("SELECT count(*) FROM lots").fetchone() == (103,)
+        assert other.execute("SELECT count(*) FROM lots").fetchone() == (104,)
 
 
 @pytest.mark.postgres
@@ -351,3 +361,28 @@ def test_deadlock_in_the_callers_transaction_is_raised_not_retried(pg_url: str) 
                 conn.rollback()
         rows = dict(watch.execute("SELECT id, v FROM t").fetchall())
         assert rows == {1: "caller", 2: "bulk"}
+
+
+@pytest.mark.postgres
+def test_session_on_postgresql(pg_url: str) -> None:
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    Base.metadata.create_all(engine)
+    rows = [r for r in people(300) if r["id"] not in BAD]
+    try:
+        with orm.Session(engine) as session:
+            db = bulkops.connect(session)
+            db.insert(User, rows[:100])
+            db.upsert(User, rows, key="email")
+            assert session.scalar(sa.select(sa.func.count()).select_from(User)) == len(rows)
+            session.rollback()
+            assert session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+            db.upsert(User, rows)
+            session.commit()
+        assert len(stored(engine)) == len(rows)
+        # A Connection in AUTOCOMMIT: bulkops' own transactions.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            db = bulkops.connect(conn)
+            assert db.delete(User, [rows[0]["id"]], atomic=True).deleted == 1
+        assert len(stored(engine)) == len(rows) - 1
+    finally:
+        engine.dispose()

@@ -376,13 +376,18 @@ _COPY_CONTEXT = re.compile(r"COPY \S+, line (?P<line>\d+)(?:, column (?P<col>[^:
 
 
 def psycopg_caller(conn: object) -> CallerConnection:
-    """A caller's psycopg 3 connection: bulkops joins the transaction open on it."""
+    """A caller's psycopg 3 connection: bulkops joins the transaction open on it.
+
+    Not in autocommit, the connection is always in the caller's transaction: psycopg
+    opens one at the first statement (bulkops' too) and the application commits it.
+    """
     if not isinstance(conn, psycopg.Connection):
         raise TypeError(f"not a psycopg 3 connection: {conn!r}")
     connection: psycopg.Connection[Any] = conn
 
     def in_transaction() -> bool:
-        return connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        idle = connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        return not idle or not connection.autocommit
 
     return CallerConnection(
         vendor="postgresql",

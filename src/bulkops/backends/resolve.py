@@ -22,6 +22,7 @@ __all__ = [
     "counts_transaction_control",
     "engine_for_url",
     "open_backend",
+    "sqlalchemy_caller",
     "statement_tracer",
 ]
 
@@ -96,13 +97,7 @@ def caller_connection(target: object) -> CallerConnection | None:
     a SQLAlchemy Connection, a sqlite3 or psycopg 3 connection, or a framework's
     (``bulkops.integrations``); None for anything else."""
     if isinstance(target, sa.Connection):
-        connection = target
-        return CallerConnection(
-            vendor=connection.dialect.name,
-            driver=lambda: connection.connection.driver_connection,
-            in_transaction=connection.in_transaction,
-            describe="the SQLAlchemy Connection",
-        )
+        return sqlalchemy_caller(target)
     module = type(target).__module__
     if module == "sqlite3":
         from .sqlite import sqlite3_caller
@@ -115,6 +110,27 @@ def caller_connection(target: object) -> CallerConnection | None:
     from ..integrations import caller_connection as framework_connection
 
     return framework_connection(target)
+
+
+def sqlalchemy_caller(connection: sa.Connection, describe: str = "") -> CallerConnection:
+    """A SQLAlchemy Connection as bulkops runs on it. SQLAlchemy begins a transaction
+    at a Connection's first statement and the application commits it ("commit as you
+    go"), so bulkops works in that transaction (begun for it where none is yet), unless
+    the Connection is in AUTOCOMMIT."""
+    options = connection.get_execution_options()
+    autocommit = options.get("isolation_level") == "AUTOCOMMIT"
+
+    def driver() -> Any:
+        if not autocommit and not connection.in_transaction():
+            connection.begin()
+        return connection.connection.driver_connection
+
+    return CallerConnection(
+        vendor=connection.dialect.name,
+        driver=driver,
+        in_transaction=lambda: not autocommit,
+        describe=describe or "the SQLAlchemy Connection",
+    )
 
 
 def _backend_for_caller(caller: CallerConnection) -> Backend:

@@ -73,19 +73,19 @@ def session_connection(session: Any) -> CallerConnection | None:
     bind = session.get_bind()
 
     def driver() -> Any:
+        # session.connection() begins the Session's transaction where none is open.
         return session.connection().connection.driver_connection
 
     def sync() -> None:
         if session.new or session.deleted or session.dirty:
             session.flush()
 
-    def in_transaction() -> bool:
-        return session.in_transaction()
-
     return CallerConnection(
         vendor=bind.dialect.name,
         driver=driver,
-        in_transaction=in_transaction,
+        # A Session works in a transaction of its own, always (begun at first use);
+        # its commit() and rollback() end it.
+        in_transaction=lambda: True,
         sync=sync,
         describe="the SQLAlchemy Session",
     )
