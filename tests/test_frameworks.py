@@ -5,6 +5,8 @@ connection (Django: tests/test_django.py)."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -386,3 +388,14 @@ def test_session_on_postgresql(pg_url: str) -> None:
         assert len(stored(engine)) == len(rows) - 1
     finally:
         engine.dispose()
+
+
+def test_importing_bulkops_imports_no_framework() -> None:
+    code = (
+        "import sys, bulkops; "
+        "print(sorted(m for m in sys.modules if m == 'django' or m.startswith("
+        "('django.', 'sqlalchemy.orm', 'bulkops.integrations.'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
