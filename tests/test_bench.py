@@ -119,6 +119,9 @@ def test_statement_counts_at_the_issues_sizes(db_url: str, name: str) -> None:
     needs(db_url, "transactions", "the SQL workloads (kv is the DynamoDB one)")
     size, naive_at_least, bulkops_at_most = TARGETS[name]
     (result,) = run_bench(db_url, workloads=[name], sizes=[size])
+    print(
+        f"\n{result.backend}: {size} {name} {result.naive.statements} → {result.bulkops.statements}"
+    )
     assert result.same_end_state, result.difference
     assert result.naive.statements >= naive_at_least, result
     assert result.bulkops.statements <= bulkops_at_most, result

@@ -24,6 +24,22 @@ def test_python_examples_run_top_to_bottom(tmp_path: Path, monkeypatch: pytest.M
     assert (tmp_path / "rejects.jsonl").exists()
 
 
+@pytest.mark.parametrize("framework", ["django", "sqlalchemy"])
+def test_framework_examples_run(tmp_path: Path, framework: str) -> None:
+    """The Django and SQLAlchemy ORM sections, each a complete program of its own (in
+    a fresh interpreter: Django is configured once per process)."""
+    blocks = re.findall(rf"```python {framework}\n(.*?)```", README, re.S)
+    assert len(blocks) == 1
+    script = tmp_path / f"{framework}_example.py"
+    script.write_text(blocks[0])
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout)
+
+
 def test_quick_start_loads_the_sample(tmp_path: Path) -> None:
     line = next(x for x in README.splitlines() if x.startswith("pip install . && bulkops load"))
     args = line.split("&& ", 1)[1].split()

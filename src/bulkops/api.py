@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .backends.resolve import open_backend
+from .backends.resolve import caller_connection, open_backend
 from .events import EventCallback
 from .retry import RetryPolicy
 from .store import Store
@@ -26,8 +26,13 @@ def connect(
     ``target`` is a URL (``sqlite:///shop.db``, ``sqlite://`` for memory,
     ``postgresql://user@host:5432/db``,
     ``dynamodb://?region=eu-west-1[&endpoint_url=http://localhost:8000][&profile=p]``),
-    a SQLAlchemy ``Engine`` (``sqlite`` or ``postgresql+psycopg``), or a boto3 DynamoDB
-    client or resource. ``retry`` is the default RetryPolicy of every call on this
+    a SQLAlchemy ``Engine`` (``sqlite`` or ``postgresql+psycopg``), a boto3 DynamoDB
+    client or resource, or a connection the application holds: a SQLAlchemy
+    ``Connection`` or ORM ``Session``, a ``sqlite3`` or psycopg 3 connection, or Django's
+    ``connection`` (``connections[alias]``). On such a connection bulkops joins the
+    transaction open there (its chunks become savepoints; it never commits or rolls
+    back what it did not open) and, where none is open, works in short transactions
+    of its own as on an Engine. ``retry`` is the default RetryPolicy of every call on this
     Store; ``run_log=True`` records every verb call in the database's ``bulkops_runs``
     table (``"auto"``: where the database can keep one; ``label``: the default label
     of those rows); ``on_event`` receives the calls' events (``Store.subscribe``).
@@ -36,5 +41,6 @@ def connect(
     """
     backend = open_backend(target, **options)
     if run_log == "auto":
-        run_log = backend.capabilities.run_log
+        # Not on a caller's connection: the run log commits rows of its own.
+        run_log = backend.capabilities.run_log and caller_connection(target) is None
     return Store(backend, retry=retry, run_log=run_log, label=label, on_event=on_event)

@@ -124,6 +124,9 @@ def normalize_write(
     verb = kind if kind != "insert_ignore" else "insert"
     capabilities = backend.capabilities
     table = spec.name
+    if spec.row_adapter is not None:
+        # A table named by a model: its instances, and mappings by its names.
+        first, rest = spec.row_adapter(first), map(spec.row_adapter, rest)
     mappings = isinstance(first, Mapping)
     explicit = columns is not None
     if columns is not None:

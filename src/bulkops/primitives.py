@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .backends.base import ItemBackend
-from .context import Context
+from .context import Context, TableRef
 from .errors import BusyError, ConversionError, SchemaError
 from .normalize import Key, encode_key, encode_value, key_tuple, row_decoder, sort_key
 from .plan import chunk_rows, chunked
@@ -34,7 +34,7 @@ _Applied = tuple[list[tuple[Any, ...]], set[Any], set[Any]]
 
 def adjust(
     ctx: Context,
-    table: str,
+    table: TableRef,
     deltas: Mapping[Any, Any] | Iterable[tuple[Any, Any]],
     *,
     column: str,
@@ -46,7 +46,7 @@ def adjust(
     retry: RetryPolicy | None,
 ) -> Report:
     """See ``Store.adjust``."""
-    spec = ctx.backend.reflect(table)
+    spec = ctx.table(table)
     with ctx.touching(spec):
         return _adjust_table(
             ctx, spec, deltas, column=column, key=key, min_value=min_value,
@@ -71,6 +71,7 @@ def _adjust_table(
     table = spec.name
     key_cols = spec.resolve_key(key, "adjust")
     target = spec.column(column)
+    column = target.name
     key_codecs = [backend.codec(spec.column(k)) for k in key_cols]
     value_codec = backend.codec(target)
     low, high = (
@@ -100,7 +101,8 @@ def _adjust_table(
         ordered = sorted(summed)  # the same lock order for every caller
     except TypeError:
         ordered = sorted(summed, key=sort_key)
-    size = chunk_rows(ctx.capabilities, len(key_cols) + 1, chunk_size)
+    # Bound values per chunk: each key's columns and delta, and the two bounds.
+    size = chunk_rows(ctx.capabilities, len(key_cols) + 2, chunk_size)
     passthrough = value_codec.passthrough
     what = f"adjust of {table!r}"
 
@@ -122,6 +124,10 @@ def _adjust_table(
     try:
         if atomic:
             results = ctx.transaction(apply_all, retry, what)
+        elif ctx.in_scope():
+            # Inside a transaction each chunk is one guarded UPDATE, applied whole or
+            # not at all: no savepoint needed around it.
+            results = [(part, *apply(part)) for part in chunked(ordered, size)]
         else:
             results = [
                 (part, *ctx.transaction(partial(apply, part), retry, what))
@@ -159,21 +165,28 @@ class _Refused(Exception):
 
 def get_or_create(
     ctx: Context,
-    table: str,
+    table: TableRef,
     lookup: Mapping[str, Any],
     defaults: Mapping[str, Any] | None,
     retry: RetryPolicy | None,
 ) -> tuple[dict[str, Any], bool]:
     """See ``Store.get_or_create``."""
     backend = ctx.backend
-    spec = backend.reflect(table)
+    spec = ctx.table(table)
+    lookup = spec.canonical(lookup)
     cols = spec.check_columns(lookup)
     if not cols:
         raise SchemaError("get_or_create() needs a lookup")
-    spec.require_unique(cols, "get_or_create")
+    # The unique constraint the lookup covers decides the race (its conflict target).
+    conflict = next(
+        (u for u in (spec.primary_key, *spec.unique) if u and set(u) <= set(cols)), None
+    )
+    if conflict is None:
+        spec.require_unique(cols, "get_or_create")
+        conflict = cols
     if any(v is None for v in lookup.values()):
         raise SchemaError("get_or_create(): a lookup value is None, and NULLs never match")
-    everything = {**(defaults or {}), **lookup}
+    everything = {**spec.canonical(defaults or {}), **lookup}
     spec.check_columns(everything)
     if isinstance(backend, ItemBackend) and ctx.capabilities.items:
         if set(cols) != set(spec.primary_key):
@@ -199,7 +212,7 @@ def get_or_create(
             found = backend.select_where(spec, names, where, limit=1)
             if found:
                 return decode(found[0]), False
-            created = backend.insert_returning(spec, values, cols)
+            created = backend.insert_returning(spec, values, conflict)
             if created is not None:
                 return decode(created), True
             # The conflicting row committed meanwhile: the next SELECT sees it.
@@ -213,7 +226,7 @@ def get_or_create(
 
 def ensure(
     ctx: Context,
-    table: str,
+    table: TableRef,
     rows: Iterable[Mapping[str, Any]],
     *,
     key: Key,
@@ -221,7 +234,7 @@ def ensure(
     retry: RetryPolicy | None,
 ) -> dict[Any, dict[str, Any]]:
     """See ``Store.ensure``."""
-    spec = ctx.backend.reflect(table)
+    spec = ctx.table(table)
     key_cols = spec.resolve_key(key, "ensure")
     spec.require_unique(key_cols, "ensure")
     columns = [spec.column(k) for k in key_cols]
@@ -251,7 +264,7 @@ def ensure(
 def claim(
     ctx: Context,
     verbs: S,
-    table: str,
+    table: TableRef,
     *,
     where: Mapping[str, Any],
     chunk_size: int,
@@ -263,10 +276,12 @@ def claim(
     """See ``Store.claim``; ``verbs``: what a batch offers as its verbs (the Store)."""
     ctx.require(ctx.capabilities.row_locks, "claim() (it cannot lock rows for a transaction)")
     backend = ctx.backend
-    spec = backend.reflect(table)
+    spec = ctx.table(table)
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     order = spec.resolve_key(order_by, "claim")
+    where = spec.canonical(where)
+    set_values = spec.canonical(set_values) if set_values else set_values
     filters = {c: encode_value(v, backend.codec(spec.column(c)), c) for c, v in where.items()}
     spec.check_columns(filters)
     names = tuple(spec.columns)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .backends.base import ColumnarBackend, ItemBackend
 from .columnar import arrow_table, arrow_type
-from .context import Context
+from .context import Context, TableRef
 from .errors import UnreadKeysError
 from .normalize import Key, encode_key, key_tuple, key_tuples
 from .plan import chunk_rows, chunked
@@ -63,7 +63,7 @@ def get_many_arrow(
 
 def get_many(
     ctx: Context,
-    table: str,
+    table: TableRef,
     keys: Iterable[Any],
     *,
     key: Key,
@@ -74,7 +74,7 @@ def get_many(
     """See ``Store.get_many``."""
     backend = ctx.backend
     capabilities = ctx.capabilities
-    spec = backend.reflect(table)
+    spec = ctx.table(table)
     key_cols = spec.resolve_key(key, "get_many")
     if isinstance(backend, ItemBackend) and capabilities.items:
         return _get_items(backend, spec, key_cols, keys, columns, chunk_size, consistent_read)

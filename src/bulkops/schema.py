@@ -104,8 +104,19 @@ class TableSpec:
     unique: tuple[tuple[str, ...], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     open: bool = False
+    # A model's other names for columns (Django's ``user`` for ``user_id``), and what
+    # turns one of its rows (an instance, a mapping by those names) into a mapping of
+    # columns: set when the table was named by a model (``bulkops.integrations``).
+    aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
+    row_adapter: Callable[[Any], Any] | None = field(default=None, compare=False)
+
+    def canonical(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` keyed by column names (a model's names translated)."""
+        aliases = self.aliases
+        return {aliases.get(k, k): v for k, v in values.items()}
 
     def column(self, name: str) -> ColumnSpec:
+        name = self.aliases.get(name, name)
         try:
             return self.columns[name]
         except KeyError:
@@ -114,7 +125,9 @@ class TableSpec:
             raise SchemaError(self._unknown(name)) from None
 
     def check_columns(self, names: Iterable[str]) -> tuple[str, ...]:
-        names = tuple(names)
+        """``names`` as column names (a model's names translated), each one checked."""
+        aliases = self.aliases
+        names = tuple(aliases.get(n, n) for n in names) if aliases else tuple(names)
         unknown = [
             n for n in names
             if n not in self.columns and not (self.open and isinstance(n, str) and n)

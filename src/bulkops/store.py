@@ -10,7 +10,7 @@ from typing import Any, Literal, overload
 
 from .backends.base import Backend, Capabilities, WriteKind
 from .columnar import arrow_stream, is_arrow, rows_of
-from .context import Context
+from .context import Context, TableRef
 from .errors import SchemaError
 from .events import EventCallback, logger
 from .execute import OnError
@@ -127,10 +127,10 @@ class Store:
 
     # ---------------------------------------------------------------- tables
 
-    def table(self, name: str) -> TableSpec:
-        """The table as bulkops sees it (columns, logical types, keys)."""
-        # Retried like every statement: a catalog read can meet a locked database too.
-        return self._ctx.retry.call(lambda: self._ctx.backend.reflect(name))
+    def table(self, name: TableRef) -> TableSpec:
+        """The table as bulkops sees it (columns, logical types, keys); ``name`` may
+        be a model (a Django model class, a SQLAlchemy declarative class or Table)."""
+        return self._ctx.table(name)
 
     def create_table(
         self, name: str, types: Mapping[str, str], key: str | Sequence[str] = ()
@@ -147,7 +147,7 @@ class Store:
 
     def insert(
         self,
-        table: str,
+        table: TableRef,
         rows: Iterable[Any],
         *,
         columns: Sequence[str] | None = None,
@@ -183,7 +183,7 @@ class Store:
 
     def upsert(
         self,
-        table: str,
+        table: TableRef,
         rows: Iterable[Any],
         *,
         key: Key = None,
@@ -220,7 +220,7 @@ class Store:
 
     def update(
         self,
-        table: str,
+        table: TableRef,
         rows: Iterable[Any],
         *,
         key: Key = None,
@@ -251,7 +251,7 @@ class Store:
 
     def delete(
         self,
-        table: str,
+        table: TableRef,
         keys: Iterable[Any],
         *,
         key: Key = None,
@@ -271,7 +271,7 @@ class Store:
     ) -> Report:
         """Delete the rows with these keys: scalars for a one-column key, tuples for a
         composite key, or mappings holding the key columns."""
-        spec = self._ctx.backend.reflect(table)
+        spec = self._ctx.table(table)
         key_cols = spec.resolve_key(key, "delete")
         settings = WriteSettings(
             chunk_size=chunk_size, atomic=atomic, on_error=on_error, rejects=rejects,
@@ -315,7 +315,7 @@ class Store:
 
     def get_many(
         self,
-        table: str,
+        table: TableRef,
         keys: Iterable[Any],
         *,
         key: Key = None,
@@ -361,7 +361,7 @@ class Store:
 
     def adjust(
         self,
-        table: str,
+        table: TableRef,
         deltas: Mapping[Any, Any] | Iterable[tuple[Any, Any]],
         *,
         column: str,
@@ -385,8 +385,15 @@ class Store:
         ctx = self._ctx
         if atomic:
             ctx.require(self.capabilities.transactions, "adjust(atomic=True)")
+        if atomic:
+            ctx.refuse_in_caller_transaction(
+                "adjust(atomic=True)", "makes the call one transaction of its own (the "
+                "caller's transaction already holds it: roll that back to undo it)"
+            )  # fmt: skip
+        ctx.refuse_run_log_in_caller_transaction()
+        name = table if isinstance(table, str) else ctx.table(table).name
         return ctx.recorder.observed(
-            "adjust", table, label,
+            "adjust", name, label,
             lambda call: adjust(
                 ctx, table, deltas, column=column, key=key, min_value=min_value,
                 max_value=max_value, atomic=atomic, chunk_size=chunk_size, retry=retry,
@@ -395,7 +402,7 @@ class Store:
 
     def get_or_create(
         self,
-        table: str,
+        table: TableRef,
         lookup: Mapping[str, Any],
         *,
         defaults: Mapping[str, Any] | None = None,
@@ -409,7 +416,7 @@ class Store:
 
     def ensure(
         self,
-        table: str,
+        table: TableRef,
         rows: Iterable[Mapping[str, Any]],
         *,
         key: Key = None,
@@ -424,7 +431,7 @@ class Store:
 
     def claim(
         self,
-        table: str,
+        table: TableRef,
         *,
         where: Mapping[str, Any],
         chunk_size: int = 100,
@@ -467,7 +474,7 @@ class Store:
 
     def sync(
         self,
-        table: str,
+        table: TableRef,
         rows: Iterable[Any],
         *,
         key: Key = None,
@@ -525,7 +532,7 @@ class Store:
 
     def diff(
         self,
-        table: str,
+        table: TableRef,
         rows: Iterable[Any],
         *,
         key: Key = None,

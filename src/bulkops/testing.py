@@ -1,7 +1,8 @@
 """Helpers for your own tests: count the statements your code sends to the database.
 
 Pin N+1 regressions the way Django's ``assertNumQueries`` does, for bulkops Stores,
-SQLAlchemy Engines and Connections, and plain ``sqlite3`` and psycopg 3 connections::
+SQLAlchemy Engines, Connections and ORM Sessions, Django's connections, and plain
+``sqlite3`` and psycopg 3 connections::
 
     from bulkops.testing import assert_max_queries, count_queries
 
@@ -13,9 +14,12 @@ What is counted, the same on every kind of target: each statement the applicatio
 sends, once per ``execute()`` and once per ``executemany()`` however many rows it
 carries (a ``COPY`` is one statement too). Transaction control (BEGIN, COMMIT,
 ROLLBACK, SAVEPOINT, RELEASE) is not counted, since some drivers send it on their own
-and others only on request. For a Store everything bulkops sends is counted, its
-catalog reads included, so the count can be higher than ``Report.statements`` (data
-statements only).
+and others only on request; except on a framework's connection, which is counted as
+the framework counts: Django's connection as ``assertNumQueries`` does (what its
+cursors send: BEGIN, SAVEPOINT and RELEASE included), a SQLAlchemy Connection or
+Session with SAVEPOINT and RELEASE, as its cursor events see them. For a Store
+everything bulkops sends is counted, its catalog reads included, so the count can be
+higher than ``Report.statements`` (data statements only).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .backends.resolve import statement_tracer
+from .backends.resolve import counts_transaction_control, statement_tracer
 from .store import Store
 
 __all__ = ["QueryCount", "assert_max_queries", "count_queries"]
@@ -50,13 +54,18 @@ class QueryCount:
 
 
 @contextmanager
-def count_queries(target: object) -> Iterator[QueryCount]:
+def count_queries(
+    target: object, *, include_transaction_control: bool | None = None
+) -> Iterator[QueryCount]:
     """Count the statements sent to ``target`` inside the block.
 
-    ``target``: a bulkops Store, a SQLAlchemy Engine or Connection, a ``sqlite3``
-    connection, a psycopg 3 connection or a boto3 DynamoDB client (its requests count
-    as statements). Yields a ``QueryCount`` whose ``count`` and ``statements`` grow as
-    statements are sent (and stay readable after the block).
+    ``target``: a bulkops Store, a SQLAlchemy Engine, Connection or ORM Session,
+    Django's ``connection`` (``connections[alias]``), a ``sqlite3`` connection, a
+    psycopg 3 connection or a boto3 DynamoDB client (its requests count as
+    statements). ``include_transaction_control``: count BEGIN, SAVEPOINT, RELEASE
+    and the like too (default: as the target's framework counts, see above). Yields a
+    ``QueryCount`` whose ``count`` and ``statements`` grow as statements are sent
+    (Django's: when the block ends) and stay readable after the block.
 
     Each kind is observed by its backend's statement tracer
     (``bulkops.backends.base.StatementTracer``), in the driver: a Store through its
@@ -75,17 +84,23 @@ def count_queries(target: object) -> Iterator[QueryCount]:
             counted.statements.append(statement.strip())
 
     handle = target.backend if isinstance(target, Store) else target
-    with statement_tracer(handle).trace_statements(on_statement):
+    if include_transaction_control is None:
+        include_transaction_control = counts_transaction_control(handle)
+    with statement_tracer(handle).trace_statements(
+        on_statement, include_transaction_control=include_transaction_control
+    ):
         yield counted
 
 
 @contextmanager
-def assert_max_queries(target: object, maximum: int) -> Iterator[QueryCount]:
+def assert_max_queries(
+    target: object, maximum: int, *, include_transaction_control: bool | None = None
+) -> Iterator[QueryCount]:
     """Fail (AssertionError, listing every statement seen) if the block sends more
     than ``maximum`` statements to ``target``. Counted as in ``count_queries``."""
     if maximum < 0:
         raise ValueError("maximum must not be negative")
-    with count_queries(target) as counted:
+    with count_queries(target, include_transaction_control=include_transaction_control) as counted:
         yield counted
     if counted.count > maximum:
         raise AssertionError(_too_many(counted, maximum))

@@ -37,7 +37,7 @@ class Scope:
     def begin(self, retry: RetryPolicy) -> None:
         ctx = self.ctx
         self._runs = ctx.recorder.scope_mark()
-        if ctx.depth == 0:
+        if not ctx.in_scope():  # else: a savepoint of the open transaction (maybe the caller's)
             retry.call(ctx.backend.begin)
         else:
             self._savepoint = ctx.backend.savepoint()

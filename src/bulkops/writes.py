@@ -14,7 +14,7 @@ from typing import IO
 
 from .backends.base import ColumnarBackend, Timeouts, WriteKind
 from .columnar import ArrowPlanner, arrow_batches, arrow_stream, rows_of
-from .context import Context
+from .context import Context, TableRef
 from .errors import SchemaError
 from .execute import Executor, OnError, numbered, resolve_on_error
 from .normalize import Key, normalize_write
@@ -22,7 +22,6 @@ from .plan import Planner, chunk_rows, chunked
 from .recorder import Call
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
-from .schema import TableSpec
 
 __all__ = ["Rejects", "WriteSettings", "one_rejects_sink", "write"]
 
@@ -54,7 +53,7 @@ _END = object()
 def write(
     ctx: Context,
     kind: WriteKind,
-    table: str | TableSpec,
+    table: TableRef,
     rows: Iterable[object],
     settings: WriteSettings,
     *,
@@ -73,12 +72,18 @@ def write(
         ctx.require(capabilities.statement_timeout, "statement_timeout")
     if settings.atomic:
         ctx.require(capabilities.transactions, "atomic=True (it has no multi-request transactions)")
-    # The catalog read is retried like every statement (a locked database, a racing DDL).
-    spec = (
-        table
-        if isinstance(table, TableSpec)
-        else ctx.retry.call(lambda: ctx.backend.reflect(table))
-    )
+        ctx.refuse_in_caller_transaction(
+            "atomic=True", "makes the call one transaction of its own (the caller's "
+            "transaction already holds it: roll that back to undo it)"
+        )  # fmt: skip
+    if workers > 1:
+        ctx.refuse_in_caller_transaction(f"workers={workers}", "writes over connections of its own")
+    ctx.refuse_run_log_in_caller_transaction()
+    if settings.source_id is not None or settings.resume:
+        ctx.refuse_in_caller_transaction(
+            "a resumable load (source_id=, resume=)", "commits each chunk's checkpoint"
+        )
+    spec = ctx.table(table)
     verb = kind if kind != "insert_ignore" else "insert"
     report = Report(verb=verb, table=spec.name)
     recorder = ctx.recorder

@@ -33,6 +33,7 @@ __all__ = [
     "SYNC_STATE_TABLE",
     "ArrowTarget",
     "Backend",
+    "CallerConnection",
     "Capabilities",
     "ChunkCounts",
     "ColumnarBackend",
@@ -53,6 +54,7 @@ __all__ = [
     "run_transaction",
     "statement_filter",
     "translate_errors",
+    "unwrap_error",
 ]
 
 T = TypeVar("T")
@@ -108,6 +110,31 @@ class Capabilities:
     # Writes take Arrow record batches (``ColumnarBackend.write_arrow``): Arrow input
     # (DataFrames, pyarrow) takes the columnar path; else it becomes rows at the entry.
     columnar: bool = False
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CallerConnection:
+    """A connection the application holds, as a backend runs on it: bulkops sends its
+    statements there and, while the application holds an open transaction on it,
+    joins that transaction (it never commits or rolls back what it did not open).
+
+    Made by ``resolve.py`` from a driver connection, a SQLAlchemy Connection or
+    Session, or a framework's connection (``bulkops.integrations``).
+    """
+
+    vendor: str  # which backend module serves it: "sqlite" or "postgresql"
+    driver: Callable[[], Any]  # the DB-API connection (connected on first use)
+    in_transaction: Callable[[], bool]  # whether the application holds one open now
+    # A DB-API cursor on the connection, for frameworks whose cursors see and count
+    # statements (Django's ``connection.cursor()``); None: the driver's own.
+    cursor: Callable[[], Any] | None = None
+    # Called before bulkops sends a statement (a Session's pending changes flushed).
+    sync: Callable[[], None] = _nothing
+    describe: str = "the caller's connection"  # in messages
 
 
 @dataclass(frozen=True)
@@ -319,6 +346,12 @@ class Backend(StatementTracer, Protocol):
 
     def sync_state(self) -> SyncState:
         """Where sync keeps its digests and each table's generation, in this database."""
+        ...
+
+    def caller_transaction(self) -> bool:
+        """Whether the backend runs inside a transaction its caller holds open (on a
+        caller's connection, ``CallerConnection``): then every call works under
+        savepoints of that transaction and nothing is committed or rolled back."""
         ...
 
     def close(self) -> None: ...
@@ -616,8 +649,18 @@ def translate_errors(classify: Callable[[BaseException], BulkError | None]) -> I
     except Exception as exc:
         error = classify(exc)
         if error is None:
+            # A framework's cursor re-raises the driver's error as its own class,
+            # the driver's as __cause__ (Django's DatabaseErrorWrapper).
+            error = classify(unwrap_error(exc))
+        if error is None:
             raise
         raise error from exc
+
+
+def unwrap_error(error: BaseException) -> BaseException:
+    """The driver's exception under a framework's re-raised one (its ``__cause__``)."""
+    cause = error.__cause__
+    return cause if cause is not None and type(cause) is not type(error) else error
 
 
 _TRANSACTION_CONTROL = re.compile(

@@ -937,6 +937,9 @@ class DynamoDBBackend:
     def _errors(self) -> AbstractContextManager[None]:
         return translate_errors(self.classify_error)
 
+    def caller_transaction(self) -> bool:
+        return False  # DynamoDB has no transactions of a caller to join
+
     def classify_error(self, error: BaseException) -> BulkError | None:
         if isinstance(error, ClientError):
             details = error.response.get("Error", {})

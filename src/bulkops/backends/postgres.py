@@ -29,6 +29,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.schema import CreateTable
 
 from ..errors import (
@@ -72,6 +73,7 @@ from .base import (
     NO_TIMEOUTS,
     SYNC_STATE_TABLE,
     ArrowTarget,
+    CallerConnection,
     Capabilities,
     ChunkCounts,
     RunLogStore,
@@ -83,7 +85,7 @@ from .base import (
     translate_errors,
 )
 
-__all__ = ["PostgresBackend", "PostgresTracer"]
+__all__ = ["PostgresBackend", "PostgresTracer", "psycopg_caller"]
 
 NoneType = type(None)
 UTC = dt.UTC
@@ -666,20 +668,70 @@ _KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=")
 _COPY_CONTEXT = re.compile(r"COPY \S+, line (?P<line>\d+)(?:, column (?P<col>[^:\s]+))?")
 
 
+def psycopg_caller(conn: object) -> CallerConnection:
+    """A caller's psycopg 3 connection: bulkops joins the transaction open on it.
+
+    Not in autocommit, the connection is always in the caller's transaction: psycopg
+    opens one at the first statement (bulkops' too) and the application commits it.
+    """
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(f"not a psycopg 3 connection: {conn!r}")
+    connection: psycopg.Connection[Any] = conn
+
+    def in_transaction() -> bool:
+        idle = connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        return not idle or not connection.autocommit
+
+    return CallerConnection(
+        vendor="postgresql",
+        driver=lambda: connection,
+        in_transaction=in_transaction,
+        describe="the psycopg connection",
+    )
+
+
+class _CallerCursors:
+    """Statements sent through a caller's cursors (``CallerConnection.cursor``: a
+    framework's, which see and count them), its pending changes synced first; the
+    subset of ``psycopg.Connection`` the backend sends statements with."""
+
+    def __init__(self, caller: CallerConnection) -> None:
+        self._caller = caller
+
+    def cursor(self) -> Any:
+        self._caller.sync()
+        return self._caller.cursor() if self._caller.cursor else self._caller.driver().cursor()
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        cursor = self.cursor()
+        if isinstance(query, sql.Composable):
+            # As text: a framework logs the statement it was given.
+            query = query.as_string(self._caller.driver())
+        cursor.execute(query, params)
+        return cursor
+
+
+# What compiles statements on a caller's connection (no Engine).
+_DIALECT: sa.Dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+
+
 class PostgresBackend:
-    """A Backend over one psycopg connection checked out of a SQLAlchemy Engine."""
+    """A Backend over one psycopg connection: checked out of a SQLAlchemy Engine, or
+    the caller's own (``caller``), whose transaction it joins while one is open."""
 
     def __init__(
         self,
-        engine: sa.Engine,
+        engine: sa.Engine | None = None,
         *,
         owns_engine: bool = False,
         lock_timeout: float | None = None,
         statement_timeout: float | None = None,
+        caller: CallerConnection | None = None,
     ) -> None:
         self.engine = engine
         self._owns_engine = owns_engine
-        self.dialect = engine.dialect
+        self.caller = caller
+        self.dialect: sa.Dialect = engine.dialect if engine is not None else _DIALECT
         self.statements = 0
         self.retries = 0  # never re-sends on its own: chunks are retried whole
         self.retry = DEFAULT_RETRY
@@ -692,10 +744,16 @@ class PostgresBackend:
         # Staging tables created in the open transaction, with the savepoint depth they
         # were created at: a rollback to that depth (or a full rollback) removes them.
         self._new_stages: dict[tuple[Any, ...], int] = {}
+        # Staging tables created inside a caller's transaction (dropped at its end,
+        # which bulkops does not see: made again by the next call).
+        self._joined_stages: set[tuple[Any, ...]] = set()
         self._pid: int | None = None
         self._sequences: set[str] = set()
         self._dirty: set[str] = set()  # staging tables written in this transaction
         self._xid: int | None = None
+        self._restore_autocommit: bool | None = None  # a caller's, during our transaction
+        self._conn: psycopg.Connection[Any]
+        self.sql: psycopg.Connection[Any] | _CallerCursors
         # Statement counters (bulkops.testing) stay attached across reconnects and forks.
         self._traces: list[Callable[[str], None]] = []
         # Type names (ColumnSpec.extra_type) without an equality operator: compared as
@@ -707,24 +765,56 @@ class PostgresBackend:
             name="postgresql",
             max_params=65535,
             transactions=True,
-            parallel_writes=True,
+            # A caller's connection is one connection: no workers beside it.
+            parallel_writes=caller is None,
             statement_timeout=True,
             text_nul=False,  # PostgreSQL text and jsonb refuse \x00
             keeps_utc_offset=False,  # timestamptz stores the instant; read back in the session zone
             columnar=_ARROW_AVAILABLE,
         )
 
+    def caller_transaction(self) -> bool:
+        return self.caller is not None and self.caller.in_transaction()
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The driver connection: a caller's may be replaced between calls (a
+        framework reconnects), so it is asked for each time."""
+        if self.caller is None:
+            return self._conn
+        conn: psycopg.Connection[Any] = self.caller.driver()
+        if conn is not self._conn:
+            self._conn = conn
+            self._cursor_factories = conn.cursor_factory, conn.server_cursor_factory
+            self._apply_traces()
+            self._stages.clear()
+            self._new_stages.clear()
+            self._joined_stages.clear()
+            self._sequences.clear()
+        return conn
+
     # ------------------------------------------------------------- connection
 
     def _connect(self) -> None:
-        self._pooled = self.engine.raw_connection()
-        conn = self._pooled.driver_connection
-        assert isinstance(conn, psycopg.Connection)
-        self.conn: psycopg.Connection[Any] = conn
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.rollback()
-        self._saved_autocommit = conn.autocommit
-        conn.autocommit = True  # we issue BEGIN/COMMIT ourselves
+        self._pooled: Any = None
+        if self.caller is not None:
+            conn = self.caller.driver()
+            if not isinstance(conn, psycopg.Connection):
+                raise TypeError(f"{self.caller.describe} is not a psycopg 3 connection: {conn!r}")
+            self._conn = conn
+            self.sql = _CallerCursors(self.caller)
+            self._saved_autocommit = conn.autocommit
+        else:
+            assert self.engine is not None
+            self._pooled = self.engine.raw_connection()
+            conn = self._pooled.driver_connection
+            assert isinstance(conn, psycopg.Connection)
+            self._conn = conn
+            self.sql = conn
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            self._saved_autocommit = conn.autocommit
+            conn.autocommit = True  # we issue BEGIN/COMMIT ourselves
         self._cursor_factories = conn.cursor_factory, conn.server_cursor_factory
         self._apply_traces()
         self._stages.clear()
@@ -733,12 +823,16 @@ class PostgresBackend:
         self._money = None
 
     def _reconnect(self) -> None:
+        if self.caller is not None:
+            raise ConnectionLostError(f"{self.caller.describe} is closed or broken")
         with suppress(Exception):
             self._pooled.invalidate()
         self._connect()
 
     def fork(self) -> PostgresBackend:
         """Another backend on its own connection (for parallel workers)."""
+        if self.engine is None:
+            raise NotImplementedError("a caller's connection is one connection: no workers")
         fork = PostgresBackend(
             self.engine,
             lock_timeout=self.lock_timeout,
@@ -779,7 +873,7 @@ class PostgresBackend:
         return sql.Identifier(*parts)
 
     def _exists(self, table: str) -> bool:
-        row = self.conn.execute(
+        row = self.sql.execute(
             "SELECT to_regclass(%s)", (sql.Identifier(table).as_string(self.conn),)
         ).fetchone()
         return row is not None and row[0] is not None
@@ -788,9 +882,7 @@ class PostgresBackend:
         with self._errors():
             ident = self._regclass(table).as_string(self.conn)
             # One round trip: every verb reflects its table, so this is on every call.
-            row = self.conn.execute(
-                _REFLECT, {"ident": ident, "state": SYNC_STATE_TABLE}
-            ).fetchone()
+            row = self.sql.execute(_REFLECT, {"ident": ident, "state": SYNC_STATE_TABLE}).fetchone()
             if row is None or row[0] is None:
                 raise SchemaError(self._no_such_table(table))
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
@@ -868,7 +960,7 @@ class PostgresBackend:
     def _no_such_table(self, table: str) -> str:
         names = [
             r[0]
-            for r in self.conn.execute(
+            for r in self.sql.execute(
                 "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v') "
                 "AND pg_table_is_visible(c.oid) AND c.relnamespace <> pg_my_temp_schema() "
                 "ORDER BY 1 LIMIT 50"
@@ -890,7 +982,7 @@ class PostgresBackend:
         )
         ddl = str(CreateTable(sa_table).compile(dialect=self.dialect))
         with self._errors():
-            self.conn.execute(ddl.encode())
+            self.sql.execute(ddl.encode())
         return self.reflect(table)
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
@@ -903,7 +995,7 @@ class PostgresBackend:
         once per connection: binary money is a count of minor units."""
         if self._money is None:
             with self._errors():
-                row = self.conn.execute(
+                row = self.sql.execute(
                     "SELECT scale('1'::money::numeric), '1.5'::numeric::money = '1.5'::money"
                 ).fetchone()
             assert row is not None
@@ -912,7 +1004,19 @@ class PostgresBackend:
 
     # ----------------------------------------------------------- transactions
 
+    def _in_transaction(self) -> bool:
+        """Whether a transaction is open: bulkops' own, or the caller's (which the
+        driver may not have begun yet)."""
+        idle = self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        return not idle or self.caller_transaction()
+
     def begin(self, timeouts: Timeouts = NO_TIMEOUTS) -> None:
+        if self.caller is not None and not self.conn.autocommit:
+            # A caller's connection outside any transaction, not in autocommit: our
+            # explicit BEGIN/COMMIT need autocommit meanwhile (psycopg would otherwise
+            # open a transaction of its own first). Restored when ours ends.
+            self.conn.autocommit = True
+            self._restore_autocommit = False
         if self.conn.closed or self.conn.broken:
             self._reconnect()
             # Temporary tables died with the old session: make them again now, outside
@@ -920,7 +1024,7 @@ class PostgresBackend:
             for table, columns, text in list(self._shapes.values()):
                 self._stage(table, columns, text)
         with self._errors():
-            self.conn.execute("BEGIN")
+            self.sql.execute("BEGIN")
             settings = []
             lock = timeouts.lock if timeouts.lock is not None else self.lock_timeout
             statement = timeouts.statement
@@ -931,26 +1035,36 @@ class PostgresBackend:
             if statement is not None:
                 settings.append(("statement_timeout", f"{int(statement * 1000)}ms"))
             for name, value in settings:
-                self.conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            row = self.conn.execute("SELECT txid_current(), pg_backend_pid()").fetchone()
+                self.sql.execute("SELECT set_config(%s, %s, true)", (name, value))
+            row = self.sql.execute("SELECT txid_current(), pg_backend_pid()").fetchone()
             self._xid, self._pid = row if row else (None, None)
 
     def commit(self) -> None:
         try:
             with self._errors():
-                self.conn.execute("COMMIT")
+                self.sql.execute("COMMIT")
             self._new_stages.clear()
         finally:
             self._dirty.clear()
+            self._restore_caller_autocommit()
 
     def rollback(self) -> None:
         self._dirty.clear()
         self._forget_stages(0)
-        if self.conn.closed or self.conn.broken:
-            return
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            with self._errors():
-                self.conn.execute("ROLLBACK")
+        try:
+            if self.conn.closed or self.conn.broken:
+                return
+            if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with self._errors():
+                    self.sql.execute("ROLLBACK")
+        finally:
+            self._restore_caller_autocommit()
+
+    def _restore_caller_autocommit(self) -> None:
+        if self._restore_autocommit is not None:
+            if not (self.conn.closed or self.conn.broken):
+                self.conn.autocommit = self._restore_autocommit
+            self._restore_autocommit = None
 
     def last_commit_succeeded(self, wait: float = 30.0) -> bool | None:
         """After a connection was lost during COMMIT: did that transaction commit?
@@ -968,10 +1082,10 @@ class PostgresBackend:
             try:
                 if self.conn.closed or self.conn.broken:
                     self._reconnect()
-                row = self.conn.execute("SELECT txid_status(%s)", (self._xid,)).fetchone()
+                row = self.sql.execute("SELECT txid_status(%s)", (self._xid,)).fetchone()
                 status = row[0] if row else None
                 if status == "in progress" and not terminated and self._pid is not None:
-                    self.conn.execute("SELECT pg_terminate_backend(%s)", (self._pid,))
+                    self.sql.execute("SELECT pg_terminate_backend(%s)", (self._pid,))
                     terminated = True
             except psycopg.Error:
                 return None
@@ -987,26 +1101,37 @@ class PostgresBackend:
         name = sql.Identifier(f"bulkops_{self._savepoint_depth}")
         try:
             with self._errors():
-                self.conn.execute(sql.SQL("SAVEPOINT {}").format(name))
+                self.sql.execute(sql.SQL("SAVEPOINT {}").format(name))
             try:
                 yield
             except BaseException:
                 if not (self.conn.closed or self.conn.broken):
                     with self._errors():
-                        self.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
-                        self.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+                        self.sql.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
+                        self.sql.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
                     self._forget_stages(self._savepoint_depth)
                 raise
             with self._errors():
-                self.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+                self.sql.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
         finally:
             self._savepoint_depth -= 1
 
     # ----------------------------------------------------------------- writes
 
+    def _fresh_stages(self) -> None:
+        """At the start of a call inside a caller's transaction: staging tables made
+        in an earlier one may be gone with it (committed: dropped; rolled back:
+        never made), and bulkops cannot tell which, so they are made again."""
+        if self._joined_stages and self.caller_transaction():
+            for shape in self._joined_stages:
+                self._stages.pop(shape, None)
+                self._new_stages.pop(shape, None)
+            self._joined_stages.clear()
+
     def prepare(self, op: WriteOp) -> None:
         """Create the op's staging table now, outside any transaction, so that a
         rolled-back chunk or savepoint cannot take it away."""
+        self._fresh_stages()
         if not _direct(op):
             self._stage(op.table, op.columns)
 
@@ -1028,7 +1153,9 @@ class PostgresBackend:
         # Typed from the reflected columns rather than "AS SELECT … FROM target", which
         # would lock the target outside any transaction (ignoring lock_timeout) and
         # hang behind a migration. ON COMMIT DELETE ROWS: each transaction starts empty.
-        statement = sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DELETE ROWS").format(
+        # Inside a caller's transaction: ON COMMIT DROP, since the caller ends it.
+        joined = self.caller_transaction()
+        statement = sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT {}").format(
             sql.Identifier(name),
             sql.SQL(", ").join(
                 sql.SQL("{} {}").format(
@@ -1036,12 +1163,15 @@ class PostgresBackend:
                 )
                 for c in columns
             ),
+            sql.SQL("DROP" if joined else "DELETE ROWS"),
         )
         with self._errors():
-            self.conn.execute(statement)
+            self.sql.execute(statement)
         self._shapes[shape] = (table, columns, text)
         self._stages[shape] = name
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        if joined:
+            self._joined_stages.add(shape)
+        if self._in_transaction():
             self._new_stages[shape] = self._savepoint_depth
         return name
 
@@ -1064,7 +1194,7 @@ class PostgresBackend:
         if stage in self._dirty:
             self.statements += 1
             with self._errors():
-                self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
+                self.sql.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
         self._dirty.add(stage)
         return sql.Identifier(stage)
 
@@ -1107,7 +1237,7 @@ class PostgresBackend:
         )
         encoder = ArrowToPostgresBinaryEncoder(batch.schema)
         self.statements += 1
-        with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+        with self._errors(), self.sql.cursor() as cursor, cursor.copy(statement) as copy:
             copy.write(encoder.write_header())
             copy.write(encoder.write_batch(batch))
             copy.write(encoder.finish())
@@ -1144,7 +1274,7 @@ class PostgresBackend:
             sql.SQL("BINARY" if binary else "TEXT"),
         )
         self.statements += 1
-        with self._errors(), self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+        with self._errors(), self.sql.cursor() as cursor, cursor.copy(statement) as copy:
             copy.set_types(oids)
             write_row = copy.write_row
             for row in rows:
@@ -1170,7 +1300,7 @@ class PostgresBackend:
         statement = self._statement(op, stage, text)
         self.statements += 1
         with self._errors():
-            cursor = self.conn.execute(statement)
+            cursor = self.sql.execute(statement)
             if op.kind == "insert":
                 return ChunkCounts(inserted=n)
             if op.kind == "insert_ignore":
@@ -1324,11 +1454,12 @@ class PostgresBackend:
             )
             self.statements += 1
             with self._errors():
-                yield from self.conn.execute(statement, (list(keys),))
+                yield from self.sql.execute(statement, (list(keys),))
             return
         # Composite keys: stage them and join, in a transaction of our own because the
         # stage empties at every commit.
-        own = self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        self._fresh_stages()
+        own = not self._in_transaction()
         stage = self._stage(table, key)
         if own:
             self.begin()
@@ -1342,7 +1473,7 @@ class PostgresBackend:
             )
             self.statements += 1
             with self._errors():
-                rows = self.conn.execute(statement).fetchall()
+                rows = self.sql.execute(statement).fetchall()
         finally:
             if own:
                 self.rollback()
@@ -1367,7 +1498,7 @@ class PostgresBackend:
         if counted:
             self.statements += 1
         with self._errors():
-            cursor = self.conn.execute(str(compiled).encode(), params)
+            cursor = self.sql.execute(str(compiled).encode(), params)
             return cursor.fetchall() if cursor.description else []
 
     # ------------------------------------------------------------- primitives
@@ -1404,7 +1535,7 @@ class PostgresBackend:
         (temporary tables are never analyzed by autovacuum)."""
         self.statements += 1
         with self._errors():
-            self.conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+            self.sql.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
 
     def sync_state(self) -> SyncState:
         """Where sync keeps its digests: the sync state table, in this database."""
@@ -1439,7 +1570,7 @@ class PostgresBackend:
         params = compiled.construct_params(dict(values))
         self.statements += 1
         with self._errors():
-            return self.conn.execute(str(compiled).encode(), params)
+            return self.sql.execute(str(compiled).encode(), params)
 
     def select_where(
         self,
@@ -1480,54 +1611,73 @@ class PostgresBackend:
         min_value: Any,
         max_value: Any,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        # The deltas are staged with the column's own type; then the target rows are
-        # locked (which says which keys exist) and one guarded UPDATE adds the deltas
-        # (col = col + delta, in the database) and returns the keys it applied.
+        # The deltas travel as one array per column, typed as the table's columns
+        # (unnest: no staging table, no COPY); then the target rows are locked (which
+        # says which keys exist) and one guarded UPDATE adds the deltas (col = col +
+        # delta, in the database) and returns the keys it applied.
         columns = (*key, column)
-        stage = self._stage(table, columns)
-        self._copy(stage, table, columns, rows)
+        quote = self.dialect.identifier_preparer.quote
+        arrays = ", ".join(
+            f"%(bulkops_a{i})s::{table.columns[c].declared}[]" for i, c in enumerate(columns)
+        )
+        deltas = "bulkops_deltas"
+        cte = (
+            f"WITH {deltas} AS (SELECT * FROM unnest({arrays}) AS {deltas}"
+            f"({', '.join(map(quote, columns))})) "
+        )
+        values = {f"bulkops_a{i}": list(v) for i, v in enumerate(zip(*rows, strict=True))}
         t = self._target(table)
-        s = sa.table(stage, *(sa.column(c) for c in columns))
+        s = sa.table(deltas, *(sa.column(c) for c in columns))
         match = sa.and_(*(t.c[k] == s.c[k] for k in key))
         # Lock the rows in key order first: the UPDATE's join visits them in whatever
         # order its plan likes, and two adjusts locking in different orders deadlock.
         # The locked rows are the keys found.
-        found = self._run(
+        found = self._run_with(
+            cte,
             sa.select(*(t.c[k] for k in key))
             .select_from(t.join(s, match))
             .order_by(*(t.c[k] for k in key))
             .with_for_update(of=t),
-            {},
+            values,
         ).fetchall()
         result = t.c[column] + s.c[column]
         guards = within_bounds(result, min_value, max_value)
-        applied = self._run(
+        applied = self._run_with(
+            cte,
             sa.update(t)
             .where(match, *guards)
             .values({column: result})
             .returning(*(t.c[k] for k in key)),
-            {},
+            values,
         ).fetchall()
         return found, applied
+
+    def _run_with(self, prefix: str, stmt: Any, values: Mapping[str, Any]) -> Any:
+        """``_run`` of ``stmt`` after ``prefix`` (a WITH clause binding ``values``)."""
+        compiled = stmt.compile(dialect=self.dialect)
+        params = {**compiled.construct_params({}), **values}
+        self.statements += 1
+        with self._errors():
+            return self.sql.execute((prefix + str(compiled)).encode(), params)
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:
         name = _sequence_name(sequence)
         if name not in self._sequences:
             self._create_sequence(name, sequence, start)
-            if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            if not self._in_transaction():
                 self._sequences.add(name)  # else the creation may still be rolled back
         self.statements += 1
         with self._errors():
             # One round trip for any count: the server draws the numbers and sends them
             # back as one array (one row, not one row per number).
-            row = self.conn.execute(
+            row = self.sql.execute(
                 "SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)",
                 (sql.Identifier(name).as_string(self.conn), count),
             ).fetchone()
         return list(row[0]) if row else []
 
     def _create_sequence(self, name: str, sequence: str, start: int) -> None:
-        in_transaction = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        in_transaction = self._in_transaction()
         statements = [
             sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} START WITH {}").format(
                 sql.Identifier(name), sql.Literal(start)
@@ -1539,7 +1689,7 @@ class PostgresBackend:
         try:
             with self.savepoint() if in_transaction else nullcontext(), self._errors():
                 for statement in statements:
-                    self.conn.execute(statement)
+                    self.sql.execute(statement)
         except BulkError as error:
             # Two processes creating the same sequence at once: one of them gets a
             # unique violation on the catalog. The sequence exists either way.
@@ -1611,6 +1761,16 @@ class PostgresBackend:
         return BulkError(message, code=code)
 
     def close(self) -> None:
+        if self.caller is not None:
+            # The caller's connection and transaction stay the caller's (a transaction
+            # bulkops began and a failure left open is ended).
+            if self._restore_autocommit is not None or (
+                self.conn.autocommit and not self.caller_transaction()
+            ):
+                self.rollback()
+            if not self.conn.closed:
+                self.conn.cursor_factory, self.conn.server_cursor_factory = self._cursor_factories
+            return
         try:
             if not (self.conn.closed or self.conn.broken):
                 self.rollback()
@@ -1624,5 +1784,5 @@ class PostgresBackend:
                 self.conn.cursor_factory, self.conn.server_cursor_factory = self._cursor_factories
         finally:
             self._pooled.close()
-            if self._owns_engine:
+            if self._owns_engine and self.engine is not None:
                 self.engine.dispose()

@@ -1,7 +1,9 @@
-"""Which backend serves a target: a URL, a SQLAlchemy Engine or a boto3 client.
+"""Which backend serves a target: a URL, a SQLAlchemy Engine or Connection, a
+sqlite3 or psycopg 3 connection, a framework's connection (Django's, an ORM Session:
+``bulkops.integrations``) or a boto3 client.
 
-The one place that maps URL schemes and SQLAlchemy dialects to backend modules; each
-backend module is imported only when its database is used.
+The one place that maps URL schemes, SQLAlchemy dialects and drivers to backend
+modules; each backend module is imported only when its database is used.
 """
 
 from __future__ import annotations
@@ -12,9 +14,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine.mock import MockConnection
 
 from ..errors import SchemaError
-from .base import Backend, StatementTracer
+from .base import Backend, CallerConnection, StatementTracer
 
-__all__ = ["SCHEMES", "engine_for_url", "open_backend", "statement_tracer"]
+__all__ = [
+    "SCHEMES",
+    "caller_connection",
+    "counts_transaction_control",
+    "engine_for_url",
+    "open_backend",
+    "sqlalchemy_caller",
+    "statement_tracer",
+]
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
 
@@ -23,14 +33,20 @@ def open_backend(target: Any, **options: Any) -> Backend:
     """The backend for what ``bulkops.connect`` was given (see there)."""
     if isinstance(target, sa.Engine):
         return _backend_for_engine(target, owns_engine=False)
+    caller = caller_connection(target)
+    if caller is not None:
+        if options:
+            raise TypeError(f"connect() takes no engine options with {caller.describe}")
+        return _backend_for_caller(caller)
     if type(target).__module__.startswith(("boto3", "botocore")):
         from .dynamodb import DynamoDBBackend, plain_client
 
         return DynamoDBBackend(plain_client(target))
     if not isinstance(target, str):
         raise TypeError(
-            "connect() takes a URL, a SQLAlchemy Engine or a boto3 DynamoDB client, "
-            f"not {type(target).__name__}"
+            "connect() takes a URL, a SQLAlchemy Engine, Connection or Session, a sqlite3 "
+            "or psycopg 3 connection, a Django connection or a boto3 DynamoDB client, "
+            f"not {type(target).__module__}.{type(target).__name__}"
         )
     if target.split(":", 1)[0].lower() == "dynamodb":
         from .dynamodb import DynamoDBBackend, client_from_url
@@ -76,6 +92,70 @@ def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
     raise SchemaError(f"bulkops has no backend for SQLAlchemy dialect {name!r}")
 
 
+def caller_connection(target: object) -> CallerConnection | None:
+    """``target`` as a connection the caller holds (bulkops joins its transactions):
+    a SQLAlchemy Connection, a sqlite3 or psycopg 3 connection, or a framework's
+    (``bulkops.integrations``); None for anything else."""
+    if isinstance(target, sa.Connection):
+        return sqlalchemy_caller(target)
+    module = type(target).__module__
+    if module == "sqlite3":
+        from .sqlite import sqlite3_caller
+
+        return sqlite3_caller(target)
+    if module == "psycopg" or module.startswith("psycopg."):
+        from .postgres import psycopg_caller
+
+        return psycopg_caller(target)
+    from ..integrations import caller_connection as framework_connection
+
+    return framework_connection(target)
+
+
+def sqlalchemy_caller(connection: sa.Connection, describe: str = "") -> CallerConnection:
+    """A SQLAlchemy Connection as bulkops runs on it. SQLAlchemy begins a transaction
+    at a Connection's first statement and the application commits it ("commit as you
+    go"), so bulkops works in that transaction (begun for it where none is yet), unless
+    the Connection is in AUTOCOMMIT."""
+    options = connection.get_execution_options()
+    autocommit = options.get("isolation_level") == "AUTOCOMMIT"
+
+    def driver() -> Any:
+        if not autocommit and not connection.in_transaction():
+            connection.begin()
+        return connection.connection.driver_connection
+
+    return CallerConnection(
+        vendor=connection.dialect.name,
+        driver=driver,
+        in_transaction=lambda: not autocommit,
+        describe=describe or "the SQLAlchemy Connection",
+    )
+
+
+def _backend_for_caller(caller: CallerConnection) -> Backend:
+    if caller.vendor == "sqlite":
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(caller=caller)
+    if caller.vendor == "postgresql":
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(caller=caller)
+    raise SchemaError(f"bulkops has no backend for {caller.vendor!r} ({caller.describe})")
+
+
+def counts_transaction_control(handle: object) -> bool:
+    """Whether the framework that ``handle`` belongs to counts SAVEPOINT, RELEASE and
+    BEGIN as queries (Django's ``assertNumQueries``; SQLAlchemy's cursor events on a
+    Connection or Session), so that bulkops' counters count as it does."""
+    if isinstance(handle, sa.Connection):
+        return True
+    from ..integrations import is_framework_connection
+
+    return is_framework_connection(handle)
+
+
 def statement_tracer(handle: object) -> StatementTracer:
     """The statement tracer for ``handle``: a backend itself, or the tracer of the
     backend module whose driver ``handle`` belongs to (a SQLAlchemy Engine or
@@ -83,6 +163,11 @@ def statement_tracer(handle: object) -> StatementTracer:
     resource)."""
     if isinstance(handle, Backend):
         return handle
+    from ..integrations import framework_tracer
+
+    tracer = framework_tracer(handle)
+    if tracer is not None:
+        return tracer
     if isinstance(handle, sa.Engine | sa.Connection | MockConnection):
         dialect = handle.dialect
         name = dialect.name

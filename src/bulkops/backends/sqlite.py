@@ -26,6 +26,7 @@ from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.schema import CreateTable
 
 from ..errors import (
@@ -70,6 +71,7 @@ from .base import (
     NO_TIMEOUTS,
     SYNC_STATE_TABLE,
     ArrowTarget,
+    CallerConnection,
     Capabilities,
     ChunkCounts,
     RunLogStore,
@@ -82,7 +84,7 @@ from .base import (
     translate_errors,
 )
 
-__all__ = ["SQLiteBackend", "SQLiteTracer"]
+__all__ = ["SQLiteBackend", "SQLiteTracer", "sqlite3_caller"]
 
 NoneType = type(None)
 
@@ -697,6 +699,9 @@ def _binds(values: Mapping[str, Any]) -> dict[str, Any]:
     return {f"w{i}": v for i, v in enumerate(values.values())}
 
 
+# What compiles statements on a caller's connection (no Engine): SQLite's own.
+_DIALECT = SQLiteDialect_pysqlite(paramstyle="qmark")
+
 _COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]+)*)")
 
 
@@ -705,39 +710,117 @@ _COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]
 # part says whether the database keeps sync state (writes must then invalidate it).
 _REFLECT = """
 SELECT 0, x.name, x.type, x."notnull", x.dflt_value, x.pk, x.hidden, x.cid, 0
-  FROM pragma_table_xinfo(?1) AS x
+  FROM pragma_table_xinfo(?) AS x
 UNION ALL
 SELECT 1, l.name, i.name, NULL, NULL, NULL, NULL, l.seq, i.seqno
-  FROM pragma_index_list(?1) AS l JOIN pragma_index_info(l.name) AS i
+  FROM pragma_index_list(?) AS l JOIN pragma_index_info(l.name) AS i
  WHERE l."unique" AND NOT l.partial
 UNION ALL
 SELECT 2, name, NULL, NULL, NULL, NULL, NULL, 0, 0
-  FROM sqlite_schema WHERE type = 'table' AND name = ?2
+  FROM sqlite_schema WHERE type = 'table' AND name = ?
 ORDER BY 1, 8, 9
 """
 
 
-class SQLiteBackend:
-    """A Backend over one sqlite3 connection checked out of a SQLAlchemy Engine."""
+def sqlite3_caller(conn: object) -> CallerConnection:
+    """A caller's sqlite3 connection: bulkops joins the transaction open on it."""
+    if not isinstance(conn, sqlite3.Connection):
+        raise TypeError(f"not a sqlite3 connection: {conn!r}")
+    return CallerConnection(
+        vendor="sqlite",
+        driver=lambda: conn,
+        in_transaction=lambda: conn.in_transaction,
+        describe="the sqlite3 connection",
+    )
 
-    def __init__(self, engine: sa.Engine, *, owns_engine: bool = False) -> None:
+
+class _CallerCursors:
+    """Statements sent through a caller's cursors (``CallerConnection.cursor``: a
+    framework's, which see and count them), its pending changes synced first; the
+    subset of ``sqlite3.Connection`` the backend uses."""
+
+    def __init__(self, caller: CallerConnection, backend: SQLiteBackend) -> None:
+        self._caller = caller
+        self._backend = backend
+        self._formats: dict[str, str] = {}
+
+    def _cursor(self) -> Any:
+        self._caller.sync()
+        if self._caller.cursor:
+            self._backend.conn  # noqa: B018 (a new driver connection gets our function)
+            return self._caller.cursor()
+        return self._backend.conn.cursor()
+
+    def _format(self, sql: str) -> str:
+        """A framework's cursors take "format" placeholders (Django's turn ``%s`` back
+        into ``?`` for sqlite3, and log the statement with ``sql % params``)."""
+        if not self._caller.cursor:
+            return sql
+        converted = self._formats.get(sql)
+        if converted is None:
+            converted = self._formats[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return converted
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        cursor = self._cursor()
+        if parameters:
+            cursor.execute(self._format(sql), parameters)
+        else:  # sent as it is (a framework's cursor converts nothing without parameters)
+            cursor.execute(sql)
+        return cursor
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        cursor = self._cursor()
+        rows = parameters if isinstance(parameters, list) else list(parameters)
+        cursor.executemany(self._format(sql), rows)
+        return cursor
+
+
+class SQLiteBackend:
+    """A Backend over one sqlite3 connection: checked out of a SQLAlchemy Engine, or
+    the caller's own (``caller``), whose transaction it joins while one is open."""
+
+    def __init__(
+        self,
+        engine: sa.Engine | None = None,
+        *,
+        owns_engine: bool = False,
+        caller: CallerConnection | None = None,
+    ) -> None:
         self.engine = engine
         self._owns_engine = owns_engine
-        self._pooled = engine.raw_connection()
-        conn = self._pooled.driver_connection
-        assert isinstance(conn, sqlite3.Connection)
-        self.conn: sqlite3.Connection = conn
+        self.caller = caller
+        self._pooled: Any = None
+        if caller is not None:
+            driver = caller.driver()
+            if not isinstance(driver, sqlite3.Connection):
+                raise TypeError(f"{caller.describe} is not a sqlite3 connection: {driver!r}")
+            conn = driver
+        else:
+            assert engine is not None
+            self._pooled = engine.raw_connection()
+            conn = self._pooled.driver_connection
+            assert isinstance(conn, sqlite3.Connection)
+        self._conn: sqlite3.Connection = conn
+        # Where statements go: the connection itself, or the caller's cursors.
+        self.sql: sqlite3.Connection | _CallerCursors = conn
         self._saved_isolation = conn.isolation_level
-        conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
+        if caller is None:
+            conn.isolation_level = None  # we issue BEGIN/COMMIT ourselves
+        else:
+            # Setting isolation_level would COMMIT the caller's open transaction: the
+            # caller's setting stays. Explicit BEGIN/COMMIT work under either.
+            self.sql = _CallerCursors(caller, self)
         conn.create_function("bulkops_differs", 3, _differs, deterministic=True)
         conn.create_function("bulkops_decimal_add", 3, _decimal_add, deterministic=True)
-        self.dialect = engine.dialect
+        self.dialect: sa.Dialect = engine.dialect if engine is not None else _DIALECT
         self.statements = 0
         self.retries = 0  # never re-sends on its own: chunks are retried whole
         self.retry = DEFAULT_RETRY
         self.lock_timeout: float | None = None  # the default of calls that set none
         self._applied_lock_timeout: float | None = None
         self._savepoint_depth = 0
+        self._own_open = False  # a transaction bulkops began is open
         self._sql: dict[tuple[Any, ...], tuple[str, list[int] | None]] = {}
         self.capabilities = Capabilities(
             name="sqlite",
@@ -749,11 +832,28 @@ class SQLiteBackend:
             columnar=importlib.util.find_spec("pyarrow") is not None,
         )
 
+    def caller_transaction(self) -> bool:
+        return self.caller is not None and self.caller.in_transaction()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The driver connection: a caller's may be replaced between calls (a
+        framework reconnects), so it is asked for each time."""
+        if self.caller is None:
+            return self._conn
+        conn: sqlite3.Connection = self.caller.driver()
+        if conn is not self._conn:
+            conn.create_function("bulkops_differs", 3, _differs, deterministic=True)
+            conn.create_function("bulkops_decimal_add", 3, _decimal_add, deterministic=True)
+            self._conn = conn
+            self._applied_lock_timeout = None
+        return conn
+
     # ----------------------------------------------------------------- schema
 
     def reflect(self, table: str) -> TableSpec:
         with self._errors():
-            found = self.conn.execute(_REFLECT, (table, SYNC_STATE_TABLE)).fetchall()
+            found = self.sql.execute(_REFLECT, (table, table, SYNC_STATE_TABLE)).fetchall()
             info = [r[1:7] for r in found if r[0] == 0]
             if not info:
                 raise SchemaError(self._no_such_table(table))
@@ -789,7 +889,7 @@ class SQLiteBackend:
     def _no_such_table(self, table: str) -> str:
         names = [
             r[0]
-            for r in self.conn.execute(
+            for r in self.sql.execute(
                 "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') "
                 "AND name NOT LIKE 'sqlite_%' ORDER BY name"
             )
@@ -807,7 +907,7 @@ class SQLiteBackend:
         )
         ddl = str(CreateTable(sa_table).compile(dialect=self.dialect))
         with self._errors():
-            self.conn.execute(ddl)
+            self.sql.execute(ddl)
         return self.reflect(table)
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
@@ -840,39 +940,49 @@ class SQLiteBackend:
             if lock != self._applied_lock_timeout:
                 # SQLite's lock wait is its busy timeout.
                 ms = int((lock if lock is not None else 5.0) * 1000)
-                self.conn.execute(f"PRAGMA busy_timeout = {ms}")
+                self.sql.execute(f"PRAGMA busy_timeout = {ms}")
                 self._applied_lock_timeout = lock
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.sql.execute("BEGIN IMMEDIATE")
+        self._own_open = True
 
     def last_commit_succeeded(self) -> bool | None:
         return None  # an embedded database does not lose its connection mid-COMMIT
 
     def commit(self) -> None:
         with self._errors():
-            self.conn.execute("COMMIT")
+            self.sql.execute("COMMIT")
+        self._own_open = False
 
     def rollback(self) -> None:
+        self._own_open = False
         if self.conn.in_transaction:
             with self._errors():
-                self.conn.execute("ROLLBACK")
+                self.sql.execute("ROLLBACK")
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
+        if not self.conn.in_transaction and self.caller_transaction():
+            # The caller's transaction is open above the driver, which has not sent
+            # BEGIN yet (SQLAlchemy on sqlite3 begins at the first write): begin it
+            # now, or an outermost SAVEPOINT's RELEASE would commit. It stays the
+            # caller's to commit or roll back.
+            with self._errors():
+                self.sql.execute("BEGIN")
         self._savepoint_depth += 1
         name = f"bulkops_{self._savepoint_depth}"
         try:
             with self._errors():
-                self.conn.execute(f"SAVEPOINT {name}")
+                self.sql.execute(f"SAVEPOINT {name}")
             try:
                 yield
             except BaseException:
                 if self.conn.in_transaction:
                     with self._errors():
-                        self.conn.execute(f"ROLLBACK TO {name}")
-                        self.conn.execute(f"RELEASE {name}")
+                        self.sql.execute(f"ROLLBACK TO {name}")
+                        self.sql.execute(f"RELEASE {name}")
                 raise
             with self._errors():
-                self.conn.execute(f"RELEASE {name}")
+                self.sql.execute(f"RELEASE {name}")
         finally:
             self._savepoint_depth -= 1
 
@@ -890,7 +1000,7 @@ class SQLiteBackend:
         existing = self._count_existing(op, rows) if op.kind in ("upsert", "update") else 0
         self.statements += 1
         with self._errors():
-            changed = self.conn.executemany(sql, params).rowcount
+            changed = self.sql.executemany(sql, params).rowcount
         if op.kind == "insert":
             return ChunkCounts(inserted=n)
         if op.kind == "insert_ignore":
@@ -933,7 +1043,7 @@ class SQLiteBackend:
                 # time instead of a list of them all (less memory, no GC passes).
                 self.statements += 1
                 with self._errors():
-                    self.conn.executemany(sql, rows)
+                    self.sql.executemany(sql, rows)
                 return ChunkCounts(inserted=batch.num_rows)
         return self.write(op, list(rows))
 
@@ -1010,7 +1120,7 @@ class SQLiteBackend:
                 params = [v for r in part for v in pick(r)]
             self.statements += 1
             with self._errors():
-                total += self.conn.execute(sql, params).fetchone()[0]
+                total += self.sql.execute(sql, params).fetchone()[0]
         return total
 
     def _in_query(
@@ -1051,7 +1161,7 @@ class SQLiteBackend:
         params = list(keys) if len(key) == 1 else [v for k in keys for v in k]
         self.statements += 1
         with self._errors():
-            yield from self.conn.execute(sql, params)
+            yield from self.sql.execute(sql, params)
 
     # ------------------------------------------------------------- bookkeeping
 
@@ -1073,7 +1183,7 @@ class SQLiteBackend:
         if counted:
             self.statements += 1
         with self._errors():
-            cursor = self.conn.execute(str(compiled), params)
+            cursor = self.sql.execute(str(compiled), params)
             return cursor.fetchall() if cursor.description else []
 
     def core_table(self, table: TableSpec) -> sa.TableClause:
@@ -1104,7 +1214,7 @@ class SQLiteBackend:
         )
         self.statements += 1
         with self._errors():
-            self.conn.executemany(sql, rows)
+            self.sql.executemany(sql, rows)
 
     def finish_stage(self, stage: str) -> None:
         """A staged table is complete (SQLite's planner needs nothing more)."""
@@ -1132,13 +1242,23 @@ class SQLiteBackend:
 
     # ------------------------------------------------------------- primitives
 
-    def _run(self, stmt: Any, values: Mapping[str, Any]) -> sqlite3.Cursor:
-        """Compile a SQLAlchemy statement and run it with ``values`` for its binds."""
+    def _run(
+        self,
+        stmt: Any,
+        values: Mapping[str, Any],
+        *,
+        prefix: tuple[str, list[Any]] = ("", []),
+    ) -> sqlite3.Cursor:
+        """Compile a SQLAlchemy statement and run it with ``values`` for its binds
+        (after ``prefix``: SQL text such as a WITH clause, and its parameters)."""
         compiled = stmt.compile(dialect=self.dialect)
         params = compiled.construct_params(dict(values))
         self.statements += 1
+        text, first = prefix
         with self._errors():
-            return self.conn.execute(str(compiled), [params[n] for n in compiled.positiontup or []])
+            return self.sql.execute(
+                text + str(compiled), [*first, *(params[n] for n in compiled.positiontup or [])]
+            )
 
     def select_where(
         self,
@@ -1177,21 +1297,21 @@ class SQLiteBackend:
         min_value: Any,
         max_value: Any,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        # The deltas travel in the statements themselves (a VALUES list in a WITH
+        # clause), so there is no table to fill first: two statements per chunk.
         width = len(key)
-        name = f"bulkops_deltas_{width}"
+        name = "bulkops_deltas"
         cols = [f"k{i}" for i in range(width)] + ["delta"]
-        with self._errors():
-            self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({', '.join(cols)})")
-            self.conn.execute(f"DELETE FROM temp.{name}")
-            self.statements += 1
-            self.conn.executemany(
-                f"INSERT INTO temp.{name} VALUES ({', '.join('?' * len(cols))})", rows
-            )
+        one = f"({', '.join('?' * len(cols))})"
+        cte = f"WITH {name}({', '.join(cols)}) AS (VALUES {', '.join([one] * len(rows))}) "
+        values = [v for row in rows for v in row]
         t = _sa_table(table)
-        d = sa.table(name, *(sa.column(c) for c in cols), schema="temp")
+        d = sa.table(name, *(sa.column(c) for c in cols))
         match = [t.c[k] == d.c[f"k{i}"] for i, k in enumerate(key)]
         found = self._run(
-            sa.select(*(t.c[k] for k in key)).select_from(t.join(d, sa.and_(*match))), {}
+            sa.select(*(t.c[k] for k in key)).select_from(t.join(d, sa.and_(*match))),
+            {},
+            prefix=(cte, values),
         ).fetchall()
         result: Any = t.c[column] + d.c.delta
         target = table.column(column)
@@ -1208,18 +1328,18 @@ class SQLiteBackend:
             .values({column: result})
             .returning(*(t.c[k] for k in key))
         )
-        applied = self._run(stmt, {}).fetchall()
+        applied = self._run(stmt, {}, prefix=(cte, values)).fetchall()
         return found, applied
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:
         with self._errors():
-            self.conn.execute(
+            self.sql.execute(
                 "CREATE TABLE IF NOT EXISTS bulkops_sequences "
                 "(name TEXT PRIMARY KEY, next_value INTEGER NOT NULL)"
             )
             self.statements += 1
             # One statement advances the counter by count: the block is ours alone.
-            (end,) = self.conn.execute(
+            (end,) = self.sql.execute(
                 "INSERT INTO bulkops_sequences (name, next_value) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET next_value = next_value + ? "
                 "RETURNING next_value",
@@ -1266,10 +1386,16 @@ class SQLiteBackend:
         return None
 
     def close(self) -> None:
+        if self.caller is not None:
+            # The caller's connection and transaction stay the caller's. Only a
+            # transaction bulkops left open by a failure is ended.
+            if self._savepoint_depth == 0 and self._own_open:
+                self.rollback()
+            return
         try:
             self.rollback()
         finally:
-            self.conn.isolation_level = self._saved_isolation
+            self._conn.isolation_level = self._saved_isolation
             self._pooled.close()
-            if self._owns_engine:
+            if self._owns_engine and self.engine is not None:
                 self.engine.dispose()

@@ -24,7 +24,7 @@ def apply_changeset(
     statements = ctx.backend.statements
     header, trailer = validate(changeset.path)  # the whole file is checked first
     name = table or header["table"]
-    spec = ctx.backend.reflect(name)
+    spec = ctx.table(name)
     key = tuple(header["key"])
     cols = tuple(header["columns"])
     spec.check_columns(cols)

@@ -74,7 +74,7 @@ class Syncer:
     ) -> None:
         self.ctx = ctx
         self.backend = ctx.backend
-        self.spec = self.backend.reflect(table)
+        self.spec = ctx.table(table)
         self.key = self.spec.resolve_key(key, mode)
         self.spec.require_unique(self.key, mode)
         self.columns = None if columns is None else self.spec.check_columns(columns)

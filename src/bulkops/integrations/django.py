@@ -1,0 +1,100 @@
+"""Django: a model's table, and Django's connection as bulkops runs on it.
+
+Statements go through ``connection.cursor()``, so Django sees them
+(``CaptureQueriesContext``, ``assertNumQueries``, ``connection.queries``); a
+``transaction.atomic()`` block (or autocommit turned off) is the caller's transaction,
+which bulkops joins with savepoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..backends.base import CallerConnection, statement_filter
+from . import ModelTable
+
+__all__ = ["DjangoTracer", "django_connection", "django_model_table"]
+
+
+def django_model_table(model: Any) -> ModelTable | None:
+    """The table of a Django model class (``Model._meta``)."""
+    meta = getattr(model, "_meta", None)
+    if meta is None or not isinstance(model, type):
+        return None
+    fields = [f for f in meta.concrete_fields]
+    aliases: dict[str, str] = {}
+    for f in fields:
+        for name in (f.name, f.attname):
+            if name != f.column:
+                aliases[name] = f.column
+    if meta.pk is not None and "pk" not in aliases and meta.pk.column != "pk":
+        aliases["pk"] = meta.pk.column
+    unique: list[tuple[str, ...]] = [(f.column,) for f in fields if f.unique and not f.primary_key]
+    for together in meta.unique_together:
+        unique.append(tuple(meta.get_field(n).column for n in together))
+    for constraint in meta.total_unique_constraints:
+        unique.append(tuple(meta.get_field(n).column for n in constraint.fields))
+    pk = (meta.pk.column,) if meta.pk is not None else ()
+    auto = meta.auto_field
+    attnames = [(f.attname, f.column) for f in fields]
+
+    def instance_row(instance: Any) -> dict[str, Any]:
+        return {column: getattr(instance, attname) for attname, column in attnames}
+
+    return ModelTable(
+        name=meta.db_table,
+        model=model,
+        aliases=aliases,
+        primary_key=pk,
+        unique=tuple(dict.fromkeys(unique)),
+        instance_row=instance_row,
+        instance_type=model,
+        assigned=frozenset({auto.column}) if auto is not None else frozenset(),
+    )
+
+
+def django_connection(connection: Any) -> CallerConnection | None:
+    """Django's ``connection`` (or ``connections[alias]``) as bulkops runs on it."""
+    if not hasattr(connection, "in_atomic_block") or not hasattr(connection, "vendor"):
+        return None
+
+    def driver() -> Any:
+        connection.ensure_connection()
+        return connection.connection
+
+    def in_transaction() -> bool:
+        return bool(connection.in_atomic_block) or not connection.get_autocommit()
+
+    return CallerConnection(
+        vendor=connection.vendor,
+        driver=driver,
+        in_transaction=in_transaction,
+        cursor=connection.cursor,
+        describe=f"Django connection {connection.alias!r}",
+    )
+
+
+class DjangoTracer:
+    """Django's count of a connection's queries (``StatementTracer``): what its cursors
+    log, as ``CaptureQueriesContext`` and ``assertNumQueries`` count (BEGIN, SAVEPOINT
+    and RELEASE included when asked). The statements are reported when the block
+    ends."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    @contextmanager
+    def trace_statements(
+        self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
+    ) -> Iterator[None]:
+        from django.test.utils import CaptureQueriesContext
+
+        report = statement_filter(
+            on_statement, include_transaction_control=include_transaction_control
+        )
+        with CaptureQueriesContext(self.connection) as queries:
+            yield
+        for query in queries.captured_queries:
+            report(str(query["sql"]))

@@ -1,0 +1,100 @@
+"""SQLAlchemy: a declarative class's or ``Table``'s table, and an ORM Session as
+bulkops runs on it.
+
+A Session owns its connection and transaction: bulkops works on
+``session.connection()`` inside the Session's transaction (savepoints for its
+chunks), flushes the Session's pending changes before it sends anything, and never
+commits or rolls back: ``session.commit()`` / ``session.rollback()`` do. Instances
+the Session has loaded are not refreshed by bulkops' writes (``session.expire_all()``
+or ``populate_existing`` reloads them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from ..backends.base import CallerConnection, StatementTracer
+from . import ModelTable
+
+__all__ = ["session_connection", "session_tracer", "sqlalchemy_model_table"]
+
+
+def sqlalchemy_model_table(model: Any) -> ModelTable | None:
+    """The table of a SQLAlchemy ``Table`` or a mapped (declarative) class."""
+    if isinstance(model, sa.Table):
+        table, mapper = model, None
+    else:
+        mapper = sa.inspect(model, raiseerr=False)
+        if not isinstance(mapper, orm.Mapper) or not isinstance(mapper.local_table, sa.Table):
+            return None
+        table = mapper.local_table
+    aliases: dict[str, str] = {}
+    attributes: list[tuple[str, str]] = []
+    if mapper is not None:
+        for prop in mapper.column_attrs:
+            column = prop.columns[0]
+            if isinstance(column, sa.Column) and column.table is table:
+                attributes.append((prop.key, column.name))
+                if prop.key != column.name:
+                    aliases[prop.key] = column.name
+    unique: list[tuple[str, ...]] = [
+        tuple(c.name for c in constraint.columns)
+        for constraint in table.constraints
+        if isinstance(constraint, sa.UniqueConstraint)
+    ]
+    unique += [(c.name,) for c in table.columns if c.unique]
+    unique += [tuple(c.name for c in index.columns) for index in table.indexes if index.unique]
+    pk = tuple(c.name for c in table.primary_key.columns)
+    auto = table.autoincrement_column
+    name = table.name if table.schema is None else f"{table.schema}.{table.name}"
+
+    def instance_row(instance: Any) -> dict[str, Any]:
+        return {column: getattr(instance, key) for key, column in attributes}
+
+    return ModelTable(
+        name=name,
+        model=model,
+        aliases=aliases,
+        primary_key=pk,
+        unique=tuple(dict.fromkeys(u for u in unique if u)),
+        instance_row=instance_row if mapper is not None else None,
+        instance_type=mapper.class_ if mapper is not None else None,
+        assigned=frozenset({auto.name}) if auto is not None else frozenset(),
+    )
+
+
+def session_connection(session: Any) -> CallerConnection | None:
+    """An ORM ``Session`` as bulkops runs on it (inside its transaction)."""
+    if not isinstance(session, orm.Session):
+        return None
+    bind = session.get_bind()
+
+    def driver() -> Any:
+        # session.connection() begins the Session's transaction where none is open.
+        return session.connection().connection.driver_connection
+
+    def sync() -> None:
+        if session.new or session.deleted or session.dirty:
+            session.flush()
+
+    return CallerConnection(
+        vendor=bind.dialect.name,
+        driver=driver,
+        # A Session works in a transaction of its own, always (begun at first use);
+        # its commit() and rollback() end it.
+        in_transaction=lambda: True,
+        sync=sync,
+        describe="the SQLAlchemy Session",
+    )
+
+
+def session_tracer(session: Any) -> StatementTracer | None:
+    """A Session's statements: those on its Connection (``session.connection()``)."""
+    if not isinstance(session, orm.Session):
+        return None
+    from ..backends.resolve import statement_tracer
+
+    return statement_tracer(session.connection())

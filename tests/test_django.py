@@ -1,0 +1,225 @@
+"""bulkops inside a Django app: the shop workloads of ``bulkops bench`` as Django
+models and requests in ``transaction.atomic()``, on SQLite and on PostgreSQL, counted
+with Django's own ``CaptureQueriesContext``.
+
+Django is configured here (two aliases: "default" on a SQLite file, "pg" on the
+suite's PostgreSQL server); the tables are made with Django's schema editor.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+django = pytest.importorskip("django")
+from django.conf import settings  # noqa: E402
+
+if not settings.configured:
+    settings.configure(
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": os.path.join(tempfile.mkdtemp(prefix="bulkops-django-"), "shop.db"),
+            },
+            # Pointed at the suite's server by the fixture below.
+            "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "unset"},
+        },
+        INSTALLED_APPS=[],
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+    )
+    django.setup()
+
+from django.db import connections, transaction  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+import bulkops  # noqa: E402
+import django_shop as shop_app  # noqa: E402
+from bulkops.errors import UnsupportedError  # noqa: E402
+
+ALIASES = ["default", pytest.param("pg", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=ALIASES)
+def alias(request: pytest.FixtureRequest, django_db_blocker: Any) -> Iterator[str]:
+    """A Django database alias with the shop's tables, empty."""
+    name = request.param
+    with django_db_blocker.unblock():
+        connection = connections[name]
+        if name == "pg":
+            url = urlsplit(request.getfixturevalue("pg_url"))
+            connection.close()
+            connection.settings_dict.update(
+                NAME=url.path.lstrip("/"), USER=url.username, HOST=url.hostname,
+                PORT=str(url.port), PASSWORD="",
+            )  # fmt: skip
+        _recreate(connection)
+        yield name
+        connection.close()
+
+
+def _recreate(connection: Any) -> None:
+    tables = set(connection.introspection.table_names())
+    with connection.schema_editor() as editor:
+        for model in reversed(shop_app.MODELS):
+            if model._meta.db_table in tables:
+                editor.delete_model(model)
+        for model in shop_app.MODELS:
+            editor.create_model(model)
+
+
+def counted(alias: str, work: Any, *args: Any) -> tuple[Any, list[str]]:
+    """``work(*args)`` in ``transaction.atomic()``, with the queries Django saw."""
+    connection = connections[alias]
+    with transaction.atomic(using=alias), CaptureQueriesContext(connection) as queries:
+        result = work(*args)
+    return result, [q["sql"] for q in queries.captured_queries]
+
+
+def test_views_scores_orders_in_a_few_queries(alias: str, django_db_blocker: Any) -> None:
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        # The Store reads each model's table from the catalog once, on first use (an
+        # app can do it at start-up): one query per model, then none.
+        _, startup_sql = counted(alias, lambda: [db.table(m) for m in shop_app.MODELS])
+        assert len(startup_sql) == len(shop_app.MODELS)
+        shop_app.seed(db, 100, stock=(5, 40))
+        events = shop_app.views_events(100)
+        # Some events were recorded by an earlier request: they are not recorded twice.
+        shop_app.record_views(db, events[:5])
+        report, views_sql = counted(alias, shop_app.record_views, db, events)
+        print(f"\n{alias}: views 100 -> {len(views_sql)} queries")
+        assert len(views_sql) <= 7, "\n".join(map(str, views_sql))
+        distinct = {e["event_id"] for e in events}
+        assert shop_app.ProductView.objects.using(alias).count() == len(distinct)
+        assert report.ignored + report.inserted + report.duplicates == len(events)
+
+        incoming = shop_app.scores_incoming(50)
+        shop_app.upsert_scores(db, incoming[::2])  # about half are stored already
+        report, scores_sql = counted(alias, shop_app.upsert_scores, db, incoming)
+        print(f"{alias}: scores 50 -> {len(scores_sql)} queries")
+        assert len(scores_sql) <= 7, "\n".join(map(str, scores_sql))
+        latest = {(s["email"], s["sku"], s["algorithm"]): s["score"] for s in incoming}
+        stored = {
+            (s.user.email, s.product.sku, s.algorithm): s.score
+            for s in shop_app.Score.objects.using(alias).select_related("user", "product")
+        }
+        assert stored == latest
+
+        batch = shop_app.orders_incoming(10)
+        before = dict(shop_app.Product.objects.using(alias).values_list("id", "stock"))
+        _, orders_sql = counted(alias, shop_app.process_orders, db, batch)
+        print(f"{alias}: orders 10 -> {len(orders_sql)} queries")
+        assert len(orders_sql) <= 10, "\n".join(map(str, orders_sql))
+        after = dict(shop_app.Product.objects.using(alias).values_list("id", "stock"))
+        assert min(after.values()) >= 0
+        lines = shop_app.OrderLine.objects.using(alias)
+        for product_id, stock in before.items():
+            taken = sum(line.quantity for line in lines.filter(product_id=product_id))
+            assert after[product_id] == stock - taken
+        orders = shop_app.Order.objects.using(alias)
+        assert orders.count() == 10
+        for order in orders.filter(status="accepted"):
+            total = sum(
+                (line.price * line.quantity for line in lines.filter(order=order)), Decimal(0)
+            )
+            assert order.total == total
+
+
+def test_the_naive_versions_take_many_more_queries(alias: str, django_db_blocker: Any) -> None:
+    """What the budgets above are measured against: the one-row-at-a-time ORM code."""
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        shop_app.seed(db, 100)
+
+        def naive_views(events: list[dict[str, Any]]) -> None:
+            for e in events:
+                user = shop_app.User.objects.using(alias).get(email=e["email"])
+                product = shop_app.Product.objects.using(alias).get(sku=e["sku"])
+                shop_app.ProductView.objects.using(alias).get_or_create(
+                    event_id=e["event_id"],
+                    defaults={"user": user, "product": product,
+                              "viewed_at": e["viewed_at"].replace(tzinfo=shop_app.UTC)},
+                )  # fmt: skip
+
+        _, naive_sql = counted(alias, naive_views, shop_app.views_events(100))
+        print(f"\n{alias}: naive views 100 -> {len(naive_sql)} queries")
+        assert len(naive_sql) > 300
+
+
+def test_an_exception_at_the_end_of_atomic_leaves_no_row(
+    alias: str, django_db_blocker: Any
+) -> None:
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        with (
+            pytest.raises(RuntimeError, match="end of the request"),
+            transaction.atomic(using=alias),
+        ):
+            shop_app.seed(db, 100, stock=(5, 40))
+            shop_app.record_views(db, shop_app.views_events(100))
+            shop_app.upsert_scores(db, shop_app.scores_incoming(50))
+            shop_app.process_orders(db, shop_app.orders_incoming(10))
+            assert shop_app.Order.objects.using(alias).count() == 10
+            raise RuntimeError("end of the request")
+        for model in shop_app.MODELS:
+            assert model.objects.using(alias).count() == 0, model.__name__
+
+
+def test_refused_inside_atomic(alias: str, django_db_blocker: Any) -> None:
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        rows = [{"id": 1, "email": "a@example.com", "name": "A"}]
+        with transaction.atomic(using=alias):
+            for options in ({"workers": 2}, {"atomic": True}, {"source_id": "x"}):
+                with pytest.raises(UnsupportedError, match="caller's transaction"):
+                    db.insert(shop_app.User, rows, **options)
+            with pytest.raises(UnsupportedError, match="caller's transaction"):
+                db.sync(shop_app.User, rows)
+            with pytest.raises(UnsupportedError, match="caller's transaction"):
+                db.adjust(shop_app.Product, {1: -1}, column="stock", atomic=True)
+        # Outside atomic(), in Django's autocommit, bulkops owns its transactions.
+        assert db.insert(shop_app.User, rows, atomic=True).inserted == 1
+        assert shop_app.User.objects.using(alias).get(pk=1).email == "a@example.com"
+
+
+def test_models_give_names_keys_and_rows(alias: str, django_db_blocker: Any) -> None:
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        shop_app.seed(db, 100)
+        spec = db.table(shop_app.ProductView)
+        assert spec.name == "shop_productview"
+        assert "product_ref" in spec.columns  # db_column
+        assert spec.primary_key == ("event_id",)
+        # field names, attnames and db_column alike
+        db.insert(
+            shop_app.ProductView,
+            [
+                {"event_id": "a", "user": 1, "product": 2, "viewed_at": "2024-01-01T00:00:00Z"},
+                {"event_id": "b", "user_id": 1, "product_id": 3,
+                 "viewed_at": "2024-01-01T00:00:00Z"},
+            ],
+        )  # fmt: skip
+        views = shop_app.ProductView.objects.using(alias).order_by("event_id")
+        assert [(v.user_id, v.product_id) for v in views] == [(1, 2), (1, 3)]
+        # get_or_create uses the unique constraint its lookup covers.
+        row, created = db.get_or_create(
+            shop_app.Score,
+            {"user": 1, "product": 2, "algorithm": "als"},
+            defaults={"score": 0.5},
+        )
+        assert created and row["score"] == 0.5 and row["user_id"] == 1
+        again, created = db.get_or_create(
+            shop_app.Score, {"user_id": 1, "product_id": 2, "algorithm": "als"},
+            defaults={"score": 0.9},
+        )  # fmt: skip
+        assert not created and again["id"] == row["id"]
+        # The key defaults to the primary key; key= may name a unique constraint.
+        found = db.get_many(shop_app.User, ["user1@example.com"], key="email")
+        assert found["user1@example.com"]["id"] == 1
