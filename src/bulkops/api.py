@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from .backends.resolve import caller_connection, open_backend
 from .events import EventCallback
+from .integrations import caller_connection as framework_connection
 from .retry import RetryPolicy
 from .store import Store
 
@@ -39,8 +40,9 @@ def connect(
     Other ``options`` go to ``sqlalchemy.create_engine`` (or, for DynamoDB URLs, to
     ``boto3``'s ``client()``).
     """
-    backend = open_backend(target, **options)
+    caller = framework_connection(target) or caller_connection(target)
+    backend = open_backend(caller or target, **options)
     if run_log == "auto":
         # Not on a caller's connection: the run log commits rows of its own.
-        run_log = backend.capabilities.run_log and caller_connection(target) is None
+        run_log = backend.capabilities.run_log and caller is None
     return Store(backend, retry=retry, run_log=run_log, label=label, on_event=on_event)

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .backends.resolve import counts_transaction_control, statement_tracer
+from .integrations import framework_tracer, is_framework_connection
 from .store import Store
 
 __all__ = ["QueryCount", "assert_max_queries", "count_queries"]
@@ -85,8 +86,11 @@ def count_queries(
 
     handle = target.backend if isinstance(target, Store) else target
     if include_transaction_control is None:
-        include_transaction_control = counts_transaction_control(handle)
-    with statement_tracer(handle).trace_statements(
+        include_transaction_control = counts_transaction_control(handle) or is_framework_connection(
+            handle
+        )
+    tracer = framework_tracer(handle) or statement_tracer(handle)
+    with tracer.trace_statements(
         on_statement, include_transaction_control=include_transaction_control
     ):
         yield counted

@@ -33,7 +33,7 @@ def open_backend(target: Any, **options: Any) -> Backend:
     """The backend for what ``bulkops.connect`` was given (see there)."""
     if isinstance(target, sa.Engine):
         return _backend_for_engine(target, owns_engine=False)
-    caller = caller_connection(target)
+    caller = target if isinstance(target, CallerConnection) else caller_connection(target)
     if caller is not None:
         if options:
             raise TypeError(f"connect() takes no engine options with {caller.describe}")
@@ -94,8 +94,8 @@ def _backend_for_engine(engine: sa.Engine, *, owns_engine: bool) -> Backend:
 
 def caller_connection(target: object) -> CallerConnection | None:
     """``target`` as a connection the caller holds (bulkops joins its transactions):
-    a SQLAlchemy Connection, a sqlite3 or psycopg 3 connection, or a framework's
-    (``bulkops.integrations``); None for anything else."""
+    a SQLAlchemy Connection, a sqlite3 or psycopg 3 connection; None for anything else
+    (frameworks' connections are described by ``bulkops.integrations``, above)."""
     if isinstance(target, sa.Connection):
         return sqlalchemy_caller(target)
     module = type(target).__module__
@@ -107,9 +107,7 @@ def caller_connection(target: object) -> CallerConnection | None:
         from .postgres import psycopg_caller
 
         return psycopg_caller(target)
-    from ..integrations import caller_connection as framework_connection
-
-    return framework_connection(target)
+    return None
 
 
 def sqlalchemy_caller(connection: sa.Connection, describe: str = "") -> CallerConnection:
@@ -146,14 +144,10 @@ def _backend_for_caller(caller: CallerConnection) -> Backend:
 
 
 def counts_transaction_control(handle: object) -> bool:
-    """Whether the framework that ``handle`` belongs to counts SAVEPOINT, RELEASE and
-    BEGIN as queries (Django's ``assertNumQueries``; SQLAlchemy's cursor events on a
-    Connection or Session), so that bulkops' counters count as it does."""
-    if isinstance(handle, sa.Connection):
-        return True
-    from ..integrations import is_framework_connection
-
-    return is_framework_connection(handle)
+    """Whether SAVEPOINT, RELEASE and BEGIN count as queries where ``handle`` comes
+    from (SQLAlchemy's cursor events on a Connection do count them), so that bulkops'
+    counters count as it does (frameworks: ``bulkops.integrations``)."""
+    return isinstance(handle, sa.Connection)
 
 
 def statement_tracer(handle: object) -> StatementTracer:
@@ -163,11 +157,6 @@ def statement_tracer(handle: object) -> StatementTracer:
     resource)."""
     if isinstance(handle, Backend):
         return handle
-    from ..integrations import framework_tracer
-
-    tracer = framework_tracer(handle)
-    if tracer is not None:
-        return tracer
     if isinstance(handle, sa.Engine | sa.Connection | MockConnection):
         dialect = handle.dialect
         name = dialect.name

@@ -9,11 +9,9 @@ imports Django or SQLAlchemy's ORM on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from ..backends.base import CallerConnection, StatementTracer
+from .model import ModelTable
 
 __all__ = [
     "ModelTable",
@@ -22,45 +20,6 @@ __all__ = [
     "is_framework_connection",
     "model_table",
 ]
-
-
-@dataclass(frozen=True)
-class ModelTable:
-    """The table a model stands for, as the model declares it.
-
-    ``aliases`` map the model's other names for a column (Django's field name ``user``
-    and attname ``user_id``, a SQLAlchemy attribute key) to the column's name;
-    ``primary_key`` and ``unique`` are column names; ``instance_row`` turns an instance
-    of the model into ``{column: value}``.
-    """
-
-    name: str
-    model: object
-    aliases: Mapping[str, str]
-    primary_key: tuple[str, ...]
-    unique: tuple[tuple[str, ...], ...]
-    instance_row: Callable[[Any], dict[str, Any]] | None = None
-    instance_type: type | None = None
-    # Columns left out of an instance's row while their value is None: the
-    # database assigns them (an auto-incremented primary key).
-    assigned: frozenset[str] = field(default_factory=frozenset)
-
-    def column(self, name: str) -> str:
-        return self.aliases.get(name, name)
-
-    def row(self, row: Any) -> Any:
-        """A row of this table as a mapping of column names: an instance of the model,
-        or a mapping that may use the model's names for columns (other rows pass)."""
-        if self.instance_type is not None and isinstance(row, self.instance_type):
-            assert self.instance_row is not None
-            values = self.instance_row(row)
-            for name in self.assigned:
-                if values.get(name, 0) is None:
-                    del values[name]
-            return values
-        if isinstance(row, Mapping) and any(k in self.aliases for k in row):
-            return {self.aliases.get(k, k): v for k, v in row.items()}
-        return row
 
 
 def _framework(target: object) -> str | None:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..backends.base import CallerConnection, statement_filter
-from . import ModelTable
+from .model import ModelTable
 
 __all__ = ["DjangoTracer", "django_connection", "django_model_table"]
 

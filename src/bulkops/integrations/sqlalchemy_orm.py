@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from ..backends.base import CallerConnection, StatementTracer
-from . import ModelTable
+from .model import ModelTable
 
 __all__ = ["session_connection", "session_tracer", "sqlalchemy_model_table"]
 
