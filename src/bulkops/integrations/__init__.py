@@ -9,7 +9,6 @@ imports Django or SQLAlchemy's ORM on its own.
 
 from __future__ import annotations
 
-
 from ..backends.base import CallerConnection, StatementTracer
 from .model import ModelTable
 
