@@ -394,7 +394,8 @@ def test_importing_bulkops_imports_no_framework() -> None:
     code = (
         "import sys, bulkops; "
         "print(sorted(m for m in sys.modules if m == 'django' or m.startswith("
-        "('django.', 'sqlalchemy.orm', 'bulkops.integrations.'))))"
+        "('django.', 'sqlalchemy.orm', 'bulkops.integrations.django', "
+        "'bulkops.integrations.sqlalchemy_orm'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
