@@ -439,6 +439,7 @@ class Store:
         list_keys: bool = False,
         source_id: str | None = None,
         changes_out: str | os.PathLike[str] | None = None,
+        full: bool = False,
         chunk_size: int | None = None,
         on_error: OnError | None = None,
         rejects: Rejects = None,
@@ -461,9 +462,15 @@ class Store:
         ``list_keys``: list the added, changed and deleted keys in the SyncReport;
         ``source_id``: an identity of the source (e.g. ``file_digest(path)``): if it
         matches the last sync of this table and scope and the table was not written
-        through bulkops since, nothing is read at all (``up_to_date``). Without it the
-        digest of the rows serves, known only once they have been read: an unchanged
-        source then saves the comparison and the writes, not the reading.
+        through bulkops since, nothing is read at all (``up_to_date``).
+
+        On SQL databases sync keeps a digest of each row of the scope (in the
+        ``bulkops_sync_rows`` table): the source is hashed on the client and compared
+        with them, so only the added and changed rows and the deleted keys travel and
+        the table's rows are not read. They are made (from the table's rows) by the
+        first sync of a scope and after any bulkops write to the table or a change of
+        its row count; writes made without bulkops that keep the row count are not
+        seen: ``full=True`` compares the table's rows in full and makes them again.
         ``changes_out``: also store the difference as a changeset (see ``diff``) at
         this path; it is written first, then applied from the file.
 
@@ -479,7 +486,7 @@ class Store:
         report = sync_table(
             self._ctx, table, rows, settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where, dry_run=dry_run, list_keys=list_keys,
-            source_id=source_id, changes_out=changes_out,
+            source_id=source_id, changes_out=changes_out, full=full,
         )  # fmt: skip
         logger.info("%s", report)
         return report

@@ -47,7 +47,17 @@ from ..retry import RetryPolicy
 from ..schema import TableSpec, coerce
 from ..writes import Rejects, WriteSettings, write
 from .changeset import Changeset, _ChangesetWriter, _lines_size, _rows_lines_size
-from .hashing import _Digest, canonical, row_hash, scope_id
+from .digests import RowDigests, digests_available
+from .hashing import (
+    HashedRows,
+    _Digest,
+    canonical,
+    decode_key,
+    encode_values,
+    hash_columns,
+    row_hash,
+    scope_id,
+)
 
 __all__ = ["Mode", "Syncer", "diff_table", "sync_table"]
 
@@ -72,6 +82,7 @@ class Syncer:
         dry_run: bool,
         list_keys: bool,
         mode: Mode = "sync",
+        full: bool = False,
     ) -> None:
         self.ctx = ctx
         self.backend = ctx.backend
@@ -96,6 +107,14 @@ class Syncer:
         self.state: SyncState = ctx.sync_state()
         self.writer: _ChangesetWriter | None = None
         self.full_bytes: int | None = 0 if mode == "diff" else None
+        self.full = full
+        # Whether this sync keeps (and may use) the scope's per-row digests.
+        self.keeps_rows = (
+            mode == "sync"
+            and ctx.capabilities.set_based_diff
+            and isinstance(self.backend, SQLBackend)
+            and digests_available()
+        )
 
     # ------------------------------------------------------------- entry point
 
@@ -173,7 +192,16 @@ class Syncer:
             )
         try:
             backend = self.backend
-            if self.ctx.capabilities.set_based_diff and isinstance(backend, SQLBackend):
+            state = None
+            if self.keeps_rows and mark is not None:
+                state = self._row_digests(mark)
+                if state is None:
+                    # The per-row digests are missing or stale: compare in full, and
+                    # keep them afterwards (an unchanged source is not skipped then).
+                    mark = dataclasses.replace(mark, digest=None)
+            if state is not None and mark is not None:
+                _DigestDiff(self, state, mappings).run(iterator, mark, source_id)
+            elif self.ctx.capabilities.set_based_diff and isinstance(backend, SQLBackend):
                 _SetBasedDiff(self, backend, mappings).run(iterator, mark, source_id)
             else:
                 _HashDiff(self, mappings).run(iterator, mark, source_id)
@@ -190,6 +218,21 @@ class Syncer:
         # A cheap look for writes made without bulkops (rows added or removed).
         return self.count_target() == mark.target_rows
 
+    def _row_digests(self, mark: SyncMark) -> RowDigests | None:
+        """The scope's per-row digests, if they stand: the table was not written through
+        bulkops since, and holds as many rows in the scope as then (``full``: never)."""
+        if self.full or mark.digest is None or mark.target_rows is None:
+            return None
+        data = self.state.read_rows(self.spec.name, self.scope, mark)
+        if data is None:
+            return None
+        state = RowDigests.from_bytes(data, self.cols)
+        if state is None or len(state) != mark.target_rows:
+            return None
+        if self.count_target() != mark.target_rows:
+            return None  # rows added or removed without bulkops
+        return state
+
     def count_target(self) -> int | None:
         """Rows in the scope (SQL); None where counting means reading everything."""
         backend = self.backend
@@ -203,14 +246,51 @@ class Syncer:
             for c, v in self.where.items()
         }
 
-    def finished(self, mark: SyncMark | None, digest: str | None, wrote: bool) -> None:
-        """Keep the source's digest for the next sync of this scope."""
+    def finished(
+        self,
+        mark: SyncMark | None,
+        digest: str | None,
+        wrote: bool,
+        rows: RowDigests | None = None,
+    ) -> None:
+        """Keep the source's digest (and the scope's per-row digests) for the next sync
+        of this scope. ``rows``: the per-row digests of the scope as the sync left it;
+        without them they are made from the table's rows (read in full)."""
         if self.dry_run or mark is None or digest is None:
             return
         if self.report.rejected or self.report.failed:
             return  # rows the target lacks: the next sync must compare again
         expected = dataclasses.replace(mark, generation=mark.generation + (1 if wrote else 0))
-        self.state.record(self.spec.name, self.scope, expected, digest, self.count_target())
+        if self.keeps_rows and rows is None:
+            rows = self._read_digests()
+        count = self.count_target() if rows is None else len(rows)
+        data = None if rows is None else rows.to_bytes(self.cols)
+        self.state.record(self.spec.name, self.scope, expected, digest, count, data)
+
+    def _read_digests(self) -> RowDigests:
+        """The per-row digests of the scope's rows as the table holds them (every row
+        in the scope is read: after a full comparison, or when there were none)."""
+        backend = self.backend
+        assert isinstance(backend, SQLBackend)
+        spec, cols = self.spec, self.cols
+        decoders = [backend.codec(spec.column(c)).decode for c in cols]
+        where = self.encoded_where()
+        retry = self.settings.retry or self.ctx.retry
+
+        def read() -> list[tuple[Any, ...]]:
+            return backend.select_where(spec, cols, where)
+
+        found = run_transaction(backend, read, retry, what=f"reading {spec.name!r}")
+        parts = []
+        width = len(self.key)
+        for at in range(0, len(found), _DigestDiff.BATCH):
+            page = found[at : at + _DigestDiff.BATCH]
+            columns = [
+                list(column) if d is None else [v if v is None else d(v) for v in column]
+                for column, d in zip(zip(*page, strict=True), decoders, strict=True)
+            ]
+            parts.append(hash_columns([encode_values(c) for c in columns], width))
+        return RowDigests.build(parts)
 
     def touch(self) -> None:
         """About to write the difference: the table's generation moves on, once."""
@@ -489,6 +569,252 @@ class _SetBasedDiff:
                 )  # fmt: skip
 
 
+class _DigestDiff:
+    """The difference found from the scope's per-row digests (``sync/digests.py``):
+    the source is hashed on the client a batch at a time and looked up in the digests
+    read from the sync state (keys and hashes only); only the added and changed rows
+    and the deleted keys are sent. The target's rows are not read."""
+
+    # Rows hashed at once: big enough for the column-at-a-time encoding to pay off.
+    BATCH = 50_000
+
+    def __init__(self, sync: Syncer, state: RowDigests, mappings: bool) -> None:
+        import numpy as np
+
+        self.sync = sync
+        self.state = state
+        self.mappings = mappings
+        self.seen = np.zeros(len(state), dtype=bool)  # state keys the source has
+        self.added: set[int] = set()  # key hashes of the source's new keys so far
+        self.parts: list[HashedRows] = []  # the source's rows, for the next state
+        self.wrote = False
+        self.pending: list[tuple[str, Any, int, dict[str, Any]]] = []
+        self.repeats: list[tuple[int, dict[str, Any]]] = []
+
+    def run(self, rows: Iterator[Any], mark: SyncMark, source_id: str | None) -> None:
+        import numpy as np
+        import xxhash
+
+        sync, report = self.sync, self.sync.report
+        whole = xxhash.xxh3_128(sync.scope.encode())
+        size = max(sync.chunk_size or 0, self.BATCH)
+        for raws, start in numbered(chunked(rows, size)):
+            report.rows_in += len(raws)
+            hashed = self._batch(raws, start)
+            if hashed is not None:
+                whole.update(hashed.digests.tobytes())
+            if len(self.pending) >= size:
+                self._flush()
+        self._flush()
+        if source_id is None:
+            report.digest = f"rows:{report.rows_in}:xxh3:{whole.hexdigest()}"
+        gone = np.nonzero(~self.seen)[0] if sync.delete_missing else np.empty(0, np.int64)
+        self._delete(gone)
+        if not self.wrote and not report.rejected and not report.failed:
+            report.up_to_date = not sync.dry_run and not (report.added or report.changed)
+        if sync.delete_missing:
+            state = RowDigests.build(self.parts)
+        else:
+            state = RowDigests.build([self.state.without(self.seen), *self.parts])
+        if not self.wrote and mark.digest == report.digest:
+            return  # the stored state still stands as it is
+        sync.finished(mark, report.digest, self.wrote, rows=state)
+
+    # ------------------------------------------------------------------ hash
+
+    def _columns(self, raws: list[Any], start: int) -> tuple[list[list[Any]], list[int]]:
+        """The batch's values a column at a time (the key's first), and the indexes of
+        its rows; a sequence of the wrong width is rejected."""
+        sync = self.sync
+        cols = sync.cols
+        if self.mappings:
+            return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
+        width = len(cols)
+        good = [i for i, r in enumerate(raws) if len(r) == width]
+        if len(good) != len(raws):
+            for i in sorted(set(range(len(raws))) - set(good)):
+                sync.reject(
+                    Rejection(
+                        row=start + i + 1, key=None, values=raws[i],
+                        reason=f"the row has {len(raws[i])} values, not {width} ({cols})",
+                    )
+                )  # fmt: skip
+            raws = [raws[i] for i in good]
+        return [list(c) for c in zip(*raws, strict=True)] if raws else [[] for _ in cols], good
+
+    def _batch(self, raws: list[Any], start: int) -> HashedRows | None:
+        import numpy as np
+        import pyarrow as pa
+
+        sync, report, state = self.sync, self.sync.report, self.state
+        columns, index = self._columns(raws, start)
+        if not index:
+            return None
+        width = len(sync.key)
+        hashed = hash_columns([encode_values(c) for c in columns], width)
+        n = len(index)
+        positions = np.asarray(index, dtype=np.int64) + start + 1
+        valid = np.ones(n, dtype=bool)
+        for column, value in sync.where.items():
+            wanted = canonical(value)
+            values = columns[sync.cols.index(column)]
+            for i in [i for i, v in enumerate(values) if canonical(v) != wanted]:
+                valid[i] = False
+                row = self._row(raws[index[i]])
+                sync.reject(
+                    Rejection(
+                        row=int(positions[i]), key=sync.key_of(row), values=row,
+                        reason=f"outside the sync's scope (where={sync.where!r})",
+                    )
+                )  # fmt: skip
+        # A key given twice in the batch: the last row wins.
+        kh = hashed.key_hashes
+        unique, inverse = np.unique(kh, return_inverse=True)
+        last = np.full(len(unique), -1, dtype=np.int64)
+        np.maximum.at(last, inverse, np.where(valid, np.arange(n), -1))
+        keep = valid & (last[inverse] == np.arange(n))
+        dropped = np.nonzero(valid & ~keep)[0]
+        if len(dropped):
+            self._same_keys(hashed.keys, dropped, last[inverse[dropped]])
+            report.duplicates += len(dropped)
+        # Keys rejected as outside the scope still stand for rows the source has.
+        found_index, found = state.lookup(kh)
+        self.seen[found_index[found & ~valid]] = True
+        rows = np.nonzero(keep)[0]
+        idx, here = found_index[rows], found[rows]
+        repeat = here & self.seen[idx]
+        new = rows[~here]
+        repeat_new = np.array([int(kh[i]) in self.added for i in new], dtype=bool)
+        self.added.update(int(kh[i]) for i in new)
+        self.seen[idx[here]] = True
+        same = here & (state.digests[idx] == hashed.digests[rows])
+        changed = here & ~same & ~repeat
+        if changed.any():
+            self._same_keys_as_state(hashed.keys, rows[changed], idx[changed])
+        report.unchanged += int((same & ~repeat).sum())
+        taken = pa.array(rows)
+        self.parts.append(HashedRows(hashed.keys.take(taken), kh[rows], hashed.digests[rows]))
+        adds = [int(i) for i in new[~repeat_new]]
+        again = [int(i) for i in rows[repeat]] + [int(i) for i in new[repeat_new]]
+        report.duplicates += len(again)
+        adds = self._in_scope(adds, raws, index, positions)
+        for op, chosen in (("add", adds), ("change", [int(i) for i in rows[changed]])):
+            for i in chosen:
+                row = self._row(raws[index[i]])
+                self.pending.append((op, sync.key_of(row), int(positions[i]), row))
+        for i in again:
+            self.repeats.append((int(positions[i]), self._row(raws[index[i]])))
+        return hashed
+
+    def _row(self, raw: Any) -> dict[str, Any]:
+        return dict(raw) if self.mappings else dict(zip(self.sync.cols, raw, strict=True))
+
+    def _same_keys(self, keys: Any, a: Any, b: Any) -> None:
+        for i, j in zip(a, b, strict=True):
+            if keys[int(i)] != keys[int(j)]:
+                _collision()
+
+    def _same_keys_as_state(self, keys: Any, rows: Any, idx: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mine = keys.take(pa.array(rows))
+        theirs = self.state.keys.take(pa.array(idx))
+        if not pc.all(pc.equal(mine, theirs)).as_py():
+            _collision()
+
+    def _in_scope(
+        self, adds: list[int], raws: list[Any], index: list[int], positions: Any
+    ) -> list[int]:
+        """New keys of a sync with ``where``: those whose row in the table lies outside
+        the scope are rejected (left alone), as the set-based diff does."""
+        sync = self.sync
+        if not sync.where or not adds:
+            return adds
+        rows = {i: self._row(raws[index[i]]) for i in adds}
+        keys = {i: sync.key_of(r) for i, r in rows.items()}
+        found = get_many(
+            sync.ctx, sync.spec.name, list(keys.values()), key=sync.key,
+            columns=(*sync.key, *sync.where), chunk_size=None, consistent_read=False,
+        )  # fmt: skip
+        kept = []
+        for i in adds:
+            if keys[i] in found:
+                sync.reject(
+                    Rejection(
+                        row=int(positions[i]), key=keys[i], values=rows[i],
+                        reason="the key belongs to a row outside the sync's scope "
+                        f"(where={sync.where!r}); it is left alone",
+                    )
+                )  # fmt: skip
+            else:
+                kept.append(i)
+        return kept
+
+    # ----------------------------------------------------------------- write
+
+    def _start_writing(self) -> None:
+        if not self.wrote:
+            self.sync.touch()
+            self.wrote = True
+
+    def _flush(self) -> None:
+        sync, report = self.sync, self.sync.report
+        pending, repeats = self.pending, self.repeats
+        self.pending, self.repeats = [], []
+        if pending:
+            sync.note([(op, k, row) for op, k, _, row in pending])
+        if sync.dry_run:
+            report.added += sum(p[0] == "add" for p in pending)
+            report.changed += sum(p[0] == "change" for p in pending)
+            return
+        if pending:
+            self._start_writing()
+            written = sync.write_rows([row for _, _, _, row in pending])
+            sync.absorb(written, [position for _, _, position, _ in pending])
+            report.added += written.inserted
+            report.changed += written.updated
+            report.unchanged += written.unchanged
+            report.duplicates += written.duplicates
+        if repeats:
+            # A key an earlier batch wrote: this later row wins (it is written again)
+            # and counts as the duplicate.
+            self._start_writing()
+            written = sync.write_rows([row for _, row in repeats])
+            sync.absorb(written, [position for position, _ in repeats])
+
+    def _delete(self, gone: Any) -> None:
+        import pyarrow as pa
+
+        sync, report = self.sync, self.sync.report
+        width = len(sync.key)
+        size = max(sync.chunk_size or 0, 10_000)
+        for at in range(0, len(gone), size):
+            encoded = self.state.keys.take(pa.array(gone[at : at + size])).to_pylist()
+            try:
+                keys = [decode_key(k, width) for k in encoded]
+            except ValueError as error:
+                raise BulkError(
+                    f"sync of {sync.spec.name!r}: a deleted key cannot be read back from the "
+                    f"sync state ({error}); sync(full=True) compares the table in full"
+                ) from None
+            sync.note([("delete", k[0] if width == 1 else k, list(k)) for k in keys])
+            if sync.dry_run:
+                report.deleted += len(keys)
+                continue
+            self._start_writing()
+            written = sync.delete_keys(keys)
+            sync.absorb(written)
+            report.deleted += written.deleted
+
+
+def _collision() -> None:
+    raise BulkError(
+        "two different keys share a 64-bit key hash in the sync state (so rare it "
+        "should never happen); sync(full=True) compares the table in full"
+    )
+
+
 class _HashDiff:
     """The difference found by comparing row hashes a chunk at a time (item stores):
     each source chunk's items are read by key; keys the source lacks come from a scan."""
@@ -721,6 +1047,7 @@ def sync_table(
     list_keys: bool,
     source_id: str | None,
     changes_out: str | os.PathLike[str] | None,
+    full: bool = False,
 ) -> SyncReport:
     """See ``Store.sync``."""
     if changes_out is not None:
@@ -730,7 +1057,7 @@ def sync_table(
         )  # fmt: skip
     syncer = Syncer(
         ctx, table, settings, key=key, columns=columns, delete_missing=delete_missing,
-        where=where, dry_run=dry_run, list_keys=list_keys,
+        where=where, dry_run=dry_run, list_keys=list_keys, full=full,
     )  # fmt: skip
     return syncer.run(rows, source_id)
 
