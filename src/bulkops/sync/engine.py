@@ -628,7 +628,11 @@ class _DigestDiff:
         sync = self.sync
         cols = sync.cols
         if self.mappings:
-            return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
+            try:
+                columns = [[r[c] for r in raws] for c in cols]
+            except KeyError:  # a row without some column: None, as a write takes it
+                columns = [[r.get(c) for r in raws] for c in cols]
+            return columns, list(range(len(raws)))
         width = len(cols)
         good = [i for i, r in enumerate(raws) if len(r) == width]
         if len(good) != len(raws):

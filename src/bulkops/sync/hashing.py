@@ -296,7 +296,11 @@ def encode_values(values: Sequence[Any]) -> Any:
     kinds = _column_types(values)
     if not kinds:
         return pa.array([_NULL] * len(values), pa.binary())
-    if kinds in _ARROW_SAFE:
+    if kinds == {Decimal}:
+        encoded = _decimal_texts(values)
+        if encoded is not None:
+            return encoded
+    elif kinds in _ARROW_SAFE:
         try:
             array = pa.array(values)
         except (pa.ArrowException, OverflowError):
@@ -379,6 +383,8 @@ def encode_array(array: Any, *, fallback: bool = True) -> Any:
     elif pa.types.is_date(kind):
         days = array.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy()
         encoded = _fixed(9, days, 4)
+    elif pa.types.is_decimal(kind) and kind.bit_width == 128:
+        encoded = _decimal_array(array)
     elif pa.types.is_time(kind):
         micros = array.cast(pa.time64("us"), safe=False).cast(pa.int64())
         encoded = _fixed(10, micros.fill_null(0).to_numpy(), 8)
@@ -387,6 +393,75 @@ def encode_array(array: Any, *, fallback: bool = True) -> Any:
             return None
         return pa.array(list(map(encode_value, array.to_pylist())), pa.binary())
     return _with_nulls(array, encoded)
+
+
+# A decimal of at most 15 significant digits is the float nearest to it, and that
+# float's shortest repr is that decimal again (doubles hold 15 digits): so the float
+# rule of encode_value can be decided without Python per value.
+_FLOAT_DIGITS = 10**15
+
+
+def _decimal_array(array: Any) -> Any:
+    """decimal128 values whose unscaled integer fits int64 and has at most 15 digits
+    (else None: a value at a time)."""
+    import numpy as np
+    import pyarrow as pa
+
+    scale = array.type.scale
+    if not 0 <= scale <= 18:
+        return None
+    words = np.frombuffer(array.buffers()[1], dtype="<i8")
+    words = words[2 * array.offset : 2 * (array.offset + len(array))].reshape(-1, 2)
+    low, high = words[:, 0], words[:, 1]
+    valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if not (high[valid] == (low[valid] >> 63)).all():
+        return None  # beyond int64
+    unscaled = np.where(valid, low, 0)
+    encoded = _scaled(unscaled, np.int64(10**scale))
+    return None if encoded is None else _with_nulls(array, encoded)
+
+
+def _decimal_texts(values: Sequence[Any]) -> Any:
+    """Decimals (or None) by their text (``str`` of a Decimal is C code, where pyarrow
+    converts Decimal objects slowly): the digits without the point are the unscaled
+    integer, the digits after it the scale. None where some value needs more."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = pa.array(list(map(str, values)))
+    nulls = pc.equal(texts, "None")
+    texts = pc.if_else(nulls, "0", texts)
+    if pc.any(pc.match_substring_regex(texts, "[^0-9.-]")).as_py():
+        return None  # exponents, NaN, Infinity
+    dot = pc.find_substring(texts, ".").to_numpy()
+    length = pc.utf8_length(texts).to_numpy()
+    scale = np.where(dot >= 0, length - dot - 1, 0)
+    if len(scale) and scale.max() > 18:
+        return None
+    try:
+        unscaled = pc.replace_substring(texts, ".", "").cast(pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        return None  # beyond int64
+    encoded = _scaled(unscaled, np.power(np.int64(10), scale.astype(np.int64)))
+    if encoded is None:
+        return None
+    return pc.if_else(nulls, pa.scalar(_NULL, pa.binary()), encoded)
+
+
+def _scaled(unscaled: Any, power: Any) -> Any:
+    """Numbers ``unscaled / power`` (numpy int64 arrays), encoded; None if one of them
+    has more than 15 digits and is not integral."""
+    import numpy as np
+
+    whole, part = np.divmod(unscaled, power)
+    integral = part == 0
+    if not (integral | (np.abs(unscaled) < _FLOAT_DIGITS)).all():
+        return None
+    nearest = unscaled / power.astype(np.float64)
+    tags = np.where(integral, 2, 4).astype(np.uint8)
+    payload = np.where(integral, whole, nearest.view(np.int64))
+    return _fixed(tags, payload, 8)
 
 
 def _sized_array(tag: int, array: Any) -> Any:
