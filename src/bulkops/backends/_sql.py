@@ -255,7 +255,9 @@ class SQLSyncState:
             .order_by(r.part)
         )
         parts = self._transaction(lambda: self._execute(statement))
-        return b"".join(bytes(p[0]) for p in parts) if parts else None
+        if not parts or not all(isinstance(p[0], bytes | memoryview) for p in parts):
+            return None  # none, or not what record() wrote (then they are made again)
+        return b"".join(bytes(p[0]) for p in parts)
 
     def record(
         self,

@@ -405,7 +405,6 @@ def _decimal_array(array: Any) -> Any:
     """decimal128 values whose unscaled integer fits int64 and has at most 15 digits
     (else None: a value at a time)."""
     import numpy as np
-    import pyarrow as pa
 
     scale = array.type.scale
     if not 0 <= scale <= 18:
