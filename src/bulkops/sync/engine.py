@@ -46,6 +46,7 @@ from ..report import Rejection, RejectsFile, Report, SyncReport
 from ..retry import RetryPolicy
 from ..schema import TableSpec, coerce
 from ..writes import Rejects, WriteSettings, write
+from . import hashing
 from .changeset import Changeset, _ChangesetWriter, _lines_size, _rows_lines_size
 from .digests import RowDigests, digests_available
 from .hashing import (
@@ -53,6 +54,7 @@ from .hashing import (
     _Digest,
     canonical,
     decode_key,
+    encode_array,
     encode_values,
     hash_columns,
     row_hash,
@@ -155,10 +157,13 @@ class Syncer:
             if mark is not None and self._unchanged(mark, report.digest):
                 report.up_to_date = True
                 return
-        iterator = iter(rows)
-        first = next(iterator, _END)
+        arrow = ArrowRows.of(rows)
+        iterator = iter(rows if arrow is None else arrow)
+        first = next(iterator, _END) if arrow is None else _ARROW
         given = self.columns
-        mappings = first is _END or isinstance(first, Mapping)
+        if arrow is not None and given is None:
+            given = self.spec.check_columns(arrow.schema.names)
+        mappings = first is _END or first is _ARROW or isinstance(first, Mapping)
         if given is None and not mappings:
             raise TypeError(f"{self.mode}(): rows are not mappings: pass columns= (and key)")
         if given is None:
@@ -173,7 +178,13 @@ class Syncer:
             )
         # The key first: the stage, the pages and the keys read back rely on it.
         cols = self.key + tuple(c for c in given if c not in self.key)
-        if first is not _END:
+        if arrow is not None:
+            lacking = [c for c in cols if c not in arrow.schema.names]
+            if lacking:
+                raise SchemaError(
+                    f"{self.mode}(): the Arrow source has no column {', '.join(map(repr, lacking))}"
+                )
+        elif first is not _END:
             iterator = chain([first], iterator)
         if not mappings and cols != given:
             # Sequences hold their values in the order of columns=: put them in ours.
@@ -199,7 +210,9 @@ class Syncer:
                     # The per-row digests are missing or stale: compare in full, and
                     # keep them afterwards (an unchanged source is not skipped then).
                     mark = dataclasses.replace(mark, digest=None)
-            if state is not None and mark is not None:
+            if state is not None and mark is not None and arrow is not None:
+                _DigestDiff(self, state, mappings).run_arrow(arrow, mark, source_id)
+            elif state is not None and mark is not None:
                 _DigestDiff(self, state, mappings).run(iterator, mark, source_id)
             elif self.ctx.capabilities.set_based_diff and isinstance(backend, SQLBackend):
                 _SetBasedDiff(self, backend, mappings).run(iterator, mark, source_id)
@@ -350,6 +363,37 @@ class _End:
 
 
 _END: Any = _End()
+_ARROW: Any = _End()  # the first "row" of an Arrow source: its schema names the columns
+
+
+class ArrowRows:
+    """An Arrow source (anything exporting ``__arrow_c_stream__``: a pyarrow Table or
+    RecordBatchReader, a pandas or polars DataFrame; or a pyarrow RecordBatch), read a
+    record batch at a time. The digest sync hashes its batches a column at a time;
+    the other engines take its rows as dicts, a batch at a time."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.schema = reader.schema
+
+    @classmethod
+    def of(cls, source: Any) -> ArrowRows | None:
+        if not hasattr(type(source), "__arrow_c_stream__") and not hasattr(
+            type(source), "__arrow_c_array__"
+        ):
+            return None
+        import pyarrow as pa
+
+        if isinstance(source, pa.RecordBatch):
+            return cls(pa.RecordBatchReader.from_batches(source.schema, [source]))
+        return cls(pa.RecordBatchReader.from_stream(source))
+
+    def batches(self) -> Iterator[Any]:
+        yield from self.reader
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.reader:
+            yield from batch.to_pylist()
 
 
 class _SetBasedDiff:
@@ -569,6 +613,17 @@ class _SetBasedDiff:
                 )  # fmt: skip
 
 
+@dataclasses.dataclass
+class _Batch:
+    """A batch of the source, hashed: ``rows(indexes)`` gives rows of it as dicts."""
+
+    size: int  # rows given (also the rejected ones)
+    hashed: HashedRows | None
+    positions: Any  # numpy: the 1-based source position of each hashed row
+    outside: list[int]  # indexes of rows outside the sync's scope
+    rows: Callable[[Sequence[int]], list[dict[str, Any]]]
+
+
 class _DigestDiff:
     """The difference found from the scope's per-row digests (``sync/digests.py``):
     the source is hashed on the client a batch at a time and looked up in the digests
@@ -592,17 +647,36 @@ class _DigestDiff:
         self.repeats: list[tuple[int, dict[str, Any]]] = []
 
     def run(self, rows: Iterator[Any], mark: SyncMark, source_id: str | None) -> None:
+        size = max(self.sync.chunk_size or 0, self.BATCH)
+        self._run(
+            (self._hash_rows(raws, start) for raws, start in numbered(chunked(rows, size))),
+            mark,
+            source_id,
+        )
+
+    def run_arrow(self, source: ArrowRows, mark: SyncMark, source_id: str | None) -> None:
+        """The same for an Arrow source, hashed a record batch at a time (vectorized)."""
+
+        def batches() -> Iterator[_Batch]:
+            start = 0
+            for batch in source.batches():
+                yield self._hash_arrow(batch, start)
+                start += batch.num_rows
+
+        self._run(batches(), mark, source_id)
+
+    def _run(self, batches: Iterator[_Batch], mark: SyncMark, source_id: str | None) -> None:
         import numpy as np
         import xxhash
 
         sync, report = self.sync, self.sync.report
         whole = xxhash.xxh3_128(sync.scope.encode())
         size = max(sync.chunk_size or 0, self.BATCH)
-        for raws, start in numbered(chunked(rows, size)):
-            report.rows_in += len(raws)
-            hashed = self._batch(raws, start)
-            if hashed is not None:
-                whole.update(hashed.digests.tobytes())
+        for batch in batches:
+            report.rows_in += batch.size
+            if batch.hashed is not None:
+                self._compare(batch)
+                whole.update(batch.hashed.digests.tobytes())
             if len(self.pending) >= size:
                 self._flush()
         self._flush()
@@ -646,25 +720,66 @@ class _DigestDiff:
             raws = [raws[i] for i in good]
         return [list(c) for c in zip(*raws, strict=True)] if raws else [[] for _ in cols], good
 
-    def _batch(self, raws: list[Any], start: int) -> HashedRows | None:
+    def _hash_rows(self, raws: list[Any], start: int) -> _Batch:
+        """A batch of dict or tuple rows, hashed."""
+        import numpy as np
+
+        columns, index = self._columns(raws, start)
+        if not index:
+            return _Batch(len(raws), None, np.empty(0, np.int64), [], lambda _: [])
+        encoded = [encode_values(c) for c in columns]
+
+        def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
+            return [self._row(raws[index[i]]) for i in chosen]
+
+        positions = np.asarray(index, dtype=np.int64) + start + 1
+        return self._hashed(len(raws), encoded, positions, rows)
+
+    def _hash_arrow(self, batch: Any, start: int) -> _Batch:
+        """A pyarrow RecordBatch, hashed a column at a time (no Python per row)."""
+        import numpy as np
+        import pyarrow as pa
+
+        names = batch.schema.names
+        encoded = [encode_array(batch.column(names.index(c))) for c in self.sync.cols]
+
+        def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
+            picked = batch.take(pa.array(list(chosen), pa.int64())).to_pylist()
+            return [{c: row.get(c) for c in self.sync.cols} for row in picked]
+
+        positions = np.arange(start + 1, start + batch.num_rows + 1, dtype=np.int64)
+        return self._hashed(batch.num_rows, encoded, positions, rows)
+
+    def _hashed(
+        self, size: int, encoded: list[Any], positions: Any,
+        rows: Callable[[Sequence[int]], list[dict[str, Any]]],
+    ) -> _Batch:  # fmt: skip
+        """A batch's digests, and which of its rows lie outside the sync's scope
+        (compared by their encodings: as data, whatever the type)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        sync = self.sync
+        outside = np.zeros(len(positions), dtype=bool)
+        for column, value in sync.where.items():
+            wanted = hashing.encode_value(value)
+            differs = pc.not_equal(encoded[sync.cols.index(column)], wanted)
+            outside |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
+        hashed = hash_columns(encoded, len(sync.key))
+        return _Batch(size, hashed, positions, list(np.nonzero(outside)[0]), rows)
+
+    def _compare(self, batch: _Batch) -> None:
         import numpy as np
         import pyarrow as pa
 
         sync, report, state = self.sync, self.sync.report, self.state
-        columns, index = self._columns(raws, start)
-        if not index:
-            return None
-        width = len(sync.key)
-        hashed = hash_columns([encode_values(c) for c in columns], width)
-        n = len(index)
-        positions = np.asarray(index, dtype=np.int64) + start + 1
+        hashed, positions = batch.hashed, batch.positions
+        assert hashed is not None
+        n = len(positions)
         valid = np.ones(n, dtype=bool)
-        for column, value in sync.where.items():
-            wanted = canonical(value)
-            values = columns[sync.cols.index(column)]
-            for i in [i for i, v in enumerate(values) if canonical(v) != wanted]:
-                valid[i] = False
-                row = self._row(raws[index[i]])
+        if batch.outside:
+            valid[batch.outside] = False
+            for i, row in zip(batch.outside, batch.rows(batch.outside), strict=True):
                 sync.reject(
                     Rejection(
                         row=int(positions[i]), key=sync.key_of(row), values=row,
@@ -701,14 +816,12 @@ class _DigestDiff:
         adds = [int(i) for i in new[~repeat_new]]
         again = [int(i) for i in rows[repeat]] + [int(i) for i in new[repeat_new]]
         report.duplicates += len(again)
-        adds = self._in_scope(adds, raws, index, positions)
+        adds = self._in_scope(adds, batch)
         for op, chosen in (("add", adds), ("change", [int(i) for i in rows[changed]])):
-            for i in chosen:
-                row = self._row(raws[index[i]])
+            for i, row in zip(chosen, batch.rows(chosen), strict=True):
                 self.pending.append((op, sync.key_of(row), int(positions[i]), row))
-        for i in again:
-            self.repeats.append((int(positions[i]), self._row(raws[index[i]])))
-        return hashed
+        for i, row in zip(again, batch.rows(again), strict=True):
+            self.repeats.append((int(positions[i]), row))
 
     def _row(self, raw: Any) -> dict[str, Any]:
         return dict(raw) if self.mappings else dict(zip(self.sync.cols, raw, strict=True))
@@ -727,15 +840,14 @@ class _DigestDiff:
         if not pc.all(pc.equal(mine, theirs)).as_py():
             _collision()
 
-    def _in_scope(
-        self, adds: list[int], raws: list[Any], index: list[int], positions: Any
-    ) -> list[int]:
+    def _in_scope(self, adds: list[int], batch: _Batch) -> list[int]:
         """New keys of a sync with ``where``: those whose row in the table lies outside
         the scope are rejected (left alone), as the set-based diff does."""
         sync = self.sync
+        positions = batch.positions
         if not sync.where or not adds:
             return adds
-        rows = {i: self._row(raws[index[i]]) for i in adds}
+        rows = dict(zip(adds, batch.rows(adds), strict=True))
         keys = {i: sync.key_of(r) for i, r in rows.items()}
         found = get_many(
             sync.ctx, sync.spec.name, list(keys.values()), key=sync.key,
