@@ -592,6 +592,7 @@ class Bench:
     results: dict[str, Result] = field(default_factory=dict)
 
     wal: int | None = None  # WAL bytes written by the last timed call (PostgreSQL)
+    cpu: float = 0.0  # this process's CPU seconds in the last timed call
 
     def reset(self, synced: bool = False) -> None:
         started = time.perf_counter()
@@ -605,9 +606,11 @@ class Bench:
     def timed(self, call: Callable[[], Any]) -> tuple[float, Any]:
         self.side.settle()
         lsn = self.side.wal_lsn()
+        cpu = time.process_time()
         started = time.perf_counter()
         output = call()
         seconds = time.perf_counter() - started
+        self.cpu = time.process_time() - cpu
         self.wal = None if lsn is None else self.side.wal_bytes(lsn)
         return seconds, output
 
@@ -628,6 +631,11 @@ class Bench:
             result.verified = True
 
     def record(self, result: Result) -> None:
+        if result.seconds is not None and "cpu_seconds" not in result.extra:
+            # On a loaded machine wall time says little: the client's CPU time too
+            # (all of the work on SQLite; the client's share on PostgreSQL).
+            result.extra["cpu_seconds"] = self.cpu
+            result.note += f"; client CPU {self.cpu:.2f}s"
         self.results[result.key] = result
         shown = "-" if result.seconds is None else f"{result.seconds:.3f}s"
         ok = "ok" if result.verified else "[red]NOT OK[/]"
@@ -638,6 +646,7 @@ class Bench:
     def guarded(self, key: str, name: str, work: Callable[[Result], None]) -> None:
         """Run one contender; a contender that breaks is reported, the others run."""
         result = Result(key, name)
+        self.cpu = 0.0
         try:
             work(result)
         except Exception as error:
