@@ -234,7 +234,7 @@ def test_a_bulkops_write_makes_the_digests_again(sql_db: bulkops.Store) -> None:
     with count_queries(db) as seen:
         report = db.sync(table, rows, key="id", delete_missing=True)
     assert (report.changed, report.unchanged) == (1, len(rows) - 1)
-    assert reads_of_rows(seen.statements, table)  # compared in full, digests made again
+    assert any("CREATE TEMPORARY" in s for s in seen.statements)  # compared in full
     with count_queries(db) as seen:
         assert db.sync(table, rows, key="id", delete_missing=True).up_to_date
     assert reads_of_rows(seen.statements, table) == []

@@ -467,10 +467,11 @@ class Store:
         On SQL databases sync keeps a digest of each row of the scope (in the
         ``bulkops_sync_rows`` table): the source is hashed on the client and compared
         with them, so only the added and changed rows and the deleted keys travel and
-        the table's rows are not read. They are made (from the table's rows) by the
-        first sync of a scope and after any bulkops write to the table or a change of
-        its row count; writes made without bulkops that keep the row count are not
-        seen: ``full=True`` compares the table's rows in full and makes them again.
+        the table's rows are not read. A scope's first sync, or one after any bulkops
+        write to the table or a change of its row count, compares in full (the
+        database compares the staged source with the table) and keeps the digests;
+        writes made without bulkops that keep the row count are not seen:
+        ``full=True`` compares the table's rows in full and makes them again.
         ``changes_out``: also store the difference as a changeset (see ``diff``) at
         this path; it is written first, then applied from the file.
 

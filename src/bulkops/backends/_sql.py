@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from ..errors import BulkError, ConstraintError
+from ..errors import BulkError, ConstraintError, SchemaError
 from ..retry import RetryPolicy
 from ..schema import ColumnSpec, TableSpec
 from .base import (
@@ -204,7 +204,7 @@ class SQLSyncState:
         return bool(spec.extra.get("sync_state"))
 
     def begin(self, table: str, scope: str) -> SyncMark:
-        create_tables(self.backend, [state_table, rows_table], self.retry)
+        create_tables(self.backend, [state_table], self.retry)
         t = state_table.c
 
         def read() -> SyncMark:
@@ -224,8 +224,8 @@ class SQLSyncState:
             generation = found[_GENERATION_ROW][1]
             mine = found.get(scope)
             if mine is None or mine[1] != generation:
-                return SyncMark(generation, None, None)
-            return SyncMark(generation, mine[2], mine[3])
+                return SyncMark(generation, None, None, recorded=mine is not None)
+            return SyncMark(generation, mine[2], mine[3], recorded=True)
 
         try:
             return self._transaction(read)
@@ -254,7 +254,10 @@ class SQLSyncState:
             .where(r.table_name == table, r.scope == scope, r.generation == mark.generation)
             .order_by(r.part)
         )
-        parts = self._transaction(lambda: self._execute(statement))
+        try:
+            parts = self._transaction(lambda: self._execute(statement))
+        except SchemaError:
+            return None  # no per-row digests were ever kept here
         if not parts or not all(isinstance(p[0], bytes | memoryview) for p in parts):
             return None  # none, or not what record() wrote (then they are made again)
         return b"".join(bytes(p[0]) for p in parts)
@@ -284,7 +287,10 @@ class SQLSyncState:
             if not rows or rows[0][0] != mark.generation:
                 return False
             self._execute(sa.delete(state_table).where(t.table_name == table, t.scope == scope))
-            self._execute(sa.delete(rows_table).where(r.table_name == table, r.scope == scope))
+            if parts:  # in this transaction: no statement of a transaction of its own
+                self._execute(sa.schema.CreateTable(rows_table, if_not_exists=True))
+            if mark.recorded and parts:  # (a scope's digests are written with its row)
+                self._execute(sa.delete(rows_table).where(r.table_name == table, r.scope == scope))
             for number, part in enumerate(parts):
                 self._execute(
                     sa.insert(rows_table).values(
@@ -301,7 +307,13 @@ class SQLSyncState:
             )  # fmt: skip
             return True
 
-        return self._transaction(write)
+        try:
+            return self._transaction(write)
+        except BulkError as error:
+            if error.code not in ALREADY_EXISTS:
+                raise
+            # Another session made the digests' table at the same moment: it is there.
+            return self._transaction(write)
 
 
 # ------------------------------------------------------------ set-based diff

@@ -362,6 +362,7 @@ class SyncMark:
     generation: int
     digest: str | None  # of the scope's last sync, if the table is unchanged since
     target_rows: int | None  # rows in the scope after that sync
+    recorded: bool = False  # the scope was recorded before (it may have per-row digests)
 
 
 class SyncState(Protocol):

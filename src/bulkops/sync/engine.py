@@ -240,8 +240,8 @@ class Syncer:
         if data is None:
             return None
         state = RowDigests.from_bytes(data, self.cols)
-        if state is None or len(state) != mark.target_rows:
-            return None
+        if state is None or (self.delete_missing and len(state) != mark.target_rows):
+            return None  # (without delete_missing they may know fewer rows than there are)
         if self.count_target() != mark.target_rows:
             return None  # rows added or removed without bulkops
         return state
@@ -265,45 +265,20 @@ class Syncer:
         digest: str | None,
         wrote: bool,
         rows: RowDigests | None = None,
+        target_rows: int | None = None,
     ) -> None:
         """Keep the source's digest (and the scope's per-row digests) for the next sync
-        of this scope. ``rows``: the per-row digests of the scope as the sync left it;
-        without them they are made from the table's rows (read in full)."""
+        of this scope. ``rows``: the per-row digests of the source rows the scope now
+        holds (with ``delete_missing``, all its rows); ``target_rows``: the rows in the
+        scope, if known (else counted)."""
         if self.dry_run or mark is None or digest is None:
             return
         if self.report.rejected or self.report.failed:
             return  # rows the target lacks: the next sync must compare again
         expected = dataclasses.replace(mark, generation=mark.generation + (1 if wrote else 0))
-        if self.keeps_rows and rows is None:
-            rows = self._read_digests()
-        count = self.count_target() if rows is None else len(rows)
+        count = self.count_target() if target_rows is None else target_rows
         data = None if rows is None else rows.to_bytes(self.cols)
         self.state.record(self.spec.name, self.scope, expected, digest, count, data)
-
-    def _read_digests(self) -> RowDigests:
-        """The per-row digests of the scope's rows as the table holds them (every row
-        in the scope is read: after a full comparison, or when there were none)."""
-        backend = self.backend
-        assert isinstance(backend, SQLBackend)
-        spec, cols = self.spec, self.cols
-        decoders = [backend.codec(spec.column(c)).decode for c in cols]
-        where = self.encoded_where()
-        retry = self.settings.retry or self.ctx.retry
-
-        def read() -> list[tuple[Any, ...]]:
-            return backend.select_where(spec, cols, where)
-
-        found = run_transaction(backend, read, retry, what=f"reading {spec.name!r}")
-        parts = []
-        width = len(self.key)
-        for at in range(0, len(found), _DigestDiff.BATCH):
-            page = found[at : at + _DigestDiff.BATCH]
-            columns = [
-                list(column) if d is None else [v if v is None else d(v) for v in column]
-                for column, d in zip(zip(*page, strict=True), decoders, strict=True)
-            ]
-            parts.append(hash_columns([encode_values(c) for c in columns], width))
-        return RowDigests.build(parts)
 
     def touch(self) -> None:
         """About to write the difference: the table's generation moves on, once."""
@@ -408,6 +383,10 @@ class _SetBasedDiff:
         self.last_position = 0  # the highest row number staged
         self.staged = 0  # source rows staged to be compared (not the rejected ones' keys)
         self.diff: StagedDiff | None = None
+        # The source's per-row digests, made while staging (sync keeps them): after the
+        # sync the scope holds these rows, so the next sync compares with them.
+        keep = sync.keeps_rows and not sync.dry_run
+        self.hashed: list[HashedRows] | None = [] if keep else None
 
     def _retry(self) -> RetryPolicy:
         return self.sync.settings.retry or self.sync.ctx.retry
@@ -435,7 +414,10 @@ class _SetBasedDiff:
                 return
             self._classify()
             wrote = self._apply()
-            sync.finished(mark, report.digest, wrote)
+            rows_state = None
+            if self.hashed is not None:
+                rows_state = RowDigests.build(self.hashed)
+            sync.finished(mark, report.digest, wrote, rows=rows_state)
             if sync.writer is not None:
                 sync.changeset = sync.writer.finish(sync.full_bytes, report)
         finally:
@@ -464,6 +446,10 @@ class _SetBasedDiff:
         digest = _Digest(sync.scope)
         size = chunk_rows(sync.ctx.capabilities, len(cols) + 2, sync.chunk_size)
         for raws, start in numbered(chunked(rows, size)):
+            if self.hashed is not None:
+                columns, _ = value_columns(raws, cols, self.mappings)
+                encoded = [encode_values(c) for c in columns]
+                self.hashed.append(hash_columns(encoded, width))
             chunk = planner.prepare(raws, start)
             report.rows_in += chunk.size
             report.duplicates += chunk.duplicates
@@ -643,6 +629,7 @@ class _DigestDiff:
         self.added: set[int] = set()  # key hashes of the source's new keys so far
         self.parts: list[HashedRows] = []  # the source's rows, for the next state
         self.wrote = False
+        self.inserted = 0  # rows the writes added to the table
         self.pending: list[tuple[str, Any, int, dict[str, Any]]] = []
         self.repeats: list[tuple[int, dict[str, Any]]] = []
 
@@ -692,7 +679,9 @@ class _DigestDiff:
             state = RowDigests.build([self.state.without(self.seen), *self.parts])
         if not self.wrote and mark.digest == report.digest:
             return  # the stored state still stands as it is
-        sync.finished(mark, report.digest, self.wrote, rows=state)
+        assert mark.target_rows is not None
+        rows_now = mark.target_rows + self.inserted - report.deleted
+        sync.finished(mark, report.digest, self.wrote, rows=state, target_rows=rows_now)
 
     # ------------------------------------------------------------------ hash
 
@@ -701,24 +690,16 @@ class _DigestDiff:
         its rows; a sequence of the wrong width is rejected."""
         sync = self.sync
         cols = sync.cols
-        if self.mappings:
-            try:
-                columns = [[r[c] for r in raws] for c in cols]
-            except KeyError:  # a row without some column: None, as a write takes it
-                columns = [[r.get(c) for r in raws] for c in cols]
-            return columns, list(range(len(raws)))
-        width = len(cols)
-        good = [i for i, r in enumerate(raws) if len(r) == width]
+        columns, good = value_columns(raws, cols, self.mappings)
         if len(good) != len(raws):
             for i in sorted(set(range(len(raws))) - set(good)):
                 sync.reject(
                     Rejection(
                         row=start + i + 1, key=None, values=raws[i],
-                        reason=f"the row has {len(raws[i])} values, not {width} ({cols})",
+                        reason=f"the row has {len(raws[i])} values, not {len(cols)} ({cols})",
                     )
                 )  # fmt: skip
-            raws = [raws[i] for i in good]
-        return [list(c) for c in zip(*raws, strict=True)] if raws else [[] for _ in cols], good
+        return columns, good
 
     def _hash_rows(self, raws: list[Any], start: int) -> _Batch:
         """A batch of dict or tuple rows, hashed."""
@@ -892,6 +873,7 @@ class _DigestDiff:
             report.changed += written.updated
             report.unchanged += written.unchanged
             report.duplicates += written.duplicates
+            self.inserted += written.inserted
         if repeats:
             # A key an earlier batch wrote: this later row wins (it is written again)
             # and counts as the duplicate.
@@ -1105,6 +1087,22 @@ class _HashDiff:
         written = sync.delete_keys([k if isinstance(k, tuple) else (k,) for k in keys])
         sync.absorb(written)
         report.deleted += written.deleted + written.upserted
+
+
+def value_columns(
+    raws: Sequence[Any], cols: Sequence[str], mappings: bool
+) -> tuple[list[list[Any]], list[int]]:
+    """Rows' values a column at a time (``cols``), and the indexes of the rows taken (a
+    sequence of another width is left out)."""
+    if mappings:
+        try:
+            return [[r[c] for r in raws] for c in cols], list(range(len(raws)))
+        except KeyError:  # a row without some column: None, as a write takes it
+            return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
+    good = [i for i, r in enumerate(raws) if len(r) == len(cols)]
+    if len(good) != len(raws):
+        raws = [raws[i] for i in good]
+    return ([list(c) for c in zip(*raws, strict=True)] if raws else [[] for _ in cols]), good
 
 
 def _reordered(rows: Iterator[Any], order: Sequence[int], width: int) -> Iterator[Any]:
