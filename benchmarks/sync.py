@@ -6,23 +6,32 @@ A table of N rows (``id`` integer key, ``name`` text, ``price`` Decimal, ``qty``
 1% of the rows changed, 0.5% added and 0.5% deleted (seeded, deterministic). Timed, per
 backend, each on a freshly reloaded table:
 
-- sync: ``db.sync("items", source, key="id", delete_missing=True)``;
+- sync: ``db.sync("items", source, key="id", delete_missing=True)`` on a table synced
+  before (an untimed sync of the target rows kept its per-row digests), so the sync
+  compares the source with the digests; on PostgreSQL the WAL it wrote
+  (``pg_current_wal_lsn()`` difference after a CHECKPOINT) and, after it, the digests'
+  size per row (their bytes, and their table's size);
+- first sync: the same on a table without digests (full comparison in the database,
+  then the digests are kept);
 - full reload: emptying the table (``TRUNCATE`` / ``DELETE FROM``) + ``db.insert`` of
-  every source row (bulkops' insert is the fast path: binary COPY on PostgreSQL);
+  every source row (bulkops' insert is the fast path: binary COPY on PostgreSQL), and
+  the WAL it wrote;
 - full reload, raw driver (the floor of any reload): in one transaction, ``TRUNCATE`` +
   psycopg binary ``COPY`` (PostgreSQL) or ``DELETE FROM`` + sqlite3 ``executemany``
   (SQLite) of every source row; sync is reported against both reloads;
 - naive loop: per source row ``SELECT`` by key, compare, ``UPDATE`` or ``INSERT`` when
   different, then ``DELETE`` per missing key (raw driver, one statement each, one
   transaction), timed on a sample of ``--naive-rows`` source rows and extrapolated;
-- unchanged re-sync: a second ``db.sync`` of the same source (skipped by its digest), and
+- unchanged re-sync: a second ``db.sync`` of the same source (every row hashed and
+  compared with the digests, nothing sent), and
   the CLI-style path: ``file_digest(path)`` of the source file + ``db.sync(...,
   source_id=...)`` whose rows are never read;
 - diff: ``db.diff(...)`` -> Changeset: its gzip bytes against the full data's bytes,
   uncompressed and gzipped the same way; the changeset is applied to a reloaded table.
 
 After every contender the table is checked against what it must hold (count and a
-BLAKE2 checksum over every row, in key order).
+BLAKE2 checksum over every row, in key order). Each contender also shows the client's
+CPU time: on a machine shared with other work, wall time says little.
 
     python benchmarks/sync.py                       # 1,000,000 rows, SQLite + PostgreSQL
     python benchmarks/sync.py --quick               # 100,000 rows
