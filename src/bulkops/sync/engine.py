@@ -673,12 +673,12 @@ class _DigestDiff:
         self._delete(gone)
         if not self.wrote and not report.rejected and not report.failed:
             report.up_to_date = not sync.dry_run and not (report.added or report.changed)
+        if not self.wrote and mark.digest == report.digest:
+            return  # the stored state still stands as it is
         if sync.delete_missing:
             state = RowDigests.build(self.parts)
         else:
             state = RowDigests.build([self.state.without(self.seen), *self.parts])
-        if not self.wrote and mark.digest == report.digest:
-            return  # the stored state still stands as it is
         assert mark.target_rows is not None
         rows_now = mark.target_rows + self.inserted - report.deleted
         sync.finished(mark, report.digest, self.wrote, rows=state, target_rows=rows_now)
