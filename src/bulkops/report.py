@@ -156,9 +156,9 @@ class SyncReport:
     ``rejected`` (with its reason in ``rejections``) or ``failed`` (valid, but the
     database kept refusing it; in ``failures``), so ``rows_in == accounted``.
     ``deleted`` counts target rows that the source no longer has (``delete_missing``).
-    ``up_to_date``: the source's digest matched the last sync of this table and scope
-    and the table was not written through bulkops since, so nothing was compared or
-    sent.
+    ``up_to_date``: the source matched the last sync of this table and scope (its
+    ``source_id``, or every row's digest) and the table was not written through bulkops
+    since, so nothing was sent.
     ``bytes``: the size of the difference as JSON Lines (what was, or with ``dry_run``
     would be, sent); ``statements``: statements or requests sent. The ``*_keys`` lists
     are filled when the call asked for ``list_keys=True``.

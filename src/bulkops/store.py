@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Literal, overload
 
 from .backends.base import Backend, Capabilities, WriteKind
-from .columnar import arrow_stream, is_arrow, rows_of
+from .columnar import is_arrow
 from .context import Context, TableRef
 from .errors import SchemaError
 from .events import EventCallback, logger
@@ -485,6 +485,7 @@ class Store:
         list_keys: bool = False,
         source_id: str | None = None,
         changes_out: str | os.PathLike[str] | None = None,
+        full: bool = False,
         chunk_size: int | None = None,
         on_error: OnError | None = None,
         rejects: Rejects = None,
@@ -507,9 +508,16 @@ class Store:
         ``list_keys``: list the added, changed and deleted keys in the SyncReport;
         ``source_id``: an identity of the source (e.g. ``file_digest(path)``): if it
         matches the last sync of this table and scope and the table was not written
-        through bulkops since, nothing is read at all (``up_to_date``). Without it the
-        digest of the rows serves, known only once they have been read: an unchanged
-        source then saves the comparison and the writes, not the reading.
+        through bulkops since, nothing is read at all (``up_to_date``).
+
+        On SQL databases sync keeps a digest of each row of the scope (in the
+        ``bulkops_sync_rows`` table): the source is hashed on the client and compared
+        with them, so only the added and changed rows and the deleted keys travel and
+        the table's rows are not read. A scope's first sync, or one after any bulkops
+        write to the table or a change of its row count, compares in full (the
+        database compares the staged source with the table) and keeps the digests;
+        writes made without bulkops that keep the row count are not seen:
+        ``full=True`` compares the table's rows in full and makes them again.
         ``changes_out``: also store the difference as a changeset (see ``diff``) at
         this path; it is written first, then applied from the file.
 
@@ -523,9 +531,9 @@ class Store:
             statement_timeout=statement_timeout, label=label,
         )  # fmt: skip
         report = sync_table(
-            self._ctx, table, _rows_of_arrow(rows), settings, key=key, columns=columns,
+            self._ctx, table, rows, settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where, dry_run=dry_run, list_keys=list_keys,
-            source_id=source_id, changes_out=changes_out,
+            source_id=source_id, changes_out=changes_out, full=full,
         )  # fmt: skip
         logger.info("%s", report)
         return report
@@ -555,7 +563,7 @@ class Store:
             retry=retry,
         )  # fmt: skip
         return diff_table(
-            self._ctx, table, _rows_of_arrow(rows), settings, key=key, columns=columns,
+            self._ctx, table, rows, settings, key=key, columns=columns,
             delete_missing=delete_missing, where=where,
         )  # fmt: skip
 
@@ -587,10 +595,3 @@ class Store:
             statement_timeout=statement_timeout, label=label,
         )  # fmt: skip
         return apply_changeset(self._ctx, changeset, table, settings)
-
-
-def _rows_of_arrow(rows: Iterable[Any]) -> Iterable[Any]:
-    """Arrow input (a DataFrame) for sync and diff: its rows as dicts, a record batch at
-    a time (they hash and stage rows; the columnar path is for writes)."""
-    stream = arrow_stream(rows)
-    return rows if stream is None else rows_of(stream)

@@ -14,12 +14,13 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from ..errors import BulkError, ConstraintError
+from ..errors import BulkError, ConstraintError, SchemaError
 from ..retry import RetryPolicy
 from ..schema import ColumnSpec, TableSpec
 from .base import (
     CHECKPOINTS_TABLE,
     RUNS_TABLE,
+    SYNC_ROWS_TABLE,
     SYNC_STATE_TABLE,
     Backend,
     DiffOp,
@@ -168,6 +169,20 @@ state_table = sa.Table(
     sa.Column("synced_at", sa.DateTime(timezone=True)),
 )
 
+# Each synced scope's per-row digests (sync/digests.py: opaque bytes here), split into
+# parts of at most _PART bytes, each marked with the generation it was recorded at: a
+# write to the table bumps the generation, which leaves them standing for nothing.
+rows_table = sa.Table(
+    SYNC_ROWS_TABLE,
+    _metadata,
+    sa.Column("table_name", sa.Text, primary_key=True),
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+_PART = 8 * 1024 * 1024
+
 
 class SQLSyncState:
     """The sync state table of a SQL database (the same on SQLite and PostgreSQL).
@@ -209,8 +224,8 @@ class SQLSyncState:
             generation = found[_GENERATION_ROW][1]
             mine = found.get(scope)
             if mine is None or mine[1] != generation:
-                return SyncMark(generation, None, None)
-            return SyncMark(generation, mine[2], mine[3])
+                return SyncMark(generation, None, None, recorded=mine is not None)
+            return SyncMark(generation, mine[2], mine[3], recorded=True)
 
         try:
             return self._transaction(read)
@@ -230,12 +245,40 @@ class SQLSyncState:
         else:
             self._transaction(lambda: self._execute(statement))
 
+    def read_rows(self, table: str, scope: str, mark: SyncMark) -> bytes | None:
+        if mark.digest is None:
+            return None
+        r = rows_table.c
+        statement = (
+            sa.select(r.data)
+            .where(r.table_name == table, r.scope == scope, r.generation == mark.generation)
+            .order_by(r.part)
+        )
+        try:
+            parts = self._transaction(lambda: self._execute(statement))
+        except SchemaError:
+            return None  # no per-row digests were ever kept here
+        if not parts or not all(isinstance(p[0], bytes | memoryview) for p in parts):
+            return None  # none, or not what record() wrote (then they are made again)
+        return b"".join(bytes(p[0]) for p in parts)
+
     def record(
-        self, table: str, scope: str, mark: SyncMark, digest: str, target_rows: int | None
+        self,
+        table: str,
+        scope: str,
+        mark: SyncMark,
+        digest: str,
+        target_rows: int | None,
+        rows: bytes | None = None,
     ) -> bool:
-        """Keep ``digest`` for the scope unless the table was written by someone else
-        since the sync started (then the next sync compares in full)."""
+        """Keep ``digest`` (and the per-row digests) for the scope unless the table was
+        written by someone else since the sync started (then the next sync compares
+        in full)."""
         t = state_table.c
+        r = rows_table.c
+        parts = [] if rows is None else [
+            rows[at : at + _PART] for at in range(0, len(rows), _PART)
+        ]  # fmt: skip
 
         def write() -> bool:
             rows = self._execute(
@@ -244,6 +287,17 @@ class SQLSyncState:
             if not rows or rows[0][0] != mark.generation:
                 return False
             self._execute(sa.delete(state_table).where(t.table_name == table, t.scope == scope))
+            if parts:  # in this transaction: no statement of a transaction of its own
+                self._execute(sa.schema.CreateTable(rows_table, if_not_exists=True))
+            if mark.recorded and parts:  # (a scope's digests are written with its row)
+                self._execute(sa.delete(rows_table).where(r.table_name == table, r.scope == scope))
+            for number, part in enumerate(parts):
+                self._execute(
+                    sa.insert(rows_table).values(
+                        table_name=table, scope=scope, part=number,
+                        generation=mark.generation, data=part,
+                    )
+                )  # fmt: skip
             self._execute(
                 sa.insert(state_table).values(
                     table_name=table, scope=scope, generation=mark.generation,
@@ -253,7 +307,13 @@ class SQLSyncState:
             )  # fmt: skip
             return True
 
-        return self._transaction(write)
+        try:
+            return self._transaction(write)
+        except BulkError as error:
+            if error.code not in ALREADY_EXISTS:
+                raise
+            # Another session made the digests' table at the same moment: it is there.
+            return self._transaction(write)
 
 
 # ------------------------------------------------------------ set-based diff

@@ -30,6 +30,7 @@ __all__ = [
     "HELD",
     "NO_TIMEOUTS",
     "RUNS_TABLE",
+    "SYNC_ROWS_TABLE",
     "SYNC_STATE_TABLE",
     "ArrowTarget",
     "Backend",
@@ -61,6 +62,7 @@ T = TypeVar("T")
 
 # bulkops' own tables, in the databases it works on (their one spelling).
 SYNC_STATE_TABLE = "bulkops_sync_state"  # sync's digests and each table's generation
+SYNC_ROWS_TABLE = "bulkops_sync_rows"  # sync's per-row digests of each synced scope
 RUNS_TABLE = "bulkops_runs"  # the run log: a row per verb call
 CHECKPOINTS_TABLE = "bulkops_checkpoints"  # the committed chunks of resumable loads
 
@@ -446,6 +448,7 @@ class SyncMark:
     generation: int
     digest: str | None  # of the scope's last sync, if the table is unchanged since
     target_rows: int | None  # rows in the scope after that sync
+    recorded: bool = False  # the scope was recorded before (it may have per-row digests)
 
 
 class SyncState(Protocol):
@@ -467,10 +470,23 @@ class SyncState(Protocol):
         ...
 
     def record(
-        self, table: str, scope: str, mark: SyncMark, digest: str, target_rows: int | None
+        self,
+        table: str,
+        scope: str,
+        mark: SyncMark,
+        digest: str,
+        target_rows: int | None,
+        rows: bytes | None = None,
     ) -> bool:
-        """Keep ``digest`` for the scope unless the table's generation moved on from
-        ``mark``'s (someone else wrote it meanwhile); whether it was kept."""
+        """Keep ``digest`` (and ``rows``: the scope's per-row digests, opaque bytes) for
+        the scope unless the table's generation moved on from ``mark``'s (someone else
+        wrote it meanwhile); whether it was kept. Where the backend keeps no per-row
+        digests, ``rows`` is dropped."""
+        ...
+
+    def read_rows(self, table: str, scope: str, mark: SyncMark) -> bytes | None:
+        """The per-row digests ``record`` kept for the scope, if the table is unchanged
+        since (``mark`` from ``begin``); None where none stand."""
         ...
 
 

@@ -1038,8 +1038,18 @@ class DynamoDBSyncState:
                 ExpressionAttributeValues={":one": {"N": "1"}},
             )
 
+    def read_rows(self, table: str, scope: str, mark: SyncMark) -> bytes | None:
+        """Per-row digests are not kept in DynamoDB yet: a sync reads the items by key."""
+        return None
+
     def record(
-        self, table: str, scope: str, mark: SyncMark, digest: str, target_rows: int | None
+        self,
+        table: str,
+        scope: str,
+        mark: SyncMark,
+        digest: str,
+        target_rows: int | None,
+        rows: bytes | None = None,
     ) -> bool:
         value = {"M": {"digest": {"S": digest}}}
         attempts = (

@@ -34,6 +34,7 @@ from ..backends.base import (
     SyncState,
     run_transaction,
 )
+from ..columnar import arrow_stream
 from ..context import Context
 from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsError
 from ..execute import numbered
@@ -45,8 +46,20 @@ from ..report import Rejection, Report, SyncReport, write_rejects
 from ..retry import RetryPolicy
 from ..schema import TableSpec, coerce
 from ..writes import WriteSettings, one_rejects_sink, write
+from . import hashing
 from .changeset import Changeset, ChangesetWriter, lines_size, rows_lines_size
-from .hashing import SourceDigest, canonical, row_hash, scope_id
+from .digests import RowDigests, digests_available
+from .hashing import (
+    HashedRows,
+    SourceDigest,
+    canonical,
+    decode_key,
+    encode_array,
+    encode_values,
+    hash_columns,
+    row_hash,
+    scope_id,
+)
 
 __all__ = ["Mode", "Syncer"]
 
@@ -71,6 +84,7 @@ class Syncer:
         dry_run: bool,
         list_keys: bool,
         mode: Mode = "sync",
+        full: bool = False,
     ) -> None:
         self.ctx = ctx
         self.backend = ctx.backend
@@ -95,6 +109,14 @@ class Syncer:
         self.state: SyncState = ctx.sync_state()
         self.writer: ChangesetWriter | None = None
         self.full_bytes: int | None = 0 if mode == "diff" else None
+        self.full = full
+        # Whether this sync keeps (and may use) the scope's per-row digests.
+        self.keeps_rows = (
+            mode == "sync"
+            and ctx.capabilities.set_based_diff
+            and isinstance(self.backend, SQLBackend)
+            and digests_available()
+        )
 
     # ------------------------------------------------------------- entry point
 
@@ -135,10 +157,13 @@ class Syncer:
             if mark is not None and self._unchanged(mark, report.digest):
                 report.up_to_date = True
                 return
-        iterator = iter(rows)
-        first = next(iterator, _END)
+        arrow = ArrowRows.of(rows)
+        iterator = iter(rows if arrow is None else arrow)
+        first = next(iterator, _END) if arrow is None else _ARROW
         given = self.columns
-        mappings = first is _END or isinstance(first, Mapping)
+        if arrow is not None and given is None:
+            given = self.spec.check_columns(arrow.schema.names)
+        mappings = first is _END or first is _ARROW or isinstance(first, Mapping)
         if given is None and not mappings:
             raise TypeError(f"{self.mode}(): rows are not mappings: pass columns= (and key)")
         if given is None:
@@ -153,7 +178,13 @@ class Syncer:
             )
         # The key first: the stage, the pages and the keys read back rely on it.
         cols = self.key + tuple(c for c in given if c not in self.key)
-        if first is not _END:
+        if arrow is not None:
+            lacking = [c for c in cols if c not in arrow.schema.names]
+            if lacking:
+                raise SchemaError(
+                    f"{self.mode}(): the Arrow source has no column {', '.join(map(repr, lacking))}"
+                )
+        elif first is not _END:
             iterator = chain([first], iterator)
         if not mappings and cols != given:
             # Sequences hold their values in the order of columns=: put them in ours.
@@ -172,7 +203,18 @@ class Syncer:
             )
         try:
             backend = self.backend
-            if self.ctx.capabilities.set_based_diff and isinstance(backend, SQLBackend):
+            state = None
+            if self.keeps_rows and mark is not None:
+                state = self._row_digests(mark)
+                if state is None:
+                    # The per-row digests are missing or stale: compare in full, and
+                    # keep them afterwards (an unchanged source is not skipped then).
+                    mark = dataclasses.replace(mark, digest=None)
+            if state is not None and mark is not None and arrow is not None:
+                _DigestDiff(self, state, mappings).run_arrow(arrow, mark, source_id)
+            elif state is not None and mark is not None:
+                _DigestDiff(self, state, mappings).run(iterator, mark, source_id)
+            elif self.ctx.capabilities.set_based_diff and isinstance(backend, SQLBackend):
                 _SetBasedDiff(self, backend, mappings).run(iterator, mark, source_id)
             else:
                 _HashDiff(self, mappings).run(iterator, mark, source_id)
@@ -189,6 +231,21 @@ class Syncer:
         # A cheap look for writes made without bulkops (rows added or removed).
         return self.count_target() == mark.target_rows
 
+    def _row_digests(self, mark: SyncMark) -> RowDigests | None:
+        """The scope's per-row digests, if they stand: the table was not written through
+        bulkops since, and holds as many rows in the scope as then (``full``: never)."""
+        if self.full or mark.digest is None or mark.target_rows is None:
+            return None
+        data = self.state.read_rows(self.spec.name, self.scope, mark)
+        if data is None:
+            return None
+        state = RowDigests.from_bytes(data, self.cols)
+        if state is None or (self.delete_missing and len(state) != mark.target_rows):
+            return None  # (without delete_missing they may know fewer rows than there are)
+        if self.count_target() != mark.target_rows:
+            return None  # rows added or removed without bulkops
+        return state
+
     def count_target(self) -> int | None:
         """Rows in the scope (SQL); None where counting means reading everything."""
         backend = self.backend
@@ -202,14 +259,26 @@ class Syncer:
             for c, v in self.where.items()
         }
 
-    def finished(self, mark: SyncMark | None, digest: str | None, wrote: bool) -> None:
-        """Keep the source's digest for the next sync of this scope."""
+    def finished(
+        self,
+        mark: SyncMark | None,
+        digest: str | None,
+        wrote: bool,
+        rows: RowDigests | None = None,
+        target_rows: int | None = None,
+    ) -> None:
+        """Keep the source's digest (and the scope's per-row digests) for the next sync
+        of this scope. ``rows``: the per-row digests of the source rows the scope now
+        holds (with ``delete_missing``, all its rows); ``target_rows``: the rows in the
+        scope, if known (else counted)."""
         if self.dry_run or mark is None or digest is None:
             return
         if self.report.rejected or self.report.failed:
             return  # rows the target lacks: the next sync must compare again
         expected = dataclasses.replace(mark, generation=mark.generation + (1 if wrote else 0))
-        self.state.record(self.spec.name, self.scope, expected, digest, self.count_target())
+        count = self.count_target() if target_rows is None else target_rows
+        data = None if rows is None else rows.to_bytes(self.cols)
+        self.state.record(self.spec.name, self.scope, expected, digest, count, data)
 
     def touch(self) -> None:
         """About to write the difference: the table's generation moves on, once."""
@@ -269,6 +338,32 @@ class _End:
 
 
 _END: Any = _End()
+_ARROW: Any = _End()  # the first "row" of an Arrow source: its schema names the columns
+
+
+class ArrowRows:
+    """An Arrow source (anything exporting ``__arrow_c_stream__``: a pyarrow Table or
+    RecordBatchReader, a pandas or polars DataFrame; or a pyarrow RecordBatch), read a
+    record batch at a time. The digest sync hashes its batches a column at a time;
+    the other engines take its rows as dicts, a batch at a time."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.schema = reader.schema
+
+    @classmethod
+    def of(cls, source: Any) -> ArrowRows | None:
+        """The source as Arrow (the columnar path's one test of what is Arrow data), or
+        None for rows of dicts and tuples."""
+        stream = arrow_stream(source)
+        return None if stream is None else cls(stream)
+
+    def batches(self) -> Iterator[Any]:
+        yield from self.reader
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.reader:
+            yield from batch.to_pylist()
 
 
 class _SetBasedDiff:
@@ -283,6 +378,10 @@ class _SetBasedDiff:
         self.last_position = 0  # the highest row number staged
         self.staged = 0  # source rows staged to be compared (not the rejected ones' keys)
         self.diff: StagedDiff | None = None
+        # The source's per-row digests, made while staging (sync keeps them): after the
+        # sync the scope holds these rows, so the next sync compares with them.
+        keep = sync.keeps_rows and not sync.dry_run
+        self.hashed: list[HashedRows] | None = [] if keep else None
 
     def _retry(self) -> RetryPolicy:
         return self.sync.settings.retry or self.sync.ctx.retry
@@ -310,7 +409,10 @@ class _SetBasedDiff:
                 return
             self._classify()
             wrote = self._apply()
-            sync.finished(mark, report.digest, wrote)
+            rows_state = None
+            if self.hashed is not None:
+                rows_state = RowDigests.build(self.hashed)
+            sync.finished(mark, report.digest, wrote, rows=rows_state)
             if sync.writer is not None:
                 sync.changeset = sync.writer.finish(sync.full_bytes, report)
         finally:
@@ -339,6 +441,10 @@ class _SetBasedDiff:
         digest = SourceDigest(sync.scope)
         size = chunk_rows(sync.ctx.capabilities, len(cols) + 2, sync.chunk_size)
         for raws, start in numbered(chunked(rows, size)):
+            if self.hashed is not None:
+                columns, _ = value_columns(raws, cols, self.mappings)
+                encoded = [encode_values(c) for c in columns]
+                self.hashed.append(hash_columns(encoded, width))
             chunk = planner.prepare(raws, start)
             report.rows_in += chunk.size
             report.duplicates += chunk.duplicates
@@ -486,6 +592,320 @@ class _SetBasedDiff:
                         values=row,
                     )
                 )  # fmt: skip
+
+
+@dataclasses.dataclass
+class _Batch:
+    """A batch of the source, hashed: ``rows(indexes)`` gives rows of it as dicts."""
+
+    size: int  # rows given (also the rejected ones)
+    hashed: HashedRows | None
+    positions: Any  # numpy: the 1-based source position of each hashed row
+    outside: list[int]  # indexes of rows outside the sync's scope
+    rows: Callable[[Sequence[int]], list[dict[str, Any]]]
+
+
+class _DigestDiff:
+    """The difference found from the scope's per-row digests (``sync/digests.py``):
+    the source is hashed on the client a batch at a time and looked up in the digests
+    read from the sync state (keys and hashes only); only the added and changed rows
+    and the deleted keys are sent. The target's rows are not read."""
+
+    # Rows hashed at once: big enough for the column-at-a-time encoding to pay off.
+    BATCH = 50_000
+
+    def __init__(self, sync: Syncer, state: RowDigests, mappings: bool) -> None:
+        import numpy as np
+
+        self.sync = sync
+        self.state = state
+        self.mappings = mappings
+        self.seen = np.zeros(len(state), dtype=bool)  # state keys the source has
+        self.added: set[int] = set()  # key hashes of the source's new keys so far
+        self.parts: list[HashedRows] = []  # the source's rows, for the next state
+        self.wrote = False
+        self.inserted = 0  # rows the writes added to the table
+        self.pending: list[tuple[str, Any, int, dict[str, Any]]] = []
+        self.repeats: list[tuple[int, dict[str, Any]]] = []
+
+    def run(self, rows: Iterator[Any], mark: SyncMark, source_id: str | None) -> None:
+        size = max(self.sync.chunk_size or 0, self.BATCH)
+        self._run(
+            (self._hash_rows(raws, start) for raws, start in numbered(chunked(rows, size))),
+            mark,
+            source_id,
+        )
+
+    def run_arrow(self, source: ArrowRows, mark: SyncMark, source_id: str | None) -> None:
+        """The same for an Arrow source, hashed a record batch at a time (vectorized)."""
+
+        def batches() -> Iterator[_Batch]:
+            start = 0
+            for batch in source.batches():
+                yield self._hash_arrow(batch, start)
+                start += batch.num_rows
+
+        self._run(batches(), mark, source_id)
+
+    def _run(self, batches: Iterator[_Batch], mark: SyncMark, source_id: str | None) -> None:
+        import numpy as np
+        import xxhash
+
+        sync, report = self.sync, self.sync.report
+        whole = xxhash.xxh3_128(sync.scope.encode())
+        size = max(sync.chunk_size or 0, self.BATCH)
+        for batch in batches:
+            report.rows_in += batch.size
+            if batch.hashed is not None:
+                self._compare(batch)
+                whole.update(batch.hashed.digests.tobytes())
+            if len(self.pending) >= size:
+                self._flush()
+        self._flush()
+        if source_id is None:
+            report.digest = f"rows:{report.rows_in}:xxh3:{whole.hexdigest()}"
+        gone = np.nonzero(~self.seen)[0] if sync.delete_missing else np.empty(0, np.int64)
+        self._delete(gone)
+        if not self.wrote and not report.rejected and not report.failed:
+            report.up_to_date = not sync.dry_run and not (report.added or report.changed)
+        if not self.wrote and mark.digest == report.digest:
+            return  # the stored state still stands as it is
+        if sync.delete_missing:
+            state = RowDigests.build(self.parts)
+        else:
+            state = RowDigests.build([self.state.without(self.seen), *self.parts])
+        assert mark.target_rows is not None
+        rows_now = mark.target_rows + self.inserted - report.deleted
+        sync.finished(mark, report.digest, self.wrote, rows=state, target_rows=rows_now)
+
+    # ------------------------------------------------------------------ hash
+
+    def _columns(self, raws: list[Any], start: int) -> tuple[list[list[Any]], list[int]]:
+        """The batch's values a column at a time (the key's first), and the indexes of
+        its rows; a sequence of the wrong width is rejected."""
+        sync = self.sync
+        cols = sync.cols
+        columns, good = value_columns(raws, cols, self.mappings)
+        if len(good) != len(raws):
+            for i in sorted(set(range(len(raws))) - set(good)):
+                sync.reject(
+                    Rejection(
+                        row=start + i + 1, key=None, values=raws[i],
+                        reason=f"the row has {len(raws[i])} values, not {len(cols)} ({cols})",
+                    )
+                )  # fmt: skip
+        return columns, good
+
+    def _hash_rows(self, raws: list[Any], start: int) -> _Batch:
+        """A batch of dict or tuple rows, hashed."""
+        import numpy as np
+
+        columns, index = self._columns(raws, start)
+        if not index:
+            return _Batch(len(raws), None, np.empty(0, np.int64), [], lambda _: [])
+        encoded = [encode_values(c) for c in columns]
+
+        def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
+            return [self._row(raws[index[i]]) for i in chosen]
+
+        positions = np.asarray(index, dtype=np.int64) + start + 1
+        return self._hashed(len(raws), encoded, positions, rows)
+
+    def _hash_arrow(self, batch: Any, start: int) -> _Batch:
+        """A pyarrow RecordBatch, hashed a column at a time (no Python per row)."""
+        import numpy as np
+        import pyarrow as pa
+
+        names = batch.schema.names
+        encoded = [encode_array(batch.column(names.index(c))) for c in self.sync.cols]
+
+        def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
+            picked = batch.take(pa.array(list(chosen), pa.int64())).to_pylist()
+            return [{c: row.get(c) for c in self.sync.cols} for row in picked]
+
+        positions = np.arange(start + 1, start + batch.num_rows + 1, dtype=np.int64)
+        return self._hashed(batch.num_rows, encoded, positions, rows)
+
+    def _hashed(
+        self, size: int, encoded: list[Any], positions: Any,
+        rows: Callable[[Sequence[int]], list[dict[str, Any]]],
+    ) -> _Batch:  # fmt: skip
+        """A batch's digests, and which of its rows lie outside the sync's scope
+        (compared by their encodings: as data, whatever the type)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        sync = self.sync
+        outside = np.zeros(len(positions), dtype=bool)
+        for column, value in sync.where.items():
+            wanted = hashing.encode_value(value)
+            differs = pc.not_equal(encoded[sync.cols.index(column)], wanted)
+            outside |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
+        hashed = hash_columns(encoded, len(sync.key))
+        return _Batch(size, hashed, positions, list(np.nonzero(outside)[0]), rows)
+
+    def _compare(self, batch: _Batch) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        sync, report, state = self.sync, self.sync.report, self.state
+        hashed, positions = batch.hashed, batch.positions
+        assert hashed is not None
+        n = len(positions)
+        valid = np.ones(n, dtype=bool)
+        if batch.outside:
+            valid[batch.outside] = False
+            for i, row in zip(batch.outside, batch.rows(batch.outside), strict=True):
+                sync.reject(
+                    Rejection(
+                        row=int(positions[i]), key=sync.key_of(row), values=row,
+                        reason=f"outside the sync's scope (where={sync.where!r})",
+                    )
+                )  # fmt: skip
+        # A key given twice in the batch: the last row wins.
+        kh = hashed.key_hashes
+        unique, inverse = np.unique(kh, return_inverse=True)
+        last = np.full(len(unique), -1, dtype=np.int64)
+        np.maximum.at(last, inverse, np.where(valid, np.arange(n), -1))
+        keep = valid & (last[inverse] == np.arange(n))
+        dropped = np.nonzero(valid & ~keep)[0]
+        if len(dropped):
+            self._same_keys(hashed.keys, dropped, last[inverse[dropped]])
+            report.duplicates += len(dropped)
+        # Keys rejected as outside the scope still stand for rows the source has.
+        found_index, found = state.lookup(kh)
+        self.seen[found_index[found & ~valid]] = True
+        rows = np.nonzero(keep)[0]
+        idx, here = found_index[rows], found[rows]
+        repeat = here & self.seen[idx]
+        new = rows[~here]
+        repeat_new = np.array([int(kh[i]) in self.added for i in new], dtype=bool)
+        self.added.update(int(kh[i]) for i in new)
+        self.seen[idx[here]] = True
+        same = here & (state.digests[idx] == hashed.digests[rows])
+        changed = here & ~same & ~repeat
+        if changed.any():
+            self._same_keys_as_state(hashed.keys, rows[changed], idx[changed])
+        report.unchanged += int((same & ~repeat).sum())
+        taken = pa.array(rows)
+        self.parts.append(HashedRows(hashed.keys.take(taken), kh[rows], hashed.digests[rows]))
+        adds = [int(i) for i in new[~repeat_new]]
+        again = [int(i) for i in rows[repeat]] + [int(i) for i in new[repeat_new]]
+        report.duplicates += len(again)
+        adds = self._in_scope(adds, batch)
+        for op, chosen in (("add", adds), ("change", [int(i) for i in rows[changed]])):
+            for i, row in zip(chosen, batch.rows(chosen), strict=True):
+                self.pending.append((op, sync.key_of(row), int(positions[i]), row))
+        for i, row in zip(again, batch.rows(again), strict=True):
+            self.repeats.append((int(positions[i]), row))
+
+    def _row(self, raw: Any) -> dict[str, Any]:
+        return dict(raw) if self.mappings else dict(zip(self.sync.cols, raw, strict=True))
+
+    def _same_keys(self, keys: Any, a: Any, b: Any) -> None:
+        for i, j in zip(a, b, strict=True):
+            if keys[int(i)] != keys[int(j)]:
+                _collision()
+
+    def _same_keys_as_state(self, keys: Any, rows: Any, idx: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mine = keys.take(pa.array(rows))
+        theirs = self.state.keys.take(pa.array(idx))
+        if not pc.all(pc.equal(mine, theirs)).as_py():
+            _collision()
+
+    def _in_scope(self, adds: list[int], batch: _Batch) -> list[int]:
+        """New keys of a sync with ``where``: those whose row in the table lies outside
+        the scope are rejected (left alone), as the set-based diff does."""
+        sync = self.sync
+        positions = batch.positions
+        if not sync.where or not adds:
+            return adds
+        rows = dict(zip(adds, batch.rows(adds), strict=True))
+        keys = {i: sync.key_of(r) for i, r in rows.items()}
+        found = get_many(
+            sync.ctx, sync.spec.name, list(keys.values()), key=sync.key,
+            columns=(*sync.key, *sync.where), chunk_size=None, consistent_read=False,
+        )  # fmt: skip
+        kept = []
+        for i in adds:
+            if keys[i] in found:
+                sync.reject(
+                    Rejection(
+                        row=int(positions[i]), key=keys[i], values=rows[i],
+                        reason="the key belongs to a row outside the sync's scope "
+                        f"(where={sync.where!r}); it is left alone",
+                    )
+                )  # fmt: skip
+            else:
+                kept.append(i)
+        return kept
+
+    # ----------------------------------------------------------------- write
+
+    def _start_writing(self) -> None:
+        if not self.wrote:
+            self.sync.touch()
+            self.wrote = True
+
+    def _flush(self) -> None:
+        sync, report = self.sync, self.sync.report
+        pending, repeats = self.pending, self.repeats
+        self.pending, self.repeats = [], []
+        if pending:
+            sync.note([(op, k, row) for op, k, _, row in pending])
+        if sync.dry_run:
+            report.added += sum(p[0] == "add" for p in pending)
+            report.changed += sum(p[0] == "change" for p in pending)
+            return
+        if pending:
+            self._start_writing()
+            written = sync.write_rows([row for _, _, _, row in pending])
+            sync.absorb(written, [position for _, _, position, _ in pending])
+            report.added += written.inserted
+            report.changed += written.updated
+            report.unchanged += written.unchanged
+            report.duplicates += written.duplicates
+            self.inserted += written.inserted
+        if repeats:
+            # A key an earlier batch wrote: this later row wins (it is written again)
+            # and counts as the duplicate.
+            self._start_writing()
+            written = sync.write_rows([row for _, row in repeats])
+            sync.absorb(written, [position for position, _ in repeats])
+
+    def _delete(self, gone: Any) -> None:
+        import pyarrow as pa
+
+        sync, report = self.sync, self.sync.report
+        width = len(sync.key)
+        size = max(sync.chunk_size or 0, 10_000)
+        for at in range(0, len(gone), size):
+            encoded = self.state.keys.take(pa.array(gone[at : at + size])).to_pylist()
+            try:
+                keys = [decode_key(k, width) for k in encoded]
+            except ValueError as error:
+                raise BulkError(
+                    f"sync of {sync.spec.name!r}: a deleted key cannot be read back from the "
+                    f"sync state ({error}); sync(full=True) compares the table in full"
+                ) from None
+            sync.note([("delete", k[0] if width == 1 else k, list(k)) for k in keys])
+            if sync.dry_run:
+                report.deleted += len(keys)
+                continue
+            self._start_writing()
+            written = sync.delete_keys(keys)
+            sync.absorb(written)
+            report.deleted += written.deleted
+
+
+def _collision() -> None:
+    raise BulkError(
+        "two different keys share a 64-bit key hash in the sync state (so rare it "
+        "should never happen); sync(full=True) compares the table in full"
+    )
 
 
 class _HashDiff:
@@ -662,6 +1082,22 @@ class _HashDiff:
         written = sync.delete_keys([k if isinstance(k, tuple) else (k,) for k in keys])
         sync.absorb(written)
         report.deleted += written.deleted + written.upserted
+
+
+def value_columns(
+    raws: Sequence[Any], cols: Sequence[str], mappings: bool
+) -> tuple[list[list[Any]], list[int]]:
+    """Rows' values a column at a time (``cols``), and the indexes of the rows taken (a
+    sequence of another width is left out)."""
+    if mappings:
+        try:
+            return [[r[c] for r in raws] for c in cols], list(range(len(raws)))
+        except KeyError:  # a row without some column: None, as a write takes it
+            return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
+    good = [i for i, r in enumerate(raws) if len(r) == len(cols)]
+    if len(good) != len(raws):
+        raws = [raws[i] for i in good]
+    return ([list(c) for c in zip(*raws, strict=True)] if raws else [[] for _ in cols]), good
 
 
 def _reordered(rows: Iterator[Any], order: Sequence[int], width: int) -> Iterator[Any]:

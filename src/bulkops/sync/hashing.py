@@ -7,14 +7,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import struct
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from ..jsoncodec import to_json
 
-__all__ = ["SourceDigest", "canonical", "row_hash", "scope_id"]
+__all__ = [
+    "HashedRows",
+    "SourceDigest",
+    "canonical",
+    "encode_array",
+    "encode_value",
+    "hash_record_batch",
+    "hash_value_rows",
+    "row_hash",
+    "scope_id",
+]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -115,3 +127,416 @@ class SourceDigest:
 
     def hexdigest(self) -> str:
         return f"rows:{self.rows}:sha256:{self._hash.hexdigest()}"
+
+
+# ------------------------------------------------------- binary canonical encoding
+#
+# Row digests (sync's per-row state) hash a compact binary encoding of each value:
+# a tag byte, then a fixed-width payload or a 4-byte length and the bytes. The same
+# rule as ``canonical`` (1, 1.0 and Decimal("1.00") agree; datetimes are UTC
+# instants, naive ones taken as UTC), written so that it can be computed a column at
+# a time from Arrow arrays (``encode_array``), with ``encode_value`` for the values a
+# column of Arrow cannot hold. Both give the same bytes for the same data: that is
+# what makes the digests of dict rows, tuples and Arrow batches agree.
+#
+#   null      00
+#   bool      01 b
+#   integer   02 int64 (an integral number: int, 1.0, Decimal("1.00")) within int64
+#   number    03 len text  (an integer beyond int64, or a decimal a float cannot hold)
+#   float     04 float64   (a number that is not integral; a Decimal equal to a float's
+#                           shortest repr, as canonical() takes it, encodes as that float)
+#   special   05 len text  (NaN and infinities)
+#   text      06 len utf-8 (also UUIDs, as canonical() takes them)
+#   bytes     07 len bytes
+#   datetime  08 int64     microseconds since 1970-01-01 UTC
+#   date      09 int32     days since 1970-01-01
+#   time      0a int64     microseconds since midnight (a naive time)
+#   other     0b len text  repr of canonical() (mappings, lists, sets, aware times...)
+#
+# Integers are little-endian, lengths are uint32.
+
+ENCODING_VERSION = 2
+
+_INT64 = 2**63
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_LEN = struct.Struct("<I")
+_DAY = dt.timedelta(days=1)
+_DATE_EPOCH = dt.date(1970, 1, 1)
+_TRUE, _FALSE, _NULL = b"\x01\x01", b"\x01\x00", b"\x00"
+
+
+def _sized(tag: bytes, data: bytes) -> bytes:
+    return tag + _LEN.pack(len(data)) + data
+
+
+def _integer(value: int) -> bytes:
+    if -_INT64 <= value < _INT64:
+        return b"\x02" + _I64.pack(value)
+    return _sized(b"\x03", str(value).encode())
+
+
+def _encode_number(value: int | float | Decimal) -> bytes:
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return _sized(b"\x05", f"float:{value!r}".encode())
+        if value.is_integer():
+            return _integer(int(value))
+        return b"\x04" + _F64.pack(value)
+    if isinstance(value, int):
+        return _integer(value)
+    if not value.is_finite():
+        return _sized(b"\x05", str(value).encode())
+    if value == value.to_integral_value():
+        return _integer(int(value))
+    as_float = float(value)
+    if Decimal(repr(as_float)) == value:
+        return b"\x04" + _F64.pack(as_float)
+    return _sized(b"\x03", format(value.normalize(), "f").encode())
+
+
+def encode_value(value: Any) -> bytes:
+    """The binary canonical encoding of one value (see above)."""
+    cls = value.__class__
+    if value is None:
+        return _NULL
+    if cls is str:
+        return _sized(b"\x06", value.encode("utf-8", "surrogatepass"))
+    if cls is bool:
+        return _TRUE if value else _FALSE
+    if cls is int:
+        return _integer(value)
+    if isinstance(value, bool):
+        return _TRUE if value else _FALSE
+    if isinstance(value, float | int | Decimal):
+        return _encode_number(value)
+    if isinstance(value, str):
+        return _sized(b"\x06", str(value).encode("utf-8", "surrogatepass"))
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return b"\x08" + _I64.pack((value - _EPOCH) // dt.timedelta(microseconds=1))
+    if isinstance(value, dt.date):
+        return b"\x09" + struct.pack("<i", (value - _DATE_EPOCH) // _DAY)
+    if isinstance(value, dt.time) and value.tzinfo is None:
+        micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000
+        return b"\x0a" + _I64.pack(micros + value.microsecond)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _sized(b"\x07", bytes(value))
+    if isinstance(value, uuid.UUID):
+        return _sized(b"\x06", str(value).encode())
+    return _sized(b"\x0b", repr(canonical(value)).encode("utf-8", "surrogatepass"))
+
+
+def decode_key_value(data: bytes, at: int = 0) -> tuple[Any, int]:
+    """One value of an encoding (a key's, read back from the sync state) and where the
+    next one starts. Numbers come back in their canonical form (an int for 1.0),
+    datetimes as aware UTC datetimes; values only ``repr`` stands for cannot come back
+    (ValueError)."""
+    tag = data[at]
+    at += 1
+    if tag == 0:
+        return None, at
+    if tag == 1:
+        return data[at] == 1, at + 1
+    if tag in (2, 8, 10):
+        (number,) = _I64.unpack_from(data, at)
+        at += 8
+        if tag == 2:
+            return number, at
+        if tag == 8:
+            return _EPOCH + dt.timedelta(microseconds=number), at
+        return (dt.datetime.min + dt.timedelta(microseconds=number)).time(), at
+    if tag == 4:
+        return _F64.unpack_from(data, at)[0], at + 8
+    if tag == 9:
+        (days,) = struct.unpack_from("<i", data, at)
+        return _DATE_EPOCH + dt.timedelta(days=days), at + 4
+    (size,) = _LEN.unpack_from(data, at)
+    at += 4
+    body = data[at : at + size]
+    at += size
+    if tag == 6:
+        return body.decode("utf-8", "surrogatepass"), at
+    if tag == 7:
+        return bytes(body), at
+    if tag == 3:
+        text = body.decode()
+        return (int(text) if text.lstrip("-").isdigit() else Decimal(text)), at
+    raise ValueError(f"a key value of this kind cannot be read back: {body!r}")
+
+
+def decode_key(data: bytes, width: int) -> tuple[Any, ...]:
+    """The ``width`` values of an encoded key."""
+    values = []
+    at = 0
+    for _ in range(width):
+        value, at = decode_key_value(data, at)
+        values.append(value)
+    return tuple(values)
+
+
+# Python types a list of values may hold to be turned into one Arrow array with the
+# same encoding as ``encode_value`` (pyarrow's own conversion, at C speed). Anything
+# else (Decimal, mixed kinds, subclasses) is encoded a value at a time.
+_ARROW_SAFE = [
+    {int}, {float}, {str}, {bytes}, {bool}, {dt.datetime}, {dt.date},
+]  # fmt: skip
+
+
+def _column_types(values: Sequence[Any]) -> set[type]:
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    return kinds
+
+
+def encode_values(values: Sequence[Any]) -> Any:
+    """A column of Python values, encoded: an Arrow binary array (one element a row)."""
+    import pyarrow as pa
+
+    kinds = _column_types(values)
+    if not kinds:
+        return pa.array([_NULL] * len(values), pa.binary())
+    if kinds == {Decimal}:
+        encoded = _decimal_texts(values)
+        if encoded is not None:
+            return encoded
+    elif kinds in _ARROW_SAFE:
+        try:
+            array = pa.array(values)
+        except (pa.ArrowException, OverflowError):
+            pass
+        else:
+            encoded = encode_array(array, fallback=False)
+            if encoded is not None:
+                return encoded
+    return pa.array(list(map(encode_value, values)), pa.binary())
+
+
+def _fixed(tags: Any, payload: Any, width: int) -> Any:
+    """An Arrow binary array of ``tag + payload`` per element (numpy arrays)."""
+    import numpy as np
+    import pyarrow as pa
+
+    dtype = np.dtype([("t", "u1"), ("v", payload.dtype)])
+    assert dtype.itemsize == width + 1
+    out = np.empty(len(payload), dtype=dtype)
+    out["t"] = tags
+    out["v"] = payload
+    fixed = pa.Array.from_buffers(pa.binary(width + 1), len(out), [None, pa.py_buffer(out)])
+    return fixed.cast(pa.binary())
+
+
+def _with_nulls(array: Any, encoded: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if array.null_count == 0:
+        return encoded
+    return pc.if_else(array.is_null(), pa.scalar(_NULL, pa.binary()), encoded)
+
+
+def encode_array(array: Any, *, fallback: bool = True) -> Any:
+    """An Arrow array, encoded a column at a time (numpy and Arrow kernels, no Python
+    per value) into an Arrow binary array with the bytes ``encode_value`` gives each
+    value. Types without a vectorized rule (decimals, nested, durations...) are
+    encoded a value at a time; with ``fallback=False`` they give None instead."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        array = array.dictionary_decode()
+        kind = array.type
+    n = len(array)
+    if pa.types.is_null(kind):
+        return pa.array([_NULL] * n, pa.binary())
+    encoded = None
+    if pa.types.is_boolean(kind):
+        values = array.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8)
+        encoded = _fixed(1, values, 1)
+    elif pa.types.is_integer(kind):
+        largest = pc.max(array).as_py() if kind == pa.uint64() else None
+        if largest is None or largest < _INT64:
+            values = array.cast(pa.int64()).fill_null(0).to_numpy()
+            encoded = _fixed(2, values, 8)
+    elif pa.types.is_floating(kind):
+        values = array.cast(pa.float64()).fill_null(0.0).to_numpy()
+        finite = np.isfinite(values)
+        integral = finite & (np.floor(values) == values)
+        if finite.all() and (np.abs(values[integral]) < _INT64).all():
+            tags = np.where(integral, 2, 4).astype(np.uint8)
+            payload = np.where(integral, values, 0).astype(np.int64)
+            payload = np.where(integral, payload, values.view(np.int64))
+            encoded = _fixed(tags, payload, 8)
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        encoded = _sized_array(6, array)
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        encoded = _sized_array(7, array)
+    elif pa.types.is_fixed_size_binary(kind):
+        encoded = _sized_array(7, array.cast(pa.binary()))
+    elif pa.types.is_timestamp(kind):
+        micros = array.cast(pa.timestamp("us", kind.tz), safe=False)
+        encoded = _fixed(8, micros.cast(pa.int64()).fill_null(0).to_numpy(), 8)
+    elif pa.types.is_date(kind):
+        days = array.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy()
+        encoded = _fixed(9, days, 4)
+    elif pa.types.is_decimal(kind) and kind.bit_width == 128:
+        encoded = _decimal_array(array)
+    elif pa.types.is_time(kind):
+        micros = array.cast(pa.time64("us"), safe=False).cast(pa.int64())
+        encoded = _fixed(10, micros.fill_null(0).to_numpy(), 8)
+    if encoded is None:
+        if not fallback:
+            return None
+        return pa.array(list(map(encode_value, array.to_pylist())), pa.binary())
+    return _with_nulls(array, encoded)
+
+
+# A decimal of at most 15 significant digits is the float nearest to it, and that
+# float's shortest repr is that decimal again (doubles hold 15 digits): so the float
+# rule of encode_value can be decided without Python per value.
+_FLOAT_DIGITS = 10**15
+
+
+def _decimal_array(array: Any) -> Any:
+    """decimal128 values whose unscaled integer fits int64 and has at most 15 digits
+    (else None: a value at a time)."""
+    import numpy as np
+
+    scale = array.type.scale
+    if not 0 <= scale <= 18:
+        return None
+    words = np.frombuffer(array.buffers()[1], dtype="<i8")
+    words = words[2 * array.offset : 2 * (array.offset + len(array))].reshape(-1, 2)
+    low, high = words[:, 0], words[:, 1]
+    valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if not (high[valid] == (low[valid] >> 63)).all():
+        return None  # beyond int64
+    unscaled = np.where(valid, low, 0)
+    encoded = _scaled(unscaled, np.int64(10**scale))
+    return None if encoded is None else _with_nulls(array, encoded)
+
+
+def _decimal_texts(values: Sequence[Any]) -> Any:
+    """Decimals (or None) by their text (``str`` of a Decimal is C code, where pyarrow
+    converts Decimal objects slowly): the digits without the point are the unscaled
+    integer, the digits after it the scale. None where some value needs more."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = pa.array(list(map(str, values)))
+    nulls = pc.equal(texts, "None")
+    texts = pc.if_else(nulls, "0", texts)
+    if pc.any(pc.match_substring_regex(texts, "[^0-9.-]")).as_py():
+        return None  # exponents, NaN, Infinity
+    dot = pc.find_substring(texts, ".").to_numpy()
+    length = pc.utf8_length(texts).to_numpy()
+    scale = np.where(dot >= 0, length - dot - 1, 0)
+    if len(scale) and scale.max() > 18:
+        return None
+    try:
+        unscaled = pc.replace_substring(texts, ".", "").cast(pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        return None  # beyond int64
+    encoded = _scaled(unscaled, np.power(np.int64(10), scale.astype(np.int64)))
+    if encoded is None:
+        return None
+    return pc.if_else(nulls, pa.scalar(_NULL, pa.binary()), encoded)
+
+
+def _scaled(unscaled: Any, power: Any) -> Any:
+    """Numbers ``unscaled / power`` (numpy int64 arrays), encoded; None if one of them
+    has more than 15 digits and is not integral."""
+    import numpy as np
+
+    whole, part = np.divmod(unscaled, power)
+    integral = part == 0
+    if not (integral | (np.abs(unscaled) < _FLOAT_DIGITS)).all():
+        return None
+    nearest = unscaled / power.astype(np.float64)
+    tags = np.where(integral, 2, 4).astype(np.uint8)
+    payload = np.where(integral, whole, nearest.view(np.int64))
+    return _fixed(tags, payload, 8)
+
+
+def _sized_array(tag: int, array: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = pc.binary_length(array).cast(pa.int64()).fill_null(0).to_numpy()
+    if len(lengths) and lengths.max() >= 2**32:
+        raise ValueError("a value longer than 4 GiB cannot be hashed")
+    prefix = _fixed(tag, lengths.astype(np.uint32), 4)
+    body = array.cast(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+    joined = pc.binary_join_element_wise(prefix, body.cast(pa.binary()), b"")
+    return _with_nulls(array, joined)
+
+
+def join_encoded(columns: Sequence[Any]) -> Any:
+    """Encoded columns joined element-wise: one binary element a row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(columns) == 1:
+        return columns[0]
+    if not columns:
+        return pa.array([], pa.binary())
+    return pc.binary_join_element_wise(*columns, b"")
+
+
+def hash_encoded(encoded: Any) -> Any:
+    """xxh3-64 of each element of an Arrow binary array, as a numpy uint64 array (one
+    C call a row: xxhash has no batch interface)."""
+    import numpy as np
+    import xxhash
+
+    hash64 = xxhash.xxh3_64_intdigest
+    return np.fromiter(map(hash64, encoded.to_pylist()), dtype=np.uint64, count=len(encoded))
+
+
+@dataclass(frozen=True)
+class HashedRows:
+    """A batch of rows hashed for sync: per row, its encoded key, the key's hash and
+    the row's digest (xxh3-64 of the key's and then the compared values' encodings)."""
+
+    keys: Any  # Arrow binary array
+    key_hashes: Any  # numpy uint64
+    digests: Any  # numpy uint64
+
+
+def hash_columns(columns: Sequence[Any], key_width: int) -> HashedRows:
+    """Hash rows given as encoded columns (``encode_values`` / ``encode_array``),
+    the key's first."""
+    keys = join_encoded(columns[:key_width])
+    rows = join_encoded(columns)
+    return HashedRows(keys, hash_encoded(keys), hash_encoded(rows))
+
+
+def hash_record_batch(batch: Any, columns: Sequence[str], key_width: int) -> HashedRows:
+    """Hash a pyarrow RecordBatch (or Table) of a sync's ``columns`` (the key's first),
+    vectorized: the same digests as the same rows given as dicts or tuples."""
+    return hash_columns(
+        [encode_array(batch.column(batch.schema.get_field_index(c))) for c in columns],
+        key_width,
+    )
+
+
+def hash_value_rows(rows: Sequence[Sequence[Any]], key_width: int) -> HashedRows:
+    """Hash rows given as tuples of values (the key's first)."""
+    if not rows:
+        return _empty_hashed()
+    return hash_columns([encode_values(column) for column in zip(*rows, strict=True)], key_width)
+
+
+def _empty_hashed() -> HashedRows:
+    import numpy as np
+    import pyarrow as pa
+
+    empty = np.empty(0, dtype=np.uint64)
+    return HashedRows(pa.array([], pa.binary()), empty, empty)

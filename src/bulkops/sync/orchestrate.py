@@ -32,6 +32,7 @@ def sync_table(
     list_keys: bool,
     source_id: str | None,
     changes_out: str | os.PathLike[str] | None,
+    full: bool = False,
 ) -> SyncReport:
     """See ``Store.sync``."""
     if changes_out is not None:
@@ -41,7 +42,7 @@ def sync_table(
         )  # fmt: skip
     syncer = Syncer(
         ctx, table, settings, key=key, columns=columns, delete_missing=delete_missing,
-        where=where, dry_run=dry_run, list_keys=list_keys,
+        where=where, dry_run=dry_run, list_keys=list_keys, full=full,
     )  # fmt: skip
     return syncer.run(rows, source_id)
 

@@ -1,0 +1,373 @@
+"""Sync's per-row digests: the binary canonical encoding (the same digest for the same
+row from dicts, tuples and Arrow; 1, 1.0 and Decimal("1.00") agree), and digest syncs
+on SQLite and PostgreSQL: only keys and hashes are read, only the difference is sent,
+writes made without bulkops that keep the row count are not seen until
+``full=True``, and stale or missing digests are made again from the table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bulkops
+from bulkops.errors import ConversionError
+from bulkops.sync.hashing import (
+    decode_key,
+    encode_array,
+    encode_value,
+    hash_record_batch,
+    hash_value_rows,
+)
+from bulkops.testing import count_queries
+from test_sync import base_rows, contents, edited, normal
+
+_names = itertools.count(1)
+COLUMNS = {"id": "integer", "name": "text", "price": "decimal", "qty": "integer"}
+UTC = dt.UTC
+
+# ------------------------------------------------------------------ encoding
+
+
+def test_numbers_agree_whatever_their_type() -> None:
+    assert encode_value(1) == encode_value(1.0) == encode_value(Decimal("1.00"))
+    assert encode_value(0.1) == encode_value(Decimal("0.10"))
+    assert encode_value(2**70) == encode_value(Decimal(2**70)) == encode_value(float(2**70))
+    assert encode_value(Decimal("0.10000000000000000001")) != encode_value(0.1)
+    assert encode_value(1) != encode_value(True) and encode_value(0) != encode_value(False)
+    assert encode_value(1) != encode_value("1") and encode_value(None) != encode_value(0)
+    moment = dt.datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert encode_value(moment) == encode_value(moment.replace(tzinfo=None))
+    assert encode_value(moment) == encode_value(
+        moment.astimezone(dt.timezone(dt.timedelta(hours=-5)))
+    )
+    assert encode_value({"a": 1}) == encode_value({"a": Decimal(1)})
+
+
+def test_rows_hash_the_same_from_tuples_and_arrow() -> None:
+    rows = [
+        (1, "a", Decimal("1.50"), 2.5, dt.datetime(2024, 1, 1, tzinfo=UTC), dt.date(2024, 1, 1)),
+        (2, None, None, None, None, None),
+        (3, "é", Decimal("-7"), -0.0, dt.datetime(1969, 12, 31, 23, 59), dt.date(1900, 3, 1)),
+    ]
+    names = ["id", "name", "price", "ratio", "at", "day"]
+    from_rows = hash_value_rows(rows, 1)
+    batch = pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
+    from_arrow = hash_record_batch(batch, names, 1)
+    assert list(from_rows.digests) == list(from_arrow.digests)
+    assert from_rows.keys.to_pylist() == from_arrow.keys.to_pylist()
+    # the same data in other types: an integral float, an int for a Decimal
+    retyped = [(1.0, "a", 1.5, Decimal("2.5"), rows[0][4], rows[0][5]), *rows[1:]]
+    assert list(hash_value_rows(retyped, 1).digests) == list(from_rows.digests)
+    assert decode_key(from_rows.keys[2].as_py(), 1) == (3,)
+
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3, max_value=10**20),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.datetimes(timezones=st.sampled_from([None, UTC, dt.timezone(dt.timedelta(hours=3))])),
+    st.dates(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values, min_size=1, max_size=20), st.sampled_from(["same", "mixed"]))
+def test_column_encoding_is_the_value_encoding(column: list[Any], kind: str) -> None:
+    """A column encoded at once (Arrow, vectorized) gives each value's own bytes."""
+    if kind == "same":
+        first = next((v for v in column if v is not None), None)
+        column = [v if v is None or type(v) is type(first) else None for v in column]
+    expected = [encode_value(v) for v in column]
+    assert hash_value_rows([(v,) for v in column], 1).keys.to_pylist() == expected
+    if kind == "mixed":
+        return  # pyarrow itself coerces some mixed lists (0 among datetimes)
+    try:
+        array = pa.array(column)
+    except (pa.ArrowException, OverflowError):
+        return  # not one Arrow type
+    if pa.types.is_timestamp(array.type) or pa.types.is_decimal(array.type):
+        assert encode_array(array).to_pylist() == expected
+
+
+# --------------------------------------------------------------- digest syncs
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[bulkops.Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/digests.db"
+    else:
+        url = str(request.getfixturevalue("pg_url"))
+    with bulkops.connect(url) as db:
+        yield db
+
+
+def synced_table(db: bulkops.Store, rows: list[dict[str, Any]]) -> str:
+    name = f"digests_{next(_names)}"
+    db.create_table(name, COLUMNS, key="id")
+    db.insert(name, rows)
+    first = db.sync(name, rows, key="id", delete_missing=True)  # makes the digests
+    assert first.unchanged == len(rows) and not first.changes
+    return name
+
+
+def reads_of_rows(statements: list[str], table: str) -> list[str]:
+    """Statements that read the table's rows (its columns), not only count them."""
+    return [
+        s
+        for s in statements
+        if re.search(rf"\bFROM\s+\"?{table}\"?", s, re.I)
+        and s.lstrip().upper().startswith("SELECT")
+        and "count(" not in s.lower()
+    ]
+
+
+def test_digest_sync_reads_no_rows_and_sends_the_difference(sql_db: bulkops.Store) -> None:
+    db = sql_db
+    table = synced_table(db, base_rows())
+    source = edited(base_rows())
+    with count_queries(db) as seen:
+        report = db.sync(table, source, key="id", delete_missing=True, list_keys=True)
+    assert (report.added, report.changed, report.deleted, report.unchanged) == (2, 2, 1, 17)
+    assert sorted(report.added_keys) == [21, 22] and sorted(report.changed_keys) == [1, 2]
+    assert report.deleted_keys == [3]
+    assert reads_of_rows(seen.statements, table) == []
+    assert not any("bulkops_sync_" in s and "CREATE TEMPORARY" in s for s in seen.statements)
+    assert contents(db, table, range(1, 23)) == normal(source)
+    # unchanged: hashed and compared, nothing sent, no rows read
+    with count_queries(db) as seen:
+        again = db.sync(table, source, key="id", delete_missing=True)
+    assert again.up_to_date and again.changes == 0 and again.unchanged == len(source)
+    assert reads_of_rows(seen.statements, table) == []
+
+
+def test_same_data_in_other_types_is_unchanged(sql_db: bulkops.Store) -> None:
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    retyped = [{**r, "price": float(r["price"]), "qty": Decimal(r["qty"])} for r in rows]
+    report = db.sync(table, retyped, key="id", delete_missing=True)
+    assert report.up_to_date and report.unchanged == len(rows)
+
+
+def test_tuples_and_dicts_share_the_digests(sql_db: bulkops.Store) -> None:
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    order = ["qty", "id", "name", "price"]
+    # columns= names another scope: its digests are made by its first sync
+    assert not db.sync(table, rows, key="id", columns=order, delete_missing=True).changes
+    tuples = [(r["qty"], r["id"], r["name"], r["price"]) for r in rows]
+    report = db.sync(table, tuples, key="id", columns=["qty", "id", "name", "price"],
+                     delete_missing=True)  # fmt: skip
+    assert report.up_to_date and report.unchanged == len(rows)
+
+
+def _execute(db: bulkops.Store, url: str, statement: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(statement))
+    engine.dispose()
+
+
+def outside_url(db: bulkops.Store, request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if db.capabilities.name == "sqlite":
+        return f"sqlite:///{tmp_path}/digests.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_writes_without_bulkops_keeping_the_count_need_full(
+    sql_db: bulkops.Store, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """README: such a write is not seen by a digest sync; full=True compares the
+    table's rows and makes the digests again."""
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    url = outside_url(db, request, tmp_path)
+    _execute(db, url, f"UPDATE {table} SET name = 'edited elsewhere' WHERE id = 5")
+    report = db.sync(table, rows, key="id", delete_missing=True)
+    assert report.up_to_date and report.changes == 0  # not seen
+    assert contents(db, table, [5])[5]["name"] == "edited elsewhere"
+    full = db.sync(table, rows, key="id", delete_missing=True, full=True)
+    assert (full.changed, full.unchanged) == (1, len(rows) - 1)
+    assert contents(db, table, range(1, 21)) == normal(rows)
+    # the digests were made again: the next sync reads no rows
+    with count_queries(db) as seen:
+        assert db.sync(table, rows, key="id", delete_missing=True).up_to_date
+    assert reads_of_rows(seen.statements, table) == []
+
+
+def test_a_changed_row_count_forces_a_full_compare(
+    sql_db: bulkops.Store, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    url = outside_url(db, request, tmp_path)
+    _execute(db, url, f"DELETE FROM {table} WHERE id = 7")
+    report = db.sync(table, rows, key="id", delete_missing=True)
+    assert (report.added, report.unchanged) == (1, len(rows) - 1)
+    assert contents(db, table, range(1, 21)) == normal(rows)
+
+
+def test_a_bulkops_write_makes_the_digests_again(sql_db: bulkops.Store) -> None:
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    db.update(table, [{"id": 4, "name": "updated"}])  # keeps the count
+    with count_queries(db) as seen:
+        report = db.sync(table, rows, key="id", delete_missing=True)
+    assert (report.changed, report.unchanged) == (1, len(rows) - 1)
+    assert any("CREATE TEMPORARY" in s for s in seen.statements)  # compared in full
+    with count_queries(db) as seen:
+        assert db.sync(table, rows, key="id", delete_missing=True).up_to_date
+    assert reads_of_rows(seen.statements, table) == []
+
+
+def test_missing_or_old_digests_are_made_again(sql_db: bulkops.Store, request: Any,
+                                              tmp_path: Any) -> None:  # fmt: skip
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    url = outside_url(db, request, tmp_path)
+    _execute(db, url, "UPDATE bulkops_sync_rows SET data = 'not arrow'")
+    source = edited(rows)
+    report = db.sync(table, source, key="id", delete_missing=True)
+    assert (report.added, report.changed, report.deleted) == (2, 2, 1)
+    _execute(db, url, "DELETE FROM bulkops_sync_rows")
+    report = db.sync(table, source, key="id", delete_missing=True)
+    assert report.unchanged == len(source) and report.changes == 0
+    assert contents(db, table, range(1, 23)) == normal(source)
+
+
+def test_a_sync_with_rejects_keeps_no_digests(sql_db: bulkops.Store) -> None:
+    """A row the table could not take: the next sync must not take the table for
+    what the source holds."""
+    db = sql_db
+    if not db.capabilities.declared_columns:
+        pytest.skip("values are not coerced")
+    rows = base_rows()
+    table = synced_table(db, rows)
+    bad = [dict(r) for r in rows]
+    bad[3]["qty"] = "not a number"
+    bad[4]["name"] = "changed"
+    report = db.sync(table, bad, key="id", delete_missing=True, on_error="isolate")
+    assert (report.rejected, report.changed) == (1, 1)
+    assert contents(db, table, [4])[4] == normal(rows)[4]  # kept, not deleted
+    fixed = [dict(r) for r in bad]
+    fixed[3]["qty"] = 1
+    again = db.sync(table, fixed, key="id", delete_missing=True)
+    assert (again.changed, again.up_to_date) == (1, False)
+    with pytest.raises(ConversionError):
+        db.sync(table, bad, key="id", delete_missing=True, on_error="raise")
+
+
+def test_scoped_digest_syncs(sql_db: bulkops.Store) -> None:
+    db = sql_db
+    db.create_table(table := f"digests_{next(_names)}", {**COLUMNS, "shop": "text"}, key="id")
+    rows = [{**r, "shop": "a" if r["id"] <= 10 else "b"} for r in base_rows()]
+    db.insert(table, rows)
+    a = [r for r in rows if r["shop"] == "a"]
+    assert db.sync(table, a, key="id", where={"shop": "a"}, delete_missing=True).unchanged == 10
+    edit = [dict(r) for r in a[1:]]
+    edit[0]["name"] = "changed"
+    edit.append({"id": 15, "name": "steals b", "price": 1, "qty": 1, "shop": "a"})
+    edit.append({"id": 30, "name": "new", "price": 1, "qty": 1, "shop": "a"})
+    edit.append({"id": 31, "name": "wrong shop", "price": 1, "qty": 1, "shop": "b"})
+    report = db.sync(table, edit, key="id", where={"shop": "a"}, delete_missing=True,
+                     on_error="isolate")  # fmt: skip
+    assert (report.added, report.changed, report.deleted, report.rejected) == (1, 1, 1, 2)
+    assert {r.key for r in report.rejections} == {15, 31}
+    assert db.get_many(table, [15])[15]["name"] == "item 15"  # left alone
+    assert 1 not in db.get_many(table, [1]) and 12 in db.get_many(table, [12])
+
+
+def test_digests_take_little_room(sql_db: bulkops.Store, request: Any, tmp_path: Any) -> None:
+    """README: about 30 bytes a row for an integer key."""
+    db = sql_db
+    rows = [{"id": i, "name": f"n{i}", "price": Decimal(i), "qty": i} for i in range(5000)]
+    table = synced_table(db, rows)
+    engine = sa.create_engine(outside_url(db, request, tmp_path))
+    with engine.connect() as conn:
+        size = conn.execute(
+            sa.text("SELECT sum(length(data)) FROM bulkops_sync_rows WHERE table_name = :t"),
+            {"t": table},
+        ).scalar_one()
+    engine.dispose()
+    assert 20 * len(rows) < size < 32 * len(rows)
+
+
+def test_sqlite_state_is_plain_tables(tmp_path: Any) -> None:
+    path = tmp_path / "plain.db"
+    with bulkops.connect(f"sqlite:///{path}") as db:
+        synced_table(db, base_rows())
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema")}
+    assert {"bulkops_sync_state", "bulkops_sync_rows"} <= names
+
+
+# ------------------------------------------------------------------ Arrow sources
+
+
+def test_an_arrow_source_shares_the_digests_of_dict_rows(sql_db: bulkops.Store) -> None:
+    """A table synced from dicts meets the same rows as an Arrow table: nothing
+    changed; an edited Arrow source sends only its difference, hashed a batch at a time."""
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    arrow = pa.Table.from_pylist(rows).to_batches(max_chunksize=7)
+    source = pa.Table.from_batches(arrow)
+    with count_queries(db) as seen:
+        report = db.sync(table, source, key="id", delete_missing=True)
+    assert report.up_to_date and report.unchanged == len(rows)
+    assert reads_of_rows(seen.statements, table) == []
+    changed = edited(rows)
+    report = db.sync(
+        table, pa.Table.from_pylist(changed), key="id", delete_missing=True, list_keys=True
+    )
+    assert (report.added, report.changed, report.deleted) == (2, 2, 1)
+    assert sorted(report.changed_keys) == [1, 2] and report.deleted_keys == [3]
+    assert contents(db, table, range(1, 23)) == normal(changed)
+    # a record batch, and a first sync (no digests): its rows are compared in full
+    db.update(table, [{"id": 1, "name": "elsewhere"}])
+    report = db.sync(table, pa.RecordBatch.from_pylist(changed), key="id", delete_missing=True)
+    assert (report.changed, report.unchanged) == (1, len(changed) - 1)
+
+
+def test_an_arrow_source_with_where(sql_db: bulkops.Store) -> None:
+    db = sql_db
+    db.create_table(table := f"digests_{next(_names)}", {**COLUMNS, "shop": "text"}, key="id")
+    rows = [{**r, "shop": "a" if r["id"] <= 10 else "b"} for r in base_rows()]
+    db.insert(table, rows)
+    a = [r for r in rows if r["shop"] == "a"]
+    assert db.sync(table, pa.Table.from_pylist(a), key="id", where={"shop": "a"}).unchanged == 10
+    edit = [*a, {"id": 40, "name": "x", "price": Decimal(1), "qty": 1, "shop": "b"}]
+    report = db.sync(
+        table, pa.Table.from_pylist(edit), key="id", where={"shop": "a"}, on_error="isolate"
+    )
+    assert (report.rejected, report.unchanged) == (1, 10)
+    assert report.rejections[0].key == 40 and report.rejections[0].row == 11
+
+
+def test_an_arrow_source_must_give_the_columns(sql_db: bulkops.Store) -> None:
+    db = sql_db
+    table = synced_table(db, base_rows())
+    source = pa.table({"id": [1], "name": ["x"]})
+    with pytest.raises(bulkops.errors.SchemaError, match="no column 'qty'"):
+        db.sync(table, source, key="id", columns=["id", "name", "qty"])
