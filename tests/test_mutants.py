@@ -30,6 +30,8 @@ from bulkops.backends.base import (
 )
 from bulkops.errors import (
     BulkError,
+    CommitUnknownError,
+    ConnectionLostError,
     ConstraintError,
     ConversionError,
     DataError,
@@ -99,7 +101,10 @@ class FakeBackend:
         self.timeouts: Timeouts | None = None
         self.closed = False
         self.writes = 0
-        self.extra_retries_per_write = 0
+        self.extra_retries_per_write = 0 if shared is None else shared.extra_retries_per_write
+        self.named: dict[Any, str] = {}  # id -> the column the database names when refusing it
+        self.lost_commits = 0  # COMMITs that lose the connection (outcome unknown)
+        self.threads: list[str] = [] if shared is None else shared.threads
 
     def fork(self) -> FakeBackend:
         fork = FakeBackend(self.capabilities, bad=self.bad, delay=self.delay, shared=self)
@@ -116,6 +121,9 @@ class FakeBackend:
 
     def commit(self) -> None:
         self.log.append("commit")
+        if self.lost_commits:
+            self.lost_commits -= 1
+            raise ConnectionLostError("server closed the connection")
         assert self.pending is not None
         with self.lock:
             for row in self.pending:
@@ -143,11 +151,13 @@ class FakeBackend:
         self.log.append("release")
 
     def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+        assert op is OP, "the call's WriteOp reaches the backend"
         self.statements += 1
         self.retries += self.extra_retries_per_write
         self.writes += 1
         with self.lock:
             self.log.append([row[0] for row in rows])
+            self.threads.append(threading.current_thread().name)
         if self.delay:
             time.sleep(self.delay)
         error = self.fail.pop(self.writes, None)
@@ -156,6 +166,8 @@ class FakeBackend:
         for row in rows:
             if row[0] in self.bad:
                 raise ConstraintError(f"duplicate key value {row[0]}", code="23505")
+            if row[0] in self.named:
+                raise DataError("value too long", code="22001", column=self.named[row[0]])
             if isinstance(row[0], int) and row[0] >= 2**63:
                 raise DataError("value out of range", code="22003")
         if self.capabilities.transactions:
@@ -465,6 +477,7 @@ def test_executor_validates_its_options() -> None:
 def test_workers_only_where_parallel_writes_are_allowed() -> None:
     assert executor(FakeBackend(PARALLEL), workers=3).workers == 3
     assert executor(FakeBackend(PARALLEL), workers=0).workers == 1
+    assert executor(FakeBackend(PARALLEL)).workers == 1  # one unless asked
     assert executor(FakeBackend(TX), workers=3).workers == 1
     assert executor(FakeBackend(PARALLEL), workers=3, atomic=True).workers == 1
     assert executor(FakeBackend(PARALLEL), workers=3, nested=True).workers == 1
@@ -513,6 +526,7 @@ def test_each_chunk_is_one_transaction_and_the_report_counts_it() -> None:
 
 def test_a_transient_error_reruns_the_chunk_and_is_counted() -> None:
     backend = FakeBackend(fail={2: DeadlockError("deadlock detected", code="40P01")})
+    backend.retries = 0
     events: list[Any] = []
     waits: list[float] = []
     ex = executor(
@@ -629,6 +643,10 @@ def test_resume_skips_committed_chunks_and_checks_their_size() -> None:
     report = executor(backend, skip={0: 2}).run(chunks_of(rows(1, 2, 3, 4), 2))
     assert writes(backend) == [[3, 4]]
     assert (report.rows_in, report.skipped, report.inserted, report.chunks) == (4, 2, 2, 1)
+    backend = FakeBackend()
+    report = executor(backend, skip={0: 2, 2: 2}).run(chunks_of(rows(1, 2, 3, 4, 5), 2))
+    assert writes(backend) == [[5]]
+    assert (report.rows_in, report.skipped, report.inserted) == (5, 4, 1)
     with pytest.raises(ResumeError) as caught:
         executor(FakeBackend(), skip={2: 3}).run(chunks_of(rows(1, 2, 3, 4), 2))
     assert caught.value.message == (
@@ -650,10 +668,12 @@ def test_atomic_is_one_transaction_with_a_savepoint_per_chunk() -> None:
     ]  # fmt: skip
     assert backend.timeouts == Timeouts(lock=2.0)
     assert (report.inserted, report.chunks, report.rows_in) == (3, 2, 3)
+    assert (report.verb, report.table) == ("insert", "t")
 
 
 def test_atomic_reruns_everything_on_a_transient_error_and_writes_rejects_once() -> None:
-    backend = FakeBackend(bad=[2], fail={4: SerializationError("could not serialize")})
+    failure = SerializationError("could not serialize")
+    backend = FakeBackend(bad=[2], fail={4: failure})
     rejects: list[Any] = []
     events: list[Any] = []
 
@@ -666,6 +686,7 @@ def test_atomic_reruns_everything_on_a_transient_error_and_writes_rejects_once()
         on_error="isolate",
         rejects=RejectsFile(rejects),
         events=EventSink("insert", "t", [events.append]),
+        retry=no_wait(base_delay=0.25),
     )
     ex.report.retries = 3  # counted before
     report = ex.run(source())
@@ -676,7 +697,27 @@ def test_atomic_reruns_everything_on_a_transient_error_and_writes_rejects_once()
     assert (report.inserted, report.rejected, report.rows_in, report.retries) == (3, 1, 4, 4)
     assert [r.key for r in rejects] == [2] and ex.rejects is not None
     (retried,) = [e for e in events if isinstance(e, Retried)]
-    assert (retried.what, retried.attempt) == ("the atomic call", 1)
+    assert (retried.what, retried.attempt, retried.wait) == ("the atomic call", 1, 0.25)
+    assert retried.error is failure
+    assert (report.verb, report.table) == ("insert", "t")
+    # isolate mode with nowhere to write rejects: they are only reported
+    backend = FakeBackend(bad=[2])
+    report = executor(backend, atomic=True, on_error="isolate").run(chunks_of(rows(1, 2), 2))
+    assert (report.inserted, report.rejected) == (1, 1)
+
+
+def test_a_commit_with_an_unknown_outcome_is_not_retried_and_names_what_was_committed() -> None:
+    backend = FakeBackend()
+    backend.lost_commits = 1
+    with pytest.raises(CommitUnknownError) as caught:
+        executor(backend, atomic=True).run(chunks_of(rows(1, 2, 3), 2))
+    assert "during COMMIT of the atomic call and" in caught.value.message
+    assert controls(backend).count("begin") == 1
+    backend = FakeBackend()
+    backend.lost_commits = 1
+    with pytest.raises(CommitUnknownError) as caught:
+        executor(backend).run(chunks_of(rows(1, 2, 3), 2))
+    assert "during COMMIT of rows 1-2 and" in caught.value.message
 
 
 def test_atomic_failure_commits_nothing_and_reports_only_the_rejects() -> None:
@@ -734,6 +775,7 @@ def test_nested_atomic_is_one_savepoint_and_a_failure_leaves_only_rejects() -> N
     ok.begin()
     report = executor(ok, nested=True, atomic=True).run(chunks_of(rows(1, 2, 3), 2))
     assert (report.inserted, report.chunks) == (3, 2)
+    assert (report.verb, report.table) == ("insert", "t")
     assert ok.log.count("savepoint") == 3 and "commit" not in ok.log
 
 
@@ -743,6 +785,7 @@ def test_nested_atomic_is_one_savepoint_and_a_failure_leaves_only_rejects() -> N
 def test_untransacted_row_failures_are_counted_and_listed() -> None:
     class Partial(FakeBackend):
         def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+            assert op is OP
             self.statements += 1
             self.log.append([r[0] for r in rows])
             failures: list[tuple[int, BulkError]] = [
@@ -768,6 +811,7 @@ def test_untransacted_row_failures_are_counted_and_listed() -> None:
 def test_untransacted_failures_only_raise_the_first_transient_with_a_summary() -> None:
     class Throttled(FakeBackend):
         def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+            assert op is OP
             self.statements += 1
             failures: list[tuple[int, BulkError]] = [
                 (1, ThrottledError("still throttled")),
@@ -788,6 +832,7 @@ def test_untransacted_failures_only_raise_the_first_transient_with_a_summary() -
 def test_a_refused_request_is_resent_row_by_row() -> None:
     class Refuses(FakeBackend):
         def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+            assert op is OP
             self.statements += 1
             self.log.append([r[0] for r in rows])
             if len(rows) > 1:
@@ -807,6 +852,7 @@ def test_a_refused_request_is_resent_row_by_row() -> None:
 
     class RefusesTogether(FakeBackend):
         def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+            assert op is OP
             self.statements += 1
             if len(rows) > 1:
                 raise DataError("request too large", code="Size")
@@ -831,8 +877,9 @@ def test_untransacted_clean_chunk_and_planner_rejects() -> None:
 
 
 def test_parallel_workers_write_every_chunk_on_forks_and_sum_their_statements() -> None:
-    backend = FakeBackend(PARALLEL, delay=0.01)
-    backend.statements = 1000
+    backend = FakeBackend(PARALLEL, delay=0.02)
+    backend.statements, backend.retries = 1000, 100
+    backend.extra_retries_per_write = 1  # forks inherit it: every write re-sends once
     pulls: list[int] = []
     ex = executor(backend, workers=3)
 
@@ -844,6 +891,12 @@ def test_parallel_workers_write_every_chunk_on_forks_and_sum_their_statements() 
     report = ex.run(source())
     assert sorted(backend.table) == list(range(40))
     assert (report.inserted, report.chunks, report.rows_in, report.statements) == (40, 20, 40, 20)
+    assert report.retries == 20 and report.verb == "insert"
+    assert len(set(backend.threads)) <= 3  # one thread per connection
+    assert all(name.startswith("bulkops") for name in backend.threads)
+    # Chunks are collected as each finishes (not in waves): after the first six, the
+    # number in flight when the next is read stays near the bound.
+    assert sum(pulls[6:]) / len(pulls[6:]) >= 4.5
     assert len(backend.forks) == 2 and all(f.closed for f in backend.forks)
     assert all(f.prepared == ["insert"] for f in backend.forks) and backend.prepared == ["insert"]
     assert not backend.closed
@@ -909,13 +962,16 @@ def test_report_counts_str_and_dict() -> None:
     report.rejections.append(rejection())
     report.failures.append(rejection(row=4))
     report.refused_keys.append(b"k")
-    report.not_found_keys.append(2)
+    report.not_found_keys.append(b"n")
     report.elapsed = 1.23456789
     data = report.as_dict()
     assert data["rejections"] == [rejection().as_dict()]
     assert data["failures"] == [rejection(row=4).as_dict()]
-    assert data["refused_keys"] == jsonable([b"k"]) and data["not_found_keys"] == [2]
+    assert data["refused_keys"] == jsonable([b"k"])
+    assert data["not_found_keys"] == jsonable([b"n"]) != [b"n"]
     assert data["rows_per_second"] == 8.1 and data["elapsed"] == 1.234568
+    report.elapsed = 3.0
+    assert report.as_dict()["rows_per_second"] == 3.3
     assert data["inserted"] == 2 and data["verb"] == "upsert" and data["stopped"] is None
     json.dumps(data)
 
@@ -1019,3 +1075,36 @@ def test_mutation_testing_runs_only_server_free_tests_over_the_four_modules() ->
             n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr != "mark"
         }
         assert not {"postgres", "dynamodb"} & marks, f"{path} has server-marked tests"
+
+
+def test_retries_add_up_over_chunks() -> None:
+    backend = FakeBackend(fail={1: DeadlockError("d"), 3: DeadlockError("d")})
+    report = executor(backend).run(chunks_of(rows(1, 2), 1))
+    assert report.retries == 2 and sorted(backend.table) == [1, 2]
+
+
+def test_a_single_bad_row_chunk_and_a_column_the_database_names() -> None:
+    backend = FakeBackend(bad=[1])
+    backend.named = {2**70: "name"}
+    report = executor(backend, on_error="isolate").run([(rows(1), 0), (rows(2**70), 1)])
+    one, big = report.rejections
+    assert (one.row, one.key, one.reason) == (1, 1, "duplicate key value 1")
+    # the database named the column: its reason stands, the coercion rules are not asked
+    assert (big.row, big.column, big.reason, big.code) == (2, "name", "value too long", "22001")
+
+
+def test_failures_add_up_over_chunks_and_are_not_diagnosed() -> None:
+    class Throttles(FakeBackend):
+        def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+            assert op is OP
+            self.statements += 1
+            raise RowFailures(ChunkCounts(upserted=len(rows) - 1), [(0, ThrottledError("slow"))])
+
+    big = 2**70
+    report = executor(Throttles(NO_TX), on_error="isolate").run([(rows(big), 0), (rows(2, 3), 1)])
+    assert (report.failed, report.upserted, report.rejected) == (2, 1, 0)
+    # not a DataError: the coercion rules are not asked why (the wide int stays unblamed)
+    assert [(r.row, r.reason, r.column) for r in report.failures] == [
+        (1, "slow", None),
+        (2, "slow", None),
+    ]
