@@ -107,7 +107,7 @@ class FakeBackend:
         self.threads: list[str] = [] if shared is None else shared.threads
 
     def fork(self) -> FakeBackend:
-        fork = FakeBackend(self.capabilities, bad=self.bad, delay=self.delay, shared=self)
+        fork = type(self)(self.capabilities, bad=self.bad, delay=self.delay, shared=self)
         self.forks.append(fork)
         return fork
 
@@ -1108,3 +1108,53 @@ def test_failures_add_up_over_chunks_and_are_not_diagnosed() -> None:
         (1, "slow", None),
         (2, "slow", None),
     ]
+
+
+def test_without_strict_width_a_row_with_extra_columns_stays_on_the_fast_path() -> None:
+    # The fast encoder ignores the extra column too; were it strict, the row would take
+    # the slow path, whose range check refuses the wide int the driver is left to judge.
+    chunk = planner(strict_width=False).prepare([{"id": 2**70, "name": "a", "other": 1}], 0)
+    assert chunk.rows == [(2**70, "a")] and chunk.rejections == []
+
+
+def test_parallel_chunks_are_counted_as_each_finishes_while_a_slow_one_runs() -> None:
+    released = threading.Event()
+    seen: list[bool] = []
+
+    class OneSlow(FakeBackend):
+        def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+            if rows[0][0] == 0:  # the first chunk waits until the others were counted
+                seen.append(released.wait(timeout=5))
+            return super().write(op, rows)
+
+    def progress(report: Report) -> None:
+        if report.chunks == 2:
+            released.set()
+
+    backend = OneSlow(PARALLEL)
+    report = executor(backend, workers=2, progress=progress).run(chunks_of(rows(0, 1, 2), 1))
+    assert seen == [True]  # released by the progress of the other two, not by the timeout
+    assert (report.chunks, report.inserted) == (3, 3)
+
+
+def test_a_rejects_file_is_written_as_utf8_whatever_the_locale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import codecs
+
+    import bulkops.report
+
+    opened: list[str | None] = []
+
+    def spy(file: Any, mode: str = "r", encoding: str | None = None, **kw: Any) -> Any:
+        opened.append(encoding)
+        return builtins.open(file, mode, encoding=encoding, **kw)
+
+    monkeypatch.setattr(bulkops.report, "open", spy, raising=False)
+    sink = RejectsFile(tmp_path / "r.jsonl")
+    sink.write([rejection(reason="café ✓")])
+    sink.close()
+    assert len(opened) == 1 and opened[0] is not None
+    assert codecs.lookup(opened[0]).name == "utf-8"
+    assert json.loads((tmp_path / "r.jsonl").read_bytes().decode("utf-8"))["reason"] == "café ✓"
