@@ -5,6 +5,31 @@ plan.py, execute.py, retry.py and report.py: each pins an exact count, order, me
 or wait. The executor runs against ``FakeBackend``, an in-memory stand-in for the
 Backend protocol (transactions, savepoints, refused rows, injected transient errors),
 so no server is needed; the real backends are tested against real servers elsewhere.
+
+Mutants left alive (``mutmut results``), all equivalent:
+
+- plan ``prepare`` 2-6 (the fast ``map(self._encode, raws)`` broken): the TypeError
+  sends the chunk down the row-by-row path, which uses the same encoder per row and
+  gives the same chunk, only slower.
+- plan ``_collapse_and_order`` 3 and 9-20 (the "already sorted" shortcut broken so it
+  raises TypeError or answers False): the full path sorts an already strictly
+  increasing chunk into the same order with no duplicates. (21, which could answer True
+  for an unsorted chunk, is killed.)
+- plan ``_collapse_and_order`` 27/30/31, ``_encode_slowly`` 43/47/48, ``values_of``
+  8/11/12 (``zip(strict=True)`` relaxed): the sequences are equal in length by
+  construction (index/rows of one chunk; a width checked just before).
+- plan ``diagnose`` 8 (position 0 -> 1): callers use only the reason and column of
+  the diagnosis, never its row number.
+- execute ``_chunk_with_retry`` 20 (``in_savepoint=None``): falsy like False.
+- execute ``_count_retry`` 1/2 (the default ``what="BEGIN"`` changed): every caller
+  passes ``what``.
+- retry ``call`` 1 (``or`` -> ``and`` in the before-sleep guard): tenacity always sets
+  the outcome and the next action before it calls ``before_sleep``.
+- report ``RejectsFile.__init__`` 3 (``_owns = None``): falsy like False.
+- report ``RejectsFile._stream`` 12 (``"UTF-8"`` for ``"utf-8"``): the same codec.
+
+``_run_parallel`` 11 (the chunk of a finished future lost) ends in a time-out, which
+counts as detected; so may retry ``call`` 20 (no stop condition) on a busy machine.
 """
 
 from __future__ import annotations
