@@ -308,7 +308,7 @@ def test_mixed_key_types_sort_by_type_name_then_repr() -> None:
     assert chunk.index == [2, 1, 0]
 
 
-def test_composite_keys_with_a_none_part_never_collapse() -> None:
+def test_composite_keys_with_a_none_part_are_missing_keys_never_collapsed() -> None:
     p = ChunkPlanner(("a", "b", "v"), (INT, INT, TEXT), ("a", "b"), mappings=True)
     raws = [
         {"a": 2, "b": None, "v": "x"},
@@ -318,9 +318,13 @@ def test_composite_keys_with_a_none_part_never_collapse() -> None:
         {"a": 2, "b": 1, "v": "Y"},
     ]
     chunk = p.prepare(raws, 0)
-    assert chunk.rows == [(1, 5, "w"), (2, 1, "Y"), (2, None, "x"), (2, None, "z")]
-    assert chunk.index == [3, 4, 0, 2]
+    # A key given without a value is a missing key: those rows are rejected, each one,
+    # and never collapse with each other.
+    assert chunk.rows == [(1, 5, "w"), (2, 1, "Y")]
+    assert chunk.index == [3, 4]
     assert chunk.duplicates == 1
+    assert [r.row for r in chunk.rejections] == [1, 3]
+    assert all("missing key" in r.reason for r in chunk.rejections)
     assert p.key_from_values(raws[1]) == (2, 1)
 
 
