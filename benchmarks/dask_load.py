@@ -190,7 +190,7 @@ class Bench:
 
 def cluster(workers: int) -> distributed.LocalCluster:
     return distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
 
 

@@ -43,7 +43,7 @@ def cluster() -> Iterator[Any]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bulkopstests")
     with (
         distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as local,
         distributed.Client(local) as client,
     ):
@@ -275,3 +275,35 @@ def test_the_digest_is_of_the_values_in_order() -> None:
     assert frame_digest(pdf) == frame_digest(frame(10))
     assert frame_digest(pdf) != frame_digest(pdf.iloc[::-1])
     assert frame_digest(pdf) != frame_digest(pdf.assign(qty=pdf.qty + 1))
+
+
+def test_atomic_insert_meeting_existing_keys_fails_whole_unless_ignored(
+    cluster: Any, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/load.db"
+    with bulkops.connect(url) as db:
+        make_table(db)
+        old = frame(10)
+        db.insert("items", old.astype(object).where(old.notna(), None).to_dict("records"))
+        ddf = dd.from_pandas(frame(100), npartitions=PARTS)
+        with pytest.raises(bulkops.errors.ConstraintError):
+            load(ddf, url, "items", publish="atomic", load_id="once")
+        assert contents(db) == expected(old)  # the move failed as a whole
+        report = load(ddf, url, "items", publish="atomic", load_id="twice", on_conflict="ignore")
+        assert (report.inserted, report.ignored) == (90, 10)
+        assert contents(db) == expected(frame(100))
+
+
+def test_partitions_are_written_by_the_workers(cluster: Any, pg_url: str, tmp_path: Path) -> None:
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+        log = tmp_path / "pids"
+        load(dd.from_pandas(frame(), npartitions=PARTS), pg_url, "items",
+             on_partition=functools.partial(record_pid, str(log)))  # fmt: skip
+        pids = set(log.read_text().split())
+        assert pids and str(os.getpid()) not in pids  # on the workers, not here
+
+
+def record_pid(path: str, index: int, report: Report) -> None:
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")

@@ -162,7 +162,7 @@ def load(
             offset += part.rows_in
         if publish == "atomic":
             assert isinstance(backend, SQLBackend)
-            _publish(store, backend, plan, spec, columns, key_cols, len(reports), report)
+            _publish(store, backend, plan, spec, columns, key_cols, options, len(reports), report)
     if rejects is not None:
         sink = RejectsFile(rejects)
         try:
@@ -346,6 +346,7 @@ def _publish(
     spec: Any,
     columns: tuple[str, ...],
     key: tuple[str, ...] | None,
+    options: Mapping[str, Any],
     partitions: int,
     report: Report,
 ) -> None:
@@ -364,9 +365,9 @@ def _publish(
     kind: WriteKind = plan.verb
     if plan.verb == "upsert":
         key = spec.resolve_key(key, "upsert")
-    elif plan.options.get("on_conflict") == "ignore":
+    elif options.get("on_conflict") == "ignore":
         kind = "insert_ignore"
-    update = plan.options.get("update_columns")
+    update = options.get("update_columns")
     op = WriteOp(kind, spec, columns, tuple(key or spec.primary_key),
                  tuple(update) if update is not None else None)  # fmt: skip
     stage = plan.table
