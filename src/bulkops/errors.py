@@ -23,6 +23,7 @@ name, AWS error code) as ``.code``.
       SchemaError             missing table or column, no key to work with, ...
       ResumeError             a load cannot resume: the input or the options changed
       RejectsWriteError       rejected rows could not be written to the rejects file
+      LoadConflictError       a partitioned load's partition was committed with other data
       ChangesetError          a changeset file is truncated, corrupt or not for this table
       LimitError              a value or request is beyond a hard limit of the backend
       UnsupportedError        the database cannot do what was asked (see its Capabilities)
@@ -185,6 +186,13 @@ class RejectsWriteError(BulkError):
 class ResumeError(BulkError):
     """A load cannot resume where an earlier run stopped: the input (its digest) or
     the options that decide the chunks differ from that run's."""
+
+
+class LoadConflictError(BulkError):
+    """A partition of a partitioned load (``bulkops.dask.load``) is in the load's
+    ledger as committed with other data (another digest) than the partition now holds:
+    the input changed under the same ``load_id``. Never skipped silently; nothing of
+    the partition was written."""
 
 
 class ChangesetError(BulkError):

@@ -123,6 +123,24 @@ class Report:
         for name, value in counts.items():
             setattr(self, name, getattr(self, name) + value)
 
+    def merge(
+        self, other: Report, renumber: Callable[[Rejection], Rejection] | None = None
+    ) -> None:
+        """Add ``other``'s counts, costs and listed rows to this Report (e.g. the
+        partitions of one load); ``renumber``: to name its rejected and failed rows by
+        their position in this call's input. ``elapsed`` is left alone (parts may have
+        run at the same time: the caller times the whole)."""
+        same = renumber or (lambda r: r)
+        counts = {name: getattr(other, name) for name in OUTCOMES}
+        self.add(rows_in=other.rows_in, chunks=other.chunks, statements=other.statements,
+                 retries=other.retries, **counts)  # fmt: skip
+        self.rejections += [same(r) for r in other.rejections]
+        self.failures += [same(r) for r in other.failures]
+        self.refused_keys += other.refused_keys
+        self.not_found_keys += other.not_found_keys
+        if self.stopped is None:
+            self.stopped = other.stopped
+
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["rejections"] = [r.as_dict() for r in self.rejections]

@@ -36,7 +36,11 @@ __all__ = [
     "SQLStagedDiff",
     "SQLSyncState",
     "count_rows",
+    "count_staged",
+    "create_load_stage",
+    "drop_table",
     "select_where_statement",
+    "staged_rows_statement",
     "within_bounds",
 ]
 
@@ -603,3 +607,70 @@ class SQLRunLogStore:
                 load_id=load_id, first_row=first_row, rows=rows, run_id=run_id
             )
         )
+
+
+# ------------------------------------------------------- partitioned loads (dask)
+
+
+def create_load_stage(
+    backend: CoreBackend,
+    stage: str,
+    table: TableSpec,
+    columns: Sequence[str],
+    order: Sequence[str],
+    retry: RetryPolicy,
+) -> None:
+    """The real table an atomic load stages its partitions in: ``columns`` typed (and
+    NOT NULL) as ``table`` declares them, so bad rows are rejected while staging, not
+    when the load is published; plus the bigint ``order`` columns. No key: a key may
+    come in several partitions."""
+    quote = backend.dialect.identifier_preparer.quote
+
+    def ddl(column: ColumnSpec) -> str:
+        required = " NOT NULL" if not column.nullable and not column.has_default else ""
+        return f"{quote(column.name)} {column.declared or ''}{required}"
+
+    parts = [ddl(table.column(c)) for c in columns]
+    parts += [f"{quote(c)} BIGINT NOT NULL" for c in order]
+    statement = sa.text(f"CREATE TABLE IF NOT EXISTS {quote(stage)} ({', '.join(parts)})")
+
+    def create() -> None:
+        backend.execute_core(statement)
+
+    try:
+        run_transaction(backend, create, retry, what=f"creating {stage}")
+    except BulkError as error:
+        if error.code not in ALREADY_EXISTS:
+            raise
+
+
+def drop_table(backend: CoreBackend, table: str) -> None:
+    """DROP TABLE IF EXISTS ``table`` in whatever transaction is open."""
+    quote = backend.dialect.identifier_preparer.quote
+    backend.execute_core(sa.text(f"DROP TABLE IF EXISTS {quote(table)}"))
+
+
+def staged_rows_statement(
+    stage: str, columns: Sequence[str], key: Sequence[str], order: Sequence[str]
+) -> sa.Select[Any]:
+    """The rows of a load's stage in ``order``; with a ``key``, only the last row (by
+    ``order``) of each key, in key order (a window function: SQLite and PostgreSQL)."""
+    s = sa.table(stage, *(sa.column(c) for c in (*columns, *order)))
+    if not key:
+        return sa.select(*(s.c[c] for c in columns)).order_by(*(s.c[c] for c in order))
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=[s.c[k] for k in key], order_by=[s.c[c].desc() for c in order])
+        .label("bulkops_rank")
+    )
+    ranked = sa.select(*(s.c[c] for c in columns), rank).subquery("ranked")
+    return (
+        sa.select(*(ranked.c[c] for c in columns))
+        .where(ranked.c.bulkops_rank == 1)
+        .order_by(*(ranked.c[k] for k in key))
+    )
+
+
+def count_staged(backend: CoreBackend, stage: str) -> int:
+    s = sa.table(stage)
+    return int(backend.execute_core(sa.select(sa.func.count()).select_from(s))[0][0])

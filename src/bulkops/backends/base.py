@@ -28,6 +28,7 @@ from ..schema import ColumnCodec, ColumnSpec, TableSpec
 __all__ = [
     "CHECKPOINTS_TABLE",
     "HELD",
+    "LOADS_TABLE",
     "NO_TIMEOUTS",
     "RUNS_TABLE",
     "SYNC_ROWS_TABLE",
@@ -65,6 +66,9 @@ SYNC_STATE_TABLE = "bulkops_sync_state"  # sync's digests and each table's gener
 SYNC_ROWS_TABLE = "bulkops_sync_rows"  # sync's per-row digests of each synced scope
 RUNS_TABLE = "bulkops_runs"  # the run log: a row per verb call
 CHECKPOINTS_TABLE = "bulkops_checkpoints"  # the committed chunks of resumable loads
+# The ledger of partitioned loads (bulkops.dask): a row per committed partition, and a
+# row for partition -1 once an atomic load is published.
+LOADS_TABLE = "bulkops_load_partitions"
 
 
 @dataclass(frozen=True)
@@ -594,6 +598,34 @@ class SQLBackend(Backend, Protocol):
         ...
 
     def run_log_store(self) -> RunLogStore: ...
+
+    def create_load_stage(
+        self,
+        stage: str,
+        table: TableSpec,
+        columns: Sequence[str],
+        order: Sequence[str],
+        retry: RetryPolicy,
+    ) -> None:
+        """Create (where missing) the real table ``stage`` of an atomic load: ``columns``
+        typed (and NOT NULL) as ``table`` declares them, plus the bigint ``order``
+        columns (partition, position), in a transaction of its own; another session
+        creating it at the same moment is fine."""
+        ...
+
+    def publish_stage(
+        self, stage: str, op: WriteOp, order: Sequence[str]
+    ) -> tuple[ChunkCounts, int]:
+        """In the open transaction, write the rows of ``stage`` (its ``op.columns``) into
+        ``op.table`` as ``op`` says, in one set-based step where the database can.
+        For an upsert, where a key comes more than once the row last by ``order`` wins
+        (the result of upserting the rows one by one in that order). Returns what the
+        write did and how many rows lost to a later row with their key."""
+        ...
+
+    def drop_table(self, table: str) -> None:
+        """DROP TABLE IF EXISTS, in whatever transaction is open."""
+        ...
 
 
 # ------------------------------------------------------------------ transactions

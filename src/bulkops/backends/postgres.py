@@ -66,6 +66,9 @@ from ._sql import (
     SQLStagedDiff,
     SQLSyncState,
     count_rows,
+    count_staged,
+    create_load_stage,
+    drop_table,
     select_where_statement,
     within_bounds,
 )
@@ -1557,6 +1560,47 @@ class PostgresBackend:
 
     def run_log_store(self) -> RunLogStore:
         return SQLRunLogStore(self)
+
+    def create_load_stage(
+        self,
+        stage: str,
+        table: TableSpec,
+        columns: Sequence[str],
+        order: Sequence[str],
+        retry: RetryPolicy,
+    ) -> None:
+        create_load_stage(self, stage, table, columns, order, retry)
+
+    def drop_table(self, table: str) -> None:
+        drop_table(self, table)
+
+    def publish_stage(
+        self, stage: str, op: WriteOp, order: Sequence[str]
+    ) -> tuple[ChunkCounts, int]:
+        """One set-based move: the stage's winning rows (``DISTINCT ON`` the key, last
+        by ``order``) go into a temporary table, then the same statement a chunk's
+        upsert runs writes them to the target and counts what it did."""
+        total = count_staged(self, stage)
+        name = f"bulkops_publish_{next(_STAGE_NUMBERS)}"
+        columns = sql.SQL(", ").join(map(sql.Identifier, op.columns))
+        ordering = [sql.SQL("{} DESC").format(sql.Identifier(c)) for c in order]
+        if op.kind == "upsert" and op.key:
+            keys = [sql.Identifier(k) for k in op.key]
+            select = sql.SQL("SELECT DISTINCT ON ({}) {} FROM {} ORDER BY {}").format(
+                sql.SQL(", ").join(keys), columns, sql.Identifier(stage),
+                sql.SQL(", ").join([*keys, *ordering]),
+            )  # fmt: skip
+        else:
+            select = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+                columns, sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, order))
+            )
+        statement = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}").format(
+            sql.Identifier(name), select
+        )
+        self.statements += 1
+        with self._errors():
+            n = self.conn.execute(statement).rowcount
+        return self._apply(op, name, n), total - n
 
     def _target(self, table: TableSpec) -> sa.TableClause:
         schema, _, name = table.name.rpartition(".")

@@ -64,7 +64,11 @@ from ._sql import (
     SQLStagedDiff,
     SQLSyncState,
     count_rows,
+    count_staged,
+    create_load_stage,
+    drop_table,
     select_where_statement,
+    staged_rows_statement,
     within_bounds,
 )
 from .base import (
@@ -1239,6 +1243,35 @@ class SQLiteBackend:
 
     def run_log_store(self) -> RunLogStore:
         return SQLRunLogStore(self)
+
+    def create_load_stage(
+        self,
+        stage: str,
+        table: TableSpec,
+        columns: Sequence[str],
+        order: Sequence[str],
+        retry: RetryPolicy,
+    ) -> None:
+        create_load_stage(self, stage, table, columns, order, retry)
+
+    def drop_table(self, table: str) -> None:
+        drop_table(self, table)
+
+    def publish_stage(
+        self, stage: str, op: WriteOp, order: Sequence[str]
+    ) -> tuple[ChunkCounts, int]:
+        """Read the stage's winning rows back (one statement) and write them with
+        ``op`` a chunk at a time: SQLite has no statement that upserts from a table
+        and still tells inserted, updated and unchanged rows apart."""
+        key = op.key if op.kind == "upsert" else ()
+        total = count_staged(self, stage)
+        self.statements += 1
+        rows = self.execute_core(staged_rows_statement(stage, op.columns, key, order))
+        size = max(1, (self.capabilities.max_params or 999) // max(1, len(op.columns)))
+        counts = ChunkCounts()
+        for start in range(0, len(rows), size):
+            counts += self.write(op, rows[start : start + size])
+        return counts, total - len(rows)
 
     # ------------------------------------------------------------- primitives
 

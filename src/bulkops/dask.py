@@ -1,0 +1,415 @@
+"""Partitioned loads on Dask: each partition written by the worker that holds it,
+exactly once whatever the cluster does, and optionally published all at once.
+
+``load(ddf, url, table)`` turns every partition of a Dask DataFrame into one task that
+opens its own connection on its worker and writes the partition there (nothing large
+passes through the client or the scheduler). Exactly once: in the same transaction as
+its rows, a partition claims its row in the load's ledger (``LOADS_TABLE``: load id,
+partition index, row count, digest of the partition, time). The claim comes first,
+so a duplicate task running at the same moment waits for it and then finds it taken;
+a task that runs again after its partition committed (a retry, a lost worker's task
+run elsewhere, a speculative copy) finds the ledger row and writes nothing. A ledger
+row with another digest than the partition now has is a ``LoadConflictError``.
+
+``publish="atomic"``: partitions are written (exactly once, same ledger) into a stage
+for the load, a real table named from the load id; once every partition is in, one
+transaction on the client moves the stage into the target, marks the load published
+(ledger partition -1) and drops the stage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+from dask.base import compute, tokenize
+from dask.delayed import delayed
+
+from .api import connect
+from .backends.base import LOADS_TABLE, SQLBackend, WriteKind, WriteOp
+from .errors import BulkError, LoadConflictError, SchemaError, UnsupportedError
+from .report import Rejection, RejectsFile, Report
+from .store import Store
+from .writes import Rejects
+
+__all__ = ["LEDGER_KEY", "LEDGER_TYPES", "frame_digest", "load", "load_id_of", "stage_name"]
+
+Mode = Literal["insert", "upsert"]
+Publish = Literal["partition", "atomic"]
+
+# The stage's own columns: where each row came from, which decides the order of rows
+# with the same key (the last by partition, then position, wins).
+PARTITION_COLUMN = "bulkops_partition"
+POSITION_COLUMN = "bulkops_position"
+_ORDER = (PARTITION_COLUMN, POSITION_COLUMN)
+# The ledger's partition number of the row that says an atomic load is published.
+_PUBLISHED = -1
+
+LEDGER_TYPES = {
+    "load_id": "text",
+    "partition_index": "integer",
+    "rows": "integer",
+    "rejected": "integer",
+    "digest": "text",
+    "committed_at": "datetime",
+}
+LEDGER_KEY = ("load_id", "partition_index")
+
+PartitionCallback = Callable[[int, Report], None]
+
+
+def load(
+    ddf: Any,
+    db: str,
+    table: str,
+    *,
+    mode: Mode = "insert",
+    key: str | Sequence[str] | None = None,
+    load_id: str | None = None,
+    publish: Publish = "partition",
+    rejects: Rejects = None,
+    retries: int = 3,
+    on_partition: PartitionCallback | None = None,
+    **options: Any,
+) -> Report:
+    """Write the Dask DataFrame ``ddf`` into ``table`` of the database at the URL
+    ``db``, one task per partition, each on its own connection on its worker.
+
+    ``mode``: ``"insert"`` or ``"upsert"`` (with ``key``). ``load_id``: the identity of
+    this load in the ledger (default: ``load_id_of(ddf, ...)``, a digest of Dask's
+    token for the collection and of the load's options): running the same load id
+    again skips the partitions it already committed (counted in ``skipped``) and
+    finishes the rest. ``publish="partition"`` (default): each partition is visible
+    once it commits (with upsert, which of two partitions holding a key wins is not
+    defined); ``"atomic"``: none of the load is visible until all of it is, and rows
+    with the same key are upserted in partition order. ``rejects``: where the bad rows
+    of every partition go (one file or list, written by the client; each Rejection's
+    ``row`` is its 1-based position in the whole DataFrame, in partition order).
+    ``retries``: how often Dask re-runs a failed task. ``on_partition``: called on the
+    worker with ``(partition index, Report)`` once the partition committed (or was
+    found committed). Other ``options`` go to each partition's ``insert``/``upsert``
+    (``chunk_size``, ``on_error``, ``max_rejects`` (per partition), ``on_conflict``,
+    ``update_columns``, ``progress``, ...).
+
+    PostgreSQL and SQLite take every combination (SQLite serializes the writes of all
+    workers on its one write lock). DynamoDB takes ``mode="upsert"`` with
+    ``publish="partition"`` only: it has no transaction to hold a ledger row with the
+    data, so a partition run twice is written twice, which an upsert by key makes
+    harmless. Other combinations raise UnsupportedError.
+    """
+    if mode not in ("insert", "upsert"):
+        raise ValueError(f"mode must be 'insert' or 'upsert', not {mode!r}")
+    if publish not in ("partition", "atomic"):
+        raise ValueError(f"publish must be 'partition' or 'atomic', not {publish!r}")
+    if not isinstance(db, str):
+        raise TypeError("db must be a URL: each worker opens its own connection from it")
+    started = time.perf_counter()
+    key_cols = (key,) if isinstance(key, str) else tuple(key) if key is not None else None
+    columns = tuple(str(c) for c in ddf.columns)
+    with connect(db) as store:
+        caps = store.capabilities
+        spec = store.table(table)
+        for column in columns:
+            spec.column(column)  # an unknown column fails here, before any task runs
+        if not caps.transactions and (mode != "upsert" or publish != "partition"):
+            raise UnsupportedError(
+                f"{caps.name} takes Dask loads only as mode='upsert' with "
+                "publish='partition': it has no transactions, so no ledger row can "
+                "commit with a partition's rows, and only an upsert by key is harmless "
+                "when a partition is written twice"
+            )
+        if load_id is None:
+            load_id = load_id_of(ddf, table, mode=mode, key=key_cols, publish=publish)
+        if isinstance(rejects, RejectsFile):
+            raise TypeError("rejects must be a path, a text file or a list")
+        part_options = dict(options)
+        if key_cols is not None:
+            part_options["key"] = key_cols
+        if rejects is not None:
+            part_options.setdefault("on_error", "isolate")
+        plan = _Plan(url=db, target=table, table=table, verb=mode, load_id=load_id,
+                     ledger=caps.transactions, staged=False, options=part_options,
+                     on_partition=on_partition)  # fmt: skip
+        backend = store.backend
+        if caps.transactions:
+            _ensure_ledger(store)
+        if publish == "atomic":
+            if not isinstance(backend, SQLBackend):
+                raise UnsupportedError(f"{caps.name} does not support publish='atomic'")
+            done = store.get_many(LOADS_TABLE, [(load_id, _PUBLISHED)], key=LEDGER_KEY)
+            if done:
+                rows = int(next(iter(done.values()))["rows"])
+                report = Report(verb=mode, table=table, rows_in=rows, skipped=rows)
+                report.elapsed = time.perf_counter() - started
+                return report
+            stage = stage_name(load_id)
+            backend.create_load_stage(stage, spec, columns, _ORDER, store.retry)
+            stage_options = {k: v for k, v in part_options.items()
+                             if k not in ("key", "on_conflict", "update_columns")}  # fmt: skip
+            plan = replace(plan, table=stage, staged=True, options=stage_options)
+        reports = _run(ddf, plan, retries)
+        report = Report(verb=mode, table=table)
+        offset = 0
+        for part in reports:
+            report.merge(part, renumber=_shifted(offset))
+            offset += part.rows_in
+        if publish == "atomic":
+            assert isinstance(backend, SQLBackend)
+            _publish(store, backend, plan, spec, columns, key_cols, options, len(reports), report)
+    if rejects is not None:
+        sink = RejectsFile(rejects)
+        try:
+            sink.write(report.rejections + report.failures)
+        finally:
+            sink.close()
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def load_id_of(
+    ddf: Any,
+    table: str,
+    *,
+    mode: str = "insert",
+    key: Sequence[str] | None = None,
+    publish: str = "partition",
+) -> str:
+    """The default load id: a digest of Dask's token for the collection (``tokenize``:
+    its graph's name, which for ``read_parquet``/``read_csv`` is derived from the paths
+    and the reading options; for data made in memory, from the data) and of the load's
+    target and options. The same files read the same way give the same id, so a
+    re-run resumes; pass ``load_id=`` yourself when the files may change in place."""
+    token = tokenize(ddf)
+    identity = [token, table, mode, list(key) if key else None, publish]
+    return "dask-" + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+
+
+def stage_name(load_id: str) -> str:
+    """The stage table of an atomic load (a real table: workers on other connections
+    write it)."""
+    return "bulkops_stage_" + hashlib.sha256(load_id.encode()).hexdigest()[:16]
+
+
+def frame_digest(pdf: pd.DataFrame) -> str:
+    """A digest of a partition's column names, types and values in order: what the
+    ledger compares when a partition comes again. Hashed in Arrow's IPC form (buffers
+    straight from memory, no per-row Python); a frame Arrow cannot take (an object
+    column of mixed types) is hashed with pandas' per-row hashes instead."""
+    h = hashlib.sha256()
+    try:
+        table = pa.Table.from_pandas(pdf, preserve_index=False).replace_schema_metadata(None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        h.update(json.dumps([[str(c), str(t)] for c, t in pdf.dtypes.items()]).encode())
+        h.update(pd.util.hash_pandas_object(pdf, index=False).to_numpy().tobytes())
+        return "pandas:" + h.hexdigest()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    h.update(memoryview(sink.getvalue()))
+    return "arrow:" + h.hexdigest()
+
+
+# ------------------------------------------------------------------ the tasks
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every partition's task needs (small: sent with each task)."""
+
+    url: str
+    target: str  # the table the load is for
+    table: str  # where partitions write: the target, or the load's stage
+    verb: Mode
+    load_id: str
+    ledger: bool  # False: no transactions (DynamoDB), idempotent upserts instead
+    staged: bool
+    options: Mapping[str, Any]
+    on_partition: PartitionCallback | None
+
+
+def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
+    """One task per partition, on the partition's worker; their Reports."""
+    write = delayed(_load_partition, pure=True)
+    run = uuid.uuid4().hex[:8]
+    tasks = [
+        write(part, index, plan, dask_key_name=f"bulkops-load-{run}-{index}")
+        for index, part in enumerate(ddf.to_delayed())
+    ]
+    client = _distributed_client()
+    if client is None:
+        run_here: Any = compute  # untyped: Dask's local scheduler
+        return list(run_here(*tasks))
+    return list(client.gather(client.compute(tasks, retries=retries)))
+
+
+def _distributed_client() -> Any:
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is in the dask extra
+        return None
+    find: Any = default_client  # untyped
+    try:
+        return find()
+    except ValueError:  # no Client: Dask's local scheduler runs the tasks
+        return None
+
+
+def _load_partition(pdf: pd.DataFrame, index: int, plan: _Plan) -> Report:
+    """The task of one partition, on its worker, on a connection of its own."""
+    with connect(plan.url) as db:
+        if plan.ledger:
+            digest = frame_digest(pdf)
+            report = db.atomic().run(_commit_partition, db, pdf, index, digest, plan)
+        else:
+            report = _write_frame(db, plan.verb, plan.table, pdf, **plan.options)
+    if plan.on_partition is not None:
+        plan.on_partition(index, report)
+    return report
+
+
+def _commit_partition(db: Store, pdf: pd.DataFrame, index: int, digest: str, plan: _Plan) -> Report:
+    """In one transaction: claim the partition's ledger row, then write its rows."""
+    n = len(pdf)
+    ledger_row = {
+        "load_id": plan.load_id, "partition_index": index, "rows": n, "rejected": 0,
+        "digest": digest, "committed_at": dt.datetime.now(dt.UTC),
+    }  # fmt: skip
+    claim = db.insert(LOADS_TABLE, [ledger_row], on_conflict="ignore")
+    if not claim.inserted:
+        found = db.get_many(LOADS_TABLE, [(plan.load_id, index)], key=LEDGER_KEY)
+        committed = found[(plan.load_id, index)]
+        if committed["digest"] != digest:
+            raise LoadConflictError(
+                f"partition {index} of load {plan.load_id!r} was committed "
+                f"{committed['committed_at']} with other data ({committed['rows']} rows, "
+                f"digest {committed['digest'][:12]}; now {n} rows, digest {digest[:12]}): "
+                "the input changed under the same load_id; use a new load_id"
+            )
+        return Report(verb=plan.verb, table=plan.target, rows_in=n, skipped=n)
+    if plan.staged:
+        frame = pdf.assign(**{PARTITION_COLUMN: index, POSITION_COLUMN: range(n)})
+        wrote = _write_frame(db, "insert", plan.table, frame, **plan.options)
+        # Nothing is in the target yet: the publish step counts what the rows do there.
+        report = Report(verb=plan.verb, table=plan.target, rows_in=wrote.rows_in,
+                        rejected=wrote.rejected, chunks=wrote.chunks,
+                        statements=wrote.statements, retries=wrote.retries)  # fmt: skip
+        report.rejections = wrote.rejections
+    else:
+        report = _write_frame(db, plan.verb, plan.table, pdf, **plan.options)
+    if report.rejected:
+        db.update(LOADS_TABLE, [{"load_id": plan.load_id, "partition_index": index,
+                                 "rejected": report.rejected}], key=LEDGER_KEY)  # fmt: skip
+    return report
+
+
+def _write_frame(db: Store, verb: Mode, table: str, pdf: pd.DataFrame, **options: Any) -> Report:
+    """Write one partition: the one place a pandas DataFrame becomes a write call.
+
+    The DataFrame goes to the columnar (Arrow) path as it is: checked a column at a
+    time, NaN as missing (as ``DataFrame.to_sql`` does), COPYed without per-row Python
+    where the backend writes Arrow.
+    """
+    if verb == "upsert":
+        return db.upsert(table, pdf, **options)
+    return db.insert(table, pdf, **options)
+
+
+def _shifted(offset: int) -> Callable[[Rejection], Rejection]:
+    def shift(rejection: Rejection) -> Rejection:
+        return replace(rejection, row=rejection.row + offset)
+
+    return shift
+
+
+# ------------------------------------------------------------ client-side steps
+
+
+def _ensure_ledger(store: Store) -> None:
+    """Create the ledger where missing (another client creating it meanwhile is fine)."""
+    try:
+        store.table(LOADS_TABLE)
+        return
+    except SchemaError:
+        pass
+    try:
+        store.create_table(LOADS_TABLE, LEDGER_TYPES, key=LEDGER_KEY)
+    except BulkError as error:
+        try:
+            store.table(LOADS_TABLE)
+        except SchemaError:
+            raise error from None
+
+
+def _publish(
+    store: Store,
+    backend: SQLBackend,
+    plan: _Plan,
+    spec: Any,
+    columns: tuple[str, ...],
+    key: tuple[str, ...] | None,
+    options: Mapping[str, Any],
+    partitions: int,
+    report: Report,
+) -> None:
+    """One transaction: the stage into the target, the load marked published, the
+    stage dropped. Fills ``report`` with what the rows did in the target."""
+    ids = [(plan.load_id, i) for i in range(partitions)]
+    ledger = store.get_many(LOADS_TABLE, ids, key=LEDGER_KEY)
+    missing = [i for load, i in ids if (load, i) not in ledger]
+    if missing:
+        raise BulkError(f"partitions {missing} of load {plan.load_id!r} are not staged")
+    rows = sum(int(r["rows"]) for r in ledger.values())
+    # The whole load, also partitions staged by an earlier run of the same load id.
+    report.rows_in = rows
+    report.rejected = sum(int(r["rejected"]) for r in ledger.values())
+    report.skipped = 0
+    kind: WriteKind = plan.verb
+    if plan.verb == "upsert":
+        key = spec.resolve_key(key, "upsert")
+    elif options.get("on_conflict") == "ignore":
+        kind = "insert_ignore"
+    update = options.get("update_columns")
+    op = WriteOp(kind, spec, columns, tuple(key or spec.primary_key),
+                 tuple(update) if update is not None else None)  # fmt: skip
+    stage = plan.table
+    marker = {
+        "load_id": plan.load_id, "partition_index": _PUBLISHED, "rows": rows,
+        "rejected": report.rejected, "digest": _digest_of(ledger.values()),
+        "committed_at": dt.datetime.now(dt.UTC),
+    }  # fmt: skip
+
+    def move(db: Store) -> tuple[dict[str, int], int] | None:
+        if not db.insert(LOADS_TABLE, [marker], on_conflict="ignore").inserted:
+            return None  # another client published it meanwhile
+        state = backend.sync_state()
+        if state.kept(spec):
+            state.invalidate(spec.name, in_transaction=True)
+        counts, duplicates = backend.publish_stage(stage, op, _ORDER)
+        backend.drop_table(stage)
+        return counts.as_dict(), duplicates
+
+    statements = backend.statements
+    moved = store.atomic().run(move, store)
+    report.statements += backend.statements - statements
+    if moved is None:
+        report.skipped = rows - report.rejected
+        return
+    counts, duplicates = moved
+    report.add(duplicates=duplicates, inserted=counts["inserted"], updated=counts["updated"],
+               unchanged=counts["unchanged"], ignored=counts["ignored"],
+               upserted=counts["upserted"])  # fmt: skip
+
+
+def _digest_of(ledger_rows: Any) -> str:
+    h = hashlib.sha256()
+    for row in sorted(ledger_rows, key=lambda r: int(r["partition_index"])):
+        h.update(str(row["digest"]).encode())
+    return h.hexdigest()
