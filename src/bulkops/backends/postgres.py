@@ -1827,6 +1827,7 @@ class PostgresBackend:
                 self.conn.autocommit = self._saved_autocommit
                 self.conn.cursor_factory, self.conn.server_cursor_factory = self._cursor_factories
         finally:
-            self._pooled.close()
+            if self._pooled is not None:
+                self._pooled.close()
             if self._owns_engine and self.engine is not None:
                 self.engine.dispose()

@@ -18,6 +18,7 @@ is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,7 +45,7 @@ from ..plan import ChunkPlanner, chunk_rows, chunked
 from ..reads import get_many
 from ..report import Rejection, Report, SyncReport, write_rejects
 from ..retry import RetryPolicy
-from ..schema import TableSpec, coerce
+from ..schema import ColumnSpec, TableSpec, coerce
 from ..writes import WriteSettings, one_rejects_sink, write
 from . import hashing
 from .changeset import Changeset, ChangesetWriter, lines_size, rows_lines_size
@@ -443,7 +444,8 @@ class _SetBasedDiff:
         for raws, start in numbered(chunked(rows, size)):
             if self.hashed is not None:
                 columns, _ = value_columns(raws, cols, self.mappings)
-                encoded = [encode_values(c) for c in columns]
+                specs = [sync.spec.column(c) for c in cols]
+                encoded = [encode_values(c) for c in typed_columns(columns, specs)]
                 self.hashed.append(hash_columns(encoded, width))
             chunk = planner.prepare(raws, start)
             report.rows_in += chunk.size
@@ -703,7 +705,8 @@ class _DigestDiff:
         columns, index = self._columns(raws, start)
         if not index:
             return _Batch(len(raws), None, np.empty(0, np.int64), [], lambda _: [])
-        encoded = [encode_values(c) for c in columns]
+        specs = [self.sync.spec.column(c) for c in self.sync.cols]
+        encoded = [encode_values(c) for c in typed_columns(columns, specs)]
 
         def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
             return [self._row(raws[index[i]]) for i in chosen]
@@ -1082,6 +1085,26 @@ class _HashDiff:
         written = sync.delete_keys([k if isinstance(k, tuple) else (k,) for k in keys])
         sync.absorb(written)
         report.deleted += written.deleted + written.upserted
+
+
+def typed_columns(columns: list[list[Any]], specs: Sequence[ColumnSpec]) -> list[list[Any]]:
+    """Columns of values as their columns' types hold them, for hashing: text from a
+    file ("0.1250", "2024-01-01", "true") in a typed column is coerced, so it hashes as
+    the value it stands for (what the table stores); a value that does not convert
+    stays as given (its write rejects it)."""
+    typed = []
+    for values, spec in zip(columns, specs, strict=True):
+        if spec.type in ("text", "any") or not any(v.__class__ is str for v in values):
+            typed.append(values)
+            continue
+        out = []
+        for v in values:
+            if v.__class__ is str:
+                with contextlib.suppress(ValueError, TypeError, ArithmeticError, BulkError):
+                    v = coerce(v, spec)
+            out.append(v)
+        typed.append(out)
+    return typed
 
 
 def value_columns(
