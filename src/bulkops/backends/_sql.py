@@ -24,7 +24,10 @@ from .base import (
     SYNC_STATE_TABLE,
     Backend,
     DiffOp,
+    RunLogStore,
+    StagedDiff,
     SyncMark,
+    SyncState,
     run_transaction,
 )
 
@@ -35,6 +38,7 @@ __all__ = [
     "SQLRunLogStore",
     "SQLStagedDiff",
     "SQLSyncState",
+    "SharedSQL",
     "count_rows",
     "count_staged",
     "create_load_stage",
@@ -674,3 +678,44 @@ def staged_rows_statement(
 def count_staged(backend: CoreBackend, stage: str) -> int:
     s = sa.table(stage)
     return int(backend.execute_core(sa.select(sa.func.count()).select_from(s))[0][0])
+
+
+class SharedSQL:
+    """The ``SQLBackend`` methods whose SQL is this module's, shared by SQLite and
+    PostgreSQL (a base class of both backends, so the delegation is written once)."""
+
+    retry: RetryPolicy
+
+    def sync_state(self: CoreBackend) -> SyncState:
+        """Where sync keeps its digests: the sync state table, in this database."""
+        return SQLSyncState(self, self.retry)
+
+    def staged_diff(
+        self: CoreBackend,
+        table: TableSpec,
+        columns: tuple[str, ...],
+        key: tuple[str, ...],
+        where: Mapping[str, Any],
+        retry: RetryPolicy,
+        what: str,
+    ) -> StagedDiff:
+        return SQLStagedDiff(self, table, columns, key, where, retry, what)
+
+    def count_rows(self: CoreBackend, table: TableSpec, where: Mapping[str, Any]) -> int:
+        return count_rows(self, table, where)
+
+    def run_log_store(self: CoreBackend) -> RunLogStore:
+        return SQLRunLogStore(self)
+
+    def create_load_stage(
+        self: CoreBackend,
+        stage: str,
+        table: TableSpec,
+        columns: Sequence[str],
+        order: Sequence[str],
+        retry: RetryPolicy,
+    ) -> None:
+        create_load_stage(self, stage, table, columns, order, retry)
+
+    def drop_table(self: CoreBackend, table: str) -> None:
+        drop_table(self, table)

@@ -46,7 +46,7 @@ from ..errors import (
     SerializationError,
     StatementTimeoutError,
 )
-from ..retry import DEFAULT_RETRY, RetryPolicy
+from ..retry import DEFAULT_RETRY
 from ..schema import (
     ColumnCodec,
     ColumnSpec,
@@ -62,13 +62,8 @@ from ..schema import (
 )
 from ._sql import (
     ALREADY_EXISTS,
-    SQLRunLogStore,
-    SQLStagedDiff,
-    SQLSyncState,
-    count_rows,
+    SharedSQL,
     count_staged,
-    create_load_stage,
-    drop_table,
     select_where_statement,
     within_bounds,
 )
@@ -79,9 +74,6 @@ from .base import (
     CallerConnection,
     Capabilities,
     ChunkCounts,
-    RunLogStore,
-    StagedDiff,
-    SyncState,
     Timeouts,
     WriteOp,
     statement_filter,
@@ -718,7 +710,7 @@ class _CallerCursors:
 _DIALECT: sa.Dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 
-class PostgresBackend:
+class PostgresBackend(SharedSQL):
     """A Backend over one psycopg connection: checked out of a SQLAlchemy Engine, or
     the caller's own (``caller``), whose transaction it joins while one is open."""
 
@@ -1539,40 +1531,6 @@ class PostgresBackend:
         self.statements += 1
         with self._errors():
             self.sql.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
-
-    def sync_state(self) -> SyncState:
-        """Where sync keeps its digests: the sync state table, in this database."""
-        return SQLSyncState(self, self.retry)
-
-    def staged_diff(
-        self,
-        table: TableSpec,
-        columns: tuple[str, ...],
-        key: tuple[str, ...],
-        where: Mapping[str, Any],
-        retry: RetryPolicy,
-        what: str,
-    ) -> StagedDiff:
-        return SQLStagedDiff(self, table, columns, key, where, retry, what)
-
-    def count_rows(self, table: TableSpec, where: Mapping[str, Any]) -> int:
-        return count_rows(self, table, where)
-
-    def run_log_store(self) -> RunLogStore:
-        return SQLRunLogStore(self)
-
-    def create_load_stage(
-        self,
-        stage: str,
-        table: TableSpec,
-        columns: Sequence[str],
-        order: Sequence[str],
-        retry: RetryPolicy,
-    ) -> None:
-        create_load_stage(self, stage, table, columns, order, retry)
-
-    def drop_table(self, table: str) -> None:
-        drop_table(self, table)
 
     def publish_stage(
         self, stage: str, op: WriteOp, order: Sequence[str]

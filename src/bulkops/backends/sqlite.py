@@ -39,7 +39,7 @@ from ..errors import (
     ResourceError,
     SchemaError,
 )
-from ..retry import DEFAULT_RETRY, RetryPolicy
+from ..retry import DEFAULT_RETRY
 from ..schema import (
     COERCERS,
     ColumnCodec,
@@ -60,13 +60,8 @@ from ..schema import (
     reject_infinite,
 )
 from ._sql import (
-    SQLRunLogStore,
-    SQLStagedDiff,
-    SQLSyncState,
-    count_rows,
+    SharedSQL,
     count_staged,
-    create_load_stage,
-    drop_table,
     select_where_statement,
     staged_rows_statement,
     within_bounds,
@@ -78,9 +73,6 @@ from .base import (
     CallerConnection,
     Capabilities,
     ChunkCounts,
-    RunLogStore,
-    StagedDiff,
-    SyncState,
     Timeouts,
     WriteOp,
     is_transaction_control,
@@ -780,7 +772,7 @@ class _CallerCursors:
         return cursor
 
 
-class SQLiteBackend:
+class SQLiteBackend(SharedSQL):
     """A Backend over one sqlite3 connection: checked out of a SQLAlchemy Engine, or
     the caller's own (``caller``), whose transaction it joins while one is open."""
 
@@ -1222,40 +1214,6 @@ class SQLiteBackend:
 
     def finish_stage(self, stage: str) -> None:
         """A staged table is complete (SQLite's planner needs nothing more)."""
-
-    def sync_state(self) -> SyncState:
-        """Where sync keeps its digests: the sync state table, in this database."""
-        return SQLSyncState(self, self.retry)
-
-    def staged_diff(
-        self,
-        table: TableSpec,
-        columns: tuple[str, ...],
-        key: tuple[str, ...],
-        where: Mapping[str, Any],
-        retry: RetryPolicy,
-        what: str,
-    ) -> StagedDiff:
-        return SQLStagedDiff(self, table, columns, key, where, retry, what)
-
-    def count_rows(self, table: TableSpec, where: Mapping[str, Any]) -> int:
-        return count_rows(self, table, where)
-
-    def run_log_store(self) -> RunLogStore:
-        return SQLRunLogStore(self)
-
-    def create_load_stage(
-        self,
-        stage: str,
-        table: TableSpec,
-        columns: Sequence[str],
-        order: Sequence[str],
-        retry: RetryPolicy,
-    ) -> None:
-        create_load_stage(self, stage, table, columns, order, retry)
-
-    def drop_table(self, table: str) -> None:
-        drop_table(self, table)
 
     def publish_stage(
         self, stage: str, op: WriteOp, order: Sequence[str]
