@@ -45,6 +45,8 @@ class WriteSettings:
     label: str | None = None
     source_id: str | None = None
     resume: bool = False
+    force: bool = False
+    nan_as_null: bool = True
 
 
 _END = object()
@@ -88,7 +90,18 @@ def write(
     report = Report(verb=verb, table=spec.name)
     recorder = ctx.recorder
     backend = ctx.backend
-    stream = arrow_stream(rows)
+    keeps_nan = None
+    if not settings.nan_as_null and isinstance(backend, ColumnarBackend):
+        columnar_backend = backend
+
+        def keeps_nan(name: str) -> bool:
+            if name not in spec.columns:
+                return False
+            # (Arrow decimals hold no NaN: into a numeric column NaN stays missing.)
+            target = columnar_backend.arrow_target(spec.columns[name])
+            return target.nan and target.kind == "float"
+
+    stream = arrow_stream(rows, keeps_nan)
     if stream is not None and not (capabilities.columnar and isinstance(backend, ColumnarBackend)):
         # No columnar write here (DynamoDB): the batches' rows take the row path.
         rows, stream = rows_of(stream), None
