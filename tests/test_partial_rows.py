@@ -368,3 +368,24 @@ def test_pandas_nan_is_null_by_default_and_a_value_with_nan_as_null_false(
         # Python values.
         assert x is None and d is None
         assert report.unchanged == 2
+
+
+def test_cli_jsonl_upsert_into_the_table_it_creates_merges_same_key_objects(
+    sql: bulkops.Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"id": 1, "name": "a", "score": 5}\n'
+        '{"id": 2, "name": "b"}\n'
+        '{"id": 1, "note": "later"}\n'  # leaves name and score as the first object gave
+    )
+    url = sql.backend.engine.url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+    result = cli(
+        "load", str(path), "--db", url, "-t", "events", "--mode", "upsert", "--key", "id",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["inserted"], summary["duplicates"]) == (2, 1)
+    got = raw_rows(sql, "SELECT id, name, score, note FROM events ORDER BY id")
+    assert got == [(1, "a", 5, "later"), (2, "b", None, None)]

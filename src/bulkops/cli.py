@@ -354,6 +354,7 @@ _CLI_WORDS = (
     ("pass key= to delete()", "pass --key"),
     ("pass key= to insert()", "pass --key"),
     (" (the first row's columns, or columns=)", " (the file's columns)"),
+    (" to set besides the key", " to set besides the --key columns"),
     ("max_rejects=", "--max-rejects "),
     ("resume=True", "--resume"),
     ("key=", "--key"),
@@ -649,12 +650,9 @@ def _ensure_table(
             store.table(table)
         except SchemaError:
             raise error from None
-    if columns is None:
-        # JSON Lines: the columns are the union of the objects' keys; a key an object
-        # lacks is NULL (the new table has no defaults).
-        columns = inference.columns
-        picks = tuple(columns)
-        rows = (tuple(row.get(c) for c in picks) if isinstance(row, dict) else row for row in rows)
+    # JSON Lines rows stay mappings, each with its own keys: the library writes the
+    # union, and what an object leaves out is not written (NULL in the new table on
+    # insert; left as it is by an upsert, as into an existing table).
     if file == "-" and not inference.complete:
         rows = _explain_mismatch(rows)
     return columns, rows, inference
