@@ -22,6 +22,7 @@ from .plan import Planner, chunk_rows, chunked
 from .recorder import Call
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
+from .schema import TableSpec
 
 __all__ = ["Rejects", "WriteSettings", "one_rejects_sink", "write"]
 
@@ -165,10 +166,20 @@ def write(
             return recorder.observed(
                 verb, spec.name, settings.label, run, source_id=settings.source_id,
                 resume=settings.resume, shape=shape,
+                doubles=not settings.force and _writes_again(kind, spec, op.columns),
             )  # fmt: skip
     finally:
         if sink is not None:
             sink.close()
+
+
+def _writes_again(kind: WriteKind, spec: TableSpec, columns: Sequence[str]) -> bool:
+    """Whether rows given again are written again: an insert whose rows give no key or
+    unique constraint's columns (nothing makes the second copy a conflict)."""
+    if kind not in ("insert", "insert_ignore"):
+        return False
+    constraints = [spec.primary_key, *spec.unique]
+    return not any(c and all(name in columns for name in c) for c in constraints)
 
 
 def one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
