@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain, islice
-from operator import itemgetter, lt
+from itertools import chain, compress, islice, repeat
+from operator import is_not, itemgetter, lt
 from typing import Any, Protocol
 
 from .backends.base import Backend, Capabilities, ChunkCounts, RowFailures, WriteOp
 from .errors import BulkError, ConversionError, DataError
 from .report import Rejection
-from .schema import ColumnCodec, build_row_encoder
+from .schema import ColumnCodec, RowShapeError, build_row_encoder
 
 __all__ = [
     "MISSING",
@@ -43,6 +43,9 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+# Encoders kept for rows that give different sets of columns, at most (per call).
+_MAX_SHAPES = 256
 
 # Past this many rows a chunk stops getting faster and only holds locks longer.
 MAX_CHUNK_ROWS = 10_000
@@ -130,9 +133,17 @@ def required_left_out(op: WriteOp) -> list[str]:
     ]  # fmt: skip
 
 
+_MISSING_ONLY = (MISSING,)
+
+
 def _gaps(row: tuple[Any, ...]) -> bool:
     """Whether the row leaves a column out."""
-    return any(value is MISSING for value in row)
+    return MISSING in row  # (values compare unequal to MISSING: it is only itself)
+
+
+def _shape_of(row: tuple[Any, ...]) -> tuple[int, ...]:
+    """The positions of the values a laid-out row gives."""
+    return tuple(compress(range(len(row)), map(is_not, row, repeat(MISSING))))
 
 
 def _update_existing(
@@ -167,9 +178,7 @@ def write_by_shape(
     width = len(op.columns)
     groups: dict[tuple[int, ...] | None, list[int]] = {}
     for position, row in enumerate(rows):
-        shape = None if len(row) == width and not _gaps(row) else tuple(
-            i for i, value in enumerate(row) if value is not MISSING
-        )  # fmt: skip
+        shape = None if len(row) == width and not _gaps(row) else _shape_of(row)
         groups.setdefault(shape, []).append(position)
     counts = ChunkCounts()
     failures: list[tuple[int, BulkError]] = []
@@ -183,7 +192,12 @@ def write_by_shape(
             if update is not None:
                 update = tuple(c for c in update if c in columns)
             sub = replace(op, columns=columns, update_columns=update)
-            values = [tuple(rows[p][i] for i in shape) for p in positions]
+            pick = itemgetter(*shape)
+            values = (
+                [pick(rows[p]) for p in positions]
+                if len(shape) > 1
+                else [(pick(rows[p]),) for p in positions]
+            )
         try:
             required = required_left_out(sub)
             if required:
@@ -305,6 +319,8 @@ class ChunkPlanner:
         # A table that takes any column (DynamoDB): a column first seen in a later row
         # joins the layout (at its end, so rows laid out before keep their places).
         self._open_codec = open_codec if self.partial else None
+        self._shapes: dict[tuple[Any, ...], Any] = {}
+        self._mixed = False  # some chunk's rows gave different columns
         self.strict_width = strict_width
         self.codecs = tuple(codecs)
         self.key = tuple(key)
@@ -324,10 +340,13 @@ class ChunkPlanner:
 
     def prepare(self, raws: list[Any], start: int) -> PreparedChunk:
         try:
+            if self._mixed:
+                raise RowShapeError  # rows gave different columns before: expect it again
             # Most chunks are clean: encode them in one C-level pass.
             clean = list(map(self._encode, raws))
         except Exception:
             chunk = self._prepare_row_by_row(raws, start)
+            self._mixed = chunk.layout is not None
         else:
             chunk = PreparedChunk(start, raws, clean, list(range(len(raws))))
         if self._key_of is not None:
@@ -372,7 +391,8 @@ class ChunkPlanner:
         chunk.rejections.sort(key=lambda r: r.row)
 
     def _prepare_row_by_row(self, raws: list[Any], start: int) -> PreparedChunk:
-        encode = self._encode
+        # Rows that give different columns: each set of keys gets an encoder of its own.
+        encode = self._encode_shaped if self.partial else self._encode
         encoded: list[tuple[Any, ...]] = []
         index: list[int] = []
         rejections: list[Rejection] = []
@@ -429,6 +449,45 @@ class ChunkPlanner:
             ordered = sorted(latest.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
         chunk.rows = [row for _, (_, row) in ordered] + [row for _, row in keyless]
         chunk.index = [i for _, (i, _) in ordered] + [i for i, _ in keyless]
+
+    def _encode_shaped(self, raw: Any) -> tuple[Any, ...]:
+        """``_encode_partial`` at the speed of the generated encoders: one per set of
+        keys (in the order a row gives them), kept for the call. Raises for anything
+        else (a row that is not a mapping, an unknown column, a left-out key, a value
+        that does not coerce), for the slow path to say why."""
+        keys = tuple(raw)
+        entry = self._shapes.get(keys)
+        if entry is None:
+            entry = self._shape(keys)
+            if len(self._shapes) < _MAX_SHAPES:
+                self._shapes[keys] = entry
+        encode, lay_out = entry
+        values = encode(raw)
+        return values if lay_out is None else lay_out(values + _MISSING_ONLY)
+
+    def _shape(
+        self, keys: tuple[Any, ...]
+    ) -> tuple[Callable[[Any], tuple[Any, ...]], Callable[[tuple[Any, ...]], Any] | None]:
+        """The encoder of rows that give ``keys`` (the values of the layout's columns
+        among them), and what lays its values out (given them followed by MISSING;
+        None: the row gives exactly the call's columns)."""
+        given = set(keys)
+        if self.strict_width and not given <= self._column_set:
+            raise RowShapeError  # an unknown column (or, on an open table, a new one)
+        if self.key_required and not all(k in given for k in self.key):
+            raise RowShapeError  # a left-out key: a rejection, from the slow path
+        if self.needs_set and not any(c in given for c in self._layout if c not in self.key):
+            raise RowShapeError
+        positions = tuple(i for i, c in enumerate(self._layout) if c in given)
+        names = [self._layout[i] for i in positions]
+        codecs = [self._layout_codecs[i] for i in positions]
+        encode = build_row_encoder(names, codecs, mappings=True, strict_width=self.strict_width)
+        if tuple(names) == self.columns:
+            return encode, None
+        missing = len(positions)  # where MISSING stands, after the values
+        source = {position: j for j, position in enumerate(positions)}
+        picks = [source.get(i, missing) for i in range(len(self._layout))]
+        return encode, itemgetter(*picks) if len(picks) > 1 else lambda v: (v[picks[0]],)
 
     def _widen(self, names: list[str]) -> None:
         assert self._open_codec is not None
