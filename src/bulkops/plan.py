@@ -600,16 +600,10 @@ class ChunkPlanner:
             raise ConversionError(
                 f"the row gives no column to set besides the key ({', '.join(self.key)})"
             )
-        width = len(self.columns)
         out = []
-        for position, (name, codec) in enumerate(
-            zip(self._layout, self._layout_codecs, strict=True)
-        ):
+        for name, codec in zip(self._layout, self._layout_codecs, strict=True):
             if name not in raw:
                 out.append(MISSING)
-                continue
-            if position >= width and not self.strict_width:
-                out.append(MISSING)  # columns= chose what to write
                 continue
             try:
                 out.append(codec.encode(raw[name]))
