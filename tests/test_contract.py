@@ -290,10 +290,18 @@ def test_upsert_update_columns_inserts_whole_rows_updates_only_those(db: bulkops
 
 
 def test_upsert_of_a_column_subset_must_still_satisfy_not_null(db: bulkops.Store) -> None:
+    """Rows that leave out a NOT NULL column without a default can only update the
+    rows that exist; a row whose key is not there is rejected, naming the column."""
     needs(db, "declared_columns", "no declared column types, NOT NULL or column names")
     people(db)
-    with pytest.raises(SchemaError, match="'email'"):
-        db.upsert("people", [{"id": 1, "age": 70}])
+    db.insert("people", [person(1)])
+    with pytest.raises(ConversionError, match="'email'"):
+        db.upsert("people", [{"id": 2, "age": 70}])
+    report = db.upsert("people", [{"id": 1, "age": 70}, {"id": 2, "age": 71}], on_error="isolate")
+    assert_accounted(report, 2)
+    assert (report.updated, report.rejected) == (1, 1)
+    assert report.rejections[0].row == 2 and report.rejections[0].column == "email"
+    assert rows_of(db, "people") == [{**person(1), "age": 70}]
 
 
 def test_upsert_composite_key(db: bulkops.Store) -> None:

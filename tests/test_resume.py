@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import bulkops
-from bulkops.errors import ResumeError
+from bulkops.errors import RerunError, ResumeError
 from conftest import assert_accounted, needs
 
 SCRIPT = shutil.which("bulkops", path=str(Path(sys.executable).parent))
@@ -130,6 +130,49 @@ def test_a_fresh_load_of_the_same_input_starts_a_new_load(db_url: str) -> None:
         report = db.insert("t", numbers(30), source_id="same", chunk_size=10, resume=True)
         assert (report.skipped, report.inserted) == (10, 20)
         assert facts(db) == (60, 30, 1, 30)
+
+
+def test_loading_an_unfinished_input_again_is_refused_unless_resumed_or_forced(
+    db_url: str,
+) -> None:
+    """A keyless insert of an input whose earlier load into the table did not finish
+    would write the rows that load committed twice: refused before anything is
+    written (RerunError, naming how to resume or force); resume or force proceed."""
+    needs(db_url, "run_log", "no run log: checkpoints need transactions")
+    with bulkops.connect(db_url, run_log=True) as db:
+        keyless_table(db)
+        with pytest.raises(KeyboardInterrupt):  # interrupted: no counts, checkpoints only
+            db.insert("t", interrupted(numbers(100), 50), source_id="in-1", chunk_size=10)
+        assert facts(db)[0] == 50
+        runs = len(db.runs())
+        with pytest.raises(RerunError, match=r"run \d+ loaded this input into 't' and did "
+                           r"not finish \(interrupted\).*resume=True.*force=True"):  # fmt: skip
+            db.insert("t", numbers(100), source_id="in-1", chunk_size=10)
+        assert isinstance(RerunError("x"), ResumeError)
+        assert facts(db)[0] == 50 and len(db.runs()) == runs  # nothing written or logged
+        # Another input, or another verb that cannot double rows, is not refused.
+        db.insert("t", numbers(3), source_id="in-2")
+        assert facts(db)[0] == 53
+        # Forced: loaded again on purpose, the committed rows are there twice.
+        report = db.insert("t", numbers(100), source_id="in-1", chunk_size=10, force=True)
+        assert report.inserted == 100 and facts(db)[0] == 153
+        # That load finished: a further load of the input is not refused.
+        db.insert("t", numbers(1), source_id="in-1")
+
+
+def test_a_keyed_insert_of_an_unfinished_input_is_not_refused(db_url: str) -> None:
+    """Where a key or unique constraint among the rows' columns stops a second copy,
+    the rows that committed are conflicts, not copies: no refusal."""
+    needs(db_url, "run_log", "no run log: checkpoints need transactions")
+    with bulkops.connect(db_url, run_log=True) as db:
+        engine: sa.Engine = db.backend.engine  # type: ignore[attr-defined]
+        sa.Table(
+            "k", sa.MetaData(), sa.Column("id", sa.BigInteger, unique=True), sa.Column("v", sa.Text)
+        ).create(engine)
+        with pytest.raises(KeyboardInterrupt):
+            db.insert("k", interrupted(numbers(30), 15), source_id="in-1", chunk_size=10)
+        report = db.insert("k", numbers(30), source_id="in-1", on_conflict="ignore")
+        assert (report.inserted, report.ignored) == (20, 10)
 
 
 # ------------------------------------------------------- a loader killed with SIGKILL

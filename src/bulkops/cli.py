@@ -30,7 +30,7 @@ from rich.table import Table
 
 from . import __version__
 from .api import connect
-from .errors import BulkError, DataError, SchemaError, TooManyRejectsError
+from .errors import BulkError, DataError, RerunError, SchemaError, TooManyRejectsError
 from .report import Report, SyncReport, jsonable
 from .runlog import Run
 from .schema import TYPES
@@ -247,8 +247,6 @@ def load(
             columns, rows, inference = _ensure_table(
                 store, table, file, fmt, columns, rows, key_cols, create, nulls, overrides
             )
-            if digest is not None and not resume and not force and mode == "insert":
-                _refuse_doubling(store, table, digest, key_cols)
         except (BulkError, SourceError) as error:
             _fail(_cli_words(str(error)))
         progress = _progress_bar(source, quiet or as_json)
@@ -265,6 +263,9 @@ def load(
             "label": label,
             "source_id": digest,
             "resume": resume,
+            # A load of the file again over an unfinished load of it that would write
+            # its rows twice is refused (RerunError) unless --force.
+            "force": force,
         }
         report: Report | None = None
         failure: BulkError | None = None
@@ -273,6 +274,8 @@ def load(
                 report = _run_load(
                     store, mode, table, columns, rows, key_cols, on_conflict, options
                 )
+        except RerunError as error:
+            _fail(_cli_words(str(error)))  # refused before anything was written
         except BulkError as error:
             failure = error
             report = error.report if isinstance(error, BulkError) else None
@@ -314,25 +317,6 @@ def _open_rejects(path: str | None, *, append: bool) -> Any:
         _fail(f"cannot write the rejects file {path}: {error.strerror or error}")
 
 
-def _refuse_doubling(store: Store, table: str, digest: str, key: tuple[str, ...] | None) -> None:
-    """An insert without a key writes a row again each time it is loaded: refuse to
-    load a file again over an earlier load of it that did not finish."""
-    if key or store.table(table).primary_key or store.table(table).unique:
-        return  # rows already there are conflicts, not copies
-    for run in store.runs(50):
-        if run.table != table or run.source != digest:
-            continue
-        if run.status != "running" and not run.counts.get("inserted"):
-            return  # it ended without committing a row: nothing to double
-        if run.status in ("running", "interrupted", "failed", "stopped"):
-            _fail(
-                f"run {run.id} loaded this file into {table!r} and did not finish "
-                f"({run.status}); rows it committed would be inserted twice. Continue it "
-                "with --resume, or load the whole file again on purpose with --force"
-            )
-        return  # the latest load of this file finished
-
-
 def _committed_note(
     report: Report | None, failure: BaseException | None, *, resumable: bool
 ) -> str:
@@ -354,8 +338,12 @@ _CLI_WORDS = (
     ("pass key= to delete()", "pass --key"),
     ("pass key= to insert()", "pass --key"),
     (" (the first row's columns, or columns=)", " (the file's columns)"),
+    (" to set besides the key", " to set besides the --key columns"),
     ("max_rejects=", "--max-rejects "),
     ("resume=True", "--resume"),
+    ("force=True", "--force"),
+    ("loaded this input", "loaded this file"),
+    ("the whole input", "the whole file"),
     ("key=", "--key"),
 )
 
@@ -649,12 +637,9 @@ def _ensure_table(
             store.table(table)
         except SchemaError:
             raise error from None
-    if columns is None:
-        # JSON Lines: the columns are the union of the objects' keys; a key an object
-        # lacks is NULL (the new table has no defaults).
-        columns = inference.columns
-        picks = tuple(columns)
-        rows = (tuple(row.get(c) for c in picks) if isinstance(row, dict) else row for row in rows)
+    # JSON Lines rows stay mappings, each with its own keys: the library writes the
+    # union, and what an object leaves out is not written (NULL in the new table on
+    # insert; left as it is by an upsert, as into an existing table).
     if file == "-" and not inference.complete:
         rows = _explain_mismatch(rows)
     return columns, rows, inference

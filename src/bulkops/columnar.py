@@ -60,15 +60,29 @@ def is_arrow(rows: object) -> bool:
     return _is_pandas_frame(rows) or hasattr(rows, "__arrow_c_stream__")
 
 
-def arrow_stream(rows: object) -> Any | None:
+def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -> Any | None:
     """A ``pyarrow.RecordBatchReader`` over ``rows`` if they are Arrow data (anything
-    exporting ``__arrow_c_stream__``, or a pandas DataFrame); None for other rows."""
+    exporting ``__arrow_c_stream__``, or a pandas DataFrame); None for other rows.
+
+    A DataFrame's NaN is a missing value (null), as ``DataFrame.to_sql`` takes it;
+    ``keeps_nan`` (the switch ``nan_as_null=False``): the columns whose NaN stays a
+    value (where the column's type holds one), given a column name."""
     if not is_arrow(rows):
         return None
     if _is_pandas_frame(rows):
         pa = _pyarrow()
         # Not through __arrow_c_stream__: that keeps a non-default index as a column.
         table = pa.Table.from_pandas(rows, preserve_index=False)
+        if keeps_nan is not None:
+            frame: Any = rows
+            for i, name in enumerate(table.schema.names):
+                column = table.schema.field(i)
+                if pa.types.is_floating(column.type) and keeps_nan(name):
+                    values = frame.iloc[:, i].to_numpy()
+                    if values.dtype.kind == "f":  # a numpy float column holds no other null
+                        table = table.set_column(
+                            i, column, pa.array(values, type=column.type, from_pandas=False)
+                        )
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
     pa = _pyarrow()
     if isinstance(rows, pa.RecordBatchReader):

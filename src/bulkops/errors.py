@@ -22,6 +22,7 @@ name, AWS error code) as ``.code``.
       StatementTimeoutError   statement_timeout exceeded (not retried)
       SchemaError             missing table or column, no key to work with, ...
       ResumeError             a load cannot resume: the input or the options changed
+        RerunError            an input loaded again would write an unfinished load's rows twice
       RejectsWriteError       rejected rows could not be written to the rejects file
       LoadConflictError       a partitioned load's partition was committed with other data
       ChangesetError          a changeset file is truncated, corrupt or not for this table
@@ -186,6 +187,14 @@ class RejectsWriteError(BulkError):
 class ResumeError(BulkError):
     """A load cannot resume where an earlier run stopped: the input (its digest) or
     the options that decide the chunks differ from that run's."""
+
+
+class RerunError(ResumeError):
+    """A load of an input (``source_id``) into a table, neither resumed nor forced, is
+    refused before anything is written: an earlier load of the same input into the
+    same table did not finish and committed rows, and this one (an insert without a
+    key or unique constraint among its columns) would write them twice. Continue it
+    with ``resume=True``, or load it again on purpose with ``force=True``."""
 
 
 class LoadConflictError(BulkError):

@@ -183,7 +183,9 @@ def normalize_write(
         )
     if kind == "update" and not [c for c in cols if c not in key_cols]:
         raise SchemaError("update() needs at least one column to set besides the key")
-    if kind in ("insert", "insert_ignore", "upsert") and item_encoder is None:
+    # (An upsert's rows that leave such a column out may update the rows that exist:
+    # see plan.required_left_out.)
+    if kind in ("insert", "insert_ignore") and item_encoder is None:
         required = [
             c.name for c in spec.columns.values()
             if not c.nullable and not c.has_default and c.name not in cols
@@ -194,9 +196,18 @@ def normalize_write(
                 "(NOT NULL, no default) but the rows do not give them"
             )
     codecs = [backend.codec(spec.column(c)) for c in cols] if item_encoder is None else []
+    # Mappings may give different sets of columns (the union is written, each row's
+    # own set where it goes): without columns=, any of the table's columns.
+    partial = mappings and item_encoder is None and kind != "delete"
+    optional = tuple(c for c in spec.columns if c not in cols) if partial and not explicit else ()
     planner = ChunkPlanner(
         cols, codecs, key_cols, mappings=mappings, strict_width=not (explicit and mappings),
-        encode=item_encoder,
+        encode=item_encoder, partial=partial, optional=optional,
+        optional_codecs=[backend.codec(spec.column(c)) for c in optional],
+        # An insert's rows that leave out the primary key get one from the database.
+        key_required=not (kind in ("insert", "insert_ignore") and key is None),
+        needs_set=kind == "update",
+        open_codec=(lambda name: backend.codec(spec.column(name))) if spec.open else None,
     )  # fmt: skip
     updating = None
     if update_columns is not None:

@@ -9,17 +9,43 @@ take row locks in the same order and cannot deadlock on each other's chunks.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from itertools import chain, islice
-from operator import itemgetter, lt
+from dataclasses import dataclass, field, replace
+from itertools import chain, compress, islice, repeat
+from operator import is_not, itemgetter, lt
 from typing import Any, Protocol
 
-from .backends.base import Backend, Capabilities, ChunkCounts, WriteOp
-from .errors import ConversionError
+from .backends.base import Backend, Capabilities, ChunkCounts, RowFailures, WriteOp
+from .errors import BulkError, ConversionError, DataError
 from .report import Rejection
-from .schema import ColumnCodec, build_row_encoder
+from .schema import ColumnCodec, RowShapeError, build_row_encoder
 
-__all__ = ["Chunk", "ChunkPlanner", "Planner", "PreparedChunk", "chunk_rows", "chunked"]
+__all__ = [
+    "MISSING",
+    "Chunk",
+    "ChunkPlanner",
+    "Planner",
+    "PreparedChunk",
+    "chunk_rows",
+    "chunked",
+    "write_by_shape",
+]
+
+
+class _Missing:
+    """The value of a column a row leaves out (a key its mapping lacks): not written,
+    so an insert gives the column its default and an upsert or update leaves it as it
+    is. Never sent to a database; unlike None (NULL)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+# Encoders kept for rows that give different sets of columns, at most (per call).
+_MAX_SHAPES = 256
 
 # Past this many rows a chunk stops getting faster and only holds locks longer.
 MAX_CHUNK_ROWS = 10_000
@@ -68,6 +94,10 @@ class PreparedChunk:
     index: list[int]
     rejections: list[Rejection] = field(default_factory=list)
     duplicates: int = 0
+    # Set when some rows leave columns out: the names of the values of such a row (the
+    # call's columns, then the table's others), where each left-out one is MISSING. A
+    # row as wide as the call's columns gives them all.
+    layout: tuple[str, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -85,7 +115,113 @@ class PreparedChunk:
         self, backend: Backend, op: WriteOp, positions: Sequence[int] | None = None
     ) -> ChunkCounts:
         """Write the chunk's rows (or those at ``positions``) on ``backend``."""
-        return backend.write(op, self.rows if positions is None else self.select(positions))
+        rows = self.rows if positions is None else self.select(positions)
+        if self.layout is None and not required_left_out(op):
+            return backend.write(op, rows)
+        return write_by_shape(backend, op, self.layout or op.columns, rows)
+
+
+def required_left_out(op: WriteOp) -> list[str]:
+    """The NOT NULL columns without a default that an upsert's rows leave out: such
+    rows can only update rows that exist (an INSERT would fail on the NOT NULL
+    before it met the conflict), so they are written as an update."""
+    if op.kind != "upsert":
+        return []
+    return [
+        c.name for c in op.table.columns.values()
+        if not c.nullable and not c.has_default and c.name not in op.columns
+    ]  # fmt: skip
+
+
+_MISSING_ONLY = (MISSING,)
+
+
+def _gaps(row: tuple[Any, ...]) -> bool:
+    """Whether the row leaves a column out."""
+    return MISSING in row  # (values compare unequal to MISSING: it is only itself)
+
+
+def _shape_of(row: tuple[Any, ...]) -> tuple[int, ...]:
+    """The positions of the values a laid-out row gives."""
+    return tuple(compress(range(len(row)), map(is_not, row, repeat(MISSING))))
+
+
+def _update_existing(
+    backend: Backend, op: WriteOp, rows: Sequence[tuple[Any, ...]], required: list[str]
+) -> ChunkCounts:
+    """An upsert of rows that leave out ``required`` columns: an update of the rows
+    that exist; a row whose key is not there cannot be inserted and is refused as a
+    data error (narrowed down to the row by the executor)."""
+    why = (
+        f"the row leaves out {', '.join(map(repr, required))} (NOT NULL, no default), "
+        "so it can only update a row that exists, and no row has its key"
+    )
+    if not op.set_columns:
+        raise ConversionError(why, column=required[0])
+    counts = backend.write(replace(op, kind="update"), rows)
+    if counts.not_found:
+        raise ConversionError(why, column=required[0])
+    return counts
+
+
+def write_by_shape(
+    backend: Backend, op: WriteOp, layout: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> ChunkCounts:
+    """Write rows that give different sets of columns: one write per set, in the order
+    the sets first appear, each naming only the columns its rows give (a row as wide
+    as ``op.columns`` gives them all; a wider one is laid out as ``layout``, MISSING
+    where a column is left out). The rows of each write keep their order (by key).
+
+    ``RowFailures`` of the writes are gathered and raised once, their positions those
+    of ``rows``; on a backend without transactions, a write refused whole after others
+    were made is sent a row at a time (those made cannot be undone and re-sent)."""
+    width = len(op.columns)
+    groups: dict[tuple[int, ...] | None, list[int]] = {}
+    for position, row in enumerate(rows):
+        shape = None if len(row) == width and not _gaps(row) else _shape_of(row)
+        groups.setdefault(shape, []).append(position)
+    counts = ChunkCounts()
+    failures: list[tuple[int, BulkError]] = []
+    wrote = False
+    for shape, positions in groups.items():
+        if shape is None:
+            sub, values = op, [rows[p] for p in positions]
+        else:
+            columns = tuple(layout[i] for i in shape)
+            update = op.update_columns
+            if update is not None:
+                update = tuple(c for c in update if c in columns)
+            sub = replace(op, columns=columns, update_columns=update)
+            pick = itemgetter(*shape)
+            values = (
+                [pick(rows[p]) for p in positions]
+                if len(shape) > 1
+                else [(pick(rows[p]),) for p in positions]
+            )
+        try:
+            required = required_left_out(sub)
+            if required:
+                counts += _update_existing(backend, sub, values, required)
+            else:
+                counts += backend.write(sub, values)
+        except RowFailures as partial:
+            counts += partial.counts
+            failures += [(positions[j], error) for j, error in partial.failures]
+        except DataError:
+            if not wrote or backend.capabilities.transactions:
+                raise  # nothing written yet, or undone with the transaction
+            for j, one in enumerate(values):
+                try:
+                    counts += backend.write(sub, [one])
+                except RowFailures as partial:
+                    counts += partial.counts
+                    failures += [(positions[j], error) for _, error in partial.failures]
+                except DataError as error:
+                    failures.append((positions[j], error))
+        wrote = True
+    if failures:
+        raise RowFailures(counts, sorted(failures, key=lambda f: f[0]))
+    return counts
 
 
 class Chunk(Protocol):
@@ -145,6 +281,16 @@ class ChunkPlanner:
     the caller chose ``columns`` explicitly, to write only those).
     ``encode``: the backend's own row encoder, replacing the per-column one (DynamoDB
     items: ``row -> (*key values, item)``); it raises ConversionError for a bad row.
+
+    ``partial``: mappings may give different sets of columns (JSON Lines objects, dict
+    rows): a column a row leaves out is MISSING, not None, and is not written (an
+    insert gives it its default, an upsert or update leaves it as it is). Such a row is
+    encoded as wide as ``columns`` + ``optional`` (the table's other columns, which a
+    row may give too). ``key_required``: a row that leaves out a key column is a
+    "missing key" rejection (else, for an insert that lets the database assign ids,
+    it is written without it). ``needs_set``: a row must give a column besides the key
+    (update). Rows with the same key merge, later values winning; see
+    ``_collapse_and_order``.
     """
 
     def __init__(
@@ -156,8 +302,25 @@ class ChunkPlanner:
         mappings: bool,
         strict_width: bool = True,
         encode: Callable[[Any], tuple[Any, ...]] | None = None,
+        partial: bool = False,
+        optional: Sequence[str] = (),
+        optional_codecs: Sequence[ColumnCodec] = (),
+        key_required: bool = True,
+        needs_set: bool = False,
+        open_codec: Callable[[str], ColumnCodec] | None = None,
     ) -> None:
         self.columns = tuple(columns)
+        self.partial = partial and mappings and encode is None
+        self.optional = tuple(optional) if self.partial else ()
+        self._layout = self.columns + self.optional
+        self._layout_codecs = tuple(codecs) + tuple(optional_codecs)[: len(self.optional)]
+        self.key_required = key_required
+        self.needs_set = needs_set
+        # A table that takes any column (DynamoDB): a column first seen in a later row
+        # joins the layout (at its end, so rows laid out before keep their places).
+        self._open_codec = open_codec if self.partial else None
+        self._shapes: dict[tuple[Any, ...], Any] = {}
+        self._mixed = False  # some chunk's rows gave different columns
         self.strict_width = strict_width
         self.codecs = tuple(codecs)
         self.key = tuple(key)
@@ -171,16 +334,19 @@ class ChunkPlanner:
             itemgetter(*positions) if positions else None
         )
         self._composite = len(positions) > 1
-        self._column_set = frozenset(self.columns)
+        self._column_set = frozenset(self._layout)
 
     # ------------------------------------------------------------------ per chunk
 
     def prepare(self, raws: list[Any], start: int) -> PreparedChunk:
         try:
+            if self._mixed:
+                raise RowShapeError  # rows gave different columns before: expect it again
             # Most chunks are clean: encode them in one C-level pass.
             clean = list(map(self._encode, raws))
         except Exception:
             chunk = self._prepare_row_by_row(raws, start)
+            self._mixed = chunk.layout is not None
         else:
             chunk = PreparedChunk(start, raws, clean, list(range(len(raws))))
         if self._key_of is not None:
@@ -205,7 +371,7 @@ class ChunkPlanner:
         rows, index = [], []
         for row, i, k in zip(chunk.rows, chunk.index, keys, strict=True):
             parts = k if self._composite else (k,)
-            if None not in parts:
+            if None not in parts:  # (a left-out key column is MISSING: see _encode_slowly)
                 rows.append(row)
                 index.append(i)
                 continue
@@ -225,7 +391,8 @@ class ChunkPlanner:
         chunk.rejections.sort(key=lambda r: r.row)
 
     def _prepare_row_by_row(self, raws: list[Any], start: int) -> PreparedChunk:
-        encode = self._encode
+        # Rows that give different columns: each set of keys gets an encoder of its own.
+        encode = self._encode_shaped if self.partial else self._encode
         encoded: list[tuple[Any, ...]] = []
         index: list[int] = []
         rejections: list[Rejection] = []
@@ -239,7 +406,12 @@ class ChunkPlanner:
                 row = slow
             encoded.append(row)
             index.append(i)
-        return PreparedChunk(start, raws, encoded, index, rejections)
+        chunk = PreparedChunk(start, raws, encoded, index, rejections)
+        if self.partial:
+            width = len(self.columns)
+            if any(len(row) != width or _gaps(row) for row in encoded):
+                chunk.layout = self._layout
+        return chunk
 
     def _collapse_and_order(self, chunk: PreparedChunk) -> None:
         key_of = self._key_of
@@ -254,13 +426,20 @@ class ChunkPlanner:
         latest: dict[Any, tuple[int, tuple[Any, ...]]] = {}
         keyless: list[tuple[int, tuple[Any, ...]]] = []
         composite = self._composite
+        partial = chunk.layout is not None
         for i, row in zip(chunk.index, chunk.rows, strict=True):
             k = key_of(row)
-            # A NULL key was rejected before (missing key); kept apart here all the same.
-            if k is None or (composite and None in k):
+            # A NULL key was rejected before (missing key); kept apart here all the same,
+            # as is a key an insert's row leaves out (the database assigns it).
+            if k is None or k is MISSING or (composite and (None in k or MISSING in k)):
                 keyless.append((i, row))
-            else:
-                latest[k] = (i, row)
+                continue
+            if partial and k in latest:
+                # Rows that give different columns merge: the later row's values win
+                # and the columns it leaves out keep the earlier row's (as writing
+                # them one after the other would leave them).
+                row = self._merge(latest[k][1], row)
+            latest[k] = (i, row)
         chunk.duplicates = len(chunk.rows) - len(latest) - len(keyless)
         try:
             ordered = sorted(latest.items())
@@ -270,6 +449,70 @@ class ChunkPlanner:
             ordered = sorted(latest.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
         chunk.rows = [row for _, (_, row) in ordered] + [row for _, row in keyless]
         chunk.index = [i for _, (i, _) in ordered] + [i for i, _ in keyless]
+
+    def _encode_shaped(self, raw: Any) -> tuple[Any, ...]:
+        """``_encode_partial`` at the speed of the generated encoders: one per set of
+        keys (in the order a row gives them), kept for the call. Raises for anything
+        else (a row that is not a mapping, an unknown column, a left-out key, a value
+        that does not coerce), for the slow path to say why."""
+        keys = tuple(raw)
+        entry = self._shapes.get(keys)
+        if entry is None:
+            entry = self._shape(keys)
+            if len(self._shapes) < _MAX_SHAPES:
+                self._shapes[keys] = entry
+        encode, lay_out = entry
+        values = encode(raw)
+        return values if lay_out is None else lay_out(values + _MISSING_ONLY)
+
+    def _shape(
+        self, keys: tuple[Any, ...]
+    ) -> tuple[Callable[[Any], tuple[Any, ...]], Callable[[tuple[Any, ...]], Any] | None]:
+        """The encoder of rows that give ``keys`` (the values of the layout's columns
+        among them), and what lays its values out (given them followed by MISSING;
+        None: the row gives exactly the call's columns)."""
+        given = set(keys)
+        if self.strict_width and not given <= self._column_set:
+            raise RowShapeError  # an unknown column (or, on an open table, a new one)
+        if self.key_required and not all(k in given for k in self.key):
+            raise RowShapeError  # a left-out key: a rejection, from the slow path
+        if self.needs_set and not any(c in given for c in self._layout if c not in self.key):
+            raise RowShapeError
+        positions = tuple(i for i, c in enumerate(self._layout) if c in given)
+        names = [self._layout[i] for i in positions]
+        codecs = [self._layout_codecs[i] for i in positions]
+        encode = build_row_encoder(names, codecs, mappings=True, strict_width=self.strict_width)
+        if tuple(names) == self.columns:
+            return encode, None
+        missing = len(positions)  # where MISSING stands, after the values
+        source = {position: j for j, position in enumerate(positions)}
+        picks = [source.get(i, missing) for i in range(len(self._layout))]
+        return encode, itemgetter(*picks) if len(picks) > 1 else lambda v: (v[picks[0]],)
+
+    def _widen(self, names: list[str]) -> None:
+        assert self._open_codec is not None
+        codecs = [self._open_codec(name) for name in names]
+        self.optional += tuple(names)
+        self._layout += tuple(names)
+        self._layout_codecs += tuple(codecs)
+        self._column_set = frozenset(self._layout)
+
+    def _merge(self, earlier: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``later`` over ``earlier``: its values, and ``earlier``'s where it has none."""
+        width = len(self.columns)
+        if len(later) == width and not self.optional:
+            return later
+        full = len(self._layout)
+        a = earlier + (MISSING,) * (full - len(earlier))
+        b = later + (MISSING,) * (full - len(later))
+        return self._settle(tuple(x if y is MISSING else y for x, y in zip(a, b, strict=True)))
+
+    def _settle(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A laid-out row that gives exactly the call's columns, as wide as they are."""
+        width = len(self.columns)
+        if _gaps(row[:width]) or any(value is not MISSING for value in row[width:]):
+            return row
+        return row[:width]
 
     # ------------------------------------------------------------ slow path, per row
 
@@ -286,6 +529,8 @@ class ChunkPlanner:
                     raise
                 except (ValueError, TypeError, ArithmeticError) as error:
                     raise ConversionError(str(error)) from error
+            if self.partial and isinstance(raw, Mapping):
+                return self._encode_partial(raw)
             if self.mappings:
                 if not isinstance(raw, Mapping):
                     raise ConversionError(f"row is a {type(raw).__name__}, not a mapping")
@@ -329,6 +574,45 @@ class ChunkPlanner:
                 )
             )
             return None
+
+    def _encode_partial(self, raw: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A mapping that may give any of the columns: as wide as ``columns`` when it
+        gives exactly them, else laid out as ``columns`` + ``optional`` with MISSING
+        for each column it leaves out."""
+        if self.strict_width:
+            extra = [c for c in raw if c not in self._column_set]
+            if extra and self._open_codec is not None and all(isinstance(c, str) for c in extra):
+                self._widen(extra)
+                extra = []
+            if extra:
+                raise ConversionError(
+                    f"unexpected column(s) {', '.join(map(repr, extra))}: the table has "
+                    f"no such column (its columns: {', '.join(self._layout)})",
+                    column=str(extra[0]),
+                )
+        absent = [k for k in self.key if k not in raw]
+        if absent and self.key_required:
+            raise ConversionError(
+                f"missing key: the row does not give key column {absent[0]!r}",
+                column=absent[0],
+            )
+        if self.needs_set and not any(c in raw for c in self._layout if c not in self.key):
+            raise ConversionError(
+                f"the row gives no column to set besides the key ({', '.join(self.key)})"
+            )
+        out = []
+        for name, codec in zip(self._layout, self._layout_codecs, strict=True):
+            if name not in raw:
+                out.append(MISSING)
+                continue
+            try:
+                out.append(codec.encode(raw[name]))
+            except ConversionError as error:
+                error.column = error.column or name
+                raise
+            except (ValueError, TypeError, ArithmeticError) as error:
+                raise ConversionError(str(error), column=name) from error
+        return self._settle(tuple(out))
 
     def diagnose(self, raw: Any) -> Rejection | None:
         """Why the slow path would refuse ``raw`` (e.g. an int beyond 64 bits, which

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .backends.base import Backend
-from .errors import BulkError, ResumeError, UnsupportedError
+from .errors import BulkError, RerunError, ResumeError, UnsupportedError
 from .events import EventCallback, EventSink, RunFinished, RunStarted, logger
 from .execute import Checkpoint
 from .plan import Chunk
@@ -106,13 +106,19 @@ class Recorder:
         source_id: str | None = None,
         resume: bool = False,
         shape: dict[str, Any] | None = None,
+        doubles: bool = False,
     ) -> Report:
-        """Run one verb call with its events, log lines and run-log row."""
+        """Run one verb call with its events, log lines and run-log row. ``doubles``:
+        the call writes its rows again when given them again (an insert that no key or
+        unique constraint stops), so a load of a ``source_id`` whose earlier load did
+        not finish is refused (``refuse_rerun``)."""
         label = label if label is not None else self.label
         events = EventSink(verb, table, self.subscribers)
         run_id: int | None = None
         pending: _PendingRun | None = None
         call = Call(events)
+        if source_id is not None and not resume and doubles:
+            self.refuse_rerun(table, source_id)
         if source_id is not None or resume:
             run_id, call = self._resumable(verb, table, label, events, source_id, resume, shape)
         elif self.run_log and self._in_scope():
@@ -133,6 +139,32 @@ class Recorder:
         if events.wants_runs:
             events.emit(RunFinished(verb, table, report, None, label))
         return report
+
+    def refuse_rerun(self, table: str, source_id: str) -> None:
+        """Raise RerunError if the latest load of ``source_id`` into ``table`` did not
+        finish and committed rows (or is running now): loading the input again would
+        write them twice."""
+        if not self.run_log:
+            return
+        log = self.log()
+        for run in log.runs(50):
+            if run.table != table or run.source != source_id:
+                continue
+            # What it committed: its counts, or its checkpoints where it ended without
+            # counts (an exception that carried no report).
+            committed = run.counts.get("inserted") or log.checkpoints(
+                run.load_id if run.load_id is not None else run.id
+            )
+            if run.status != "running" and not committed:
+                return  # it ended without committing a row: nothing to write twice
+            if run.status in ("running", "interrupted", "failed", "stopped"):
+                raise RerunError(
+                    f"run {run.id} loaded this input into {table!r} and did not finish "
+                    f"({run.status}); rows it committed would be inserted twice. Continue "
+                    "it with resume=True, or load the whole input again on purpose with "
+                    "force=True"
+                )
+            return  # the latest load of this input finished
 
     def _resumable(
         self,

@@ -56,7 +56,14 @@ class Store:
       log on, each committed chunk is then checkpointed in its own transaction, so
       that a later call can ``resume``;
     - ``resume``: skip the chunks that the latest load of this table committed, when
-      it read the same ``source_id`` with the same options (else ``ResumeError``).
+      it read the same ``source_id`` with the same options (else ``ResumeError``);
+    - ``force``: load a ``source_id`` again although an earlier load of it into the
+      same table did not finish and committed rows, where an insert without a key
+      would write those rows twice (else ``RerunError``: ``resume=True`` continues it);
+    - ``nan_as_null``: a pandas DataFrame's NaN is a missing value (NULL) in every
+      column, as ``DataFrame.to_sql`` takes it (the default); ``False``: NaN is a value
+      where the column's type holds one (PostgreSQL double precision and real) and
+      missing elsewhere (numeric too: the columnar path's decimals hold no NaN).
 
     ``run_log=True`` records every verb call in the ``bulkops_runs`` table of the
     database (see ``runs()``); ``on_event`` is subscribed to the calls' events
@@ -166,6 +173,8 @@ class Store:
         label: str | None = None,
         source_id: str | None = None,
         resume: bool = False,
+        force: bool = False,
+        nan_as_null: bool = True,
     ) -> Report:
         """Insert rows. ``on_conflict="ignore"`` skips rows whose key (or any unique
         value) already exists and counts them as ignored; ``"error"`` makes them bad
@@ -177,7 +186,7 @@ class Store:
             chunk_size=chunk_size, atomic=atomic, on_error=on_error, rejects=rejects,
             max_rejects=max_rejects, retry=retry, progress=progress, workers=workers,
             lock_timeout=lock_timeout, statement_timeout=statement_timeout, label=label,
-            source_id=source_id, resume=resume,
+            source_id=source_id, resume=resume, force=force, nan_as_null=nan_as_null,
         )  # fmt: skip
         return write(self._ctx, kind, table, rows, settings, columns=columns, key=key)
 
@@ -202,6 +211,8 @@ class Store:
         label: str | None = None,
         source_id: str | None = None,
         resume: bool = False,
+        force: bool = False,
+        nan_as_null: bool = True,
     ) -> Report:
         """Insert rows, or update the existing row with the same key. Rows whose values
         are already there are left untouched and counted as unchanged. ``key`` needs a
@@ -211,7 +222,7 @@ class Store:
             chunk_size=chunk_size, atomic=atomic, on_error=on_error, rejects=rejects,
             max_rejects=max_rejects, retry=retry, progress=progress, workers=workers,
             lock_timeout=lock_timeout, statement_timeout=statement_timeout, label=label,
-            source_id=source_id, resume=resume,
+            source_id=source_id, resume=resume, force=force, nan_as_null=nan_as_null,
         )  # fmt: skip
         return write(
             self._ctx, "upsert", table, rows, settings, columns=columns, key=key,
@@ -238,6 +249,8 @@ class Store:
         label: str | None = None,
         source_id: str | None = None,
         resume: bool = False,
+        force: bool = False,
+        nan_as_null: bool = True,
     ) -> Report:
         """Set ``columns`` of the rows matched by ``key``. Keys not in the table are
         counted as not_found; rows already equal as unchanged."""
@@ -245,7 +258,7 @@ class Store:
             chunk_size=chunk_size, atomic=atomic, on_error=on_error, rejects=rejects,
             max_rejects=max_rejects, retry=retry, progress=progress, workers=workers,
             lock_timeout=lock_timeout, statement_timeout=statement_timeout, label=label,
-            source_id=source_id, resume=resume,
+            source_id=source_id, resume=resume, force=force, nan_as_null=nan_as_null,
         )  # fmt: skip
         return write(self._ctx, "update", table, rows, settings, columns=columns, key=key)
 
@@ -268,6 +281,8 @@ class Store:
         label: str | None = None,
         source_id: str | None = None,
         resume: bool = False,
+        force: bool = False,
+        nan_as_null: bool = True,
     ) -> Report:
         """Delete the rows with these keys: scalars for a one-column key, tuples for a
         composite key, or mappings holding the key columns."""
@@ -277,7 +292,7 @@ class Store:
             chunk_size=chunk_size, atomic=atomic, on_error=on_error, rejects=rejects,
             max_rejects=max_rejects, retry=retry, progress=progress, workers=workers,
             lock_timeout=lock_timeout, statement_timeout=statement_timeout, label=label,
-            source_id=source_id, resume=resume,
+            source_id=source_id, resume=resume, force=force, nan_as_null=nan_as_null,
         )  # fmt: skip
         # Arrow keys (a DataFrame of key columns) stay columnar.
         rows = keys if is_arrow(keys) else key_tuples(keys, key_cols)

@@ -22,6 +22,7 @@ from .plan import Planner, chunk_rows, chunked
 from .recorder import Call
 from .report import ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
+from .schema import TableSpec
 
 __all__ = ["Rejects", "WriteSettings", "one_rejects_sink", "write"]
 
@@ -45,6 +46,8 @@ class WriteSettings:
     label: str | None = None
     source_id: str | None = None
     resume: bool = False
+    force: bool = False
+    nan_as_null: bool = True
 
 
 _END = object()
@@ -88,7 +91,18 @@ def write(
     report = Report(verb=verb, table=spec.name)
     recorder = ctx.recorder
     backend = ctx.backend
-    stream = arrow_stream(rows)
+    keeps_nan = None
+    if not settings.nan_as_null and isinstance(backend, ColumnarBackend):
+        columnar_backend = backend
+
+        def keeps_nan(name: str) -> bool:
+            if name not in spec.columns:
+                return False
+            # (Arrow decimals hold no NaN: into a numeric column NaN stays missing.)
+            target = columnar_backend.arrow_target(spec.columns[name])
+            return target.nan and target.kind == "float"
+
+    stream = arrow_stream(rows, keeps_nan)
     if stream is not None and not (capabilities.columnar and isinstance(backend, ColumnarBackend)):
         # No columnar write here (DynamoDB): the batches' rows take the row path.
         rows, stream = rows_of(stream), None
@@ -152,10 +166,20 @@ def write(
             return recorder.observed(
                 verb, spec.name, settings.label, run, source_id=settings.source_id,
                 resume=settings.resume, shape=shape,
+                doubles=not settings.force and _writes_again(kind, spec, op.columns),
             )  # fmt: skip
     finally:
         if sink is not None:
             sink.close()
+
+
+def _writes_again(kind: WriteKind, spec: TableSpec, columns: Sequence[str]) -> bool:
+    """Whether rows given again are written again: an insert whose rows give no key or
+    unique constraint's columns (nothing makes the second copy a conflict)."""
+    if kind not in ("insert", "insert_ignore"):
+        return False
+    constraints = [spec.primary_key, *spec.unique]
+    return not any(c and all(name in columns for name in c) for c in constraints)
 
 
 def one_rejects_sink(settings: WriteSettings) -> tuple[WriteSettings, Rejects]:
