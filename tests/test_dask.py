@@ -338,3 +338,34 @@ def test_a_worker_thread_writes_its_partitions_on_one_connection_closed_at_the_e
                 break
             time.sleep(0.05)
         assert found is not None and found[0] == 0  # closed once the load was done
+
+
+def test_a_local_process_pool_closes_its_connections_and_a_set_scheduler_is_honoured(
+    cluster: Any, pg_url: str, tmp_path: Path
+) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dask
+
+    psycopg = pytest.importorskip("psycopg")
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    log = tmp_path / "pids"
+    # A pool that outlives the load: Dask's "processes" scheduler, not the cluster.
+    with ProcessPoolExecutor(2) as pool, dask.config.set(scheduler="processes", pool=pool):
+        report = load(dd.from_pandas(frame(), npartitions=PARTS), pg_url, "items",
+                      on_partition=functools.partial(record_pid, str(log)))  # fmt: skip
+        assert report.inserted == ROWS
+        ran = {int(p) for p in log.read_text().split()}
+        assert ran <= {p.pid for p in pool._processes.values()}  # not on the cluster
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            others = (
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            for _ in range(100):
+                found = conn.execute(others).fetchone()
+                if found is not None and found[0] == 0:
+                    break
+                time.sleep(0.05)
+            assert found is not None and found[0] == 0  # none left open in the pool

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import dask
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -149,7 +151,8 @@ def load(
             part_options.setdefault("on_error", "isolate")
         plan = _Plan(url=db, target=table, table=table, verb=mode, load_id=load_id,
                      ledger=caps.transactions, staged=False, options=part_options,
-                     on_partition=on_partition, run=uuid.uuid4().hex[:12])  # fmt: skip
+                     on_partition=on_partition, run=uuid.uuid4().hex[:12],
+                     client_pid=os.getpid())  # fmt: skip
         backend = store.backend
         if caps.transactions:
             _ensure_ledger(store)
@@ -258,6 +261,7 @@ class _Plan:
     options: Mapping[str, Any]
     on_partition: PartitionCallback | None
     run: str  # this call of load(): its tasks share a connection per worker thread
+    client_pid: int  # the process that called load()
 
 
 def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
@@ -282,6 +286,11 @@ def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
 
 
 def _distributed_client() -> Any:
+    """The distributed Client that runs the tasks: the default one, unless Dask is set
+    to a local scheduler (``dask.config.set(scheduler="sync")``, ``"threads"``,
+    ``"processes"``), which then runs them as it runs any ``compute``."""
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return None
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - distributed is in the dask extra
@@ -327,11 +336,29 @@ def _connection(plan: _Plan) -> Iterator[Store]:
     finally:
         with _CONNECTIONS_LOCK:
             _BUSY.discard(key)
-            keep = ok and plan.run not in _DONE
+            keep = ok and plan.run not in _DONE and _closed_at_the_end(plan)
             if not keep:
                 _CONNECTIONS.pop(key, None)
         if not keep and db is not None:
             _close([db])
+
+
+def _closed_at_the_end(plan: _Plan) -> bool:
+    """Whether ``_close_connections`` reaches this process when the load is done: the
+    client's own (Dask's local threads) and distributed workers; not a process pool of
+    Dask's local scheduler, whose tasks close their connection as they end."""
+    if os.getpid() == plan.client_pid:
+        return True
+    try:
+        from distributed import get_worker
+    except ImportError:  # pragma: no cover - distributed is in the dask extra
+        return False
+    on_worker: Any = get_worker  # untyped
+    try:
+        on_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _close_connections(run: str) -> int:
