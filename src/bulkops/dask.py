@@ -316,8 +316,9 @@ _CONNECTIONS_LOCK = threading.Lock()
 def _connection(plan: _Plan) -> Iterator[Store]:
     """This thread's Store for ``plan``'s call of load(), opened by its first task and
     closed by ``_close_connections`` when the call is done (or by the first task of a
-    later call, should that never have reached this process). A task that fails
-    closes it: the next one starts on a new connection."""
+    later call, should that never have reached this process; two loads running at
+    once in one process may close each other's idle ones, which the next task opens
+    again). A task that fails closes it: the next one starts on a new connection."""
     key = (plan.run, threading.get_ident())
     with _CONNECTIONS_LOCK:
         old = [_CONNECTIONS.pop(k) for k in list(_CONNECTIONS)
