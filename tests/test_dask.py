@@ -8,6 +8,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +23,7 @@ cloudpickle = pytest.importorskip("cloudpickle")
 
 import bulkops  # noqa: E402
 from bulkops.backends.base import LOADS_TABLE  # noqa: E402
-from bulkops.dask import frame_digest, load, stage_name  # noqa: E402
+from bulkops.dask import arrow_partition, frame_digest, load, stage_name  # noqa: E402
 from bulkops.errors import DataError, LoadConflictError, UnsupportedError  # noqa: E402
 from bulkops.report import Report  # noqa: E402
 
@@ -276,6 +277,8 @@ def test_the_digest_is_of_the_values_in_order() -> None:
     assert frame_digest(pdf) != frame_digest(pdf.iloc[::-1])
     assert frame_digest(pdf) != frame_digest(pdf.assign(qty=pdf.qty + 1))
     assert frame_digest(pdf.iloc[2:5]) == frame_digest(pdf.iloc[2:5].reset_index(drop=True))
+    # What a worker digests: the partition as the Arrow table it writes.
+    assert frame_digest(arrow_partition(pdf)) == frame_digest(pdf)
     mixed = pdf.astype({"qty": object})
     mixed.loc[3, "qty"] = "three"  # Arrow refuses the column: pandas' hashes instead
     assert frame_digest(mixed) == frame_digest(mixed.copy()) != frame_digest(pdf)
@@ -311,3 +314,58 @@ def test_partitions_are_written_by_the_workers(cluster: Any, pg_url: str, tmp_pa
 def record_pid(path: str, index: int, report: Report) -> None:
     with open(path, "a") as f:
         f.write(f"{os.getpid()}\n")
+
+
+def test_a_worker_thread_writes_its_partitions_on_one_connection_closed_at_the_end(
+    cluster: Any, pg_url: str
+) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        # Each row records the server process (the connection) that wrote it.
+        conn.execute(
+            "CREATE TABLE items (id integer PRIMARY KEY, qty integer, price numeric, "
+            "name text, at timestamptz, writer integer NOT NULL DEFAULT pg_backend_pid())"
+        )
+        report = load(dd.from_pandas(frame(), npartitions=8), pg_url, "items")
+        assert report.inserted == ROWS
+        writers = [row[0] for row in conn.execute("SELECT DISTINCT writer FROM items")]
+        # Two one-thread workers: eight partitions on at most two connections.
+        assert 1 <= len(writers) <= 2
+        open_ = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)"
+        for _ in range(100):  # a backend exits just after its client disconnected
+            found = conn.execute(open_, (writers,)).fetchone()
+            if found is not None and found[0] == 0:
+                break
+            time.sleep(0.05)
+        assert found is not None and found[0] == 0  # closed once the load was done
+
+
+def test_a_local_process_pool_closes_its_connections_and_a_set_scheduler_is_honoured(
+    cluster: Any, pg_url: str, tmp_path: Path
+) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dask
+
+    psycopg = pytest.importorskip("psycopg")
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    log = tmp_path / "pids"
+    # A pool that outlives the load: Dask's "processes" scheduler, not the cluster.
+    with ProcessPoolExecutor(2) as pool, dask.config.set(scheduler="processes", pool=pool):
+        report = load(dd.from_pandas(frame(), npartitions=PARTS), pg_url, "items",
+                      on_partition=functools.partial(record_pid, str(log)))  # fmt: skip
+        assert report.inserted == ROWS
+        ran = {int(p) for p in log.read_text().split()}
+        assert ran <= {p.pid for p in pool._processes.values()}  # not on the cluster
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            others = (
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            for _ in range(100):
+                found = conn.execute(others).fetchone()
+                if found is not None and found[0] == 0:
+                    break
+                time.sleep(0.05)
+            assert found is not None and found[0] == 0  # none left open in the pool

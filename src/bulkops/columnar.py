@@ -224,8 +224,15 @@ class ArrowChunk:
         self, backend: Backend, op: WriteOp, positions: Sequence[int] | None = None
     ) -> ChunkCounts:
         assert isinstance(backend, ColumnarBackend)
-        batch = self.batch if positions is None else self.batch.take(list(positions))
+        batch = self.batch
+        if positions is not None and not _all_of(positions, batch.num_rows):
+            batch = batch.take(list(positions))
         return backend.write_arrow(op, batch)
+
+
+def _all_of(positions: Sequence[int], n: int) -> bool:
+    """Whether ``positions`` are 0..n-1 in order (a whole chunk: nothing to take)."""
+    return isinstance(positions, range) and positions == range(n)
 
 
 # ------------------------------------------------------------- column coercion
@@ -319,7 +326,7 @@ class ArrowPlanner:
             index = pc.indices_nonzero(keep)
             batch = batch.filter(keep)
         else:
-            index = pa.array(range(n), pa.int64()) if self.key else None
+            index = None  # every row, in order: range(n), made only if rows move
         chunk = ArrowChunk(start, source, batch, index, rejections)
         if self.key:
             self._collapse_and_order(chunk)

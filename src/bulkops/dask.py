@@ -22,14 +22,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import dask
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import xxhash
 from dask.base import compute, tokenize
 from dask.delayed import delayed
 
@@ -40,7 +46,15 @@ from .report import Rejection, RejectsFile, Report
 from .store import Store
 from .writes import Rejects
 
-__all__ = ["LEDGER_KEY", "LEDGER_TYPES", "frame_digest", "load", "load_id_of", "stage_name"]
+__all__ = [
+    "LEDGER_KEY",
+    "LEDGER_TYPES",
+    "arrow_partition",
+    "frame_digest",
+    "load",
+    "load_id_of",
+    "stage_name",
+]
 
 Mode = Literal["insert", "upsert"]
 Publish = Literal["partition", "atomic"]
@@ -137,7 +151,8 @@ def load(
             part_options.setdefault("on_error", "isolate")
         plan = _Plan(url=db, target=table, table=table, verb=mode, load_id=load_id,
                      ledger=caps.transactions, staged=False, options=part_options,
-                     on_partition=on_partition)  # fmt: skip
+                     on_partition=on_partition, run=uuid.uuid4().hex[:12],
+                     client_pid=os.getpid())  # fmt: skip
         backend = store.backend
         if caps.transactions:
             _ensure_ledger(store)
@@ -198,23 +213,35 @@ def stage_name(load_id: str) -> str:
     return "bulkops_stage_" + hashlib.sha256(load_id.encode()).hexdigest()[:16]
 
 
-def frame_digest(pdf: pd.DataFrame) -> str:
+def frame_digest(frame: Any) -> str:
     """A digest of a partition's column names, types and values in order: what the
-    ledger compares when a partition comes again. Hashed in Arrow's IPC form (buffers
-    straight from memory, no per-row Python); a frame Arrow cannot take (an object
-    column of mixed types) is hashed with pandas' per-row hashes instead."""
-    h = hashlib.sha256()
-    try:
-        table = pa.Table.from_pandas(pdf, preserve_index=False).replace_schema_metadata(None)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        h.update(json.dumps([[str(c), str(t)] for c, t in pdf.dtypes.items()]).encode())
-        h.update(pd.util.hash_pandas_object(pdf, index=False).to_numpy().tobytes())
+    ledger compares when a partition comes again. ``frame``: a pandas DataFrame, or
+    the ``pyarrow.Table`` a worker made of one (``arrow_partition``); both give the
+    same digest. Hashed (xxh3, 128 bits) in Arrow's IPC form: buffers straight from
+    memory, no per-row Python. A frame Arrow cannot take (an object column of mixed
+    types) is hashed with pandas' per-row hashes instead."""
+    table = frame if isinstance(frame, pa.Table) else arrow_partition(frame)
+    if table is None:
+        h = xxhash.xxh3_128()
+        h.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         return "pandas:" + h.hexdigest()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table.combine_chunks())
-    h.update(memoryview(sink.getvalue()))
-    return "arrow:" + h.hexdigest()
+    return "arrow:" + xxhash.xxh3_128(memoryview(sink.getvalue())).hexdigest()
+
+
+def arrow_partition(pdf: pd.DataFrame) -> pa.Table | None:
+    """A partition as the ``pyarrow.Table`` its worker digests and writes (made once:
+    columns that pandas holds in Arrow, as ``read_parquet`` gives them, are taken as
+    they are; NaN becomes null, as ``DataFrame.to_sql`` takes it); None for a frame
+    Arrow cannot take (an object column of mixed types), which is written as it is."""
+    try:
+        table = pa.Table.from_pandas(pdf, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return table.replace_schema_metadata(None)
 
 
 # ------------------------------------------------------------------ the tasks
@@ -233,24 +260,37 @@ class _Plan:
     staged: bool
     options: Mapping[str, Any]
     on_partition: PartitionCallback | None
+    run: str  # this call of load(): its tasks share a connection per worker thread
+    client_pid: int  # the process that called load()
 
 
 def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
-    """One task per partition, on the partition's worker; their Reports."""
+    """One task per partition, on the partition's worker; their Reports. The
+    connections the tasks opened are closed when the last one is done."""
     write = delayed(_load_partition, pure=True)
-    run = uuid.uuid4().hex[:8]
     tasks = [
-        write(part, index, plan, dask_key_name=f"bulkops-load-{run}-{index}")
+        write(part, index, plan, dask_key_name=f"bulkops-load-{plan.run}-{index}")
         for index, part in enumerate(ddf.to_delayed())
     ]
     client = _distributed_client()
-    if client is None:
-        run_here: Any = compute  # untyped: Dask's local scheduler
-        return list(run_here(*tasks))
-    return list(client.gather(client.compute(tasks, retries=retries)))
+    try:
+        if client is None:
+            run_here: Any = compute  # untyped: Dask's local scheduler
+            return list(run_here(*tasks))
+        return list(client.gather(client.compute(tasks, retries=retries)))
+    finally:
+        _close_connections(plan.run)  # the local scheduler's threads
+        if client is not None:
+            with suppress(Exception):  # a worker that is gone took its connection along
+                client.run(_close_connections, plan.run)
 
 
 def _distributed_client() -> Any:
+    """The distributed Client that runs the tasks: the default one, unless Dask is set
+    to a local scheduler (``dask.config.set(scheduler="sync")``, ``"threads"``,
+    ``"processes"``), which then runs them as it runs any ``compute``."""
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return None
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - distributed is in the dask extra
@@ -262,22 +302,107 @@ def _distributed_client() -> Any:
         return None
 
 
+# Each worker thread's open Store, per load() call: the tasks of one call that run on
+# the same thread use one connection (no connect, no catalog warm-up per partition).
+_CONNECTIONS: dict[tuple[str, int], Store] = {}  # (run, thread id) -> Store
+_BUSY: set[tuple[str, int]] = set()  # the Stores a task is using now
+# Calls that have ended (the latest few): a task of theirs still running closes its own.
+_DONE: dict[str, None] = {}
+_DONE_KEPT = 256
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _connection(plan: _Plan) -> Iterator[Store]:
+    """This thread's Store for ``plan``'s call of load(), opened by its first task and
+    closed by ``_close_connections`` when the call is done (or by the first task of a
+    later call, should that never have reached this process; two loads running at
+    once in one process may close each other's idle ones, which the next task opens
+    again). A task that fails closes it: the next one starts on a new connection."""
+    key = (plan.run, threading.get_ident())
+    with _CONNECTIONS_LOCK:
+        old = [_CONNECTIONS.pop(k) for k in list(_CONNECTIONS)
+               if k[0] != plan.run and k not in _BUSY]  # fmt: skip
+        db = _CONNECTIONS.get(key)
+        _BUSY.add(key)
+    _close(old)
+    ok = False
+    try:
+        if db is None:
+            db = connect(plan.url)
+            with _CONNECTIONS_LOCK:
+                _CONNECTIONS[key] = db
+        yield db
+        ok = True
+    finally:
+        with _CONNECTIONS_LOCK:
+            _BUSY.discard(key)
+            keep = ok and plan.run not in _DONE and _closed_at_the_end(plan)
+            if not keep:
+                _CONNECTIONS.pop(key, None)
+        if not keep and db is not None:
+            _close([db])
+
+
+def _closed_at_the_end(plan: _Plan) -> bool:
+    """Whether ``_close_connections`` reaches this process when the load is done: the
+    client's own (Dask's local threads) and distributed workers; not a process pool of
+    Dask's local scheduler, whose tasks close their connection as they end."""
+    if os.getpid() == plan.client_pid:
+        return True
+    try:
+        from distributed import get_worker
+    except ImportError:  # pragma: no cover - distributed is in the dask extra
+        return False
+    on_worker: Any = get_worker  # untyped
+    try:
+        on_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def _close_connections(run: str) -> int:
+    """Close the Stores this process opened for the call ``run`` (one in use by a task
+    still running is closed by that task when it ends); how many were closed."""
+    with _CONNECTIONS_LOCK:
+        _DONE[run] = None
+        while len(_DONE) > _DONE_KEPT:
+            del _DONE[next(iter(_DONE))]
+        idle = [_CONNECTIONS.pop(k) for k in list(_CONNECTIONS)
+                if k[0] == run and k not in _BUSY]  # fmt: skip
+    _close(idle)
+    return len(idle)
+
+
+def _close(stores: list[Store]) -> None:
+    for store in stores:
+        with suppress(Exception):  # a connection already broken: nothing left to close
+            store.close()
+
+
 def _load_partition(pdf: pd.DataFrame, index: int, plan: _Plan) -> Report:
-    """The task of one partition, on its worker, on a connection of its own."""
-    with connect(plan.url) as db:
+    """The task of one partition, on its worker, on its thread's connection. The
+    partition becomes Arrow once (``arrow_partition``): that table is digested and
+    written (the columnar path takes it without another conversion)."""
+    data: Any = arrow_partition(pdf)
+    if data is None:
+        data = pdf
+    with _connection(plan) as db:
         if plan.ledger:
-            digest = frame_digest(pdf)
-            report = db.atomic().run(_commit_partition, db, pdf, index, digest, plan)
+            digest = frame_digest(data)
+            report = db.atomic().run(_commit_partition, db, data, index, digest, plan)
         else:
-            report = _write_frame(db, plan.verb, plan.table, pdf, **plan.options)
+            report = _write_frame(db, plan.verb, plan.table, data, **plan.options)
     if plan.on_partition is not None:
         plan.on_partition(index, report)
     return report
 
 
-def _commit_partition(db: Store, pdf: pd.DataFrame, index: int, digest: str, plan: _Plan) -> Report:
-    """In one transaction: claim the partition's ledger row, then write its rows."""
-    n = len(pdf)
+def _commit_partition(db: Store, data: Any, index: int, digest: str, plan: _Plan) -> Report:
+    """In one transaction: claim the partition's ledger row, then write its rows
+    (``data``: the partition as a ``pyarrow.Table``, or a pandas DataFrame)."""
+    n = len(data)
     ledger_row = {
         "load_id": plan.load_id, "partition_index": index, "rows": n, "rejected": 0,
         "digest": digest, "committed_at": dt.datetime.now(dt.UTC),
@@ -295,31 +420,42 @@ def _commit_partition(db: Store, pdf: pd.DataFrame, index: int, digest: str, pla
             )
         return Report(verb=plan.verb, table=plan.target, rows_in=n, skipped=n)
     if plan.staged:
-        frame = pdf.assign(**{PARTITION_COLUMN: index, POSITION_COLUMN: range(n)})
-        wrote = _write_frame(db, "insert", plan.table, frame, **plan.options)
+        wrote = _write_frame(db, "insert", plan.table, _with_origin(data, index), **plan.options)
         # Nothing is in the target yet: the publish step counts what the rows do there.
         report = Report(verb=plan.verb, table=plan.target, rows_in=wrote.rows_in,
                         rejected=wrote.rejected, chunks=wrote.chunks,
                         statements=wrote.statements, retries=wrote.retries)  # fmt: skip
         report.rejections = wrote.rejections
     else:
-        report = _write_frame(db, plan.verb, plan.table, pdf, **plan.options)
+        report = _write_frame(db, plan.verb, plan.table, data, **plan.options)
     if report.rejected:
         db.update(LOADS_TABLE, [{"load_id": plan.load_id, "partition_index": index,
                                  "rejected": report.rejected}], key=LEDGER_KEY)  # fmt: skip
     return report
 
 
-def _write_frame(db: Store, verb: Mode, table: str, pdf: pd.DataFrame, **options: Any) -> Report:
-    """Write one partition: the one place a pandas DataFrame becomes a write call.
+def _with_origin(data: Any, index: int) -> Any:
+    """The partition with the stage's own columns: its index, and each row's position."""
+    n = len(data)
+    if isinstance(data, pa.Table):
+        partition = pa.array(np.full(n, index, dtype=np.int64))
+        return data.append_column(PARTITION_COLUMN, partition).append_column(
+            POSITION_COLUMN, pa.array(np.arange(n, dtype=np.int64))
+        )
+    return data.assign(**{PARTITION_COLUMN: index, POSITION_COLUMN: range(n)})
 
-    The DataFrame goes to the columnar (Arrow) path as it is: checked a column at a
-    time, NaN as missing (as ``DataFrame.to_sql`` does), COPYed without per-row Python
-    where the backend writes Arrow.
+
+def _write_frame(db: Store, verb: Mode, table: str, data: Any, **options: Any) -> Report:
+    """Write one partition: the one place a partition becomes a write call.
+
+    The partition (a ``pyarrow.Table``, or a pandas DataFrame Arrow cannot take) goes
+    to the columnar (Arrow) path as it is: checked a column at a time, NaN as missing
+    (as ``DataFrame.to_sql`` does), COPYed without per-row Python where the backend
+    writes Arrow.
     """
     if verb == "upsert":
-        return db.upsert(table, pdf, **options)
-    return db.insert(table, pdf, **options)
+        return db.upsert(table, data, **options)
+    return db.insert(table, data, **options)
 
 
 def _shifted(offset: int) -> Callable[[Rejection], Rejection]:
