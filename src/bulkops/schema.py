@@ -192,6 +192,10 @@ class TableSpec:
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
+# The text a boolean column reads as true or false (lower-cased, stripped): public for
+# the columnar path, which applies the same rule with vectorized masks.
+TRUE_TEXTS = _TRUE
+FALSE_TEXTS = _FALSE
 
 
 def _blank(value: Any) -> bool:
