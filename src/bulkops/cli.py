@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.abc
 import json
 import os
 import sys
@@ -217,6 +218,7 @@ def load(
     rejected or the run stopped at a bad row; 2 on a usage error or a fatal error
     (database unreachable, table missing with --no-create, unreadable file).
     """
+    _skip_pandas()
     key_cols = _key_option(key)
     overrides = _type_option(types)
     if resume and not run_log:
@@ -293,6 +295,23 @@ def load(
         committed=_committed_note(report, failure, resumable=digest is not None),
         reader=_reader_name(source),
     )  # fmt: skip
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Makes ``import pandas`` fail in this process (see ``_skip_pandas``)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not used by the bulkops command", name=name)
+
+
+def _skip_pandas() -> None:
+    """The first time pyarrow turns a Python value into Arrow (a scalar in a compute
+    call), it imports pandas if it can, to tell pandas objects apart: about a second,
+    for a command whose rows come from files and never hold a pandas object. Unless
+    something loaded pandas already, the command runs as if it were not installed."""
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def _open_input(file: str, fmt: str | None, nulls: tuple[str, ...], *, ragged: bool = True) -> Any:
@@ -933,6 +952,7 @@ def sync(
     An unchanged file meeting a table that bulkops has not written since the last sync
     is skipped without reading it. Exit status as for load.
     """
+    _skip_pandas()
     key_cols = _key_option(key)
     scope = _where_option(where)
     try:

@@ -722,6 +722,9 @@ class ArrowPlanner:
         both paths take and refuse the same text with the same reasons. The parsed
         column then meets the column's checks (range, precision, time zone) as any
         typed source does."""
+        whole = _cast_text(array, target)
+        if whole is not None:
+            return self._coerce(whole, spec, target, typ)
         parser = _text_parser(target)
         assert parser is not None
         parsed, plain = parser(array, target)
@@ -762,6 +765,35 @@ _AWARE_TEXT = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"(Z|[-+][0-9]{2}:[0-9]{2})$"
 )
+
+
+def _cast_text(array: Any, target: ArrowTarget) -> Any | None:
+    """The whole column cast by Arrow's own parser, when it takes every value (else
+    None). Arrow reads only plain forms (digits with a sign, ISO dates and times), which
+    Python reads as the same values, so the row path would agree; a float that Arrow
+    reads as infinity without it being spelled out is left to the patterns."""
+    pa = _pyarrow()
+    pc = _compute()
+    kind = target.kind
+    if kind == "integer":
+        typ = pa.int64()
+    elif kind == "float":
+        typ = pa.float64()
+    elif kind == "decimal" and target.precision is not None:
+        typ = pa.decimal128(38, target.scale or 0)
+    elif kind == "date":
+        typ = pa.date32()
+    elif kind == "datetime":
+        typ = pa.timestamp("us", tz="UTC" if target.timezone == "utc" else None)
+    else:
+        return None
+    try:
+        values = array.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if kind == "float" and pc.any(pc.is_inf(values)).as_py():
+        return None
+    return values
 
 
 def _text_parser(target: ArrowTarget) -> Callable[[Any, ArrowTarget], tuple[Any, Any]] | None:
