@@ -256,10 +256,45 @@ def infer_file(
     types: Mapping[str, str] | None = None,
 ) -> Inference:
     """Infer a table from every row of the file at ``path`` (read once, then closed), so
-    the same rows in any order give the same table."""
+    the same rows in any order give the same table. Read by pyarrow where it can
+    (``open_arrow``): each batch's distinct texts are judged once, by the same rules."""
+    arrow = open_arrow(path, format, null=null)
+    if arrow is not None:
+        with arrow:
+            return _infer_batches(arrow, types)
     with open_source(path, format, null=null) as source:
         inference, _ = infer_types(source.columns, source.rows, None, types=types)
     return inference
+
+
+def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference:
+    pa = _arrow()
+    import pyarrow.compute as pc
+
+    given = dict(types or {})
+    _check_types(given)
+    columns = list(source.columns or ())
+    states = {c: ColumnInference() for c in columns if c not in given}
+    assert source.batches is not None
+    rows = 0
+    for batch in source.batches:
+        rows += batch.num_rows
+        for name, state in states.items():
+            column = batch.column(name)
+            if not pa.types.is_string(column.type):
+                state.add(column.to_pylist())
+                continue
+            texts = pc.unique(column).drop_null().to_pylist()
+
+            def count(token: str, column: Any = column) -> int:
+                return int(pc.sum(pc.equal(column, token)).as_py() or 0)
+
+            state.add_distinct(texts, count)
+    inferred = {c: given.get(c) or states[c].result() for c in columns}
+    missing = [
+        hint for c in columns if c in states and (hint := states[c].missing_hint(c)) is not None
+    ]
+    return Inference(columns, inferred, missing, rows, True)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
