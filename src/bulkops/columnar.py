@@ -472,6 +472,8 @@ class ArrowPlanner:
             return self._timestamps(array, target, typ)
         if pa.types.is_string(t) and _text_parser(target) is not None:
             return self._from_text(array, spec, target, typ)
+        if pa.types.is_string(t) and kind == "datetime" and typ is None:
+            return self._times_kept_from_text(array, spec, target)
         return self._per_value(array, spec, target, typ)
 
     def _integers(self, array: Any, target: ArrowTarget, typ: Any) -> _Column:
@@ -746,6 +748,25 @@ class ArrowPlanner:
 
         return _Column(checked.values, bad, reason)
 
+    def _times_kept_from_text(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
+        """Text for a column that keeps times as given (SQLite): coerced per value by
+        the row path's rules; a column holding any time with a zone is stored as the
+        text of each value, as the row path stores it (Arrow would bring every value to
+        one zone)."""
+        pa = _pyarrow()
+        coerced = self._per_value(array, spec, target, None)
+        coerce = COERCERS["datetime"]
+        times = []
+        for value in array.to_pylist():
+            try:
+                times.append(coerce(value))
+            except (ValueError, TypeError, ArithmeticError):
+                times.append(None)  # refused in ``coerced``, with its reason
+        if all(t is None or t.tzinfo is None for t in times):
+            return coerced
+        text = [None if t is None else t.isoformat() for t in times]
+        return _Column(pa.array(text, pa.string()), coerced.bad, coerced.reasons)
+
 
 # ---------------------------------------------- text to typed values, vectorized
 #
@@ -775,6 +796,8 @@ def _cast_text(array: Any, target: ArrowTarget) -> Any | None:
     pa = _pyarrow()
     pc = _compute()
     kind = target.kind
+    if _text_parser(target) is None:
+        return None
     if kind == "integer":
         typ = pa.int64()
     elif kind == "float":

@@ -547,9 +547,10 @@ def _open_stream(
 
 # -- Arrow readers -----------------------------------------------------------------------
 
-# Bytes of CSV parsed per block (and rows per batch, about): big enough that parsing runs
-# on every core, small enough that memory stays flat whatever the file's size.
-ARROW_BLOCK_BYTES = 4 << 20
+# Bytes of CSV parsed per block (and rows per batch, about): enough for parsing to run on
+# every core; measured on a 5,000,000-row file, 4 MiB blocks held 283 MB of RSS while
+# reading, 1 MiB blocks 133 MB, at the same speed.
+ARROW_BLOCK_BYTES = 1 << 20
 # Rows a batch holds while the rest of a file with a row of the wrong width is read
 # through the row reader.
 _RAGGED_BATCH_ROWS = 65536
