@@ -167,6 +167,7 @@ def test_row_numbers_after_a_short_row_deep_in_a_big_file(url: str, tmp_path: Pa
         else:
             lines.append(f"{i},{i},1.25,note {i},2024-01-01,true,2024-01-01T00:00:00Z")
     data = ("\n".join(lines) + "\n").encode()
+    assert ARROW_BLOCK_BYTES == 1 << 20  # the README says 1 MiB blocks
     assert len(data) > 2 * ARROW_BLOCK_BYTES  # the short row is not in the first block
     path = tmp_path / "big.csv"
     path.write_bytes(data)
