@@ -754,6 +754,17 @@ class ArrowPlanner:
         text of each value, as the row path stores it (Arrow would bring every value to
         one zone)."""
         pa = _pyarrow()
+        pc = _compute()
+        try:
+            return _Column(array.cast(pa.timestamp("us")))  # every value naive
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        try:
+            utc = array.cast(pa.timestamp("us", tz="UTC"))  # every value with a zone
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            utc = None
+        if utc is not None and pc.all(pc.match_substring_regex(array, r"(Z|\+00:?00)$")).as_py():
+            return _Column(utc)  # every zone UTC: kept as given
         coerced = self._per_value(array, spec, target, None)
         coerce = COERCERS["datetime"]
         times = []
