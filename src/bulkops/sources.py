@@ -21,7 +21,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import sys
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -665,18 +667,11 @@ def _csv_batches(
     width = len(schema) - (1 if ragged else 0)
     done = 0
     try:
-        for batch in reader or ():
-            if found:
-                break
-            if ragged:
-                batch = pa.RecordBatch.from_arrays(
-                    [*batch.columns, pa.nulls(batch.num_rows, pa.string())], schema=schema
-                )
+        for batch in _prefetched(_clean_batches(pa, reader, found, schema, ragged)):
             done += batch.num_rows
             yield batch
-        else:
-            if reader is not None and not found:
-                return
+        if reader is not None and not found:
+            return
     except (pa.ArrowException, *_READ_ERRORS):
         # Bytes that are not UTF-8, a quote left open, a truncated gzip stream: the row
         # reader takes the rest of the file from the first row not handed out, writes
@@ -702,6 +697,67 @@ def _csv_batches(
                 raise failure
             if len(chunk) < _RAGGED_BATCH_ROWS:
                 return
+
+
+def _clean_batches(pa: Any, reader: Any, found: list[Any], schema: Any, ragged: bool) -> Any:
+    """The reader's batches up to the first that may hold a row of the wrong width."""
+    for batch in reader or ():
+        if found:
+            return
+        if ragged:
+            batch = pa.RecordBatch.from_arrays(
+                [*batch.columns, pa.nulls(batch.num_rows, pa.string())], schema=schema
+            )
+        yield batch
+
+
+# Batches parsed ahead of the one being written (1 MiB of CSV each): the file is parsed
+# while the database works on the chunk before.
+_PREFETCH_BATCHES = 8
+_END = object()
+
+
+def _prefetched(batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches`` read by a thread of their own, a few ahead (pyarrow parses without
+    the GIL, so parsing overlaps the writes); an error is raised here, in order."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the reader stopped reading
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as error:  # handed to the reading thread, raised there
+            put(_Failed(error))
+
+    thread = threading.Thread(target=produce, name="bulkops-csv-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+
+
+@dataclass
+class _Failed:
+    error: BaseException
 
 
 def _rows_batch(
