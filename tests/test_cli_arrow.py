@@ -266,3 +266,27 @@ def test_inference_from_arrow_batches_matches_the_row_reader(tmp_path: Path) -> 
     }  # fmt: skip
     assert [h.column for h in by_arrow.missing] == ["n", "money"]
     assert infer_file(str(path), null=["NA"]).types["n"] == "integer"
+
+
+def test_load_does_not_import_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas on its first conversion of a Python value, if it can
+    (about a second); the command has no use for it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "in.csv"
+    path.write_text("id,n\n1,2\n")
+    make_table(f"sqlite:///{tmp_path}/p.db")
+    code = (
+        "import sys; from bulkops.cli import main\n"
+        "try:\n"
+        f"    main(['load', {str(path)!r}, '-t', 't', '--db', 'sqlite:///{tmp_path}/p.db', "
+        "'--quiet'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert raw(f"sqlite:///{tmp_path}/p.db", "SELECT id, n FROM t") == [(1, 2)]
