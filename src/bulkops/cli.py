@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext, suppress
+from contextlib import ExitStack, nullcontext, suppress
 from operator import itemgetter
 from typing import Any, Literal, NoReturn
 
@@ -238,7 +238,8 @@ def load(
     except SourceError as error:
         _fail(str(error))
     inference: Inference | None = None
-    with source, _open_store(db, run_log=run_log) as store:
+    with ExitStack() as held, _open_store(db, run_log=run_log) as store:
+        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, nulls))
         if resume and not store.run_log:
             _fail(f"--resume needs the run log, which {store.capabilities.name} cannot keep")
         if not store.run_log:
@@ -312,6 +313,20 @@ def _skip_pandas() -> None:
     something loaded pandas already, the command runs as if it were not installed."""
     if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
         sys.meta_path.insert(0, _NoPandas())
+
+
+def _rows_unless_columnar(
+    source: Any, store: Store, file: str, fmt: str | None, nulls: tuple[str, ...]
+) -> Any:
+    """The row reader where the database has no columnar write (DynamoDB): its rows
+    would be made again from the batches, one dict at a time."""
+    if source.batches is None or store.capabilities.columnar:
+        return source
+    source.close()
+    try:
+        return open_source(file, fmt, null=nulls)
+    except SourceError as error:
+        _fail(str(error))
 
 
 def _open_input(file: str, fmt: str | None, nulls: tuple[str, ...], *, ragged: bool = True) -> Any:
@@ -962,7 +977,8 @@ def sync(
         _fail(str(error))
     report: SyncReport | None = None
     failure: BulkError | SourceError | None = None
-    with source, _open_store(db) as store:
+    with ExitStack() as held, _open_store(db) as store:
+        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, ()))
         status = nullcontext() if quiet or as_json else err_console.status(f"sync {table}")
         try:
             with status:
