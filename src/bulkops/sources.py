@@ -712,8 +712,9 @@ def _clean_batches(pa: Any, reader: Any, found: list[Any], schema: Any, ragged: 
 
 
 # Batches parsed ahead of the one being written (1 MiB of CSV each): the file is parsed
-# while the database works on the chunk before.
-_PREFETCH_BATCHES = 8
+# while the database works on the chunk before. Measured on a 5,000,000-row load into
+# PostgreSQL: peak RSS 248 MB with 2 ahead, 267-400 MB with 8, 238 MB with none.
+_PREFETCH_BATCHES = 2
 _END = object()
 
 
