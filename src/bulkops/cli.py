@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.abc
 import json
 import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext, suppress
+from contextlib import ExitStack, nullcontext, suppress
 from operator import itemgetter
 from typing import Any, Literal, NoReturn
 
@@ -43,6 +44,7 @@ from .sources import (
     file_digest,
     infer_file,
     infer_types,
+    open_arrow,
     open_source,
 )
 from .store import Store
@@ -216,6 +218,7 @@ def load(
     rejected or the run stopped at a bad row; 2 on a usage error or a fatal error
     (database unreachable, table missing with --no-create, unreadable file).
     """
+    _skip_pandas()
     key_cols = _key_option(key)
     overrides = _type_option(types)
     if resume and not run_log:
@@ -231,16 +234,18 @@ def load(
     try:
         # The file's digest identifies it, so a resume can tell it is the same file.
         digest = file_digest(file) if run_log and file != "-" else None
-        source = open_source(file, fmt, null=nulls)
+        source = _open_input(file, fmt, nulls)
     except SourceError as error:
         _fail(str(error))
     inference: Inference | None = None
-    with source, _open_store(db, run_log=run_log) as store:
+    with ExitStack() as held, _open_store(db, run_log=run_log) as store:
+        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, nulls))
         if resume and not store.run_log:
             _fail(f"--resume needs the run log, which {store.capabilities.name} cannot keep")
         if not store.run_log:
             digest = None
-        columns, rows = source.columns, source.rows
+        columns = source.columns
+        rows = source.batches if source.batches is not None else source.rows
         try:
             if store.run_log:
                 store.runs(1)  # a foreign table of the run log's name: stop before writing
@@ -292,7 +297,50 @@ def load(
     _finish(
         report, failure, as_json=as_json, quiet=quiet, rejects=rejects, inference=inference,
         committed=_committed_note(report, failure, resumable=digest is not None),
+        reader=_reader_name(source),
     )  # fmt: skip
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Makes ``import pandas`` fail in this process (see ``_skip_pandas``)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not used by the bulkops command", name=name)
+
+
+def _skip_pandas() -> None:
+    """The first time pyarrow turns a Python value into Arrow (a scalar in a compute
+    call), it imports pandas if it can, to tell pandas objects apart: about a second,
+    for a command whose rows come from files and never hold a pandas object. Unless
+    something loaded pandas already, the command runs as if it were not installed."""
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+
+
+def _rows_unless_columnar(
+    source: Any, store: Store, file: str, fmt: str | None, nulls: tuple[str, ...]
+) -> Any:
+    """The row reader where the database has no columnar write (DynamoDB): its rows
+    would be made again from the batches, one dict at a time."""
+    if source.batches is None or store.capabilities.columnar:
+        return source
+    source.close()
+    try:
+        return open_source(file, fmt, null=nulls)
+    except SourceError as error:
+        _fail(str(error))
+
+
+def _open_input(file: str, fmt: str | None, nulls: tuple[str, ...], *, ragged: bool = True) -> Any:
+    """The file as Arrow record batches (pyarrow's readers, then the columnar path)
+    where pyarrow reads it; else the row reader (standard input, JSON Lines)."""
+    return open_arrow(file, fmt, null=nulls, ragged=ragged) or open_source(file, fmt, null=nulls)
+
+
+def _reader_name(source: Any) -> str:
+    """Which reader took the file: ``arrow`` (pyarrow's, the columnar path) or ``rows``."""
+    return "arrow" if source.batches is not None else "rows"
 
 
 def _type_option(values: tuple[str, ...]) -> dict[str, str]:
@@ -581,7 +629,25 @@ def _run_load(
     return store.delete(table, _keys_of(rows, columns, key_cols), key=key_cols, **options)
 
 
-def _keys_of(rows: Iterator[Any], columns: list[str] | None, key: tuple[str, ...]) -> Iterator[Any]:
+def _keys_of(rows: Any, columns: list[str] | None, key: tuple[str, ...]) -> Any:
+    if hasattr(rows, "schema"):  # Arrow record batches: their key columns
+        missing = [k for k in key if k not in rows.schema.names]
+        if missing:
+            raise SchemaError(f"the file has no key column {', '.join(map(repr, missing))}")
+        return _arrow_keys(rows, key)
+    return _tuple_keys(rows, columns, key)
+
+
+def _arrow_keys(batches: Any, key: tuple[str, ...]) -> Any:
+    import pyarrow as pa
+
+    schema = pa.schema([batches.schema.field(k) for k in key])
+    return pa.RecordBatchReader.from_batches(schema, (b.select(list(key)) for b in batches))
+
+
+def _tuple_keys(
+    rows: Iterator[Any], columns: list[str] | None, key: tuple[str, ...]
+) -> Iterator[Any]:
     if columns is None:  # mappings
         yield from rows
         return
@@ -725,9 +791,12 @@ def _finish(
     rejects: str | None,
     inference: Inference | None = None,
     committed: str = "",
+    reader: str | None = None,
 ) -> None:
     if as_json:
         data = report.as_dict() if report else {}
+        if reader is not None:
+            data["reader"] = reader
         if failure is not None:
             data["error"] = _cli_words(str(failure))
         if committed:
@@ -883,28 +952,34 @@ def sync(
     An unchanged file meeting a table that bulkops has not written since the last sync
     is skipped without reading it. Exit status as for load.
     """
+    _skip_pandas()
     key_cols = _key_option(key)
     scope = _where_option(where)
     try:
         digest = file_digest(file) if file != "-" else None
-        source = open_source(file, fmt)
+        source = _open_input(file, fmt, (), ragged=False)
     except SourceError as error:
         _fail(str(error))
     report: SyncReport | None = None
     failure: BulkError | SourceError | None = None
-    with source, _open_store(db) as store:
+    with ExitStack() as held, _open_store(db) as store:
+        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, ()))
         status = nullcontext() if quiet or as_json else err_console.status(f"sync {table}")
         try:
             with status:
+                rows = source.batches if source.batches is not None else source.rows
                 report = store.sync(
-                    table, source.rows, key=key_cols, columns=source.columns,
+                    table, rows, key=key_cols, columns=source.columns,
                     delete_missing=delete_missing, where=scope, dry_run=dry_run,
                     source_id=digest, changes_out=changes_out, chunk_size=chunk_size,
                     on_error=on_error, rejects=rejects, max_rejects=max_rejects,
                 )  # fmt: skip
         except (BulkError, SourceError) as error:
             failure = error
-    _finish(report, failure, as_json=as_json, quiet=quiet, rejects=rejects)
+    _finish(
+        report, failure, as_json=as_json, quiet=quiet, rejects=rejects,
+        reader=_reader_name(source),
+    )  # fmt: skip
 
 
 @main.command()

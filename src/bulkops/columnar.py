@@ -18,6 +18,7 @@ null: a NaN there is a float value (stored where the database can, rejected othe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,9 +27,10 @@ from typing import Any
 from .backends.base import ArrowTarget, Backend, ChunkCounts, ColumnarBackend, WriteOp
 from .plan import ChunkPlanner
 from .report import Rejection
-from .schema import COERCERS, ColumnSpec, json_dumps
+from .schema import COERCERS, FALSE_TEXTS, TRUE_TEXTS, ColumnSpec, json_dumps
 
 __all__ = [
+    "ROW_SHAPE_COLUMN",
     "ArrowChunk",
     "ArrowPlanner",
     "arrow_batches",
@@ -38,6 +40,12 @@ __all__ = [
     "is_arrow",
     "rows_of",
 ]
+
+
+# A column a file reader adds to its batches: null, or for a row of the wrong width (its
+# other columns null) the row's values as a JSON list, so that the row is rejected with
+# its number as the row path rejects it (``sources.open_arrow``).
+ROW_SHAPE_COLUMN = "\x00bulkops row shape"
 
 
 def _pyarrow() -> Any:
@@ -106,7 +114,8 @@ def arrow_batches(stream: Any, columns: Sequence[str], size: int) -> Iterator[An
     for batch in stream:
         if batch.num_rows == 0:
             continue
-        batch = batch.select(list(columns))
+        shaped = ROW_SHAPE_COLUMN in batch.schema.names
+        batch = batch.select([*columns, ROW_SHAPE_COLUMN] if shaped else list(columns))
         pending.append(batch)
         held += batch.num_rows
         while held >= size:
@@ -190,7 +199,7 @@ class _BatchRows(Sequence[dict[str, Any]]):
             return [self[j] for j in range(*i.indices(len(self)))]
         return {name: column[i].as_py() for name, column in zip(
             self.batch.schema.names, self.batch.columns, strict=True
-        )}  # fmt: skip
+        ) if name != ROW_SHAPE_COLUMN}  # fmt: skip
 
 
 @dataclass
@@ -320,8 +329,11 @@ class ArrowPlanner:
             arrays.append(column.values)
         batch = pa.RecordBatch.from_arrays(arrays, names=list(self.columns))
         rejections: list[Rejection] = []
+        shapes = _row_shapes(source)
+        if shapes is not None:
+            bad_any = shapes if bad_any is None else pc.or_(bad_any, shapes)
         if bad_any is not None and pc.any(bad_any).as_py():
-            rejections = self._rejections(source, start, found)
+            rejections = self._rejections(source, start, found, shapes)
             keep = pc.invert(bad_any)
             index = pc.indices_nonzero(keep)
             batch = batch.filter(keep)
@@ -337,19 +349,40 @@ class ArrowPlanner:
         return chunk
 
     def _rejections(
-        self, source: Any, start: int, found: list[tuple[Any, str, Callable[[int], str]]]
+        self,
+        source: Any,
+        start: int,
+        found: list[tuple[Any, str, Callable[[int], str]]],
+        shapes: Any = None,
     ) -> list[Rejection]:
         """A Rejection per bad row (the first bad column it has), in row order."""
         pc = _compute()
         first: dict[int, tuple[str, str]] = {}
+        out = []
+        if shapes is not None:
+            marks = source.column(ROW_SHAPE_COLUMN)
+            for i in pc.indices_nonzero(shapes).to_pylist():
+                raw = json.loads(marks[i].as_py())
+                first[i] = ("", "")
+                out.append(
+                    Rejection(
+                        row=start + i + 1,
+                        key=None,
+                        reason=f"row has {len(raw)} values for {len(self.columns)} columns "
+                        f"({', '.join(self.columns)})",
+                        values=raw,
+                        column=None,
+                    )
+                )
         for mask, name, reason_of in found:
             for i in pc.indices_nonzero(mask).to_pylist():
                 if i not in first:
                     first[i] = (name, reason_of(i))
         rows = _BatchRows(source)
-        out = []
         for i in sorted(first):
             column, reason = first[i]
+            if not column:
+                continue  # a row of the wrong width, above
             values = self.rows.values_of(rows[i])
             out.append(
                 Rejection(
@@ -360,6 +393,7 @@ class ArrowPlanner:
                     column=column,
                 )
             )
+        out.sort(key=lambda r: r.row)
         return out
 
     def _collapse_and_order(self, chunk: ArrowChunk) -> None:
@@ -457,6 +491,10 @@ class ArrowPlanner:
             return _Column(array.cast(pa.date32()))
         if kind == "datetime" and (pa.types.is_timestamp(t) or pa.types.is_date(t)):
             return self._timestamps(array, target, typ)
+        if pa.types.is_string(t) and _text_parser(target) is not None:
+            return self._from_text(array, spec, target, typ)
+        if pa.types.is_string(t) and kind == "datetime" and typ is None:
+            return self._times_kept_from_text(array, spec, target)
         return self._per_value(array, spec, target, typ)
 
     def _integers(self, array: Any, target: ArrowTarget, typ: Any) -> _Column:
@@ -697,6 +735,274 @@ class ArrowPlanner:
         if not reasons:
             return _Column(values)
         return _Column(values, pa.array(bad, pa.bool_()), reasons.__getitem__)
+
+    # ------------------------------------------ text (from files) to the column's type
+
+    def _from_text(self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any) -> _Column:
+        """Text (a CSV column read as strings) for a typed column: values written the
+        plain way are parsed with vectorized casts; any other text goes through the row
+        path's coercion (``schema.COERCERS``) value by value, for those rows only, so
+        both paths take and refuse the same text with the same reasons. The parsed
+        column then meets the column's checks (range, precision, time zone) as any
+        typed source does."""
+        whole = _cast_text(array, target)
+        if whole is not None:
+            return self._coerce(whole, spec, target, typ)
+        parser = _text_parser(target)
+        assert parser is not None
+        parsed, plain = parser(array, target)
+        pc = _compute()
+        rest = pc.and_(pc.is_valid(array), pc.invert(plain))
+        reasons: dict[int, str] = {}
+        if pc.any(rest).as_py():
+            parsed, reasons = _coerce_text_rows(array, rest, parsed, target)
+        checked = self._coerce(parsed, spec, target, typ)
+        if not reasons:
+            return checked
+        pa = _pyarrow()
+        failed = pa.array([i in reasons for i in range(len(array))], pa.bool_())
+        bad = failed if checked.bad is None else pc.or_(failed, checked.bad)
+        more = checked.reasons or _generic
+
+        def reason(i: int) -> str:
+            return reasons[i] if i in reasons else more(i)
+
+        return _Column(checked.values, bad, reason)
+
+    def _times_kept_from_text(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
+        """Text for a column that keeps times as given (SQLite): coerced per value by
+        the row path's rules; a column holding any time with a zone is stored as the
+        text of each value, as the row path stores it (Arrow would bring every value to
+        one zone)."""
+        pa = _pyarrow()
+        pc = _compute()
+        try:
+            return _Column(array.cast(pa.timestamp("us")))  # every value naive
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        try:
+            utc = array.cast(pa.timestamp("us", tz="UTC"))  # every value with a zone
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            utc = None
+        if utc is not None and pc.all(pc.match_substring_regex(array, r"(Z|\+00:?00)$")).as_py():
+            return _Column(utc)  # every zone UTC: kept as given
+        coerced = self._per_value(array, spec, target, None)
+        coerce = COERCERS["datetime"]
+        times = []
+        for value in array.to_pylist():
+            try:
+                times.append(coerce(value))
+            except (ValueError, TypeError, ArithmeticError):
+                times.append(None)  # refused in ``coerced``, with its reason
+        if all(t is None or t.tzinfo is None for t in times):
+            return coerced
+        text = [None if t is None else t.isoformat() for t in times]
+        return _Column(pa.array(text, pa.string()), coerced.bad, coerced.reasons)
+
+
+# ---------------------------------------------- text to typed values, vectorized
+#
+# Each parser takes a string array and gives (parsed, plain): ``parsed`` holds the typed
+# value of every row written the plain way (``plain`` true) and of every empty text
+# (NULL, as the row path's coercions read a blank field); other rows are null in
+# ``parsed`` and left to the row path's coercion (``_coerce_text_rows``).
+
+# Plain spellings only: anything else (blanks around, '+', '_', non-ASCII digits,
+# exponents beyond two digits, fractions of an integer) takes the row path's rules.
+_INTEGER_TEXT = r"^-?[0-9]{1,18}$"
+_FLOAT_TEXT = r"^-?[0-9]{1,17}(\.[0-9]{1,17})?([eE][-+]?[0-9]{1,2})?$"
+_DECIMAL_TEXT = r"^-?[0-9]{1,18}(\.[0-9]{1,18})?$"
+_DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_NAIVE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?$"
+_AWARE_TEXT = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[-+][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _cast_text(array: Any, target: ArrowTarget) -> Any | None:
+    """The whole column cast by Arrow's own parser, when it takes every value (else
+    None). Arrow reads only plain forms (digits with a sign, ISO dates and times), which
+    Python reads as the same values, so the row path would agree; a float that Arrow
+    reads as infinity without it being spelled out is left to the patterns."""
+    pa = _pyarrow()
+    pc = _compute()
+    kind = target.kind
+    if _text_parser(target) is None:
+        return None
+    if kind == "integer":
+        typ = pa.int64()
+    elif kind == "float":
+        typ = pa.float64()
+    elif kind == "decimal" and target.precision is not None:
+        typ = pa.decimal128(38, target.scale or 0)
+    elif kind == "date":
+        typ = pa.date32()
+    elif kind == "datetime":
+        typ = pa.timestamp("us", tz="UTC" if target.timezone == "utc" else None)
+    else:
+        return None
+    try:
+        values = array.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if kind == "float" and pc.any(pc.is_inf(values)).as_py():
+        return None
+    return values
+
+
+def _text_parser(target: ArrowTarget) -> Callable[[Any, ArrowTarget], tuple[Any, Any]] | None:
+    """The vectorized parser of text for ``target``'s column, or None (the row path's
+    coercion, per value)."""
+    if not target.binary:
+        return None
+    if target.kind == "datetime" and target.timezone not in ("utc", "naive"):
+        return None  # kept as given: per value, as the row path stores it
+    return _TEXT_PARSERS.get(target.kind)
+
+
+def _matching(array: Any, pattern: str) -> tuple[Any, Any]:
+    """Where ``array`` matches ``pattern`` (false for nulls), and where it is empty."""
+    pc = _compute()
+    match = pc.fill_null(pc.match_substring_regex(array, pattern), False)
+    empty = pc.fill_null(pc.equal(pc.binary_length(array), 0), False)
+    return match, empty
+
+
+def _cast_where(array: Any, mask: Any, typ: Any) -> Any:
+    pa = _pyarrow()
+    pc = _compute()
+    return pc.if_else(mask, array, pa.scalar(None, pa.string())).cast(typ)
+
+
+def _integers_from_text(array: Any, target: ArrowTarget) -> tuple[Any, Any]:
+    pa = _pyarrow()
+    match, empty = _matching(array, _INTEGER_TEXT)
+    return _cast_where(array, match, pa.int64()), _compute().or_(match, empty)
+
+
+def _floats_from_text(array: Any, target: ArrowTarget) -> tuple[Any, Any]:
+    pa = _pyarrow()
+    match, empty = _matching(array, _FLOAT_TEXT)
+    return _cast_where(array, match, pa.float64()), _compute().or_(match, empty)
+
+
+def _decimals_from_text(array: Any, target: ArrowTarget) -> tuple[Any, Any]:
+    pa = _pyarrow()
+    pc = _compute()
+    match, empty = _matching(array, _DECIMAL_TEXT)
+    # As many places as the most precise value has, so the column's scale check sees
+    # every digit written (1.005 for a numeric(12,2) is refused, not rounded).
+    point = pc.find_substring(array, ".")
+    places = pc.if_else(
+        pc.and_(match, pc.greater_equal(point, 0)),
+        pc.subtract(pc.subtract(pc.binary_length(array), point), 1),
+        0,
+    )
+    scale = pc.max(places).as_py() or 0
+    return _cast_where(array, match, pa.decimal128(38, scale)), pc.or_(match, empty)
+
+
+def _booleans_from_text(array: Any, target: ArrowTarget) -> tuple[Any, Any]:
+    pa = _pyarrow()
+    pc = _compute()
+    lower = pc.utf8_lower(array)
+    true = pc.fill_null(pc.is_in(lower, pa.array(sorted(TRUE_TEXTS))), False)
+    false = pc.fill_null(pc.is_in(lower, pa.array(sorted(FALSE_TEXTS))), False)
+    plain = pc.or_(true, false)
+    parsed = pc.if_else(plain, true, pa.scalar(None, pa.bool_()))
+    empty = pc.fill_null(pc.equal(pc.binary_length(array), 0), False)
+    return parsed, pc.or_(plain, empty)
+
+
+def _dates_from_text(array: Any, target: ArrowTarget) -> tuple[Any, Any]:
+    pa = _pyarrow()
+    pc = _compute()
+    match, empty = _matching(array, _DATE_TEXT)
+    kept = pc.if_else(match, array, pa.scalar(None, pa.string()))
+    stamps = pc.strptime(kept, format="%Y-%m-%d", unit="s", error_is_null=True)
+    # A date the calendar lacks (2021-02-30) is null here: the row path says why.
+    plain = pc.or_(pc.and_(match, pc.is_valid(stamps)), empty)
+    return stamps.cast(pa.date32()), plain
+
+
+def _timestamps_from_text(array: Any, target: ArrowTarget) -> tuple[Any, Any]:
+    pa = _pyarrow()
+    pc = _compute()
+    naive, empty = _matching(array, _NAIVE_TEXT)
+    aware, _ = _matching(array, _AWARE_TEXT)
+    # Both are held as the UTC instant (naive taken as UTC), which is what the column
+    # keeps either way (``ArrowPlanner._timestamps``).
+    utc = pa.timestamp("us", tz="UTC")
+    try:
+        parsed = _cast_where(array, naive, pa.timestamp("us")).cast(pa.int64())
+        if pc.any(aware).as_py():
+            zoned = _cast_where(array, aware, utc).cast(pa.int64())
+            parsed = pc.if_else(aware, zoned, parsed)
+            result = parsed.cast(utc)
+        else:
+            result = parsed.cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # A value the pattern lets through but the calendar or the clock does not
+        # (month 13): the whole column per value.
+        return pa.nulls(len(array), utc), empty
+    return result, pc.or_(pc.or_(naive, aware), empty)
+
+
+_TEXT_PARSERS: Mapping[str, Callable[[Any, ArrowTarget], tuple[Any, Any]]] = {
+    "integer": _integers_from_text,
+    "float": _floats_from_text,
+    "decimal": _decimals_from_text,
+    "boolean": _booleans_from_text,
+    "date": _dates_from_text,
+    "datetime": _timestamps_from_text,
+}
+
+
+def _coerce_text_rows(
+    array: Any, rows: Any, parsed: Any, target: ArrowTarget
+) -> tuple[Any, dict[int, str]]:
+    """``parsed`` with the rows at ``rows`` coerced by the row path's rules (value by
+    value), and why each refused row was refused (by position)."""
+    pa = _pyarrow()
+    pc = _compute()
+    coerce = COERCERS[target.kind]
+    positions = pc.indices_nonzero(rows).to_pylist()
+    out: list[Any] = []
+    reasons: dict[int, str] = {}
+    for i, value in zip(positions, array.take(positions).to_pylist(), strict=True):
+        try:
+            out.append(coerce(value))
+        except (ValueError, TypeError, ArithmeticError) as error:
+            out.append(None)
+            reasons[i] = str(error)
+    typ = parsed.type
+    try:
+        values = pa.array(out, typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        values = None
+    if values is None or (pa.types.is_decimal(typ) and _lossy(values, out)):
+        # Values the parsed type cannot hold as they are (more decimal places or digits,
+        # a time zone where there was none): the whole column as the row path gives it.
+        everything = [coerce(v) if i not in reasons else None
+                      for i, v in enumerate(array.to_pylist())]  # fmt: skip
+        return _array(pa, everything, None), reasons
+    return pc.replace_with_mask(parsed, rows, values), reasons
+
+
+def _lossy(values: Any, out: list[Any]) -> bool:
+    return bool(values.to_pylist() != out)
+
+
+def _row_shapes(source: Any) -> Any:
+    """Where a file reader marked a row of the wrong width (``ROW_SHAPE_COLUMN``), or
+    None."""
+    if ROW_SHAPE_COLUMN not in source.schema.names:
+        return None
+    marks = source.column(ROW_SHAPE_COLUMN)
+    if marks.null_count == len(marks):
+        return None
+    return marks.is_valid()
 
 
 def _isoformat(value: Any) -> str:

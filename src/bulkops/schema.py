@@ -192,6 +192,10 @@ class TableSpec:
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
+# The text a boolean column reads as true or false (lower-cased, stripped): public for
+# the columnar path, which applies the same rule with vectorized masks.
+TRUE_TEXTS = _TRUE
+FALSE_TEXTS = _FALSE
 
 
 def _blank(value: Any) -> bool:
@@ -855,10 +859,19 @@ class ColumnInference:
             else:
                 self.kinds.add(kind)
 
-    def _add_texts(self, texts: set[str], values: Sequence[Any]) -> None:
+    def add_distinct(self, texts: Iterable[str], count: Callable[[str], int]) -> None:
+        """Add the distinct texts of a batch (no None; a column read as text, e.g. by
+        pyarrow) without the batch itself: ``count(token)`` says how often a
+        missing-value spelling among them occurs. Same result as ``add`` of the batch."""
+        if self.saw_text and not self.candidates:
+            return
+        self._add_texts(set(texts), count)
+
+    def _add_texts(self, texts: set[str], values: Sequence[Any] | Callable[[str], int]) -> None:
         spelled = texts & MISSING_SPELLINGS
+        count = values if callable(values) else values.count
         for token in spelled:
-            self.missing[token] = self.missing.get(token, 0) + values.count(token)
+            self.missing[token] = self.missing.get(token, 0) + count(token)
         fresh = texts - self._seen
         fresh -= spelled
         if len(self._seen) < _SEEN_LIMIT:

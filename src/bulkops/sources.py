@@ -21,7 +21,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import sys
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,6 +34,7 @@ from itertools import chain, islice
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
+from .columnar import ROW_SHAPE_COLUMN
 from .errors import BulkError
 from .schema import TYPES, ColumnInference, MissingHint
 
@@ -46,6 +49,7 @@ __all__ = [
     "infer_file",
     "infer_format",
     "infer_types",
+    "open_arrow",
     "open_source",
 ]
 
@@ -254,10 +258,45 @@ def infer_file(
     types: Mapping[str, str] | None = None,
 ) -> Inference:
     """Infer a table from every row of the file at ``path`` (read once, then closed), so
-    the same rows in any order give the same table."""
+    the same rows in any order give the same table. Read by pyarrow where it can
+    (``open_arrow``): each batch's distinct texts are judged once, by the same rules."""
+    arrow = open_arrow(path, format, null=null)
+    if arrow is not None:
+        with arrow:
+            return _infer_batches(arrow, types)
     with open_source(path, format, null=null) as source:
         inference, _ = infer_types(source.columns, source.rows, None, types=types)
     return inference
+
+
+def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference:
+    pa = _arrow()
+    import pyarrow.compute as pc
+
+    given = dict(types or {})
+    _check_types(given)
+    columns = list(source.columns or ())
+    states = {c: ColumnInference() for c in columns if c not in given}
+    assert source.batches is not None
+    rows = 0
+    for batch in source.batches:
+        rows += batch.num_rows
+        for name, state in states.items():
+            column = batch.column(name)
+            if not pa.types.is_string(column.type):
+                state.add(column.to_pylist())
+                continue
+            texts = pc.unique(column).drop_null().to_pylist()
+
+            def count(token: str, column: Any = column) -> int:
+                return int(pc.sum(pc.equal(column, token)).as_py() or 0)
+
+            state.add_distinct(texts, count)
+    inferred = {c: given.get(c) or states[c].result() for c in columns}
+    missing = [
+        hint for c in columns if c in states and (hint := states[c].missing_hint(c)) is not None
+    ]
+    return Inference(columns, inferred, missing, rows, True)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -302,6 +341,8 @@ class Source:
     columns: list[str] | None
     rows: Iterator[Any]
     total_bytes: int | None
+    # ``open_arrow``: the input as a ``pyarrow.RecordBatchReader`` (``rows`` is empty).
+    batches: Any | None
 
     def __init__(
         self,
@@ -312,10 +353,12 @@ class Source:
         total_bytes: int | None,
         progress: Callable[[], int],
         resources: ExitStack,
+        batches: Any | None = None,
     ) -> None:
         self.format = format
         self.columns = columns
         self.rows = rows
+        self.batches = batches
         self.total_bytes = total_bytes
         self._progress = progress
         self._resources = resources
@@ -428,42 +471,9 @@ def open_source(
 
     name = _STDIN_NAME if from_stdin else path
     with ExitStack() as stack:
-        total_bytes: int | None
-        progress: Callable[[], int]
-        stream: BinaryIO
-        zipped = False
-        if from_stdin:
-            counter = _CountingReader(stdin if stdin is not None else sys.stdin.buffer)
-            total_bytes = None
-            progress = lambda: counter.count  # noqa: E731
-        else:
-            file = _open_file(path)
-            stack.callback(file.close)
-            total_bytes = os.fstat(file.fileno()).st_size
-            if is_zip or _starts_with(file, _ZIP_MAGIC):
-                stream, member = _open_zip_member(file, path, stack)
-                fmt = fmt or _format_of(member)
-                if fmt is None:
-                    raise SourceError(
-                        f"cannot tell the format of {member!r} in {path!r} from its "
-                        f"extension; pass --format ({', '.join(FORMATS)})"
-                    )
-                if fmt == "parquet":
-                    raise SourceError(f"{path}: Parquet inside a zip archive is not supported")
-                # zipfile reads the archive itself: where it stands is how far it got.
-                progress = file.tell
-                name = f"{path} ({member})"
-                zipped = True
-            else:
-                counter = _CountingReader(file)
-                progress = lambda: counter.count  # noqa: E731
-        if not zipped:
-            buffered = io.BufferedReader(counter, buffer_size=_BUFFER_SIZE)
-            stack.callback(buffered.close)
-            stream = buffered
-            if path.lower().endswith(".gz") or buffered.peek(2)[:2] == _GZIP_MAGIC:
-                stream = cast(BinaryIO, gzip.GzipFile(fileobj=buffered, mode="rb"))
-                stack.callback(stream.close)
+        stream, name, fmt, total_bytes, progress = _open_stream(
+            path, fmt, stack, stdin=stdin if from_stdin else None
+        )
         assert fmt is not None
         try:
             columns: list[str] | None
@@ -486,6 +496,295 @@ def open_source(
             resources=stack.pop_all(),
         )
     return source
+
+
+def _open_stream(
+    path: str, fmt: str | None, stack: ExitStack, *, stdin: BinaryIO | None = None
+) -> tuple[BinaryIO, str, str, int | None, Callable[[], int]]:
+    """The bytes of the input at ``path`` (``'-'``: ``stdin`` or standard input),
+    decompressed (gzip) or taken from a one-file zip archive, with its name for
+    messages, its format, its size on disk and a counter of the bytes read so far."""
+    from_stdin = path == "-"
+    is_zip = not from_stdin and path.lower().endswith(".zip")
+    name = _STDIN_NAME if from_stdin else path
+    total_bytes: int | None
+    progress: Callable[[], int]
+    stream: BinaryIO
+    zipped = False
+    if from_stdin:
+        counter = _CountingReader(stdin if stdin is not None else sys.stdin.buffer)
+        total_bytes = None
+        progress = lambda: counter.count  # noqa: E731
+    else:
+        file = _open_file(path)
+        stack.callback(file.close)
+        total_bytes = os.fstat(file.fileno()).st_size
+        if is_zip or _starts_with(file, _ZIP_MAGIC):
+            stream, member = _open_zip_member(file, path, stack)
+            fmt = fmt or _format_of(member)
+            if fmt is None:
+                raise SourceError(
+                    f"cannot tell the format of {member!r} in {path!r} from its "
+                    f"extension; pass --format ({', '.join(FORMATS)})"
+                )
+            if fmt == "parquet":
+                raise SourceError(f"{path}: Parquet inside a zip archive is not supported")
+            # zipfile reads the archive itself: where it stands is how far it got.
+            progress = file.tell
+            name = f"{path} ({member})"
+            zipped = True
+        else:
+            counter = _CountingReader(file)
+            progress = lambda: counter.count  # noqa: E731
+    if not zipped:
+        buffered = io.BufferedReader(counter, buffer_size=_BUFFER_SIZE)
+        stack.callback(buffered.close)
+        stream = buffered
+        if path.lower().endswith(".gz") or buffered.peek(2)[:2] == _GZIP_MAGIC:
+            stream = cast(BinaryIO, gzip.GzipFile(fileobj=buffered, mode="rb"))
+            stack.callback(stream.close)
+    assert fmt is not None
+    return stream, name, fmt, total_bytes, progress
+
+
+# -- Arrow readers -----------------------------------------------------------------------
+
+# Bytes of CSV parsed per block (and rows per batch, about): enough for parsing to run on
+# every core; measured on a 5,000,000-row file, 4 MiB blocks held 283 MB of RSS while
+# reading, 1 MiB blocks 133 MB, at the same speed.
+ARROW_BLOCK_BYTES = 1 << 20
+# Rows a batch holds while the rest of a file with a row of the wrong width is read
+# through the row reader.
+_RAGGED_BATCH_ROWS = 65536
+
+
+def open_arrow(
+    path: str,
+    format: str | None = None,
+    *,
+    null: Iterable[str] = (),
+    ragged: bool = True,
+) -> Source | None:
+    """Open the file at ``path`` for the columnar path: a Source whose ``batches`` is a
+    ``pyarrow.RecordBatchReader`` read a block at a time (multi-threaded parsing,
+    bounded memory). None where pyarrow's readers do not apply: standard input (read
+    once, its types from a sample) and JSON Lines (each object may carry its own keys;
+    the row reader keeps them apart).
+
+    CSV/TSV columns are all read as text, with the row reader's rules: an unquoted empty
+    field and the ``null`` spellings (unquoted) are null, a quoted ``""`` is the empty
+    string; the columnar path then casts the text to each column's type, as the row
+    path would. ``.gz`` and one-file ``.zip`` inputs are decompressed as they are read.
+
+    A row of the wrong width (CSV): pyarrow cannot pass it on, so from the batch that
+    holds it on, the file is read by the row reader. With ``ragged`` such a row is kept
+    as a row of nulls marked in ``columnar.ROW_SHAPE_COLUMN`` (its values as JSON), for
+    the columnar path to reject it with its row number as the row path does; without
+    ``ragged`` it is a SourceError naming the row.
+    """
+    if path == "-":
+        return None
+    # The row reader checks the file, its format and its header (and their errors).
+    with open_source(path, format, null=null) as first:
+        fmt, columns = first.format, first.columns
+    if fmt == "jsonl" or columns is None:
+        return None
+    if fmt == "parquet":
+        return _open_parquet(path, arrow=True)
+    pa = _arrow()
+    import pyarrow.csv as pacsv
+
+    with ExitStack() as stack:
+        stream, name, fmt, total_bytes, progress = _open_stream(path, fmt, stack)
+        found: list[Any] = []
+
+        def invalid(row: Any) -> str:
+            found.append(row)
+            return "skip"
+
+        reader: Any = None
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(
+                    use_threads=True, block_size=ARROW_BLOCK_BYTES, encoding="utf8"
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter="\t" if fmt == "tsv" else ",",
+                    newlines_in_values=True,
+                    ignore_empty_lines=True,
+                    invalid_row_handler=invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in columns},
+                    null_values=["", *null],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowException, *_READ_ERRORS):
+            pass  # the row reader reads the file instead, and says what is wrong where
+        names = [*columns, ROW_SHAPE_COLUMN] if ragged else list(columns)
+        schema = pa.schema([(c, pa.string()) for c in names])
+        batches = _csv_batches(reader, path, fmt, null, schema, found, name, ragged)
+        source = Source(
+            format=fmt,
+            columns=list(columns),
+            rows=iter(()),
+            total_bytes=total_bytes,
+            progress=progress,
+            resources=stack.pop_all(),
+            batches=pa.RecordBatchReader.from_batches(schema, batches),
+        )
+    return source
+
+
+def _arrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:  # pragma: no cover - pyarrow is in the extras
+        raise SourceError("reading files for the columnar path needs pyarrow") from None
+    return pyarrow
+
+
+def _csv_batches(
+    reader: Any,
+    path: str,
+    fmt: str,
+    null: Iterable[str],
+    schema: Any,
+    found: list[Any],
+    name: str,
+    ragged: bool,
+) -> Iterator[Any]:
+    """The reader's batches (with a null ``ROW_SHAPE_COLUMN`` when ``ragged``); from the
+    first batch that may hold a row of the wrong width, or that pyarrow cannot read,
+    the row reader's rows instead (which it reads as the row path does).
+
+    The invalid-row handler runs while a block is parsed, before its batch is handed
+    out: a batch that comes out while nothing was found holds no such row."""
+    pa = _arrow()
+    width = len(schema) - (1 if ragged else 0)
+    done = 0
+    try:
+        for batch in _prefetched(_clean_batches(pa, reader, found, schema, ragged)):
+            done += batch.num_rows
+            yield batch
+        if reader is not None and not found:
+            return
+    except (pa.ArrowException, *_READ_ERRORS):
+        # Bytes that are not UTF-8, a quote left open, a truncated gzip stream: the row
+        # reader takes the rest of the file from the first row not handed out, writes
+        # the good rows before the fault and names the line where it is.
+        pass
+    with open_source(path, fmt, null=null) as source:
+        rows = islice(source.rows, done, None)
+        number = done
+        while True:
+            chunk: list[Any] = []
+            failure: SourceError | None = None
+            try:
+                for row in rows:
+                    chunk.append(row)
+                    if len(chunk) >= _RAGGED_BATCH_ROWS:
+                        break
+            except SourceError as error:
+                failure = error  # the rows before it are written first
+            if chunk:
+                yield _rows_batch(pa, schema, chunk, width, number, name, ragged)
+                number += len(chunk)
+            if failure is not None:
+                raise failure
+            if len(chunk) < _RAGGED_BATCH_ROWS:
+                return
+
+
+def _clean_batches(pa: Any, reader: Any, found: list[Any], schema: Any, ragged: bool) -> Any:
+    """The reader's batches up to the first that may hold a row of the wrong width."""
+    for batch in reader or ():
+        if found:
+            return
+        if ragged:
+            batch = pa.RecordBatch.from_arrays(
+                [*batch.columns, pa.nulls(batch.num_rows, pa.string())], schema=schema
+            )
+        yield batch
+
+
+# Batches parsed ahead of the one being written (1 MiB of CSV each): the file is parsed
+# while the database works on the chunk before. Measured on a 5,000,000-row load into
+# PostgreSQL: peak RSS 248 MB with 2 ahead, 267-400 MB with 8, 238 MB with none.
+_PREFETCH_BATCHES = 2
+_END = object()
+
+
+def _prefetched(batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches`` read by a thread of their own, a few ahead (pyarrow parses without
+    the GIL, so parsing overlaps the writes); an error is raised here, in order."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the reader stopped reading
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as error:  # handed to the reading thread, raised there
+            put(_Failed(error))
+
+    thread = threading.Thread(target=produce, name="bulkops-csv-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+def _rows_batch(
+    pa: Any, schema: Any, chunk: list[Any], width: int, number: int, name: str, ragged: bool
+) -> Any:
+    """The row reader's rows as a batch of text columns (``_csv_batches``)."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    shapes: list[str | None] = []
+    for row in chunk:
+        number += 1
+        if len(row) == width:
+            for values, value in zip(columns, row, strict=True):
+                values.append(value)
+            shapes.append(None)
+            continue
+        if not ragged:
+            raise SourceError(
+                f"{name}, row {number:,}: row has {len(row)} values for {width} columns"
+            )
+        for values in columns:
+            values.append(None)
+        shapes.append(json.dumps(list(row)))
+    arrays = [pa.array(values, pa.string()) for values in columns]
+    if ragged:
+        arrays.append(pa.array(shapes, pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _starts_with(file: io.FileIO, magic: bytes) -> bool:
@@ -743,7 +1042,7 @@ def _json_kind(value: object) -> str:
 # -- Parquet -----------------------------------------------------------------------------
 
 
-def _open_parquet(path: str) -> Source:
+def _open_parquet(path: str, *, arrow: bool = False) -> Source:
     if path.lower().endswith(".gz"):
         raise SourceError(
             f"{path}: gzip-compressed Parquet is not supported (Parquet needs random access "
@@ -774,7 +1073,15 @@ def _open_parquet(path: str) -> Source:
         _check_columns(path, columns, "schema")
         total_rows = parquet.metadata.num_rows
         progress = _ParquetProgress(total_bytes, total_rows)
-        rows = _parquet_rows(parquet, path, progress, pa.ArrowException)
+        batches = None
+        if arrow:
+            rows: Iterator[Any] = iter(())
+            batches = pa.RecordBatchReader.from_batches(
+                parquet.schema_arrow,
+                _parquet_batches(parquet, path, progress, pa.ArrowException),
+            )
+        else:
+            rows = _parquet_rows(parquet, path, progress, pa.ArrowException)
         source = Source(
             format="parquet",
             columns=columns,
@@ -782,6 +1089,7 @@ def _open_parquet(path: str) -> Source:
             total_bytes=total_bytes,
             progress=progress.bytes_read,
             resources=stack.pop_all(),
+            batches=batches,
         )
     return source
 
@@ -799,6 +1107,21 @@ class _ParquetProgress:
         if self.done or self.total_rows <= 0:
             return self.total_bytes if self.done else 0
         return min(self.total_bytes, self.total_bytes * self.rows_read // self.total_rows)
+
+
+def _parquet_batches(
+    parquet: Any,
+    name: str,
+    progress: _ParquetProgress,
+    arrow_error: type[Exception],
+) -> Iterator[Any]:
+    try:
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            progress.rows_read += batch.num_rows
+            yield batch
+    except (arrow_error, OSError) as exc:
+        raise SourceError(f"{name}: cannot read Parquet data ({exc})") from exc
+    progress.done = True
 
 
 def _parquet_rows(
