@@ -223,9 +223,11 @@ def test_forced_deadlock_is_retried_and_both_sides_commit(pg_url: str, victim: s
         assert a_attempts == 1
         assert final == {1: "bulk", 2: "bulk"}
     else:
-        # A was aborted; bulkops committed first; A's retry wrote last.
+        # A was aborted (more than once when its retry locks row 2 again before bulkops
+        # wakes: a row whose locker aborted is free to whoever asks first); bulkops was
+        # never the victim, committed first, and A's last retry wrote last.
         assert report.retries == 0, report
-        assert a_attempts == 2
+        assert a_attempts >= 2
         assert final == {1: "A", 2: "A"}
     assert report.updated == 2
 
