@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 import bulkops
 from bulkops.errors import ConversionError
+from bulkops.sync.digests import Delta, RowDigests
 from bulkops.sync.hashing import (
     decode_key,
     encode_array,
@@ -311,6 +313,85 @@ def test_digests_take_little_room(sql_db: bulkops.Store, request: Any, tmp_path:
         ).scalar_one()
     engine.dispose()
     assert 20 * len(rows) < size < 32 * len(rows)
+
+
+def _parts(url: str, table: str) -> list[tuple[int, int]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT part, length(data) FROM bulkops_sync_rows WHERE table_name = :t "
+                "ORDER BY part"
+            ),
+            {"t": table},
+        ).all()
+    engine.dispose()
+    return [(int(p), int(n)) for p, n in found]
+
+
+def _kept_digests(url: str, table: str) -> dict[bytes, int]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        data = conn.execute(
+            sa.text("SELECT data FROM bulkops_sync_rows WHERE table_name = :t ORDER BY part"),
+            {"t": table},
+        ).scalars()
+        stored = RowDigests.from_parts([bytes(d) for d in data], list(COLUMNS))
+    engine.dispose()
+    assert stored is not None
+    state = stored.state
+    assert list(state.key_hashes) == sorted(state.key_hashes)
+    return dict(zip(state.keys.to_pylist(), map(int, state.digests), strict=True))
+
+
+def test_a_sync_appends_only_what_it_changed(
+    sql_db: bulkops.Store, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """A sync keeps the digests of the rows it changed, added and deleted (a delta
+    part), not the whole table's again; after many syncs the deltas are folded into a
+    new base, and what is kept is always the digests of the rows the table holds."""
+    db = sql_db
+    url = outside_url(db, request, tmp_path)
+    rows = [{"id": i, "name": f"n{i}", "price": Decimal(i), "qty": i} for i in range(4000)]
+    table = synced_table(db, rows)
+    base = _parts(url, table)
+    source = [dict(r) for r in rows]
+    seen_parts = set()
+    for round_ in range(8):
+        for r in source[round_ * 300 : round_ * 300 + 300]:  # 300 changed
+            r["name"] = f"round {round_}"
+        gone = source.pop(3900 - round_)  # 1 deleted
+        source.append({"id": 10_000 + round_, "name": "new", "price": 1, "qty": 1})
+        report = db.sync(table, source, key="id", delete_missing=True)
+        assert (report.added, report.changed, report.deleted) == (1, 300, 1)
+        assert gone["id"] not in db.get_many(table, [gone["id"]])
+        parts = _parts(url, table)
+        seen_parts.add(len(parts))
+        if round_ == 0:  # one small part more: the delta
+            assert parts[: len(base)] == base and len(parts) == len(base) + 1
+            assert parts[-1][1] < sum(n for _, n in base) / 5
+        expected = hash_value_rows([tuple(r[c] for c in COLUMNS) for r in source], 1)
+        assert _kept_digests(url, table) == dict(
+            zip(expected.keys.to_pylist(), map(int, expected.digests), strict=True)
+        )
+    assert len(seen_parts) > 1 and max(seen_parts) <= len(base) + 3  # folded into a base
+    with count_queries(db) as seen:
+        assert db.sync(table, source, key="id", delete_missing=True).up_to_date
+    assert reads_of_rows(seen.statements, table) == []
+    assert db.sync(table, source, key="id", delete_missing=True, full=True).changes == 0
+
+
+def test_a_delta_is_merged_into_the_digests() -> None:
+    state = RowDigests.build([hash_value_rows([(i, f"v{i}") for i in range(50)], 1)])
+    changed = hash_value_rows([(i, "new") for i in (3, 60, 61, 3)], 1)
+    dropped = hash_value_rows([(7, None), (8, None)], 1).key_hashes
+    gone = state.without(~np.isin(state.key_hashes, dropped))
+    merged = state.updated(Delta.of([changed], gone))
+    final = [(i, f"v{i}") for i in range(50) if i not in (3, 7, 8)]
+    rebuilt = RowDigests.build([hash_value_rows([*final, (3, "new"), (60, "new"), (61, "new")], 1)])
+    assert list(merged.key_hashes) == list(rebuilt.key_hashes)
+    assert list(merged.digests) == list(rebuilt.digests)
+    assert merged.keys.to_pylist() == rebuilt.keys.to_pylist()
 
 
 def test_sqlite_state_is_plain_tables(tmp_path: Any) -> None:

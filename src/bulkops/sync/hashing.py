@@ -20,6 +20,7 @@ __all__ = [
     "HashedRows",
     "SourceDigest",
     "canonical",
+    "column_types",
     "encode_array",
     "encode_value",
     "hash_record_batch",
@@ -155,7 +156,7 @@ class SourceDigest:
 #
 # Integers are little-endian, lengths are uint32.
 
-ENCODING_VERSION = 2
+ENCODING_VERSION = 3
 
 _INT64 = 2**63
 _I64 = struct.Struct("<q")
@@ -284,17 +285,20 @@ _ARROW_SAFE = [
 ]  # fmt: skip
 
 
-def _column_types(values: Sequence[Any]) -> set[type]:
+def column_types(values: Sequence[Any]) -> set[type]:
+    """The types of a column's values, None's aside."""
     kinds = set(map(type, values))
     kinds.discard(type(None))
     return kinds
 
 
-def encode_values(values: Sequence[Any]) -> Any:
-    """A column of Python values, encoded: an Arrow binary array (one element a row)."""
+def encode_values(values: Sequence[Any], kinds: set[type] | None = None) -> Any:
+    """A column of Python values, encoded: an Arrow binary array (one element a row).
+    ``kinds``: ``column_types(values)``, if known."""
     import pyarrow as pa
 
-    kinds = _column_types(values)
+    if kinds is None:
+        kinds = column_types(values)
     if not kinds:
         return pa.array([_NULL] * len(values), pa.binary())
     if kinds == {Decimal}:
