@@ -394,6 +394,24 @@ def test_a_delta_is_merged_into_the_digests() -> None:
     assert merged.keys.to_pylist() == rebuilt.keys.to_pylist()
 
 
+@pytest.mark.postgres
+def test_postgres_keeps_the_digests_uncompressed(pg_url: str) -> None:
+    """TOAST would try to compress the digests (which do not compress) on every write,
+    several times the cost of writing them."""
+    with bulkops.connect(pg_url) as db:
+        synced_table(db, base_rows())
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        storage = conn.execute(
+            sa.text(
+                "SELECT attstorage FROM pg_attribute WHERE attname = 'data' "
+                "AND attrelid = 'bulkops_sync_rows'::regclass"
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert storage == "e"
+
+
 def test_sqlite_state_is_plain_tables(tmp_path: Any) -> None:
     path = tmp_path / "plain.db"
     with bulkops.connect(f"sqlite:///{path}") as db:

@@ -75,9 +75,18 @@ class CoreBackend(Backend, Protocol):
         values: Mapping[str, Any] | None = None,
         *,
         counted: bool = False,
+        binary: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run a Core statement or DDL in whatever transaction is open; its rows.
-        Counted in ``statements`` only if ``counted`` (bookkeeping is not work)."""
+        Counted in ``statements`` only if ``counted`` (bookkeeping is not work).
+        ``binary``: results in the driver's binary format where it has one (large
+        blobs come back without being spelled out in hex)."""
+        ...
+
+    def plain_blobs(self, table: str, column: str) -> None:
+        """Store ``column`` of ``table`` uncompressed where the database would try to
+        compress large values (PostgreSQL's TOAST: digests do not compress, and trying
+        costs several times the write); in the open transaction."""
         ...
 
     def core_table(self, table: TableSpec) -> sa.TableClause: ...
@@ -263,7 +272,7 @@ class SQLSyncState:
             sa.select(r.data).where(r.table_name == table, r.scope == scope).order_by(r.part)
         )
         try:
-            parts = self._transaction(lambda: self._execute(statement))
+            parts = self._transaction(lambda: self.backend.execute_core(statement, binary=True))
         except SchemaError:
             return None  # no per-row digests were ever kept here
         if not parts or not all(isinstance(p[0], bytes | memoryview) for p in parts):
@@ -310,6 +319,7 @@ class SQLSyncState:
             self._execute(sa.delete(state_table).where(t.table_name == table, t.scope == scope))
             if parts or mark.recorded:  # in this transaction: no statement of its own
                 self._execute(sa.schema.CreateTable(rows_table, if_not_exists=True))
+                self.backend.plain_blobs(SYNC_ROWS_TABLE, "data")
             if mark.recorded and append_to is None:  # (digests are written with their scope)
                 self._execute(sa.delete(rows_table).where(r.table_name == table, r.scope == scope))
             for number, part in enumerate(parts, first):
