@@ -293,7 +293,8 @@ class Syncer:
             if stored.delta_entries + len(delta) <= len(stored.state) // 8 + 100 and (
                 stored.parts < 64
             ):
-                parts, append_to = [delta.to_bytes(self.cols)], stored.parts
+                parts = [delta.to_bytes(self.cols)] if len(delta) else []
+                append_to = stored.parts
             else:  # the deltas grew: a new base
                 rows = stored.state.updated(delta)
         if rows is not None:
@@ -1154,7 +1155,13 @@ def value_columns(
     sequence of another width is left out)."""
     if mappings:
         try:  # (itemgetter: the loop runs in C)
-            return [list(map(itemgetter(c), raws)) for c in cols], list(range(len(raws)))
+            if len(cols) <= 8:
+                return [list(map(itemgetter(c), raws)) for c in cols], list(range(len(raws)))
+            # Wide rows: each dict visited once (a pass per column over a batch of big
+            # dicts misses the cache: 1.6x slower at 20 columns).
+            tuples = list(map(itemgetter(*cols), raws))
+            columns = [list(map(itemgetter(i), tuples)) for i in range(len(cols))]
+            return columns, list(range(len(raws)))
         except KeyError:  # a row without some column: None, as a write takes it
             return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
     good = [i for i, r in enumerate(raws) if len(r) == len(cols)]

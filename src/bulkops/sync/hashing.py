@@ -371,11 +371,17 @@ def encode_array(array: Any, *, fallback: bool = True) -> Any:
         values = array.cast(pa.float64()).fill_null(0.0).to_numpy()
         finite = np.isfinite(values)
         integral = finite & (np.floor(values) == values)
-        if finite.all() and (np.abs(values[integral]) < _INT64).all():
+        if (np.abs(values[integral]) < _INT64).all():
             tags = np.where(integral, 2, 4).astype(np.uint8)
             payload = np.where(integral, values, 0).astype(np.int64)
             payload = np.where(integral, payload, values.view(np.int64))
             encoded = _fixed(tags, payload, 8)
+            if not finite.all():  # NaN and infinities: their own (few) encodings
+                for special in (float("nan"), float("inf"), float("-inf")):
+                    where = np.isnan(values) if special != special else values == special
+                    if where.any():
+                        value = pa.scalar(encode_value(special), pa.binary())
+                        encoded = pc.if_else(pa.array(where), value, encoded)
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         encoded = _sized_array(6, array)
     elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
