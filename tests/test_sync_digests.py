@@ -124,6 +124,20 @@ def test_float_columns_with_nan_are_encoded_a_column_at_a_time(
     assert len(calls) <= 3
 
 
+def test_integer_keys_hash_a_column_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One integer key: its hash is computed with numpy (no call per key), and the
+    same key hashes the same in a batch of integers as among other keys."""
+    from bulkops.sync import hashing
+
+    ints = [encode_value(k) for k in (1, -5, 2**62, 7)]
+    mixed = pa.array([*ints, encode_value("a"), encode_value(None)], pa.binary())
+    expected = list(hashing.hash_keys(mixed))
+    assert len(set(expected)) == 6
+    monkeypatch.setattr(hashing, "hash_encoded", lambda _: pytest.fail("hashed per key"))
+    assert list(hashing.hash_keys(pa.array(ints, pa.binary()))) == expected[:4]
+    assert list(hashing.hash_keys(pa.array(ints, pa.binary()).slice(1, 2))) == expected[1:3]
+
+
 # --------------------------------------------------------------- digest syncs
 
 
