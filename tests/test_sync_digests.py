@@ -413,6 +413,22 @@ def test_a_sync_appends_only_what_it_changed(
     assert db.sync(table, source, key="id", delete_missing=True, full=True).changes == 0
 
 
+def test_a_delta_is_kept_only_on_the_parts_it_was_made_from(sql_db: bulkops.Store) -> None:
+    """Two syncs of one scope at once: the one that appends after the other changed
+    the parts keeps nothing (the next sync compares in full) rather than a delta made
+    from digests that are no longer there."""
+    db = sql_db
+    table = synced_table(db, base_rows())
+    state = db.backend.sync_state()
+    mark = state.begin(table, "another scope")
+    assert state.record(table, "another scope", mark, "d1", 3, [b"base"])
+    assert not state.record(table, "another scope", mark, "d2", 3, [b"delta"], append_to=2)
+    assert state.read_rows(table, "another scope", state.begin(table, "another scope")) == [b"base"]
+    assert state.record(table, "another scope", mark, "d3", 3, [b"delta"], append_to=1)
+    parts = state.read_rows(table, "another scope", state.begin(table, "another scope"))
+    assert parts == [b"base", b"delta"]
+
+
 def test_a_delta_is_merged_into_the_digests() -> None:
     state = RowDigests.build([hash_value_rows([(i, f"v{i}") for i in range(50)], 1)])
     changed = hash_value_rows([(i, "new") for i in (3, 60, 61, 3)], 1)
