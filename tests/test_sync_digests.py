@@ -446,8 +446,8 @@ def test_a_delta_is_merged_into_the_digests() -> None:
 def test_postgres_keeps_the_digests_uncompressed(pg_url: str) -> None:
     """TOAST would try to compress the digests (which do not compress) on every write,
     several times the cost of writing them."""
-    with bulkops.connect(pg_url) as db:
-        synced_table(db, base_rows())
+    with bulkops.connect(pg_url) as db:  # (over 1 MiB of digests: 40,000 rows)
+        synced_table(db, [{"id": i, "name": "n", "price": 1, "qty": 1} for i in range(40_000)])
     engine = sa.create_engine(pg_url)
     with engine.connect() as conn:
         storage = conn.execute(

@@ -199,6 +199,8 @@ rows_table = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
 _PART = 8 * 1024 * 1024
+# Digests this large are worth a look at how the database stores them (plain_blobs).
+_PLAIN = 1024 * 1024
 
 
 class SQLSyncState:
@@ -319,6 +321,7 @@ class SQLSyncState:
             self._execute(sa.delete(state_table).where(t.table_name == table, t.scope == scope))
             if parts or mark.recorded:  # in this transaction: no statement of its own
                 self._execute(sa.schema.CreateTable(rows_table, if_not_exists=True))
+            if sum(map(len, parts)) >= _PLAIN:  # (small ones cost little to compress)
                 self.backend.plain_blobs(SYNC_ROWS_TABLE, "data")
             if mark.recorded and append_to is None:  # (digests are written with their scope)
                 self._execute(sa.delete(rows_table).where(r.table_name == table, r.scope == scope))
