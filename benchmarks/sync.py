@@ -16,6 +16,8 @@ backend, each on a freshly reloaded table:
 - full reload: emptying the table (``TRUNCATE`` / ``DELETE FROM``) + ``db.insert`` of
   every source row (bulkops' insert is the fast path: binary COPY on PostgreSQL), and
   the WAL it wrote;
+- full reload from Arrow: emptying the table + ``db.insert`` of the source as a pyarrow
+  Table (the columnar path: pgpq binary COPY on PostgreSQL), and the WAL it wrote;
 - full reload, raw driver (the floor of any reload): in one transaction, ``TRUNCATE`` +
   psycopg binary ``COPY`` (PostgreSQL) or ``DELETE FROM`` + sqlite3 ``executemany``
   (SQLite) of every source row; sync is reported against both reloads;
@@ -23,7 +25,8 @@ backend, each on a freshly reloaded table:
   different, then ``DELETE`` per missing key (raw driver, one statement each, one
   transaction), timed on a sample of ``--naive-rows`` source rows and extrapolated;
 - unchanged re-sync: a second ``db.sync`` of the same source (every row hashed and
-  compared with the digests, nothing sent), and
+  compared with the digests, nothing sent), from the dicts and from the same rows as a
+  pyarrow Table (each against the reload from the same kind of source), and
   the CLI-style path: ``file_digest(path)`` of the source file + ``db.sync(...,
   source_id=...)`` whose rows are never read;
 - diff: ``db.diff(...)`` -> Changeset: its gzip bytes against the full data's bytes,
