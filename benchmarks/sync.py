@@ -16,6 +16,8 @@ backend, each on a freshly reloaded table:
 - full reload: emptying the table (``TRUNCATE`` / ``DELETE FROM``) + ``db.insert`` of
   every source row (bulkops' insert is the fast path: binary COPY on PostgreSQL), and
   the WAL it wrote;
+- full reload from Arrow: emptying the table + ``db.insert`` of the source as a pyarrow
+  Table (the columnar path: pgpq binary COPY on PostgreSQL), and the WAL it wrote;
 - full reload, raw driver (the floor of any reload): in one transaction, ``TRUNCATE`` +
   psycopg binary ``COPY`` (PostgreSQL) or ``DELETE FROM`` + sqlite3 ``executemany``
   (SQLite) of every source row; sync is reported against both reloads;
@@ -23,7 +25,8 @@ backend, each on a freshly reloaded table:
   different, then ``DELETE`` per missing key (raw driver, one statement each, one
   transaction), timed on a sample of ``--naive-rows`` source rows and extrapolated;
 - unchanged re-sync: a second ``db.sync`` of the same source (every row hashed and
-  compared with the digests, nothing sent), and
+  compared with the digests, nothing sent), from the dicts and from the same rows as a
+  pyarrow Table (each against the reload from the same kind of source), and
   the CLI-style path: ``file_digest(path)`` of the source file + ``db.sync(...,
   source_id=...)`` whose rows are never read;
 - diff: ``db.diff(...)`` -> Changeset: its gzip bytes against the full data's bytes,
@@ -66,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 from _common import conclude, mark, missed_targets, postgres, report_console, results_table
 from rich.console import Console
 from rich.table import Table
@@ -102,6 +106,7 @@ CITIES = ("Lisbon", "Oslo", "Kraków", "Zürich", "Montréal", "Osaka", "Lagos",
 TARGET_VS_RELOAD = {"postgresql": 3.0, "sqlite": 2.0}  # sync this much faster than a reload
 TARGET_VS_NAIVE = 50.0  # sync >= 50x faster than the naive loop
 TARGET_RESYNC_SHARE = 0.40  # unchanged re-sync of dict rows <= 40% of a reload of them
+TARGET_RESYNC_ARROW_SHARE = 0.15  # the same from an Arrow Table <= 15% of its reload
 TARGET_DIGEST_SHARE = 0.05  # unchanged re-sync skipped by source_id <= 5% of the reload
 TARGET_CHANGESET_SHARE = 0.05  # changeset <= 5% of the full data
 
@@ -142,6 +147,7 @@ class Data:
     changed: int
     added: int
     deleted: int
+    arrow: Any = None  # the source as a pyarrow Table (built untimed)
 
 
 def make_data(n: int, seed: int = SEED) -> Data:
@@ -168,7 +174,8 @@ def make_data(n: int, seed: int = SEED) -> Data:
         elif position not in deleted_at:
             source.append(target[position])  # the same dict: no copy
         position += 1
-    return Data(target, source, n_changed, n_added, n_deleted)
+    arrow = pa.Table.from_pylist(source)
+    return Data(target, source, n_changed, n_added, n_deleted, arrow)
 
 
 def stored(row: Row) -> tuple[Any, ...]:
@@ -181,7 +188,10 @@ def canonical(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """One form for a row however the driver returned it: exact decimals by value,
     datetimes as UTC microseconds."""
     i, name, price, qty, at = values
-    price = Decimal(price) if isinstance(price, str) else price
+    if isinstance(price, str):
+        price = Decimal(price)
+    elif isinstance(price, int | float):  # SQLite NUMERIC affinity: 12.34 a REAL, 12.00 an INTEGER
+        price = Decimal(repr(price))
     at = dt.datetime.fromisoformat(at) if isinstance(at, str) else at
     return (
         int(i),
@@ -707,6 +717,7 @@ class Bench:
             if state is not None:
                 result.extra["state_bytes"], result.extra["state_table_bytes"] = state
                 rows = len(data.source)
+                result.extra["state_rows"] = rows
                 result.note += (
                     f"; digests {state[0] / rows:.1f} B/row ({state[1] / rows:.1f} B/row "
                     "with the table's overhead)"
@@ -734,6 +745,27 @@ class Bench:
             self.check(result)
 
         self.guarded("resync_rows", "unchanged re-sync: db.sync of the same rows", resync_rows)
+
+        def resync_arrow(result: Result) -> None:
+            with bulkops.connect(self.side.url) as db:
+                seconds, report = self.timed(
+                    lambda: db.sync(TABLE, data.arrow, key="id", delete_missing=True)
+                )
+            result.took(seconds, report)
+            skipped = report.up_to_date
+            result.note = (
+                "the same rows as a pyarrow Table: hashed a column at a time; skipped"
+                if skipped
+                else "NOT skipped"
+            )
+            if not report.up_to_date or report.changes:
+                result.verified = False
+                return
+            self.check(result)
+
+        self.guarded(
+            "resync_arrow", "unchanged re-sync: db.sync of the same rows as Arrow", resync_arrow
+        )
 
         digest = bulkops.file_digest(self.source_file)
 
@@ -812,6 +844,29 @@ class Bench:
             self.check(result)
 
         self.guarded("reload", "full reload: empty + db.insert", run)
+        self.reset()
+
+        def run_arrow(result: Result) -> None:
+            empty = self.side.empty_table()
+            with bulkops.connect(self.side.url) as db:
+
+                def reload() -> bulkops.Report:
+                    empty()
+                    return db.insert(TABLE, self.data.arrow)
+
+                seconds, report = self.timed(reload)
+            result.took(seconds, report)
+            result.note = (
+                "TRUNCATE" if self.side.backend == "postgresql" else "DELETE FROM"
+            ) + " + db.insert of the source as a pyarrow Table (the columnar path)"
+            self.note_wal(result)
+            if report.inserted != len(self.data.source):
+                result.verified = False
+                result.note += f"; inserted {report.inserted}"
+                return
+            self.check(result)
+
+        self.guarded("reload_arrow", "full reload from Arrow: empty + db.insert(Table)", run_arrow)
         self.reset()
 
         def floor(result: Result) -> None:
@@ -965,9 +1020,16 @@ def figures(results: dict[str, Result], backend: str) -> list[dict[str, Any]]:
             "x",
         ),
         row(
-            "unchanged re-sync (rows read) / full reload",
+            "unchanged re-sync (dict rows read) / full reload from dict rows",
             over(seconds("resync_rows"), reload),
             TARGET_RESYNC_SHARE,
+            False,
+            "%",
+        ),
+        row(
+            "unchanged re-sync (Arrow Table read) / full reload from the Arrow Table",
+            over(seconds("resync_arrow"), seconds("reload_arrow")),
+            TARGET_RESYNC_ARROW_SHARE,
             False,
             "%",
         ),
@@ -1069,8 +1131,35 @@ def print_backend(
         else:
             shown = "-" if value is None else f"{value:.2f}x"
             wanted = f">= {target:g}x"
-        targets.add_row(row["ratio"], shown, wanted, mark(row["status"]))
+        status = "MISS" if row["status"] == "FAIL" else row["status"]
+        targets.add_row(row["ratio"], shown, wanted, mark(status))
     console.print(targets)
+    sync = results.get("sync")
+    reload_ = results.get("reload")
+    facts = []
+    if sync and reload_ and sync.seconds and reload_.seconds:
+        facts.append(
+            f"sync {sync.seconds:.3f}s; full reload (empty + db.insert) {reload_.seconds:.3f}s"
+            + (f"; raw-driver reload floor {floor.seconds:.3f}s" if floor and floor.seconds else "")
+        )
+    wal = [
+        (r.name, r.extra["wal_bytes"])
+        for r in results.values()
+        if r.extra.get("wal_bytes") is not None and r.key in ("sync", "reload", "reload_arrow")
+    ]
+    if wal:
+        facts.append(
+            "WAL written (after a CHECKPOINT): "
+            + "; ".join(f"{name}: {n:,} bytes ({n / 1e6:.1f} MB)" for name, n in wal)
+        )
+    if sync and "state_bytes" in sync.extra:
+        rows = sync.extra.get("state_rows") or 1
+        facts.append(
+            f"digest state: {sync.extra['state_bytes'] / rows:.1f} bytes/row of digests, "
+            f"{sync.extra['state_table_bytes'] / rows:.1f} bytes/row with the table's overhead"
+        )
+    for fact in facts:
+        console.print(f"  {fact}", highlight=False)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -1093,8 +1182,8 @@ def run_backend(
     side.reset(data.target)
     info = side.info()
     order = (
-        "sync", "sync_first", "reload", "reload_raw", "naive", "resync_rows", "resync_digest",
-        "resync_compare", "diff",
+        "sync", "sync_first", "reload", "reload_raw", "reload_arrow", "naive", "resync_rows",
+        "resync_arrow", "resync_digest", "resync_compare", "diff",
     )  # fmt: skip
     return info, {k: bench.results[k] for k in order if k in bench.results}
 
@@ -1123,14 +1212,16 @@ class PhaseClock:
     PHASES: tuple[tuple[Any, str, str], ...] = (
         (_sql.SQLSyncState, "begin", f"state: begin (create/read {STATE_TABLE})"),
         (_sql.SQLSyncState, "read_rows", f"state: read the per-row digests ({ROWS_TABLE})"),
-        (engine._DigestDiff, "_batch", "digests: hash + look up a batch (total)"),
+        (engine._DigestDiff, "_hash_rows", "digests: hash a batch of rows (total)"),
         (engine._DigestDiff, "_columns", "  digests: the batch's values a column at a time"),
-        (engine, "encode_values", "  digests: encode columns (Arrow)"),
+        (engine, "encode_values", "  digests: encode columns"),
         (hashing, "hash_encoded", "  digests: xxh3 per key / row"),
+        (engine._DigestDiff, "_compare", "digests: look up a batch in the state"),
         (engine._DigestDiff, "_flush", "digests: write added + changed rows"),
         (engine._DigestDiff, "_delete", "digests: delete missing keys"),
-        (engine.Syncer, "_read_digests", "state: read the table to make the digests"),
-        (digests.RowDigests, "to_bytes", "state: encode the per-row digests (Arrow IPC)"),
+        (engine.Syncer, "_row_digests", "state: read + check the per-row digests"),
+        (digests.RowDigests, "build", "state: make the next per-row digests"),
+        (digests.RowDigests, "to_parts", "state: encode the per-row digests (Arrow IPC)"),
         (engine._SetBasedDiff, "_stage", "stage (total)"),
         (ChunkPlanner, "prepare", "  stage: encode/plan chunks (ChunkPlanner.prepare)"),
         (
@@ -1161,7 +1252,10 @@ class PhaseClock:
         for owner, name, label in self.PHASES:
             original = owner.__dict__[name]
             self._saved.append((owner, name, original))
-            setattr(owner, name, self._wrap(original, label))
+            if isinstance(original, classmethod):
+                setattr(owner, name, classmethod(self._wrap(original.__func__, label)))
+            else:
+                setattr(owner, name, self._wrap(original, label))
         # Each statement the set-based diff sends itself (DDL, classification, pages).
         original = _sql.SQLStagedDiff.__dict__["_exec"]
         self._saved.append((_sql.SQLStagedDiff, "_exec", original))

@@ -75,9 +75,18 @@ class CoreBackend(Backend, Protocol):
         values: Mapping[str, Any] | None = None,
         *,
         counted: bool = False,
+        binary: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run a Core statement or DDL in whatever transaction is open; its rows.
-        Counted in ``statements`` only if ``counted`` (bookkeeping is not work)."""
+        Counted in ``statements`` only if ``counted`` (bookkeeping is not work).
+        ``binary``: results in the driver's binary format where it has one (large
+        blobs come back without being spelled out in hex)."""
+        ...
+
+    def plain_blobs(self, table: str, column: str) -> None:
+        """Store ``column`` of ``table`` uncompressed where the database would try to
+        compress large values (PostgreSQL's TOAST: digests do not compress, and trying
+        costs several times the write); in the open transaction."""
         ...
 
     def core_table(self, table: TableSpec) -> sa.TableClause: ...
@@ -190,6 +199,8 @@ rows_table = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
 _PART = 8 * 1024 * 1024
+# Digests this large are worth a look at how the database stores them (plain_blobs).
+_PLAIN = 1024 * 1024
 
 
 class SQLSyncState:
@@ -253,22 +264,22 @@ class SQLSyncState:
         else:
             self._transaction(lambda: self._execute(statement))
 
-    def read_rows(self, table: str, scope: str, mark: SyncMark) -> bytes | None:
+    def read_rows(self, table: str, scope: str, mark: SyncMark) -> list[bytes] | None:
+        # The parts stand while the scope's digest does: they are written with it, in
+        # one transaction, and a write to the table forgets the digest.
         if mark.digest is None:
             return None
         r = rows_table.c
         statement = (
-            sa.select(r.data)
-            .where(r.table_name == table, r.scope == scope, r.generation == mark.generation)
-            .order_by(r.part)
+            sa.select(r.data).where(r.table_name == table, r.scope == scope).order_by(r.part)
         )
         try:
-            parts = self._transaction(lambda: self._execute(statement))
+            parts = self._transaction(lambda: self.backend.execute_core(statement, binary=True))
         except SchemaError:
             return None  # no per-row digests were ever kept here
         if not parts or not all(isinstance(p[0], bytes | memoryview) for p in parts):
             return None  # none, or not what record() wrote (then they are made again)
-        return b"".join(bytes(p[0]) for p in parts)
+        return [bytes(p[0]) for p in parts]
 
     def record(
         self,
@@ -277,29 +288,44 @@ class SQLSyncState:
         mark: SyncMark,
         digest: str,
         target_rows: int | None,
-        rows: bytes | None = None,
+        rows: Sequence[bytes] | None = None,
+        append_to: int | None = None,
     ) -> bool:
         """Keep ``digest`` (and the per-row digests) for the scope unless the table was
         written by someone else since the sync started (then the next sync compares
-        in full)."""
+        in full). Appended parts cost what they hold: a sync that changed 1% of a
+        table's rows writes 1% of its digests."""
         t = state_table.c
         r = rows_table.c
-        parts = [] if rows is None else [
-            rows[at : at + _PART] for at in range(0, len(rows), _PART)
-        ]  # fmt: skip
+        parts = list(rows or [])
+        for part in parts:
+            if len(part) > _PART:
+                raise ValueError("a part of the per-row digests is larger than 8 MiB")
 
         def write() -> bool:
-            rows = self._execute(
+            found = self._execute(
                 sa.select(t.generation).where(t.table_name == table, t.scope == _GENERATION_ROW)
             )
-            if not rows or rows[0][0] != mark.generation:
+            if not found or found[0][0] != mark.generation:
                 return False
+            first = 0
+            if append_to is not None:
+                kept = self._execute(
+                    sa.select(sa.func.count(), sa.func.max(r.part)).where(
+                        r.table_name == table, r.scope == scope
+                    )
+                )
+                if kept[0][0] != append_to:
+                    return False  # another sync of the scope kept other parts meanwhile
+                first = 0 if kept[0][1] is None else kept[0][1] + 1
             self._execute(sa.delete(state_table).where(t.table_name == table, t.scope == scope))
-            if parts:  # in this transaction: no statement of a transaction of its own
+            if parts or mark.recorded:  # in this transaction: no statement of its own
                 self._execute(sa.schema.CreateTable(rows_table, if_not_exists=True))
-            if mark.recorded and parts:  # (a scope's digests are written with its row)
+            if sum(map(len, parts)) >= _PLAIN:  # (small ones cost little to compress)
+                self.backend.plain_blobs(SYNC_ROWS_TABLE, "data")
+            if mark.recorded and append_to is None:  # (digests are written with their scope)
                 self._execute(sa.delete(rows_table).where(r.table_name == table, r.scope == scope))
-            for number, part in enumerate(parts):
+            for number, part in enumerate(parts, first):
                 self._execute(
                     sa.insert(rows_table).values(
                         table_name=table, scope=scope, part=number,

@@ -480,17 +480,21 @@ class SyncState(Protocol):
         mark: SyncMark,
         digest: str,
         target_rows: int | None,
-        rows: bytes | None = None,
+        rows: Sequence[bytes] | None = None,
+        append_to: int | None = None,
     ) -> bool:
-        """Keep ``digest`` (and ``rows``: the scope's per-row digests, opaque bytes) for
+        """Keep ``digest`` (and ``rows``: the scope's per-row digests, opaque parts) for
         the scope unless the table's generation moved on from ``mark``'s (someone else
-        wrote it meanwhile); whether it was kept. Where the backend keeps no per-row
-        digests, ``rows`` is dropped."""
+        wrote it meanwhile); whether it was kept. ``append_to``: the parts are added
+        after the scope's kept ones, which must still number ``append_to`` (the parts
+        the sync read; else nothing is kept); otherwise they replace them (None: the
+        scope keeps none). Where the backend keeps no per-row digests, ``rows`` is
+        dropped."""
         ...
 
-    def read_rows(self, table: str, scope: str, mark: SyncMark) -> bytes | None:
-        """The per-row digests ``record`` kept for the scope, if the table is unchanged
-        since (``mark`` from ``begin``); None where none stand."""
+    def read_rows(self, table: str, scope: str, mark: SyncMark) -> list[bytes] | None:
+        """The parts of the per-row digests ``record`` kept for the scope, in order, if
+        the scope's digest stands (``mark`` from ``begin``); None where none do."""
         ...
 
 

@@ -1038,7 +1038,7 @@ class DynamoDBSyncState:
                 ExpressionAttributeValues={":one": {"N": "1"}},
             )
 
-    def read_rows(self, table: str, scope: str, mark: SyncMark) -> bytes | None:
+    def read_rows(self, table: str, scope: str, mark: SyncMark) -> list[bytes] | None:
         """Per-row digests are not kept in DynamoDB yet: a sync reads the items by key."""
         return None
 
@@ -1049,7 +1049,8 @@ class DynamoDBSyncState:
         mark: SyncMark,
         digest: str,
         target_rows: int | None,
-        rows: bytes | None = None,
+        rows: Sequence[bytes] | None = None,
+        append_to: int | None = None,
     ) -> bool:
         value = {"M": {"digest": {"S": digest}}}
         attempts = (

@@ -1482,10 +1482,12 @@ class PostgresBackend(SharedSQL):
         values: Mapping[str, Any] | None = None,
         *,
         counted: bool = False,
+        binary: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
         return its rows. Not counted in ``statements`` (which counts the work asked
-        for) unless ``counted``: bulkops' own tables (the run log) are bookkeeping."""
+        for) unless ``counted``: bulkops' own tables (the run log) are bookkeeping.
+        ``binary``: results in binary format (PostgreSQL; SQLite has only one)."""
         compiled = statement.compile(dialect=self.dialect)
         params = None
         if not isinstance(statement, sa.schema.ExecutableDDLElement):
@@ -1493,8 +1495,25 @@ class PostgresBackend(SharedSQL):
         if counted:
             self.statements += 1
         with self._errors():
-            cursor = self.sql.execute(str(compiled).encode(), params)
+            if binary and isinstance(self.sql, psycopg.Connection):
+                cursor = self.sql.execute(str(compiled).encode(), params, binary=True)
+            else:
+                cursor = self.sql.execute(str(compiled).encode(), params)
             return cursor.fetchall() if cursor.description else []
+
+    def plain_blobs(self, table: str, column: str) -> None:
+        found = self.sql.execute(
+            "SELECT a.attstorage FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) "
+            "AND a.attname = %s",
+            (table, column),
+        ).fetchall()
+        if found and found[0][0] not in ("e", b"e"):
+            with self._errors():
+                self.sql.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STORAGE EXTERNAL").format(
+                        sql.Identifier(table), sql.Identifier(column)
+                    )
+                )
 
     # ------------------------------------------------------------- primitives
 

@@ -1167,10 +1167,12 @@ class SQLiteBackend(SharedSQL):
         values: Mapping[str, Any] | None = None,
         *,
         counted: bool = False,
+        binary: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run a SQLAlchemy Core statement or DDL in whatever transaction is open and
         return its rows. Not counted in ``statements`` (which counts the work asked
-        for) unless ``counted``: bulkops' own tables (the run log) are bookkeeping."""
+        for) unless ``counted``: bulkops' own tables (the run log) are bookkeeping.
+        ``binary``: results in binary format (PostgreSQL; SQLite has only one)."""
         compiled: Any = statement.compile(dialect=self.dialect)
         params: list[Any] = []
         if not isinstance(statement, sa.schema.ExecutableDDLElement):
@@ -1181,6 +1183,9 @@ class SQLiteBackend(SharedSQL):
         with self._errors():
             cursor = self.sql.execute(str(compiled), params)
             return cursor.fetchall() if cursor.description else []
+
+    def plain_blobs(self, table: str, column: str) -> None:
+        """SQLite does not compress values."""
 
     def core_table(self, table: TableSpec) -> sa.TableClause:
         """The table for SQLAlchemy Core statements."""

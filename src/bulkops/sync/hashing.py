@@ -20,8 +20,10 @@ __all__ = [
     "HashedRows",
     "SourceDigest",
     "canonical",
+    "column_types",
     "encode_array",
     "encode_value",
+    "hash_keys",
     "hash_record_batch",
     "hash_value_rows",
     "row_hash",
@@ -155,7 +157,7 @@ class SourceDigest:
 #
 # Integers are little-endian, lengths are uint32.
 
-ENCODING_VERSION = 2
+ENCODING_VERSION = 4
 
 _INT64 = 2**63
 _I64 = struct.Struct("<q")
@@ -284,17 +286,20 @@ _ARROW_SAFE = [
 ]  # fmt: skip
 
 
-def _column_types(values: Sequence[Any]) -> set[type]:
+def column_types(values: Sequence[Any]) -> set[type]:
+    """The types of a column's values, None's aside."""
     kinds = set(map(type, values))
     kinds.discard(type(None))
     return kinds
 
 
-def encode_values(values: Sequence[Any]) -> Any:
-    """A column of Python values, encoded: an Arrow binary array (one element a row)."""
+def encode_values(values: Sequence[Any], kinds: set[type] | None = None) -> Any:
+    """A column of Python values, encoded: an Arrow binary array (one element a row).
+    ``kinds``: ``column_types(values)``, if known."""
     import pyarrow as pa
 
-    kinds = _column_types(values)
+    if kinds is None:
+        kinds = column_types(values)
     if not kinds:
         return pa.array([_NULL] * len(values), pa.binary())
     if kinds == {Decimal}:
@@ -367,11 +372,17 @@ def encode_array(array: Any, *, fallback: bool = True) -> Any:
         values = array.cast(pa.float64()).fill_null(0.0).to_numpy()
         finite = np.isfinite(values)
         integral = finite & (np.floor(values) == values)
-        if finite.all() and (np.abs(values[integral]) < _INT64).all():
+        if (np.abs(values[integral]) < _INT64).all():
             tags = np.where(integral, 2, 4).astype(np.uint8)
             payload = np.where(integral, values, 0).astype(np.int64)
             payload = np.where(integral, payload, values.view(np.int64))
             encoded = _fixed(tags, payload, 8)
+            if not finite.all():  # NaN and infinities: their own (few) encodings
+                for special in (float("nan"), float("inf"), float("-inf")):
+                    where = np.isnan(values) if special != special else values == special
+                    if where.any():
+                        value = pa.scalar(encode_value(special), pa.binary())
+                        encoded = pc.if_else(pa.array(where), value, encoded)
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         encoded = _sized_array(6, array)
     elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
@@ -510,12 +521,59 @@ class HashedRows:
     digests: Any  # numpy uint64
 
 
+def hash_keys(keys: Any) -> Any:
+    """Each encoded key's hash (numpy uint64): a key that is one integer (``02`` and
+    an int64, the usual key) is mixed by splitmix64's finalizer, a bijection computed
+    a column at a time with numpy (so two integer keys never share a hash); any other
+    key by xxh3-64 of its encoding."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(keys)
+    if not n:
+        return hash_encoded(keys)
+    if keys.type != pa.binary():
+        keys = keys.cast(pa.binary())
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int32)[keys.offset : keys.offset + n + 1]
+    whole = np.frombuffer(keys.buffers()[2], dtype=np.uint8)
+    if keys.null_count == 0 and (np.diff(offsets) == 9).all():
+        packed = whole[offsets[0] : offsets[-1]].view(np.dtype([("t", "u1"), ("v", "<u8")]))
+        if (packed["t"] == 2).all():
+            return _mix(packed["v"].copy())
+    hashes = hash_encoded(keys)
+    starts, sizes = offsets[:-1], np.diff(offsets)
+    integer = (sizes == 9) & (whole[np.minimum(starts, max(len(whole) - 1, 0))] == 2)
+    if keys.null_count:
+        integer &= np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if integer.any():
+        at = starts[integer]
+        payload = np.zeros(len(at), dtype=np.uint64)
+        for i in range(8):  # little-endian bytes 1..8 of each key
+            payload |= whole[at + 1 + i].astype(np.uint64) << np.uint64(8 * i)
+        hashes[integer] = _mix(payload)
+    return hashes
+
+
+def _mix(values: Any) -> Any:
+    """splitmix64's finalizer over a numpy uint64 array (wrapping arithmetic)."""
+    import numpy as np
+
+    x = values.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
 def hash_columns(columns: Sequence[Any], key_width: int) -> HashedRows:
     """Hash rows given as encoded columns (``encode_values`` / ``encode_array``),
     the key's first."""
     keys = join_encoded(columns[:key_width])
     rows = join_encoded(columns)
-    return HashedRows(keys, hash_encoded(keys), hash_encoded(rows))
+    return HashedRows(keys, hash_keys(keys), hash_encoded(rows))
 
 
 def hash_record_batch(batch: Any, columns: Sequence[str], key_width: int) -> HashedRows:
