@@ -9,6 +9,7 @@ integers, a Parquet decimal column, timestamps naive and aware.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from decimal import Decimal
 from typing import Any
 
@@ -563,3 +564,52 @@ def test_both_paths_store_the_same_values(
                 for name in ("by_rows", "by_arrow")
             ]
         assert raw[0] == raw[1]  # the very text SQLite keeps, not only equal values
+
+
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_sqlite_binds_arrow_rows_a_slice_at_a_time_as_the_row_path_would(
+    tmp_path: Any, verb: str
+) -> None:
+    # SQLite makes the bound values of an Arrow batch 1,024 rows at a time: 2,500 rows
+    # cross two slice edges, with columns converted in C (date, time, text) and one
+    # coerced value by value (a NUMERIC wider than 15 digits). Both paths store the
+    # very same text and numbers.
+    n = 2_500
+    rows = [
+        {
+            "id": i,
+            "amount": Decimal(i) / 8 + Decimal("12345678901234.5"),
+            "day": dt.date(2024, 1, 1) + dt.timedelta(days=i % 400),
+            "at": T0 + dt.timedelta(seconds=i, microseconds=i % 3),
+            "label": None if i % 7 == 0 else f"row {i}",
+        }
+        for i in range(n)
+    ]
+    table = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [
+                ("id", pa.int64()),
+                ("amount", pa.decimal128(20, 4)),
+                ("day", pa.date32()),
+                ("at", pa.timestamp("us", tz="UTC")),
+                ("label", pa.string()),
+            ]
+        ),
+    )
+    path = tmp_path / "slices.db"
+    with bulkops.connect(f"sqlite:///{path}") as db:
+        types = {"id": "integer", "amount": "decimal(20,4)", "day": "date", "at": "datetime",
+                 "label": "text"}  # fmt: skip
+        db.create_table("by_rows", types, key="id")
+        db.create_table("by_arrow", types, key="id")
+        a = getattr(db, verb)("by_rows", rows)
+        b = getattr(db, verb)("by_arrow", table)
+        assert (a.inserted, a.rows_in) == (b.inserted, b.rows_in) == (n, n)
+    conn = sqlite3.connect(path)
+    raw = [
+        conn.execute(f"SELECT *, typeof(amount) FROM {name} ORDER BY id").fetchall()
+        for name in ("by_rows", "by_arrow")
+    ]
+    conn.close()
+    assert len(raw[1]) == n and raw[0] == raw[1]

@@ -567,6 +567,33 @@ def test_sqlite_numeric_storage_is_exact_or_refused(value: Decimal, size: Any) -
     assert outcomes[0] == outcomes[1] or outcomes[0][0] == outcomes[1][0] == "refused"
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.decimals(allow_nan=True, allow_infinity=True)
+    | st.integers(0, 8).flatmap(lambda p: st.decimals(-(10**9), 10**9, places=p)),
+    st.sampled_from([(None, None), (2, 10), (4, 10), (4, 18), (0, 5)]),
+)
+def test_sqlite_decimal_fast_path_stores_what_numeric_storage_stores(
+    value: Decimal, size: Any
+) -> None:
+    # Pure logic: the NUMERIC codec's shortcut for Decimals (no Decimal arithmetic for
+    # plain values of at most 15 digits) stores what numeric_storage stores, as the
+    # same type (1 as INTEGER, 1.5 as REAL), and refuses what it refuses.
+    from bulkops.backends.sqlite import _numeric_codec, numeric_storage
+
+    scale, precision = size
+    fast = _numeric_codec(scale, precision).fast[Decimal]
+    outcomes = []
+    for encode in (fast, lambda v: numeric_storage(v, scale, precision)):
+        try:
+            stored = encode(value)
+        except ValueError as error:
+            outcomes.append(("refused", str(error)))
+        else:
+            outcomes.append(("stored", type(stored), stored))
+    assert outcomes[0] == outcomes[1]
+
+
 def test_postgres_numeric_holds_nan_and_infinity(pg_url: str) -> None:
     with bulkops.connect(pg_url) as db:
         db.create_table("n", {"id": "integer", "d": "decimal", "x": "float"}, key="id")

@@ -202,6 +202,29 @@ class _BatchRows(Sequence[dict[str, Any]]):
         ) if name != ROW_SHAPE_COLUMN}  # fmt: skip
 
 
+class _Positions(Sequence[int]):
+    """Positions held in an Arrow integer array, as ints when asked for."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return self.array[i].to_pylist()
+        return int(self.array[i].as_py())
+
+
+def _arange(n: int) -> Any:
+    """0, 1, ..., n - 1 as an Arrow int64 array (made in C where pyarrow can)."""
+    pa = _pyarrow()
+    if hasattr(pa, "arange"):  # not in every pyarrow the extras allow
+        return pa.arange(0, n)
+    return pa.array(range(n), pa.int64())
+
+
 @dataclass
 class ArrowChunk:
     """One chunk of Arrow input, checked and ordered (``plan.Chunk``).
@@ -332,20 +355,18 @@ class ArrowPlanner:
         shapes = _row_shapes(source)
         if shapes is not None:
             bad_any = shapes if bad_any is None else pc.or_(bad_any, shapes)
+        index = None  # None: every row, in the order given
         if bad_any is not None and pc.any(bad_any).as_py():
             rejections = self._rejections(source, start, found, shapes)
             keep = pc.invert(bad_any)
             index = pc.indices_nonzero(keep)
             batch = batch.filter(keep)
-        else:
-            index = None  # every row, in order: range(n), made only if rows move
         chunk = ArrowChunk(start, source, batch, index, rejections)
         if self.key:
             self._collapse_and_order(chunk)
-        if chunk.index is None:
-            chunk.index = range(n)
-        elif not isinstance(chunk.index, range):
-            chunk.index = chunk.index.to_pylist()
+        # Positions are looked up only for a row the database refuses: they stay in
+        # Arrow (a list of them would cost a Python int per row of every chunk).
+        chunk.index = range(n) if chunk.index is None else _Positions(chunk.index)
         return chunk
 
     def _rejections(
@@ -413,7 +434,7 @@ class ArrowPlanner:
                     return
             except pa.ArrowNotImplementedError:
                 pass
-        positions = pa.array(range(batch.num_rows), pa.int64())
+        positions = _arange(batch.num_rows)
         keyless = None
         for k in keys:
             if k.null_count:

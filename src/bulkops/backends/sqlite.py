@@ -233,6 +233,31 @@ def _numeric_encoder(scale: int | None, precision: int | None) -> Callable[[Any]
     return encode
 
 
+def _numeric_decimal_encoder(scale: int | None, precision: int | None) -> Callable[[Any], Any]:
+    # A Decimal straight to its stored form: one call per value on the hot path of
+    # dict rows (numeric_storage costs about three times as much).
+    limit = None if precision is None or scale is None else 10.0 ** (precision - scale)
+
+    def encode(value: Decimal) -> Any:
+        # Written out plainly in at most 15 digits ("1.2340", "-0.5"; not "1E+2" or
+        # "NaN"): the nearest REAL gives the same decimal back (DBL_DIG is 15), so it
+        # is stored without Decimal arithmetic; anything else takes the long way.
+        text = str(value)
+        point = text.find(".")
+        if (
+            point >= 0
+            and len(text) <= 16
+            and "E" not in text
+            and (scale is None or len(text) - point - 1 <= scale)
+        ):
+            as_float = float(text)
+            if limit is None or -limit < as_float < limit:
+                return as_float if not as_float.is_integer() else int(as_float)
+        return numeric_storage(value, scale, precision)
+
+    return encode
+
+
 # A decimal literal with a point and at least one digit, ASCII digits only ("98.96",
 # "-3.", ".5"); group 1 is the fractional part.
 _PLAIN_DECIMAL = re.compile(r"[-+]?(?=\.?[0-9])[0-9]*\.([0-9]*)").fullmatch
@@ -384,9 +409,14 @@ _CODECS: dict[str, ColumnCodec] = {
 }
 
 
-def _arrow_values(column: ColumnSpec, array: Any) -> list[Any]:
-    """One checked Arrow column (``columnar.py``) as the values ``write`` binds: what the
-    row path's codec makes of the same values."""
+def _arrow_bound(
+    column: ColumnSpec, array: Any
+) -> tuple[Any, Callable[[list[Any]], list[Any]] | None]:
+    """One checked Arrow column (``columnar.py``) as what ``write`` binds (what the row
+    path's codec makes of the same values), in two steps: an Arrow array, converted
+    in C for the whole batch, and the step (if any) that still turns its Python
+    values into the bound ones one at a time (``_arrow_rows`` takes a slice at a
+    time)."""
     kind = column.type
     typ = array.type
     if kind == "decimal" and DECIMAL_TEXT not in column.declared.upper():
@@ -395,15 +425,14 @@ def _arrow_values(column: ColumnSpec, array: Any) -> list[Any]:
             # Text would be converted by NUMERIC affinity to a REAL of 15 digits,
             # rounding longer values: the row path's codec stores them exactly or
             # refuses them.
-            codec = _numeric_codec(scale, precision)
-            return [None if v is None else codec.encode(v) for v in array.to_pylist()]
+            encode = _numeric_codec(scale, precision).encode
+            return array, lambda values: [None if v is None else encode(v) for v in values]
     if (kind == "date" or (kind == "decimal" and getattr(typ, "scale", 99) <= 6)) and str(
         typ
     ).startswith(("date32", "decimal")):
         # Arrow's text of a date32, or of a decimal of scale up to 6, is exactly
         # date.isoformat() / str(Decimal): cast in C.
-        values: list[Any] = array.cast("string").to_pylist()
-        return values
+        return array.cast("string"), None
     if kind == "datetime" and str(typ) in ("timestamp[us]", "timestamp[us, tz=UTC]"):
         # datetime.isoformat() in C: Arrow writes "2024-01-01 00:00:01.000000";
         # isoformat has a "T", leaves out zero microseconds and spells UTC "+00:00".
@@ -419,14 +448,29 @@ def _arrow_values(column: ColumnSpec, array: Any) -> list[Any]:
         text = pc.replace_substring(text, " ", "T", max_replacements=1)
         if utc:
             text = pc.binary_join_element_wise(text, "+00:00", "")
-        stamps: list[Any] = text.to_pylist()
-        return stamps
-    values = array.to_pylist()
+        return text, None
     if kind in ("integer", "text", "bytes", "float", "boolean"):
-        return values
+        return array, None
     codec = _CODECS[kind]
     passthrough, encode = codec.passthrough, codec.encode
-    return [v if v.__class__ in passthrough else encode(v) for v in values]
+    return array, lambda values: [v if v.__class__ in passthrough else encode(v) for v in values]
+
+
+# Rows made from Arrow a slice at a time while executemany binds them: the values are
+# still in the CPU's cache when bound, and each slice's objects are freed (and their
+# memory reused) before the next is made.
+_ARROW_SLICE_ROWS = 1024
+
+
+def _arrow_rows(bound: Sequence[tuple[Any, Callable[[list[Any]], list[Any]] | None]]) -> Any:
+    """The rows of ``_arrow_bound`` columns as tuples, made a slice at a time."""
+    n = len(bound[0][0]) if bound else 0
+    for start in range(0, n, _ARROW_SLICE_ROWS):
+        columns = []
+        for ready, finish in bound:
+            values = ready.slice(start, _ARROW_SLICE_ROWS).to_pylist()
+            columns.append(values if finish is None else finish(values))
+        yield from zip(*columns, strict=True)
 
 
 # ------------------------------------------------------------- tracing statements
@@ -674,7 +718,10 @@ def _numeric_codec(scale: int | None, precision: int | None) -> ColumnCodec:
             frozenset({NoneType}),
             encode,
             decode,
-            fast={Decimal: encode, str: _numeric_text_encoder(scale, precision)},
+            fast={
+                Decimal: _numeric_decimal_encoder(scale, precision),
+                str: _numeric_text_encoder(scale, precision),
+            },
         )
         _NUMERIC_CODECS[key] = codec
     return codec
@@ -1028,10 +1075,11 @@ class SQLiteBackend(SharedSQL):
         """The batch's rows as tuples built a column at a time, then ``write``
         (executemany): measured faster than ADBC's SQLite ingest, which would also need
         a connection (and a transaction) of its own."""
-        columns = []
-        for name, array in zip(op.columns, batch.columns, strict=True):
-            columns.append(_arrow_values(op.table.columns[name], array))
-        rows = zip(*columns, strict=True)
+        bound = [
+            _arrow_bound(op.table.columns[name], array)
+            for name, array in zip(op.columns, batch.columns, strict=True)
+        ]
+        rows = _arrow_rows(bound)
         if op.kind == "insert":
             sql, order = self._statement(op)
             if order is None:
