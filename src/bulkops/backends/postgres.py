@@ -65,9 +65,9 @@ from ._sql import (
     SharedSQL,
     count_staged,
     select_where_statement,
-    within_bounds,
 )
 from .base import (
+    ADJUST_ROWS_PER_CHUNK,
     NO_TIMEOUTS,
     SYNC_STATE_TABLE,
     ArrowTarget,
@@ -325,6 +325,14 @@ def _money_codec(scale: int) -> ColumnCodec:
         coercer("decimal", units),
         fast={Decimal: units, str: adapted(decimal_from_text, units)},
     )
+
+
+def _array(values: Sequence[Any]) -> Any:
+    """An array parameter: ints as the text of an array literal (built in C, where
+    psycopg would dump and quote-check each element), anything else as a list."""
+    if {*map(type, values)} <= {int}:
+        return "{" + ",".join(map(str, values)) + "}"
+    return list(values)
 
 
 def _codec(column: ColumnSpec) -> ColumnCodec:
@@ -759,6 +767,7 @@ class PostgresBackend(SharedSQL):
         self.capabilities = Capabilities(
             name="postgresql",
             max_params=65535,
+            adjust_rows_per_chunk=ADJUST_ROWS_PER_CHUNK,
             transactions=True,
             # A caller's connection is one connection: no workers beside it.
             parallel_writes=caller is None,
@@ -1609,58 +1618,71 @@ class PostgresBackend(SharedSQL):
         table: TableSpec,
         key: tuple[str, ...],
         column: str,
-        rows: Sequence[tuple[Any, ...]],
+        keys: Sequence[Any],
+        deltas: Sequence[Any],
         min_value: Any,
         max_value: Any,
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        # The deltas travel as one array per column, typed as the table's columns
-        # (unnest: no staging table, no COPY); then the target rows are locked (which
-        # says which keys exist) and one guarded UPDATE adds the deltas (col = col +
-        # delta, in the database) and returns the keys it applied.
+    ) -> tuple[list[Any], list[Any]]:
+        # One statement per chunk. The deltas travel once, as one array per column typed
+        # as the table's columns (unnest: no staging table, no COPY). The target rows
+        # are locked in key order first (the UPDATE's join visits them in whatever order
+        # its plan likes, and two adjusts locking in different orders deadlock); the
+        # UPDATE joins the locked rows, so it runs after them and touches no row it has
+        # not locked, adds the deltas under the guards (col = col + delta, in the
+        # database), and the statement returns only the keys it did not apply, each
+        # with whether it was found: nothing at all when every key was applied.
+        width = len(key)
         columns = (*key, column)
-        quote = self.dialect.identifier_preparer.quote
-        arrays = ", ".join(
-            f"%(bulkops_a{i})s::{table.columns[c].declared}[]" for i, c in enumerate(columns)
+        names = [sql.Identifier(c) for c in columns]
+        arrays = sql.SQL(", ").join(
+            sql.SQL("{}::{}[]").format(sql.Placeholder(f"a{i}"), sql.SQL(table.columns[c].declared))
+            for i, c in enumerate(columns)
         )
-        deltas = "bulkops_deltas"
-        cte = (
-            f"WITH {deltas} AS (SELECT * FROM unnest({arrays}) AS {deltas}"
-            f"({', '.join(map(quote, columns))})) "
-        )
-        values = {f"bulkops_a{i}": list(v) for i, v in enumerate(zip(*rows, strict=True))}
-        t = self._target(table)
-        s = sa.table(deltas, *(sa.column(c) for c in columns))
-        match = sa.and_(*(t.c[k] == s.c[k] for k in key))
-        # Lock the rows in key order first: the UPDATE's join visits them in whatever
-        # order its plan likes, and two adjusts locking in different orders deadlock.
-        # The locked rows are the keys found.
-        found = self._run_with(
-            cte,
-            sa.select(*(t.c[k] for k in key))
-            .select_from(t.join(s, match))
-            .order_by(*(t.c[k] for k in key))
-            .with_for_update(of=t),
-            values,
-        ).fetchall()
-        result = t.c[column] + s.c[column]
-        guards = within_bounds(result, min_value, max_value)
-        applied = self._run_with(
-            cte,
-            sa.update(t)
-            .where(match, *guards)
-            .values({column: result})
-            .returning(*(t.c[k] for k in key)),
-            values,
-        ).fetchall()
-        return found, applied
+        d, lk, u = map(sql.Identifier, ("bulkops_deltas", "bulkops_locked", "bulkops_applied"))
+        t = sql.Identifier("bulkops_target")
+        k = names[:width]
+        target = sql.Identifier(column)
 
-    def _run_with(self, prefix: str, stmt: Any, values: Mapping[str, Any]) -> Any:
-        """``_run`` of ``stmt`` after ``prefix`` (a WITH clause binding ``values``)."""
-        compiled = stmt.compile(dialect=self.dialect)
-        params = {**compiled.construct_params({}), **values}
+        def match(a: sql.Composable, b: sql.Composable) -> sql.Composable:
+            return sql.SQL(" AND ").join(sql.SQL("{}.{} = {}.{}").format(a, c, b, c) for c in k)
+
+        result = sql.SQL("{}.{} + {}.{}").format(t, target, d, target)
+        guards = [
+            sql.SQL("{} {} {}").format(result, sql.SQL(op), sql.Placeholder(name))
+            for bound, op, name in ((min_value, ">=", "low"), (max_value, "<=", "high"))
+            if bound is not None
+        ]
+
+        def of(alias: sql.Composable) -> sql.Composable:
+            return sql.SQL(", ").join(sql.SQL("{}.{}").format(alias, c) for c in k)
+
+        statement = sql.SQL(
+            "WITH {d} AS (SELECT * FROM unnest({arrays}) AS {d}({names})), "
+            "{lk} AS MATERIALIZED (SELECT {tk} FROM {table} AS {t} JOIN {d} ON {td} "
+            "ORDER BY {tk} FOR UPDATE OF {t}), "
+            "{u} AS (UPDATE {table} AS {t} SET {target} = {result} FROM {d} JOIN {lk} ON {dl} "
+            "WHERE {where} RETURNING {tk}) "
+            "SELECT {dk}, {lk}.{first} IS NOT NULL FROM {d} LEFT JOIN {lk} ON {dl} "
+            "WHERE NOT EXISTS (SELECT FROM {u} WHERE {du})"
+        ).format(
+            d=d, lk=lk, u=u, t=t, arrays=arrays, names=sql.SQL(", ").join(names),
+            table=self._regclass(table.name), tk=of(t), td=match(t, d), dl=match(d, lk),
+            target=target, result=result,
+            where=sql.SQL(" AND ").join([match(t, d), *guards]),
+            dk=of(d), first=k[0], du=match(d, u),
+        )  # fmt: skip
+        values: dict[str, Any] = {"low": min_value, "high": max_value}
+        key_columns = [keys] if width == 1 else list(zip(*keys, strict=True))
+        for i, values_of in enumerate([*key_columns, deltas]):
+            values[f"a{i}"] = _array(values_of)
         self.statements += 1
         with self._errors():
-            return self.sql.execute((prefix + str(compiled)).encode(), params)
+            rows = self.sql.execute(statement, values).fetchall()
+        missing: list[Any] = []
+        refused: list[Any] = []
+        for *found_key, found in rows:
+            (refused if found else missing).append(found_key[0] if width == 1 else tuple(found_key))
+        return missing, refused
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:
         name = _sequence_name(sequence)
