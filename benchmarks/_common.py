@@ -151,19 +151,20 @@ def ratio(numerator: _Rated | None, denominator: _Rated | None) -> float | None:
 
 
 def status_of(value: float | None, target: float | None) -> str:
-    """n/a without a value, info without a target, else PASS or FAIL."""
+    """n/a without a value, info without a target, else PASS or MISS (FAIL is for a
+    broken invariant, not a target)."""
     if value is None:
         return "n/a"
     if target is None:
         return "info"
-    return "PASS" if value >= target else "FAIL"
+    return "PASS" if value >= target else "MISS"
 
 
 # --------------------------------------------------------------------------- report
 
 
 def mark(status: str) -> str:
-    colour = {"PASS": "green", "FAIL": "red", "info": "cyan"}.get(status, "yellow")
+    colour = {"PASS": "green", "FAIL": "red", "MISS": "red", "info": "cyan"}.get(status, "yellow")
     return f"[bold {colour}]{status}[/]"
 
 
@@ -191,8 +192,11 @@ def ratio_table(
     if given."""
     targets = Table(title=title, title_justify="left")
     left = ("backend", "ratio") if backends else ("ratio",)
+    bounds = any(row.get("bound") for row in ratio_rows)
     for name in (*left, "value", "target", "result"):
         targets.add_column(name, justify="left" if name in left else "right")
+    if bounds:
+        targets.add_column("what bounds it (measured in this run)", justify="left")
     for row in ratio_rows:
         value, target = row["value"], row["target"]
         targets.add_row(
@@ -201,15 +205,17 @@ def ratio_table(
             f"{value:.{digits}f}x" if value is not None else "-",
             f">= {target:{target_spec}}x" if target is not None else "(no target)",
             mark(row["status"]),
+            *([row.get("bound") or ""] if bounds else []),
         )
     return targets
 
 
 def missed_targets(ratio_rows: Iterable[dict[str, Any]], prefix: str = "") -> list[str]:
-    """One line per ratio row whose status is FAIL: its label, value and target."""
+    """One line per ratio row whose status is MISS (or FAIL): its label, value and
+    target, and what bounds it where the row says (``bound``)."""
     missed = []
     for row in ratio_rows:
-        if row["status"] != "FAIL":
+        if row["status"] not in ("MISS", "FAIL"):
             continue
         value, target = row["value"], row["target"]
         wanted = f"<= {target:g}" if row.get("higher_is_better") is False else f">= {target:g}"
@@ -218,7 +224,8 @@ def missed_targets(ratio_rows: Iterable[dict[str, Any]], prefix: str = "") -> li
             shown, wanted = f"{value:.2%}", wanted.split()[0] + f" {target:.0%}"
         backend = f"{row['backend']}: " if row.get("backend") else ""
         label = f"{prefix}{backend}{row['ratio']}"
-        missed.append(f"{label}: {shown} (target {wanted})")
+        bound = f"; bounded by: {row['bound']}" if row.get("bound") else ""
+        missed.append(f"{label}: {shown} (target {wanted}){bound}")
     return missed
 
 

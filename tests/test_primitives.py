@@ -107,6 +107,35 @@ def test_work_after_a_refused_atomic_adjust_in_the_same_block(db: bulkops.Store)
     assert [r["balance"] for r in rows_of(db, "accounts")] == [4, 9]
 
 
+def test_adjust_of_a_big_chunk_applies_every_other_key_once(db: bulkops.Store) -> None:
+    # One chunk of 30,000 keys (the default chunk is bigger) with a refused and a
+    # missing key: SQLite's executemany has applied the others before the count tells,
+    # so the chunk is rolled back to its savepoint and redone in statements split under
+    # the parameter limit; nothing may be applied twice, nor lost. The same inside a
+    # transaction, and atomic=True applies nothing.
+    needs(db, "declared_columns", "one UpdateItem per key: no set-based statement")
+    n = 30_000
+    accounts(db, n, 10)
+    deltas = dict.fromkeys(range(n), -1)
+    deltas[7] = -11  # would go below zero: refused
+    deltas[n + 5] = -1  # no such account
+    for round_, scope in enumerate(("own", "atomic()")):
+        if scope == "own":
+            report = db.adjust("accounts", deltas, column="balance", min_value=0)
+        else:
+            with db.atomic():
+                report = db.adjust("accounts", deltas, column="balance", min_value=0)
+        assert (report.updated, report.refused, report.not_found) == (n - 1, 1, 1), scope
+        assert report.refused_keys == [7] and report.not_found_keys == [n + 5]
+        assert report.chunks == 1
+        balances = {r["id"]: r["balance"] for r in rows_of(db, "accounts")}
+        assert balances[7] == 10
+        assert Counter(b for i, b in balances.items() if i != 7) == {9 - round_: n - 1}
+    report = db.adjust("accounts", deltas, column="balance", min_value=0, atomic=True)
+    assert report.updated == 0 and report.unchanged == n - 1 and report.refused_keys == [7]
+    assert sum(r["balance"] for r in rows_of(db, "accounts")) == 10 + 8 * (n - 1)
+
+
 def test_adjust_costs_statements_per_chunk_not_per_key(db: bulkops.Store) -> None:
     needs(db, "declared_columns", "one UpdateItem per key: no set-based statement")
     accounts(db, 5000, 0)

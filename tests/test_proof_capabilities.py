@@ -83,6 +83,7 @@ _GATES_BY_FILE: dict[str, dict[str, str]] = {
     "test_primitives.py": {
         "test_adjust_atomic_is_all_or_nothing": "transactions",
         "test_work_after_a_refused_atomic_adjust_in_the_same_block": "transactions",
+        "test_adjust_of_a_big_chunk_applies_every_other_key_once": "declared_columns",
         "test_adjust_costs_statements_per_chunk_not_per_key": "declared_columns",
         "test_bank_transfers_conserve_the_total": "transactions",
         "test_get_or_create": "unique_constraints",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
+from types import NoneType
 from typing import Any, TypeVar
 
 from .backends.base import ItemBackend
@@ -17,10 +18,10 @@ from .context import Context, TableRef
 from .errors import BusyError, ConversionError, SchemaError
 from .normalize import Key, encode_key, encode_value, key_tuple, row_decoder, sort_key
 from .plan import chunk_rows, chunked
-from .reads import get_many
+from .reads import get_many, read_rows
 from .report import Report
 from .retry import RetryPolicy
-from .schema import TableSpec, coerce
+from .schema import INT64_MAX, INT64_MIN, ColumnCodec, ColumnSpec, TableSpec, coerce
 from .transaction import Batch, Scope
 from .writes import WriteSettings, write
 
@@ -28,8 +29,8 @@ __all__ = ["adjust", "claim", "ensure", "get_or_create"]
 
 S = TypeVar("S")
 
-# (keys of one chunk, keys found, keys applied)
-_Applied = tuple[list[tuple[Any, ...]], set[Any], set[Any]]
+# What a backend's adjust of one chunk gives back: (keys not found, keys refused).
+_Missed = tuple[list[Any], list[Any]]
 
 
 def adjust(
@@ -80,85 +81,120 @@ def _adjust_table(
     report = Report(verb="adjust", table=table)
     started = time.perf_counter()
     statements = backend.statements
-    given: dict[tuple[Any, ...], Any] = {}  # encoded key -> key as given
-    summed: dict[tuple[Any, ...], Any] = {}  # encoded key -> canonical delta
-    plain_keys = key_codecs[0].passthrough if len(key_cols) == 1 else frozenset()
-    for raw_key, raw_delta in deltas.items() if isinstance(deltas, Mapping) else deltas:
-        report.rows_in += 1
-        if raw_key.__class__ in plain_keys:
-            k: tuple[Any, ...] = (raw_key,)
-        else:
-            k = encode_key(key_tuple(raw_key, key_cols), key_codecs, key_cols)
-        delta = coerce(raw_delta, target)  # "5" from a file is 5, not text to append
-        if delta is None:
-            raise ConversionError(f"adjust(): delta for key {raw_key!r} is empty", column=column)
-        if k in summed:
-            report.duplicates += 1
-            summed[k] = summed[k] + delta
-        else:
-            given[k], summed[k] = raw_key, delta
+    # Keys travel as plain values for a one-column key, as tuples for a composite one.
+    single = len(key_cols) == 1
+    summed = _plain_deltas(deltas, key_codecs[0], target) if single else None
+    given: dict[Any, Any] = {}  # encoded key -> key as given, where they differ
+    if summed is not None:
+        report.rows_in = len(summed)  # a dict of plain keys: nothing to encode or sum
+    else:
+        summed = {}
+        plain_keys = key_codecs[0].passthrough if single else frozenset()
+        for raw_key, raw_delta in deltas.items() if isinstance(deltas, Mapping) else deltas:
+            report.rows_in += 1
+            if raw_key.__class__ in plain_keys:
+                k: Any = raw_key
+            else:
+                k = encode_key(key_tuple(raw_key, key_cols), key_codecs, key_cols)
+                if single:
+                    k = k[0]
+                given[k] = raw_key
+            delta = coerce(raw_delta, target)  # "5" from a file is 5, not text to append
+            if delta is None:
+                raise ConversionError(
+                    f"adjust(): delta for key {raw_key!r} is empty", column=column
+                )
+            if k in summed:
+                report.duplicates += 1
+                summed[k] = summed[k] + delta
+            else:
+                summed[k] = delta
     try:
         ordered = sorted(summed)  # the same lock order for every caller
     except TypeError:
-        ordered = sorted(summed, key=sort_key)
+        ordered = sorted(summed, key=sort_key if not single else lambda v: sort_key((v,)))
     # Bound values per chunk: each key's columns and delta, and the two bounds.
     size = chunk_rows(ctx.capabilities, len(key_cols) + 2, chunk_size)
+    if chunk_size is None and ctx.capabilities.adjust_rows_per_chunk:
+        size = ctx.capabilities.adjust_rows_per_chunk
     passthrough = value_codec.passthrough
+    encode = value_codec.encode
     what = f"adjust of {table!r}"
 
-    def apply(part: list[tuple[Any, ...]]) -> tuple[set[Any], set[Any]]:
-        rows = [
-            (*k, d if (d := summed[k]).__class__ in passthrough else value_codec.encode(d))
-            for k in part
-        ]
-        found, applied = backend.adjust(spec, key_cols, column, rows, low, high)
-        return {tuple(r) for r in found}, {tuple(r) for r in applied}
+    def apply(part: list[Any]) -> _Missed:
+        values = list(map(summed.__getitem__, part))
+        if not {*map(type, values)} <= passthrough:
+            values = [d if d.__class__ in passthrough else encode(d) for d in values]
+        return backend.adjust(spec, key_cols, column, part, values, low, high)
 
-    def apply_all() -> list[_Applied]:
-        results = [(part, *apply(part)) for part in chunked(ordered, size)]
-        if atomic and any(len(applied) < len(part) for part, _, applied in results):
+    def apply_all() -> list[tuple[list[Any], _Missed]]:
+        results = [(part, apply(part)) for part in chunked(ordered, size)]
+        if atomic and any(missing or refused for _, (missing, refused) in results):
             raise _Refused(results)
         return results
 
-    results: list[_Applied]
+    results: list[tuple[list[Any], _Missed]]
     try:
         if atomic:
             results = ctx.transaction(apply_all, retry, what)
         elif ctx.in_scope():
-            # Inside a transaction each chunk is one guarded UPDATE, applied whole or
-            # not at all: no savepoint needed around it.
-            results = [(part, *apply(part)) for part in chunked(ordered, size)]
+            # Inside a transaction each chunk is applied whole or not at all (one
+            # guarded statement, or a backend's own savepoint): no savepoint here.
+            results = [(part, apply(part)) for part in chunked(ordered, size)]
         else:
             results = [
-                (part, *ctx.transaction(partial(apply, part), retry, what))
+                (part, ctx.transaction(partial(apply, part), retry, what))
                 for part in chunked(ordered, size)
             ]
     except _Refused as refused:
         # Rolled back: nothing applied; say which keys stood in the way.
         results = refused.results
         report.stopped = "atomic: nothing applied, some keys were refused or not found"
-    for part, found, applied in results:
-        for k in part:
-            if k not in found:
-                report.not_found += 1
-                report.not_found_keys.append(given[k])
-            elif k not in applied:
-                report.refused += 1
-                report.refused_keys.append(given[k])
-            elif report.stopped:
-                report.unchanged += 1  # would have applied, rolled back with the rest
-            else:
-                report.updated += 1
+    for part, (missing, refused_keys) in results:
+        applied = len(part) - len(missing) - len(refused_keys)
+        if missing or refused_keys:
+            # Few keys, in the chunk's (key) order, as the caller gave them.
+            missed, said_no = set(missing), set(refused_keys)
+            for k in part:
+                if k in missed:
+                    report.not_found += 1
+                    report.not_found_keys.append(given.get(k, k))
+                elif k in said_no:
+                    report.refused += 1
+                    report.refused_keys.append(given.get(k, k))
+        if report.stopped:
+            report.unchanged += applied  # would have applied, rolled back with the rest
+        else:
+            report.updated += applied
     report.chunks = len(results)
     report.statements = backend.statements - statements
     report.elapsed = time.perf_counter() - started
     return report
 
 
+def _plain_deltas(
+    deltas: Mapping[Any, Any] | Iterable[tuple[Any, Any]],
+    key_codec: ColumnCodec,
+    target: ColumnSpec,
+) -> Mapping[Any, Any] | None:
+    """``deltas`` as they are when nothing in them needs encoding, coercing or summing: a
+    mapping of keys the driver takes as they are to ints for an integer column (checked
+    per class, not per value in Python). None: go the long way, value by value."""
+    if not isinstance(deltas, Mapping) or target.type != "integer":
+        return None
+    if not {*map(type, deltas)} <= key_codec.passthrough - {NoneType}:
+        return None
+    if not {*map(type, deltas.values())} <= {int}:
+        return None
+    if deltas and (min(deltas.values()) < INT64_MIN or max(deltas.values()) > INT64_MAX):
+        return None  # the long way says which delta is out of range
+    return deltas
+
+
 class _Refused(Exception):
     """An atomic adjust met a refused or missing key (rolls back)."""
 
-    def __init__(self, results: list[_Applied]) -> None:
+    def __init__(self, results: list[tuple[list[Any], _Missed]]) -> None:
         super().__init__("refused")
         self.results = results
 
@@ -241,17 +277,45 @@ def ensure(
     result: dict[Any, dict[str, Any]] = {}
     size = chunk_size or chunk_rows(ctx.capabilities, len(spec.columns))
     settings = WriteSettings(retry=retry)
+    backend = ctx.backend
+    items = isinstance(backend, ItemBackend) and ctx.capabilities.items
+    names = tuple(spec.columns)
+    codecs = [backend.codec(c) for c in columns]
+    # A one-column key whose values are already of the column's own class (str for
+    # text, int for integer) is its own canonical and driver value: taken as it is.
+    plain = _EXACT_KEY.get(columns[0].type) if len(columns) == 1 else None
+    if plain not in codecs[0].passthrough:
+        plain = None
 
     def read(keys: Iterable[Any]) -> dict[Any, dict[str, Any]]:
-        return get_many(
-            ctx, table, keys, key=key_cols, columns=None, chunk_size=None, consistent_read=False
-        )
+        if items:
+            return get_many(
+                ctx, table, keys, key=key_cols, columns=None, chunk_size=None,
+                consistent_read=False,
+            )  # fmt: skip
+        found: dict[Any, dict[str, Any]] = {}
+        encoded = [
+            k if plain is not None and k.__class__ is plain else encoded_key(k) for k in keys
+        ]
+        for part in chunked(encoded, size):
+            read_rows(backend, spec, key_cols, names, part, found)
+        return found
+
+    def encoded_key(k: Any) -> Any:
+        if len(key_cols) == 1:
+            return encode_key((k,), codecs, key_cols)[0]
+        return encode_key(k, codecs, key_cols)
 
     for part in chunked(rows, size):
-        wanted: dict[Any, Mapping[str, Any]] = {}
-        for row in part:
-            parts = tuple(coerce(row.get(c.name), c) for c in columns)
-            wanted[parts[0] if len(parts) == 1 else parts] = row
+        wanted: dict[Any, Mapping[str, Any]]
+        given = [row.get(key_cols[0]) for row in part] if plain is not None else []
+        if plain is not None and {*map(type, given)} <= {plain}:
+            wanted = dict(zip(given, part, strict=True))
+        else:
+            wanted = {}
+            for row in part:
+                parts = tuple(coerce(row.get(c.name), c) for c in columns)
+                wanted[parts[0] if len(parts) == 1 else parts] = row
         found = read(wanted)
         missing = [row for k, row in wanted.items() if k not in found]
         if missing:
@@ -259,6 +323,10 @@ def ensure(
             found.update(read(k for k in wanted if k not in found))
         result.update(found)
     return result
+
+
+# Key values that need no coercion for a column of this type (exactly this class).
+_EXACT_KEY: dict[str, type] = {"text": str, "integer": int}
 
 
 def claim(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
-from .backends.base import ColumnarBackend, ItemBackend
+from .backends.base import Backend, ColumnarBackend, ItemBackend
 from .columnar import arrow_table, arrow_type
 from .context import Context, TableRef
 from .errors import UnreadKeysError
@@ -13,7 +15,7 @@ from .normalize import Key, encode_key, key_tuple, key_tuples
 from .plan import chunk_rows, chunked
 from .schema import TableSpec
 
-__all__ = ["get_many", "get_many_arrow"]
+__all__ = ["get_many", "get_many_arrow", "read_rows"]
 
 
 def get_many_arrow(
@@ -79,9 +81,7 @@ def get_many(
     if isinstance(backend, ItemBackend) and capabilities.items:
         return _get_items(backend, spec, key_cols, keys, columns, chunk_size, consistent_read)
     wanted = spec.check_columns(columns) if columns is not None else tuple(spec.columns)
-    fetch = key_cols + tuple(c for c in wanted if c not in key_cols)
     key_codecs = [backend.codec(spec.column(k)) for k in key_cols]
-    decoders = [backend.codec(spec.column(c)).decode for c in fetch]
     width = len(key_cols)
     size = chunk_rows(capabilities, width, chunk_size)
     if capabilities.max_read_keys:
@@ -102,17 +102,42 @@ def get_many(
         unique = dict.fromkeys(
             encode_key(k, key_codecs, key_cols) for k in key_tuples(keys, key_cols)
         )
+    for part in chunked(unique, size):
+        read_rows(backend, spec, key_cols, wanted, part, result)
+    return result
+
+
+def read_rows(
+    backend: Backend,
+    spec: TableSpec,
+    key_cols: tuple[str, ...],
+    wanted: tuple[str, ...],
+    keys: Sequence[Any],
+    into: dict[Any, dict[str, Any]],
+) -> None:
+    """The rows (columns ``wanted``) of ``keys`` (encoded, distinct: plain values for a
+    one-column key, tuples for a composite key) in one read, added to ``into`` under
+    their keys as decoded."""
+    # The key columns where ``wanted`` has them, else first.
+    fetch = wanted if set(key_cols) <= set(wanted) else key_cols + wanted
+    at = [fetch.index(k) for k in key_cols]
+    decoders = [backend.codec(spec.column(c)).decode for c in fetch]
+    rows = backend.read(spec, key_cols, fetch, keys)
+    if len(at) == 1 and fetch == wanted and not any(decoders):
+        # Nothing to decode or leave out: the dicts are built without a Python loop.
+        got = list(rows)
+        dicts = map(dict, map(partial(zip, fetch), got))
+        into.update(zip(map(itemgetter(at[0]), got), dicts, strict=True))
+        return
     decode = any(d is not None for d in decoders)
     project = wanted != fetch
-    for part in chunked(unique, size):
-        for raw in backend.read(spec, key_cols, fetch, part):
-            values: Sequence[Any] = raw
-            if decode:
-                values = [v if d is None else d(v) for v, d in zip(raw, decoders, strict=True)]
-            row = dict(zip(fetch, values, strict=True))
-            k = values[0] if width == 1 else tuple(values[:width])
-            result[k] = {c: row[c] for c in wanted} if project else row
-    return result
+    for raw in rows:
+        values: Sequence[Any] = raw
+        if decode:
+            values = [v if d is None else d(v) for v, d in zip(raw, decoders, strict=True)]
+        row = dict(zip(fetch, values, strict=True))
+        k = values[at[0]] if len(at) == 1 else tuple(values[i] for i in at)
+        into[k] = {c: row[c] for c in wanted} if project else row
 
 
 def _get_items(

@@ -26,6 +26,7 @@ from ..retry import RetryPolicy
 from ..schema import ColumnCodec, ColumnSpec, TableSpec
 
 __all__ = [
+    "ADJUST_ROWS_PER_CHUNK",
     "CHECKPOINTS_TABLE",
     "HELD",
     "LOADS_TABLE",
@@ -71,6 +72,11 @@ CHECKPOINTS_TABLE = "bulkops_checkpoints"  # the committed chunks of resumable l
 LOADS_TABLE = "bulkops_load_partitions"
 
 
+# Keys per adjust chunk on the SQL backends (Capabilities.adjust_rows_per_chunk): one
+# statement binds no parameter per key there, so the chunk is a transaction's size.
+ADJUST_ROWS_PER_CHUNK = 50_000
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend can do and its hard limits, as data. Each field decides a code
@@ -85,6 +91,10 @@ class Capabilities:
     # Rows per chunk by default, where the backend splits a chunk into requests itself.
     rows_per_chunk: int | None = None
     max_read_keys: int | None = None  # keys per read request (DynamoDB BatchGetItem: 100)
+    # Keys per adjust chunk (one transaction each) by default, where the backend's
+    # adjust binds no parameter per key in one statement (arrays, executemany); None:
+    # the rule of plan.chunk_rows.
+    adjust_rows_per_chunk: int | None = None
     # Multi-request transactions: atomic=True, atomic() blocks, bisection of a bad
     # chunk under savepoints (False: rows are written request by request).
     transactions: bool = True
@@ -335,12 +345,17 @@ class Backend(StatementTracer, Protocol):
         table: TableSpec,
         key: tuple[str, ...],
         column: str,
-        rows: Sequence[tuple[Any, ...]],
+        keys: Sequence[Any],
+        deltas: Sequence[Any],
         min_value: Any,
         max_value: Any,
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """``column = column + delta`` in the database for rows ``(*key, delta)`` whose
-        result stays within the bounds. Returns (keys found, keys applied)."""
+    ) -> tuple[list[Any], list[Any]]:
+        """``column = column + delta`` in the database for each of ``keys`` (plain
+        values for a one-column key, tuples for a composite key; distinct, in key order)
+        and its ``deltas[i]``, where the result stays within the bounds, locking the rows
+        in key order. Returns
+        (keys not found, keys found but refused by a bound): both empty when every key
+        was applied."""
         ...
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:

@@ -791,19 +791,23 @@ class DynamoDBBackend:
         table: TableSpec,
         key: tuple[str, ...],
         column: str,
-        rows: Sequence[tuple[Any, ...]],
+        keys: Sequence[Any],
+        deltas: Sequence[Any],
         min_value: Any,
         max_value: Any,
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    ) -> tuple[list[Any], list[Any]]:
         """UpdateItem ADD per key, guarded by a condition: DynamoDB conditions cannot
         compute ``column + delta``, so ``column + delta >= low`` is sent as
         ``column >= low - delta`` (a missing attribute counts as 0, as ADD does)."""
-        found: list[tuple[Any, ...]] = []
-        applied: list[tuple[Any, ...]] = []
+        missing: list[Any] = []
+        refused: list[Any] = []
+        applied = 0
         low = None if min_value is None else _exact(min_value, "min_value")
         high = None if max_value is None else _exact(max_value, "max_value")
-        for *k, raw_delta in rows:
-            delta = _exact(raw_delta, f"delta for key {tuple(k)!r}")
+        single = len(key) == 1
+        for given, raw_delta in zip(keys, deltas, strict=True):
+            k = (given,) if single else tuple(given)
+            delta = _exact(raw_delta, f"delta for key {k!r}")
             names = {"#k": key[0], "#c": column}
             values: dict[str, Any] = {":d": {"N": _number_text(delta)}}
             guards = ["attribute_exists(#k)"]
@@ -812,8 +816,8 @@ class DynamoDBBackend:
                     continue
                 values[name] = {"N": _number_text(bound - delta)}
                 zero_ok = (delta >= bound) if op == ">=" else (delta <= bound)
-                missing = " OR attribute_not_exists(#c)" if zero_ok else ""
-                guards.append(f"(#c {op} {name}{missing})")
+                absent = " OR attribute_not_exists(#c)" if zero_ok else ""
+                guards.append(f"(#c {op} {name}{absent})")
             try:
                 self._each(
                     partial(
@@ -830,19 +834,20 @@ class DynamoDBBackend:
                 )
             except ConstraintError:
                 # Refused by a bound, or no such item: a consistent read tells which.
-                if list(self.get_items(table, key, [tuple(k)], key, True)):
-                    found.append(tuple(k))
+                if list(self.get_items(table, key, [k], key, True)):
+                    refused.append(given)
+                else:
+                    missing.append(given)
             except TransientError as error:
                 # Not retried above this point: the keys before this one are applied.
                 raise BulkError(
-                    f"adjust of {table.name!r} stopped at key {tuple(k)!r}: {error.message}; "
-                    f"{len(applied)} key(s) of this chunk were applied",
+                    f"adjust of {table.name!r} stopped at key {k!r}: {error.message}; "
+                    f"{applied} key(s) of this chunk were applied",
                     code=error.code,
                 ) from error
             else:
-                found.append(tuple(k))
-                applied.append(tuple(k))
-        return found, applied
+                applied += 1
+        return missing, refused
 
     def allocate(self, sequence: str, count: int, start: int) -> list[int]:
         """Advance the sequence's counter item by ``count`` with one atomic UpdateItem."""

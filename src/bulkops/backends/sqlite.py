@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Context, Decimal, InvalidOperation
 from functools import partial
+from itertools import repeat
 from operator import itemgetter
 from typing import Any, Self
 
@@ -67,6 +68,7 @@ from ._sql import (
     within_bounds,
 )
 from .base import (
+    ADJUST_ROWS_PER_CHUNK,
     NO_TIMEOUTS,
     SYNC_STATE_TABLE,
     ArrowTarget,
@@ -734,6 +736,11 @@ _WIDE = Context(prec=400)
 _NUMERIC_CODECS: dict[tuple[int | None, int | None], ColumnCodec] = {}
 
 
+class _NotAllApplied(Exception):
+    """An adjust chunk in which some key was not applied: rolled back to its savepoint,
+    then done again by the statements that say which keys were missing or refused."""
+
+
 def _sa_table(table: TableSpec) -> sa.TableClause:
     return sa.table(table.name, *(sa.column(c) for c in table.columns))
 
@@ -868,6 +875,7 @@ class SQLiteBackend(SharedSQL):
         self.capabilities = Capabilities(
             name="sqlite",
             max_params=conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER),
+            adjust_rows_per_chunk=ADJUST_ROWS_PER_CHUNK,
             transactions=True,
             parallel_writes=False,  # one writer at a time: SQLite's database-wide lock
             decimal_digits=REAL_DIGITS,
@@ -1200,12 +1208,13 @@ class SQLiteBackend(SharedSQL):
         keys: Sequence[Any],
     ) -> Iterator[tuple[Any, ...]]:
         if not keys:
-            return
+            return iter(())
         sql = self._in_query(table, key, columns, len(keys))
         params = list(keys) if len(key) == 1 else [v for k in keys for v in k]
         self.statements += 1
         with self._errors():
-            yield from self.sql.execute(sql, params)
+            rows: list[tuple[Any, ...]] = self.sql.execute(sql, params).fetchall()
+        return iter(rows)
 
     # ------------------------------------------------------------- bookkeeping
 
@@ -1337,12 +1346,74 @@ class SQLiteBackend(SharedSQL):
         table: TableSpec,
         key: tuple[str, ...],
         column: str,
+        keys: Sequence[Any],
+        deltas: Sequence[Any],
+        min_value: Any,
+        max_value: Any,
+    ) -> tuple[list[Any], list[Any]]:
+        # One prepared guarded UPDATE run for every key (executemany: sqlite3 loops in C,
+        # in-process, no statement to parse per chunk). Its row count says whether every
+        # key was applied; if not, the chunk is rolled back to a savepoint (cheap on
+        # SQLite) and done again by the statements that tell which keys were missing
+        # and which refused. The database's write lock is held throughout.
+        quote = self.dialect.identifier_preparer.quote
+        target = table.column(column)
+        col = quote(column)
+        result = f"{col} + ?"
+        if target.type == "decimal":
+            # Decimal arithmetic, not REAL (10.00 + 0.10 ten times is 11.00, not
+            # 10.999999999999996), stored the way the column's codec stores values.
+            as_text = int(DECIMAL_TEXT in target.declared.upper())
+            result = f"bulkops_decimal_add({col}, ?, {as_text})"
+        where = [f"{quote(k)} = ?" for k in key]
+        # Plain ? placeholders (a framework's cursor turns them into %s): each guard
+        # binds the delta again, then its bound.
+        guards: list[Any] = []
+        for bound, op in ((min_value, ">="), (max_value, "<=")):
+            if bound is not None:
+                where.append(f"{result} {op} ?")
+                guards += [deltas, repeat(bound)]
+        update = f"UPDATE {quote(table.name)} SET {col} = {result} WHERE {' AND '.join(where)}"
+        width = len(key)
+        columns = [keys] if width == 1 else list(zip(*keys, strict=True))
+        params = zip(deltas, *columns, *guards, strict=False)
+        try:
+            with self.savepoint():
+                self.statements += 1
+                with self._errors():
+                    changed = self.sql.executemany(update, params).rowcount
+                if changed != len(keys):
+                    raise _NotAllApplied
+            return [], []
+        except _NotAllApplied:
+            pass
+        rows = [(k, d) if width == 1 else (*k, d) for k, d in zip(keys, deltas, strict=True)]
+        found: list[tuple[Any, ...]] = []
+        applied: list[tuple[Any, ...]] = []
+        step = max(1, (self.capabilities.max_params or 999) // (width + 1))
+        for i in range(0, len(rows), step):
+            some = self._adjust_rows(table, key, column, rows[i : i + step], min_value, max_value)
+            found += some[0]
+            applied += some[1]
+        as_key = (lambda r: r[0]) if width == 1 else tuple
+        found_keys = {as_key(r) for r in found}
+        applied_keys = {as_key(r) for r in applied}
+        missing = [k for k in keys if k not in found_keys]
+        refused = [k for k in keys if k in found_keys and k not in applied_keys]
+        return missing, refused
+
+    def _adjust_rows(
+        self,
+        table: TableSpec,
+        key: tuple[str, ...],
+        column: str,
         rows: Sequence[tuple[Any, ...]],
         min_value: Any,
         max_value: Any,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        # The deltas travel in the statements themselves (a VALUES list in a WITH
-        # clause), so there is no table to fill first: two statements per chunk.
+        """``adjust`` in two statements that say which keys exist and which were
+        applied: (keys found, keys applied). The deltas travel in the statements
+        themselves (a VALUES list in a WITH clause): no table to fill first."""
         width = len(key)
         name = "bulkops_deltas"
         cols = [f"k{i}" for i in range(width)] + ["delta"]
@@ -1359,9 +1430,7 @@ class SQLiteBackend(SharedSQL):
         ).fetchall()
         result: Any = t.c[column] + d.c.delta
         target = table.column(column)
-        if target.type == "decimal":
-            # Decimal arithmetic, not REAL (10.00 + 0.10 ten times is 11.00, not
-            # 10.999999999999996), stored the way the column's codec stores values.
+        if target.type == "decimal":  # Decimal arithmetic, as in adjust
             as_text = DECIMAL_TEXT in target.declared.upper()
             result = sa.func.bulkops_decimal_add(t.c[column], d.c.delta, int(as_text))
         guards = within_bounds(result, min_value, max_value)
