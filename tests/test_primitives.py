@@ -136,6 +136,25 @@ def test_adjust_of_a_big_chunk_applies_every_other_key_once(db: bulkops.Store) -
     assert sum(r["balance"] for r in rows_of(db, "accounts")) == 10 + 8 * (n - 1)
 
 
+def test_adjust_sends_the_readme_s_statements_per_chunk(db: bulkops.Store) -> None:
+    """README: per chunk, whatever its size, when every key applies: one statement on
+    SQLite; three on PostgreSQL (the transaction's id, kept to learn a commit's outcome
+    after a lost connection; the key-order row lock; the UPDATE)."""
+    needs(db, "declared_columns", "one UpdateItem per key: no set-based statement")
+    accounts(db, 3000, 0)
+    from bulkops.testing import count_queries
+
+    with count_queries(db, include_transaction_control=False) as counted:
+        report = db.adjust(
+            "accounts", {i: 1 for i in range(3000)}, column="balance", chunk_size=1000
+        )
+    assert report.updated == 3000 and report.chunks == 3
+    per_chunk = {"sqlite": 1, "postgresql": 3}[db.capabilities.name]
+    # + 1: the table's definition, read once per call
+    assert counted.count == 1 + 3 * per_chunk, counted.statements
+    assert sum(r["balance"] for r in rows_of(db, "accounts")) == 3000
+
+
 def test_adjust_costs_statements_per_chunk_not_per_key(db: bulkops.Store) -> None:
     needs(db, "declared_columns", "one UpdateItem per key: no set-based statement")
     accounts(db, 5000, 0)

@@ -85,6 +85,7 @@ _GATES_BY_FILE: dict[str, dict[str, str]] = {
         "test_work_after_a_refused_atomic_adjust_in_the_same_block": "transactions",
         "test_adjust_of_a_big_chunk_applies_every_other_key_once": "declared_columns",
         "test_adjust_costs_statements_per_chunk_not_per_key": "declared_columns",
+        "test_adjust_sends_the_readme_s_statements_per_chunk": "declared_columns",
         "test_bank_transfers_conserve_the_total": "transactions",
         "test_get_or_create": "unique_constraints",
         "test_get_or_create_100_concurrent_callers_make_one_row": "unique_constraints",
