@@ -540,6 +540,13 @@ def _money_as_text(
 # ------------------------------------------------------------- tracing statements
 
 
+# Rows of an Arrow chunk encoded and sent at a time (``_copy_arrow``): small enough
+# that the server parses one while the next is encoded (measured on 1,000,000 rows:
+# the COPY's wait fell by the whole encoding time), large enough that a call costs
+# nothing beside its rows.
+_COPY_SLICE_ROWS = 8192
+
+
 def _statement_text(query: Any, context: Any) -> str:
     if isinstance(query, sql.Composable):
         return query.as_string(context)
@@ -1234,7 +1241,9 @@ class PostgresBackend(SharedSQL):
         self.statements += 1
         with self._errors(), self.sql.cursor() as cursor, cursor.copy(statement) as copy:
             copy.write(encoder.write_header())
-            copy.write(encoder.write_batch(batch))
+            # A slice at a time: the server works on one while the next is encoded.
+            for start in range(0, batch.num_rows, _COPY_SLICE_ROWS):
+                copy.write(encoder.write_batch(batch.slice(start, _COPY_SLICE_ROWS)))
             copy.write(encoder.finish())
 
     def arrow_target(self, column: ColumnSpec) -> ArrowTarget:
