@@ -770,6 +770,7 @@ class PostgresBackend(SharedSQL):
             # A caller's connection is one connection: no workers beside it.
             parallel_writes=caller is None,
             statement_timeout=True,
+            read_ahead=True,
             text_nul=False,  # PostgreSQL text and jsonb refuse \x00
             keeps_utc_offset=False,  # timestamptz stores the instant; read back in the session zone
             columnar=_ARROW_AVAILABLE,
