@@ -7,8 +7,10 @@ import importlib.abc
 import json
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import ExitStack, nullcontext, suppress
 from operator import itemgetter
 from typing import Any, Literal, NoReturn
@@ -218,7 +220,7 @@ def load(
     rejected or the run stopped at a bad row; 2 on a usage error or a fatal error
     (database unreachable, table missing with --no-create, unreadable file).
     """
-    _skip_pandas()
+    _skip_unused(numpy=True)
     key_cols = _key_option(key)
     overrides = _type_option(types)
     if resume and not run_log:
@@ -231,9 +233,10 @@ def load(
     # Opened now, so an unwritable path stops the run before anything is written.
     # A resumed run adds to the rejects of the run it continues.
     rejects_file = _open_rejects(rejects, append=resume)
+    # The file's digest identifies it, so a resume can tell it is the same file: read
+    # by a thread of its own (hashing lets go of the GIL) while the command starts.
+    digesting = _in_background(file_digest, file) if run_log and file != "-" else None
     try:
-        # The file's digest identifies it, so a resume can tell it is the same file.
-        digest = file_digest(file) if run_log and file != "-" else None
         source = _open_input(file, fmt, nulls)
     except SourceError as error:
         _fail(str(error))
@@ -242,8 +245,12 @@ def load(
         source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, nulls))
         if resume and not store.run_log:
             _fail(f"--resume needs the run log, which {store.capabilities.name} cannot keep")
-        if not store.run_log:
-            digest = None
+        digest: str | None = None
+        if store.run_log and digesting is not None:
+            try:
+                digest = digesting.result()
+            except SourceError as error:
+                _fail(str(error))
         columns = source.columns
         rows = source.batches if source.batches is not None else source.rows
         try:
@@ -301,21 +308,44 @@ def load(
     )  # fmt: skip
 
 
-class _NoPandas(importlib.abc.MetaPathFinder):
-    """Makes ``import pandas`` fail in this process (see ``_skip_pandas``)."""
+def _in_background(work: Callable[[str], str], argument: str) -> Future[str]:
+    """``work(argument)`` run by a thread of its own; its result (or error) when asked."""
+    future: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work(argument))
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="bulkops-digest", daemon=True).start()
+    return future
+
+
+class _NotUsed(importlib.abc.MetaPathFinder):
+    """Makes ``import`` of the packages ``names`` (and their modules) fail in this
+    process (see ``_skip_unused``)."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
+        if name.partition(".")[0] in self.names:
             raise ModuleNotFoundError(f"{name} is not used by the bulkops command", name=name)
 
 
-def _skip_pandas() -> None:
+def _skip_unused(*, numpy: bool = False) -> None:
     """The first time pyarrow turns a Python value into Arrow (a scalar in a compute
     call), it imports pandas if it can, to tell pandas objects apart: about a second,
-    for a command whose rows come from files and never hold a pandas object. Unless
-    something loaded pandas already, the command runs as if it were not installed."""
-    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())
+    for a command whose rows come from files and never hold a pandas object. pyarrow
+    also imports numpy when it is imported, if it can (0.1 s), which a file load never
+    uses (``numpy``; sync's digests do use it). Unless something loaded them already,
+    the command runs as if they were not installed."""
+    if any(isinstance(f, _NotUsed) for f in sys.meta_path):
+        return
+    names = frozenset(("pandas", "numpy") if numpy else ("pandas",)) - sys.modules.keys()
+    if names:
+        sys.meta_path.insert(0, _NotUsed(names))
 
 
 def _rows_unless_columnar(
@@ -952,7 +982,7 @@ def sync(
     An unchanged file meeting a table that bulkops has not written since the last sync
     is skipped without reading it. Exit status as for load.
     """
-    _skip_pandas()
+    _skip_unused()
     key_cols = _key_option(key)
     scope = _where_option(where)
     try:

@@ -39,7 +39,7 @@ from .errors import (
     TransientError,
 )
 from .events import EventSink
-from .plan import Chunk, Planner
+from .plan import Chunk, Planner, read_ahead
 from .report import OUTCOMES, ProgressCallback, Rejection, RejectsFile, Report
 from .retry import RetryPolicy
 
@@ -105,6 +105,7 @@ class Executor:
         checkpoint: Checkpoint | None = None,
         skip: Mapping[int, int] | None = None,
         timeouts: Timeouts = NO_TIMEOUTS,
+        read_ahead: bool = False,
     ) -> None:
         if on_error not in ("raise", "isolate"):
             raise ValueError(f"on_error must be 'raise' or 'isolate', not {on_error!r}")
@@ -125,6 +126,10 @@ class Executor:
         self.checkpoint = checkpoint
         self.skip = skip  # {first row (0-based): rows} of chunks committed before
         self.timeouts = timeouts
+        # Chunks prepared by a thread of their own, one ahead of the one being written
+        # (the columnar path: Arrow's compute lets go of the GIL while the database
+        # works on the chunk before). Only where the input may be read by another thread.
+        self.read_ahead = read_ahead
         self._lock = threading.Lock()
         parallel = backend.capabilities.parallel_writes and not atomic and not nested
         self.workers = max(1, workers) if parallel else 1
@@ -137,7 +142,8 @@ class Executor:
         backends = [self.backend]
         statements_before = self.backend.statements
         retries_before = self.backend.retries
-        if self.skip:
+        ahead = self.read_ahead and self.workers == 1 and not self.nested and not self.atomic
+        if self.skip and not ahead:
             chunks = self._skipping(chunks, self.skip)
         try:
             self.backend.prepare(self.op)
@@ -145,6 +151,9 @@ class Executor:
                 self._run_in_block(chunks)
             elif self.atomic:
                 self._run_atomic(chunks)
+            elif ahead:
+                for chunk in self._prepared_ahead(chunks):
+                    self._accept(chunk, self._chunk_with_retry(self.backend, chunk))
             elif self.workers == 1:
                 for raws, start in chunks:
                     chunk = self.planner.prepare(raws, start)
@@ -177,17 +186,39 @@ class Executor:
         """The chunks not committed before (resume); the others are read and counted
         as skipped, not written again."""
         for raws, start in chunks:
-            done = skip.get(start)
-            if done is None:
+            if not self._skipped(raws, start):
                 yield raws, start
-                continue
-            if done != len(raws):
-                raise ResumeError(
-                    f"cannot resume: the chunk at row {start + 1} had {done} rows when it "
-                    f"was committed and has {len(raws)} now; the input is not the same"
-                )
-            self.report.rows_in += done
-            self.report.skipped += done
+
+    def _skipped(self, raws: Any, start: int) -> bool:
+        """Whether the chunk at ``start`` was committed before (resume): then it is
+        counted as skipped."""
+        done = (self.skip or {}).get(start)
+        if done is None:
+            return False
+        if done != len(raws):
+            raise ResumeError(
+                f"cannot resume: the chunk at row {start + 1} had {done} rows when it "
+                f"was committed and has {len(raws)} now; the input is not the same"
+            )
+        self.report.rows_in += done
+        self.report.skipped += done
+        return True
+
+    def _prepared_ahead(self, chunks: Iterable[tuple[Any, int]]) -> Iterator[Chunk]:
+        """The chunks prepared by a thread one ahead of the one being written; the
+        skipped ones (resume) are counted here, by the thread that keeps the Report."""
+        skip = self.skip or {}
+        prepare = self.planner.prepare
+
+        def prepared() -> Iterator[tuple[Any, int, Chunk | None]]:
+            for raws, start in chunks:
+                yield raws, start, None if start in skip else prepare(raws, start)
+
+        for raws, start, chunk in read_ahead(prepared(), 1, "bulkops-prepare"):
+            if chunk is None:
+                self._skipped(raws, start)
+            else:
+                yield chunk
 
     def _finish(
         self, started: float, statements: int, retries: int, backends: Sequence[Backend]

@@ -8,6 +8,8 @@ take row locks in the same order and cannot deadlock on each other's chunks.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, compress, islice, repeat
@@ -77,6 +79,54 @@ def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(rows)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+_END = object()
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+def read_ahead(items: Iterable[Any], ahead: int, name: str) -> Iterator[Any]:
+    """``items`` read by a thread of their own (``name``), up to ``ahead`` of the one
+    being used, so that work which lets go of the GIL (pyarrow's parsing and compute)
+    overlaps the database's work on the item before. An error is raised here, in its
+    place in the order; when the reader stops early, the thread stops too."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the reader stopped reading
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as error:  # handed to the reading thread, raised there
+            put(_Failed(error))
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
 
 
 @dataclass

@@ -21,9 +21,7 @@ import hashlib
 import io
 import json
 import os
-import queue
 import sys
-import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,6 +34,7 @@ from typing import Any, BinaryIO, cast
 
 from .columnar import ROW_SHAPE_COLUMN
 from .errors import BulkError
+from .plan import read_ahead
 from .schema import TYPES, ColumnInference, MissingHint
 
 __all__ = [
@@ -667,7 +666,8 @@ def _csv_batches(
     width = len(schema) - (1 if ragged else 0)
     done = 0
     try:
-        for batch in _prefetched(_clean_batches(pa, reader, found, schema, ragged)):
+        batches = _clean_batches(pa, reader, found, schema, ragged)
+        for batch in read_ahead(batches, _PREFETCH_BATCHES, "bulkops-csv-reader"):
             done += batch.num_rows
             yield batch
         if reader is not None and not found:
@@ -715,50 +715,6 @@ def _clean_batches(pa: Any, reader: Any, found: list[Any], schema: Any, ragged: 
 # while the database works on the chunk before. Measured on a 5,000,000-row load into
 # PostgreSQL: peak RSS 248 MB with 2 ahead, 267-400 MB with 8, 238 MB with none.
 _PREFETCH_BATCHES = 2
-_END = object()
-
-
-def _prefetched(batches: Iterator[Any]) -> Iterator[Any]:
-    """``batches`` read by a thread of their own, a few ahead (pyarrow parses without
-    the GIL, so parsing overlaps the writes); an error is raised here, in order."""
-    out: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH_BATCHES)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False  # the reader stopped reading
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not put(batch):
-                    return
-            put(_END)
-        except BaseException as error:  # handed to the reading thread, raised there
-            put(_Failed(error))
-
-    thread = threading.Thread(target=produce, name="bulkops-csv-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = out.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-
-
-@dataclass
-class _Failed:
-    error: BaseException
 
 
 def _rows_batch(

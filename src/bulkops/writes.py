@@ -151,6 +151,7 @@ def write(
             max_rejects=settings.max_rejects, progress=settings.progress, workers=workers,
             nested=ctx.in_scope(), events=call.events, checkpoint=call.checkpoint,
             skip=call.skip, timeouts=timeouts,
+            read_ahead=stream is not None and capabilities.read_ahead,
         )  # fmt: skip
         return executor.run(numbered(chunks))
 

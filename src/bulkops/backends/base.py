@@ -99,6 +99,10 @@ class Capabilities:
     # chunk under savepoints (False: rows are written request by request).
     transactions: bool = True
     parallel_writes: bool = False  # workers=N writes chunks over several connections
+    # A write waits for a server with the GIL let go (a COPY's round trip): the next
+    # Arrow chunk is prepared by a thread meanwhile. False where the write itself binds
+    # values in Python (SQLite's executemany): a second thread would fight it for the GIL.
+    read_ahead: bool = False
     statement_timeout: bool = False  # statement_timeout= is honoured (else refused)
     # Rows are whole items of any attributes (DynamoDB): only the key is declared, an
     # insert or upsert writes each mapping as it is, reads return whole items.

@@ -1,0 +1,98 @@
+"""Work done ahead by a thread of its own: ``plan.read_ahead`` (the CSV reader's
+batches, the columnar path's prepared chunks into PostgreSQL) keeps the order, raises
+an error in its place, and stops when its reader stops; the command's start leaves
+numpy unloaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+import bulkops
+from bulkops.errors import BulkError
+from bulkops.plan import read_ahead
+
+
+def test_read_ahead_keeps_the_order_and_raises_in_place() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("third")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="third"):
+        for item in read_ahead(items(), 1, "test-ahead"):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_read_ahead_stops_when_its_reader_stops() -> None:
+    made: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    reader = read_ahead(items(), 2, "test-ahead-stop")
+    assert next(reader) == 0
+    reader.close()
+    time.sleep(0.5)  # the thread sees the stop within its 0.1 s wait
+    assert len(made) <= 5
+    assert not any(t.name == "test-ahead-stop" for t in threading.enumerate())
+
+
+def _batches(n: int, fail_after: int | None = None) -> Iterator[pa.RecordBatch]:
+    for start in range(0, n, 10):
+        if fail_after is not None and start >= fail_after:
+            raise BulkError(f"the input failed at row {start + 1}")
+        ids = list(range(start + 1, start + 11))
+        yield pa.record_batch([pa.array(ids), pa.array([f"v{i}" for i in ids])], ["id", "v"])
+
+
+@pytest.mark.postgres
+def test_postgres_chunks_prepared_ahead_commit_in_order(pg_url: str) -> None:
+    """Chunks prepared one ahead: every chunk before an input error is committed, the
+    error stops the call, and a bad row is still rejected with its row number."""
+    schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
+    with bulkops.connect(pg_url) as db:
+        db.create_table("t", {"id": "integer", "v": "text"}, ("id",))
+        reader = pa.RecordBatchReader.from_batches(schema, _batches(100, fail_after=50))
+        with pytest.raises(BulkError, match="row 51") as failed:
+            db.insert("t", reader, chunk_size=20)
+        report = failed.value.report
+        assert report is not None
+        assert report.inserted == 40  # two chunks of 20; the third never came
+        table = pa.table({"id": pa.array(["41", "x", "43"]), "v": ["a", "b", "c"]})
+        report = db.insert("t", table, on_error="isolate")
+        assert (report.inserted, [r.row for r in report.rejections]) == (2, [2])
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute("SELECT count(*), max(id) FROM t").fetchone()
+    assert row == (42, 43)
+
+
+def test_load_leaves_numpy_unloaded(tmp_path: Path) -> None:
+    """pyarrow imports numpy when it can (0.1 s); a file load never uses it."""
+    path = tmp_path / "rows.csv"
+    path.write_text("id,v\n1,a\n2,b\n")
+    code = (
+        "import sys\n"
+        "from bulkops.cli import main\n"
+        "try:\n"
+        f"    main(['load', {str(path)!r}, '-t', 't', '--db', 'sqlite:///{tmp_path}/t.db',"
+        " '--quiet'])\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "print('numpy' in sys.modules, 'pyarrow' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
