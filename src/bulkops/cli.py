@@ -340,12 +340,20 @@ def _skip_unused(*, numpy: bool = False) -> None:
     for a command whose rows come from files and never hold a pandas object. pyarrow
     also imports numpy when it is imported, if it can (0.1 s), which a file load never
     uses (``numpy``; sync's digests do use it). Unless something loaded them already,
-    the command runs as if they were not installed."""
+    the command runs as if they were not installed. Only while the command runs: a
+    process that calls the command (``main([...])``, a test) can import them after."""
     if any(isinstance(f, _NotUsed) for f in sys.meta_path):
         return
     names = frozenset(("pandas", "numpy") if numpy else ("pandas",)) - sys.modules.keys()
-    if names:
-        sys.meta_path.insert(0, _NotUsed(names))
+    if not names:
+        return
+    finder = _NotUsed(names)
+    sys.meta_path.insert(0, finder)
+    context = click.get_current_context(silent=True)
+    if context is None:
+        sys.meta_path.remove(finder)
+        return
+    context.call_on_close(lambda: sys.meta_path.remove(finder))
 
 
 def _rows_unless_columnar(
