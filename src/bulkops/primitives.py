@@ -338,12 +338,12 @@ def ensure(
             order = sorted(by_key)
         except TypeError:
             order = sorted(by_key, key=sort_key if len(key_cols) > 1 else lambda v: sort_key((v,)))
-        everything = dict(zip(order, map(by_key.__getitem__, order), strict=True))
 
         def insert_then_read() -> dict[Any, dict[str, Any]]:
-            if everything:
-                write(ctx, "insert_ignore", spec, everything.values(), settings, key=key_cols)
-            return read(everything)
+            if order:
+                rows_in_order = map(by_key.__getitem__, order)
+                write(ctx, "insert_ignore", spec, rows_in_order, settings, key=key_cols)
+            return read(order)
 
         return Atomic(ctx, None, retry).run(insert_then_read)
 
