@@ -309,6 +309,23 @@ def test_ensure_concurrent_callers_make_one_row_per_key(db_url: str, db: bulkops
     assert all(stored[u]["balance"] == -1 for u in range(0, 300, 3))
 
 
+def test_ensure_stopped_by_a_bad_row_leaves_nothing_where_one_writer(db: bulkops.Store) -> None:
+    """A value that does not convert stops ensure with an error naming the column; where
+    the database has one writer at a time (SQLite) the call is one transaction, so the
+    rows of the chunks before it are not left behind either."""
+    needs(db, "unique_constraints", "looks up by a unique column besides the key")
+    wallets(db)
+    rows = [{"user_id": u, "balance": 0} for u in range(20)]
+    rows.append({"user_id": 99, "balance": "lots"})
+    with pytest.raises(bulkops.errors.ConversionError, match="balance"):
+        db.ensure("wallets", rows, key="user_id", chunk_size=7)
+    left = rows_of(db, "wallets")
+    if db.capabilities.one_writer:
+        assert left == []
+    else:  # chunk by chunk: the chunks before the bad one stay
+        assert [r["user_id"] for r in left] == list(range(14))
+
+
 def test_ensure_inside_atomic_rolls_back_with_the_block(db: bulkops.Store) -> None:
     needs(db, "transactions", "has no multi-request transactions")  # (nor unique constraints)
     wallets(db)

@@ -91,6 +91,7 @@ _GATES_BY_FILE: dict[str, dict[str, str]] = {
         "test_ensure_creates_missing_in_few_statements": "unique_constraints",
         "test_ensure_across_chunk_boundaries_creates_only_the_missing": "unique_constraints",
         "test_ensure_concurrent_callers_make_one_row_per_key": "unique_constraints",
+        "test_ensure_stopped_by_a_bad_row_leaves_nothing_where_one_writer": "unique_constraints",
         "test_ensure_inside_atomic_rolls_back_with_the_block": "transactions",
         "test_claim_batches_commit_or_release": "row_locks",
         "test_concurrent_claimers_never_share_a_row": "row_locks",
