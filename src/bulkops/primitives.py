@@ -300,9 +300,13 @@ def ensure(
                 consistent_read=False,
             )  # fmt: skip
         found: dict[Any, dict[str, Any]] = {}
-        encoded = [
-            k if plain is not None and k.__class__ is plain else encoded_key(k) for k in keys
-        ]
+        keys = list(keys)
+        if plain is not None and {*map(type, keys)} <= {plain}:
+            encoded = keys  # their own driver values
+        else:
+            encoded = [
+                k if plain is not None and k.__class__ is plain else encoded_key(k) for k in keys
+            ]
         for part in chunked(encoded, size):
             read_rows(backend, spec, key_cols, names, part, found)
         return found
@@ -341,7 +345,7 @@ def ensure(
 
         def insert_then_read() -> dict[Any, dict[str, Any]]:
             if order:
-                rows_in_order = map(by_key.__getitem__, order)
+                rows_in_order = list(map(by_key.__getitem__, order))
                 write(ctx, "insert_ignore", spec, rows_in_order, settings, key=key_cols)
             return read(order)
 
