@@ -266,6 +266,7 @@ def test_ensure_across_chunk_boundaries_creates_only_the_missing(db: bulkops.Sto
     missing ones, and no key gets two rows."""
     needs(db, "unique_constraints", "looks up by a unique column besides the key")
     wallets(db)
+    assert db.ensure("wallets", [], key="user_id") == {}
     db.insert("wallets", [{"user_id": u, "balance": 5} for u in range(0, 50, 2)])
     given = [{"user_id": u, "balance": 0} for u in range(50)]
     given.insert(9, {"user_id": 3, "balance": 0})  # key 3 again, in the second chunk

@@ -24,7 +24,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
     "sqlite": {
         "columnar": True,
         "float_nan": False, "decimal_digits": 15,
-        "transactions": True, "parallel_writes": False,
+        "transactions": True, "parallel_writes": False, "one_writer": True,
         "statement_timeout": False, "text_nul": True,
         "keeps_utc_offset": True, "items": False, "row_locks": True, "exact_counts": True,
         "declared_columns": True, "unique_constraints": True, "run_log": True,
@@ -33,7 +33,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
     "postgresql": {
         "columnar": True,
         "float_nan": True, "decimal_digits": None,
-        "transactions": True, "parallel_writes": True,
+        "transactions": True, "parallel_writes": True, "one_writer": False,
         "statement_timeout": True, "text_nul": False, "keeps_utc_offset": False,
         "items": False, "row_locks": True, "exact_counts": True, "declared_columns": True,
         "unique_constraints": True, "run_log": True, "set_based_diff": True,
@@ -41,7 +41,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
     "dynamodb": {
         "columnar": False,
         "float_nan": False, "decimal_digits": None,
-        "transactions": False, "parallel_writes": True,
+        "transactions": False, "parallel_writes": True, "one_writer": False,
         "statement_timeout": False, "text_nul": True, "keeps_utc_offset": False,
         "items": True, "row_locks": False, "exact_counts": False, "declared_columns": False,
         "unique_constraints": False, "run_log": False, "set_based_diff": False,

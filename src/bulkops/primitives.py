@@ -344,12 +344,11 @@ def ensure(
             order = sorted(by_key, key=sort_key if len(key_cols) > 1 else lambda v: sort_key((v,)))
 
         def insert_then_read() -> dict[Any, dict[str, Any]]:
-            if order:
-                rows_in_order = list(map(by_key.__getitem__, order))
-                write(ctx, "insert_ignore", spec, rows_in_order, settings, key=key_cols)
+            rows_in_order = list(map(by_key.__getitem__, order))
+            write(ctx, "insert_ignore", spec, rows_in_order, settings, key=key_cols)
             return read(order)
 
-        return Atomic(ctx, None, retry).run(insert_then_read)
+        return Atomic(ctx, None, retry).run(insert_then_read) if order else {}
 
     for part in chunked(rows, size):
         wanted = keyed(part)
