@@ -278,6 +278,87 @@ def test_ensure_creates_missing_in_few_statements(db: bulkops.Store) -> None:
     assert len(rows_of(db, "wallets")) == 1000
 
 
+def test_ensure_across_chunk_boundaries_creates_only_the_missing(db: bulkops.Store) -> None:
+    """Chunks of 7 over 50 keys, half of them existing, one key given twice across a
+    chunk boundary: every key comes back once, the existing rows keep their values
+    (the given values apply only to created rows), the created ones are exactly the
+    missing ones, and no key gets two rows."""
+    needs(db, "unique_constraints", "looks up by a unique column besides the key")
+    wallets(db)
+    assert db.ensure("wallets", [], key="user_id") == {}
+    db.insert("wallets", [{"user_id": u, "balance": 5} for u in range(0, 50, 2)])
+    given = [{"user_id": u, "balance": 0} for u in range(50)]
+    given.insert(9, {"user_id": 3, "balance": 0})  # key 3 again, in the second chunk
+    found = db.ensure("wallets", given, key="user_id", chunk_size=7)
+    assert sorted(found) == list(range(50))
+    assert all(found[u]["user_id"] == u for u in found)
+    assert Counter(r["balance"] for r in found.values()) == {5: 25, 0: 25}
+    assert all(found[u]["balance"] == (5 if u % 2 == 0 else 0) for u in found)
+    stored = rows_of(db, "wallets")
+    assert len(stored) == 50 and len({r["user_id"] for r in stored}) == 50
+    assert {r["user_id"]: r for r in stored} == found
+    again = db.ensure("wallets", [{"user_id": u, "balance": 9} for u in range(60)], key="user_id")
+    assert again == {**found, **{u: again[u] for u in range(50, 60)}}
+    assert all(again[u]["balance"] == 9 for u in range(50, 60))
+    assert len(rows_of(db, "wallets")) == 60
+
+
+def test_ensure_concurrent_callers_make_one_row_per_key(db_url: str, db: bulkops.Store) -> None:
+    """Eight callers ensure overlapping key ranges (in different orders) at once: one
+    row per key, and every caller sees the same row for a key."""
+    needs(db, "unique_constraints", "looks up by a unique column besides the key")
+    wallets(db)
+    db.insert("wallets", [{"user_id": u, "balance": -1} for u in range(0, 300, 3)])
+
+    def caller(i: int) -> dict[Any, dict[str, Any]]:
+        keys = list(range(i * 25, i * 25 + 100))
+        random.Random(i).shuffle(keys)
+        with bulkops.connect(db_url, retry=PATIENT) as store:
+            rows = [{"user_id": u, "balance": i} for u in keys]
+            return store.ensure("wallets", rows, key="user_id", chunk_size=30)
+
+    results = run_threads(8, caller)
+    assert all(r is not None and len(r) == 100 for r in results)
+    stored = {r["user_id"]: r for r in rows_of(db, "wallets")}
+    assert (
+        len(rows_of(db, "wallets")) == len(stored) == len(set(range(275)) | set(range(0, 300, 3)))
+    )
+    for found in results:
+        for u, row in found.items():
+            assert row == stored[u]
+    assert all(stored[u]["balance"] == -1 for u in range(0, 300, 3))
+
+
+def test_ensure_stopped_by_a_bad_row_leaves_nothing_where_one_writer(db: bulkops.Store) -> None:
+    """A value that does not convert stops ensure with an error naming the column; where
+    the database has one writer at a time (SQLite) the call is one transaction, so the
+    rows of the chunks before it are not left behind either."""
+    needs(db, "unique_constraints", "looks up by a unique column besides the key")
+    wallets(db)
+    rows = [{"user_id": u, "balance": 0} for u in range(20)]
+    rows.append({"user_id": 99, "balance": "lots"})
+    with pytest.raises(bulkops.errors.ConversionError, match="balance"):
+        db.ensure("wallets", rows, key="user_id", chunk_size=7)
+    left = rows_of(db, "wallets")
+    if db.capabilities.one_writer:
+        assert left == []
+    else:  # chunk by chunk: the chunks before the bad one stay
+        assert [r["user_id"] for r in left] == list(range(14))
+
+
+def test_ensure_inside_atomic_rolls_back_with_the_block(db: bulkops.Store) -> None:
+    needs(db, "transactions", "has no multi-request transactions")  # (nor unique constraints)
+    wallets(db)
+    db.insert("wallets", [{"user_id": 1, "balance": 5}])
+    with pytest.raises(RuntimeError, match="undo"), db.atomic():
+        found = db.ensure(
+            "wallets", [{"user_id": u, "balance": 0} for u in range(5)], key="user_id"
+        )
+        assert sorted(found) == list(range(5))
+        raise RuntimeError("undo")
+    assert [(r["user_id"], r["balance"]) for r in rows_of(db, "wallets")] == [(1, 5)]
+
+
 # ------------------------------------------------------------------------ claim
 
 

@@ -24,7 +24,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
     "sqlite": {
         "columnar": True,
         "float_nan": False, "decimal_digits": 15,
-        "transactions": True, "parallel_writes": False,
+        "transactions": True, "parallel_writes": False, "one_writer": True,
         "statement_timeout": False, "text_nul": True,
         "keeps_utc_offset": True, "items": False, "row_locks": True, "exact_counts": True,
         "declared_columns": True, "unique_constraints": True, "run_log": True,
@@ -33,7 +33,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
     "postgresql": {
         "columnar": True,
         "float_nan": True, "decimal_digits": None,
-        "transactions": True, "parallel_writes": True,
+        "transactions": True, "parallel_writes": True, "one_writer": False,
         "statement_timeout": True, "text_nul": False, "keeps_utc_offset": False,
         "items": False, "row_locks": True, "exact_counts": True, "declared_columns": True,
         "unique_constraints": True, "run_log": True, "set_based_diff": True,
@@ -41,7 +41,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
     "dynamodb": {
         "columnar": False,
         "float_nan": False, "decimal_digits": None,
-        "transactions": False, "parallel_writes": True,
+        "transactions": False, "parallel_writes": True, "one_writer": False,
         "statement_timeout": False, "text_nul": True, "keeps_utc_offset": False,
         "items": True, "row_locks": False, "exact_counts": False, "declared_columns": False,
         "unique_constraints": False, "run_log": False, "set_based_diff": False,
@@ -90,6 +90,10 @@ _GATES_BY_FILE: dict[str, dict[str, str]] = {
         "test_get_or_create": "unique_constraints",
         "test_get_or_create_100_concurrent_callers_make_one_row": "unique_constraints",
         "test_ensure_creates_missing_in_few_statements": "unique_constraints",
+        "test_ensure_across_chunk_boundaries_creates_only_the_missing": "unique_constraints",
+        "test_ensure_concurrent_callers_make_one_row_per_key": "unique_constraints",
+        "test_ensure_stopped_by_a_bad_row_leaves_nothing_where_one_writer": "unique_constraints",
+        "test_ensure_inside_atomic_rolls_back_with_the_block": "transactions",
         "test_claim_batches_commit_or_release": "row_locks",
         "test_concurrent_claimers_never_share_a_row": "row_locks",
         "test_claim_worker_killed_mid_batch_releases_its_rows": "row_locks",

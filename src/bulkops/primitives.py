@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
+from operator import itemgetter
 from types import NoneType
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from .reads import get_many, read_rows
 from .report import Report
 from .retry import RetryPolicy
 from .schema import INT64_MAX, INT64_MIN, ColumnCodec, ColumnSpec, TableSpec, coerce
-from .transaction import Batch, Scope
+from .transaction import Atomic, Batch, Scope
 from .writes import WriteSettings, write
 
 __all__ = ["adjust", "claim", "ensure", "get_or_create"]
@@ -287,6 +288,11 @@ def ensure(
     if plain not in codecs[0].passthrough:
         plain = None
 
+    # One writer at a time (SQLite): insert every row first, ignoring the keys that
+    # exist, then read every key back, the whole call in one transaction (re-run as a
+    # whole on a busy database).
+    one_writer = ctx.capabilities.one_writer and not items
+
     def read(keys: Iterable[Any]) -> dict[Any, dict[str, Any]]:
         if items:
             return get_many(
@@ -294,9 +300,13 @@ def ensure(
                 consistent_read=False,
             )  # fmt: skip
         found: dict[Any, dict[str, Any]] = {}
-        encoded = [
-            k if plain is not None and k.__class__ is plain else encoded_key(k) for k in keys
-        ]
+        keys = list(keys)
+        if plain is not None and {*map(type, keys)} <= {plain}:
+            encoded = keys  # their own driver values
+        else:
+            encoded = [
+                k if plain is not None and k.__class__ is plain else encoded_key(k) for k in keys
+            ]
         for part in chunked(encoded, size):
             read_rows(backend, spec, key_cols, names, part, found)
         return found
@@ -306,16 +316,42 @@ def ensure(
             return encode_key((k,), codecs, key_cols)[0]
         return encode_key(k, codecs, key_cols)
 
+    first_key = itemgetter(key_cols[0])
+
+    def keyed(part: list[Mapping[str, Any]]) -> dict[Any, Mapping[str, Any]]:
+        """The rows of ``part`` under their keys (as coerced; a later row wins)."""
+        if plain is not None:
+            try:
+                given = list(map(first_key, part))
+            except (KeyError, TypeError):  # a row without the key, or not a mapping
+                given = []
+            if given and {*map(type, given)} <= {plain}:
+                return dict(zip(given, part, strict=True))
+        wanted: dict[Any, Mapping[str, Any]] = {}
+        for row in part:
+            parts = tuple(coerce(row.get(c.name), c) for c in columns)
+            wanted[parts[0] if len(parts) == 1 else parts] = row
+        return wanted
+
+    if one_writer:
+        by_key: dict[Any, Mapping[str, Any]] = {}
+        for part in chunked(rows, size):
+            by_key.update(keyed(part))
+        # In key order: the write finds each chunk ordered already (nothing to sort).
+        try:
+            order = sorted(by_key)
+        except TypeError:
+            order = sorted(by_key, key=sort_key if len(key_cols) > 1 else lambda v: sort_key((v,)))
+
+        def insert_then_read() -> dict[Any, dict[str, Any]]:
+            rows_in_order = list(map(by_key.__getitem__, order))
+            write(ctx, "insert_ignore", spec, rows_in_order, settings, key=key_cols)
+            return read(order)
+
+        return Atomic(ctx, None, retry).run(insert_then_read) if order else {}
+
     for part in chunked(rows, size):
-        wanted: dict[Any, Mapping[str, Any]]
-        given = [row.get(key_cols[0]) for row in part] if plain is not None else []
-        if plain is not None and {*map(type, given)} <= {plain}:
-            wanted = dict(zip(given, part, strict=True))
-        else:
-            wanted = {}
-            for row in part:
-                parts = tuple(coerce(row.get(c.name), c) for c in columns)
-                wanted[parts[0] if len(parts) == 1 else parts] = row
+        wanted = keyed(part)
         found = read(wanted)
         missing = [row for k, row in wanted.items() if k not in found]
         if missing:

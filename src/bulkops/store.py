@@ -441,7 +441,10 @@ class Store:
         """Batched get-or-create: ``{key: row}`` for every row given, creating the
         missing ones, in O(chunks) statements (read the existing keys, insert the
         missing rows ignoring conflicts, read those back) instead of one lookup per
-        row. ``key`` must be a primary key or unique constraint."""
+        row. ``key`` must be a primary key or unique constraint. Where the database has
+        one writer at a time (SQLite, ``Capabilities.one_writer``) every row is inserted
+        first, ignoring the keys that exist, then every key is read back, all in one
+        transaction (re-run as a whole when the database is busy)."""
         return ensure(self._ctx, table, rows, key=key, chunk_size=chunk_size, retry=retry)
 
     def claim(

@@ -103,6 +103,10 @@ class Capabilities:
     # Arrow chunk is prepared by a thread meanwhile. False where the write itself binds
     # values in Python (SQLite's executemany): a second thread would fight it for the GIL.
     read_ahead: bool = False
+    # One writer at a time for the whole database (SQLite's file lock): a call may hold
+    # the write lock for all its chunks (ensure: insert first, then one read, one
+    # transaction) without making any other writer wait longer than it would anyway.
+    one_writer: bool = False
     statement_timeout: bool = False  # statement_timeout= is honoured (else refused)
     # Rows are whole items of any attributes (DynamoDB): only the key is declared, an
     # insert or upsert writes each mapping as it is, reads return whole items.

@@ -878,6 +878,7 @@ class SQLiteBackend(SharedSQL):
             adjust_rows_per_chunk=ADJUST_ROWS_PER_CHUNK,
             transactions=True,
             parallel_writes=False,  # one writer at a time: SQLite's database-wide lock
+            one_writer=True,
             decimal_digits=REAL_DIGITS,
             float_nan=False,  # SQLite turns NaN into NULL: bulkops does so explicitly
             columnar=importlib.util.find_spec("pyarrow") is not None,
