@@ -1215,7 +1215,7 @@ class PhaseClock:
         (engine._DigestDiff, "_hash_rows", "digests: hash a batch of rows (total)"),
         (engine._DigestDiff, "_columns", "  digests: the batch's values a column at a time"),
         (engine, "encode_values", "  digests: encode columns"),
-        (hashing, "hash_encoded", "  digests: xxh3 per key / row"),
+        (hashing, "hash_encoded", "  digests: hash per column (numpy)"),
         (engine._DigestDiff, "_compare", "digests: look up a batch in the state"),
         (engine._DigestDiff, "_flush", "digests: write added + changed rows"),
         (engine._DigestDiff, "_delete", "digests: delete missing keys"),

@@ -1,6 +1,11 @@
 """Row hashing for sync: a canonical form of values (equal data hashes the same,
-whatever its Python type), a row's stable hash, the id of a sync's scope, and the
-digest of a whole source."""
+whatever its Python type), a row's stable hash, the id of a sync's scope, the
+digest of a whole source, and the per-row digests of sync's state: a binary
+canonical encoding of each value, hashed to 64 bits a column at a time from the
+encoding's Arrow buffers with numpy (no Python object per row). The digests detect
+changes: they are not cryptographic, and ``full=True`` (which compares the target's
+rows) remains the safety net. The construction is described at "row digests"
+below."""
 
 from __future__ import annotations
 
@@ -157,7 +162,7 @@ class SourceDigest:
 #
 # Integers are little-endian, lengths are uint32.
 
-ENCODING_VERSION = 4
+ENCODING_VERSION = 5
 
 _INT64 = 2**63
 _I64 = struct.Struct("<q")
@@ -501,20 +506,183 @@ def join_encoded(columns: Sequence[Any]) -> Any:
     return pc.binary_join_element_wise(*columns, b"")
 
 
-def hash_encoded(encoded: Any) -> Any:
-    """xxh3-64 of each element of an Arrow binary array, as a numpy uint64 array (one
-    C call a row: xxhash has no batch interface)."""
-    import numpy as np
-    import xxhash
+# ------------------------------------------------------------------ row digests
+#
+# A digest is a 64-bit hash of a row's encoding, computed from the Arrow buffers of
+# the encoded columns with numpy, a block of rows at a time: no Python object and no
+# call per row. It detects changes; it is not cryptographic (anyone who can choose
+# the rows can make two share a digest), and ``full=True`` (which compares the
+# target's rows themselves) remains the safety net.
+#
+# One encoded value (a column's element: its bytes b, n = len(b)) is read as
+# little-endian 8-byte words w_0 .. w_m, m = max(0, ceil(n / 8) - 1), the last one
+# zero-padded (an empty value is one zero word); each word is mixed with its position's key
+# k_j = splitmix64(SEED + j) | 1 by splitmix64's finalizer, and the sum is mixed again
+# with the length:
+#
+#     h(b) = mix(Σ_j mix(w_j ^ k_j) + n·K_LEN)          (arithmetic mod 2^64)
+#
+# ``mix`` is a bijection, so two values of one length that differ in one word never
+# share a hash; other differences collide with a chance of about 2^-64 per pair
+# (heuristically: splitmix64 is a good mixer, not a proven universal hash; a
+# plain multilinear sum Σ w_j·k_j would not do: differences in a word's top bits
+# only reach the top bits of the sum). A row's digest combines its columns' hashes
+# with per-column odd keys (so it depends on every column's encoding and on the
+# columns' order):
+#
+#     digest(row) = mix(Σ_c h(column c)·c_c + C·K_LEN)      c_c = splitmix64(SEED2 + c) | 1
+#
+# Columns whose elements all have one width (integers, floats, dates, timestamps,
+# scaled decimals: the encodings of fixed-width values without nulls) are hashed
+# from strided views of their data (word j of every value is one view, no copy);
+# others gather their words with index arithmetic from the offsets. Both work a
+# block of rows at a time (``_BLOCK_ROWS``, ``_BLOCK_BYTES``): bounded memory, and
+# numpy's passes over the temporary arrays stay in the CPU's cache.
 
-    hash64 = xxhash.xxh3_64_intdigest
-    return np.fromiter(map(hash64, encoded.to_pylist()), dtype=np.uint64, count=len(encoded))
+_SEED = 0x5BD1E9955BD1E995
+_SEED_COLUMNS = 0x27D4EB2F165667C5
+_LENGTH_KEY = 0x9E3779B97F4A7C15
+# Rows hashed at a time: small enough for the temporary arrays of a block to stay
+# in the CPU's cache (numpy makes a pass over them per operation), and a bound on
+# the data bytes of a block.
+_BLOCK_ROWS = 1 << 14
+_BLOCK_BYTES = 1 << 22
+_position_keys: dict[int, Any] = {}
+
+
+def _keys(seed: int, count: int) -> Any:
+    """splitmix64(seed + j) | 1 for j < count (numpy uint64), cached per seed."""
+    import numpy as np
+
+    keys = _position_keys.get(seed)
+    if keys is None or len(keys) < count:
+        size = max(count, 64, 0 if keys is None else 2 * len(keys))
+        with np.errstate(over="ignore"):
+            base = np.arange(size, dtype=np.uint64) + np.uint64(seed)
+        keys = _mix(base) | np.uint64(1)
+        _position_keys[seed] = keys
+    return keys[:count]
+
+
+def _masks() -> Any:
+    import numpy as np
+
+    return np.array([(1 << (8 * i)) - 1 for i in range(8)] + [2**64 - 1], dtype=np.uint64)
+
+
+def hash_encoded(encoded: Any) -> Any:
+    """The hash ``h`` (above) of each element of an Arrow binary array, as a numpy
+    uint64 array: computed from the array's offsets and data with numpy, a block of
+    rows at a time (nulls hash as empty values)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    if encoded.null_count:
+        encoded = encoded.fill_null(b"")
+    n = len(encoded)
+    out = np.empty(n, dtype=np.uint64)
+    if not n:
+        return out
+    wide = pa.types.is_large_binary(encoded.type) or pa.types.is_large_string(encoded.type)
+    offsets = np.frombuffer(encoded.buffers()[1], dtype=np.int64 if wide else np.int32)
+    offsets = offsets[encoded.offset : encoded.offset + n + 1]
+    buffer = encoded.buffers()[2]
+    data = np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+    sizes = np.diff(offsets)
+    if (sizes == sizes[0]).all():
+        size = int(sizes[0])
+        data = np.ascontiguousarray(data[offsets[0] : offsets[-1]])
+        step = max(1, min(_BLOCK_ROWS, _BLOCK_BYTES // max(size, 1)))
+        for start in range(0, n, step):
+            rows = min(step, n - start)
+            block = data[start * size : (start + rows) * size]
+            out[start : start + rows] = _hash_fixed(block, rows, size)
+        return out
+    start = 0
+    while start < n:
+        end = int(np.searchsorted(offsets, offsets[start] + _BLOCK_BYTES, side="right")) - 1
+        end = min(max(end, start + 1), n, start + _BLOCK_ROWS)
+        out[start:end] = _hash_varying(data, offsets[start : end + 1].astype(np.int64))
+        start = end
+    return out
+
+
+def _hash_fixed(data: Any, n: int, size: int) -> Any:
+    """``h`` of ``n`` values of ``size`` bytes each, laid out one after another: word
+    j of every value is one strided (unaligned) view of the data, no copy."""
+    import numpy as np
+
+    keys = _keys(_SEED, max(1, -(-size // 8)))
+    total = np.full(n, np.uint64((size * _LENGTH_KEY) % 2**64))
+    with np.errstate(over="ignore"):
+        for j in range(size // 8):
+            word = np.ndarray((n,), dtype="<u8", buffer=data, offset=8 * j, strides=(size,))
+            total += _mix(word ^ keys[j])
+        rest = size % 8
+        if rest and size >= 8:  # the last bytes: the 8 that end each value, shifted
+            word = np.ndarray((n,), dtype="<u8", buffer=data, offset=size - 8, strides=(size,))
+            total += _mix((word >> np.uint64(8 * (8 - rest))) ^ keys[size // 8])
+        elif rest or not size:  # values shorter than a word
+            word = np.zeros(n, dtype=np.uint64)
+            for i in range(rest):
+                byte = np.ndarray((n,), dtype=np.uint8, buffer=data, offset=i, strides=(size,))
+                word |= byte.astype(np.uint64) << np.uint64(8 * i)
+            total += _mix(word ^ keys[0])
+    return _mix(total)
+
+
+def _hash_varying(data: Any, offsets: Any) -> Any:
+    """``h`` of the values between consecutive ``offsets`` (int64) of ``data``: word j
+    of every value long enough to have one, a pass per j (the values still long
+    enough shrink with j, so the passes cost the words, not rows times the longest)."""
+    import numpy as np
+
+    base, stop = int(offsets[0]), int(offsets[-1])
+    padded = np.zeros(stop - base + 8, dtype=np.uint8)
+    padded[: stop - base] = data[base:stop]
+    # every 8-byte window of the block, unaligned: word j of a value is one read
+    windows = np.ndarray((stop - base + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    starts = offsets[:-1] - base
+    sizes = offsets[1:] - offsets[:-1]
+    masks = _masks()
+    keys = _keys(_SEED, int(sizes.max()) // 8 + 1)
+    with np.errstate(over="ignore"):
+        total = sizes.astype(np.uint64) * np.uint64(_LENGTH_KEY)
+        words = windows[starts]
+        words &= masks[np.minimum(sizes, 8)]
+        total += _mix(words ^ keys[0])
+        active = np.nonzero(sizes > 8)[0]
+        j = 1
+        while len(active):
+            left = sizes[active] - 8 * j
+            words = windows[starts[active] + 8 * j]
+            words &= masks[np.minimum(left, 8)]
+            total[active] += _mix(words ^ keys[j])
+            active = active[left > 8]
+            j += 1
+    return _mix(total)
+
+
+def combine_hashes(hashes: Sequence[Any]) -> Any:
+    """A row's digest from its columns' hashes (numpy uint64 arrays, in column order):
+    each weighted by its position's key, summed with the column count, mixed."""
+    import numpy as np
+
+    keys = _keys(_SEED_COLUMNS, len(hashes))
+    with np.errstate(over="ignore"):
+        total = np.full(len(hashes[0]), np.uint64((len(hashes) * _LENGTH_KEY) % 2**64))
+        for column, key in zip(hashes, keys, strict=True):
+            total += column * key
+    return _mix(total)
 
 
 @dataclass(frozen=True)
 class HashedRows:
     """A batch of rows hashed for sync: per row, its encoded key, the key's hash and
-    the row's digest (xxh3-64 of the key's and then the compared values' encodings)."""
+    the row's digest (``combine_hashes`` of its columns' ``hash_encoded``: the key's
+    and then the compared values')."""
 
     keys: Any  # Arrow binary array
     key_hashes: Any  # numpy uint64
@@ -525,7 +693,7 @@ def hash_keys(keys: Any) -> Any:
     """Each encoded key's hash (numpy uint64): a key that is one integer (``02`` and
     an int64, the usual key) is mixed by splitmix64's finalizer, a bijection computed
     a column at a time with numpy (so two integer keys never share a hash); any other
-    key by xxh3-64 of its encoding."""
+    key by ``hash_encoded`` of its encoding."""
     import numpy as np
     import pyarrow as pa
 
@@ -571,9 +739,16 @@ def _mix(values: Any) -> Any:
 def hash_columns(columns: Sequence[Any], key_width: int) -> HashedRows:
     """Hash rows given as encoded columns (``encode_values`` / ``encode_array``),
     the key's first."""
+    import numpy as np
+
     keys = join_encoded(columns[:key_width])
-    rows = join_encoded(columns)
-    return HashedRows(keys, hash_keys(keys), hash_encoded(rows))
+    n = len(keys)
+    digests = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, _BLOCK_ROWS):  # a block of rows at a time: in cache
+        rows = min(_BLOCK_ROWS, n - start)
+        hashes = [hash_encoded(column.slice(start, rows)) for column in columns]
+        digests[start : start + rows] = combine_hashes(hashes)
+    return HashedRows(keys, hash_keys(keys), digests)
 
 
 def hash_record_batch(batch: Any, columns: Sequence[str], key_width: int) -> HashedRows:
