@@ -79,8 +79,8 @@ def test_postgres_chunks_prepared_ahead_commit_in_order(pg_url: str) -> None:
     assert row == (42, 43)
 
 
-def test_load_leaves_numpy_unloaded(tmp_path: Path) -> None:
-    """pyarrow imports numpy when it can (0.1 s); a file load never uses it."""
+def _load_then(tmp_path: Path, after: str) -> list[str]:
+    """Run the load command in a fresh Python process, then ``after`` there: its output."""
     path = tmp_path / "rows.csv"
     path.write_text("id,v\n1,a\n2,b\n")
     code = (
@@ -91,29 +91,24 @@ def test_load_leaves_numpy_unloaded(tmp_path: Path) -> None:
         " '--quiet'])\n"
         "except SystemExit as stop:\n"
         "    assert not stop.code, stop.code\n"
-        "print('numpy' in sys.modules, 'pyarrow' in sys.modules)\n"
+        f"{after}\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    return done.stdout.split()
+
+
+def test_load_leaves_numpy_unloaded(tmp_path: Path) -> None:
+    """pyarrow imports numpy when it can (0.1 s); a file load never uses it."""
+    printed = _load_then(tmp_path, "print('numpy' in sys.modules, 'pyarrow' in sys.modules)")
+    assert printed == ["False", "True"]
 
 
 def test_a_process_that_ran_load_can_import_numpy_and_pandas_after(tmp_path: Path) -> None:
     """The load command keeps numpy and pandas out only while it runs: a script or a
     test that calls the command in its own process can import them afterwards."""
-    path = tmp_path / "rows.csv"
-    path.write_text("id,v\n1,a\n2,b\n")
-    code = (
-        "import sys\n"
-        "from bulkops.cli import main\n"
-        "try:\n"
-        f"    main(['load', {str(path)!r}, '-t', 't', '--db', 'sqlite:///{tmp_path}/t.db',"
-        " '--quiet'])\n"
-        "except SystemExit as stop:\n"
-        "    assert not stop.code, stop.code\n"
-        "import numpy, pandas\n"
-        "print(numpy.int64(3) + 1, len(pandas.DataFrame({'a': [1, 2]})))\n"
+    printed = _load_then(
+        tmp_path,
+        "import numpy, pandas\nprint(numpy.int64(3) + 1, len(pandas.DataFrame({'a': [1, 2]})))",
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["4", "2"]
+    assert printed == ["4", "2"]
