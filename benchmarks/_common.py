@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from decimal import Decimal
@@ -168,7 +168,7 @@ def mark(status: str) -> str:
     return f"[bold {colour}]{status}[/]"
 
 
-def ok_cell(result: BestOf) -> str:
+def ok_cell(result: BestOf | _Contender) -> str:
     return "-" if result.skipped else ("[green]yes[/]" if result.verified else "[red]NO[/]")
 
 
@@ -177,6 +177,43 @@ def results_table(columns: list[tuple[str, str]]) -> Table:
     table = Table(title_justify="left")
     for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    return table
+
+
+def ratio_rows(
+    results: Mapping[str, _Rated], specs: Iterable[tuple[str, str, str, float | None]]
+) -> list[dict[str, Any]]:
+    """One row per (label, numerator key, denominator key, target): the ratio of the two
+    results' rates and its status against the target."""
+    rows = []
+    for label, top, bottom, target in specs:
+        value = ratio(results.get(top), results.get(bottom))
+        rows.append({"ratio": label, "value": value, "target": target,
+                     "status": status_of(value, target)})  # fmt: skip
+    return rows
+
+
+class _Contender(_Rated, Protocol):
+    name: str
+    rows: int
+    note: str
+    skipped: bool
+
+    @property
+    def seconds(self) -> float | None: ...
+
+
+def contenders_table(results: Iterable[_Contender]) -> Table:
+    """Each contender's rows, best seconds, rate, whether its data was checked, its note."""
+    table = results_table(
+        [("contender", "left"), ("rows", "right"), ("best s", "right"), ("rows/s", "right"),
+         ("checked", "left"), ("note", "left")]
+    )  # fmt: skip
+    for r in results:
+        table.add_row(
+            r.name, f"{r.rows:,}", f"{r.seconds:.3f}" if r.seconds else "-",
+            f"{r.per_second:,.0f}" if r.per_second else "-", ok_cell(r), r.note,
+        )  # fmt: skip
     return table
 
 

@@ -43,15 +43,13 @@ from _common import (
     Skip,
     cli_available,
     conclude,
+    contenders_table,
     missed_targets,
-    ok_cell,
     postgres,
-    ratio,
+    ratio_rows,
     ratio_table,
     report_console,
-    results_table,
     script,
-    status_of,
 )
 from columnar import (
     FACTS,
@@ -243,26 +241,14 @@ def main(argv: list[str] | None = None) -> int:
                 results.update(measure(pg_cases(dsn, path, args.rows, args.psql), args.repeat, log))
                 if args.memory_rows:
                     memory_rows.append(memory(dsn, directory, args.memory_rows, log, broken))
-    table = results_table(
-        [("contender", "left"), ("rows", "right"), ("best s", "right"), ("rows/s", "right"),
-         ("checked", "left"), ("note", "left")]
-    )  # fmt: skip
-    for r in results.values():
-        table.add_row(
-            r.name, f"{r.rows:,}", f"{r.seconds:.3f}" if r.seconds else "-",
-            f"{r.per_second:,.0f}" if r.per_second else "-", ok_cell(r), r.note,
-        )  # fmt: skip
+    table = contenders_table(results.values())
     console.print(
         f"\n[bold]bulkops load (CLI)[/]: {args.rows:,} rows of CSV, best of {args.repeat}, "
         f"each run a new process; pyarrow {pa.__version__}, Python {sys.version.split()[0]}",
         highlight=False,
     )
     console.print(table)
-    rows = []
-    for label, top, bottom, target in RATIOS:
-        value = ratio(results.get(top), results.get(bottom))
-        rows.append({"ratio": label, "value": value, "target": target,
-                     "status": status_of(value, target)})  # fmt: skip
+    rows = ratio_rows(results, RATIOS)
     console.print(ratio_table(rows))
     for row in memory_rows:
         console.print(

@@ -53,14 +53,12 @@ import sqlalchemy as sa
 from _common import (
     BestOf,
     conclude,
+    contenders_table,
     missed_targets,
-    ok_cell,
     postgres,
-    ratio,
+    ratio_rows,
     ratio_table,
     report_console,
-    results_table,
-    status_of,
 )
 from rich.console import Console
 
@@ -427,15 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             insert, upsert = pg_cases(dsn, args.rows, min(args.to_sql_rows, args.rows))
             results.update(measure(insert, args.repeat, log))
             results.update(measure(upsert, args.repeat, log))
-    table = results_table(
-        [("contender", "left"), ("rows", "right"), ("best s", "right"), ("rows/s", "right"),
-         ("checked", "left"), ("note", "left")]
-    )  # fmt: skip
-    for r in results.values():
-        table.add_row(
-            r.name, f"{r.rows:,}", f"{r.seconds:.3f}" if r.seconds else "-",
-            f"{r.per_second:,.0f}" if r.per_second else "-", ok_cell(r), r.note,
-        )  # fmt: skip
+    table = contenders_table(results.values())
     console.print(
         f"\n[bold]Columnar inputs[/]: {args.rows:,} rows, best of {args.repeat}, "
         f"pyarrow {pa.__version__}, pandas {pd.__version__}, polars {pl.__version__}, "
@@ -443,11 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         highlight=False,
     )
     console.print(table)
-    rows = []
-    for label, top, bottom, target in RATIOS:
-        value = ratio(results.get(top), results.get(bottom))
-        rows.append({"ratio": label, "value": value, "target": target,
-                     "status": status_of(value, target)})  # fmt: skip
+    rows = ratio_rows(results, RATIOS)
     console.print(ratio_table(rows))
     broken = [f"{r.name}: {r.note}" for r in results.values() if not r.verified and not r.skipped]
     return conclude(broken, missed_targets(rows))

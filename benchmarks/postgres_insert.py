@@ -58,12 +58,12 @@ from _common import (
     ok_cell,
     postgres,
     ratio,
+    ratio_rows,
     ratio_table,
     report_console,
     results_table,
     run_cli,
     script,
-    status_of,
     write_csv,
 )
 from rich.console import Console
@@ -569,12 +569,7 @@ BASELINES = {
 
 
 def ratios(results: dict[str, Result]) -> list[dict[str, Any]]:
-    out = []
-    for label, top, bottom, target in RATIOS:
-        value = ratio(results.get(top), results.get(bottom))
-        status = status_of(value, target)
-        out.append({"ratio": label, "value": value, "target": target, "status": status})
-    return out
+    return ratio_rows(results, RATIOS)
 
 
 def print_report(

@@ -820,8 +820,8 @@ class Bench:
             "resync_digest", "unchanged re-sync: source_id=file_digest(path)", resync_digest
         )
 
-    def reload(self) -> None:
-        self.reset()
+    def reloading(self, source: Any, what: str) -> Callable[[Result], None]:
+        """A contender: the table emptied, then ``source`` inserted by bulkops, checked."""
 
         def run(result: Result) -> None:
             empty = self.side.empty_table()
@@ -829,13 +829,13 @@ class Bench:
 
                 def reload() -> bulkops.Report:
                     empty()
-                    return db.insert(TABLE, self.data.source)
+                    return db.insert(TABLE, source)
 
                 seconds, report = self.timed(reload)
             result.took(seconds, report)
             result.note = (
                 "TRUNCATE" if self.side.backend == "postgresql" else "DELETE FROM"
-            ) + " + db.insert of every row (bulkops' fast path)"
+            ) + f" + {what}"
             self.note_wal(result)
             if report.inserted != len(self.data.source):
                 result.verified = False
@@ -843,30 +843,23 @@ class Bench:
                 return
             self.check(result)
 
-        self.guarded("reload", "full reload: empty + db.insert", run)
+        return run
+
+    def reload(self) -> None:
         self.reset()
-
-        def run_arrow(result: Result) -> None:
-            empty = self.side.empty_table()
-            with bulkops.connect(self.side.url) as db:
-
-                def reload() -> bulkops.Report:
-                    empty()
-                    return db.insert(TABLE, self.data.arrow)
-
-                seconds, report = self.timed(reload)
-            result.took(seconds, report)
-            result.note = (
-                "TRUNCATE" if self.side.backend == "postgresql" else "DELETE FROM"
-            ) + " + db.insert of the source as a pyarrow Table (the columnar path)"
-            self.note_wal(result)
-            if report.inserted != len(self.data.source):
-                result.verified = False
-                result.note += f"; inserted {report.inserted}"
-                return
-            self.check(result)
-
-        self.guarded("reload_arrow", "full reload from Arrow: empty + db.insert(Table)", run_arrow)
+        self.guarded(
+            "reload",
+            "full reload: empty + db.insert",
+            self.reloading(self.data.source, "db.insert of every row (bulkops' fast path)"),
+        )
+        self.reset()
+        self.guarded(
+            "reload_arrow",
+            "full reload from Arrow: empty + db.insert(Table)",
+            self.reloading(
+                self.data.arrow, "db.insert of the source as a pyarrow Table (the columnar path)"
+            ),
+        )
         self.reset()
 
         def floor(result: Result) -> None:
