@@ -165,3 +165,17 @@ def assert_accounted(report: bulkops.Report, given: int) -> None:
     assert report.rows_in == given, report
     assert report.accounted == given, report
     assert report.rejected == len(report.rejections), report
+
+
+def pg_execute(url: str, *statements: str) -> list[tuple[Any, ...]]:
+    """Run statements on PostgreSQL through raw psycopg in autocommit mode; the rows of
+    the last one that returns any."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows: list[tuple[Any, ...]] = []
+        for statement in statements:
+            cursor = conn.execute(statement)
+            if cursor.description:
+                rows = cursor.fetchall()
+        return rows

@@ -16,21 +16,12 @@ import psycopg
 import pytest
 
 import bulkops
+from conftest import pg_execute as execute
 
 pytestmark = pytest.mark.postgres
 
 UTC = dt.UTC
 PLUS2 = dt.timezone(dt.timedelta(hours=2))
-
-
-def execute(url: str, *statements: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows: list[tuple[Any, ...]] = []
-        for statement in statements:
-            cursor = conn.execute(statement)
-            if cursor.description:
-                rows = cursor.fetchall()
-        return rows
 
 
 def has_citext(url: str) -> bool:

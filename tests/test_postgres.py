@@ -9,27 +9,16 @@ import sys
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
 import bulkops
 from bulkops.errors import ConversionError, SchemaError
 from conftest import assert_accounted
+from conftest import pg_execute as execute
 
 pytestmark = pytest.mark.postgres
-
-
-def execute(url: str, *statements: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows: list[tuple[Any, ...]] = []
-        for statement in statements:
-            cursor = conn.execute(statement)
-            if cursor.description:
-                rows = cursor.fetchall()
-        return rows
 
 
 def test_postgres_types_round_trip(pg_url: str) -> None:

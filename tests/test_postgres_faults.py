@@ -28,6 +28,7 @@ import bulkops
 from bulkops import RetryPolicy
 from bulkops.errors import LockTimeoutError, StatementTimeoutError
 from conftest import assert_accounted
+from conftest import pg_execute as execute
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -36,17 +37,6 @@ GATE_LOCK = 4242  # advisory lock key the gate triggers wait on
 
 
 # ------------------------------------------------------------------------ helpers
-
-
-def execute(url: str, *statements: str) -> list[tuple[Any, ...]]:
-    """Run statements in autocommit mode; the rows of the last one that returns any."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows: list[tuple[Any, ...]] = []
-        for statement in statements:
-            cursor = conn.execute(statement)
-            if cursor.description:
-                rows = cursor.fetchall()
-        return rows
 
 
 def connect(url: str, app: str, **connect_args: Any) -> bulkops.Store:

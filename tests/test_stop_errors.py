@@ -27,6 +27,7 @@ from bulkops.errors import (
     DataError,
     ResourceError,
 )
+from conftest import pg_execute as execute
 
 ROWS = 500_000
 
@@ -42,16 +43,6 @@ class Rows:
         for i in range(1, self.n + 1):
             self.taken = i
             yield {"id": i, "name": f"row {i}"}
-
-
-def execute(url: str, *statements: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows: list[tuple[Any, ...]] = []
-        for statement in statements:
-            cursor = conn.execute(statement)
-            if cursor.description:
-                rows = cursor.fetchall()
-        return rows
 
 
 def as_user(url: str, user: str) -> str:
