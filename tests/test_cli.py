@@ -199,6 +199,37 @@ def test_help_runs(args: list[str], tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.strip()
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import bulkops",
+        "import bulkops.cli",
+        "from bulkops.cli import main\n"
+        "try:\n    main(['load', '--help'])\nexcept SystemExit:\n    pass",
+    ],
+)
+def test_the_command_line_loads_no_database_toolkit_until_it_connects(code: str) -> None:
+    """The package's top level is lazy (PEP 562): the command line, ``--help`` and
+    ``import bulkops`` load neither SQLAlchemy nor a driver nor pyarrow; they load
+    when a command opens a database or a file."""
+    check = "import sys\nheavy = ('sqlalchemy', 'psycopg', 'pyarrow', 'boto3')\n"
+    check += "print(sorted(m for m in heavy if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{check}"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_lazy_top_level_still_gives_every_public_name() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import bulkops; print(bulkops.connect.__module__, "
+         "bulkops.Store.__module__, bulkops.errors.BulkError.__name__)"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.split() == ["bulkops.api", "bulkops.store", "BulkError"], done.stderr
+
+
 def test_load_parquet(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -13,26 +13,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, nullcontext, suppress
 from operator import itemgetter
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from . import __version__
-from .api import connect
 from .errors import BulkError, DataError, RerunError, SchemaError, TooManyRejectsError
 from .report import Report, SyncReport, jsonable
 from .runlog import Run
@@ -50,6 +37,9 @@ from .sources import (
     open_source,
 )
 from .store import Store
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 DEFAULT_DB = "sqlite:///bulkops.db"
 EXIT_REJECTED = 1
@@ -465,6 +455,8 @@ def _dry_run(
     console = Console()
     read = f"{inference.rows:,} rows" + ("" if inference.complete else " (a sample)")
     console.print(f"{table} (dry run: nothing written; types from {read})", highlight=False)
+    from rich.table import Table
+
     grid = Table()
     grid.add_column("column")
     grid.add_column("type")
@@ -555,6 +547,8 @@ _STATUS_STYLE = {
 
 
 def _print_runs(found: list[Run]) -> None:
+    from rich.table import Table
+
     table = Table(title="bulkops runs", title_justify="left")
     for name, justify in [
         ("id", "right"), ("started (UTC)", "left"), ("verb", "left"), ("table", "left"),
@@ -769,6 +763,18 @@ def _explain_mismatch(rows: Iterator[Any]) -> Iterator[Any]:
 
 class _ProgressBar:
     def __init__(self, source: Any) -> None:
+        # Imported only where a bar is drawn (a terminal): a quiet run or a pipe never does.
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.source = source
         total = source.total_bytes
         columns: list[Any] = [TextColumn("[bold]loading"), BarColumn()]
@@ -811,6 +817,10 @@ def _progress_bar(source: Any, quiet: bool) -> _ProgressBar | None:
 
 
 def _open_store(url: str, *, run_log: bool = False) -> Store:
+    # Imported here, not with the command: SQLAlchemy and the driver load while a
+    # file the command reads is parsed already (``load``), and ``--help`` needs none.
+    from .api import connect
+
     try:
         # On by default where the database can keep it (not DynamoDB: see --resume).
         return connect(url, run_log="auto" if run_log else False)
@@ -862,6 +872,8 @@ def _finish(
 
 def _print_summary(report: Report, rejects: str | None) -> None:
     console = Console()
+    from rich.table import Table
+
     table = Table(title=f"{report.verb} {report.table}", show_header=False, title_justify="left")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -1059,6 +1071,8 @@ def _print_sync_summary(report: SyncReport, rejects: str | None) -> None:
     title = f"{report.verb} {report.table}"
     if report.dry_run:
         title += " (dry run: nothing written)"
+    from rich.table import Table
+
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -1172,6 +1186,9 @@ def bench(
 def _print_bench(results: list[Any], plot_path: str | None) -> None:
     console = Console()
     backends = ", ".join(sorted({r.backend for r in results})) or "-"
+    from rich import box
+    from rich.table import Table
+
     table = Table(
         title=f"bulkops bench on {backends}", title_justify="left", box=box.SIMPLE_HEAD,
         pad_edge=False, collapse_padding=True,
