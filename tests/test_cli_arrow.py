@@ -154,6 +154,48 @@ def test_file_goes_through_arrow_and_agrees_with_the_row_reader(
         ]
 
 
+@pytest.mark.parametrize(
+    ("times", "naive_cast_tried"),
+    [
+        (["2024-01-01 10:00:00.000000Z", "2024-01-02T11:30:00.25Z", ""], False),
+        (["", "2024-01-01 10:00:00+00:00", "2024-01-02 11:30:00+0000"], False),
+        (["2024-01-01 10:00:00", "2024-01-02T11:30:00.5", ""], True),
+        (["2024-01-01 10:00:00+02:00", "2024-01-02 11:30:00", "noon"], False),
+    ],
+)
+def test_times_into_sqlite_try_only_the_cast_their_spelling_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, times: list[str], naive_cast_tried: bool
+) -> None:
+    """SQLite keeps times as given: a text column whose first time gives a zone is never
+    cast as naive times first (Arrow reads the whole column before refusing: 0.55 s per
+    million "...Z" times), and the table is the one the row reader makes."""
+    import bulkops.columnar as columnar
+
+    tried: list[str] = []
+    cast = columnar._cast_or_none
+
+    def recorded(array: Any, typ: Any) -> Any:
+        tried.append(str(typ))
+        return cast(array, typ)
+
+    monkeypatch.setattr(columnar, "_cast_or_none", recorded)
+    url = f"sqlite:///{tmp_path}/test.db"
+    data = "id,at\n" + "".join(f"{i},{t}\n" for i, t in enumerate(times, 1))
+    path = tmp_path / "in.csv"
+    path.write_text(data)
+    make_table(url)
+    via_arrow = load(path, url, "--no-run-log")
+    assert via_arrow["reader"] == "arrow"
+    assert ("timestamp[us]" in tried) is naive_cast_tried
+    make_table(url, "r")
+    via_rows = load("-", url, "--no-run-log", table="r", stdin=data.encode())
+    assert via_rows["reader"] == "rows"
+    assert rejects_of(via_arrow) == rejects_of(via_rows)
+    assert raw(url, "SELECT id, at, typeof(at) FROM t ORDER BY id") == raw(
+        url, "SELECT id, at, typeof(at) FROM r ORDER BY id"
+    )
+
+
 def test_row_numbers_after_a_short_row_deep_in_a_big_file(url: str, tmp_path: Path) -> None:
     """A row of the wrong width past the first block: the rows before it came from
     pyarrow, the rest from the row reader; every row keeps its number in the file."""
