@@ -211,6 +211,7 @@ def load(
     (database unreachable, table missing with --no-create, unreadable file).
     """
     _skip_unused(numpy=True)
+    _return_freed_memory()
     key_cols = _key_option(key)
     overrides = _type_option(types)
     if resume and not run_log:
@@ -344,6 +345,28 @@ def _skip_unused(*, numpy: bool = False) -> None:
         sys.meta_path.remove(finder)
         return
     context.call_on_close(lambda: sys.meta_path.remove(finder))
+
+
+# pyarrow's allocator (mimalloc) keeps memory its threads freed for reuse, unbounded
+# by the chunks in flight: a 5,000,000-row CSV load into PostgreSQL held at most 40 MB
+# of Arrow data at any time (the read-ahead queues bound it), yet peaked at 247-271 MB
+# RSS, 110 MB of it freed pages the allocator kept. Returned to the system at once
+# instead: 196-208 MB, with the same CPU time within noise (1,000,000 rows).
+_FREED_MEMORY_OPTIONS = {"MIMALLOC_PURGE_DELAY": "0", "MIMALLOC_ARENA_EAGER_COMMIT": "0"}
+
+
+def _return_freed_memory() -> None:
+    """Ask pyarrow's allocator to return freed memory to the system promptly. It reads
+    these options once, when pyarrow is loaded: only a command that loads it sets them
+    (as the environment would), a user's own settings win, and they are taken back
+    when the command ends (a process that calls ``main([...])`` keeps its own)."""
+    if "pyarrow" in sys.modules:
+        return
+    added = {k: v for k, v in _FREED_MEMORY_OPTIONS.items() if k not in os.environ}
+    os.environ.update(added)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(lambda: [os.environ.pop(k, None) for k in added])
 
 
 def _rows_unless_columnar(
@@ -1003,6 +1026,7 @@ def sync(
     is skipped without reading it. Exit status as for load.
     """
     _skip_unused()
+    _return_freed_memory()
     key_cols = _key_option(key)
     scope = _where_option(where)
     try:
