@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import importlib.abc
 import json
@@ -75,6 +76,37 @@ def main() -> None:
     Load, upsert, update or delete many rows at once in short transactions, with
     retries on transient errors and bad rows set aside instead of failing the run.
     """
+
+
+def run() -> NoReturn:
+    """The ``bulkops`` program (its console script and ``python -m bulkops``): ``main``,
+    then the process ends once its exit handlers ran and its output is flushed.
+
+    Python's own shutdown then takes every loaded module apart one object at a time:
+    0.2 s of CPU after SQLAlchemy, psycopg and pyarrow (a one-row ``load`` took 0.66 s
+    of user CPU, 0.45 s without it), all after the work is done and reported. Where a
+    thread that is not a daemon still runs, the process ends the usual way (it would
+    wait for that thread)."""
+    try:
+        main()
+        code: Any = 0
+    except SystemExit as done:
+        code = done.code
+    if not isinstance(code, int):  # sys.exit("message") / sys.exit(None), as Python does
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    waited = [
+        t for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]  # fmt: skip
+    if waited:
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what the usual exit runs first: logging's flush and the like
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(Exception):  # a closed pipe: as the usual exit, say nothing
+            stream.flush()
+    os._exit(code)
 
 
 @main.command()
