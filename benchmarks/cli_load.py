@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import os
+import json
 import sqlite3
 import subprocess
 import sys
@@ -194,16 +194,34 @@ def sqlite_cases(directory: Path, path: Path, n: int, small: Path, m: int) -> li
     return cases
 
 
-def peak_rss(argv: list[str]) -> tuple[float, float, int]:
-    """(peak RSS in MB, seconds, exit status) of one run of ``argv`` (this child only)."""
+# Starts the measured command and reports its own peak RSS. Linux keeps the memory
+# high-water mark across exec, and subprocess starts children with vfork: a child of
+# this process began with this process's RSS (the 1M-row tables built for the other
+# contenders, ~400 MB) as its "peak". The earlier intermittent 400-422 MB readings were
+# that. A small launcher in between makes the mark the command's own.
+_LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+"""
+
+
+def peak_rss(argv: list[str]) -> tuple[float, float, int, str]:
+    """(peak RSS in MB, seconds, exit status, the end of its stderr) of one run of
+    ``argv`` (that process only, started by a small launcher: see ``_LAUNCHER``). Its
+    stderr goes to a file: a pipe nobody reads while it runs could fill and stall it."""
     started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.stderr is not None:
-        child.stderr.close()
-    return usage.ru_maxrss / 1024, seconds, child.returncode
+    with tempfile.TemporaryFile() as err:
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=err,
+            text=True, check=True,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+    maxrss_kb, status = json.loads(done.stdout)
+    return maxrss_kb / 1024, seconds, status, " | ".join(tail)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,10 +302,12 @@ def memory(
     for _ in range(max(1, repeat)):
         admin.execute("DROP TABLE IF EXISTS t")
         admin.execute(PG_CREATE)
-        mb, seconds, status = peak_rss(bulkops_cmd(str(path), "-t", "t", "--db", dsn))
+        mb, seconds, status, stderr = peak_rss(bulkops_cmd(str(path), "-t", "t", "--db", dsn))
         count = admin.execute("SELECT count(*), sum(id) FROM t").fetchone()
         if status != 0 or count != (n, n * (n + 1) // 2):
-            broken.append(f"memory run: exit status {status}, table count/sum(id) {count}")
+            broken.append(
+                f"memory run: exit status {status}, table count/sum(id) {count}, stderr: {stderr}"
+            )
         runs.append((mb, seconds))
         log.print(f"  peak RSS {mb:.0f} MB, {seconds:.1f}s", highlight=False)
     admin.execute("DROP TABLE t")
