@@ -16,9 +16,11 @@ Contenders:
   with its default batch size and with ``--batch-size 10000`` (on ``--sqlite-utils-rows``
   rows, as it is slow: its rate is what is compared);
 - memory: peak RSS of ``bulkops load`` of a ``--memory-rows`` (5,000,000) row CSV into
-  PostgreSQL (``os.wait4``'s rusage of that one process), against 300 MB.
+  PostgreSQL (``os.wait4``'s rusage of that one process), against 300 MB, taken
+  ``--memory-repeat`` times (default 3): the peak varies from run to run with what the
+  allocators keep, so every run is printed and the worst one is judged.
 
-    python benchmarks/cli_load.py                       # 1,000,000 rows, 5M for memory
+    python benchmarks/cli_load.py                       # 1,000,000 rows, 5M (3 runs) for memory
     python benchmarks/cli_load.py --rows 200000 --repeat 1 --memory-rows 0
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import os
+import json
 import sqlite3
 import subprocess
 import sys
@@ -192,22 +194,41 @@ def sqlite_cases(directory: Path, path: Path, n: int, small: Path, m: int) -> li
     return cases
 
 
-def peak_rss(argv: list[str]) -> tuple[float, float, int]:
-    """(peak RSS in MB, seconds, exit status) of one run of ``argv`` (this child only)."""
+# Starts the measured command and reports its own peak RSS. Linux keeps the memory
+# high-water mark across exec, and subprocess starts children with vfork: a child of
+# this process began with this process's RSS (the 1M-row tables built for the other
+# contenders, ~400 MB) as its "peak". The earlier intermittent 400-422 MB readings were
+# that. A small launcher in between makes the mark the command's own.
+_LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+"""
+
+
+def peak_rss(argv: list[str]) -> tuple[float, float, int, str]:
+    """(peak RSS in MB, seconds, exit status, the end of its stderr) of one run of
+    ``argv`` (that process only, started by a small launcher: see ``_LAUNCHER``). Its
+    stderr goes to a file: a pipe nobody reads while it runs could fill and stall it."""
     started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.stderr is not None:
-        child.stderr.close()
-    return usage.ru_maxrss / 1024, seconds, child.returncode
+    with tempfile.TemporaryFile() as err:
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=err,
+            text=True, check=True,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+    maxrss_kb, status = json.loads(done.stdout)
+    return maxrss_kb / 1024, seconds, status, " | ".join(tail)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     parser.add_argument("--memory-rows", type=int, default=MEMORY_ROWS)
+    parser.add_argument("--memory-repeat", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--dsn", help="an existing PostgreSQL server (default: a throwaway one)")
     parser.add_argument("--psql", default=PSQL)
@@ -240,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                 log.print(f"[bold]PostgreSQL[/] ({how}), {args.rows:,} rows", highlight=False)
                 results.update(measure(pg_cases(dsn, path, args.rows, args.psql), args.repeat, log))
                 if args.memory_rows:
-                    memory_rows.append(memory(dsn, directory, args.memory_rows, log, broken))
+                    memory_rows.append(
+                        memory(dsn, directory, args.memory_rows, args.memory_repeat, log, broken)
+                    )
     table = contenders_table(results.values())
     console.print(
         f"\n[bold]bulkops load (CLI)[/]: {args.rows:,} rows of CSV, best of {args.repeat}, "
@@ -251,10 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = ratio_rows(results, RATIOS)
     console.print(ratio_table(rows))
     for row in memory_rows:
+        runs = ", ".join(f"{mb:.0f} MB in {s:.1f}s" for mb, s in row["runs"])
         console.print(
             f"memory: bulkops load of {row['rows']:,} CSV rows into PostgreSQL: peak RSS "
-            f"{row['mb']:.0f} MB (target < {MEMORY_LIMIT_MB} MB) in {row['seconds']:.1f}s: "
-            f"{row['status']}",
+            f"{row['mb']:.0f} MB, the worst of {len(row['runs'])} runs ({runs}; target < "
+            f"{MEMORY_LIMIT_MB} MB): {row['status']}",
             highlight=False,
         )
     broken += [f"{r.name}: {r.note}" for r in results.values() if not r.verified and not r.skipped]
@@ -267,22 +291,30 @@ def main(argv: list[str] | None = None) -> int:
     return conclude(broken, missed)
 
 
-def memory(dsn: str, directory: Path, n: int, log: Console, broken: list[str]) -> dict[str, Any]:
+def memory(
+    dsn: str, directory: Path, n: int, repeat: int, log: Console, broken: list[str]
+) -> dict[str, Any]:
     path = directory / "big.csv"
     log.print(f"[bold]memory[/]: writing {n:,} rows of CSV", highlight=False)
     write_file(path, n)
     admin = psycopg.connect(dsn, autocommit=True)
-    admin.execute("DROP TABLE IF EXISTS t")
-    admin.execute(PG_CREATE)
-    mb, seconds, status = peak_rss(bulkops_cmd(str(path), "-t", "t", "--db", dsn))
-    count = admin.execute("SELECT count(*), sum(id) FROM t").fetchone()
-    if status != 0 or count != (n, n * (n + 1) // 2):
-        broken.append(f"memory run: exit status {status}, table count/sum(id) {count}")
+    runs: list[tuple[float, float]] = []
+    for _ in range(max(1, repeat)):
+        admin.execute("DROP TABLE IF EXISTS t")
+        admin.execute(PG_CREATE)
+        mb, seconds, status, stderr = peak_rss(bulkops_cmd(str(path), "-t", "t", "--db", dsn))
+        count = admin.execute("SELECT count(*), sum(id) FROM t").fetchone()
+        if status != 0 or count != (n, n * (n + 1) // 2):
+            broken.append(
+                f"memory run: exit status {status}, table count/sum(id) {count}, stderr: {stderr}"
+            )
+        runs.append((mb, seconds))
+        log.print(f"  peak RSS {mb:.0f} MB, {seconds:.1f}s", highlight=False)
     admin.execute("DROP TABLE t")
     path.unlink()
-    log.print(f"  peak RSS {mb:.0f} MB, {seconds:.1f}s", highlight=False)
-    return {"rows": n, "mb": mb, "seconds": seconds,
-            "status": "PASS" if mb < MEMORY_LIMIT_MB else "FAIL"}  # fmt: skip
+    worst = max(mb for mb, _ in runs)
+    return {"rows": n, "mb": worst, "runs": runs,
+            "status": "PASS" if worst < MEMORY_LIMIT_MB else "FAIL"}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -267,6 +267,21 @@ def test_aware_timestamps_in_another_zone_keep_the_instant(db: bulkops.Store) ->
     assert got["at"] == at.to_pydatetime()
 
 
+@pytest.mark.parametrize("zone", [None, "UTC"])
+def test_times_with_whole_milliseconds_keep_their_fraction(
+    db: bulkops.Store, zone: str | None
+) -> None:
+    """A fraction of a second in whole milliseconds (0.5 s) is a fraction all the same:
+    SQLite's text of it was cut to whole seconds by a check that read only the
+    microseconds within the millisecond, and Arrow refused the cut."""
+    _frames_table(db)
+    times = [dt.datetime(2024, 1, 1, 10, 0, 0, 500_000), dt.datetime(2024, 1, 1, 10)]
+    at = pa.array(times, pa.timestamp("us", tz=zone))
+    db.insert("f", pa.table({"id": [1, 2], "at": at}))
+    got = [r["at"].replace(tzinfo=None) for r in sorted(rows_of(db, "f"), key=lambda r: r["id"])]
+    assert got == times
+
+
 def test_nanoseconds_are_refused_not_truncated(db: bulkops.Store) -> None:
     _frames_table(db)
     ts = pd.to_datetime(

@@ -99,6 +99,26 @@ def test_a_failing_call_is_recorded_with_its_error(shop: bulkops.Store) -> None:
     assert_matches(run, report)
 
 
+def test_a_new_store_reads_the_run_log_tables_columns_once(
+    shop: bulkops.Store, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every load starts by reading the run log (the re-run guard, ``bulkops load``'s
+    check): each of its tables is reflected once, not the runs table twice."""
+    shop.insert("items", [{"id": 1, "name": "a", "stock": 1}])
+    with run_log_store(db_url) as db:
+        reflected: list[str] = []
+        reflect = db.backend.reflect
+
+        def counted(table: str) -> Any:
+            reflected.append(table)
+            return reflect(table)
+
+        monkeypatch.setattr(db.backend, "reflect", counted)
+        assert [r.verb for r in db.runs(1)] == ["insert"]
+        db.insert("items", [{"id": 2, "name": "b", "stock": 1}], source_id="file-1")
+    assert sorted(reflected) == ["bulkops_checkpoints", "bulkops_runs", "items"]
+
+
 def test_no_run_log_unless_asked(db: bulkops.Store) -> None:
     db.create_table("items", {"id": "integer"}, key="id")
     db.insert("items", [{"id": 1}])

@@ -19,6 +19,7 @@ null: a NaN there is a float value (stored where the database can, rejected othe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -797,14 +798,15 @@ class ArrowPlanner:
         one zone)."""
         pa = _pyarrow()
         pc = _compute()
-        try:
-            return _Column(array.cast(pa.timestamp("us")))  # every value naive
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        try:
-            utc = array.cast(pa.timestamp("us", tz="UTC"))  # every value with a zone
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            utc = None
+        # Arrow's naive cast refuses any value with a zone and its zoned cast any value
+        # without, so where the first value gives a zone only the zoned cast can take
+        # the column. Trying the naive one anyway read the whole column before failing:
+        # 0.55 s per million rows of UTC times ("...Z", as Arrow and pandas write them).
+        if not _zoned_first(array):
+            naive = _cast_or_none(array, pa.timestamp("us"))  # every value naive
+            if naive is not None:
+                return _Column(naive)
+        utc = _cast_or_none(array, pa.timestamp("us", tz="UTC"))  # every value zoned
         if utc is not None and pc.all(pc.match_substring_regex(array, r"(Z|\+00:?00)$")).as_py():
             return _Column(utc)  # every zone UTC: kept as given
         coerced = self._per_value(array, spec, target, None)
@@ -819,6 +821,26 @@ class ArrowPlanner:
             return coerced
         text = [None if t is None else t.isoformat() for t in times]
         return _Column(pa.array(text, pa.string()), coerced.bad, coerced.reasons)
+
+
+_ZONE_AT_END = re.compile(r"(Z|[-+][0-9]{2}:?[0-9]{2})$")
+
+
+def _zoned_first(array: Any) -> bool:
+    """Whether the first value of the text column ``array`` gives a zone (``Z`` or an
+    offset at its end)."""
+    pc = _compute()
+    first = pc.drop_null(array.slice(0, 1024))
+    return len(first) > 0 and _ZONE_AT_END.search(first[0].as_py()) is not None
+
+
+def _cast_or_none(array: Any, typ: Any) -> Any | None:
+    """``array`` cast to ``typ`` when Arrow takes every value, else None."""
+    pa = _pyarrow()
+    try:
+        return array.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 # ---------------------------------------------- text to typed values, vectorized

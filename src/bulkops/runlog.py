@@ -35,7 +35,7 @@ from .errors import BulkError, ResumeError, SchemaError, TooManyRejectsError
 from .jsoncodec import dumps, loads
 from .report import OUTCOMES, Report
 from .retry import RetryPolicy
-from .schema import ColumnCodec
+from .schema import ColumnCodec, TableSpec
 
 __all__ = ["CHECKPOINTS", "RUNS", "Run", "RunLog", "run_status"]
 
@@ -172,12 +172,15 @@ class RunLog:
             self.backend.reflect(CHECKPOINTS)
         except SchemaError:
             return False
-        self._learn()
+        self._learn(spec)
         return True
 
-    def _learn(self) -> None:
-        spec = self.backend.reflect(RUNS)
-        _check_ours(spec.columns)
+    def _learn(self, spec: TableSpec | None = None) -> None:
+        """Learn the codecs from ``spec`` (the runs table as just reflected) or from a
+        reflection of it now."""
+        if spec is None:
+            spec = self.backend.reflect(RUNS)
+            _check_ours(spec.columns)
         # Values go through the backend's codecs for the reflected columns, as every
         # other value bulkops writes (e.g. timestamps: text on SQLite, timestamptz on
         # PostgreSQL).

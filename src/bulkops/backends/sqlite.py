@@ -443,7 +443,9 @@ def _arrow_bound(
 
         utc = typ.tz is not None
         naive = array.view("timestamp[us]") if utc else array
-        if pc.all(pc.equal(pc.microsecond(naive), 0)).as_py() is not False:
+        # (Arrow's microsecond() is the microseconds within the millisecond: 0.5 s
+        # gives 0 there, so the whole fraction is what is asked.)
+        if pc.all(pc.equal(pc.subsecond(naive), 0)).as_py() is not False:
             text = naive.cast("timestamp[s]").cast("string")  # no fractions to drop
         else:
             text = pc.replace_substring_regex(naive.cast("string"), r"\.000000$", "")
