@@ -27,7 +27,14 @@ lists every partition once; the Report accounts for every row); a broken invaria
 exits 1, a missed target does not. Where the server runs here (the throwaway cluster),
 each contender's CPU time is shown per row: the server's (postmaster and backends) and
 the client side's (this process, its scheduler and nannies, and the Dask workers). On a
-machine of C cores no contender can beat ``C / (server + client CPU per row)``.
+machine of C cores no contender can beat ``C / (server + client CPU per row)``. For
+the loads, "workers busy" is the share of the run the workers' threads spent in tasks
+(Dask's task stream): below 100% is scheduling gaps, not the database.
+
+On a machine shared with other work, wall times swing from one moment to the next:
+the one-process binary COPY, each load insert and the atomic load run ``--repeat``
+times (default 3), alternating, and the fastest verified run of each is shown and
+compared.
 
     python benchmarks/dask_load.py                  # 2,000,000 rows
     python benchmarks/dask_load.py --rows 400000    # smaller
@@ -44,7 +51,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -340,13 +347,20 @@ class Bench:
         run: Callable[[], bulkops.Report | None],
         *,
         setup: Callable[[], None] | None = None,
+        client: distributed.Client | None = None,
+        slots: int | None = None,
     ) -> None:
+        """Run one contender once; run again under the same name, the fastest verified
+        run is kept (and the runs counted). ``client``: the Dask cluster's, whose task
+        stream gives the share of the run its ``slots`` worker threads (default: one per
+        worker) spent in tasks."""
         self.log.print(f"  {name} ...", highlight=False)
         fresh(self.dsn)
         if setup is not None:
             setup()
+        stream = distributed.get_task_stream(client) if client is not None else nullcontext()
         try:
-            with self.measured() as sample:
+            with stream as tasks, self.measured() as sample:
                 report = run()
         except Exception as error:  # a contender that fails is reported, not fatal
             self.results[name] = {"workers": workers, "error": f"{type(error).__name__}: {error}"}
@@ -355,15 +369,36 @@ class Bench:
         got = sample[0]
         ok = self.check(name, report)
         per_row = 1e6 / self.n
+        busy = None if tasks is None else busy_share(tasks.data, slots or workers, got.seconds)
+        before = self.results.get(name, {})
+        runs = before.get("runs", 0) + 1
+        self.log.print(f"    {self.n / got.seconds:,.0f} rows/s, verified={ok}"
+                       + ("" if busy is None else f", workers busy {busy:.0%}"),
+                       highlight=False)  # fmt: skip
+        if before.get("verified") and (not ok or before["seconds"] <= got.seconds):
+            before["runs"] = runs
+            return
         self.results[name] = {
-            "workers": workers, "seconds": round(got.seconds, 2),
+            "workers": workers, "seconds": round(got.seconds, 2), "runs": runs,
             "rows_per_second": round(self.n / got.seconds), "verified": ok,
             "server_cpu_us_per_row": None if got.server_cpu is None
             else round(got.server_cpu * per_row, 3),
             "client_cpu_us_per_row": round(got.client_cpu * per_row, 3),
+            "workers_busy": None if busy is None else round(busy, 3),
             "report": str(report) if report is not None else None,
         }  # fmt: skip
-        self.log.print(f"    {self.n / got.seconds:,.0f} rows/s, verified={ok}", highlight=False)
+
+
+def busy_share(tasks: list[dict[str, Any]], slots: int, seconds: float) -> float:
+    """The share of ``seconds`` that ``slots`` worker threads spent running tasks (Dask's
+    task stream: each task's compute spans, per worker): 1.0 is no scheduling gap."""
+    busy = sum(
+        span["stop"] - span["start"]
+        for task in tasks
+        for span in task.get("startstops", ())
+        if span.get("action") == "compute"
+    )
+    return busy / (slots * seconds) if seconds > 0 and slots else 0.0
 
 
 def cluster(workers: int, threads: int = 1) -> distributed.LocalCluster:
@@ -407,7 +442,10 @@ def run(args: argparse.Namespace, dsn: str, local_server: bool, log: Console) ->
         def ddf() -> Any:
             return dd.read_parquet(files)
 
-        bench.timed(COPY_BINARY, 1, lambda: copy_binary(dsn, paths))
+        def copy_once() -> None:
+            copy_binary(dsn, paths)
+
+        bench.timed(COPY_BINARY, 1, copy_once)
         bench.timed(COPY_CSV, 1, lambda: copy_csv(dsn, paths))
         with ProcessPoolExecutor(2) as pool:
             list(pool.map(abs, range(2)))  # started before the clock
@@ -423,10 +461,18 @@ def run(args: argparse.Namespace, dsn: str, local_server: bool, log: Console) ->
         for workers in args.workers:
             with cluster(workers) as local, distributed.Client(local) as client:
                 client.run(_warm)
-                bench.timed(load_name(workers), workers, lambda: load(ddf(), dsn, TABLE))
+                for _ in range(args.repeat):
+                    # The one-process COPY again between the loads (and the atomic load
+                    # with the default one): on a shared machine they meet the same
+                    # moments; the fastest run of each is kept.
+                    bench.timed(COPY_BINARY, 1, copy_once)
+                    bench.timed(load_name(workers), workers, lambda: load(ddf(), dsn, TABLE),
+                                client=client)  # fmt: skip
+                    if workers == 2:
+                        bench.timed(ATOMIC, 2, lambda: load(ddf(), dsn, TABLE, publish="atomic"),
+                                    client=client)  # fmt: skip
                 if workers != 2:
                     continue
-                bench.timed(ATOMIC, 2, lambda: load(ddf(), dsn, TABLE, publish="atomic"))
 
                 def half_exist() -> None:
                     copy_binary(dsn, paths, keep=_even)  # half the keys exist
@@ -436,7 +482,7 @@ def run(args: argparse.Namespace, dsn: str, local_server: bool, log: Console) ->
                         conn.execute("CHECKPOINT")
 
                 bench.timed(UPSERT, 2, lambda: load(ddf(), dsn, TABLE, mode="upsert", key="id"),
-                            setup=half_exist)  # fmt: skip
+                            setup=half_exist, client=client)  # fmt: skip
 
                 def to_sql() -> None:
                     frame = ddf()
@@ -451,7 +497,7 @@ def run(args: argparse.Namespace, dsn: str, local_server: bool, log: Console) ->
         if 2 in args.workers:  # threads instead of processes (info)
             with cluster(1, threads=2) as local, distributed.Client(local) as client:
                 client.run(_warm)
-                bench.timed(THREADS, 1, lambda: load(ddf(), dsn, TABLE))
+                bench.timed(THREADS, 1, lambda: load(ddf(), dsn, TABLE), client=client, slots=2)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return report(args, bench, log)
@@ -463,7 +509,7 @@ def report(args: argparse.Namespace, bench: Bench, log: Console) -> int:
     table = results_table(
         [("contender", "left"), ("workers", "right"), ("seconds", "right"),
          ("rows/s", "right"), ("server CPU µs/row", "right"), ("client CPU µs/row", "right"),
-         ("ok", "left")]
+         ("workers busy", "right"), ("runs", "right"), ("ok", "left")]
     )  # fmt: skip
     for name, r in results.items():
         server, client = r.get("server_cpu_us_per_row"), r.get("client_cpu_us_per_row")
@@ -471,7 +517,8 @@ def report(args: argparse.Namespace, bench: Bench, log: Console) -> int:
                       f"{r['rows_per_second']:,}" if "rows_per_second" in r else r["error"][:60],
                       "-" if server is None else f"{server:.2f}",
                       "-" if client is None else f"{client:.2f}",
-                      "yes" if r.get("verified") else "NO")  # fmt: skip
+                      "-" if r.get("workers_busy") is None else f"{r['workers_busy']:.0%}",
+                      str(r.get("runs", 1)), "yes" if r.get("verified") else "NO")  # fmt: skip
     console.print(table)
 
     def rate(name: str) -> float | None:
@@ -535,6 +582,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
     parser.add_argument("--dsn", help="postgresql://... of an existing server")
     parser.add_argument("--dir", type=Path, help="where the Parquet files go")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the one-process binary COPY, each load insert and "
+                        "the atomic load, alternating; the fastest of each is kept "
+                        "(default 3)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",")]

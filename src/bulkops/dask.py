@@ -26,6 +26,7 @@ import os
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
@@ -268,21 +269,40 @@ def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
     """One task per partition, on the partition's worker; their Reports. The
     connections the tasks opened are closed when the last one is done."""
     write = delayed(_load_partition, pure=True)
+    parts = ddf.to_delayed()
     tasks = [
         write(part, index, plan, dask_key_name=f"bulkops-load-{plan.run}-{index}")
-        for index, part in enumerate(ddf.to_delayed())
+        for index, part in enumerate(parts)
     ]
     client = _distributed_client()
     try:
         if client is None:
             run_here: Any = compute  # untyped: Dask's local scheduler
             return list(run_here(*tasks))
-        return list(client.gather(client.compute(tasks, retries=retries)))
+        futures = client.compute(tasks, retries=retries, priority=_in_order(parts, tasks))
+        return list(client.gather(futures))
     finally:
         _close_connections(plan.run)  # the local scheduler's threads
         if client is not None:
             with suppress(Exception):  # a worker that is gone took its connection along
                 client.run(_close_connections, plan.run)
+
+
+def _in_order(parts: Sequence[Any], tasks: Sequence[Any]) -> Callable[[Any], int]:
+    """The scheduler's priority of each task of the load (higher runs first): the
+    partitions in their order, each partition's own task and its write alike.
+
+    Dask's own order runs independent partitions from the last one down, so each
+    partition's keys would land below the ones already written: measured on PostgreSQL,
+    a primary key's index then costs the server about a third more per row than when
+    the keys arrive in ascending order, as most inputs are sorted. Given to the
+    scheduler as a dict's lookup (a builtin: the scheduler needs nothing of bulkops to
+    unpickle it); other tasks get the default priority, 0."""
+    n = len(tasks)
+    priorities: defaultdict[Any, int] = defaultdict(int)
+    for index, (part, task) in enumerate(zip(parts, tasks, strict=True)):
+        priorities[part.key] = priorities[task.key] = n - index
+    return priorities.__getitem__
 
 
 def _distributed_client() -> Any:
