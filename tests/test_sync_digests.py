@@ -188,7 +188,12 @@ def test_decimals_and_datetimes_are_encoded_without_python_per_value(
     monkeypatch.setattr(hashing, "_decimal_texts", lambda v: pytest.fail("by text"))
     for column, bytes_ in zip(columns, expected, strict=True):
         assert hashing.encode_values(column).to_pylist() == bytes_
+    plain = hashing.plain_column([*decimals, 7], text=False)  # (an int among Decimals)
+    assert plain is not None
+    assert plain.binary().to_pylist() == [*expected[0], encode_value(7)]
     assert not calls
+    for odd in (1.5, True, "1.5"):  # other kinds: typed value by value
+        assert hashing.plain_column([*decimals, odd], text=True) is None
     monkeypatch.undo()
     later = [*decimals, Decimal("0.0001")]  # a scale the first values do not have
     assert hashing.encode_values(later).to_pylist() == [encode_value(v) for v in later]

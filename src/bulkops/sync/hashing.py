@@ -10,6 +10,7 @@ below."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import operator
@@ -342,8 +343,11 @@ def plain_column(values: Sequence[Any], *, text: bool) -> Encoded | None:
     every value is a str. None for other columns (``values_column`` then)."""
     import pyarrow as pa
 
-    first = values[0] if len(values) else None
-    kind = first.__class__
+    kind = next((v for v in values if v is not None), None).__class__
+    if kind is Decimal:
+        # decimal128 takes Decimals and integers (which encode alike) and refuses
+        # floats, bools and text
+        return _decimal128(values)
     if kind is not int and not (text and kind is str):
         return None
     try:
@@ -472,7 +476,9 @@ def _wide(array: Any) -> bool:
     return bool(pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type))
 
 
+@functools.cache
 def _null_hash() -> Any:
+    """``h`` of the null encoding (one zero byte)."""
     import numpy as np
 
     return _hash_varying(np.zeros(1, np.uint8), np.array([0, 1], np.int64))[0]
@@ -608,22 +614,27 @@ def _decimals(values: Sequence[Any]) -> Encoded | None:
     Decimals to decimal128 at C speed when it is told the scale (it then refuses a value
     that would lose digits, NaN and infinities), so the scale is taken from the first
     values; where it does not hold for all, they go by their text."""
+    encoded = _decimal128(values)
+    return _decimal_texts(values) if encoded is None else encoded
+
+
+def _decimal128(values: Sequence[Any]) -> Encoded | None:
+    """``_decimals`` through decimal128 with the scale of the first values; None where
+    pyarrow refuses a value (or the numbers need more than an int64)."""
     import pyarrow as pa
 
     scale = 0
     for value in values[:64]:
-        if value is not None and value.is_finite():
+        if value.__class__ is Decimal and value.is_finite():
             scale = max(scale, -min(0, int(value.as_tuple().exponent)))
-    if scale <= 18:
-        try:
-            array = pa.array(values, pa.decimal128(38, scale))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        else:
-            encoded = _decimal_array(array)
-            if encoded is not None:
-                return _with_nulls(array, encoded)
-    return _decimal_texts(values)
+    if scale > 18:
+        return None
+    try:
+        array = pa.array(values, pa.decimal128(38, scale))
+    except (pa.ArrowException, OverflowError):
+        return None
+    encoded = _decimal_array(array)
+    return None if encoded is None else _with_nulls(array, encoded)
 
 
 def _datetimes(values: Sequence[Any]) -> Encoded | None:
