@@ -1207,7 +1207,7 @@ class PhaseClock:
         (_sql.SQLSyncState, "read_rows", f"state: read the per-row digests ({ROWS_TABLE})"),
         (engine._DigestDiff, "_hash_rows", "digests: hash a batch of rows (total)"),
         (engine._DigestDiff, "_columns", "  digests: the batch's values a column at a time"),
-        (engine, "encode_values", "  digests: encode columns"),
+        (engine, "encoded_columns", "  digests: encode columns"),
         (hashing, "hash_encoded", "  digests: hash per column (numpy)"),
         (engine._DigestDiff, "_compare", "digests: look up a batch in the state"),
         (engine._DigestDiff, "_flush", "digests: write added + changed rows"),

@@ -124,6 +124,100 @@ def test_float_columns_with_nan_are_encoded_a_column_at_a_time(
     assert len(calls) <= 3
 
 
+def _arrays() -> Iterator[pa.Array]:
+    rng = np.random.default_rng(7)
+    texts: list[Any] = ["".join("aé€𝄞"[int(c)] for c in rng.integers(0, 4, n)) for n in
+                        rng.integers(0, 30, 3000)]  # fmt: skip
+    texts[::13] = [None] * len(texts[::13])
+    yield pa.array(texts, pa.string())
+    yield pa.array(texts, pa.large_string()).slice(5, 2000)
+    yield pa.array([None if t is None else t.encode() for t in texts], pa.binary())
+    ints: list[Any] = [int(i) for i in rng.integers(-(2**62), 2**62, 3000)]
+    ints[::7] = [None] * len(ints[::7])
+    yield pa.array(ints, pa.int64()).slice(3)
+    yield pa.array([None if i is None else i / 8 for i in ints], pa.float64())
+    yield pa.array([None if i is None else Decimal(i % 10**9) / 100 for i in ints],
+                   pa.decimal128(20, 2))  # fmt: skip
+    yield pa.array([None if i is None else i // 10**9 for i in ints], pa.timestamp("us", "UTC"))
+    yield pa.array([None if i is None else bool(i % 2) for i in ints])
+
+
+@pytest.mark.parametrize("array", list(_arrays()), ids=lambda a: str(a.type))
+def test_encoded_columns_hash_as_their_bytes(array: pa.Array) -> None:
+    """A column hashed from its parts (a text's bytes, a number's payload: no
+    encodings made) hashes as its encodings do, in any block of rows."""
+    from bulkops.sync import hashing
+
+    encoded = hashing.array_column(array)
+    assert encoded is not None and not isinstance(encoded, hashing.Binary)
+    made = encoded.binary()
+    assert made.to_pylist() == [encode_value(v) for v in array.to_pylist()]
+    whole = hashing.hash_encoded(made)
+    for start, rows in ((0, len(array)), (1, 1000), (len(array) - 7, 7), (100, 0)):
+        assert list(encoded.hashes(start, rows)) == list(whole[start : start + rows])
+
+
+def test_decimals_and_datetimes_are_encoded_without_python_per_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decimal and datetime columns from dicts are converted by pyarrow (Decimals by
+    their scale, datetimes as their distance from the epoch), to each value's own
+    bytes; a column the first values do not describe (a longer scale later, mixed
+    naive and aware datetimes) is still encoded right."""
+    import zoneinfo
+
+    from bulkops.sync import hashing
+
+    oslo = zoneinfo.ZoneInfo("Europe/Oslo")
+    decimals: list[Any] = [Decimal(i) / 8 for i in range(-500, 500)]
+    decimals[::9] = [None] * len(decimals[::9])
+    decimals[3] = Decimal("1E+3")
+    instants = [dt.datetime(2024, 3, 31, 0, tzinfo=UTC) + dt.timedelta(minutes=7 * i)
+                for i in range(1000)]  # fmt: skip
+    columns: list[list[Any]] = [
+        decimals,
+        instants,
+        [d.astimezone(oslo) for d in instants],  # across a change of summer time
+        [d.astimezone(dt.timezone(dt.timedelta(hours=-5))) for d in instants],
+        [d.replace(tzinfo=None) for d in instants],
+    ]
+    expected = [[encode_value(v) for v in column] for column in columns]
+    calls: list[Any] = []
+    original = hashing.encode_value
+    monkeypatch.setattr(hashing, "encode_value", lambda v: calls.append(v) or original(v))
+    monkeypatch.setattr(hashing, "_decimal_texts", lambda v: pytest.fail("by text"))
+    for column, bytes_ in zip(columns, expected, strict=True):
+        assert hashing.encode_values(column).to_pylist() == bytes_
+    plain = hashing.plain_column([*decimals, 7], text=False)  # (an int among Decimals)
+    assert plain is not None
+    assert plain.binary().to_pylist() == [*expected[0], encode_value(7)]
+    assert not calls
+    for odd in (1.5, True, "1.5"):  # other kinds: typed value by value
+        assert hashing.plain_column([*decimals, odd], text=True) is None
+    monkeypatch.undo()
+    later = [*decimals, Decimal("0.0001")]  # a scale the first values do not have
+    assert hashing.encode_values(later).to_pylist() == [encode_value(v) for v in later]
+    mixed = [*instants[:5], instants[5].replace(tzinfo=None)]
+    assert hashing.encode_values(mixed).to_pylist() == [encode_value(v) for v in mixed]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 1000, 70_000])
+def test_state_lookup_finds_every_key(size: int) -> None:
+    """The look-up of key hashes in the state (buckets of the hashes' top bits, no
+    sort) finds the keys it holds, at their index, and no other."""
+    from bulkops.sync import hashing
+
+    rng = np.random.default_rng(size)
+    held = hashing._mix(np.arange(size, dtype=np.uint64) * np.uint64(3))
+    state = RowDigests(pa.array([b"k"] * size), np.sort(held), np.zeros(size, np.uint64))
+    others = hashing._mix(np.arange(size + 50, dtype=np.uint64) * np.uint64(3) + np.uint64(1))
+    wanted = np.concatenate([held, others, np.array([0, 2**64 - 1], np.uint64)])
+    rng.shuffle(wanted)
+    index, found = state.lookup(wanted)
+    assert list(found) == list(np.isin(wanted, held))
+    assert (state.key_hashes[index[found]] == wanted[found]).all()
+
+
 def test_integer_keys_hash_a_column_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """One integer key: its hash is computed with numpy (no call per key), and the
     same key hashes the same in a batch of integers as among other keys."""

@@ -20,7 +20,7 @@ import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -67,9 +67,30 @@ def from_json(value: Any, kind: str = "any") -> Any:
     return value
 
 
+def _decimal(value: Decimal) -> dict[str, str]:
+    return {"$decimal": str(value)}
+
+
+# ``to_json`` of the common values json cannot write, by their exact class: json calls
+# its ``default`` once per such value, and ``to_json`` tries several kinds (a Mapping
+# check among them) before a datetime's.
+_BY_CLASS: dict[type, Callable[[Any], Any]] = {
+    Decimal: _decimal,
+    dt.datetime: dt.datetime.isoformat,
+    dt.date: dt.date.isoformat,
+    dt.time: dt.time.isoformat,
+    uuid.UUID: str,
+}
+
+
+def _default(value: Any) -> Any:
+    write = _BY_CLASS.get(value.__class__)
+    return to_json(value) if write is None else write(value)
+
+
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
     """One line of JSON Lines (without its newline), non-ASCII text kept as it is."""
-    return json.dumps(value, ensure_ascii=False, default=to_json, sort_keys=sort_keys)
+    return json.dumps(value, ensure_ascii=False, default=_default, sort_keys=sort_keys)
 
 
 def loads(text: str) -> Any:

@@ -34,10 +34,36 @@ def digests_available() -> bool:
 class RowDigests:
     """The digests of a scope's rows, sorted by key hash."""
 
-    def __init__(self, keys: Any, key_hashes: Any, digests: Any) -> None:
-        self.keys = keys  # Arrow binary array: each key's encoding
+    def __init__(self, keys: Any, key_hashes: Any, digests: Any, key_index: Any = None) -> None:
+        # Each key's encoding: an Arrow binary array (or chunked), or, with
+        # ``key_index``, the encodings it picks (taken only when all are needed: a sync
+        # looks at the keys of the few rows it changes or deletes).
+        self._keys = keys
+        self._key_index = key_index  # numpy int64, or None
         self.key_hashes = key_hashes  # numpy uint64, ascending
         self.digests = digests  # numpy uint64
+        self._starts: tuple[Any, Any] | None = None  # see lookup
+
+    @property
+    def keys(self) -> Any:
+        """Each key's encoding, an Arrow binary array."""
+        import pyarrow as pa
+
+        if self._key_index is not None:
+            self._keys = self._keys.take(pa.array(self._key_index))
+            self._key_index = None
+        if isinstance(self._keys, pa.ChunkedArray):
+            self._keys = self._keys.combine_chunks()
+        return self._keys
+
+    def take_keys(self, indices: Any) -> Any:
+        """The encodings of the keys at ``indices`` (numpy), an Arrow binary array."""
+        import pyarrow as pa
+
+        if self._key_index is not None:
+            indices = self._key_index[indices]
+        taken = self._keys.take(pa.array(indices, pa.int64()))
+        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
 
     def __len__(self) -> int:
         return len(self.key_hashes)
@@ -60,29 +86,52 @@ class RowDigests:
         order = order[last.astype(bool)] if len(ordered) else order
         return cls(keys.take(pa.array(order)), hashes[order], digests[order])
 
-    def lookup(self, key_hashes: Any, order: Any = None) -> tuple[Any, Any]:
-        """For each key hash: its index here, and whether it is here. ``order``: the
-        ``argsort`` of ``key_hashes``, if known."""
+    def lookup(self, key_hashes: Any) -> tuple[Any, Any]:
+        """For each key hash: its index here, and whether it is here.
+
+        A hash join on the sorted hashes, with no sort of the looked-up keys: the
+        hashes are uniform, so their top bits cut the state into about one entry per
+        bucket (the buckets' starts: one counting pass, made once); each key starts at
+        its bucket's first entry and steps forward, all keys at once, while the entry is
+        lower (a few passes, over fewer keys each time). Twice as fast as sorting a
+        million keys and ``searchsorted``."""
         import numpy as np
 
-        # Looked up in ascending order: the searches then walk the state in order (3x
-        # faster than in the source's order on a million keys).
-        if order is None:
-            order = np.argsort(key_hashes)
-        index = np.empty(len(key_hashes), dtype=np.int64)
-        index[order] = np.searchsorted(self.key_hashes, key_hashes[order])
-        if not len(self.key_hashes):
-            return index, np.zeros(len(key_hashes), dtype=bool)
-        clipped = np.minimum(index, len(self.key_hashes) - 1)
+        n = len(self.key_hashes)
+        if not n:
+            return np.zeros(len(key_hashes), np.int64), np.zeros(len(key_hashes), dtype=bool)
+        starts, shift = self._buckets()
+        bucket = (key_hashes >> shift).astype(np.intp)
+        at = starts[bucket]
+        end = starts[bucket + 1]
+        active = np.nonzero(at < end)[0]
+        while len(active):
+            lower = self.key_hashes[at[active]] < key_hashes[active]
+            active = active[lower]
+            at[active] += 1
+            active = active[at[active] < end[active]]
+        clipped = np.minimum(at, n - 1)
         return clipped, self.key_hashes[clipped] == key_hashes
+
+    def _buckets(self) -> tuple[Any, Any]:
+        """Where each bucket of hashes (their top bits, about one entry each) starts."""
+        import numpy as np
+
+        if self._starts is None:
+            bits = max(1, min(24, len(self.key_hashes).bit_length()))
+            shift = np.uint64(64 - bits)
+            counts = np.bincount((self.key_hashes >> shift).astype(np.intp), minlength=1 << bits)
+            starts = np.zeros((1 << bits) + 1, dtype=np.intp)
+            np.cumsum(counts, out=starts[1:])
+            self._starts = (starts, shift)
+        return self._starts
 
     def without(self, dropped: Any) -> HashedRows:
         """The entries whose mask in ``dropped`` is False, as hashed rows."""
         import numpy as np
-        import pyarrow as pa
 
         kept = np.nonzero(~dropped)[0]
-        return HashedRows(self.keys.take(pa.array(kept)), self.key_hashes[kept], self.digests[kept])
+        return HashedRows(self.take_keys(kept), self.key_hashes[kept], self.digests[kept])
 
     def updated(self, delta: Delta) -> RowDigests:
         """This state with a delta applied (its entries win; its gone keys leave), in
@@ -108,10 +157,20 @@ class RowDigests:
         added_hashes = delta.key_hashes[adds]
         where = np.searchsorted(self.key_hashes[base], added_hashes)
         index = np.insert(base, where, n + adds)
-        keys = pa.concat_arrays([self.keys, delta.keys]).take(pa.array(index))
         both_hashes = np.concatenate([self.key_hashes, delta.key_hashes])
         both_digests = np.concatenate([self.digests, delta.digests])
-        return RowDigests(keys, both_hashes[index], both_digests[index])
+        # The keys: picked from this state's and the delta's when they are needed.
+        mine = self._keys
+        if self._key_index is None:
+            key_index = index
+        else:
+            inside = index < n
+            key_index = np.where(
+                inside, self._key_index[np.where(inside, index, 0)], index - n + len(mine)
+            )
+        chunks = mine.chunks if isinstance(mine, pa.ChunkedArray) else [mine]
+        keys = pa.chunked_array([*chunks, delta.keys], pa.binary())
+        return RowDigests(keys, both_hashes[index], both_digests[index], key_index)
 
     # ----------------------------------------------------------- storage
     #
@@ -175,7 +234,7 @@ class RowDigests:
             return None
         whole = pa.concat_tables(bases)
         state = cls(
-            whole.column("key").combine_chunks(),
+            whole.column("key"),
             whole.column("key_hash").to_numpy().astype(np.uint64, copy=False),
             whole.column("digest").to_numpy().astype(np.uint64, copy=False),
         )

@@ -54,13 +54,13 @@ from .digests import Delta, RowDigests, Stored, digests_available
 from .hashing import (
     HashedRows,
     SourceDigest,
+    array_column,
     canonical,
     decode_key,
-    encode_array,
-    encode_values,
     hash_columns,
     row_hash,
     scope_id,
+    values_column,
 )
 
 __all__ = ["Mode", "Syncer"]
@@ -643,6 +643,7 @@ class _DigestDiff:
         self.state = state
         self.mappings = mappings
         self.seen = np.zeros(len(state), dtype=bool)  # state keys the source has
+        self.scratch: Any = None  # an int per state key (see _winners)
         self.added: set[int] = set()  # key hashes of the source's new keys so far
         # The source's rows the state lacks or holds another digest for: the delta.
         self.parts: list[HashedRows] = []
@@ -672,7 +673,6 @@ class _DigestDiff:
 
     def _run(self, batches: Iterator[_Batch], mark: SyncMark, source_id: str | None) -> None:
         import numpy as np
-        import pyarrow as pa
         import xxhash
 
         sync, report = self.sync, self.sync.report
@@ -697,9 +697,8 @@ class _DigestDiff:
         state = self.state
         gone = None
         if len(missing):
-            taken = pa.array(missing)
             gone = HashedRows(
-                state.keys.take(taken), state.key_hashes[missing], state.digests[missing]
+                state.take_keys(missing), state.key_hashes[missing], state.digests[missing]
             )
         delta = Delta.of(self.parts, gone)
         assert mark.target_rows is not None
@@ -746,7 +745,7 @@ class _DigestDiff:
         import pyarrow as pa
 
         names = batch.schema.names
-        encoded = [encode_array(batch.column(names.index(c))) for c in self.sync.cols]
+        encoded = [array_column(batch.column(names.index(c))) for c in self.sync.cols]
 
         def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
             picked = batch.take(pa.array(list(chosen), pa.int64())).to_pylist()
@@ -768,7 +767,7 @@ class _DigestDiff:
         outside = np.zeros(len(positions), dtype=bool)
         for column, value in sync.where.items():
             wanted = hashing.encode_value(value)
-            differs = pc.not_equal(encoded[sync.cols.index(column)], wanted)
+            differs = pc.not_equal(encoded[sync.cols.index(column)].binary(), wanted)
             outside |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
         hashed = hash_columns(encoded, len(sync.key))
         return _Batch(size, hashed, positions, list(np.nonzero(outside)[0]), rows)
@@ -791,22 +790,16 @@ class _DigestDiff:
                         reason=f"outside the sync's scope (where={sync.where!r})",
                     )
                 )  # fmt: skip
-        # A key given twice in the batch: the last row wins.
         kh = hashed.key_hashes
-        order = np.argsort(kh)  # (once: for the duplicates and the look-up)
-        ordered = kh[order]
-        keep = valid
-        if len(ordered) and (ordered[1:] == ordered[:-1]).any():
-            unique, inverse = np.unique(kh, return_inverse=True)
-            last = np.full(len(unique), -1, dtype=np.int64)
-            np.maximum.at(last, inverse, np.where(valid, np.arange(n), -1))
-            keep = valid & (last[inverse] == np.arange(n))
-            dropped = np.nonzero(valid & ~keep)[0]
-            if len(dropped):
-                self._same_keys(hashed.keys, dropped, last[inverse[dropped]])
-                report.duplicates += len(dropped)
+        found_index, found = state.lookup(kh)
+        # A key given twice in the batch: the last row wins.
+        winner = self._winners(kh, found_index, found, valid)
+        keep = valid & (winner == np.arange(n))
+        dropped = np.nonzero(valid & ~keep)[0]
+        if len(dropped):
+            self._same_keys(hashed.keys, dropped, winner[dropped])
+            report.duplicates += len(dropped)
         # Keys rejected as outside the scope still stand for rows the source has.
-        found_index, found = state.lookup(kh, order)
         self.seen[found_index[found & ~valid]] = True
         rows = np.nonzero(keep)[0]
         idx, here = found_index[rows], found[rows]
@@ -838,6 +831,32 @@ class _DigestDiff:
         for i, row in zip(again, batch.rows(again), strict=True):
             self.repeats.append((int(positions[i]), row))
 
+    def _winners(self, kh: Any, found_index: Any, found: Any, valid: Any) -> Any:
+        """For each row of a batch, the (valid) row that wins its key: the last one.
+        Keys of the state are grouped by their index in it (no sort of the batch), the
+        few new keys by sorting them."""
+        import numpy as np
+
+        winner = np.arange(len(kh))
+        known = np.nonzero(found & valid)[0]
+        if len(known):
+            if self.scratch is None:
+                self.scratch = np.full(len(self.state), -1, dtype=np.int64)
+            at = found_index[known]
+            np.maximum.at(self.scratch, at, known)
+            winner[known] = self.scratch[at]
+            self.scratch[at] = -1
+        new = np.nonzero(~found & valid)[0]
+        if len(new) > 1:
+            order = np.argsort(kh[new], kind="stable")
+            ordered = kh[new][order]
+            starts = np.append(True, ordered[1:] != ordered[:-1])
+            if not starts.all():
+                run = np.cumsum(starts) - 1
+                last = np.append(np.nonzero(starts)[0][1:], len(ordered)) - 1
+                winner[new[order]] = new[order][last[run]]
+        return winner
+
     def _row(self, raw: Any) -> dict[str, Any]:
         return dict(raw) if self.mappings else dict(zip(self.sync.cols, raw, strict=True))
 
@@ -851,7 +870,7 @@ class _DigestDiff:
         import pyarrow.compute as pc
 
         mine = keys.take(pa.array(rows))
-        theirs = self.state.keys.take(pa.array(idx))
+        theirs = self.state.take_keys(idx)
         if not pc.all(pc.equal(mine, theirs)).as_py():
             _collision()
 
@@ -916,13 +935,12 @@ class _DigestDiff:
             sync.absorb(written, [position for position, _ in repeats])
 
     def _delete(self, gone: Any) -> None:
-        import pyarrow as pa
 
         sync, report = self.sync, self.sync.report
         width = len(sync.key)
         size = max(sync.chunk_size or 0, 10_000)
         for at in range(0, len(gone), size):
-            encoded = self.state.keys.take(pa.array(gone[at : at + size])).to_pylist()
+            encoded = self.state.take_keys(gone[at : at + size]).to_pylist()
             try:
                 keys = [decode_key(k, width) for k in encoded]
             except ValueError as error:
@@ -1130,11 +1148,15 @@ def encoded_columns(columns: Sequence[list[Any]], specs: Sequence[ColumnSpec]) -
     stores); a value that does not convert stays as given (its write rejects it)."""
     encoded = []
     for values, spec in zip(columns, specs, strict=True):
+        plain = hashing.plain_column(values, text=spec.type in ("text", "any"))
+        if plain is not None:
+            encoded.append(plain)
+            continue
         kinds: set[type] | None = hashing.column_types(values)
         if kinds is not None and str in kinds and spec.type not in ("text", "any"):
             values = _coerced(values, spec)
             kinds = None
-        encoded.append(encode_values(values, kinds))
+        encoded.append(values_column(values, kinds))
     return encoded
 
 
