@@ -464,6 +464,11 @@ class ArrowPlanner:
         pc = _compute()
         t = array.type
         if pa.types.is_dictionary(t):
+            values = array.dictionary
+            if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
+                # polars' Categorical and Enum: string_view values, which Arrow's take
+                # (the decoding) has no kernel for.
+                array = pa.DictionaryArray.from_arrays(array.indices, values.cast(pa.string()))
             array = array.dictionary_decode()
             t = array.type
         if pa.types.is_large_string(t) or pa.types.is_string_view(t):
