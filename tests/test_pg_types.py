@@ -572,3 +572,37 @@ def test_other_types_travel_as_text(pg_url: str) -> None:
         got = db.get_many("misc", [1])[1]
     assert got["box"] == "(2,2),(1,1)" and got["q"] == "'fat' & 'rat'"
     assert got["lsn"] == "16/B374D848" and got["path"] == "[(0,0),(1,1)]"
+
+
+def test_unconstrained_numeric_keeps_the_digits_as_given(pg_url: str, tmp_path: Any) -> None:
+    # numeric without (p, s) keeps each value's own scale (1.50 stays 1.50, 2 stays 2),
+    # whichever path writes it: a CSV read by Arrow, the same CSV through the row reader,
+    # dicts and a DataFrame. (Arrow's decimal type has one scale per column, so an Arrow
+    # batch would have padded every value to the longest: 2 -> 2.000.)
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    pd = pytest.importorskip("pandas")
+    # Coordinates as in vega_datasets' la-riots, amounts as in sakila's payment.
+    text = ["1.50", "2", "0.125", "34.0592814", "-118.27", "1e2", "007.5", ""]
+    expected = ["1.50", "2", "0.125", "34.0592814", "-118.27", "100", "7.5", None]
+    csv = tmp_path / "amounts.csv"
+    csv.write_text("id,amount\n" + "".join(f"{i},{v}\n" for i, v in enumerate(text)))
+    frame = pd.DataFrame({"id": [0, 1, 2], "amount": [1.5, 2.0, 0.125]})
+    for table in ("by_arrow", "by_rows", "by_dicts", "by_frame"):
+        execute(pg_url, f"CREATE TABLE {table} (id int PRIMARY KEY, amount numeric)")
+    for table, path in (("by_arrow", str(csv)), ("by_rows", "-")):
+        args = ["load", path, "-t", table, "--db", pg_url, "--json"]
+        result = CliRunner().invoke(main, args, input=csv.read_text())
+        assert result.exit_code == 0, result.output
+    with bulkops.connect(pg_url) as db:
+        db.insert("by_dicts", [{"id": 0, "amount": 1.5}, {"id": 1, "amount": Decimal("2.0")}])
+        db.insert("by_frame", frame)
+        assert db.upsert("by_frame", frame).unchanged == 3
+    for table in ("by_arrow", "by_rows"):
+        got = execute(pg_url, f"SELECT amount::text FROM {table} ORDER BY id")
+        assert [v for (v,) in got] == expected, table
+    assert execute(pg_url, "SELECT amount::text FROM by_dicts ORDER BY id") == [("1.5",), ("2.0",)]
+    got = execute(pg_url, "SELECT amount::text FROM by_frame ORDER BY id")
+    assert got == [("1.5",), ("2.0",), ("0.125",)]

@@ -518,6 +518,8 @@ class ArrowPlanner:
             return _Column(array.cast(pa.date32()))
         if kind == "datetime" and (pa.types.is_timestamp(t) or pa.types.is_date(t)):
             return self._timestamps(array, target, typ)
+        if kind == "decimal" and typ is None and pa.types.is_string(t):
+            return self._unscaled_decimals(array, spec, target)
         if pa.types.is_string(t) and _text_parser(target) is not None:
             return self._from_text(array, spec, target, typ)
         if pa.types.is_string(t) and kind == "datetime" and typ is None:
@@ -708,6 +710,19 @@ class ArrowPlanner:
             return _Column(values)
         return _Column(values, pa.array(bad, pa.bool_()), reasons.__getitem__)
 
+    def _unscaled_decimals(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
+        """Text for a decimal column without a scale (PostgreSQL's ``numeric``), which
+        keeps each value's own digits as the row path does (1.50 and 2): handed over as
+        text for the database to cast, since an Arrow decimal has one scale for the whole
+        column (2 would become 2.000). Plain spellings go as they are; any other text
+        (``1e2``, ``NaN``) by the row path's coercion, value by value."""
+        pa = _pyarrow()
+        pc = _compute()
+        match, empty = _matching(array, _DECIMAL_TEXT)
+        if pc.any(pc.and_(pc.is_valid(array), pc.invert(pc.or_(match, empty)))).as_py():
+            return self._per_value(array, spec, target, None)
+        return _Column(pc.if_else(empty, pa.scalar(None, pa.string()), array))
+
     def _per_value(self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any) -> _Column:
         """A source type without a vectorized rule for this column: the row path's
         coercion, value by value (this column only)."""
@@ -751,6 +766,9 @@ class ArrowPlanner:
                 for i in _compute().indices_nonzero(checked.bad).to_pylist():
                     bad[i] = True
                     reasons[i] = more(i)
+        elif target.kind == "decimal" and typ is None:
+            # Each value's own digits, as text (see _unscaled_decimals).
+            values = pa.array([None if v is None else str(v) for v in out], pa.string())
         else:
             try:
                 values = pa.array(out, typ) if typ is not None else pa.array(out)

@@ -1264,7 +1264,15 @@ class PostgresBackend(SharedSQL):
         if not n:
             return ChunkCounts()
         columns = op.table.columns
-        text = tuple(c for c in op.columns if not _arrow_target(columns[c]).binary)
+        types = batch.schema
+        text = tuple(
+            c
+            for c in op.columns
+            if not _arrow_target(columns[c]).binary
+            # The columnar path hands a typed column over as text where Arrow's type
+            # would change its values (a numeric without scale: each value's digits).
+            or (columns[c].type != "text" and str(types.field(c).type) == "string")
+        )
         if not text and _direct(op):
             self._copy_arrow(None, op.table, op.columns, batch)
             return ChunkCounts(inserted=n)
