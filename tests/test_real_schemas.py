@@ -2,6 +2,9 @@
 
 - Chinook (https://github.com/lerocha/chinook-database, MIT licence, Luis Rocha):
   ``Chinook_Sqlite.sql``'s ``Invoice`` table and three of its rows.
+- Sakila for PostgreSQL (https://github.com/jOOQ/sakila, BSD 2-clause licence):
+  ``postgres-sakila-schema.sql``'s ``payment`` table, partitioned the old way (child
+  tables that INHERIT it and a rule per month that sends an INSERT to its child).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from click.testing import CliRunner
 
 import bulkops
 from bulkops.cli import main
+from conftest import pg_execute
 
 CHINOOK_INVOICE = """
 CREATE TABLE [Invoice]
@@ -109,3 +113,54 @@ def test_sqlite_datetimes_are_stored_as_sqlite_writes_them(chinook: Path, tmp_pa
         ]
         report = db.upsert("Invoice", again)
         assert report.unchanged == 3 and report.updated == 0
+
+
+SAKILA_PAYMENT = [
+    """CREATE TABLE payment (
+        payment_id serial PRIMARY KEY,
+        customer_id smallint NOT NULL,
+        staff_id smallint NOT NULL,
+        rental_id integer NOT NULL,
+        amount numeric(5,2) NOT NULL,
+        payment_date timestamp without time zone NOT NULL)""",
+    """CREATE TABLE payment_p2007_01 (CONSTRAINT payment_p2007_01_payment_date_check CHECK
+        (((payment_date >= '2007-01-01 00:00:00'::timestamp without time zone)
+        AND (payment_date < '2007-02-01 00:00:00'::timestamp without time zone))))
+        INHERITS (payment)""",
+    """CREATE RULE payment_insert_p2007_01 AS ON INSERT TO payment WHERE
+        ((new.payment_date >= '2007-01-01 00:00:00'::timestamp without time zone)
+        AND (new.payment_date < '2007-02-01 00:00:00'::timestamp without time zone))
+        DO INSTEAD INSERT INTO payment_p2007_01 (payment_id, customer_id, staff_id,
+        rental_id, amount, payment_date) VALUES (DEFAULT, new.customer_id, new.staff_id,
+        new.rental_id, new.amount, new.payment_date)""",
+]
+
+
+@pytest.mark.postgres
+def test_sakila_rules_route_inserts_and_refuse_upserts(pg_url: str) -> None:
+    pg_execute(pg_url, *SAKILA_PAYMENT)
+    columns = ("customer_id", "staff_id", "rental_id", "amount", "payment_date")
+    rows = [
+        dict(zip(columns, (269, 2, 1476, Decimal("1.99"), "2007-01-24 21:40:19"), strict=True)),
+        dict(zip(columns, (130, 1, 1, Decimal("2.99"), "2005-05-24 22:53:30"), strict=True)),
+    ]
+    pd = pytest.importorskip("pandas")
+    with bulkops.connect(pg_url) as db:
+        # COPY applies no rules, an INSERT does: the January 2007 payment lands in its
+        # month's table, as the application's own INSERT would put it.
+        assert db.insert("payment", rows).inserted == 2
+        assert db.insert("payment", pd.DataFrame(rows)).inserted == 2
+        where = "SELECT count(*) FROM ONLY {} GROUP BY payment_date ORDER BY payment_date"
+        assert pg_execute(pg_url, where.format("payment_p2007_01")) == [(2,)]
+        assert pg_execute(pg_url, where.format("payment")) == [(2,)]
+        # INSERT … ON CONFLICT is refused on such a table: one clear error, nothing sent.
+        again = [{"payment_id": 1, **rows[0]}]
+        with pytest.raises(bulkops.errors.SchemaError) as upsert:
+            db.upsert("payment", again)
+        with pytest.raises(bulkops.errors.SchemaError) as ignore:
+            db.insert("payment", again, on_conflict="ignore")
+        for info in (upsert, ignore):
+            assert "ON CONFLICT" in str(info.value)
+            assert "rules (payment_insert_p2007_01)" in str(info.value)
+        report = db.update("payment", [{"payment_id": 1, "amount": Decimal("0.99")}])
+        assert report.updated == 1

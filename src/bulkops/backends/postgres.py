@@ -501,7 +501,11 @@ SELECT rel.oid,
      WHERE i.indrelid = rel.oid AND i.indisunique AND i.indpred IS NULL
            AND i.indexprs IS NULL),
   to_regclass(%(state)s) IS NOT NULL,
-  (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = rel.oid)
+  (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = rel.oid),
+  (SELECT array_agg(r.rulename::text ORDER BY r.rulename) FROM pg_rewrite r
+     WHERE r.ev_class = rel.oid AND r.ev_type IN ('2', '3') AND r.rulename <> '_RETURN'),
+  EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = rel.oid AND r.ev_type = '3'
+          AND r.rulename <> '_RETURN')
 FROM rel
 """
 
@@ -517,12 +521,20 @@ _TYPE_OIDS = {"bigint": 20, "text": 25}
 _STAGE_NUMBERS = itertools.count(1)
 
 
+# The writes that are INSERT … ON CONFLICT.
+_ON_CONFLICT = frozenset({"upsert", "insert_ignore"})
+
+
 def _direct(op: WriteOp) -> bool:
     """A plain insert COPYs straight into the table, unless a column needs a default
-    in place of NULL or must not be written (generated, identity ALWAYS)."""
+    in place of NULL or must not be written (generated, identity ALWAYS), or the table
+    has INSERT rules: COPY does not apply rules (an INSERT does), and rules are how
+    older schemas route rows to their partitions (Sakila's payment)."""
     extra = op.table.extra
-    return op.kind == "insert" and not set(op.columns) & (
-        set(extra["defaults"]) | set(extra.get("fixed", ()))
+    return (
+        op.kind == "insert"
+        and not extra.get("insert_rules")
+        and not set(op.columns) & (set(extra["defaults"]) | set(extra.get("fixed", ())))
     )
 
 
@@ -899,6 +911,7 @@ class PostgresBackend(SharedSQL):
                 raise SchemaError(self._no_such_table(table))
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
             partitioned = bool(row[4])
+            rules, insert_rules = tuple(row[5] or ()), bool(row[6])
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -965,6 +978,8 @@ class PostgresBackend(SharedSQL):
                 "money": frozenset(money),
                 "sync_state": bool(sync_state),
                 "partitioned": partitioned,
+                "rules": rules,  # INSERT and UPDATE rules (CREATE RULE)
+                "insert_rules": insert_rules,
             },
         )
         return spec
@@ -1263,6 +1278,8 @@ class PostgresBackend(SharedSQL):
         n = batch.num_rows
         if not n:
             return ChunkCounts()
+        if op.kind in _ON_CONFLICT:
+            self._refuse_rules(op.table, op.kind)
         columns = op.table.columns
         types = batch.schema
         text = tuple(
@@ -1306,6 +1323,8 @@ class PostgresBackend(SharedSQL):
         n = len(rows)
         if not n:
             return ChunkCounts()
+        if op.kind in _ON_CONFLICT:
+            self._refuse_rules(op.table, op.kind)
         self._refuse_fixed(op, rows)
         if _direct(op):
             # A plain insert needs no set-based step: COPY straight into the table,
@@ -1349,6 +1368,18 @@ class PostgresBackend(SharedSQL):
                 for row in rows:
                     if row[i] is not None:
                         raise ConversionError(fixed[column], column=column)
+
+    def _refuse_rules(self, table: TableSpec, what: str) -> None:
+        """PostgreSQL refuses INSERT … ON CONFLICT on a table with INSERT or UPDATE
+        rules: one clear error before anything is sent, instead of the server's
+        "cannot perform INSERT RETURNING" once a chunk is staged."""
+        rules = table.extra.get("rules")
+        if rules:
+            raise SchemaError(
+                f"{what} into {table.name} needs INSERT … ON CONFLICT, which PostgreSQL "
+                f"refuses on a table with INSERT or UPDATE rules ({', '.join(rules)}); "
+                "a plain insert works (and applies them)"
+            )
 
     def _statement(self, op: WriteOp, stage: str, text: tuple[str, ...] = ()) -> bytes:
         cache_key = (op.kind, op.table.name, op.columns, op.key, op.update_columns, stage, text)
@@ -1639,6 +1670,7 @@ class PostgresBackend(SharedSQL):
     def insert_returning(
         self, table: TableSpec, values: Mapping[str, Any], conflict: tuple[str, ...]
     ) -> tuple[Any, ...] | None:
+        self._refuse_rules(table, "get_or_create")
         t = self._target(table)
         stmt = (
             pg_insert(t)
