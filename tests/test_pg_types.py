@@ -606,3 +606,32 @@ def test_unconstrained_numeric_keeps_the_digits_as_given(pg_url: str, tmp_path: 
     assert execute(pg_url, "SELECT amount::text FROM by_dicts ORDER BY id") == [("1.5",), ("2.0",)]
     got = execute(pg_url, "SELECT amount::text FROM by_frame ORDER BY id")
     assert got == [("1.5",), ("2.0",), ("0.125",)]
+
+
+def test_arrays_from_dataframes(pg_url: str) -> None:
+    # Sakila's film.special_features (text[]) read into pandas and polars and written
+    # back: a list column is an array, as lists in dicts are (not Python's repr).
+    pd = pytest.importorskip("pandas")
+    pl = pytest.importorskip("polars")
+    execute(
+        pg_url,
+        "CREATE TABLE film_features (film_id int PRIMARY KEY, special_features text[],"
+        " ids int[], tags varchar(20)[])",
+    )
+    features = [["Deleted Scenes", "Behind the Scenes"], None, ['say "hi"', "back\\slash", None]]
+    ids = [[1, 2], [], None]
+    tags = [["a,b"], ["{x}"], []]
+    rows = [
+        {"film_id": i + 1, "special_features": f, "ids": n, "tags": t}
+        for i, (f, n, t) in enumerate(zip(features, ids, tags, strict=True))
+    ]
+    with bulkops.connect(pg_url) as db:
+        for frame in (pd.DataFrame(rows), pl.DataFrame(rows)):
+            execute(pg_url, "TRUNCATE film_features")
+            report = db.insert("film_features", frame)
+            assert report.inserted == 3
+            got = db.get_many("film_features", [1, 2, 3])
+            assert [got[i]["special_features"] for i in (1, 2, 3)] == features
+            assert [got[i]["ids"] for i in (1, 2, 3)] == ids
+            assert [got[i]["tags"] for i in (1, 2, 3)] == tags
+            assert db.upsert("film_features", frame).unchanged == 3

@@ -28,7 +28,7 @@ from typing import Any
 from .backends.base import ArrowTarget, Backend, ChunkCounts, ColumnarBackend, WriteOp
 from .plan import ChunkPlanner
 from .report import Rejection
-from .schema import COERCERS, FALSE_TEXTS, TRUE_TEXTS, ColumnSpec, json_dumps
+from .schema import COERCERS, FALSE_TEXTS, TRUE_TEXTS, ColumnCodec, ColumnSpec, json_dumps
 
 __all__ = [
     "ROW_SHAPE_COLUMN",
@@ -303,6 +303,9 @@ class ArrowPlanner:
         self.rows = rows
         self.specs = [op.table.column(c) for c in op.columns]
         self.targets = [backend.arrow_target(s) for s in self.specs]
+        # The row path's codec of each column: a column the backend takes as text gets
+        # the text the row path would send (a list as an array literal, not its repr).
+        self.codecs = dict(zip(rows.columns, rows.codecs, strict=True))
         self.types = [arrow_type(t) for t in self.targets]
         # NOT NULL is checked here for the columns a missing value cannot pass (no
         # default to take its place) where every row is written: an update of a row
@@ -687,23 +690,28 @@ class ArrowPlanner:
         )
 
     def _text_fallback(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
-        """A column the backend takes as text (no binary form): each value coerced by
-        the row path's rules, then its text."""
+        """A column the backend takes as text (no binary form): each value as the row
+        path's codec sends it where that is text, else coerced by the row path's rules,
+        then its text."""
         pa = _pyarrow()
         coerce = COERCERS[target.kind]
         text = _TEXT_OF.get(target.kind, str)
+        codec = self.codecs.get(spec.name)
         out: list[Any] = []
         bad: list[bool] = []
         reasons: dict[int, str] = {}
         for i, value in enumerate(array.to_pylist()):
             try:
-                value = coerce(value)
+                sent = None if codec is None or value is None else _encoded(codec, value)
+                if sent is None or not isinstance(sent, str):
+                    value = coerce(value)
+                    sent = None if value is None else text(value)
             except (ValueError, TypeError, ArithmeticError) as error:
                 out.append(None)
                 bad.append(True)
                 reasons[i] = str(error)
                 continue
-            out.append(None if value is None else text(value))
+            out.append(sent)
             bad.append(False)
         values = pa.array(out, pa.string())
         if not reasons:
@@ -1069,6 +1077,14 @@ def _row_shapes(source: Any) -> Any:
     if marks.null_count == len(marks):
         return None
     return marks.is_valid()
+
+
+def _encoded(codec: ColumnCodec, value: Any) -> Any:
+    """``value`` as the row path's codec hands it to the driver (``build_row_encoder``)."""
+    if value.__class__ in codec.passthrough:
+        return value
+    fast = codec.fast.get(value.__class__)
+    return fast(value) if fast is not None else codec.encode(value)
 
 
 def _isoformat(value: Any) -> str:
