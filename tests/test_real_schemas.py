@@ -5,6 +5,8 @@
 - Sakila for PostgreSQL (https://github.com/jOOQ/sakila, BSD 2-clause licence):
   ``postgres-sakila-schema.sql``'s ``payment`` table, partitioned the old way (child
   tables that INHERIT it and a rule per month that sends an INSERT to its child).
+- Pagila (https://github.com/devrimgunduz/pagila, PostgreSQL licence): ``payment``
+  partitioned by range of ``payment_date``, one partition a month.
 """
 
 from __future__ import annotations
@@ -164,3 +166,27 @@ def test_sakila_rules_route_inserts_and_refuse_upserts(pg_url: str) -> None:
             assert "rules (payment_insert_p2007_01)" in str(info.value)
         report = db.update("payment", [{"payment_id": 1, "amount": Decimal("0.99")}])
         assert report.updated == 1
+
+
+@pytest.mark.postgres
+def test_pagila_row_outside_every_partition_names_the_column(pg_url: str) -> None:
+    pg_execute(
+        pg_url,
+        """CREATE TABLE payment (payment_id serial, customer_id integer NOT NULL,
+            amount numeric(5,2) NOT NULL, payment_date timestamptz NOT NULL,
+            PRIMARY KEY (payment_date, payment_id)) PARTITION BY RANGE (payment_date)""",
+        """CREATE TABLE payment_p2022_01 PARTITION OF payment
+            FOR VALUES FROM ('2022-01-01 00:00:00+00') TO ('2022-02-01 00:00:00+00')""",
+    )
+    rows = [
+        {"payment_id": 16050, "customer_id": 269, "amount": Decimal("1.99"),
+         "payment_date": "2022-01-28 21:44:14.998+00"},
+        {"payment_id": 16051, "customer_id": 269, "amount": Decimal("0.99"),
+         "payment_date": "2005-06-17 06:06:10+00"},
+    ]  # fmt: skip
+    with bulkops.connect(pg_url) as db:
+        report = db.upsert("payment", rows, on_error="isolate")
+    assert (report.inserted, report.rejected) == (1, 1)
+    (bad,) = report.rejections
+    assert (bad.row, bad.column) == (2, "payment_date")
+    assert "no partition" in bad.reason

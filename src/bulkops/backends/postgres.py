@@ -686,7 +686,9 @@ def _engine_traced(engine: sa.Engine, sinks: list[Callable[[str], None]]) -> Ite
 
 # --------------------------------------------------------------------- the backend
 
-_KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=")
+# "Key (id)=(1) already exists.", "Partition key of the failing row contains
+# (payment_date) = (2005-06-17 …)."
+_KEY_DETAIL = re.compile(r"(?:Key \(|key of the failing row contains \()(?P<cols>[^)]*)\) ?=")
 _COPY_CONTEXT = re.compile(r"COPY \S+, line (?P<line>\d+)(?:, column (?P<col>[^:\s]+))?")
 
 
