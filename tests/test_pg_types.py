@@ -635,3 +635,27 @@ def test_arrays_from_dataframes(pg_url: str) -> None:
             assert [got[i]["ids"] for i in (1, 2, 3)] == ids
             assert [got[i]["tags"] for i in (1, 2, 3)] == tags
             assert db.upsert("film_features", frame).unchanged == 3
+
+
+def test_nan_is_missing_in_columns_sent_as_text(pg_url: str) -> None:
+    # pandas writes a missing value in an object column as NaN (df.to_dict("records")):
+    # NULL in uuid, inet, tsvector and enum columns too, never the text 'NaN' nor a
+    # rejected row. (A float array keeps its NaN elements.)
+    execute(
+        pg_url,
+        "CREATE TYPE film_rating AS ENUM ('G', 'PG')",
+        "CREATE TABLE nan_text (id int PRIMARY KEY, u uuid, ip inet, doc tsvector,"
+        " rating film_rating, tags text[], xs float8[])",
+    )
+    nan = float("nan")
+    rows = [
+        {"id": 1, "u": nan, "ip": nan, "doc": nan, "rating": nan, "tags": nan, "xs": [nan, 1.5]},
+        {"id": 2, "u": str(uuid.UUID(int=2)), "ip": "10.0.0.1", "doc": "a fat cat",
+         "rating": "PG", "tags": ["x"], "xs": None},
+    ]  # fmt: skip
+    with bulkops.connect(pg_url) as db:
+        report = db.insert("nan_text", rows)
+        assert (report.inserted, report.rejected) == (2, 0)
+        assert db.upsert("nan_text", rows).unchanged == 2
+    got = execute(pg_url, "SELECT u, ip, doc, rating, tags, xs::text FROM nan_text ORDER BY id")
+    assert got[0] == (None, None, None, None, None, "{NaN,1.5}")

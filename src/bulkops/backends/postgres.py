@@ -58,6 +58,7 @@ from ..schema import (
     decimal_from_text,
     int_from_text,
     json_dumps,
+    missing_nan,
     plain_value,
 )
 from ._sql import (
@@ -158,6 +159,8 @@ def _check_int(bits: int) -> Callable[[Any], Any]:
 def _to_uuid(value: Any) -> Any:
     if value is None or isinstance(value, uuid.UUID):
         return value
+    if missing_nan(value):
+        return None
     if isinstance(value, str):
         if not value.strip():
             return None
@@ -283,6 +286,8 @@ def _text_codec(column: ColumnSpec) -> ColumnCodec:
     declared = column.declared or column.extra_type
 
     def encode(value: Any) -> Any:
+        if missing_nan(value):
+            return None  # pandas' missing value: no type sent as text holds a float NaN
         try:
             return _pg_text(value)
         except ValueError:
