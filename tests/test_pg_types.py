@@ -659,3 +659,36 @@ def test_nan_is_missing_in_columns_sent_as_text(pg_url: str) -> None:
         assert db.upsert("nan_text", rows).unchanged == 2
     got = execute(pg_url, "SELECT u, ip, doc, rating, tags, xs::text FROM nan_text ORDER BY id")
     assert got[0] == (None, None, None, None, None, "{NaN,1.5}")
+
+
+def test_dataframe_read_from_postgresql_writes_back(pg_url: str) -> None:
+    # What pandas.read_sql gives for jsonb, inet and uuid columns: object columns of
+    # dicts and lists, ipaddress and UUID objects, which Arrow cannot type. Such a
+    # frame takes the row path (as df.to_dict("records") would), NaN still missing.
+    pd = pytest.importorskip("pandas")
+    execute(
+        pg_url,
+        "CREATE TABLE docs (id int PRIMARY KEY, doc jsonb, ip inet, u uuid, score float8)",
+        "CREATE TABLE docs_copy (LIKE docs INCLUDING ALL)",
+    )
+    rows = [
+        {"id": 1, "doc": {"tags": ["a"]}, "ip": "10.0.0.1", "u": str(uuid.UUID(int=1)),
+         "score": 1.5},
+        {"id": 2, "doc": [1, 2], "ip": "::1", "u": None, "score": None},
+        {"id": 3, "doc": None, "ip": None, "u": str(uuid.UUID(int=3)), "score": 2.0},
+    ]  # fmt: skip
+    with bulkops.connect(pg_url) as db:
+        db.insert("docs", rows)
+        with psycopg.connect(pg_url) as conn:
+            cursor = conn.execute("SELECT * FROM docs ORDER BY id")
+            frame = pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description])
+        assert frame["score"].isna().sum() == 1
+        report = db.insert("docs_copy", frame)
+        assert report.inserted == 3
+        assert db.upsert("docs_copy", frame).unchanged == 3
+        sync = db.sync("docs", frame.assign(score=[1.5, 3.0, 2.0]), key="id")
+        assert (sync.changed, sync.unchanged) == (1, 2)
+        db.update("docs", [{"id": 2, "score": None}])
+    assert execute(pg_url, "SELECT * FROM docs_copy ORDER BY id") == execute(
+        pg_url, "SELECT * FROM docs ORDER BY id"
+    )

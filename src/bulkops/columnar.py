@@ -38,6 +38,7 @@ __all__ = [
     "arrow_stream",
     "arrow_table",
     "arrow_type",
+    "frame_records",
     "is_arrow",
     "rows_of",
 ]
@@ -81,7 +82,10 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
     if _is_pandas_frame(rows):
         pa = _pyarrow()
         # Not through __arrow_c_stream__: that keeps a non-default index as a column.
-        table = pa.Table.from_pandas(rows, preserve_index=False)
+        try:
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return None  # object columns Arrow cannot type: frame_records, the row path
         if keeps_nan is not None:
             frame: Any = rows
             for i, name in enumerate(table.schema.names):
@@ -97,6 +101,26 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
     if isinstance(rows, pa.RecordBatchReader):
         return rows
     return pa.RecordBatchReader.from_stream(rows)
+
+
+# Rows of a DataFrame made into dicts at a time (frame_records).
+_FRAME_SLICE_ROWS = 10_000
+
+
+def frame_records(
+    frame: Any, keeps_nan: Callable[[str], bool] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The rows of a pandas DataFrame that Arrow cannot take (object columns of values
+    it cannot type: dicts mixed with lists, ``ipaddress`` objects, Decimals mixed with
+    floats, as ``read_sql`` gives them) as dicts for the row path, a slice at a time;
+    a float NaN is a missing value as on the columnar path (unless ``keeps_nan``)."""
+    for start in range(0, len(frame), _FRAME_SLICE_ROWS):
+        for record in frame.iloc[start : start + _FRAME_SLICE_ROWS].to_dict("records"):
+            for name, value in record.items():
+                nan = value.__class__ is float and value != value
+                if nan and (keeps_nan is None or not keeps_nan(name)):
+                    record[name] = None
+            yield record
 
 
 def rows_of(stream: Any) -> Iterator[dict[str, Any]]:
