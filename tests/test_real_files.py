@@ -581,3 +581,18 @@ def test_row_names_under_an_empty_first_header_load(url: str, tmp_path: Path, re
     assert select(url, "SELECT row_names, name, mass FROM indexed ORDER BY row_names") == [
         (7, "Adélie", 3750), (8, "Gentoo", None),
     ]  # fmt: skip
+
+
+def test_columns_differing_only_in_case(url: str, tmp_path: Path) -> None:
+    # Ecdat's incomeInequality (R) has both "p95" and "P95": PostgreSQL keeps them
+    # apart; SQLite's names ignore ASCII case, so it says which two clash.
+    path = tmp_path / "income.csv"
+    path.write_text("Year,p95,P95\n1947,72583,54172\n")
+    result = cli("load", str(path), "-t", "income", "--db", url)
+    if url.startswith("sqlite"):
+        assert result.exit_code == 2
+        assert "'p95' and 'P95'" in result.output and "case" in result.output
+        assert not table_exists(url, "income")
+    else:
+        assert result.exit_code == 0, result.output
+        assert select(url, 'SELECT p95, "P95" FROM income') == [(72583, 54172)]

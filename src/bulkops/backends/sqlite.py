@@ -299,6 +299,11 @@ def _decimal_text(value: str) -> Any:
     return _decimal_text_form(plain_decimal(number) if "e" in value or "E" in value else number)
 
 
+def _ascii_lower(name: str) -> str:
+    """``name`` as SQLite compares names: ASCII letters without case, others as they are."""
+    return "".join(c.lower() if c.isascii() else c for c in name)
+
+
 def _datetime_storage(value: dt.datetime) -> str:
     """A datetime as SQLite stores it: its own text form ("2024-01-01 10:00:00", what
     ``datetime()`` gives and SQLAlchemy, Django and sample databases like Chinook
@@ -960,6 +965,16 @@ class SQLiteBackend(SharedSQL):
         return f"no such table {table!r}{known}"
 
     def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
+        # SQLite's names ignore the case of ASCII letters: say which two clash rather
+        # than "duplicate column name".
+        folded: dict[str, str] = {}
+        for name in columns:
+            other = folded.setdefault(_ascii_lower(name), name)
+            if other != name:
+                raise SchemaError(
+                    f"columns {other!r} and {name!r} differ only in case, which SQLite "
+                    "does not tell apart in names; rename one of them"
+                )
         sa_table = sa.Table(
             table,
             sa.MetaData(),
