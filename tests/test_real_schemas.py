@@ -190,3 +190,19 @@ def test_pagila_row_outside_every_partition_names_the_column(pg_url: str) -> Non
     (bad,) = report.rejections
     assert (bad.row, bad.column) == (2, "payment_date")
     assert "no partition" in bad.reason
+
+
+def test_sqlite_datetime_keys_match_rows_written_elsewhere(tmp_path: Path) -> None:
+    # A table keyed by a DATETIME that another program filled (SQLite's own text form):
+    # reads, updates and upserts by datetime find its rows instead of adding new ones.
+    path = tmp_path / "readings.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE readings (at DATETIME PRIMARY KEY, v REAL)")
+        conn.execute("INSERT INTO readings VALUES (datetime('2021-01-01 00:00:00'), 1.0)")
+    at = dt.datetime(2021, 1, 1)
+    with bulkops.connect(f"sqlite:///{path}", run_log=False) as db:
+        assert list(db.get_many("readings", [at])) == [at]
+        assert db.update("readings", [{"at": at, "v": 2.0}]).updated == 1
+        assert db.upsert("readings", [{"at": "2021-01-01T00:00:00", "v": 2.0}]).unchanged == 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT * FROM readings").fetchall() == [("2021-01-01 00:00:00", 2.0)]
