@@ -246,6 +246,27 @@ def test_polars_upsert_and_read_back_as_arrow_and_pandas(db: bulkops.Store) -> N
     assert list(back["n"]) == [30, 10]
 
 
+def test_polars_categorical_and_enum_columns(db: bulkops.Store) -> None:
+    # polars hands Categorical and Enum columns over as dictionaries of string_view
+    # values (vega_datasets' barley: variety and site as categories).
+    _frames_table(db)
+    sites = ["University Farm", "Waseca", "Morris"]
+    frame = pl.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "label": pl.Series(["Waseca", None, "Morris", "Waseca"], dtype=pl.Enum(sites)),
+            "n": pl.Series(["1", "2", "x", None], dtype=pl.Categorical),
+        }
+    )
+    report = db.insert("f", frame, on_error="isolate")
+    assert (report.inserted, report.rejected) == (3, 1)
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column) == (3, 3, "n")
+    got = {r["id"]: (r["label"], r["n"]) for r in rows_of(db, "f")}
+    assert got == {1: ("Waseca", 1), 2: (None, 2), 4: ("Waseca", None)}
+    assert db.upsert("f", frame.filter(pl.col("id") != 3)).unchanged == 3
+
+
 def test_polars_nan_is_a_value_not_a_missing_one(db: bulkops.Store) -> None:
     _frames_table(db)
     frame = pl.DataFrame({"id": [1, 2], "x": [float("nan"), None]})

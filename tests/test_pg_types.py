@@ -572,3 +572,123 @@ def test_other_types_travel_as_text(pg_url: str) -> None:
         got = db.get_many("misc", [1])[1]
     assert got["box"] == "(2,2),(1,1)" and got["q"] == "'fat' & 'rat'"
     assert got["lsn"] == "16/B374D848" and got["path"] == "[(0,0),(1,1)]"
+
+
+def test_unconstrained_numeric_keeps_the_digits_as_given(pg_url: str, tmp_path: Any) -> None:
+    # numeric without (p, s) keeps each value's own scale (1.50 stays 1.50, 2 stays 2),
+    # whichever path writes it: a CSV read by Arrow, the same CSV through the row reader,
+    # dicts and a DataFrame. (Arrow's decimal type has one scale per column, so an Arrow
+    # batch would have padded every value to the longest: 2 -> 2.000.)
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    pd = pytest.importorskip("pandas")
+    # Coordinates as in vega_datasets' la-riots, amounts as in sakila's payment.
+    text = ["1.50", "2", "0.125", "34.0592814", "-118.27", "1e2", "007.5", ""]
+    expected = ["1.50", "2", "0.125", "34.0592814", "-118.27", "100", "7.5", None]
+    csv = tmp_path / "amounts.csv"
+    csv.write_text("id,amount\n" + "".join(f"{i},{v}\n" for i, v in enumerate(text)))
+    frame = pd.DataFrame({"id": [0, 1, 2], "amount": [1.5, 2.0, 0.125]})
+    for table in ("by_arrow", "by_rows", "by_dicts", "by_frame"):
+        execute(pg_url, f"CREATE TABLE {table} (id int PRIMARY KEY, amount numeric)")
+    for table, path in (("by_arrow", str(csv)), ("by_rows", "-")):
+        args = ["load", path, "-t", table, "--db", pg_url, "--json"]
+        result = CliRunner().invoke(main, args, input=csv.read_text())
+        assert result.exit_code == 0, result.output
+    with bulkops.connect(pg_url) as db:
+        db.insert("by_dicts", [{"id": 0, "amount": 1.5}, {"id": 1, "amount": Decimal("2.0")}])
+        db.insert("by_frame", frame)
+        assert db.upsert("by_frame", frame).unchanged == 3
+    for table in ("by_arrow", "by_rows"):
+        got = execute(pg_url, f"SELECT amount::text FROM {table} ORDER BY id")
+        assert [v for (v,) in got] == expected, table
+    assert execute(pg_url, "SELECT amount::text FROM by_dicts ORDER BY id") == [("1.5",), ("2.0",)]
+    got = execute(pg_url, "SELECT amount::text FROM by_frame ORDER BY id")
+    assert got == [("1.5",), ("2.0",), ("0.125",)]
+
+
+def test_arrays_from_dataframes(pg_url: str) -> None:
+    # Sakila's film.special_features (text[]) read into pandas and polars and written
+    # back: a list column is an array, as lists in dicts are (not Python's repr).
+    pd = pytest.importorskip("pandas")
+    pl = pytest.importorskip("polars")
+    execute(
+        pg_url,
+        "CREATE TABLE film_features (film_id int PRIMARY KEY, special_features text[],"
+        " ids int[], tags varchar(20)[])",
+    )
+    features = [["Deleted Scenes", "Behind the Scenes"], None, ['say "hi"', "back\\slash", None]]
+    ids = [[1, 2], [], None]
+    tags = [["a,b"], ["{x}"], []]
+    rows = [
+        {"film_id": i + 1, "special_features": f, "ids": n, "tags": t}
+        for i, (f, n, t) in enumerate(zip(features, ids, tags, strict=True))
+    ]
+    with bulkops.connect(pg_url) as db:
+        for frame in (pd.DataFrame(rows), pl.DataFrame(rows)):
+            execute(pg_url, "TRUNCATE film_features")
+            report = db.insert("film_features", frame)
+            assert report.inserted == 3
+            got = db.get_many("film_features", [1, 2, 3])
+            assert [got[i]["special_features"] for i in (1, 2, 3)] == features
+            assert [got[i]["ids"] for i in (1, 2, 3)] == ids
+            assert [got[i]["tags"] for i in (1, 2, 3)] == tags
+            assert db.upsert("film_features", frame).unchanged == 3
+
+
+def test_nan_is_missing_in_columns_sent_as_text(pg_url: str) -> None:
+    # pandas writes a missing value in an object column as NaN (df.to_dict("records")):
+    # NULL in uuid, inet, tsvector and enum columns too, never the text 'NaN' nor a
+    # rejected row. (A float array keeps its NaN elements.)
+    execute(
+        pg_url,
+        "CREATE TYPE film_rating AS ENUM ('G', 'PG')",
+        "CREATE TABLE nan_text (id int PRIMARY KEY, u uuid, ip inet, doc tsvector,"
+        " rating film_rating, tags text[], xs float8[])",
+    )
+    nan = float("nan")
+    rows = [
+        {"id": 1, "u": nan, "ip": nan, "doc": nan, "rating": nan, "tags": nan, "xs": [nan, 1.5]},
+        {"id": 2, "u": str(uuid.UUID(int=2)), "ip": "10.0.0.1", "doc": "a fat cat",
+         "rating": "PG", "tags": ["x"], "xs": None},
+    ]  # fmt: skip
+    with bulkops.connect(pg_url) as db:
+        report = db.insert("nan_text", rows)
+        assert (report.inserted, report.rejected) == (2, 0)
+        assert db.upsert("nan_text", rows).unchanged == 2
+    got = execute(pg_url, "SELECT u, ip, doc, rating, tags, xs::text FROM nan_text ORDER BY id")
+    assert got[0] == (None, None, None, None, None, "{NaN,1.5}")
+
+
+def test_dataframe_read_from_postgresql_writes_back(pg_url: str) -> None:
+    # What pandas.read_sql gives for jsonb, inet and uuid columns: object columns of
+    # dicts and lists, ipaddress and UUID objects, which Arrow cannot type. Such a
+    # frame takes the row path (as df.to_dict("records") would), NaN still missing.
+    pd = pytest.importorskip("pandas")
+    execute(
+        pg_url,
+        "CREATE TABLE docs (id int PRIMARY KEY, doc jsonb, ip inet, u uuid, score float8)",
+        "CREATE TABLE docs_copy (LIKE docs INCLUDING ALL)",
+    )
+    rows = [
+        {"id": 1, "doc": {"tags": ["a"]}, "ip": "10.0.0.1", "u": str(uuid.UUID(int=1)),
+         "score": 1.5},
+        {"id": 2, "doc": [1, 2], "ip": "::1", "u": None, "score": None},
+        {"id": 3, "doc": None, "ip": None, "u": str(uuid.UUID(int=3)), "score": 2.0},
+    ]  # fmt: skip
+    with bulkops.connect(pg_url) as db:
+        db.insert("docs", rows)
+        with psycopg.connect(pg_url) as conn:
+            cursor = conn.execute("SELECT * FROM docs ORDER BY id")
+            frame = pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description])
+        assert frame["score"].isna().sum() == 1
+        report = db.insert("docs_copy", frame)
+        assert report.inserted == 3
+        assert db.upsert("docs_copy", frame).unchanged == 3
+        sync = db.sync("docs", frame.assign(score=[1.5, 3.0, 2.0]), key="id")
+        assert (sync.changed, sync.unchanged) == (1, 2)
+        db.update("docs", [{"id": 2, "score": None}])
+    assert execute(pg_url, "SELECT * FROM docs_copy ORDER BY id") == execute(
+        pg_url, "SELECT * FROM docs ORDER BY id"
+    )

@@ -542,3 +542,57 @@ def test_rejects_file_left_only_when_rows_were_rejected(tmp_path: Path) -> None:
     result = cli("load", str(csv), "-t", "t", "--db", db, "--rejects", str(rejects))
     assert result.exit_code == 0, result.output
     assert not rejects.exists()
+
+
+# R's datasets::airquality as R's write.csv writes it (row names under an empty first
+# header, NA for missing values); its first five rows. R's datasets package, GPL-2.
+AIRQUALITY_R_CSV = (
+    '"","Ozone","Solar.R","Wind","Temp","Month","Day"\n'
+    '"1",41,190,7.4,67,5,1\n"2",36,118,8,72,5,2\n"3",12,149,12.6,74,5,3\n'
+    '"4",18,313,11.5,62,5,4\n"5",NA,NA,14.3,56,5,5\n'
+)
+
+
+@pytest.mark.parametrize("reader", ["arrow", "rows"])
+def test_row_names_under_an_empty_first_header_load(url: str, tmp_path: Path, reader: str) -> None:
+    # R's write.csv and pandas' to_csv (index=True, its default) put the row names under
+    # an empty first header: the column is loaded as row_names (RSQLite's name for it).
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"name": ["Adélie", "Gentoo"], "mass": [3750, None]}, index=[7, 8])
+    indexed = tmp_path / "indexed.csv"
+    frame.to_csv(indexed)
+    path = tmp_path / "airquality.csv"
+    path.write_text(AIRQUALITY_R_CSV)
+    args = ["load", str(path) if reader == "arrow" else "-", "-t", "airquality", "--db", url]
+    result = cli(*args, "--null", "NA", "--key", "row_names", "--json", stdin=AIRQUALITY_R_CSV)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["reader"], report["inserted"]) == (reader, 5)
+    assert list(types_of(url, "airquality")) == [
+        "row_names", "Ozone", "Solar.R", "Wind", "Temp", "Month", "Day",
+    ]  # fmt: skip
+    rows = select(url, 'SELECT row_names, "Ozone", "Wind" FROM airquality ORDER BY row_names')
+    assert [(n, ozone, float(wind)) for n, ozone, wind in rows] == [
+        (1, 41, 7.4), (2, 36, 8.0), (3, 12, 12.6), (4, 18, 11.5), (5, None, 14.3),
+    ]  # fmt: skip
+
+    result = cli("load", str(indexed), "-t", "indexed", "--db", url, "--json")
+    assert result.exit_code == 0, result.output
+    assert select(url, "SELECT row_names, name, mass FROM indexed ORDER BY row_names") == [
+        (7, "Adélie", 3750), (8, "Gentoo", None),
+    ]  # fmt: skip
+
+
+def test_columns_differing_only_in_case(url: str, tmp_path: Path) -> None:
+    # Ecdat's incomeInequality (R) has both "p95" and "P95": PostgreSQL keeps them
+    # apart; SQLite's names ignore ASCII case, so it says which two clash.
+    path = tmp_path / "income.csv"
+    path.write_text("Year,p95,P95\n1947,72583,54172\n")
+    result = cli("load", str(path), "-t", "income", "--db", url)
+    if url.startswith("sqlite"):
+        assert result.exit_code == 2
+        assert "'p95' and 'P95'" in result.output and "case" in result.output
+        assert not table_exists(url, "income")
+    else:
+        assert result.exit_code == 0, result.output
+        assert select(url, 'SELECT p95, "P95" FROM income') == [(72583, 54172)]

@@ -28,7 +28,7 @@ from typing import Any
 from .backends.base import ArrowTarget, Backend, ChunkCounts, ColumnarBackend, WriteOp
 from .plan import ChunkPlanner
 from .report import Rejection
-from .schema import COERCERS, FALSE_TEXTS, TRUE_TEXTS, ColumnSpec, json_dumps
+from .schema import COERCERS, FALSE_TEXTS, TRUE_TEXTS, ColumnCodec, ColumnSpec, json_dumps
 
 __all__ = [
     "ROW_SHAPE_COLUMN",
@@ -38,6 +38,7 @@ __all__ = [
     "arrow_stream",
     "arrow_table",
     "arrow_type",
+    "frame_records",
     "is_arrow",
     "rows_of",
 ]
@@ -81,7 +82,10 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
     if _is_pandas_frame(rows):
         pa = _pyarrow()
         # Not through __arrow_c_stream__: that keeps a non-default index as a column.
-        table = pa.Table.from_pandas(rows, preserve_index=False)
+        try:
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return None  # object columns Arrow cannot type: frame_records, the row path
         if keeps_nan is not None:
             frame: Any = rows
             for i, name in enumerate(table.schema.names):
@@ -97,6 +101,26 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
     if isinstance(rows, pa.RecordBatchReader):
         return rows
     return pa.RecordBatchReader.from_stream(rows)
+
+
+# Rows of a DataFrame made into dicts at a time (frame_records).
+_FRAME_SLICE_ROWS = 10_000
+
+
+def frame_records(
+    frame: Any, keeps_nan: Callable[[str], bool] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The rows of a pandas DataFrame that Arrow cannot take (object columns of values
+    it cannot type: dicts mixed with lists, ``ipaddress`` objects, Decimals mixed with
+    floats, as ``read_sql`` gives them) as dicts for the row path, a slice at a time;
+    a float NaN is a missing value as on the columnar path (unless ``keeps_nan``)."""
+    for start in range(0, len(frame), _FRAME_SLICE_ROWS):
+        for record in frame.iloc[start : start + _FRAME_SLICE_ROWS].to_dict("records"):
+            for name, value in record.items():
+                nan = value.__class__ is float and value != value
+                if nan and (keeps_nan is None or not keeps_nan(name)):
+                    record[name] = None
+            yield record
 
 
 def rows_of(stream: Any) -> Iterator[dict[str, Any]]:
@@ -303,6 +327,9 @@ class ArrowPlanner:
         self.rows = rows
         self.specs = [op.table.column(c) for c in op.columns]
         self.targets = [backend.arrow_target(s) for s in self.specs]
+        # The row path's codec of each column: a column the backend takes as text gets
+        # the text the row path would send (a list as an array literal, not its repr).
+        self.codecs = dict(zip(rows.columns, rows.codecs, strict=True))
         self.types = [arrow_type(t) for t in self.targets]
         # NOT NULL is checked here for the columns a missing value cannot pass (no
         # default to take its place) where every row is written: an update of a row
@@ -464,6 +491,11 @@ class ArrowPlanner:
         pc = _compute()
         t = array.type
         if pa.types.is_dictionary(t):
+            values = array.dictionary
+            if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
+                # polars' Categorical and Enum: string_view values, which Arrow's take
+                # (the decoding) has no kernel for.
+                array = pa.DictionaryArray.from_arrays(array.indices, values.cast(pa.string()))
             array = array.dictionary_decode()
             t = array.type
         if pa.types.is_large_string(t) or pa.types.is_string_view(t):
@@ -513,6 +545,8 @@ class ArrowPlanner:
             return _Column(array.cast(pa.date32()))
         if kind == "datetime" and (pa.types.is_timestamp(t) or pa.types.is_date(t)):
             return self._timestamps(array, target, typ)
+        if kind == "decimal" and typ is None and pa.types.is_string(t):
+            return self._unscaled_decimals(array, spec, target)
         if pa.types.is_string(t) and _text_parser(target) is not None:
             return self._from_text(array, spec, target, typ)
         if pa.types.is_string(t) and kind == "datetime" and typ is None:
@@ -680,28 +714,46 @@ class ArrowPlanner:
         )
 
     def _text_fallback(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
-        """A column the backend takes as text (no binary form): each value coerced by
-        the row path's rules, then its text."""
+        """A column the backend takes as text (no binary form): each value as the row
+        path's codec sends it where that is text, else coerced by the row path's rules,
+        then its text."""
         pa = _pyarrow()
         coerce = COERCERS[target.kind]
         text = _TEXT_OF.get(target.kind, str)
+        codec = self.codecs.get(spec.name)
         out: list[Any] = []
         bad: list[bool] = []
         reasons: dict[int, str] = {}
         for i, value in enumerate(array.to_pylist()):
             try:
-                value = coerce(value)
+                sent = None if codec is None or value is None else _encoded(codec, value)
+                if sent is None or not isinstance(sent, str):
+                    value = coerce(value)
+                    sent = None if value is None else text(value)
             except (ValueError, TypeError, ArithmeticError) as error:
                 out.append(None)
                 bad.append(True)
                 reasons[i] = str(error)
                 continue
-            out.append(None if value is None else text(value))
+            out.append(sent)
             bad.append(False)
         values = pa.array(out, pa.string())
         if not reasons:
             return _Column(values)
         return _Column(values, pa.array(bad, pa.bool_()), reasons.__getitem__)
+
+    def _unscaled_decimals(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
+        """Text for a decimal column without a scale (PostgreSQL's ``numeric``), which
+        keeps each value's own digits as the row path does (1.50 and 2): handed over as
+        text for the database to cast, since an Arrow decimal has one scale for the whole
+        column (2 would become 2.000). Plain spellings go as they are; any other text
+        (``1e2``, ``NaN``) by the row path's coercion, value by value."""
+        pa = _pyarrow()
+        pc = _compute()
+        match, empty = _matching(array, _DECIMAL_TEXT)
+        if pc.any(pc.and_(pc.is_valid(array), pc.invert(pc.or_(match, empty)))).as_py():
+            return self._per_value(array, spec, target, None)
+        return _Column(pc.if_else(empty, pa.scalar(None, pa.string()), array))
 
     def _per_value(self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any) -> _Column:
         """A source type without a vectorized rule for this column: the row path's
@@ -746,6 +798,9 @@ class ArrowPlanner:
                 for i in _compute().indices_nonzero(checked.bad).to_pylist():
                     bad[i] = True
                     reasons[i] = more(i)
+        elif target.kind == "decimal" and typ is None:
+            # Each value's own digits, as text (see _unscaled_decimals).
+            values = pa.array([None if v is None else str(v) for v in out], pa.string())
         else:
             try:
                 values = pa.array(out, typ) if typ is not None else pa.array(out)
@@ -1046,6 +1101,14 @@ def _row_shapes(source: Any) -> Any:
     if marks.null_count == len(marks):
         return None
     return marks.is_valid()
+
+
+def _encoded(codec: ColumnCodec, value: Any) -> Any:
+    """``value`` as the row path's codec hands it to the driver (``build_row_encoder``)."""
+    if value.__class__ in codec.passthrough:
+        return value
+    fast = codec.fast.get(value.__class__)
+    return fast(value) if fast is not None else codec.encode(value)
 
 
 def _isoformat(value: Any) -> str:

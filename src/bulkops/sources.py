@@ -615,7 +615,8 @@ def open_arrow(
                     invalid_row_handler=invalid,
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in columns},
+                    # "": the row names' column (ROW_NAMES_COLUMN) as the file names it.
+                    column_types={c: pa.string() for c in (*columns, "")},
                     null_values=["", *null],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=False,
@@ -708,6 +709,8 @@ def _clean_batches(pa: Any, reader: Any, found: list[Any], schema: Any, ragged: 
             batch = pa.RecordBatch.from_arrays(
                 [*batch.columns, pa.nulls(batch.num_rows, pa.string())], schema=schema
             )
+        elif batch.schema.names != schema.names:  # the row names' column named
+            batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
         yield batch
 
 
@@ -841,6 +844,7 @@ def _open_csv(
     raw.clear()
     if header is None:
         raise SourceError(f"{name}: the file is empty; expected a header row")
+    header = _named_row_names(header)
     _check_columns(name, header, "header")
     return header, _csv_rows(reader, raw, name, delimiter, null | {""})
 
@@ -922,6 +926,19 @@ def _csv_error(name: str, reader: Any, exc: Exception) -> SourceError:
     if "unexpected end of data" in str(exc):
         hint = " (a quoted field may be missing its closing quote)"
     return SourceError(f"{name}, line {line}: malformed CSV: {exc}{hint}")
+
+
+# R's write.csv and pandas' to_csv (by default) write the row names, the index, as a
+# first column under an empty name. It is loaded under the name RSQLite's dbWriteTable
+# gives row names.
+ROW_NAMES_COLUMN = "row_names"
+
+
+def _named_row_names(header: list[str]) -> list[str]:
+    """``header`` with an empty first name (and others after it) named ROW_NAMES_COLUMN."""
+    if len(header) > 1 and header[0] == "":
+        return [ROW_NAMES_COLUMN, *header[1:]]
+    return header
 
 
 def _check_columns(name: str, columns: list[str], what: str) -> None:

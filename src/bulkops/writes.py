@@ -13,7 +13,14 @@ from dataclasses import dataclass, replace
 from typing import IO
 
 from .backends.base import ColumnarBackend, Timeouts, WriteKind
-from .columnar import ArrowPlanner, arrow_batches, arrow_stream, rows_of
+from .columnar import (
+    ArrowPlanner,
+    arrow_batches,
+    arrow_stream,
+    frame_records,
+    is_arrow,
+    rows_of,
+)
 from .context import Context, TableRef
 from .errors import SchemaError
 from .execute import Executor, OnError, numbered, resolve_on_error
@@ -103,6 +110,8 @@ def write(
             return target.nan and target.kind == "float"
 
     stream = arrow_stream(rows, keeps_nan)
+    if stream is None and is_arrow(rows):
+        rows = frame_records(rows, keeps_nan)  # a DataFrame Arrow cannot take
     if stream is not None and not (capabilities.columnar and isinstance(backend, ColumnarBackend)):
         # No columnar write here (DynamoDB): the batches' rows take the row path.
         rows, stream = rows_of(stream), None

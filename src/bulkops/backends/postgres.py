@@ -58,6 +58,7 @@ from ..schema import (
     decimal_from_text,
     int_from_text,
     json_dumps,
+    missing_nan,
     plain_value,
 )
 from ._sql import (
@@ -158,6 +159,8 @@ def _check_int(bits: int) -> Callable[[Any], Any]:
 def _to_uuid(value: Any) -> Any:
     if value is None or isinstance(value, uuid.UUID):
         return value
+    if missing_nan(value):
+        return None
     if isinstance(value, str):
         if not value.strip():
             return None
@@ -283,6 +286,8 @@ def _text_codec(column: ColumnSpec) -> ColumnCodec:
     declared = column.declared or column.extra_type
 
     def encode(value: Any) -> Any:
+        if missing_nan(value):
+            return None  # pandas' missing value: no type sent as text holds a float NaN
         try:
             return _pg_text(value)
         except ValueError:
@@ -501,7 +506,11 @@ SELECT rel.oid,
      WHERE i.indrelid = rel.oid AND i.indisunique AND i.indpred IS NULL
            AND i.indexprs IS NULL),
   to_regclass(%(state)s) IS NOT NULL,
-  (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = rel.oid)
+  (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = rel.oid),
+  (SELECT array_agg(r.rulename::text ORDER BY r.rulename) FROM pg_rewrite r
+     WHERE r.ev_class = rel.oid AND r.ev_type IN ('2', '3') AND r.rulename <> '_RETURN'),
+  EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = rel.oid AND r.ev_type = '3'
+          AND r.rulename <> '_RETURN')
 FROM rel
 """
 
@@ -517,12 +526,20 @@ _TYPE_OIDS = {"bigint": 20, "text": 25}
 _STAGE_NUMBERS = itertools.count(1)
 
 
+# The writes that are INSERT … ON CONFLICT.
+_ON_CONFLICT = frozenset({"upsert", "insert_ignore"})
+
+
 def _direct(op: WriteOp) -> bool:
     """A plain insert COPYs straight into the table, unless a column needs a default
-    in place of NULL or must not be written (generated, identity ALWAYS)."""
+    in place of NULL or must not be written (generated, identity ALWAYS), or the table
+    has INSERT rules: COPY does not apply rules (an INSERT does), and rules are how
+    older schemas route rows to their partitions (Sakila's payment)."""
     extra = op.table.extra
-    return op.kind == "insert" and not set(op.columns) & (
-        set(extra["defaults"]) | set(extra.get("fixed", ()))
+    return (
+        op.kind == "insert"
+        and not extra.get("insert_rules")
+        and not set(op.columns) & (set(extra["defaults"]) | set(extra.get("fixed", ())))
     )
 
 
@@ -674,7 +691,9 @@ def _engine_traced(engine: sa.Engine, sinks: list[Callable[[str], None]]) -> Ite
 
 # --------------------------------------------------------------------- the backend
 
-_KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=")
+# "Key (id)=(1) already exists.", "Partition key of the failing row contains
+# (payment_date) = (2005-06-17 …)."
+_KEY_DETAIL = re.compile(r"(?:Key \(|key of the failing row contains \()(?P<cols>[^)]*)\) ?=")
 _COPY_CONTEXT = re.compile(r"COPY \S+, line (?P<line>\d+)(?:, column (?P<col>[^:\s]+))?")
 
 
@@ -899,6 +918,7 @@ class PostgresBackend(SharedSQL):
                 raise SchemaError(self._no_such_table(table))
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
             partitioned = bool(row[4])
+            rules, insert_rules = tuple(row[5] or ()), bool(row[6])
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -965,6 +985,8 @@ class PostgresBackend(SharedSQL):
                 "money": frozenset(money),
                 "sync_state": bool(sync_state),
                 "partitioned": partitioned,
+                "rules": rules,  # INSERT and UPDATE rules (CREATE RULE)
+                "insert_rules": insert_rules,
             },
         )
         return spec
@@ -1263,8 +1285,18 @@ class PostgresBackend(SharedSQL):
         n = batch.num_rows
         if not n:
             return ChunkCounts()
+        if op.kind in _ON_CONFLICT:
+            self._refuse_rules(op.table, op.kind)
         columns = op.table.columns
-        text = tuple(c for c in op.columns if not _arrow_target(columns[c]).binary)
+        types = batch.schema
+        text = tuple(
+            c
+            for c in op.columns
+            if not _arrow_target(columns[c]).binary
+            # The columnar path hands a typed column over as text where Arrow's type
+            # would change its values (a numeric without scale: each value's digits).
+            or (columns[c].type != "text" and str(types.field(c).type) == "string")
+        )
         if not text and _direct(op):
             self._copy_arrow(None, op.table, op.columns, batch)
             return ChunkCounts(inserted=n)
@@ -1298,6 +1330,8 @@ class PostgresBackend(SharedSQL):
         n = len(rows)
         if not n:
             return ChunkCounts()
+        if op.kind in _ON_CONFLICT:
+            self._refuse_rules(op.table, op.kind)
         self._refuse_fixed(op, rows)
         if _direct(op):
             # A plain insert needs no set-based step: COPY straight into the table,
@@ -1341,6 +1375,18 @@ class PostgresBackend(SharedSQL):
                 for row in rows:
                     if row[i] is not None:
                         raise ConversionError(fixed[column], column=column)
+
+    def _refuse_rules(self, table: TableSpec, what: str) -> None:
+        """PostgreSQL refuses INSERT … ON CONFLICT on a table with INSERT or UPDATE
+        rules: one clear error before anything is sent, instead of the server's
+        "cannot perform INSERT RETURNING" once a chunk is staged."""
+        rules = table.extra.get("rules")
+        if rules:
+            raise SchemaError(
+                f"{what} into {table.name} needs INSERT … ON CONFLICT, which PostgreSQL "
+                f"refuses on a table with INSERT or UPDATE rules ({', '.join(rules)}); "
+                "a plain insert works (and applies them)"
+            )
 
     def _statement(self, op: WriteOp, stage: str, text: tuple[str, ...] = ()) -> bytes:
         cache_key = (op.kind, op.table.name, op.columns, op.key, op.update_columns, stage, text)
@@ -1631,6 +1677,7 @@ class PostgresBackend(SharedSQL):
     def insert_returning(
         self, table: TableSpec, values: Mapping[str, Any], conflict: tuple[str, ...]
     ) -> tuple[Any, ...] | None:
+        self._refuse_rules(table, "get_or_create")
         t = self._target(table)
         stmt = (
             pg_insert(t)

@@ -299,11 +299,23 @@ def _decimal_text(value: str) -> Any:
     return _decimal_text_form(plain_decimal(number) if "e" in value or "E" in value else number)
 
 
+def _ascii_lower(name: str) -> str:
+    """``name`` as SQLite compares names: ASCII letters without case, others as they are."""
+    return "".join(c.lower() if c.isascii() else c for c in name)
+
+
+def _datetime_storage(value: dt.datetime) -> str:
+    """A datetime as SQLite stores it: its own text form ("2024-01-01 10:00:00", what
+    ``datetime()`` gives and SQLAlchemy, Django and sample databases like Chinook
+    store), so rows bulkops writes compare and sort with the rows already there."""
+    return value.isoformat(" ")
+
+
 def _datetime_text(value: str) -> Any:
     try:
-        return dt.datetime.fromisoformat(value).isoformat()
+        return _datetime_storage(dt.datetime.fromisoformat(value))
     except ValueError:
-        return adapted(datetime_from_text, dt.datetime.isoformat)(value)
+        return adapted(datetime_from_text, _datetime_storage)(value)
 
 
 def _decode_decimal(value: Any) -> Any:
@@ -358,7 +370,9 @@ def _adapt_any(value: Any) -> Any:
         return int(value)
     if isinstance(value, Decimal):
         return _decimal_text_form(value)
-    if isinstance(value, dt.date | dt.datetime | dt.time):
+    if isinstance(value, dt.datetime):
+        return _datetime_storage(value)
+    if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dict | list):
         return json_dumps(value)
@@ -399,10 +413,10 @@ _CODECS: dict[str, ColumnCodec] = {
     ),
     "datetime": ColumnCodec(
         frozenset({NoneType}),
-        coercer("datetime", dt.datetime.isoformat),
+        coercer("datetime", _datetime_storage),
         _decode_datetime,
         fast={
-            dt.datetime: dt.datetime.isoformat,
+            dt.datetime: _datetime_storage,
             str: _datetime_text,
         },
     ),
@@ -436,8 +450,8 @@ def _arrow_bound(
         # date.isoformat() / str(Decimal): cast in C.
         return array.cast("string"), None
     if kind == "datetime" and str(typ) in ("timestamp[us]", "timestamp[us, tz=UTC]"):
-        # datetime.isoformat() in C: Arrow writes "2024-01-01 00:00:01.000000";
-        # isoformat has a "T", leaves out zero microseconds and spells UTC "+00:00".
+        # _datetime_storage in C: Arrow writes "2024-01-01 00:00:01.000000";
+        # isoformat(" ") leaves out zero microseconds and spells UTC "+00:00".
         # (A UTC column is cast as naive: Arrow's cast through a zone is slow.)
         import pyarrow.compute as pc
 
@@ -449,7 +463,6 @@ def _arrow_bound(
             text = naive.cast("timestamp[s]").cast("string")  # no fractions to drop
         else:
             text = pc.replace_substring_regex(naive.cast("string"), r"\.000000$", "")
-        text = pc.replace_substring(text, " ", "T", max_replacements=1)
         if utc:
             text = pc.binary_join_element_wise(text, "+00:00", "")
         return text, None
@@ -952,6 +965,16 @@ class SQLiteBackend(SharedSQL):
         return f"no such table {table!r}{known}"
 
     def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
+        # SQLite's names ignore the case of ASCII letters: say which two clash rather
+        # than "duplicate column name".
+        folded: dict[str, str] = {}
+        for name in columns:
+            other = folded.setdefault(_ascii_lower(name), name)
+            if other != name:
+                raise SchemaError(
+                    f"columns {other!r} and {name!r} differ only in case, which SQLite "
+                    "does not tell apart in names; rename one of them"
+                )
         sa_table = sa.Table(
             table,
             sa.MetaData(),

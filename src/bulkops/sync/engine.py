@@ -36,7 +36,7 @@ from ..backends.base import (
     SyncState,
     run_transaction,
 )
-from ..columnar import arrow_stream
+from ..columnar import arrow_stream, frame_records, is_arrow
 from ..context import Context
 from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsError
 from ..execute import numbered
@@ -161,6 +161,8 @@ class Syncer:
                 report.up_to_date = True
                 return
         arrow = ArrowRows.of(rows)
+        if arrow is None and is_arrow(rows):
+            rows = frame_records(rows)  # a DataFrame Arrow cannot take: the row path
         iterator = iter(rows if arrow is None else arrow)
         first = next(iterator, _END) if arrow is None else _ARROW
         given = self.columns
