@@ -319,19 +319,51 @@ def test_load_does_not_import_pandas(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("id,n\n1,2\n")
     make_table(f"sqlite:///{tmp_path}/p.db")
-    code = (
-        "import sys; from bulkops.cli import main\n"
-        "try:\n"
-        f"    main(['load', {str(path)!r}, '-t', 't', '--db', 'sqlite:///{tmp_path}/p.db', "
-        "'--quiet'])\n"
-        "except SystemExit as e:\n"
-        "    assert not e.code, e.code\n"
-        "print('pandas' in sys.modules)\n"
+    code = (  # the program (run) ends the process: its exit handlers still run
+        "import atexit, sys; from bulkops.cli import run\n"
+        "atexit.register(lambda: print('pandas' in sys.modules))\n"
+        f"sys.argv = ['bulkops', 'load', {str(path)!r}, '-t', 't', "
+        f"'--db', 'sqlite:///{tmp_path}/p.db', '--quiet']\n"
+        "run()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False"
     assert raw(f"sqlite:///{tmp_path}/p.db", "SELECT id, n FROM t") == [(1, 2)]
+
+
+def test_load_called_in_process_leaves_numpy_pandas_and_pyarrow_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """Only the program keeps numpy and pandas out and tunes pyarrow's allocator: pyarrow
+    decides once per process whether numpy is there, so a process that calls
+    ``main([...])`` and goes on (a notebook, a test) must find them working after."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "in.csv"
+    path.write_text("id,n\n1,2\n")
+    db = f"sqlite:///{tmp_path}/p.db"
+    make_table(db)
+    code = (
+        "import os; from bulkops.cli import main\n"
+        "try:\n"
+        f"    main(['load', {str(path)!r}, '-t', 't', '--db', {db!r}, '--quiet'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "import numpy as np, pandas as pd, pyarrow as pa\n"
+        "frame = pa.Table.from_pandas(pd.DataFrame({'a': [1]}))\n"
+        "print(pa.array(np.arange(3)).to_pylist(), len(frame),\n"
+        "      os.environ.get('MIMALLOC_PURGE_DELAY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[0,", "1,", "2]", "1", "None"]
+    assert raw(db, "SELECT id, n FROM t") == [(1, 2)]
 
 
 @pytest.mark.parametrize("given", [None, "25"])
@@ -358,13 +390,12 @@ def test_load_has_pyarrow_return_freed_memory_unless_told_otherwise(
         "            seen.update((k, os.environ.get(k)) for k in\n"
         "                        ('MIMALLOC_PURGE_DELAY', 'MIMALLOC_ARENA_EAGER_COMMIT'))\n"
         "sys.meta_path.insert(0, Watch())\n"
-        "from bulkops.cli import main\n"
-        "try:\n"
-        f"    main(['load', {str(path)!r}, '-t', 't', '--db', {db!r}, '--quiet'])\n"
-        "except SystemExit as e:\n"
-        "    assert not e.code, e.code\n"
-        "print(seen['MIMALLOC_PURGE_DELAY'], seen['MIMALLOC_ARENA_EAGER_COMMIT'],\n"
-        "      os.environ.get('MIMALLOC_PURGE_DELAY'), 'pyarrow' in sys.modules)\n"
+        "import atexit; from bulkops.cli import run\n"
+        "atexit.register(lambda: print(\n"
+        "    seen['MIMALLOC_PURGE_DELAY'], seen['MIMALLOC_ARENA_EAGER_COMMIT'],\n"
+        "    os.environ.get('MIMALLOC_PURGE_DELAY'), 'pyarrow' in sys.modules))\n"
+        f"sys.argv = ['bulkops', 'load', {str(path)!r}, '-t', 't', '--db', {db!r}, '--quiet']\n"
+        "run()\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
     if given is not None:

@@ -86,9 +86,13 @@ def run() -> NoReturn:
     0.2 s of CPU after SQLAlchemy, psycopg and pyarrow (a one-row ``load`` took 0.66 s
     of user CPU, 0.45 s without it), all after the work is done and reported. Where a
     thread that is not a daemon still runs, the process ends the usual way (it would
-    wait for that thread)."""
+    wait for that thread).
+
+    Only the program changes what the whole process sees (``_skip_unused``,
+    ``_return_freed_memory``): the process ends with the command. A process that calls
+    ``main([...])`` itself (a notebook, a test) keeps numpy, pandas and pyarrow as usual."""
     try:
-        main()
+        main(obj=_PROGRAM)
         code: Any = 0
     except SystemExit as done:
         code = done.code
@@ -345,6 +349,19 @@ def _in_background(work: Callable[[str], str], argument: str) -> Future[str]:
     return future
 
 
+# The root context's ``obj`` when the ``bulkops`` program runs (``run``), rather than a
+# process calling ``main`` and going on after it.
+_PROGRAM = "bulkops program"
+
+
+def _in_program() -> click.Context | None:
+    """The command's context when it runs as the ``bulkops`` program, else None."""
+    context = click.get_current_context(silent=True)
+    if context is None or context.find_root().obj is not _PROGRAM:
+        return None
+    return context
+
+
 class _NotUsed(importlib.abc.MetaPathFinder):
     """Makes ``import`` of the packages ``names`` (and their modules) fail in this
     process (see ``_skip_unused``)."""
@@ -363,19 +380,17 @@ def _skip_unused(*, numpy: bool = False) -> None:
     for a command whose rows come from files and never hold a pandas object. pyarrow
     also imports numpy when it is imported, if it can (0.1 s), which a file load never
     uses (``numpy``; sync's digests do use it). Unless something loaded them already,
-    the command runs as if they were not installed. Only while the command runs: a
-    process that calls the command (``main([...])``, a test) can import them after."""
-    if any(isinstance(f, _NotUsed) for f in sys.meta_path):
+    the program runs as if they were not installed. Only the program (``run``): pyarrow
+    decides once per process whether numpy is there, so a process that calls
+    ``main([...])`` and goes on (a notebook, a test) must keep them."""
+    context = _in_program()
+    if context is None or any(isinstance(f, _NotUsed) for f in sys.meta_path):
         return
     names = frozenset(("pandas", "numpy") if numpy else ("pandas",)) - sys.modules.keys()
     if not names:
         return
     finder = _NotUsed(names)
     sys.meta_path.insert(0, finder)
-    context = click.get_current_context(silent=True)
-    if context is None:
-        sys.meta_path.remove(finder)
-        return
     context.call_on_close(lambda: sys.meta_path.remove(finder))
 
 
@@ -389,16 +404,16 @@ _FREED_MEMORY_OPTIONS = {"MIMALLOC_PURGE_DELAY": "0", "MIMALLOC_ARENA_EAGER_COMM
 
 def _return_freed_memory() -> None:
     """Ask pyarrow's allocator to return freed memory to the system promptly. It reads
-    these options once, when pyarrow is loaded: only a command that loads it sets them
-    (as the environment would), a user's own settings win, and they are taken back
-    when the command ends (a process that calls ``main([...])`` keeps its own)."""
-    if "pyarrow" in sys.modules:
+    these options once, when pyarrow is loaded, for the rest of the process: only the
+    program (``run``) sets them, as the environment would, before it loads pyarrow; a
+    user's own settings win, and they are taken back when the command ends. A process
+    that calls ``main([...])`` and goes on keeps pyarrow's defaults."""
+    context = _in_program()
+    if context is None or "pyarrow" in sys.modules:
         return
     added = {k: v for k, v in _FREED_MEMORY_OPTIONS.items() if k not in os.environ}
     os.environ.update(added)
-    context = click.get_current_context(silent=True)
-    if context is not None:
-        context.call_on_close(lambda: [os.environ.pop(k, None) for k in added])
+    context.call_on_close(lambda: [os.environ.pop(k, None) for k in added])
 
 
 def _rows_unless_columnar(
