@@ -354,6 +354,34 @@ def test_postgres_column_without_binary_form_goes_as_text(pg_url: str) -> None:
         assert moods == ["happy", "sad"]
 
 
+def test_postgres_arrays_and_uuids_from_arrow_round_trip(pg_url: str) -> None:
+    # The shape of pagila's film.special_features (text[]) and of a uuid key read back
+    # by get_many(as_arrow=True) and written again: a list is an array literal.
+    with bulkops.connect(pg_url) as db:
+        engine = db.backend.engine  # type: ignore[attr-defined]
+        with engine.begin() as conn:
+            for name in ("src", "dst"):
+                conn.execute(sa.text(
+                    f"CREATE TABLE {name} (id int PRIMARY KEY, u uuid, tags text[], n int[])"
+                ))  # fmt: skip
+        rows = [
+            {"id": 1, "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+             "tags": ["Trailers", 'say "hi"', None], "n": [1, 2, None]},
+            {"id": 2, "u": None, "tags": [], "n": None},
+        ]  # fmt: skip
+        assert db.insert("src", rows).inserted == 2
+        table = db.get_many("src", [1, 2], as_arrow=True)
+        assert db.insert("dst", table).inserted == 2
+        assert db.get_many("dst", [1, 2]) == db.get_many("src", [1, 2])
+        assert db.upsert("dst", table).unchanged == 2
+        frame = pl.DataFrame({"id": [2], "tags": [["Deleted Scenes"]], "n": [[7]]})
+        assert db.upsert("dst", frame).updated == 1
+        assert db.get_many("dst", [2], columns=["tags", "n"])[2] == {
+            "tags": ["Deleted Scenes"],
+            "n": [7],
+        }
+
+
 def test_dynamodb_takes_arrow_through_its_item_path(ddb: bulkops.Store) -> None:
     ddb.create_table("items", {"id": "integer"}, key="id")
     frame = pl.DataFrame({"id": [2, 1, 2], "name": ["b", "a", "b2"]})

@@ -304,6 +304,13 @@ class ArrowPlanner:
         self.specs = [op.table.column(c) for c in op.columns]
         self.targets = [backend.arrow_target(s) for s in self.specs]
         self.types = [arrow_type(t) for t in self.targets]
+        # A column of no logical type sent as text (PostgreSQL arrays, inet, enums, ...):
+        # its values' text is the backend's, as the row path writes them (a list is an
+        # array literal, not Python's repr).
+        self.texts = [
+            _as_text(backend.codec(s).encode) if t.kind == "any" and not t.binary else None
+            for s, t in zip(self.specs, self.targets, strict=True)
+        ]
         # NOT NULL is checked here for the columns a missing value cannot pass (no
         # default to take its place) where every row is written: an update of a row
         # that does not exist writes nothing, so there the database says it.
@@ -333,10 +340,11 @@ class ArrowPlanner:
         arrays = []
         bad_any = None
         found: list[tuple[Any, str, Callable[[int], str]]] = []  # (mask, column, reason)
-        for name, spec, target, typ, required in zip(
-            self.columns, self.specs, self.targets, self.types, self.required, strict=True
-        ):
-            column = self._coerce(source.column(name), spec, target, typ)
+        for name, spec, target, typ, required, text in zip(
+            self.columns, self.specs, self.targets, self.types, self.required, self.texts,
+            strict=True,
+        ):  # fmt: skip
+            column = self._coerce(source.column(name), spec, target, typ, text)
             masks = []
             if column.bad is not None:
                 masks.append(column.bad)
@@ -459,7 +467,14 @@ class ArrowPlanner:
 
     # ------------------------------------------------------------- per column
 
-    def _coerce(self, array: Any, spec: ColumnSpec, target: ArrowTarget, typ: Any) -> _Column:
+    def _coerce(
+        self,
+        array: Any,
+        spec: ColumnSpec,
+        target: ArrowTarget,
+        typ: Any,
+        text: Callable[[Any], Any] | None = None,
+    ) -> _Column:
         pa = _pyarrow()
         pc = _compute()
         t = array.type
@@ -473,7 +488,7 @@ class ArrowPlanner:
         if pa.types.is_null(t):
             return _Column(pa.nulls(len(array), typ or pa.string()))
         if not target.binary:
-            return self._text_fallback(array, spec, target)
+            return self._text_fallback(array, spec, target, text)
         if typ is not None and t == typ and kind not in ("float", "text"):
             return _Column(array)
         if kind == "integer" and (pa.types.is_integer(t) or pa.types.is_boolean(t)):
@@ -679,24 +694,31 @@ class ArrowPlanner:
             values, bad, lambda i: f"{array[i]} has nanoseconds; the database keeps microseconds"
         )
 
-    def _text_fallback(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:
+    def _text_fallback(
+        self,
+        array: Any,
+        spec: ColumnSpec,
+        target: ArrowTarget,
+        text_of: Callable[[Any], Any] | None = None,
+    ) -> _Column:
         """A column the backend takes as text (no binary form): each value coerced by
-        the row path's rules, then its text."""
+        the row path's rules, then its text (``text_of``'s where given: the backend's)."""
         pa = _pyarrow()
         coerce = COERCERS[target.kind]
-        text = _TEXT_OF.get(target.kind, str)
+        text = text_of or _TEXT_OF.get(target.kind, str)
         out: list[Any] = []
         bad: list[bool] = []
         reasons: dict[int, str] = {}
         for i, value in enumerate(array.to_pylist()):
             try:
                 value = coerce(value)
+                value = None if value is None else text(value)
             except (ValueError, TypeError, ArithmeticError) as error:
                 out.append(None)
                 bad.append(True)
                 reasons[i] = str(error)
                 continue
-            out.append(None if value is None else text(value))
+            out.append(value)
             bad.append(False)
         values = pa.array(out, pa.string())
         if not reasons:
@@ -1046,6 +1068,16 @@ def _row_shapes(source: Any) -> Any:
     if marks.null_count == len(marks):
         return None
     return marks.is_valid()
+
+
+def _as_text(encode: Callable[[Any], Any]) -> Callable[[Any], str]:
+    """The text of what a codec's ``encode`` makes of a value (a UUID's is its str)."""
+
+    def text(value: Any) -> str:
+        encoded = encode(value)
+        return encoded if isinstance(encoded, str) else str(encoded)
+
+    return text
 
 
 def _isoformat(value: Any) -> str:
