@@ -9,6 +9,7 @@ integers, a Parquet decimal column, timestamps naive and aware.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from decimal import Decimal
 from typing import Any
@@ -380,6 +381,38 @@ def test_postgres_arrays_and_uuids_from_arrow_round_trip(pg_url: str) -> None:
             "tags": ["Deleted Scenes"],
             "n": [7],
         }
+
+
+def test_get_many_as_arrow_gives_json_documents_as_their_text(db: bulkops.Store) -> None:
+    # Documents of differing shapes, as in any real JSON column (vega_datasets' and
+    # chinook's nested records): inferred as structs, {"a": 1} would read back with
+    # other rows' keys as nulls, and a list among objects would be Python's repr.
+    db.create_table("docs", {"id": "integer", "doc": "json"}, key="id")
+    docs = {1: {"a": 1}, 2: {"b": "x", "c": [1, 2.5]}, 3: [1, {"k": None}], 4: 7, 5: None}
+    db.insert("docs", [{"id": k, "doc": v} for k, v in docs.items()])
+    table = db.get_many("docs", list(docs), as_arrow=True)
+    assert table.schema.field("doc").type == pa.string()
+    texts = table.column("doc").to_pylist()
+    assert [None if t is None else json.loads(t) for t in texts] == list(docs.values())
+    # The text is JSON text, which the column takes back as the same documents.
+    assert db.upsert("docs", table).unchanged == len(docs)
+    assert pl.from_arrow(table)["doc"].dtype == pl.String
+
+
+def test_postgres_times_with_a_zone_keep_it_as_arrow(pg_url: str) -> None:
+    # Arrow's time type has no zone: timetz values come as ISO text, not as the wall
+    # time without its offset (13:45+02 would read back as 13:45 UTC).
+    with bulkops.connect(pg_url) as db:
+        engine = db.backend.engine  # type: ignore[attr-defined]
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE tt (id int PRIMARY KEY, at timetz, t time)"))
+            conn.execute(
+                sa.text("INSERT INTO tt VALUES (1, '13:45:00+02', '13:45'), (2, NULL, NULL)")
+            )
+        table = db.get_many("tt", [1, 2], as_arrow=True)
+        assert table.column("at").to_pylist() == ["13:45:00+02:00", None]
+        assert table.column("t").to_pylist() == [dt.time(13, 45), None]
+        assert db.upsert("tt", table).unchanged == 2
 
 
 def test_dynamodb_takes_arrow_through_its_item_path(ddb: bulkops.Store) -> None:
