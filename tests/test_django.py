@@ -261,3 +261,8 @@ def test_a_model_with_uuid_key_json_and_auto_now_in_atomic(
         assert report.updated == 1
         back = shop_app.Review.objects.using(alias).get(pk=reviews[1].id)
         assert (back.product_id, back.details, back.rating) == (1, {"edited": True}, 3)
+        # sync and diff take the model's field names and instances as writes do.
+        source = [{"id": r.id, "product": 2, "rating": r.rating} for r in reviews]
+        report = db.sync(shop_app.Review, source, key="id", columns=["id", "product", "rating"])
+        assert (report.changed, report.unchanged) == (2, 1), report
+        assert db.sync(shop_app.Review, reviews, key="id").rows_in == 3

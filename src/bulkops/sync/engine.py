@@ -162,6 +162,9 @@ class Syncer:
                 report.up_to_date = True
                 return
         arrow = ArrowRows.of(rows)
+        if arrow is None and self.spec.row_adapter is not None:
+            # A table named by a model: its instances, and mappings by its names.
+            rows = map(self.spec.row_adapter, rows)
         iterator = iter(rows if arrow is None else arrow)
         first = next(iterator, _END) if arrow is None else _ARROW
         given = self.columns
