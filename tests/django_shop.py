@@ -7,6 +7,7 @@ Imported once Django's settings are configured (``tests/test_django.py``).
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -85,7 +86,22 @@ class OrderLine(models.Model):
         unique_together = [("order", "line_no")]
 
 
-MODELS = (User, Product, ProductView, Score, Order, OrderLine)
+class Review(models.Model):
+    """A model as apps write them: a UUID key (CHAR(32) in SQLite), a foreign key, a
+    decimal, a JSON document and auto_now timestamps."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    product = models.ForeignKey(Product, on_delete=models.CASCADE)
+    rating = models.DecimalField(max_digits=3, decimal_places=1)
+    details = models.JSONField(null=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "shop"
+
+
+MODELS = (User, Product, ProductView, Score, Order, OrderLine, Review)
 UTC = dt.UTC
 
 

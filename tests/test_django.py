@@ -223,3 +223,46 @@ def test_models_give_names_keys_and_rows(alias: str, django_db_blocker: Any) -> 
         # The key defaults to the primary key; key= may name a unique constraint.
         found = db.get_many(shop_app.User, ["user1@example.com"], key="email")
         assert found["user1@example.com"]["id"] == 1
+
+
+def test_a_model_with_uuid_key_json_and_auto_now_in_atomic(
+    alias: str, django_db_blocker: Any
+) -> None:
+    """Model instances as an app builds them (a UUIDField key, JSONField, auto_now
+    fields left to Django) and dict rows, written inside the app's transaction, read
+    back by Django's ORM as Django itself would have written them (bulk_create)."""
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        shop_app.seed(db, 10)
+        reviews = [
+            shop_app.Review(product_id=1, rating=Decimal("4.5"), details={"tags": ["fast"]}),
+            shop_app.Review(product_id=2, rating=Decimal("3.0"), details=None),
+            shop_app.Review(product_id=2, rating=Decimal("1.0"), details="just text"),
+        ]
+        with transaction.atomic(using=alias):
+            assert db.insert(shop_app.Review, reviews).inserted == 3
+        got = {r.id: r for r in shop_app.Review.objects.using(alias).all()}
+        assert set(got) == {r.id for r in reviews}
+        for review in reviews:
+            back = got[review.id]
+            assert (back.product_id, back.rating, back.details) == (
+                review.product_id, review.rating, review.details,
+            )  # fmt: skip
+            assert back.created is not None and back.updated is not None
+        # The ORM finds them by key, and bulkops reads them by the model's UUIDs.
+        assert shop_app.Review.objects.using(alias).get(pk=reviews[0].id).rating == Decimal("4.5")
+        assert len(db.get_many(shop_app.Review, [r.id for r in reviews])) == 3
+        # Dict rows with the model's field names and a document as a dict.
+        with transaction.atomic(using=alias):
+            report = db.upsert(
+                shop_app.Review,
+                [{"id": reviews[1].id, "product": 1, "details": {"edited": True}}],
+            )
+        assert report.updated == 1
+        back = shop_app.Review.objects.using(alias).get(pk=reviews[1].id)
+        assert (back.product_id, back.details, back.rating) == (1, {"edited": True}, 3)
+        # sync and diff take the model's field names and instances as writes do.
+        source = [{"id": r.id, "product": 2, "rating": r.rating} for r in reviews]
+        report = db.sync(shop_app.Review, source, key="id", columns=["id", "product", "rating"])
+        assert (report.changed, report.unchanged) == (2, 1), report
+        assert db.sync(shop_app.Review, reviews, key="id").rows_in == 3

@@ -95,6 +95,30 @@ def test_sync_sends_only_the_difference(db: bulkops.Store) -> None:
     assert contents(db, table, range(1, 30)) == normal(source)
 
 
+def test_nan_for_a_missing_value_is_the_null_it_is_stored_as(db: bulkops.Store) -> None:
+    """Rows from ``DataFrame.to_dict("records")`` (palmerpenguins: 11 of 344 rows have
+    NaN for a missing sex or measurement) give float NaN where a value is missing, in
+    text and integer columns too; it is stored as NULL. A sync of those rows over the
+    same table, then of rows with None, sends nothing: each NaN was compared as a value
+    (every sync rewrote those rows, listing them as changed)."""
+    nan = float("nan")
+    rows = base_rows(12)
+    for r in rows[::3]:
+        r.update(name=None, price=None, qty=None)
+    table = make_table(db, rows)
+    # PostgreSQL keeps a NaN in a number column as a value (numeric and float hold it).
+    numbers = () if db.capabilities.float_nan else ("price",)
+    with_nan = [
+        {k: nan if v is None and (k in numbers or k != "price") else v for k, v in r.items()}
+        for r in rows
+    ]
+    for source in (with_nan, rows, with_nan):
+        report = db.sync(table, source, key="id", list_keys=True)
+        assert (report.changed_keys, report.added_keys) == ([], []), report
+        assert report.unchanged + (report.rows_in if report.up_to_date else 0) >= 12, report
+    assert contents(db, table, range(1, 13)) == normal(rows)
+
+
 def test_second_sync_is_skipped_by_digest_until_bulkops_writes_the_table(
     db: bulkops.Store,
 ) -> None:

@@ -18,6 +18,7 @@ null: a NaN there is a float value (stored where the database can, rejected othe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -188,23 +189,46 @@ def arrow_table(
     rows: Sequence[Mapping[str, Any]], names: Sequence[str], types: Sequence[Any]
 ) -> Any:
     """A ``pyarrow.Table`` of ``rows`` (plain dicts, as reads return them) with the
-    columns ``names`` typed by ``types`` (None: as the values say)."""
+    columns ``names`` typed by ``types`` (None: as the values say; ``JSON_TEXT``: the
+    JSON text of each value, a string column)."""
     pa = _pyarrow()
     arrays = []
     for name, typ in zip(names, types, strict=True):
         values = [row.get(name) for row in rows]
-        arrays.append(_array(pa, values, typ))
+        if typ is JSON_TEXT:
+            # Documents of any shape in one column: as JSON text (inferred as structs
+            # they would gain other rows' keys, and differing shapes would not fit).
+            texts = [None if v is None else json_dumps(v) for v in values]
+            arrays.append(pa.array(texts, pa.string()))
+        else:
+            arrays.append(_array(pa, values, typ))
     return pa.Table.from_arrays(arrays, names=list(names))
 
 
+JSON_TEXT = "json text"  # an ``arrow_table`` type: the column's values as JSON text
+
+
 def _array(pa: Any, values: list[Any], typ: Any) -> Any:
-    for attempt in (typ, None) if typ is not None else (None,):
+    # Arrow's time type has no zone: times with one are given as their ISO text.
+    zoned = any(isinstance(v, dt.time) and v.tzinfo is not None for v in values)
+    attempts = () if zoned else (typ, None) if typ is not None else (None,)
+    for attempt in attempts:
         try:
             return pa.array(values, attempt)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
             continue
-    # Values Arrow has no type for (e.g. UUIDs): their text.
-    return pa.array([None if v is None else str(v) for v in values], pa.string())
+    # Values Arrow has no type for (e.g. UUIDs): their text (JSON's for lists and dicts).
+    return pa.array([_value_text(v) for v in values], pa.string())
+
+
+def _value_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.time | dt.date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json_dumps(value)
+    return str(value)
 
 
 # ------------------------------------------------------------------ the chunks

@@ -8,7 +8,7 @@ from operator import itemgetter
 from typing import Any
 
 from .backends.base import Backend, ColumnarBackend, ItemBackend
-from .columnar import arrow_table, arrow_type
+from .columnar import JSON_TEXT, arrow_table, arrow_type
 from .context import Context, TableRef
 from .errors import UnreadKeysError
 from .normalize import Key, encode_key, key_tuple, key_tuples
@@ -60,6 +60,11 @@ def get_many_arrow(
             arrow_type(t) if t.binary else None
             for t in (backend.arrow_target(spec.column(c)) for c in names)
         ]
+    # JSON documents as their text, whatever their shapes (polars: str.json_decode).
+    types = [
+        JSON_TEXT if c in spec.columns and spec.column(c).type == "json" else typ
+        for c, typ in zip(names, types, strict=True)
+    ]
     return arrow_table(rows, names, types)
 
 

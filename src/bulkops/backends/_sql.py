@@ -513,12 +513,17 @@ class SQLStagedDiff:
         self, ops: Sequence[DiffOp], columns: Sequence[str], size: int
     ) -> Iterator[list[tuple[Any, ...]]]:
         d = self._delta_table()
+        # Read as the backend reads the table (money as numeric, ...), for its decoders.
+        reads = self.spec.extra.get("reads", {})
         after = -1
         query = (
             sa.select(
                 d.c[_POSITION],
                 sa.case(*((d.c[_MARK] == _OPS[op], op) for op in ops)),
-                *(d.c[c] for c in columns),
+                *(
+                    sa.literal_column(f"{self._q(c)}::{reads[c]}") if c in reads else d.c[c]
+                    for c in columns
+                ),
             )
             .where(
                 sa.or_(*(d.c[_MARK] == _OPS[op] for op in ops)),

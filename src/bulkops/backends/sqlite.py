@@ -17,6 +17,7 @@ import re
 import sqlite3
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Context, Decimal, InvalidOperation
@@ -384,6 +385,20 @@ def _adapt_any(value: Any) -> Any:
     if plain is not value:
         return None if plain is None else _adapt_any(plain)
     raise ValueError(f"{type(value).__name__} value cannot be stored in SQLite")
+
+
+def _uuid_hex(value: Any) -> str | None:
+    """A UUID as Django's UUIDField and SQLAlchemy's Uuid store it in SQLite: its 32
+    hex digits in a CHAR(32) column; anything else as any text column takes it."""
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    text: str | None = COERCERS["text"](value)
+    return text
+
+
+# The column ORMs make for a UUID in SQLite (no uuid type): CHAR(32), 32 hex digits.
+_UUID_HEX = re.compile(r"\s*char\s*\(\s*32\s*\)\s*", re.IGNORECASE)
+_UUID_HEX_CODEC = ColumnCodec(frozenset({str, NoneType}), _uuid_hex)
 
 
 _CODECS: dict[str, ColumnCodec] = {
@@ -988,6 +1003,8 @@ class SQLiteBackend(SharedSQL):
         return self.reflect(table)
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
+        if column.type == "text" and _UUID_HEX.fullmatch(column.declared):
+            return _UUID_HEX_CODEC
         if column.type == "decimal":
             if DECIMAL_TEXT in column.declared.upper():
                 return _CODECS["decimal_text"]

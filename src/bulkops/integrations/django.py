@@ -8,6 +8,7 @@ which bulkops joins with savepoints.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,9 +40,29 @@ def django_model_table(model: Any) -> ModelTable | None:
     pk = (meta.pk.column,) if meta.pk is not None else ()
     auto = meta.auto_field
     attnames = [(f.attname, f.column) for f in fields]
+    # Values as Django's bulk_create writes them: a JSONField's document as its JSON
+    # text (SQLite's column is text), an auto_now/auto_now_add field left None set now.
+    documents = {f.column: f for f in fields if f.get_internal_type() == "JSONField"}
+    stamped = [
+        f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+    ]
 
     def instance_row(instance: Any) -> dict[str, Any]:
-        return {column: getattr(instance, attname) for attname, column in attnames}
+        for f in stamped:
+            if getattr(instance, f.attname) is None:
+                f.pre_save(instance, add=True)
+        row = {column: getattr(instance, attname) for attname, column in attnames}
+        for column, f in documents.items():
+            if row[column] is not None:
+                row[column] = json.dumps(row[column], cls=f.encoder)
+        return row
+
+    def mapping_row(row: dict[str, Any]) -> dict[str, Any]:
+        # A str for a JSON column is JSON text (as from a file); documents are dumped.
+        for column, f in documents.items():
+            if isinstance(row.get(column), dict | list):
+                row[column] = json.dumps(row[column], cls=f.encoder)
+        return row
 
     return ModelTable(
         name=meta.db_table,
@@ -50,6 +71,7 @@ def django_model_table(model: Any) -> ModelTable | None:
         primary_key=pk,
         unique=tuple(dict.fromkeys(unique)),
         instance_row=instance_row,
+        mapping_row=mapping_row if documents else None,
         instance_type=model,
         assigned=frozenset({auto.column}) if auto is not None else frozenset(),
     )

@@ -26,6 +26,9 @@ class ModelTable:
     primary_key: tuple[str, ...]
     unique: tuple[tuple[str, ...], ...]
     instance_row: Callable[[Any], dict[str, Any]] | None = None
+    # A mapping's values as the model's fields write them (after renaming): None, or
+    # a function of a new dict.
+    mapping_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     instance_type: type | None = None
     # Columns left out of an instance's row while their value is None: the
     # database assigns them (an auto-incremented primary key).
@@ -44,6 +47,8 @@ class ModelTable:
                 if values.get(name, 0) is None:
                     del values[name]
             return values
+        if isinstance(row, Mapping) and self.mapping_row is not None:
+            return self.mapping_row({self.aliases.get(k, k): v for k, v in row.items()})
         if isinstance(row, Mapping) and any(k in self.aliases for k in row):
             return {self.aliases.get(k, k): v for k, v in row.items()}
         return row

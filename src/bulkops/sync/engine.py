@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal, TypeVar
@@ -46,7 +47,7 @@ from ..plan import ChunkPlanner, chunk_rows, chunked
 from ..reads import get_many
 from ..report import Rejection, Report, SyncReport, write_rejects
 from ..retry import RetryPolicy
-from ..schema import ColumnSpec, TableSpec, coerce
+from ..schema import ColumnSpec, TableSpec, coerce, is_nan
 from ..writes import WriteSettings, one_rejects_sink, write
 from . import hashing
 from .changeset import Changeset, ChangesetWriter, lines_size, rows_lines_size
@@ -163,6 +164,9 @@ class Syncer:
         arrow = ArrowRows.of(rows)
         if arrow is None and is_arrow(rows):
             rows = frame_records(rows)  # a DataFrame Arrow cannot take: the row path
+        if arrow is None and self.spec.row_adapter is not None:
+            # A table named by a model: its instances, and mappings by its names.
+            rows = map(self.spec.row_adapter, rows)
         iterator = iter(rows if arrow is None else arrow)
         first = next(iterator, _END) if arrow is None else _ARROW
         given = self.columns
@@ -467,7 +471,7 @@ class _SetBasedDiff:
             if self.hashed is not None:
                 columns, _ = value_columns(raws, cols, self.mappings)
                 specs = [sync.spec.column(c) for c in cols]
-                encoded = encoded_columns(columns, specs)
+                encoded = encoded_columns(columns, specs, sync.ctx.capabilities.float_nan)
                 self.hashed.append(hash_columns(encoded, width))
             chunk = planner.prepare(raws, start)
             report.rows_in += chunk.size
@@ -733,7 +737,7 @@ class _DigestDiff:
         if not index:
             return _Batch(len(raws), None, np.empty(0, np.int64), [], lambda _: [])
         specs = [self.sync.spec.column(c) for c in self.sync.cols]
-        encoded = encoded_columns(columns, specs)
+        encoded = encoded_columns(columns, specs, self.sync.ctx.capabilities.float_nan)
 
         def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
             return [self._row(raws[index[i]]) for i in chosen]
@@ -989,6 +993,8 @@ class _HashDiff:
         pending: list[tuple[str, Any, int, dict[str, Any]]] = []
         size = sync.chunk_size or 100
         where = sync.where
+        # A NaN the store keeps as NULL is compared as the NULL it becomes.
+        nan_missing = not sync.ctx.capabilities.float_nan
         for raws, start in numbered(chunked(rows, size)):
             report.rows_in += len(raws)
             if sync.full_bytes is not None:
@@ -1034,7 +1040,9 @@ class _HashDiff:
                     continue
                 if old is None:
                     pending.append(("add", k, position, dict(raw)))
-                elif row_hash(_compared(old, compared)) != row_hash(_compared(raw, compared)):
+                elif row_hash(_compared(old, compared)) != row_hash(
+                    _compared(raw, compared, nan_missing)
+                ):
                     pending.append(("change", k, position, dict(raw)))
                 elif position not in self._repeats:
                     report.unchanged += 1
@@ -1143,11 +1151,15 @@ class _HashDiff:
         report.deleted += written.deleted + written.upserted
 
 
-def encoded_columns(columns: Sequence[list[Any]], specs: Sequence[ColumnSpec]) -> list[Any]:
+def encoded_columns(
+    columns: Sequence[list[Any]], specs: Sequence[ColumnSpec], float_nan: bool = True
+) -> list[Any]:
     """Columns of values encoded for hashing (``hashing.encode_values``), as their
     columns' types hold them: text from a file ("0.1250", "2024-01-01", "true") in a
     typed column is coerced, so it hashes as the value it stands for (what the table
-    stores); a value that does not convert stays as given (its write rejects it)."""
+    stores); a value that does not convert stays as given (its write rejects it). A NaN
+    is a missing value (NULL) where the column holds none: any column but a number one
+    (or one of no type) of a backend that stores NaN (``float_nan``)."""
     encoded = []
     for values, spec in zip(columns, specs, strict=True):
         plain = hashing.plain_column(values, text=spec.type in ("text", "any"))
@@ -1155,6 +1167,12 @@ def encoded_columns(columns: Sequence[list[Any]], specs: Sequence[ColumnSpec]) -
             encoded.append(plain)
             continue
         kinds: set[type] | None = hashing.column_types(values)
+        assert kinds is not None
+        if (float in kinds or Decimal in kinds) and not (
+            float_nan and spec.type in ("float", "decimal", "any")
+        ):
+            values = [None if is_nan(v) else v for v in values]
+            kinds = hashing.column_types(values)
         if kinds is not None and str in kinds and spec.type not in ("text", "any"):
             values = _coerced(values, spec)
             kinds = None
@@ -1208,7 +1226,13 @@ def _key_of(row: Mapping[str, Any], key: Sequence[str], spec: TableSpec) -> Any:
     return parts[0] if len(parts) == 1 else parts
 
 
-def _compared(row: Mapping[str, Any], compared: Sequence[str] | None) -> tuple[Any, ...]:
+def _compared(
+    row: Mapping[str, Any], compared: Sequence[str] | None, nan_missing: bool = False
+) -> tuple[Any, ...]:
+    """The row's values compared (all of them, by name, where ``compared`` is None) in
+    their canonical form; ``nan_missing``: a NaN as the None it is stored as."""
+    if nan_missing and any(is_nan(v) for v in row.values()):
+        row = {k: None if is_nan(v) else v for k, v in row.items()}
     if compared is None:
         return tuple(sorted((str(k), canonical(v)) for k, v in row.items()))
     return tuple(canonical(row.get(c)) for c in compared)
