@@ -19,8 +19,10 @@ Contenders:
   changes): bulkops upsert / hand-written COPY -> temp -> INSERT ... ON CONFLICT fed by
   the same pgpq encoder;
 - SQLite: bulkops insert of each input / stdlib ``executemany`` of tuples built before
-  the clock starts (the values sqlite3 binds: decimals and times as ISO text) / ADBC's
-  SQLite ``adbc_ingest``.
+  the clock starts (the values sqlite3 binds: decimals and times as ISO text), the
+  target's contender / ADBC's SQLite ``adbc_ingest`` / for information, the same tuples
+  as 256-row multi-row VALUES statements (what bulkops sends), also built before the
+  clock: the hand-written limit of bulkops' own way.
 
     python benchmarks/columnar.py                  # 1,000,000 rows
     python benchmarks/columnar.py --rows 200000 --repeat 1
@@ -65,6 +67,7 @@ from rich.console import Console
 import bulkops
 
 DEFAULT_ROWS = 1_000_000
+VALUES_GROUP_ROWS = 256  # bulkops' SQLite groups for 8 values a row (2,048 values)
 TO_SQL_ROWS = 50_000
 
 PG_CREATE = """CREATE TABLE t (id int8 PRIMARY KEY, qty int4, price numeric(12,2), label text,
@@ -360,6 +363,24 @@ def sqlite_cases(directory: Path, n: int) -> list[Case]:
         conn.execute("COMMIT")
         conn.close()
 
+    # The same tuples as multi-row VALUES statements (what bulkops sends): 256 rows of
+    # 8 values a statement, the parameter lists built before the clock starts too.
+    per = VALUES_GROUP_ROWS
+    flat = [v for row in tuples for v in row]
+    full = len(tuples) // per * per * 8
+    groups = [flat[i : i + per * 8] for i in range(0, full, per * 8)]
+    rest = flat[full:]
+    one = "(?, ?, ?, ?, ?, ?, ?, ?)"
+
+    def values_groups() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT INTO t VALUES {', '.join([one] * per)}", groups)
+        if rest:
+            conn.execute(f"INSERT INTO t VALUES {', '.join([one] * (len(rest) // 8))}", rest)
+        conn.execute("COMMIT")
+        conn.close()
+
     # ADBC's SQLite driver has no decimal128: it gets the prices as text (as stored).
     adbc_table = table.set_column(2, "price", table["price"].cast(pa.string()))
 
@@ -381,6 +402,8 @@ def sqlite_cases(directory: Path, n: int) -> list[Case]:
              lambda: db.insert("t", polars_frame), facts, expected, report_is(n, 0, n)),
         Case("sqlite_adbc", "ADBC SQLite adbc_ingest (pyarrow Table)", n, fresh, adbc_ingest,
              facts, expected),
+        Case("sqlite_values", f"stdlib executemany of pre-built {per}-row VALUES groups", n,
+             fresh, values_groups, facts, expected),
     ]  # fmt: skip
 
 
@@ -402,6 +425,8 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
     ("SQLite: bulkops pandas / executemany tuples", "sqlite_pandas", "sqlite_executemany", 0.9),
     ("SQLite: bulkops polars / executemany tuples", "sqlite_polars", "sqlite_executemany", 0.9),
     ("SQLite: ADBC ingest / executemany tuples", "sqlite_adbc", "sqlite_executemany", None),
+    ("SQLite: bulkops pyarrow / VALUES groups", "sqlite_arrow", "sqlite_values", None),
+    ("SQLite: VALUES groups / executemany tuples", "sqlite_values", "sqlite_executemany", None),
 ]
 
 
