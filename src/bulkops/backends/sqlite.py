@@ -1,8 +1,9 @@
 """SQLite backend: the stdlib sqlite3 driver under a SQLAlchemy Engine.
 
 Statements are generated with SQLAlchemy Core once per shape and then run with
-``executemany`` on the raw sqlite3 connection, which is the fastest way to put many
-rows into SQLite from Python. Transactions are explicit (``isolation_level=None``):
+``executemany`` on the raw sqlite3 connection; inserts and upserts as multi-row VALUES
+statements (a group of rows per execution), the fastest way found to put many rows
+into SQLite from Python. Transactions are explicit (``isolation_level=None``):
 ``BEGIN IMMEDIATE`` takes the write lock up front, so a chunk either gets the
 database or fails fast with "database is locked" (retried), instead of failing
 half-way through when a read lock cannot be upgraded.
