@@ -117,6 +117,7 @@ class Result(BestOf):
     skipped: bool = False
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    cpu: list[float] = field(default_factory=list)  # this process's CPU seconds per run
 
     def units(self) -> int:
         return self.rows
@@ -302,9 +303,10 @@ def measure(
         for attempt in range(1, repeat + 1):
             path.unlink(missing_ok=True)
             settle()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             extra = run(path)
             elapsed = time.perf_counter() - started
+            result.cpu.append(time.process_time() - cpu)
             if not result.times or elapsed < min(result.times):
                 result.extra.update(extra)  # the best run's details
             result.times.append(elapsed)
@@ -498,6 +500,20 @@ def print_report(
 
     targets = ratio_table(ratio_rows)
     console.print(targets)
+    # The library contenders run inside this process, so its CPU time is their whole
+    # work: steadier than the wall clock on a busy machine. For information.
+    bulk = results.get("bulkops")
+    if bulk is not None and bulk.cpu:
+        cpu = min(bulk.cpu)
+        console.print(
+            f"best CPU seconds of this process: bulkops {cpu:.3f}; "
+            + ", ".join(
+                f"{key} {min(r.cpu):.3f} (bulkops / it {min(r.cpu) / cpu:.2f}x)"
+                for key, r in results.items()
+                if key.startswith("raw_") and r.cpu
+            ),
+            highlight=False,
+        )
 
     if memory is not None:
         if "error" in memory:
