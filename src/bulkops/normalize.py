@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from .backends.base import Backend, ItemBackend, WriteKind, WriteOp
@@ -138,7 +139,7 @@ def normalize_write(
             f"{verb}(): rows are {type(first).__name__}s, not mappings: "
             "pass columns= to name their values"
         )
-    rows: Iterator[Any] = _chain_first(first, rest)
+    rows: Iterator[Any] = chain((first,), rest)  # (in C: no generator frame per row)
     item_encoder = None
     if capabilities.items and kind in ("insert", "insert_ignore", "upsert"):
         # Whole items: each mapping is written as it is, whatever its attributes.
@@ -237,8 +238,3 @@ def write_key(kind: WriteKind, spec: TableSpec, key: Key, cols: tuple[str, ...])
     else:  # update, delete: each key must name at most one row, or the counts lie
         spec.require_unique(key_cols, kind, exact=False)
     return key_cols
-
-
-def _chain_first(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest

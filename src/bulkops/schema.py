@@ -666,6 +666,11 @@ class ColumnCodec:
     bounds: tuple[int, int] | None = None
 
 
+# Up to this many classes are tested one by one (``is``) in a generated row encoder;
+# more take one set or dict lookup.
+_CLASS_TESTS = 3
+
+
 class RowShapeError(Exception):
     """A row whose columns differ from the call's columns (handled per row, slow path)."""
 
@@ -695,7 +700,13 @@ def build_row_encoder(
         namespace[f"e{i}"] = codec.encode
         namespace[f"q{i}"] = codec.fast
         slow = f"e{i}(v{i})"
-        if codec.fast:
+        if 0 < len(codec.fast) <= _CLASS_TESTS:
+            # A class compared by identity costs less than a dict lookup and a call.
+            for j, (cls, convert) in reversed(list(enumerate(codec.fast.items()))):
+                namespace[f"c{i}_{j}"], namespace[f"f{i}_{j}"] = cls, convert
+                slow = f"f{i}_{j}(v{i}) if v{i}.__class__ is c{i}_{j} else {slow}"
+            slow = f"({slow})"
+        elif codec.fast:
             slow = f"(f(v{i}) if (f := q{i}.get(v{i}.__class__)) is not None else e{i}(v{i}))"
         if codec.bounds is not None:
             namespace[f"lo{i}"], namespace[f"hi{i}"] = codec.bounds
@@ -703,6 +714,16 @@ def build_row_encoder(
             if NoneType in codec.passthrough:
                 test += f" or v{i} is None"
             exprs.append(f"v{i} if {test} else {slow}")
+        elif 0 < len(codec.passthrough) <= _CLASS_TESTS:
+            # Likewise the classes taken as they are; None (the same object always)
+            # last, as the rarer value.
+            tests = [f"v{i}.__class__ is k{i}_{j}" for j in range(len(codec.passthrough))]
+            kinds = sorted(codec.passthrough, key=lambda k: k is NoneType)
+            for j, kind in enumerate(kinds):
+                namespace[f"k{i}_{j}"] = kind
+                if kind is NoneType:
+                    tests[j] = f"v{i} is None"
+            exprs.append(f"v{i} if {' or '.join(tests)} else {slow}")
         else:
             exprs.append(
                 f"v{i} if v{i}.__class__ in p{i} else {slow}" if codec.passthrough else slow
