@@ -422,6 +422,27 @@ def test_nan_is_a_value_only_where_the_type_holds_one(db: bulkops.Store) -> None
         assert (x, d) == (None, None)
 
 
+def test_uuids_into_text_columns_are_their_canonical_text(db: bulkops.Store) -> None:
+    """Python's UUID objects (uuid4() keys, an ORM's UUIDs) into a text column: stored as
+    the canonical text PostgreSQL's uuid prints, found again by the same objects, and an
+    unchanged sync from them writes nothing."""
+    import uuid
+
+    sql_db(db)
+    db.create_table("tokens", {"id": "text", "owner": "text", "n": "integer"}, key="id")
+    ids = [uuid.UUID(int=i * 0x1234567890ABCDEF) for i in range(1, 4)]
+    rows = [{"id": u, "owner": uuid.UUID(int=i), "n": i} for i, u in enumerate(ids)]
+    report = db.insert("tokens", rows)
+    assert report.inserted == 3 and not report.rejected
+    stored = raw_rows(db, "SELECT id, owner FROM tokens ORDER BY n")
+    assert stored == [(str(r["id"]), str(r["owner"])) for r in rows]
+    assert sorted(db.get_many("tokens", ids)) == sorted(str(u) for u in ids)
+    assert db.upsert("tokens", rows).unchanged == 3
+    db.sync("tokens", rows)
+    again = db.sync("tokens", rows)
+    assert (again.added, again.changed, again.deleted) == (0, 0, 0)
+
+
 def test_infinity_goes_only_where_the_type_holds_it(db: bulkops.Store) -> None:
     sql_db(db)
     db.create_table(

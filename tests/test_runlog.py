@@ -229,6 +229,16 @@ def test_info_line_per_call_and_warning_on_failure(
     assert records[1].levelname == "WARNING"
     assert records[1].getMessage().startswith("insert items failed: ")
     assert len(records) == 2  # nothing per chunk below DEBUG
+    caplog.clear()
+    with (  # stopped before any chunk
+        caplog.at_level(logging.INFO, logger="bulkops"),
+        pytest.raises(bulkops.errors.ConversionError),
+    ):
+        db.insert("items", [{"id": "x"}], on_error="raise")
+    (failed,) = [r.getMessage() for r in caplog.records if r.name == "bulkops"]
+    # not "(insert items: 0 rows in -> nothing to do; ...)", as if no row was given
+    assert failed.startswith("insert items failed: row 1, key 'x', column 'id': ")
+    assert failed.endswith(" (nothing written)")
 
 
 # ------------------------------------------------------------------- the CLI

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import TransientError
-from .report import Rejection, Report
+from .report import OUTCOMES, Rejection, Report
 
 __all__ = [
     "ChunkDone",
@@ -158,7 +158,11 @@ def log_event(event: Any) -> None:
         if event.error is None:
             logger.info("%s%s", event.report, label)
         else:
-            done = f" ({event.report})" if event.report is not None else ""
+            report = event.report
+            wrote = report is not None and any(getattr(report, n) for n in OUTCOMES)
+            # A call that failed before any row was counted wrote nothing: its Report's
+            # "0 rows in -> nothing to do" would read as if no rows were given.
+            done = f" ({report})" if wrote else " (nothing written)"
             logger.warning(
                 "%s %s failed%s: %s%s", event.verb, event.table, label, event.error, done
             )

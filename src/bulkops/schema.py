@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -391,6 +392,8 @@ def _to_text(value: Any) -> str | None:
         return str(value)
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
+    if isinstance(value, uuid.UUID):  # its canonical text, as PostgreSQL's uuid prints it
+        return str(value)
     raise ValueError(f"{type(value).__name__} value is not text")
 
 
