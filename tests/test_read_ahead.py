@@ -5,12 +5,9 @@ numpy unloaded."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pyarrow as pa
@@ -77,51 +74,3 @@ def test_postgres_chunks_prepared_ahead_commit_in_order(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         row = conn.execute("SELECT count(*), max(id) FROM t").fetchone()
     assert row == (42, 43)
-
-
-def _load_then(tmp_path: Path, after: str) -> list[str]:
-    """Run the load command in a fresh Python process, then ``after`` there: its output."""
-    path = tmp_path / "rows.csv"
-    path.write_text("id,v\n1,a\n2,b\n")
-    code = (
-        "import sys\n"
-        "from bulkops.cli import main\n"
-        "try:\n"
-        f"    main(['load', {str(path)!r}, '-t', 't', '--db', 'sqlite:///{tmp_path}/t.db',"
-        " '--quiet'])\n"
-        "except SystemExit as stop:\n"
-        "    assert not stop.code, stop.code\n"
-        f"{after}\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
-
-
-def test_load_leaves_numpy_unloaded(tmp_path: Path) -> None:
-    """pyarrow imports numpy when it can (0.1 s); a file load never uses it. The
-    program's own process (``run``), which ends with the command, whose exit handlers
-    still run."""
-    path = tmp_path / "rows.csv"
-    path.write_text("id,v\n1,a\n2,b\n")
-    code = (
-        "import atexit, sys\n"
-        "from bulkops.cli import run\n"
-        "atexit.register(lambda: print('numpy' in sys.modules, 'pyarrow' in sys.modules))\n"
-        f"sys.argv = ['bulkops', 'load', {str(path)!r}, '-t', 't',"
-        f" '--db', 'sqlite:///{tmp_path}/t.db', '--quiet']\n"
-        "run()\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
-
-
-def test_a_process_that_ran_load_can_import_numpy_and_pandas_after(tmp_path: Path) -> None:
-    """Only the program keeps numpy and pandas out: a script or a test that calls the
-    command (``main``) in its own process can import and use them afterwards."""
-    printed = _load_then(
-        tmp_path,
-        "import numpy, pandas\nprint(numpy.int64(3) + 1, len(pandas.DataFrame({'a': [1, 2]})))",
-    )
-    assert printed == ["4", "2"]
