@@ -179,6 +179,27 @@ def test_old_decimal_text_tables_are_still_read_and_written(tmp_path: Path) -> N
     conn.close()
 
 
+def test_old_decimal_text_tables_take_arrow_columns(tmp_path: Path) -> None:
+    # The columnar path (a DataFrame, a CSV through `bulkops load`) into DECIMAL_TEXT:
+    # text decimals, floats and Arrow decimals of a scale past 6 keep their digits.
+    import pyarrow as pa
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE old (id INTEGER PRIMARY KEY, price DECIMAL_TEXT)")
+    conn.commit()
+    with bulkops.connect(f"sqlite:///{path}") as db:
+        texts = pa.table({"id": [1, 2, 3], "price": ["12.50", "3.1", None]})
+        assert db.insert("old", texts).inserted == 3
+        assert db.insert("old", pa.table({"id": [4], "price": [0.25]})).inserted == 1
+        big = pa.array([Decimal("1.12345678")], pa.decimal128(12, 8))
+        assert db.insert("old", pa.table({"id": [5], "price": big})).inserted == 1
+    assert conn.execute("SELECT id, price FROM old ORDER BY id").fetchall() == [
+        (1, "12.50"), (2, "3.1"), (3, None), (4, "0.25"), (5, "1.12345678"),
+    ]  # fmt: skip
+    conn.close()
+
+
 def test_sync_compares_stored_decimals_as_numbers(db: bulkops.Store) -> None:
     sql_db(db)
     db.create_table("acct", {"id": "integer", "bal": "decimal", "c": "decimal(8, 2)"}, key="id")

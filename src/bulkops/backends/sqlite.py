@@ -441,6 +441,18 @@ _CODECS: dict[str, ColumnCodec] = {
 }
 
 
+def _codec_of(column: ColumnSpec) -> ColumnCodec:
+    """The column's codec (``SQLiteBackend.codec``): by its logical type, and for text
+    and decimals by what it was declared as."""
+    if column.type == "text" and _UUID_HEX.fullmatch(column.declared):
+        return _UUID_HEX_CODEC
+    if column.type == "decimal":
+        if DECIMAL_TEXT in column.declared.upper():
+            return _CODECS["decimal_text"]
+        return _numeric_codec(*_decimal_size(column))
+    return _CODECS[column.type]
+
+
 def _arrow_bound(
     column: ColumnSpec, array: Any
 ) -> tuple[Any, Callable[[list[Any]], list[Any]] | None]:
@@ -484,7 +496,7 @@ def _arrow_bound(
         return text, None
     if kind in ("integer", "text", "bytes", "float", "boolean"):
         return array, None
-    codec = _CODECS[kind]
+    codec = _codec_of(column)
     passthrough, encode = codec.passthrough, codec.encode
     return array, lambda values: [v if v.__class__ in passthrough else encode(v) for v in values]
 
@@ -1041,13 +1053,7 @@ class SQLiteBackend(SharedSQL):
         return self.reflect(table)
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
-        if column.type == "text" and _UUID_HEX.fullmatch(column.declared):
-            return _UUID_HEX_CODEC
-        if column.type == "decimal":
-            if DECIMAL_TEXT in column.declared.upper():
-                return _CODECS["decimal_text"]
-            return _numeric_codec(*_decimal_size(column))
-        return _CODECS[column.type]
+        return _codec_of(column)
 
     def trace_statements(
         self, on_statement: Callable[[str], None], *, include_transaction_control: bool = False
