@@ -825,9 +825,12 @@ class _DigestDiff:
         again = [int(i) for i in rows[repeat]] + [int(i) for i in new[repeat_new]]
         report.duplicates += len(again)
         adds = self._in_scope(adds, batch)
-        for op, chosen in (("add", adds), ("change", [int(i) for i in rows[changed]])):
-            for i, row in zip(chosen, batch.rows(chosen), strict=True):
-                self.pending.append((op, sync.key_of(row), int(positions[i]), row))
+        # In the source's order (added and changed rows interleaved as given): a source
+        # in key order reaches the write in key order, which then has nothing to sort.
+        marked = sorted([(i, "add") for i in adds] + [(int(i), "change") for i in rows[changed]])
+        chosen = [i for i, _ in marked]
+        for (i, op), row in zip(marked, batch.rows(chosen), strict=True):
+            self.pending.append((op, sync.key_of(row), int(positions[i]), row))
         for i, row in zip(again, batch.rows(again), strict=True):
             self.repeats.append((int(positions[i]), row))
 
