@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bulkops
+from bulkops.jsoncodec import to_json
 from bulkops.sync import Changeset, canonical, row_hash
 from conftest import create
 
@@ -93,6 +94,17 @@ def test_sync_sends_only_the_difference(db: bulkops.Store) -> None:
     assert not report.up_to_date and report.ok
     assert report.bytes > 0 and report.statements > 0
     assert contents(db, table, range(1, 30)) == normal(source)
+    # Again, from the per-row digests that sync kept (SQL): its bytes are counted a
+    # column at a time, and are those of the difference's JSON Lines all the same.
+    again = [dict(r, name=f"é {r['name']}") if r["id"] % 4 == 0 else r for r in source[1:]]
+    added = {"id": 40, "name": "new\t40", "price": Decimal("-0.50"), "qty": None}
+    report = db.sync(table, [*again, added], key="id", delete_missing=True)
+    records = [{"op": "change", "row": r} for r in again if r["id"] % 4 == 0]
+    records += [{"op": "add", "row": added}, {"op": "delete", "key": [1]}]
+    lines = "".join(json.dumps(to_json(r), ensure_ascii=False) + "\n" for r in records)
+    assert (report.added, report.changed, report.deleted) == (1, 5, 1)
+    if not db.capabilities.items:  # (DynamoDB gives the deleted key back as a Decimal)
+        assert report.bytes == len(lines.encode())
 
 
 def test_nan_for_a_missing_value_is_the_null_it_is_stored_as(db: bulkops.Store) -> None:
@@ -520,7 +532,7 @@ def test_concurrent_syncs_of_separate_scopes(
 
 def test_bytes_of_the_difference_are_its_json_lines() -> None:
     from bulkops.jsoncodec import to_json as _to_json
-    from bulkops.sync.changeset import lines_size, rows_lines_size
+    from bulkops.sync.changeset import difference_size, lines_size, rows_lines_size
 
     records = [
         {"op": "add", "row": {"id": 1, "name": "é ü 漢", "price": Decimal("1.50"),
@@ -537,6 +549,24 @@ def test_bytes_of_the_difference_are_its_json_lines() -> None:
     as_records = [{"op": "add", "row": dict(zip(columns, r, strict=True))} for r in rows]
     assert rows_lines_size(columns, rows) == lines_size(as_records)
     assert rows_lines_size(columns, []) == 0
+    # Counted a column at a time (the sync's bytes of changes), the same as written.
+    found = [(r["op"], r.get("row", r.get("key"))) for r in records]
+    zones = [None, dt.UTC, dt.timezone(dt.timedelta(hours=-5, minutes=-30, seconds=-7))]
+    found += [
+        ("change", {"id": i, "name": f"ü{i}\n", "price": Decimal(i) / 8, "qty": i * 2,
+                    "at": dt.datetime(2024, 1, 2, 3, 4, 5, i % 3, tzinfo=zones[2]),
+                    "naive": dt.datetime(1, 2, 3, 4, 5, 6, 1000 * (i % 2)),
+                    "mixed": dt.datetime(2024, 1, 2, 3, 4, 5, i % 2, tzinfo=zones[i % 3]),
+                    "day": dt.date(2024, 1, 1 + i), "ok": i % 2 == 0, "x": [i, None]})
+        for i in range(6)
+    ]  # fmt: skip
+    found += [("delete", [i, "k"]) for i in range(3)] + [("add", {1: "x"}), ("add", {})]
+    lines = "".join(
+        json.dumps(_to_json({"op": op, "key" if op == "delete" else "row": p}),
+                   ensure_ascii=False) + "\n" for op, p in found
+    )  # fmt: skip
+    assert difference_size(found) == len(lines.encode())
+    assert difference_size([]) == 0
 
 
 def test_apply_rejects_bad_rows_into_one_file(db: bulkops.Store, tmp_path: Path) -> None:

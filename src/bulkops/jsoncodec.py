@@ -19,12 +19,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import operator
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["dumps", "from_json", "loads", "to_json"]
+__all__ = ["dumps", "dumps_size", "from_json", "loads", "to_json"]
 
 
 def to_json(value: Any) -> Any:
@@ -86,6 +87,56 @@ _BY_CLASS: dict[type, Callable[[Any], Any]] = {
 def _default(value: Any) -> Any:
     write = _BY_CLASS.get(value.__class__)
     return to_json(value) if write is None else write(value)
+
+
+# The bytes of ``dumps`` of values of these exact classes, summed over a list of them,
+# without writing their tagged forms: ``{"$decimal": "<str>"}`` is 16 bytes around the
+# text; ISO 8601 and UUID texts are ASCII, written in quotes.
+_SIZE_BY_CLASS: dict[type, Callable[[list[Any]], int]] = {
+    Decimal: lambda values: sum(map(len, map(str, values))) + 16 * len(values),
+    dt.datetime: lambda values: _datetimes_size(values),
+    dt.date: lambda values: sum(map(len, map(dt.date.isoformat, values))) + 2 * len(values),
+    dt.time: lambda values: sum(map(len, map(dt.time.isoformat, values))) + 2 * len(values),
+    uuid.UUID: lambda values: 38 * len(values),
+}
+
+
+def _datetimes_size(values: list[dt.datetime]) -> int:
+    """``_SIZE_BY_CLASS`` of datetimes: with one fixed zone (or none), from which of
+    them show microseconds ("2024-01-02T03:04:05[.ffffff]" + the zone's offset text),
+    without writing each one."""
+    zones = set(map(_TZINFO, values))
+    zone = zones.pop() if len(zones) == 1 else False
+    if zone is None or isinstance(zone, dt.timezone):
+        micro = len(values) - list(map(_MICROSECOND, values)).count(0)
+        first = values[0]
+        offset = len(first.isoformat()) - len(first.replace(tzinfo=None).isoformat())
+        return (19 + offset + 2) * len(values) + 7 * micro
+    return sum(map(len, map(dt.datetime.isoformat, values))) + 2 * len(values)
+
+
+_TZINFO = operator.attrgetter("tzinfo")
+_MICROSECOND = operator.attrgetter("microsecond")
+
+
+def dumps_size(values: list[Any]) -> int:
+    """The UTF-8 bytes of ``dumps(value)`` summed over ``values``, at C speed: one
+    ``dumps`` of the list for plain values, and the tagged classes' sizes counted
+    without building their tags (a changeset's size without writing it)."""
+    if not values:
+        return 0
+    classes = set(map(type, values))
+    total = 0
+    rest = values
+    if not classes.isdisjoint(_SIZE_BY_CLASS):
+        for cls in classes.intersection(_SIZE_BY_CLASS):
+            total += _SIZE_BY_CLASS[cls]([v for v in values if v.__class__ is cls])
+        rest = [v for v in values if v.__class__ not in _SIZE_BY_CLASS]
+        if not rest:
+            return total
+    # "[a, b]": the brackets and each ", " between values are not the values'.
+    text = dumps(rest).encode("utf-8", "surrogatepass")
+    return total + len(text) - 2 - 2 * (len(rest) - 1)
 
 
 def dumps(value: Any, *, sort_keys: bool = False) -> str:

@@ -12,11 +12,11 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from ..errors import ChangesetError
-from ..jsoncodec import dumps
+from ..jsoncodec import dumps, dumps_size
 from ..report import SyncReport
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "CHANGESET_VERSION",
     "Changeset",
     "ChangesetWriter",
+    "difference_size",
     "lines_size",
     "open_lines",
     "rows_lines_size",
@@ -259,3 +260,41 @@ def lines_size(records: list[Any]) -> int:
     # "[a, b]" -> "a\nb\n": the brackets go, each ", " between records becomes "\n".
     size = len(text.encode("utf-8", "surrogatepass"))
     return size - 2 - 2 * (len(records) - 1) + len(records)
+
+
+def difference_size(found: Iterable[tuple[str, Any]]) -> int:
+    """``lines_size`` of the records ``{"op": op, "row" or "key": payload}`` for
+    ``found`` (``(op, payload)``), counted a column at a time (``dumps_size``) instead
+    of encoding every row: payloads that are dicts with the same columns, or lists of
+    the same length, are sized together; any other payload is encoded as it is."""
+    groups: dict[Any, list[Any]] = {}
+    others: list[Any] = []
+    total = 0
+    ops: dict[str, int] = {}
+    for op, payload in found:
+        ops[op] = ops.get(op, 0) + 1
+        if payload.__class__ is dict:
+            groups.setdefault(tuple(payload), []).append(payload)
+        elif payload.__class__ is list:
+            groups.setdefault(len(payload), []).append(payload)
+        else:
+            others.append(payload)
+    for op, count in ops.items():
+        # The record around its payload: '{"op": "add", "row": ' ... '}' and "\n".
+        field = "key" if op == "delete" else "row"
+        wrapper = dumps({"op": op, field: None}).encode("utf-8", "surrogatepass")
+        total += (len(wrapper) - 4 + 1) * count  # 4: "null"
+    total += dumps_size(others)
+    for shape, payloads in groups.items():
+        if not isinstance(shape, int) and not all(name.__class__ is str for name in shape):
+            total += dumps_size(payloads)  # keys json writes its own way (1 -> "1")
+            continue
+        if isinstance(shape, int):  # lists: "[a, b]"
+            total += (2 + 2 * max(shape - 1, 0)) * len(payloads)
+            columns: list[Any] = list(zip(*payloads, strict=True)) if shape else []
+        else:  # dicts: '{"k": a, "l": b}'
+            names = sum(len(dumps(name).encode("utf-8", "surrogatepass")) + 2 for name in shape)
+            total += (2 + names + 2 * max(len(shape) - 1, 0)) * len(payloads)
+            columns = [[p[name] for p in payloads] for name in shape]
+        total += sum(dumps_size(list(column)) for column in columns)
+    return total

@@ -50,7 +50,7 @@ from ..retry import RetryPolicy
 from ..schema import ColumnSpec, TableSpec, coerce, is_nan
 from ..writes import WriteSettings, one_rejects_sink, write
 from . import hashing
-from .changeset import Changeset, ChangesetWriter, lines_size, rows_lines_size
+from .changeset import Changeset, ChangesetWriter, difference_size, lines_size, rows_lines_size
 from .digests import Delta, RowDigests, Stored, digests_available
 from .hashing import (
     HashedRows,
@@ -339,22 +339,22 @@ class Syncer:
             written, lambda r: dataclasses.replace(r, row=int(where[r.row - 1]))
         )
 
-    def note(self, found: list[tuple[str, Any, Any]]) -> None:
-        """Rows of the difference, ``(op, key, row or key values)``: counted in bytes,
-        kept in the keys lists and the changeset when asked for."""
+    def note(self, found: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of the difference, ``(op, key, ..., row or key values)`` (op first, key
+        second, payload last): counted in bytes, kept in the keys lists and the
+        changeset when asked for. Without a changeset the bytes are counted a column
+        at a time, never by encoding the rows."""
         report = self.report
         if self.writer is not None:
-            for op, _, payload in found:
-                report.bytes += self.writer.add(op, to_json(payload))
+            for record in found:
+                report.bytes += self.writer.add(record[0], to_json(record[-1]))
         else:
-            report.bytes += lines_size(
-                [{"op": op, "key" if op == "delete" else "row": p} for op, _, p in found]
-            )
+            report.bytes += difference_size((record[0], record[-1]) for record in found)
         if self.list_keys:
             lists = {"add": report.added_keys, "change": report.changed_keys,
                      "delete": report.deleted_keys}  # fmt: skip
-            for op, key, _ in found:
-                lists[op].append(key)
+            for record in found:
+                lists[record[0]].append(record[1])
 
     def key_of(self, row: Mapping[str, Any]) -> Any:
         return row[self.key[0]] if len(self.key) == 1 else tuple(row[k] for k in self.key)
@@ -831,9 +831,12 @@ class _DigestDiff:
         again = [int(i) for i in rows[repeat]] + [int(i) for i in new[repeat_new]]
         report.duplicates += len(again)
         adds = self._in_scope(adds, batch)
-        for op, chosen in (("add", adds), ("change", [int(i) for i in rows[changed]])):
-            for i, row in zip(chosen, batch.rows(chosen), strict=True):
-                self.pending.append((op, sync.key_of(row), int(positions[i]), row))
+        # In the source's order (added and changed rows interleaved as given): a source
+        # in key order reaches the write in key order, which then has nothing to sort.
+        marked = sorted([(i, "add") for i in adds] + [(int(i), "change") for i in rows[changed]])
+        chosen = [i for i, _ in marked]
+        for (i, op), row in zip(marked, batch.rows(chosen), strict=True):
+            self.pending.append((op, sync.key_of(row), int(positions[i]), row))
         for i, row in zip(again, batch.rows(again), strict=True):
             self.repeats.append((int(positions[i]), row))
 
@@ -919,7 +922,7 @@ class _DigestDiff:
         pending, repeats = self.pending, self.repeats
         self.pending, self.repeats = [], []
         if pending:
-            sync.note([(op, k, row) for op, k, _, row in pending])
+            sync.note(pending)
         if sync.dry_run:
             report.added += sum(p[0] == "add" for p in pending)
             report.changed += sum(p[0] == "change" for p in pending)
@@ -1087,7 +1090,7 @@ class _HashDiff:
         sync, report = self.sync, self.sync.report
         if not pending:
             return
-        sync.note([(op, k, row) for op, k, _, row in pending])
+        sync.note(pending)
         if sync.dry_run:
             report.added += sum(p[0] == "add" for p in pending)
             report.changed += sum(p[0] == "change" for p in pending)
