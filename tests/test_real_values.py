@@ -191,11 +191,14 @@ def test_old_decimal_text_tables_take_arrow_columns(tmp_path: Path) -> None:
     with bulkops.connect(f"sqlite:///{path}") as db:
         texts = pa.table({"id": [1, 2, 3], "price": ["12.50", "3.1", None]})
         assert db.insert("old", texts).inserted == 3
+        odd = pa.table({"id": [6, 7], "price": ["007.50", "-0.5"]})  # as the row path
+        assert db.insert("old", odd).inserted == 2
         assert db.insert("old", pa.table({"id": [4], "price": [0.25]})).inserted == 1
         big = pa.array([Decimal("1.12345678")], pa.decimal128(12, 8))
         assert db.insert("old", pa.table({"id": [5], "price": big})).inserted == 1
     assert conn.execute("SELECT id, price FROM old ORDER BY id").fetchall() == [
         (1, "12.50"), (2, "3.1"), (3, None), (4, "0.25"), (5, "1.12345678"),
+        (6, "7.50"), (7, "-0.5"),
     ]  # fmt: skip
     conn.close()
 

@@ -496,6 +496,14 @@ def _arrow_bound(
         return text, None
     if kind in ("integer", "text", "bytes", "float", "boolean"):
         return array, None
+    if kind == "decimal" and str(typ) == "string" and DECIMAL_TEXT in column.declared.upper():
+        # Plain decimal text (a CSV's) that str(Decimal(text)) gives back unchanged (no
+        # leading zero, no exponent) is what _decimal_text stores: kept, checked in C.
+        import pyarrow.compute as pc
+
+        plain = pc.match_substring_regex(array, r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$")
+        if pc.all(plain).as_py() is not False:
+            return array, None
     codec = _codec_of(column)
     passthrough, encode = codec.passthrough, codec.encode
     return array, lambda values: [v if v.__class__ in passthrough else encode(v) for v in values]
