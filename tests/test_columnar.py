@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bulkops
-from conftest import assert_accounted, create, needs, rows_of
+from conftest import assert_accounted, create, needs, pg_execute, rows_of
 
 pa = pytest.importorskip("pyarrow")
 pd = pytest.importorskip("pandas")
@@ -357,13 +357,12 @@ def test_decimal_with_more_places_than_the_column_is_refused(pg_url: str) -> Non
 
 
 def test_postgres_column_without_binary_form_goes_as_text(pg_url: str) -> None:
+    pg_execute(
+        pg_url,
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+        "CREATE TABLE u (id uuid PRIMARY KEY, mood mood, doc jsonb, tag char(3))",
+    )
     with bulkops.connect(pg_url) as db:
-        engine = db.backend.engine  # type: ignore[attr-defined]
-        with engine.begin() as conn:
-            conn.execute(sa.text("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')"))
-            conn.execute(
-                sa.text("CREATE TABLE u (id uuid PRIMARY KEY, mood mood, doc jsonb, tag char(3))")
-            )
         ids = ["6f1c1a3e-8a53-4c55-9e1b-2b8b8f7c0d01", "6f1c1a3e-8a53-4c55-9e1b-2b8b8f7c0d02"]
         data = pa.table({"id": ids, "mood": ["ok", "happy"], "doc": ['{"a": 1}', None],
                          "tag": ["ab", "xyz"]})  # fmt: skip
@@ -379,13 +378,11 @@ def test_postgres_column_without_binary_form_goes_as_text(pg_url: str) -> None:
 def test_postgres_arrays_and_uuids_from_arrow_round_trip(pg_url: str) -> None:
     # The shape of pagila's film.special_features (text[]) and of a uuid key read back
     # by get_many(as_arrow=True) and written again: a list is an array literal.
+    pg_execute(pg_url, *(
+        f"CREATE TABLE {name} (id int PRIMARY KEY, u uuid, tags text[], n int[])"
+        for name in ("src", "dst")
+    ))  # fmt: skip
     with bulkops.connect(pg_url) as db:
-        engine = db.backend.engine  # type: ignore[attr-defined]
-        with engine.begin() as conn:
-            for name in ("src", "dst"):
-                conn.execute(sa.text(
-                    f"CREATE TABLE {name} (id int PRIMARY KEY, u uuid, tags text[], n int[])"
-                ))  # fmt: skip
         rows = [
             {"id": 1, "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
              "tags": ["Trailers", 'say "hi"', None], "n": [1, 2, None]},
