@@ -401,11 +401,16 @@ def test_tuples_and_dicts_share_the_digests(sql_db: bulkops.Store) -> None:
     assert report.up_to_date and report.unchanged == len(rows)
 
 
-def _execute(db: bulkops.Store, url: str, statement: str) -> None:
+def _query(url: str, statement: str, **params: Any) -> list[Any]:
+    """``statement`` run from a connection of its own (outside bulkops), committed;
+    the rows it returns."""
     engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(statement))
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sa.text(statement), params)
+            return result.all() if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 def outside_url(db: bulkops.Store, request: pytest.FixtureRequest, tmp_path: Any) -> str:
@@ -423,7 +428,7 @@ def test_writes_without_bulkops_keeping_the_count_need_full(
     rows = base_rows()
     table = synced_table(db, rows)
     url = outside_url(db, request, tmp_path)
-    _execute(db, url, f"UPDATE {table} SET name = 'edited elsewhere' WHERE id = 5")
+    _query(url, f"UPDATE {table} SET name = 'edited elsewhere' WHERE id = 5")
     report = db.sync(table, rows, key="id", delete_missing=True)
     assert report.up_to_date and report.changes == 0  # not seen
     assert contents(db, table, [5])[5]["name"] == "edited elsewhere"
@@ -443,7 +448,7 @@ def test_a_changed_row_count_forces_a_full_compare(
     rows = base_rows()
     table = synced_table(db, rows)
     url = outside_url(db, request, tmp_path)
-    _execute(db, url, f"DELETE FROM {table} WHERE id = 7")
+    _query(url, f"DELETE FROM {table} WHERE id = 7")
     report = db.sync(table, rows, key="id", delete_missing=True)
     assert (report.added, report.unchanged) == (1, len(rows) - 1)
     assert contents(db, table, range(1, 21)) == normal(rows)
@@ -469,11 +474,11 @@ def test_missing_or_old_digests_are_made_again(sql_db: bulkops.Store, request: A
     rows = base_rows()
     table = synced_table(db, rows)
     url = outside_url(db, request, tmp_path)
-    _execute(db, url, "UPDATE bulkops_sync_rows SET data = 'not arrow'")
+    _query(url, "UPDATE bulkops_sync_rows SET data = 'not arrow'")
     source = edited(rows)
     report = db.sync(table, source, key="id", delete_missing=True)
     assert (report.added, report.changed, report.deleted) == (2, 2, 1)
-    _execute(db, url, "DELETE FROM bulkops_sync_rows")
+    _query(url, "DELETE FROM bulkops_sync_rows")
     report = db.sync(table, source, key="id", delete_missing=True)
     assert report.unchanged == len(source) and report.changes == 0
     assert contents(db, table, range(1, 23)) == normal(source)
@@ -526,39 +531,28 @@ def test_digests_take_little_room(sql_db: bulkops.Store, request: Any, tmp_path:
     db = sql_db
     rows = [{"id": i, "name": f"n{i}", "price": Decimal(i), "qty": i} for i in range(5000)]
     table = synced_table(db, rows)
-    engine = sa.create_engine(outside_url(db, request, tmp_path))
-    with engine.connect() as conn:
-        size = conn.execute(
-            sa.text("SELECT sum(length(data)) FROM bulkops_sync_rows WHERE table_name = :t"),
-            {"t": table},
-        ).scalar_one()
-    engine.dispose()
+    ((size,),) = _query(
+        outside_url(db, request, tmp_path),
+        "SELECT sum(length(data)) FROM bulkops_sync_rows WHERE table_name = :t",
+        t=table,
+    )
     assert 20 * len(rows) < size < 32 * len(rows)
 
 
 def _parts(url: str, table: str) -> list[tuple[int, int]]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        found = conn.execute(
-            sa.text(
-                "SELECT part, length(data) FROM bulkops_sync_rows WHERE table_name = :t "
-                "ORDER BY part"
-            ),
-            {"t": table},
-        ).all()
-    engine.dispose()
+    found = _query(
+        url,
+        "SELECT part, length(data) FROM bulkops_sync_rows WHERE table_name = :t ORDER BY part",
+        t=table,
+    )
     return [(int(p), int(n)) for p, n in found]
 
 
 def _kept_digests(url: str, table: str) -> dict[bytes, int]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        data = conn.execute(
-            sa.text("SELECT data FROM bulkops_sync_rows WHERE table_name = :t ORDER BY part"),
-            {"t": table},
-        ).scalars()
-        stored = RowDigests.from_parts([bytes(d) for d in data], list(COLUMNS))
-    engine.dispose()
+    data = _query(
+        url, "SELECT data FROM bulkops_sync_rows WHERE table_name = :t ORDER BY part", t=table
+    )
+    stored = RowDigests.from_parts([bytes(d) for (d,) in data], list(COLUMNS))
     assert stored is not None
     state = stored.state
     assert list(state.key_hashes) == sorted(state.key_hashes)
@@ -637,15 +631,11 @@ def test_postgres_keeps_the_digests_uncompressed(pg_url: str) -> None:
     several times the cost of writing them."""
     with bulkops.connect(pg_url) as db:  # (over 1 MiB of digests: 40,000 rows)
         synced_table(db, [{"id": i, "name": "n", "price": 1, "qty": 1} for i in range(40_000)])
-    engine = sa.create_engine(pg_url)
-    with engine.connect() as conn:
-        storage = conn.execute(
-            sa.text(
-                "SELECT attstorage FROM pg_attribute WHERE attname = 'data' "
-                "AND attrelid = 'bulkops_sync_rows'::regclass"
-            )
-        ).scalar_one()
-    engine.dispose()
+    ((storage,),) = _query(
+        pg_url,
+        "SELECT attstorage FROM pg_attribute WHERE attname = 'data' "
+        "AND attrelid = 'bulkops_sync_rows'::regclass",
+    )
     assert storage == "e"
 
 
