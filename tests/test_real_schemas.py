@@ -7,6 +7,8 @@
   tables that INHERIT it and a rule per month that sends an INSERT to its child).
 - Pagila (https://github.com/devrimgunduz/pagila, PostgreSQL licence): ``payment``
   partitioned by range of ``payment_date``, one partition a month.
+- Chinook for PostgreSQL (the same project's ``Chinook_PostgreSql.sql`` before 1.4.5):
+  its quoted, capitalised ``"Artist"`` table and two of its rows.
 """
 
 from __future__ import annotations
@@ -206,3 +208,34 @@ def test_sqlite_datetime_keys_match_rows_written_elsewhere(tmp_path: Path) -> No
         assert db.upsert("readings", [{"at": "2021-01-01T00:00:00", "v": 2.0}]).unchanged == 1
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT * FROM readings").fetchall() == [("2021-01-01 00:00:00", 2.0)]
+
+
+@pytest.mark.postgres
+def test_chinook_quoted_table_name_in_lower_case_is_not_created_again(
+    pg_url: str, tmp_path: Path
+) -> None:
+    pg_execute(
+        pg_url,
+        """CREATE TABLE "Artist" ("ArtistId" INT NOT NULL, "Name" VARCHAR(120),
+            CONSTRAINT "PK_Artist" PRIMARY KEY ("ArtistId"))""",
+        """INSERT INTO "Artist" ("ArtistId", "Name") VALUES (1, 'AC/DC'), (2, 'Accept')""",
+    )
+    csv = tmp_path / "artists.csv"
+    csv.write_text("ArtistId,Name\n3,Aerosmith\n4,Alanis Morissette\n")
+    # The library names the table the caller most likely meant.
+    with (
+        bulkops.connect(pg_url, run_log=False) as db,
+        pytest.raises(bulkops.errors.SchemaError) as missing,
+    ):
+        db.insert("artist", [{"ArtistId": 3, "Name": "Aerosmith"}])
+    assert missing.value.case_variants == ("Artist",)
+    assert "did you mean 'Artist'?" in str(missing.value)
+    # The CLI would otherwise create a second, lower-case table and load the rows there.
+    refused = CliRunner().invoke(main, ["load", str(csv), "-t", "artist", "--db", pg_url, "-q"])
+    assert refused.exit_code != 0
+    assert "differs only in case" in refused.output and "'Artist'" in refused.output
+    visible = "SELECT relname FROM pg_class WHERE lower(relname) = 'artist' ORDER BY 1"
+    assert pg_execute(pg_url, visible) == [("Artist",)]
+    loaded = CliRunner().invoke(main, ["load", str(csv), "-t", "Artist", "--db", pg_url, "-q"])
+    assert loaded.exit_code == 0, loaded.output
+    assert pg_execute(pg_url, 'SELECT count(*) FROM "Artist"') == [(4,)]

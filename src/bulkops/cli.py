@@ -783,6 +783,12 @@ def _ensure_table(
         # tables are made with their keys and capacity settings elsewhere.
         if not store.capabilities.declared_columns:
             raise
+        if error.case_variants:
+            # Creating "artist" beside "Artist" would load the rows where nobody looks.
+            raise SchemaError(
+                f"{error}; not created beside a table whose name differs only in case: "
+                "give --table its exact name"
+            ) from None
         if not create:
             raise SchemaError(
                 f"{error} (without --no-create it is created from the file)"

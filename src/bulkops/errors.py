@@ -173,7 +173,18 @@ class StatementTimeoutError(BulkError):
 
 
 class SchemaError(BulkError):
-    """The table or a column does not exist, or the call needs a key the table lacks."""
+    """The table or a column does not exist, or the call needs a key the table lacks.
+
+    ``case_variants`` names the tables whose names differ from a missing table's only
+    in letter case (``"Artist"`` for ``artist`` on PostgreSQL, where a quoted name keeps
+    its case): the table the caller most likely meant.
+    """
+
+    def __init__(
+        self, message: str, *, code: str | None = None, case_variants: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, code=code)
+        self.case_variants = tuple(case_variants)
 
 
 class LimitError(BulkError):

@@ -915,7 +915,7 @@ class PostgresBackend(SharedSQL):
             # One round trip: every verb reflects its table, so this is on every call.
             row = self.sql.execute(_REFLECT, {"ident": ident, "state": SYNC_STATE_TABLE}).fetchone()
             if row is None or row[0] is None:
-                raise SchemaError(self._no_such_table(table))
+                raise self._no_such_table(table)
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
             partitioned = bool(row[4])
             rules, insert_rules = tuple(row[5] or ()), bool(row[6])
@@ -991,17 +991,28 @@ class PostgresBackend(SharedSQL):
         )
         return spec
 
-    def _no_such_table(self, table: str) -> str:
-        names = [
+    def _no_such_table(self, table: str) -> SchemaError:
+        visible = (
+            "FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v') AND pg_table_is_visible(c.oid) "
+            "AND c.relnamespace <> pg_my_temp_schema()"
+        )
+        names = [r[0] for r in self.sql.execute(f"SELECT c.relname {visible} ORDER BY 1 LIMIT 50")]
+        # A quoted name keeps its case here ("Artist" from a MySQL or SQLite port): name
+        # the table that differs only in case, the one the caller most likely meant.
+        variants = [
             r[0]
             for r in self.sql.execute(
-                "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v') "
-                "AND pg_table_is_visible(c.oid) AND c.relnamespace <> pg_my_temp_schema() "
-                "ORDER BY 1 LIMIT 50"
+                f"SELECT c.relname {visible} AND lower(c.relname) = lower(%s) ORDER BY 1",
+                (table.rsplit(".", 1)[-1],),
             )
         ]
+        hint = (
+            f" (names are case-sensitive here: did you mean {' or '.join(map(repr, variants))}?)"
+            if variants
+            else ""
+        )
         known = f"; tables here: {', '.join(names)}" if names else "; the database has no tables"
-        return f"no such table {table!r}{known}"
+        return SchemaError(f"no such table {table!r}{hint}{known}", case_variants=variants)
 
     def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
         sa_table = sa.Table(
