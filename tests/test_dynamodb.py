@@ -638,3 +638,38 @@ def test_count_queries_sees_dynamodb_requests(ddb: bulkops.Store, users: str) ->
     with pytest.raises(AssertionError, match="BatchGetItem"), assert_max_queries(ddb, 2):
         for i in range(5):  # one read per key: the N+1 the helper exists to catch
             ddb.get_many(users, [i])
+
+
+def test_missing_credentials_are_an_access_error_that_says_where_boto3_looks(
+    dynamodb_local: DynamoDBLocal, users: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with (
+        bulkops.connect(dynamodb_local.url, run_log=False) as db,
+        pytest.raises(bulkops.errors.AccessError) as refused,
+    ):
+        db.upsert(users, [{"id": 1, "name": "Ada"}])
+    assert "Unable to locate credentials" in str(refused.value)
+    assert "AWS_ACCESS_KEY_ID" in str(refused.value)
+    monkeypatch.undo()
+    assert raw_items(dynamodb_local, users) == {}
+
+
+def test_a_refused_access_key_is_an_access_error_not_retried(
+    dynamodb_local: DynamoDBLocal, users: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DynamoDB Local refuses an access key that is not letters and digits, as AWS
+    # refuses an unknown one: UnrecognizedClientException.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "not-a-key!")
+    waits: list[float] = []
+    with (
+        bulkops.connect(dynamodb_local.url, run_log=False, retry=quick_retry(waits)) as db,
+        pytest.raises(bulkops.errors.AccessError) as refused,
+    ):
+        db.upsert(users, [{"id": 1, "name": "Ada"}])
+    assert refused.value.code == "UnrecognizedClientException"
+    assert waits == []

@@ -31,10 +31,16 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import (
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ..errors import (
+    AccessError,
     BulkError,
     CommitUnknownError,
     ConnectionLostError,
@@ -101,6 +107,17 @@ THROTTLING = frozenset(
         "InternalServerError",
         "ServiceUnavailable",
         "TransactionConflictException",
+    }
+)
+# Refusals about who is asking, not about the request: stop, never retry.
+ACCESS_REFUSED = frozenset(
+    {
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+        "IncompleteSignature",
     }
 )
 SEQUENCES_TABLE = "bulkops_sequences"
@@ -960,7 +977,15 @@ class DynamoDBBackend:
                 return ConversionError(message, code=code)
             if code == "ItemCollectionSizeLimitExceededException":
                 return LimitError(message, code=code)
+            if code in ACCESS_REFUSED:
+                return AccessError(message, code=code)
             return BulkError(message, code=code)
+        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+            return AccessError(
+                f"DynamoDB: {error} (boto3 looks in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE or ?profile= in the URL, ~/.aws/credentials, then the instance's "
+                "role; DynamoDB Local takes any key but still needs one)"
+            )
         if isinstance(error, BotoConnectionError | HTTPClientError):
             return ConnectionLostError(f"connection to DynamoDB lost: {error}")
         return None
