@@ -230,6 +230,7 @@ def test_chinook_quoted_table_name_in_lower_case_is_not_created_again(
         db.insert("artist", [{"ArtistId": 3, "Name": "Aerosmith"}])
     assert missing.value.case_variants == ("Artist",)
     assert "did you mean 'Artist'?" in str(missing.value)
+    assert str(missing.value).endswith("; tables here: Artist")  # not pg_catalog's
     # The CLI would otherwise create a second, lower-case table and load the rows there.
     refused = CliRunner().invoke(main, ["load", str(csv), "-t", "artist", "--db", pg_url, "-q"])
     assert refused.exit_code != 0

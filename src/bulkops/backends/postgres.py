@@ -994,7 +994,8 @@ class PostgresBackend(SharedSQL):
     def _no_such_table(self, table: str) -> SchemaError:
         visible = (
             "FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v') AND pg_table_is_visible(c.oid) "
-            "AND c.relnamespace <> pg_my_temp_schema()"
+            "AND c.relnamespace NOT IN (pg_my_temp_schema(), 'pg_catalog'::regnamespace, "
+            "'information_schema'::regnamespace)"
         )
         names = [r[0] for r in self.sql.execute(f"SELECT c.relname {visible} ORDER BY 1 LIMIT 50")]
         # A quoted name keeps its case here ("Artist" from a MySQL or SQLite port): name
