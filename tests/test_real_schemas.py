@@ -7,6 +7,8 @@
   tables that INHERIT it and a rule per month that sends an INSERT to its child).
 - Pagila (https://github.com/devrimgunduz/pagila, PostgreSQL licence): ``payment``
   partitioned by range of ``payment_date``, one partition a month.
+- Files under ``tests/data/`` (their sources and licences are in its README): the
+  tables of django-taggit as Django's migrations make them on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from click.testing import CliRunner
 import bulkops
 from bulkops.cli import main
 from conftest import pg_execute
+
+DATA = Path(__file__).parent / "data"
 
 CHINOOK_INVOICE = """
 CREATE TABLE [Invoice]
@@ -206,3 +210,49 @@ def test_sqlite_datetime_keys_match_rows_written_elsewhere(tmp_path: Path) -> No
         assert db.upsert("readings", [{"at": "2021-01-01T00:00:00", "v": 2.0}]).unchanged == 1
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT * FROM readings").fetchall() == [("2021-01-01 00:00:00", 2.0)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("columnar", [False, True], ids=["dicts", "arrow"])
+def test_django_deferred_foreign_keys_reject_the_row_not_the_call(
+    pg_url: str, columnar: bool
+) -> None:
+    # Django makes every foreign key DEFERRABLE INITIALLY DEFERRED, so the server checks
+    # them at COMMIT. bulkops checks them before its COMMIT: a tag that does not exist
+    # costs its one row (named by row, column and key), not the whole call.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "django_taggit.sql").read_text())
+    pg_execute(pg_url, "INSERT INTO django_content_type (app_label, model) VALUES ('auth', 'user')")
+    items = [
+        {"object_id": 1, "content_type_id": 1, "tag_id": 1},
+        {"object_id": 1, "content_type_id": 1, "tag_id": 999},
+        {"object_id": 2, "content_type_id": 1, "tag_id": 2},
+    ]
+
+    def given(rows: list[dict[str, int]]) -> object:
+        return pa.Table.from_pylist(rows) if columnar else rows
+
+    with bulkops.connect(pg_url) as db:
+        tags = [{"name": "Python", "slug": "python"}, {"name": "Django", "slug": "django"}]
+        assert db.upsert("taggit_tag", given(tags), key="slug").inserted == 2
+        key = ["content_type_id", "object_id", "tag_id"]
+        report = db.upsert("taggit_taggeditem", given(items), key=key, on_error="isolate")
+        assert (report.inserted, report.rejected) == (2, 1), report
+        (bad,) = report.rejections
+        assert (bad.row, bad.column, bad.key, bad.code) == (2, "tag_id", (1, 1, 999), "23503")
+        assert "(tag_id)=(999) is not present" in bad.reason
+        with pytest.raises(bulkops.errors.ConstraintError) as raised:
+            db.insert("taggit_taggeditem", given(items[1:2]))
+        assert "row 1" in str(raised.value) and "tag_id" in str(raised.value)
+        # A tag still referenced cannot be deleted; the unreferenced one is.
+        pg_execute(pg_url, "INSERT INTO taggit_tag (name, slug) VALUES ('unused', 'unused')")
+        ids = [r[0] for r in pg_execute(pg_url, "SELECT id FROM taggit_tag ORDER BY slug")]
+        report = db.delete("taggit_tag", given([{"id": i} for i in ids]), on_error="isolate")
+        assert (report.deleted, report.rejected) == (1, 2), report
+        assert {r.code for r in report.rejections} == {"23503"}
+    tagged = pg_execute(pg_url, "SELECT tag_id FROM taggit_taggeditem ORDER BY tag_id")
+    assert tagged == [(1,), (2,)]
+    assert pg_execute(pg_url, "SELECT slug FROM taggit_tag ORDER BY slug") == [
+        ("django",),
+        ("python",),
+    ]

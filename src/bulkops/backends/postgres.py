@@ -461,6 +461,9 @@ def _sequence_name(name: str) -> str:
 # the type under it): oid, name, typtype, category; for arrays the element's base
 # type: oid, name, typtype, formatted; whether the (element) type has an equality
 # (a default btree or hash operator class), and the declared type's own oid again.
+# Then the unique indexes, whether sync state is kept, partitioned, the INSERT and
+# UPDATE rules, and the INITIALLY DEFERRED keys of the table and of the foreign keys
+# that point at it (Django makes every foreign key so).
 _REFLECT = """
 WITH rel AS (SELECT to_regclass(%(ident)s)::oid AS oid)
 SELECT rel.oid,
@@ -510,7 +513,11 @@ SELECT rel.oid,
   (SELECT array_agg(r.rulename::text ORDER BY r.rulename) FROM pg_rewrite r
      WHERE r.ev_class = rel.oid AND r.ev_type IN ('2', '3') AND r.rulename <> '_RETURN'),
   EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = rel.oid AND r.ev_type = '3'
-          AND r.rulename <> '_RETURN')
+          AND r.rulename <> '_RETURN'),
+  (SELECT array_agg(DISTINCT format('%%I.%%I', n.nspname, c.conname))
+     FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+     WHERE (c.conrelid = rel.oid OR c.confrelid = rel.oid) AND c.condeferred
+       AND c.contype IN ('f', 'p', 'u', 'x'))
 FROM rel
 """
 
@@ -919,6 +926,7 @@ class PostgresBackend(SharedSQL):
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
             partitioned = bool(row[4])
             rules, insert_rules = tuple(row[5] or ()), bool(row[6])
+            deferred = tuple(sorted(row[7] or ()))
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -987,6 +995,7 @@ class PostgresBackend(SharedSQL):
                 "partitioned": partitioned,
                 "rules": rules,  # INSERT and UPDATE rules (CREATE RULE)
                 "insert_rules": insert_rules,
+                "deferred": deferred,  # qualified names of INITIALLY DEFERRED keys
             },
         )
         return spec
@@ -1299,10 +1308,13 @@ class PostgresBackend(SharedSQL):
         )
         if not text and _direct(op):
             self._copy_arrow(None, op.table, op.columns, batch)
-            return ChunkCounts(inserted=n)
-        stage = self._stage(op.table, op.columns, text)
-        self._copy_arrow(stage, op.table, op.columns, batch)
-        return self._apply(op, stage, n, text)
+            counts = ChunkCounts(inserted=n)
+        else:
+            stage = self._stage(op.table, op.columns, text)
+            self._copy_arrow(stage, op.table, op.columns, batch)
+            counts = self._apply(op, stage, n, text)
+        self._check_deferred(op.table)
+        return counts
 
     def _copy_rows(
         self,
@@ -1338,10 +1350,30 @@ class PostgresBackend(SharedSQL):
             # writing each row once instead of twice. (A conflict fails the COPY, and
             # the chunk is narrowed down like any other.)
             self._copy(None, op.table, op.columns, rows)
-            return ChunkCounts(inserted=n)
-        stage = self._stage(op.table, op.columns)
-        self._copy(stage, op.table, op.columns, rows)
-        return self._apply(op, stage, n)
+            counts = ChunkCounts(inserted=n)
+        else:
+            stage = self._stage(op.table, op.columns)
+            self._copy(stage, op.table, op.columns, rows)
+            counts = self._apply(op, stage, n)
+        self._check_deferred(op.table)
+        return counts
+
+    def _check_deferred(self, table: TableSpec) -> None:
+        """Check the table's INITIALLY DEFERRED keys now, not at COMMIT: a foreign key
+        (every one Django makes) or unique key a row breaks is then a statement's error
+        inside the chunk, so the bad rows are isolated and named like any other, instead
+        of the COMMIT failing the whole call. SET CONSTRAINTS … IMMEDIATE checks what is
+        pending; DEFERRED puts the keys back, so the rest of the transaction (an atomic=True
+        call's later chunks) keeps deferring. In a caller's transaction the keys stay the
+        caller's business: they are checked at the caller's COMMIT, as for its own writes."""
+        deferred = table.extra.get("deferred")
+        if not deferred or self.caller_transaction():
+            return
+        names = sql.SQL(", ").join(sql.SQL(name) for name in deferred)
+        check = "SET CONSTRAINTS {names} IMMEDIATE; SET CONSTRAINTS {names} DEFERRED"
+        self.statements += 1
+        with self._errors():
+            self.sql.execute(sql.SQL(check).format(names=names))
 
     def _apply(self, op: WriteOp, stage: str, n: int, text: tuple[str, ...] = ()) -> ChunkCounts:
         """The set-based statement of ``op`` over its ``n`` staged rows."""
