@@ -8,7 +8,8 @@
 - Pagila (https://github.com/devrimgunduz/pagila, PostgreSQL licence): ``payment``
   partitioned by range of ``payment_date``, one partition a month.
 - Files under ``tests/data/`` (their sources and licences are in its README): the
-  tables of django-taggit as Django's migrations make them on PostgreSQL.
+  tables of django-taggit as Django's migrations make them on PostgreSQL, and
+  PowerDNS's PostgreSQL backend schema.
 """
 
 from __future__ import annotations
@@ -256,3 +257,32 @@ def test_django_deferred_foreign_keys_reject_the_row_not_the_call(
         ("django",),
         ("python",),
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_powerdns_bad_inet_names_its_column_from_dicts_and_dataframes(
+    pg_url: str, verb: str
+) -> None:
+    # PowerDNS's supermasters: an inet and a varchar make the key. A DataFrame's inet
+    # column is text to Arrow, cast by the server in the statement that reads the stage;
+    # its refusal names the column as the row path's (COPY's) does.
+    pd = pytest.importorskip("pandas")
+    pg_execute(pg_url, (DATA / "powerdns_schema.pgsql.sql").read_text())
+    rows = [
+        {"ip": "192.0.2.1", "nameserver": "ns1.example.com", "account": "acme"},
+        {"ip": "192.0.2.300", "nameserver": "ns2.example.com", "account": "acme"},
+        {"ip": "2001:db8::53", "nameserver": "ns2.example.com", "account": "acme"},
+    ]
+    found = []
+    with bulkops.connect(pg_url) as db:
+        for given in (rows, pd.DataFrame(rows)):
+            report = getattr(db, verb)("supermasters", given, on_error="isolate")
+            assert report.rejected == 1 and report.written == 2, report
+            (bad,) = report.rejections
+            found.append((bad.row, bad.key, bad.column, bad.code, bad.reason))
+            db.delete("supermasters", [("192.0.2.1", "ns1.example.com")])
+            db.delete("supermasters", [("2001:db8::53", "ns2.example.com")])
+    assert found[0] == found[1]
+    assert found[0][:4] == (2, ("192.0.2.300", "ns2.example.com"), "ip", "22P02")
+    assert 'inet: "192.0.2.300"' in found[0][4]

@@ -39,6 +39,7 @@ from ..errors import (
     ConnectionLostError,
     ConstraintError,
     ConversionError,
+    DataError,
     DeadlockError,
     LockTimeoutError,
     ResourceError,
@@ -535,6 +536,19 @@ _STAGE_NUMBERS = itertools.count(1)
 
 # The writes that are INSERT … ON CONFLICT.
 _ON_CONFLICT = frozenset({"upsert", "insert_ignore"})
+
+
+def _refused_text_column(message: str, text: Sequence[str], batch: Any) -> str | None:
+    """The column staged as text whose cast the server refused, for a one-row batch.
+    The cast runs in the INSERT … SELECT from the stage, whose error (unlike COPY's
+    context) names no column; PostgreSQL's input functions quote the value they refuse
+    (``invalid input syntax for type inet: "x"``, ``invalid input value for enum mood:
+    "x"``). The one staged value so quoted, or None when that singles out no column."""
+    if batch.num_rows != 1:
+        return None  # the rows are narrowed down to one before a rejection is made
+    values = {c: batch.column(c)[0].as_py() for c in text}
+    quoted = [c for c, v in values.items() if v is not None and f'"{v}"' in message]
+    return quoted[0] if len(quoted) == 1 else None
 
 
 def _direct(op: WriteOp) -> bool:
@@ -1312,7 +1326,12 @@ class PostgresBackend(SharedSQL):
         else:
             stage = self._stage(op.table, op.columns, text)
             self._copy_arrow(stage, op.table, op.columns, batch)
-            counts = self._apply(op, stage, n, text)
+            try:
+                counts = self._apply(op, stage, n, text)
+            except DataError as error:
+                if error.column is None:
+                    error.column = _refused_text_column(error.message, text, batch)
+                raise
         self._check_deferred(op.table)
         return counts
 
