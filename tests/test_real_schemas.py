@@ -286,3 +286,27 @@ def test_powerdns_bad_inet_names_its_column_from_dicts_and_dataframes(
     assert found[0] == found[1]
     assert found[0][:4] == (2, ("192.0.2.300", "ns2.example.com"), "ip", "22P02")
     assert 'inet: "192.0.2.300"' in found[0][4]
+
+
+@pytest.mark.postgres
+def test_django_deferred_foreign_keys_stay_deferred_in_the_callers_transaction(
+    pg_url: str,
+) -> None:
+    # Inside the application's transaction the deferred keys are its own: bulkops does
+    # not move their check (nor their mode), so the caller's COMMIT refuses the orphan,
+    # as it would refuse one written by Django itself.
+    psycopg = pytest.importorskip("psycopg")
+    pg_execute(pg_url, (DATA / "django_taggit.sql").read_text())
+    pg_execute(pg_url, "INSERT INTO django_content_type (app_label, model) VALUES ('auth', 'user')")
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SELECT 1")  # opens the caller's transaction
+        db = bulkops.connect(conn)
+        orphan = {"object_id": 1, "content_type_id": 1, "tag_id": 999}
+        assert db.insert("taggit_taggeditem", [orphan], on_error="isolate").inserted == 1
+        db.insert("taggit_tag", [{"id": 999, "name": "late", "slug": "late"}])
+        conn.commit()  # the tag came before COMMIT: the key holds
+        conn.execute("SELECT 1")
+        db.insert("taggit_taggeditem", [{**orphan, "tag_id": 998}], on_error="isolate")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.commit()
+    assert pg_execute(pg_url, "SELECT tag_id FROM taggit_taggeditem") == [(999,)]
