@@ -310,3 +310,27 @@ def test_django_deferred_foreign_keys_stay_deferred_in_the_callers_transaction(
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.commit()
     assert pg_execute(pg_url, "SELECT tag_id FROM taggit_taggeditem") == [(999,)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_powerdns_check_on_one_column_names_it(pg_url: str, verb: str) -> None:
+    # PowerDNS keeps domain names in lower case with a CHECK constraint, which the
+    # server's refusal names but not its column: the rejection names `name`.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "powerdns_schema.pgsql.sql").read_text())
+    rows = [
+        {"name": "example.com", "type": "NATIVE", "account": "acme"},
+        {"name": "Example.ORG", "type": "MASTER", "account": "acme"},
+    ]
+    found = []
+    with bulkops.connect(pg_url) as db:
+        for given in (rows, pa.Table.from_pylist(rows)):
+            key = {"key": "name"} if verb == "upsert" else {}
+            report = getattr(db, verb)("domains", given, on_error="isolate", **key)
+            assert report.rejected == 1, report
+            (bad,) = report.rejections
+            found.append((bad.row, bad.column, bad.code))
+            assert 'check constraint "c_lowercase_name"' in bad.reason
+            pg_execute(pg_url, "DELETE FROM domains")
+    assert found == [(2, "name", "23514")] * 2

@@ -463,8 +463,9 @@ def _sequence_name(name: str) -> str:
 # type: oid, name, typtype, formatted; whether the (element) type has an equality
 # (a default btree or hash operator class), and the declared type's own oid again.
 # Then the unique indexes, whether sync state is kept, partitioned, the INSERT and
-# UPDATE rules, and the INITIALLY DEFERRED keys of the table and of the foreign keys
-# that point at it (Django makes every foreign key so).
+# UPDATE rules, the INITIALLY DEFERRED keys of the table and of the foreign keys that
+# point at it (Django makes every foreign key so), and the column of each CHECK
+# constraint on one column.
 _REFLECT = """
 WITH rel AS (SELECT to_regclass(%(ident)s)::oid AS oid)
 SELECT rel.oid,
@@ -518,7 +519,11 @@ SELECT rel.oid,
   (SELECT array_agg(DISTINCT format('%%I.%%I', n.nspname, c.conname))
      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
      WHERE (c.conrelid = rel.oid OR c.confrelid = rel.oid) AND c.condeferred
-       AND c.contype IN ('f', 'p', 'u', 'x'))
+       AND c.contype IN ('f', 'p', 'u', 'x')),
+  (SELECT json_object_agg(c.conname, a.attname)
+     FROM pg_constraint c
+     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+     WHERE c.conrelid = rel.oid AND c.contype = 'c' AND cardinality(c.conkey) = 1)
 FROM rel
 """
 
@@ -941,6 +946,7 @@ class PostgresBackend(SharedSQL):
             partitioned = bool(row[4])
             rules, insert_rules = tuple(row[5] or ()), bool(row[6])
             deferred = tuple(sorted(row[7] or ()))
+            checks = dict(row[8] or {})
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -1010,6 +1016,7 @@ class PostgresBackend(SharedSQL):
                 "rules": rules,  # INSERT and UPDATE rules (CREATE RULE)
                 "insert_rules": insert_rules,
                 "deferred": deferred,  # qualified names of INITIALLY DEFERRED keys
+                "checks": checks,  # CHECK constraint on one column -> that column
             },
         )
         return spec
@@ -1305,6 +1312,10 @@ class PostgresBackend(SharedSQL):
         return _arrow_target(column)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
+        with self._checked(op.table):
+            return self._write_arrow(op, batch)
+
+    def _write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
         n = batch.num_rows
         if not n:
             return ChunkCounts()
@@ -1357,7 +1368,26 @@ class PostgresBackend(SharedSQL):
             for row in rows:
                 write_row(row)
 
+    @contextmanager
+    def _checked(self, table: TableSpec) -> Iterator[None]:
+        """A CHECK constraint's refusal names no column (the server's message names the
+        constraint): where the constraint is on one column, the error names that one,
+        as for every other refusal (Django's PositiveIntegerField, PowerDNS's
+        lowercase names)."""
+        try:
+            yield
+        except DataError as error:
+            diag = getattr(error.__cause__, "diag", None)
+            constraint = getattr(diag, "constraint_name", None)
+            if error.column is None and constraint is not None:
+                error.column = table.extra.get("checks", {}).get(constraint)
+            raise
+
     def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+        with self._checked(op.table):
+            return self._write(op, rows)
+
+    def _write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
         n = len(rows)
         if not n:
             return ChunkCounts()
