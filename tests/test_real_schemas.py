@@ -8,16 +8,19 @@
 - Pagila (https://github.com/devrimgunduz/pagila, PostgreSQL licence): ``payment``
   partitioned by range of ``payment_date``, one partition a month.
 - Files under ``tests/data/`` (their sources and licences are in its README): the
-  tables of django-taggit as Django's migrations make them on PostgreSQL, and
-  PowerDNS's PostgreSQL backend schema.
+  tables of django-taggit as Django's migrations make them on PostgreSQL,
+  PowerDNS's PostgreSQL backend schema, and optuna's SQLAlchemy models.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import sqlite3
+import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -334,3 +337,64 @@ def test_powerdns_check_on_one_column_names_it(pg_url: str, verb: str) -> None:
             assert 'check constraint "c_lowercase_name"' in bad.reason
             pg_execute(pg_url, "DELETE FROM domains")
     assert found == [(2, "name", "23514")] * 2
+
+
+def _optuna_models() -> Any:
+    """The vendored excerpt of optuna's models, imported once (SQLAlchemy reads its
+    annotations through sys.modules)."""
+    name = "optuna_rdb_models"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DATA / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+@pytest.mark.postgres
+def test_optuna_enum_columns_store_what_sqlalchemy_stores(pg_url: str) -> None:
+    # optuna's Enum columns hold Python enum members; SQLAlchemy stores a member's name
+    # (PostgreSQL enum labels 'COMPLETE', 'NAN'). Written through the model, instances
+    # and dicts holding members land as the ORM would write them.
+    sa = pytest.importorskip("sqlalchemy")
+    orm = pytest.importorskip("sqlalchemy.orm")
+    m = _optuna_models()
+    value_type = m.TrialIntermediateValueModel.TrialIntermediateValueType
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        m.BaseModel.metadata.create_all(engine)
+        with orm.Session(engine) as session, session.begin():
+            session.add(m.StudyModel(study_id=1, study_name="study"))
+            session.add(m.TrialModel(trial_id=1, number=0, study_id=1, state=m.TrialState.RUNNING))
+            session.flush()
+            db = bulkops.connect(session)
+            values = [
+                m.TrialIntermediateValueModel(
+                    trial_id=1,
+                    step=0,
+                    intermediate_value=0.5,
+                    intermediate_value_type=value_type.FINITE,
+                ),
+                {
+                    "trial_id": 1,
+                    "step": 1,
+                    "intermediate_value": None,
+                    "intermediate_value_type": value_type.NAN,
+                },
+            ]
+            key = ["trial_id", "step"]
+            assert db.upsert(m.TrialIntermediateValueModel, values, key=key).inserted == 2
+            state = {"trial_id": 1, "state": m.TrialState.COMPLETE}
+            assert db.update(m.TrialModel, [state]).updated == 1
+            session.expire_all()
+            stored = session.scalars(sa.select(m.TrialIntermediateValueModel).order_by("step"))
+            assert [v.intermediate_value_type for v in stored] == [
+                value_type.FINITE,
+                value_type.NAN,
+            ]
+            assert session.get(m.TrialModel, 1).state is m.TrialState.COMPLETE
+        labels = "SELECT intermediate_value_type::text FROM trial_intermediate_values ORDER BY step"
+        assert pg_execute(pg_url, labels) == [("FINITE",), ("NAN",)]
+        assert pg_execute(pg_url, "SELECT state::text FROM trials") == [("COMPLETE",)]
+    finally:
+        engine.dispose()
