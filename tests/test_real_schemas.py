@@ -398,3 +398,33 @@ def test_optuna_enum_columns_store_what_sqlalchemy_stores(pg_url: str) -> None:
         assert pg_execute(pg_url, "SELECT state::text FROM trials") == [("COMPLETE",)]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["dicts", "arrow"])
+def test_powerdns_sqlite_nocase_key_sync_keeps_the_row(tmp_path: Path, columnar: bool) -> None:
+    # PowerDNS's SQLite schema compares name servers COLLATE NOCASE, and the key of
+    # supermasters is a unique index on (ip, nameserver). A sync whose source spells a
+    # name server in another case holds the same row: it is changed in place, not
+    # added and then deleted (which deleted the row just written, leaving none).
+    pa = pytest.importorskip("pyarrow")
+    path = tmp_path / "pdns.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((DATA / "powerdns_schema.sqlite3.sql").read_text())
+    key = ["ip", "nameserver"]
+
+    def source(nameserver: str, account: str) -> object:
+        rows = [{"ip": "192.0.2.1", "nameserver": nameserver, "account": account}]
+        return pa.Table.from_pylist(rows) if columnar else rows
+
+    with bulkops.connect(f"sqlite:///{path}", run_log=False) as db:
+        first = db.sync(
+            "supermasters", source("NS1.example.com", "a"), key=key, delete_missing=True
+        )
+        assert first.added == 1
+        again = db.sync(
+            "supermasters", source("ns1.EXAMPLE.com", "b"), key=key, delete_missing=True
+        )
+        assert (again.added, again.changed, again.deleted) == (0, 1, 0), again
+    with sqlite3.connect(path) as conn:
+        stored = conn.execute("SELECT ip, nameserver, account FROM supermasters").fetchall()
+    assert stored == [("192.0.2.1", "NS1.example.com", "b")]

@@ -89,6 +89,10 @@ class ColumnSpec:
     declared: str = ""
     has_default: bool = False
     extra_type: str = ""  # the backend's own base type name (e.g. PostgreSQL "int4")
+    # False where the database's equality on the column is looser than the values' own
+    # (PostgreSQL citext or a nondeterministic collation, SQLite COLLATE NOCASE): keys
+    # in it are compared by the database, never by bulkops.
+    exact: bool = True
 
 
 @dataclass(frozen=True)

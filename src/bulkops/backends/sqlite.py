@@ -11,6 +11,7 @@ half-way through when a read lock cannot be upgraded.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -850,9 +851,9 @@ _REFLECT = """
 SELECT 0, x.name, x.type, x."notnull", x.dflt_value, x.pk, x.hidden, x.cid, 0
   FROM pragma_table_xinfo(?) AS x
 UNION ALL
-SELECT 1, l.name, i.name, NULL, NULL, NULL, NULL, l.seq, i.seqno
-  FROM pragma_index_list(?) AS l JOIN pragma_index_info(l.name) AS i
- WHERE l."unique" AND NOT l.partial
+SELECT 1, l.name, i.name, i.coll, NULL, NULL, NULL, l.seq, i.seqno
+  FROM pragma_index_list(?) AS l JOIN pragma_index_xinfo(l.name) AS i
+ WHERE l."unique" AND NOT l.partial AND i.key
 UNION ALL
 SELECT 2, name, NULL, NULL, NULL, NULL, NULL, 0, 0
   FROM sqlite_schema WHERE type = 'table' AND name = ?
@@ -1014,8 +1015,11 @@ class SQLiteBackend(SharedSQL):
                 if pk_pos:
                     pk.append((pk_pos, name))
             indexes: dict[str, list[Any]] = {}
-            for _, index_name, column in (r[:3] for r in found if r[0] == 1):
+            for _, index_name, column, collation in (r[:4] for r in found if r[0] == 1):
                 indexes.setdefault(index_name, []).append(column)
+                if column in columns and (collation or "BINARY").upper() != "BINARY":
+                    # A key compared NOCASE (or RTRIM): "A" and "a" are one key here.
+                    columns[column] = dataclasses.replace(columns[column], exact=False)
             # An index on an expression has a NULL column name: it is no key.
             unique = [tuple(cols) for cols in indexes.values() if None not in cols]
         return TableSpec(
