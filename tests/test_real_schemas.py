@@ -9,7 +9,7 @@
   partitioned by range of ``payment_date``, one partition a month.
 - Files under ``tests/data/`` (their sources and licences are in its README): the
   tables of django-taggit as Django's migrations make them on PostgreSQL,
-  PowerDNS's PostgreSQL backend schema, and optuna's SQLAlchemy models.
+  PowerDNS's PostgreSQL and SQLite backend schemas, and optuna's SQLAlchemy models.
 """
 
 from __future__ import annotations
@@ -428,3 +428,34 @@ def test_powerdns_sqlite_nocase_key_sync_keeps_the_row(tmp_path: Path, columnar:
     with sqlite3.connect(path) as conn:
         stored = conn.execute("SELECT ip, nameserver, account FROM supermasters").fetchall()
     assert stored == [("192.0.2.1", "NS1.example.com", "b")]
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["dicts", "arrow"])
+def test_powerdns_sqlite_nocase_keys_of_one_call_are_one_row(
+    tmp_path: Path, columnar: bool
+) -> None:
+    # Two spellings of one name server in one call are one row to the NOCASE index: they
+    # collapse like any repeated key (the last wins, one duplicate). Before, SQLite's
+    # upsert counted two inserts for the one row written, and update failed its count.
+    pa = pytest.importorskip("pyarrow")
+    path = tmp_path / "pdns.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((DATA / "powerdns_schema.sqlite3.sql").read_text())
+    rows = [
+        {"ip": "192.0.2.1", "nameserver": "NS1.example.com", "account": "a"},
+        {"ip": "192.0.2.1", "nameserver": "ns1.EXAMPLE.com", "account": "b"},
+        {"ip": "192.0.2.1", "nameserver": "ns2.example.com", "account": "c"},
+    ]
+    given = pa.Table.from_pylist(rows) if columnar else rows
+    key = ["ip", "nameserver"]
+    with bulkops.connect(f"sqlite:///{path}", run_log=False) as db:
+        report = db.upsert("supermasters", given, key=key)
+        assert (report.inserted, report.duplicates) == (2, 1), report
+        report = db.update("supermasters", given, key=key)
+        assert (report.unchanged, report.duplicates) == (2, 1), report
+        with sqlite3.connect(path) as conn:
+            stored = conn.execute("SELECT nameserver, account FROM supermasters ORDER BY 1")
+            assert stored.fetchall() == [("ns1.EXAMPLE.com", "b"), ("ns2.example.com", "c")]
+        gone = [("192.0.2.1", r["nameserver"]) for r in rows[:2]]
+        report = db.delete("supermasters", gone, key=key)
+        assert (report.deleted, report.duplicates) == (1, 1), report

@@ -89,10 +89,37 @@ class ColumnSpec:
     declared: str = ""
     has_default: bool = False
     extra_type: str = ""  # the backend's own base type name (e.g. PostgreSQL "int4")
-    # False where the database's equality on the column is looser than the values' own
-    # (PostgreSQL citext or a nondeterministic collation, SQLite COLLATE NOCASE): keys
-    # in it are compared by the database, never by bulkops.
-    exact: bool = True
+    # How the database's equality on the column folds text, where it is looser than
+    # the values' own ("": it is not): a KEY_FOLDS name, or "collation" for one
+    # bulkops cannot mirror (a PostgreSQL nondeterministic collation). Keys in such a
+    # column are matched by the database, never by sync's digests; the rows of one
+    # call are told apart by their folded keys, as the database tells them apart.
+    fold: str = ""
+
+    @property
+    def exact(self) -> bool:
+        """Whether the database compares the column's values as bulkops does."""
+        return not self.fold
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+# The text folds of ColumnSpec.fold: SQLite's NOCASE lowers ASCII letters only (so "É"
+# and "é" stay two keys there); PostgreSQL's citext compares lower().
+# (columnar.ARROW_KEY_FOLDS does the same to Arrow arrays.)
+KEY_FOLDS: dict[str, Callable[[str], str]] = {
+    "ascii": lambda text: text.translate(_ASCII_LOWER),
+    "lower": str.lower,
+}
+
+
+def key_fold(column: ColumnSpec) -> Callable[[Any], Any] | None:
+    """What makes a key value of ``column`` equal where the database finds it equal
+    (text folded, other values as they are), or None where nothing needs folding."""
+    fold = KEY_FOLDS.get(column.fold)
+    if fold is None:
+        return None
+    return lambda value: fold(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

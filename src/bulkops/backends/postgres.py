@@ -461,8 +461,8 @@ def _sequence_name(name: str) -> str:
 # identity ('a' always, 'd' by default, ''), then the base type (a domain resolved to
 # the type under it): oid, name, typtype, category; for arrays the element's base
 # type: oid, name, typtype, formatted; whether the (element) type has an equality
-# (a default btree or hash operator class), and whether equality on the column is
-# looser than the values' own (citext, a nondeterministic collation).
+# (a default btree or hash operator class), and how equality on the column folds
+# text (ColumnSpec.fold: citext's lower(), a nondeterministic collation's).
 # Then the unique indexes, whether sync state is kept, partitioned, the INSERT and
 # UPDATE rules, the INITIALLY DEFERRED keys of the table and of the foreign keys that
 # point at it (Django makes every foreign key so), and the column of each CHECK
@@ -484,9 +484,10 @@ SELECT rel.oid,
               SELECT 1 FROM pg_opclass o JOIN pg_am am ON am.oid = o.opcmethod
               WHERE o.opcdefault AND am.amname IN ('btree', 'hash')
                 AND o.opcintype = COALESCE(e.oid, b.oid)),
-            b.typname = 'citext' OR EXISTS (
-              SELECT 1 FROM pg_collation co
-              WHERE co.oid = a.attcollation AND NOT co.collisdeterministic)) ORDER BY a.attnum)
+            CASE WHEN b.typname = 'citext' THEN 'lower'
+                 WHEN EXISTS (SELECT 1 FROM pg_collation co WHERE co.oid = a.attcollation
+                              AND NOT co.collisdeterministic) THEN 'collation'
+                 ELSE '' END) ORDER BY a.attnum)
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      CROSS JOIN LATERAL (
@@ -962,7 +963,7 @@ class PostgresBackend(SharedSQL):
             name, typname, _, notnull, has_default, generated, _, formatted = row[:8]
             default, identity = row[8], row[9]
             base_oid, base, base_kind, base_category = row[10:14]
-            _, elem, elem_kind, elem_formatted, has_equality, loose = row[14:20]
+            _, elem, elem_kind, elem_formatted, has_equality, fold = row[14:20]
             if generated:
                 fixed[name] = (
                     f"{name} is a generated column: the database computes it; "
@@ -995,7 +996,7 @@ class PostgresBackend(SharedSQL):
                 declared=formatted,
                 has_default=bool(has_default),
                 extra_type=extra_type,
-                exact=not loose,
+                fold=fold,
             )
             if not has_equality:
                 self._no_equality.add(extra_type)

@@ -861,6 +861,11 @@ ORDER BY 1, 8, 9
 """
 
 
+# SQLite's collations as ColumnSpec folds (RTRIM or an application-defined one is not
+# mirrored: "collation").
+_COLLATION_FOLDS = {"BINARY": "", "NOCASE": "ascii"}
+
+
 def sqlite3_caller(conn: object) -> CallerConnection:
     """A caller's sqlite3 connection: bulkops joins the transaction open on it."""
     if not isinstance(conn, sqlite3.Connection):
@@ -1017,9 +1022,10 @@ class SQLiteBackend(SharedSQL):
             indexes: dict[str, list[Any]] = {}
             for _, index_name, column, collation in (r[:4] for r in found if r[0] == 1):
                 indexes.setdefault(index_name, []).append(column)
-                if column in columns and (collation or "BINARY").upper() != "BINARY":
-                    # A key compared NOCASE (or RTRIM): "A" and "a" are one key here.
-                    columns[column] = dataclasses.replace(columns[column], exact=False)
+                fold = _COLLATION_FOLDS.get((collation or "BINARY").upper(), "collation")
+                if column in columns and fold:
+                    # A key compared NOCASE: "A" and "a" are one key here.
+                    columns[column] = dataclasses.replace(columns[column], fold=fold)
             # An index on an expression has a NULL column name: it is no key.
             unique = [tuple(cols) for cols in indexes.values() if None not in cols]
         return TableSpec(
