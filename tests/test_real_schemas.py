@@ -9,7 +9,8 @@
   partitioned by range of ``payment_date``, one partition a month.
 - Files under ``tests/data/`` (their sources and licences are in its README): the
   tables of django-taggit as Django's migrations make them on PostgreSQL,
-  PowerDNS's PostgreSQL and SQLite backend schemas, and optuna's SQLAlchemy models.
+  PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema, and
+  optuna's SQLAlchemy models.
 """
 
 from __future__ import annotations
@@ -459,3 +460,20 @@ def test_powerdns_sqlite_nocase_keys_of_one_call_are_one_row(
         gone = [("192.0.2.1", r["nameserver"]) for r in rows[:2]]
         report = db.delete("supermasters", gone, key=key)
         assert (report.deleted, report.duplicates) == (1, 1), report
+
+
+@pytest.mark.postgres
+def test_freeradius_ddl_spelling_of_columns_is_named_in_the_error(pg_url: str) -> None:
+    # FreeRADIUS's DDL writes AcctSessionId unquoted, so PostgreSQL made acctsessionid.
+    # Rows spelled as the DDL is are refused (bulkops matches names exactly) with the
+    # table's own spelling of each.
+    pd = pytest.importorskip("pandas")
+    pg_execute(pg_url, (DATA / "freeradius_schema.postgresql.sql").read_text())
+    row = {"AcctSessionId": "5f2a", "AcctUniqueId": "c0ffee", "NASIPAddress": "192.0.2.7"}
+    with bulkops.connect(pg_url) as db:
+        for given in ([row], pd.DataFrame([row])):
+            with pytest.raises(bulkops.errors.SchemaError) as refused:
+                db.insert("radacct", given)
+            assert "'AcctSessionId' is 'acctsessionid'" in str(refused.value)
+            assert "'NASIPAddress' is 'nasipaddress'" in str(refused.value)
+        assert db.insert("radacct", [{k.lower(): v for k, v in row.items()}]).inserted == 1

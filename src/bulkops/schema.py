@@ -174,7 +174,16 @@ class TableSpec:
     def _unknown(self, *names: str) -> str:
         which = ", ".join(repr(n) for n in names)
         hint = ""
-        if len(names) == 1:
+        by_case = {c.lower(): c for c in self.columns}
+        if all(isinstance(n, str) and n.lower() in by_case for n in names):
+            # FreeRADIUS's DDL says AcctSessionId; PostgreSQL folded the unquoted
+            # name, so the table has acctsessionid.
+            same = ", ".join(f"{n!r} is {by_case[n.lower()]!r}" for n in names)
+            hint = (
+                f" ({same} here: the names differ only in case, as when a database "
+                "folded unquoted names in the table's DDL)"
+            )
+        elif len(names) == 1:
             close = difflib.get_close_matches(names[0], list(self.columns), n=1)
             if close:
                 hint = f" (did you mean {close[0]!r}?)"
