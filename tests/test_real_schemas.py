@@ -9,14 +9,21 @@
   partitioned by range of ``payment_date``, one partition a month.
 - Chinook for PostgreSQL (the same project's ``Chinook_PostgreSql.sql`` before 1.4.5):
   its quoted, capitalised ``"Artist"`` table and two of its rows.
+- Files under ``tests/data/`` (their sources and licences are in its README): the
+  tables of django-taggit as Django's migrations make them on PostgreSQL,
+  PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema, and
+  optuna's SQLAlchemy models.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import sqlite3
+import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +31,8 @@ from click.testing import CliRunner
 import bulkops
 from bulkops.cli import main
 from conftest import pg_execute
+
+DATA = Path(__file__).parent / "data"
 
 CHINOOK_INVOICE = """
 CREATE TABLE [Invoice]
@@ -240,3 +249,264 @@ def test_chinook_quoted_table_name_in_lower_case_is_not_created_again(
     loaded = CliRunner().invoke(main, ["load", str(csv), "-t", "Artist", "--db", pg_url, "-q"])
     assert loaded.exit_code == 0, loaded.output
     assert pg_execute(pg_url, 'SELECT count(*) FROM "Artist"') == [(4,)]
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["dicts", "arrow"])
+def test_django_deferred_foreign_keys_reject_the_row_not_the_call(
+    pg_url: str, columnar: bool
+) -> None:
+    # Django makes every foreign key DEFERRABLE INITIALLY DEFERRED, so the server checks
+    # them at COMMIT. bulkops checks them before its COMMIT: a tag that does not exist
+    # costs its one row (named by row, column and key), not the whole call.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "django_taggit.sql").read_text())
+    pg_execute(pg_url, "INSERT INTO django_content_type (app_label, model) VALUES ('auth', 'user')")
+    items = [
+        {"object_id": 1, "content_type_id": 1, "tag_id": 1},
+        {"object_id": 1, "content_type_id": 1, "tag_id": 999},
+        {"object_id": 2, "content_type_id": 1, "tag_id": 2},
+    ]
+
+    def given(rows: list[dict[str, int]]) -> object:
+        return pa.Table.from_pylist(rows) if columnar else rows
+
+    with bulkops.connect(pg_url) as db:
+        tags = [{"name": "Python", "slug": "python"}, {"name": "Django", "slug": "django"}]
+        assert db.upsert("taggit_tag", given(tags), key="slug").inserted == 2
+        key = ["content_type_id", "object_id", "tag_id"]
+        report = db.upsert("taggit_taggeditem", given(items), key=key, on_error="isolate")
+        assert (report.inserted, report.rejected) == (2, 1), report
+        (bad,) = report.rejections
+        assert (bad.row, bad.column, bad.key, bad.code) == (2, "tag_id", (1, 1, 999), "23503")
+        assert "(tag_id)=(999) is not present" in bad.reason
+        with pytest.raises(bulkops.errors.ConstraintError) as raised:
+            db.insert("taggit_taggeditem", given(items[1:2]))
+        assert "row 1" in str(raised.value) and "tag_id" in str(raised.value)
+        # A tag still referenced cannot be deleted; the unreferenced one is.
+        pg_execute(pg_url, "INSERT INTO taggit_tag (name, slug) VALUES ('unused', 'unused')")
+        ids = [r[0] for r in pg_execute(pg_url, "SELECT id FROM taggit_tag ORDER BY slug")]
+        report = db.delete("taggit_tag", given([{"id": i} for i in ids]), on_error="isolate")
+        assert (report.deleted, report.rejected) == (1, 2), report
+        assert {r.code for r in report.rejections} == {"23503"}
+    tagged = pg_execute(pg_url, "SELECT tag_id FROM taggit_taggeditem ORDER BY tag_id")
+    assert tagged == [(1,), (2,)]
+    assert pg_execute(pg_url, "SELECT slug FROM taggit_tag ORDER BY slug") == [
+        ("django",),
+        ("python",),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_powerdns_bad_inet_names_its_column_from_dicts_and_dataframes(
+    pg_url: str, verb: str
+) -> None:
+    # PowerDNS's supermasters: an inet and a varchar make the key. A DataFrame's inet
+    # column is text to Arrow, cast by the server in the statement that reads the stage;
+    # its refusal names the column as the row path's (COPY's) does.
+    pd = pytest.importorskip("pandas")
+    pg_execute(pg_url, (DATA / "powerdns_schema.pgsql.sql").read_text())
+    rows = [
+        {"ip": "192.0.2.1", "nameserver": "ns1.example.com", "account": "acme"},
+        {"ip": "192.0.2.300", "nameserver": "ns2.example.com", "account": "acme"},
+        {"ip": "2001:db8::53", "nameserver": "ns2.example.com", "account": "acme"},
+    ]
+    found = []
+    with bulkops.connect(pg_url) as db:
+        for given in (rows, pd.DataFrame(rows)):
+            report = getattr(db, verb)("supermasters", given, on_error="isolate")
+            assert report.rejected == 1 and report.written == 2, report
+            (bad,) = report.rejections
+            found.append((bad.row, bad.key, bad.column, bad.code, bad.reason))
+            db.delete("supermasters", [("192.0.2.1", "ns1.example.com")])
+            db.delete("supermasters", [("2001:db8::53", "ns2.example.com")])
+    assert found[0] == found[1]
+    assert found[0][:4] == (2, ("192.0.2.300", "ns2.example.com"), "ip", "22P02")
+    assert 'inet: "192.0.2.300"' in found[0][4]
+
+
+@pytest.mark.postgres
+def test_django_deferred_foreign_keys_stay_deferred_in_the_callers_transaction(
+    pg_url: str,
+) -> None:
+    # Inside the application's transaction the deferred keys are its own: bulkops does
+    # not move their check (nor their mode), so the caller's COMMIT refuses the orphan,
+    # as it would refuse one written by Django itself.
+    psycopg = pytest.importorskip("psycopg")
+    pg_execute(pg_url, (DATA / "django_taggit.sql").read_text())
+    pg_execute(pg_url, "INSERT INTO django_content_type (app_label, model) VALUES ('auth', 'user')")
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SELECT 1")  # opens the caller's transaction
+        db = bulkops.connect(conn)
+        orphan = {"object_id": 1, "content_type_id": 1, "tag_id": 999}
+        assert db.insert("taggit_taggeditem", [orphan], on_error="isolate").inserted == 1
+        db.insert("taggit_tag", [{"id": 999, "name": "late", "slug": "late"}])
+        conn.commit()  # the tag came before COMMIT: the key holds
+        conn.execute("SELECT 1")
+        db.insert("taggit_taggeditem", [{**orphan, "tag_id": 998}], on_error="isolate")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.commit()
+    assert pg_execute(pg_url, "SELECT tag_id FROM taggit_taggeditem") == [(999,)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_powerdns_check_on_one_column_names_it(pg_url: str, verb: str) -> None:
+    # PowerDNS keeps domain names in lower case with a CHECK constraint, which the
+    # server's refusal names but not its column: the rejection names `name`.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "powerdns_schema.pgsql.sql").read_text())
+    rows = [
+        {"name": "example.com", "type": "NATIVE", "account": "acme"},
+        {"name": "Example.ORG", "type": "MASTER", "account": "acme"},
+    ]
+    found = []
+    with bulkops.connect(pg_url) as db:
+        for given in (rows, pa.Table.from_pylist(rows)):
+            key = {"key": "name"} if verb == "upsert" else {}
+            report = getattr(db, verb)("domains", given, on_error="isolate", **key)
+            assert report.rejected == 1, report
+            (bad,) = report.rejections
+            found.append((bad.row, bad.column, bad.code))
+            assert 'check constraint "c_lowercase_name"' in bad.reason
+            pg_execute(pg_url, "DELETE FROM domains")
+    assert found == [(2, "name", "23514")] * 2
+
+
+def _optuna_models() -> Any:
+    """The vendored excerpt of optuna's models, imported once (SQLAlchemy reads its
+    annotations through sys.modules)."""
+    name = "optuna_rdb_models"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DATA / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+@pytest.mark.postgres
+def test_optuna_enum_columns_store_what_sqlalchemy_stores(pg_url: str) -> None:
+    # optuna's Enum columns hold Python enum members; SQLAlchemy stores a member's name
+    # (PostgreSQL enum labels 'COMPLETE', 'NAN'). Written through the model, instances
+    # and dicts holding members land as the ORM would write them.
+    sa = pytest.importorskip("sqlalchemy")
+    orm = pytest.importorskip("sqlalchemy.orm")
+    m = _optuna_models()
+    value_type = m.TrialIntermediateValueModel.TrialIntermediateValueType
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        m.BaseModel.metadata.create_all(engine)
+        with orm.Session(engine) as session, session.begin():
+            session.add(m.StudyModel(study_id=1, study_name="study"))
+            session.add(m.TrialModel(trial_id=1, number=0, study_id=1, state=m.TrialState.RUNNING))
+            session.flush()
+            db = bulkops.connect(session)
+            values = [
+                m.TrialIntermediateValueModel(
+                    trial_id=1,
+                    step=0,
+                    intermediate_value=0.5,
+                    intermediate_value_type=value_type.FINITE,
+                ),
+                {
+                    "trial_id": 1,
+                    "step": 1,
+                    "intermediate_value": None,
+                    "intermediate_value_type": value_type.NAN,
+                },
+            ]
+            key = ["trial_id", "step"]
+            assert db.upsert(m.TrialIntermediateValueModel, values, key=key).inserted == 2
+            state = {"trial_id": 1, "state": m.TrialState.COMPLETE}
+            assert db.update(m.TrialModel, [state]).updated == 1
+            session.expire_all()
+            stored = session.scalars(sa.select(m.TrialIntermediateValueModel).order_by("step"))
+            assert [v.intermediate_value_type for v in stored] == [
+                value_type.FINITE,
+                value_type.NAN,
+            ]
+            assert session.get(m.TrialModel, 1).state is m.TrialState.COMPLETE
+        labels = "SELECT intermediate_value_type::text FROM trial_intermediate_values ORDER BY step"
+        assert pg_execute(pg_url, labels) == [("FINITE",), ("NAN",)]
+        assert pg_execute(pg_url, "SELECT state::text FROM trials") == [("COMPLETE",)]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["dicts", "arrow"])
+def test_powerdns_sqlite_nocase_key_sync_keeps_the_row(tmp_path: Path, columnar: bool) -> None:
+    # PowerDNS's SQLite schema compares name servers COLLATE NOCASE, and the key of
+    # supermasters is a unique index on (ip, nameserver). A sync whose source spells a
+    # name server in another case holds the same row: it is changed in place, not
+    # added and then deleted (which deleted the row just written, leaving none).
+    pa = pytest.importorskip("pyarrow")
+    path = tmp_path / "pdns.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((DATA / "powerdns_schema.sqlite3.sql").read_text())
+    key = ["ip", "nameserver"]
+
+    def source(nameserver: str, account: str) -> object:
+        rows = [{"ip": "192.0.2.1", "nameserver": nameserver, "account": account}]
+        return pa.Table.from_pylist(rows) if columnar else rows
+
+    with bulkops.connect(f"sqlite:///{path}", run_log=False) as db:
+        first = db.sync(
+            "supermasters", source("NS1.example.com", "a"), key=key, delete_missing=True
+        )
+        assert first.added == 1
+        again = db.sync(
+            "supermasters", source("ns1.EXAMPLE.com", "b"), key=key, delete_missing=True
+        )
+        assert (again.added, again.changed, again.deleted) == (0, 1, 0), again
+    with sqlite3.connect(path) as conn:
+        stored = conn.execute("SELECT ip, nameserver, account FROM supermasters").fetchall()
+    assert stored == [("192.0.2.1", "NS1.example.com", "b")]
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["dicts", "arrow"])
+def test_powerdns_sqlite_nocase_keys_of_one_call_are_one_row(
+    tmp_path: Path, columnar: bool
+) -> None:
+    # Two spellings of one name server in one call are one row to the NOCASE index: they
+    # collapse like any repeated key (the last wins, one duplicate). Before, SQLite's
+    # upsert counted two inserts for the one row written, and update failed its count.
+    pa = pytest.importorskip("pyarrow")
+    path = tmp_path / "pdns.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((DATA / "powerdns_schema.sqlite3.sql").read_text())
+    rows = [
+        {"ip": "192.0.2.1", "nameserver": "NS1.example.com", "account": "a"},
+        {"ip": "192.0.2.1", "nameserver": "ns1.EXAMPLE.com", "account": "b"},
+        {"ip": "192.0.2.1", "nameserver": "ns2.example.com", "account": "c"},
+    ]
+    given = pa.Table.from_pylist(rows) if columnar else rows
+    key = ["ip", "nameserver"]
+    with bulkops.connect(f"sqlite:///{path}", run_log=False) as db:
+        report = db.upsert("supermasters", given, key=key)
+        assert (report.inserted, report.duplicates) == (2, 1), report
+        report = db.update("supermasters", given, key=key)
+        assert (report.unchanged, report.duplicates) == (2, 1), report
+        with sqlite3.connect(path) as conn:
+            stored = conn.execute("SELECT nameserver, account FROM supermasters ORDER BY 1")
+            assert stored.fetchall() == [("ns1.EXAMPLE.com", "b"), ("ns2.example.com", "c")]
+        gone = [("192.0.2.1", r["nameserver"]) for r in rows[:2]]
+        report = db.delete("supermasters", gone, key=key)
+        assert (report.deleted, report.duplicates) == (1, 1), report
+
+
+@pytest.mark.postgres
+def test_freeradius_ddl_spelling_of_columns_is_named_in_the_error(pg_url: str) -> None:
+    # FreeRADIUS's DDL writes AcctSessionId unquoted, so PostgreSQL made acctsessionid.
+    # Rows spelled as the DDL is are refused (bulkops matches names exactly) with the
+    # table's own spelling of each.
+    pd = pytest.importorskip("pandas")
+    pg_execute(pg_url, (DATA / "freeradius_schema.postgresql.sql").read_text())
+    row = {"AcctSessionId": "5f2a", "AcctUniqueId": "c0ffee", "NASIPAddress": "192.0.2.7"}
+    with bulkops.connect(pg_url) as db:
+        for given in ([row], pd.DataFrame([row])):
+            with pytest.raises(bulkops.errors.SchemaError) as refused:
+                db.insert("radacct", given)
+            assert "'AcctSessionId' is 'acctsessionid'" in str(refused.value)
+            assert "'NASIPAddress' is 'nasipaddress'" in str(refused.value)
+        assert db.insert("radacct", [{k.lower(): v for k, v in row.items()}]).inserted == 1

@@ -331,6 +331,22 @@ class _Column:
 _NOT_AN_INTEGER = "{!r} is not an integer"
 
 
+# schema.KEY_FOLDS for Arrow arrays: the same folds, a column at a time.
+ARROW_KEY_FOLDS = {
+    "ascii": lambda array: _compute().ascii_lower(array),
+    "lower": lambda array: _compute().utf8_lower(array),
+}
+
+
+def _arrow_key_fold(array: Any, column: ColumnSpec) -> Any:
+    """A key column's values as the database compares them (text folded where its
+    equality ignores case), so that rows it takes for one key collapse here too."""
+    fold = ARROW_KEY_FOLDS.get(column.fold)
+    if fold is None or not _pyarrow().types.is_string(array.type):
+        return array
+    return fold(array)
+
+
 class ArrowPlanner:
     """Checks, de-duplicates and orders the Arrow chunks of one call (``plan.Planner``).
 
@@ -477,7 +493,7 @@ class ArrowPlanner:
         batch = chunk.batch
         if batch.num_rows < 2:
             return
-        keys = [batch.column(k) for k in self.key]
+        keys = [_arrow_key_fold(batch.column(k), self.op.table.column(k)) for k in self.key]
         if len(keys) == 1 and not keys[0].null_count:
             # Input sorted by key already: nothing to collapse or move.
             k = keys[0]

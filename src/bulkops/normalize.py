@@ -17,7 +17,7 @@ from typing import Any
 from .backends.base import Backend, ItemBackend, WriteKind, WriteOp
 from .errors import BulkError, ConversionError, SchemaError
 from .plan import ChunkPlanner
-from .schema import ColumnCodec, TableSpec
+from .schema import ColumnCodec, TableSpec, key_fold
 
 __all__ = [
     "ITEM",
@@ -209,6 +209,7 @@ def normalize_write(
         key_required=not (kind in ("insert", "insert_ignore") and key is None),
         needs_set=kind == "update",
         open_codec=(lambda name: backend.codec(spec.column(name))) if spec.open else None,
+        key_folds=[key_fold(spec.column(k)) for k in key_cols],
     )  # fmt: skip
     updating = None
     if update_columns is not None:

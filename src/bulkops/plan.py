@@ -320,6 +320,19 @@ class Planner(Protocol):
     def key_from_values(self, values: Any) -> Any: ...
 
 
+def _folded(
+    key_of: Callable[[tuple[Any, ...]], Any], folds: Sequence[Callable[[Any], Any] | None]
+) -> Callable[[tuple[Any, ...]], Any]:
+    """``key_of`` with each key value folded as its column's fold says."""
+    if len(folds) == 1:
+        (fold,) = folds
+        assert fold is not None
+        return lambda row: fold(key_of(row))
+    return lambda row: tuple(
+        v if f is None else f(v) for v, f in zip(key_of(row), folds, strict=True)
+    )
+
+
 class ChunkPlanner:
     """Encodes, de-duplicates and orders the rows of one call, a chunk at a time.
 
@@ -331,6 +344,9 @@ class ChunkPlanner:
     the caller chose ``columns`` explicitly, to write only those).
     ``encode``: the backend's own row encoder, replacing the per-column one (DynamoDB
     items: ``row -> (*key values, item)``); it raises ConversionError for a bad row.
+
+    ``key_folds``: per key column, what makes a value equal where the database finds
+    it equal (``schema.key_fold``), or None.
 
     ``partial``: mappings may give different sets of columns (JSON Lines objects, dict
     rows): a column a row leaves out is MISSING, not None, and is not written (an
@@ -358,6 +374,7 @@ class ChunkPlanner:
         key_required: bool = True,
         needs_set: bool = False,
         open_codec: Callable[[str], ColumnCodec] | None = None,
+        key_folds: Sequence[Callable[[Any], Any] | None] = (),
     ) -> None:
         self.columns = tuple(columns)
         self.partial = partial and mappings and encode is None
@@ -383,6 +400,11 @@ class ChunkPlanner:
         self._key_of: Callable[[tuple[Any, ...]], Any] | None = (
             itemgetter(*positions) if positions else None
         )
+        folds = list(key_folds)
+        if self._key_of is not None and any(folds):
+            # Keys the database compares without case: rows are one key as they are
+            # one row there ("A.org" and "a.org" under NOCASE).
+            self._key_of = _folded(self._key_of, folds)
         self._composite = len(positions) > 1
         self._column_set = frozenset(self._layout)
 

@@ -89,6 +89,37 @@ class ColumnSpec:
     declared: str = ""
     has_default: bool = False
     extra_type: str = ""  # the backend's own base type name (e.g. PostgreSQL "int4")
+    # How the database's equality on the column folds text, where it is looser than
+    # the values' own ("": it is not): a KEY_FOLDS name, or "collation" for one
+    # bulkops cannot mirror (a PostgreSQL nondeterministic collation). Keys in such a
+    # column are matched by the database, never by sync's digests; the rows of one
+    # call are told apart by their folded keys, as the database tells them apart.
+    fold: str = ""
+
+    @property
+    def exact(self) -> bool:
+        """Whether the database compares the column's values as bulkops does."""
+        return not self.fold
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+# The text folds of ColumnSpec.fold: SQLite's NOCASE lowers ASCII letters only (so "É"
+# and "é" stay two keys there); PostgreSQL's citext compares lower().
+# (columnar.ARROW_KEY_FOLDS does the same to Arrow arrays.)
+KEY_FOLDS: dict[str, Callable[[str], str]] = {
+    "ascii": lambda text: text.translate(_ASCII_LOWER),
+    "lower": str.lower,
+}
+
+
+def key_fold(column: ColumnSpec) -> Callable[[Any], Any] | None:
+    """What makes a key value of ``column`` equal where the database finds it equal
+    (text folded, other values as they are), or None where nothing needs folding."""
+    fold = KEY_FOLDS.get(column.fold)
+    if fold is None:
+        return None
+    return lambda value: fold(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -143,7 +174,16 @@ class TableSpec:
     def _unknown(self, *names: str) -> str:
         which = ", ".join(repr(n) for n in names)
         hint = ""
-        if len(names) == 1:
+        by_case = {c.lower(): c for c in self.columns}
+        if all(isinstance(n, str) and n.lower() in by_case for n in names):
+            # FreeRADIUS's DDL says AcctSessionId; PostgreSQL folded the unquoted
+            # name, so the table has acctsessionid.
+            same = ", ".join(f"{n!r} is {by_case[n.lower()]!r}" for n in names)
+            hint = (
+                f" ({same} here: the names differ only in case, as when a database "
+                "folded unquoted names in the table's DDL)"
+            )
+        elif len(names) == 1:
             close = difflib.get_close_matches(names[0], list(self.columns), n=1)
             if close:
                 hint = f" (did you mean {close[0]!r}?)"

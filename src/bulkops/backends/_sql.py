@@ -479,7 +479,9 @@ class SQLStagedDiff:
             )
         ]
         if delete_missing:
-            present = sa.exists().where(*(s.c[k] == t.c[k] for k in key))
+            # The target's column first, as in match: on SQLite the left operand's
+            # collation decides, so a NOCASE key is found whatever its case.
+            present = sa.exists().where(match)
             statements.append(
                 sa.insert(d).from_select(
                     [_POSITION, _MARK, *key],

@@ -39,6 +39,7 @@ from ..errors import (
     ConnectionLostError,
     ConstraintError,
     ConversionError,
+    DataError,
     DeadlockError,
     LockTimeoutError,
     ResourceError,
@@ -460,7 +461,12 @@ def _sequence_name(name: str) -> str:
 # identity ('a' always, 'd' by default, ''), then the base type (a domain resolved to
 # the type under it): oid, name, typtype, category; for arrays the element's base
 # type: oid, name, typtype, formatted; whether the (element) type has an equality
-# (a default btree or hash operator class), and the declared type's own oid again.
+# (a default btree or hash operator class), and how equality on the column folds
+# text (ColumnSpec.fold: citext's lower(), a nondeterministic collation's).
+# Then the unique indexes, whether sync state is kept, partitioned, the INSERT and
+# UPDATE rules, the INITIALLY DEFERRED keys of the table and of the foreign keys that
+# point at it (Django makes every foreign key so), and the column of each CHECK
+# constraint on one column.
 _REFLECT = """
 WITH rel AS (SELECT to_regclass(%(ident)s)::oid AS oid)
 SELECT rel.oid,
@@ -477,7 +483,11 @@ SELECT rel.oid,
             COALESCE(e.typtype, b.typtype) IN ('e', 'r', 'm') OR EXISTS (
               SELECT 1 FROM pg_opclass o JOIN pg_am am ON am.oid = o.opcmethod
               WHERE o.opcdefault AND am.amname IN ('btree', 'hash')
-                AND o.opcintype = COALESCE(e.oid, b.oid))) ORDER BY a.attnum)
+                AND o.opcintype = COALESCE(e.oid, b.oid)),
+            CASE WHEN b.typname = 'citext' THEN 'lower'
+                 WHEN EXISTS (SELECT 1 FROM pg_collation co WHERE co.oid = a.attcollation
+                              AND NOT co.collisdeterministic) THEN 'collation'
+                 ELSE '' END) ORDER BY a.attnum)
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      CROSS JOIN LATERAL (
@@ -510,7 +520,15 @@ SELECT rel.oid,
   (SELECT array_agg(r.rulename::text ORDER BY r.rulename) FROM pg_rewrite r
      WHERE r.ev_class = rel.oid AND r.ev_type IN ('2', '3') AND r.rulename <> '_RETURN'),
   EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = rel.oid AND r.ev_type = '3'
-          AND r.rulename <> '_RETURN')
+          AND r.rulename <> '_RETURN'),
+  (SELECT array_agg(DISTINCT format('%%I.%%I', n.nspname, c.conname))
+     FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+     WHERE (c.conrelid = rel.oid OR c.confrelid = rel.oid) AND c.condeferred
+       AND c.contype IN ('f', 'p', 'u', 'x')),
+  (SELECT json_object_agg(c.conname, a.attname)
+     FROM pg_constraint c
+     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+     WHERE c.conrelid = rel.oid AND c.contype = 'c' AND cardinality(c.conkey) = 1)
 FROM rel
 """
 
@@ -528,6 +546,19 @@ _STAGE_NUMBERS = itertools.count(1)
 
 # The writes that are INSERT … ON CONFLICT.
 _ON_CONFLICT = frozenset({"upsert", "insert_ignore"})
+
+
+def _refused_text_column(message: str, text: Sequence[str], batch: Any) -> str | None:
+    """The column staged as text whose cast the server refused, for a one-row batch.
+    The cast runs in the INSERT … SELECT from the stage, whose error (unlike COPY's
+    context) names no column; PostgreSQL's input functions quote the value they refuse
+    (``invalid input syntax for type inet: "x"``, ``invalid input value for enum mood:
+    "x"``). The one staged value so quoted, or None when that singles out no column."""
+    if batch.num_rows != 1:
+        return None  # the rows are narrowed down to one before a rejection is made
+    values = {c: batch.column(c)[0].as_py() for c in text}
+    quoted = [c for c, v in values.items() if v is not None and f'"{v}"' in message]
+    return quoted[0] if len(quoted) == 1 else None
 
 
 def _direct(op: WriteOp) -> bool:
@@ -919,6 +950,8 @@ class PostgresBackend(SharedSQL):
             info, indexes, sync_state = row[1] or [], row[2] or [], row[3]
             partitioned = bool(row[4])
             rules, insert_rules = tuple(row[5] or ()), bool(row[6])
+            deferred = tuple(sorted(row[7] or ()))
+            checks = dict(row[8] or {})
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -930,7 +963,7 @@ class PostgresBackend(SharedSQL):
             name, typname, _, notnull, has_default, generated, _, formatted = row[:8]
             default, identity = row[8], row[9]
             base_oid, base, base_kind, base_category = row[10:14]
-            _, elem, elem_kind, elem_formatted, has_equality = row[14:19]
+            _, elem, elem_kind, elem_formatted, has_equality, fold = row[14:20]
             if generated:
                 fixed[name] = (
                     f"{name} is a generated column: the database computes it; "
@@ -963,6 +996,7 @@ class PostgresBackend(SharedSQL):
                 declared=formatted,
                 has_default=bool(has_default),
                 extra_type=extra_type,
+                fold=fold,
             )
             if not has_equality:
                 self._no_equality.add(extra_type)
@@ -987,6 +1021,8 @@ class PostgresBackend(SharedSQL):
                 "partitioned": partitioned,
                 "rules": rules,  # INSERT and UPDATE rules (CREATE RULE)
                 "insert_rules": insert_rules,
+                "deferred": deferred,  # qualified names of INITIALLY DEFERRED keys
+                "checks": checks,  # CHECK constraint on one column -> that column
             },
         )
         return spec
@@ -1294,6 +1330,10 @@ class PostgresBackend(SharedSQL):
         return _arrow_target(column)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
+        with self._checked(op.table):
+            return self._write_arrow(op, batch)
+
+    def _write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
         n = batch.num_rows
         if not n:
             return ChunkCounts()
@@ -1311,10 +1351,18 @@ class PostgresBackend(SharedSQL):
         )
         if not text and _direct(op):
             self._copy_arrow(None, op.table, op.columns, batch)
-            return ChunkCounts(inserted=n)
-        stage = self._stage(op.table, op.columns, text)
-        self._copy_arrow(stage, op.table, op.columns, batch)
-        return self._apply(op, stage, n, text)
+            counts = ChunkCounts(inserted=n)
+        else:
+            stage = self._stage(op.table, op.columns, text)
+            self._copy_arrow(stage, op.table, op.columns, batch)
+            try:
+                counts = self._apply(op, stage, n, text)
+            except DataError as error:
+                if error.column is None:
+                    error.column = _refused_text_column(error.message, text, batch)
+                raise
+        self._check_deferred(op.table)
+        return counts
 
     def _copy_rows(
         self,
@@ -1338,7 +1386,26 @@ class PostgresBackend(SharedSQL):
             for row in rows:
                 write_row(row)
 
+    @contextmanager
+    def _checked(self, table: TableSpec) -> Iterator[None]:
+        """A CHECK constraint's refusal names no column (the server's message names the
+        constraint): where the constraint is on one column, the error names that one,
+        as for every other refusal (Django's PositiveIntegerField, PowerDNS's
+        lowercase names)."""
+        try:
+            yield
+        except DataError as error:
+            diag = getattr(error.__cause__, "diag", None)
+            constraint = getattr(diag, "constraint_name", None)
+            if error.column is None and constraint is not None:
+                error.column = table.extra.get("checks", {}).get(constraint)
+            raise
+
     def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+        with self._checked(op.table):
+            return self._write(op, rows)
+
+    def _write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
         n = len(rows)
         if not n:
             return ChunkCounts()
@@ -1350,10 +1417,30 @@ class PostgresBackend(SharedSQL):
             # writing each row once instead of twice. (A conflict fails the COPY, and
             # the chunk is narrowed down like any other.)
             self._copy(None, op.table, op.columns, rows)
-            return ChunkCounts(inserted=n)
-        stage = self._stage(op.table, op.columns)
-        self._copy(stage, op.table, op.columns, rows)
-        return self._apply(op, stage, n)
+            counts = ChunkCounts(inserted=n)
+        else:
+            stage = self._stage(op.table, op.columns)
+            self._copy(stage, op.table, op.columns, rows)
+            counts = self._apply(op, stage, n)
+        self._check_deferred(op.table)
+        return counts
+
+    def _check_deferred(self, table: TableSpec) -> None:
+        """Check the table's INITIALLY DEFERRED keys now, not at COMMIT: a foreign key
+        (every one Django makes) or unique key a row breaks is then a statement's error
+        inside the chunk, so the bad rows are isolated and named like any other, instead
+        of the COMMIT failing the whole call. SET CONSTRAINTS … IMMEDIATE checks what is
+        pending; DEFERRED puts the keys back, so the rest of the transaction (an atomic=True
+        call's later chunks) keeps deferring. In a caller's transaction the keys stay the
+        caller's business: they are checked at the caller's COMMIT, as for its own writes."""
+        deferred = table.extra.get("deferred")
+        if not deferred or self.caller_transaction():
+            return
+        names = sql.SQL(", ").join(sql.SQL(name) for name in deferred)
+        check = "SET CONSTRAINTS {names} IMMEDIATE; SET CONSTRAINTS {names} DEFERRED"
+        self.statements += 1
+        with self._errors():
+            self.sql.execute(sql.SQL(check).format(names=names))
 
     def _apply(self, op: WriteOp, stage: str, n: int, text: tuple[str, ...] = ()) -> ChunkCounts:
         """The set-based statement of ``op`` over its ``n`` staged rows."""

@@ -11,6 +11,7 @@ half-way through when a read lock cannot be upgraded.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -850,14 +851,19 @@ _REFLECT = """
 SELECT 0, x.name, x.type, x."notnull", x.dflt_value, x.pk, x.hidden, x.cid, 0
   FROM pragma_table_xinfo(?) AS x
 UNION ALL
-SELECT 1, l.name, i.name, NULL, NULL, NULL, NULL, l.seq, i.seqno
-  FROM pragma_index_list(?) AS l JOIN pragma_index_info(l.name) AS i
- WHERE l."unique" AND NOT l.partial
+SELECT 1, l.name, i.name, i.coll, NULL, NULL, NULL, l.seq, i.seqno
+  FROM pragma_index_list(?) AS l JOIN pragma_index_xinfo(l.name) AS i
+ WHERE l."unique" AND NOT l.partial AND i.key
 UNION ALL
 SELECT 2, name, NULL, NULL, NULL, NULL, NULL, 0, 0
   FROM sqlite_schema WHERE type = 'table' AND name = ?
 ORDER BY 1, 8, 9
 """
+
+
+# SQLite's collations as ColumnSpec folds (RTRIM or an application-defined one is not
+# mirrored: "collation").
+_COLLATION_FOLDS = {"BINARY": "", "NOCASE": "ascii"}
 
 
 def sqlite3_caller(conn: object) -> CallerConnection:
@@ -1014,8 +1020,12 @@ class SQLiteBackend(SharedSQL):
                 if pk_pos:
                     pk.append((pk_pos, name))
             indexes: dict[str, list[Any]] = {}
-            for _, index_name, column in (r[:3] for r in found if r[0] == 1):
+            for _, index_name, column, collation in (r[:4] for r in found if r[0] == 1):
                 indexes.setdefault(index_name, []).append(column)
+                fold = _COLLATION_FOLDS.get((collation or "BINARY").upper(), "collation")
+                if column in columns and fold:
+                    # A key compared NOCASE: "A" and "a" are one key here.
+                    columns[column] = dataclasses.replace(columns[column], fold=fold)
             # An index on an expression has a NULL column name: it is no key.
             unique = [tuple(cols) for cols in indexes.values() if None not in cols]
         return TableSpec(

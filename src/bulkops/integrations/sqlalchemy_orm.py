@@ -11,6 +11,7 @@ or ``populate_existing`` reloads them).
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,8 +52,24 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
     auto = table.autoincrement_column
     name = table.name if table.schema is None else f"{table.schema}.{table.name}"
 
+    # An Enum column stores a member as SQLAlchemy writes it: its name, or what the
+    # type's values_callable gives (the labels of optuna's trialstate, say), never
+    # the member's str() ("TrialState.COMPLETE").
+    stored = {
+        c.name: dict(zip(c.type.enum_class.__members__.values(), c.type.enums, strict=True))
+        for c in table.columns
+        if isinstance(c.type, sa.Enum) and c.type.enum_class is not None
+    }
+
+    def mapping_row(row: dict[str, Any]) -> dict[str, Any]:
+        for column, labels in stored.items():
+            value = row.get(column)
+            if isinstance(value, enum.Enum) and value in labels:
+                row[column] = labels[value]
+        return row
+
     def instance_row(instance: Any) -> dict[str, Any]:
-        return {column: getattr(instance, key) for key, column in attributes}
+        return mapping_row({column: getattr(instance, key) for key, column in attributes})
 
     return ModelTable(
         name=name,
@@ -61,6 +78,7 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
         primary_key=pk,
         unique=tuple(dict.fromkeys(u for u in unique if u)),
         instance_row=instance_row if mapper is not None else None,
+        mapping_row=mapping_row if stored else None,
         instance_type=mapper.class_ if mapper is not None else None,
         assigned=frozenset({auto.name}) if auto is not None else frozenset(),
     )

@@ -115,11 +115,17 @@ class Syncer:
         self.full = full
         self.stored: Stored | None = None  # the per-row digests as read, if they stood
         # Whether this sync keeps (and may use) the scope's per-row digests.
+        # Not where the database's equality on a key column is looser than the values'
+        # (citext, COLLATE NOCASE): matching "NS1.example.com" to "ns1.EXAMPLE.com" is
+        # then the database's to do, in the set-based comparison. (By digests the two
+        # were a new key and a missing one, and deleting the missing one deleted the
+        # row just written.)
         self.keeps_rows = (
             mode == "sync"
             and ctx.capabilities.set_based_diff
             and isinstance(self.backend, SQLBackend)
             and digests_available()
+            and all(self.spec.column(k).exact for k in self.key)
         )
 
     # ------------------------------------------------------------- entry point
