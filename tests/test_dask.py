@@ -26,6 +26,7 @@ from bulkops.backends.base import LOADS_TABLE  # noqa: E402
 from bulkops.dask import arrow_partition, frame_digest, load, stage_name  # noqa: E402
 from bulkops.errors import DataError, LoadConflictError, UnsupportedError  # noqa: E402
 from bulkops.report import Report  # noqa: E402
+from conftest import pg_execute  # noqa: E402
 
 # The worker processes cannot import this test module: its helpers travel by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -305,6 +306,28 @@ def test_atomic_insert_meeting_existing_keys_fails_whole_unless_ignored(
         report = load(ddf, url, "items", publish="atomic", load_id="twice", on_conflict="ignore")
         assert (report.inserted, report.ignored) == (90, 10)
         assert contents(db) == expected(frame(100))
+
+
+def test_atomic_insert_counts_the_rows_a_table_with_insert_rules_routes_elsewhere(
+    cluster: Any, pg_url: str
+) -> None:
+    # Without INSERT rules the publish counts its rows by the INSERT's row count; a
+    # rule that sends rows elsewhere makes that count the rule's, so the stage is
+    # counted instead.
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    pg_execute(
+        pg_url,
+        "CREATE TABLE items_odd () INHERITS (items)",
+        "CREATE RULE items_odd_rows AS ON INSERT TO items WHERE new.id % 2 = 1 "
+        "DO INSTEAD INSERT INTO items_odd VALUES (new.*)",
+    )
+    pdf = frame()
+    report = load(dd.from_pandas(pdf, npartitions=PARTS), pg_url, "items", publish="atomic")
+    assert report.inserted == ROWS == report.rows_in == report.accounted
+    with bulkops.connect(pg_url) as db:
+        assert contents(db) == expected(pdf)  # the parent's rows and its child's
+    assert pg_execute(pg_url, "SELECT count(*) FROM ONLY items_odd") == [(ROWS // 2,)]
 
 
 def test_partitions_are_written_by_the_workers(cluster: Any, pg_url: str, tmp_path: Path) -> None:
