@@ -417,3 +417,27 @@ def test_partitions_are_written_in_their_order(pg_url: str) -> None:
         assert report.inserted == ROWS
         rows = sorted(ledger(db), key=lambda r: r["committed_at"])
         assert [r["partition_index"] for r in rows] == list(range(8))
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_local_scheduler_writes_the_partitions_in_their_order(
+    pg_url: str, tmp_path: Path, scheduler: str
+) -> None:
+    # Dask's local schedulers take no priorities; without the load's task names they
+    # ran the partitions from the last one down (12 partitions: 9, 8, ..., 2, 11, 10,
+    # 1, 0, by the names' text).
+    import dask
+
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    log = tmp_path / "order"
+    with dask.config.set(scheduler=scheduler, num_workers=1):
+        report = load(dd.from_pandas(frame(), npartitions=12), pg_url, "items",
+                      on_partition=functools.partial(record_index, str(log)))  # fmt: skip
+    assert report.inserted == ROWS
+    assert [int(i) for i in log.read_text().split()] == list(range(12))
+
+
+def record_index(path: str, index: int, report: Report) -> None:
+    with open(path, "a") as f:
+        f.write(f"{index}\n")

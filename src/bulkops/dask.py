@@ -271,7 +271,7 @@ def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
     write = delayed(_load_partition, pure=True)
     parts = ddf.to_delayed()
     tasks = [
-        write(part, index, plan, dask_key_name=f"bulkops-load-{plan.run}-{index}")
+        write(part, index, plan, dask_key_name=_task_name(plan.run, index, len(parts)))
         for index, part in enumerate(parts)
     ]
     client = _distributed_client()
@@ -286,6 +286,16 @@ def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
         if client is not None:
             with suppress(Exception):  # a worker that is gone took its connection along
                 client.run(_close_connections, plan.run)
+
+
+def _task_name(run: str, index: int, partitions: int) -> str:
+    """The key of partition ``index``'s task. Dask's local schedulers (``sync``,
+    ``threads``, ``processes``) take no priorities: they run independent tasks in
+    ``dask.order``'s order, which breaks ties by key name, the greatest first. Named by
+    the partitions left after this one, zero-padded, the partitions run in their order
+    there too (see ``_in_order`` for why that matters); the distributed scheduler is
+    given priorities as well."""
+    return f"bulkops-load-{run}-{partitions - 1 - index:010d}"
 
 
 def _in_order(parts: Sequence[Any], tasks: Sequence[Any]) -> Callable[[Any], int]:
