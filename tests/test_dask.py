@@ -308,6 +308,59 @@ def test_atomic_insert_meeting_existing_keys_fails_whole_unless_ignored(
         assert contents(db) == expected(frame(100))
 
 
+def test_atomic_insert_moves_staged_partitions_while_later_ones_are_staging(
+    cluster: Any, pg_url: str, tmp_path: Path
+) -> None:
+    # The stage is laid out by partition: the client's publish transaction starts
+    # moving the first partitions into the target while the last one is still being
+    # staged, and readers of the target see none of it until everything is in.
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    seen = tmp_path / "seen"
+    report = load(dd.from_pandas(frame(), npartitions=8), pg_url, "items", publish="atomic",
+                  on_partition=functools.partial(watch_target, pg_url, str(seen), 7))  # fmt: skip
+    assert report.inserted == ROWS == report.rows_in == report.accounted
+    assert seen.read_text() == "moving: True, visible: 0"
+    with bulkops.connect(pg_url) as db:
+        assert contents(db) == expected(frame())
+        with pytest.raises(bulkops.errors.SchemaError):
+            db.table(stage_name(report_load_id(db)))  # the stage (and its parts) are gone
+    tables = pg_execute(pg_url, "SELECT count(*) FROM pg_class WHERE relname LIKE 'bulkops_stage%'")
+    assert tables == [(0,)]
+
+
+def report_load_id(db: bulkops.Store) -> str:
+    (published,) = [r for r in ledger(db) if r["partition_index"] == -1]
+    assert published["rows"] == ROWS
+    return str(published["load_id"])
+
+
+def watch_target(url: str, path: str, last: int, index: int, report: Report) -> None:
+    """on_partition callback: once partition ``last`` is staged (its task not yet done),
+    note whether another session holds a write lock on the target (the publish moving
+    the partitions before it) and how many of its rows a reader sees."""
+    if index != last:
+        return
+    import psycopg
+
+    locked = (
+        "SELECT count(*) FROM pg_locks WHERE relation = 'items'::regclass "
+        "AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        moving = False
+        for _ in range(200):
+            row = conn.execute(locked).fetchone()
+            if row is not None and row[0]:
+                moving = True
+                break
+            time.sleep(0.05)
+        visible = conn.execute("SELECT count(*) FROM items").fetchone()
+    assert visible is not None
+    with open(path, "w") as f:
+        f.write(f"moving: {moving}, visible: {visible[0]}")
+
+
 def test_atomic_insert_counts_the_rows_a_table_with_insert_rules_routes_elsewhere(
     cluster: Any, pg_url: str
 ) -> None:

@@ -46,7 +46,7 @@ from ..errors import (
     SerializationError,
     StatementTimeoutError,
 )
-from ..retry import DEFAULT_RETRY
+from ..retry import DEFAULT_RETRY, RetryPolicy
 from ..schema import (
     ColumnCodec,
     ColumnSpec,
@@ -65,6 +65,7 @@ from ._sql import (
     ALREADY_EXISTS,
     SharedSQL,
     count_staged,
+    create_load_stage,
     select_where_statement,
 )
 from .base import (
@@ -525,6 +526,10 @@ _TYPE_OIDS = {"bigint": 20, "text": 25}
 # temporary tables of an earlier backend that used it.
 _STAGE_NUMBERS = itertools.count(1)
 
+
+# At most this many tables hold an atomic load's stage on PostgreSQL, each a range of
+# consecutive partitions, published as soon as all of its partitions are staged.
+_STAGE_GROUPS = 32
 
 # The writes that are INSERT … ON CONFLICT.
 _ON_CONFLICT = frozenset({"upsert", "insert_ignore"})
@@ -1619,6 +1624,39 @@ class PostgresBackend(SharedSQL):
         self.statements += 1
         with self._errors():
             self.sql.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+
+    def create_load_stage(
+        self,
+        stage: str,
+        table: TableSpec,
+        columns: Sequence[str],
+        order: Sequence[str],
+        retry: RetryPolicy,
+        partitions: int,
+    ) -> Sequence[tuple[range, str]]:
+        """The stage, partitioned by range of the load's partition number (``order[0]``)
+        into at most ``_STAGE_GROUPS`` tables of consecutive partitions (and a default
+        one for numbers outside them): a plain insert publishes each group while later
+        partitions are still being staged, reading only that group's table."""
+        bounds = [partitions * g // _STAGE_GROUPS for g in range(_STAGE_GROUPS + 1)]
+        spans = [range(a, b) for a, b in itertools.pairwise(sorted(set(bounds)))]
+        groups = [(span, f"{stage}_{g}") for g, span in enumerate(spans)]
+
+        def layout(quote: Callable[[str], str]) -> tuple[str, list[str]]:
+            after = [
+                f"CREATE TABLE {quote(name)} PARTITION OF {quote(stage)} "
+                f"FOR VALUES FROM ({span.start}) TO ({span.stop})"
+                for span, name in groups
+            ]
+            after.append(
+                f"CREATE TABLE {quote(stage + '_rest')} PARTITION OF {quote(stage)} DEFAULT"
+            )
+            return f" PARTITION BY RANGE ({quote(order[0])})", after
+
+        created = create_load_stage(self, stage, table, columns, order, retry, layout)
+        # A stage made before (an earlier run of the load) may be laid out otherwise:
+        # then it is published whole.
+        return groups if created else ()
 
     def publish_stage(
         self, stage: str, op: WriteOp, order: Sequence[str]
