@@ -329,6 +329,34 @@ def test_atomic_insert_moves_staged_partitions_while_later_ones_are_staging(
     assert tables == [(0,)]
 
 
+def test_an_atomic_insert_moved_in_parts_moves_whole_after_a_transient_error(
+    cluster: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deadlock while moving the second range: the moves so far are rolled back and
+    # the whole stage moves at the end, in a transaction of its own (retried).
+    from bulkops.backends.postgres import PostgresBackend
+    from bulkops.errors import DeadlockError
+
+    real = PostgresBackend.publish_stage
+    moves: list[str] = []
+
+    def deadlocked_once(self: Any, stage: str, op: Any, order: Any) -> Any:
+        moves.append(stage)
+        if len(moves) == 2:
+            raise DeadlockError("deadlock detected (made by the test)")
+        return real(self, stage, op, order)
+
+    monkeypatch.setattr(PostgresBackend, "publish_stage", deadlocked_once)
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    report = load(dd.from_pandas(frame(), npartitions=8), pg_url, "items", publish="atomic")
+    assert report.inserted == ROWS == report.rows_in == report.accounted
+    with bulkops.connect(pg_url) as db:
+        assert contents(db) == expected(frame())
+        stage = stage_name(report_load_id(db))
+    assert moves == [f"{stage}_0", f"{stage}_1", stage]
+
+
 def report_load_id(db: bulkops.Store) -> str:
     (published,) = [r for r in ledger(db) if r["partition_index"] == -1]
     assert published["rows"] == ROWS

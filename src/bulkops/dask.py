@@ -645,8 +645,9 @@ class _Publisher:
 
     def _give_up(self, error: TransientError) -> None:
         """A transient error while moving in parts: roll back; the whole stage moves at
-        the end instead."""
-        self._end(error)
+        the end instead (on a new connection if this one broke)."""
+        with suppress(Exception):  # a broken connection: nothing left to roll back
+            self._end(error)
         self.groups, self.moved, self.counts = [], 0, ChunkCounts()
 
     def abandon(self, error: BaseException) -> None:
