@@ -26,6 +26,7 @@ from bulkops.backends.base import LOADS_TABLE  # noqa: E402
 from bulkops.dask import arrow_partition, frame_digest, load, stage_name  # noqa: E402
 from bulkops.errors import DataError, LoadConflictError, UnsupportedError  # noqa: E402
 from bulkops.report import Report  # noqa: E402
+from conftest import pg_execute  # noqa: E402
 
 # The worker processes cannot import this test module: its helpers travel by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -307,6 +308,109 @@ def test_atomic_insert_meeting_existing_keys_fails_whole_unless_ignored(
         assert contents(db) == expected(frame(100))
 
 
+def test_atomic_insert_moves_staged_partitions_while_later_ones_are_staging(
+    cluster: Any, pg_url: str, tmp_path: Path
+) -> None:
+    # The stage is laid out by partition: the client's publish transaction starts
+    # moving the first partitions into the target while the last one is still being
+    # staged, and readers of the target see none of it until everything is in.
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    seen = tmp_path / "seen"
+    report = load(dd.from_pandas(frame(), npartitions=8), pg_url, "items", publish="atomic",
+                  on_partition=functools.partial(watch_target, pg_url, str(seen), 7))  # fmt: skip
+    assert report.inserted == ROWS == report.rows_in == report.accounted
+    assert seen.read_text() == "moving: True, visible: 0"
+    with bulkops.connect(pg_url) as db:
+        assert contents(db) == expected(frame())
+        with pytest.raises(bulkops.errors.SchemaError):
+            db.table(stage_name(report_load_id(db)))  # the stage (and its parts) are gone
+    tables = pg_execute(pg_url, "SELECT count(*) FROM pg_class WHERE relname LIKE 'bulkops_stage%'")
+    assert tables == [(0,)]
+
+
+def test_an_atomic_insert_moved_in_parts_moves_whole_after_a_transient_error(
+    cluster: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deadlock while moving the second range: the moves so far are rolled back and
+    # the whole stage moves at the end, in a transaction of its own (retried).
+    from bulkops.backends.postgres import PostgresBackend
+    from bulkops.errors import DeadlockError
+
+    real = PostgresBackend.publish_stage
+    moves: list[str] = []
+
+    def deadlocked_once(self: Any, stage: str, op: Any, order: Any) -> Any:
+        moves.append(stage)
+        if len(moves) == 2:
+            raise DeadlockError("deadlock detected (made by the test)")
+        return real(self, stage, op, order)
+
+    monkeypatch.setattr(PostgresBackend, "publish_stage", deadlocked_once)
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    report = load(dd.from_pandas(frame(), npartitions=8), pg_url, "items", publish="atomic")
+    assert report.inserted == ROWS == report.rows_in == report.accounted
+    with bulkops.connect(pg_url) as db:
+        assert contents(db) == expected(frame())
+        stage = stage_name(report_load_id(db))
+    assert moves == [f"{stage}_0", f"{stage}_1", stage]
+
+
+def report_load_id(db: bulkops.Store) -> str:
+    (published,) = [r for r in ledger(db) if r["partition_index"] == -1]
+    assert published["rows"] == ROWS
+    return str(published["load_id"])
+
+
+def watch_target(url: str, path: str, last: int, index: int, report: Report) -> None:
+    """on_partition callback: once partition ``last`` is staged (its task not yet done),
+    note whether another session holds a write lock on the target (the publish moving
+    the partitions before it) and how many of its rows a reader sees."""
+    if index != last:
+        return
+    import psycopg
+
+    locked = (
+        "SELECT count(*) FROM pg_locks WHERE relation = 'items'::regclass "
+        "AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        moving = False
+        for _ in range(200):
+            row = conn.execute(locked).fetchone()
+            if row is not None and row[0]:
+                moving = True
+                break
+            time.sleep(0.05)
+        visible = conn.execute("SELECT count(*) FROM items").fetchone()
+    assert visible is not None
+    with open(path, "w") as f:
+        f.write(f"moving: {moving}, visible: {visible[0]}")
+
+
+def test_atomic_insert_counts_the_rows_a_table_with_insert_rules_routes_elsewhere(
+    cluster: Any, pg_url: str
+) -> None:
+    # Without INSERT rules the publish counts its rows by the INSERT's row count; a
+    # rule that sends rows elsewhere makes that count the rule's, so the stage is
+    # counted instead.
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    pg_execute(
+        pg_url,
+        "CREATE TABLE items_odd () INHERITS (items)",
+        "CREATE RULE items_odd_rows AS ON INSERT TO items WHERE new.id % 2 = 1 "
+        "DO INSTEAD INSERT INTO items_odd VALUES (new.*)",
+    )
+    pdf = frame()
+    report = load(dd.from_pandas(pdf, npartitions=PARTS), pg_url, "items", publish="atomic")
+    assert report.inserted == ROWS == report.rows_in == report.accounted
+    with bulkops.connect(pg_url) as db:
+        assert contents(db) == expected(pdf)  # the parent's rows and its child's
+    assert pg_execute(pg_url, "SELECT count(*) FROM ONLY items_odd") == [(ROWS // 2,)]
+
+
 def test_partitions_are_written_by_the_workers(cluster: Any, pg_url: str, tmp_path: Path) -> None:
     with bulkops.connect(pg_url) as db:
         make_table(db)
@@ -394,3 +498,27 @@ def test_partitions_are_written_in_their_order(pg_url: str) -> None:
         assert report.inserted == ROWS
         rows = sorted(ledger(db), key=lambda r: r["committed_at"])
         assert [r["partition_index"] for r in rows] == list(range(8))
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_local_scheduler_writes_the_partitions_in_their_order(
+    pg_url: str, tmp_path: Path, scheduler: str
+) -> None:
+    # Dask's local schedulers take no priorities; without the load's task names they
+    # ran the partitions from the last one down (12 partitions: 9, 8, ..., 2, 11, 10,
+    # 1, 0, by the names' text).
+    import dask
+
+    with bulkops.connect(pg_url) as db:
+        make_table(db)
+    log = tmp_path / "order"
+    with dask.config.set(scheduler=scheduler, num_workers=1):
+        report = load(dd.from_pandas(frame(), npartitions=12), pg_url, "items",
+                      on_partition=functools.partial(record_index, str(log)))  # fmt: skip
+    assert report.inserted == ROWS
+    assert [int(i) for i in log.read_text().split()] == list(range(12))
+
+
+def record_index(path: str, index: int, report: Report) -> None:
+    with open(path, "a") as f:
+        f.write(f"{index}\n")

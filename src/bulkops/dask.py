@@ -41,10 +41,17 @@ from dask.base import compute, tokenize
 from dask.delayed import delayed
 
 from .api import connect
-from .backends.base import LOADS_TABLE, SQLBackend, WriteKind, WriteOp
-from .errors import BulkError, LoadConflictError, SchemaError, UnsupportedError
+from .backends.base import LOADS_TABLE, ChunkCounts, SQLBackend, WriteKind, WriteOp
+from .errors import (
+    BulkError,
+    LoadConflictError,
+    SchemaError,
+    TransientError,
+    UnsupportedError,
+)
 from .report import Rejection, RejectsFile, Report
 from .store import Store
+from .transaction import Atomic
 from .writes import Rejects
 
 __all__ = [
@@ -167,19 +174,28 @@ def load(
                 report.elapsed = time.perf_counter() - started
                 return report
             stage = stage_name(load_id)
-            backend.create_load_stage(stage, spec, columns, _ORDER, store.retry)
+            groups = backend.create_load_stage(
+                stage, spec, columns, _ORDER, store.retry, ddf.npartitions
+            )
             stage_options = {k: v for k, v in part_options.items()
                              if k not in ("key", "on_conflict", "update_columns")}  # fmt: skip
             plan = replace(plan, table=stage, staged=True, options=stage_options)
-        reports = _run(ddf, plan, retries)
-        report = Report(verb=mode, table=table)
-        offset = 0
-        for part in reports:
-            report.merge(part, renumber=_shifted(offset))
-            offset += part.rows_in
-        if publish == "atomic":
-            assert isinstance(backend, SQLBackend)
-            _publish(store, backend, plan, spec, columns, key_cols, options, len(reports), report)
+            publisher = _Publisher(store, backend, plan, spec, columns, key_cols, options, groups)
+        else:
+            publisher = None
+        try:
+            reports = _run(ddf, plan, retries, publisher)
+            report = Report(verb=mode, table=table)
+            offset = 0
+            for part in reports:
+                report.merge(part, renumber=_shifted(offset))
+                offset += part.rows_in
+            if publisher is not None:
+                publisher.finish(len(reports), report)
+        except BaseException as error:
+            if publisher is not None:
+                publisher.abandon(error)  # nothing of the load reaches the target
+            raise
     if rejects is not None:
         sink = RejectsFile(rejects)
         try:
@@ -265,13 +281,15 @@ class _Plan:
     client_pid: int  # the process that called load()
 
 
-def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
+def _run(ddf: Any, plan: _Plan, retries: int, publisher: _Publisher | None) -> list[Report]:
     """One task per partition, on the partition's worker; their Reports. The
-    connections the tasks opened are closed when the last one is done."""
+    connections the tasks opened are closed when the last one is done. On a
+    distributed cluster, ``publisher`` hears of each partition as soon as its task is
+    done."""
     write = delayed(_load_partition, pure=True)
     parts = ddf.to_delayed()
     tasks = [
-        write(part, index, plan, dask_key_name=f"bulkops-load-{plan.run}-{index}")
+        write(part, index, plan, dask_key_name=_task_name(plan.run, index, len(parts)))
         for index, part in enumerate(parts)
     ]
     client = _distributed_client()
@@ -280,12 +298,33 @@ def _run(ddf: Any, plan: _Plan, retries: int) -> list[Report]:
             run_here: Any = compute  # untyped: Dask's local scheduler
             return list(run_here(*tasks))
         futures = client.compute(tasks, retries=retries, priority=_in_order(parts, tasks))
-        return list(client.gather(futures))
+        if publisher is None:
+            return list(client.gather(futures))
+        from distributed import as_completed
+
+        completed: Any = as_completed  # untyped
+        position = {future.key: index for index, future in enumerate(futures)}
+        reports: list[Any] = [None] * len(futures)
+        for future in completed(futures):
+            index = position[future.key]
+            reports[index] = future.result()  # a task that failed for good raises here
+            publisher.staged(index)
+        return reports
     finally:
         _close_connections(plan.run)  # the local scheduler's threads
         if client is not None:
             with suppress(Exception):  # a worker that is gone took its connection along
                 client.run(_close_connections, plan.run)
+
+
+def _task_name(run: str, index: int, partitions: int) -> str:
+    """The key of partition ``index``'s task. Dask's local schedulers (``sync``,
+    ``threads``, ``processes``) take no priorities: they run independent tasks in
+    ``dask.order``'s order, which breaks ties by key name, the greatest first. Named by
+    the partitions left after this one, zero-padded, the partitions run in their order
+    there too (see ``_in_order`` for why that matters); the distributed scheduler is
+    given priorities as well."""
+    return f"bulkops-load-{run}-{partitions - 1 - index:010d}"
 
 
 def _in_order(parts: Sequence[Any], tasks: Sequence[Any]) -> Callable[[Any], int]:
@@ -504,64 +543,160 @@ def _ensure_ledger(store: Store) -> None:
             raise error from None
 
 
-def _publish(
-    store: Store,
-    backend: SQLBackend,
-    plan: _Plan,
-    spec: Any,
-    columns: tuple[str, ...],
-    key: tuple[str, ...] | None,
-    options: Mapping[str, Any],
-    partitions: int,
-    report: Report,
-) -> None:
-    """One transaction: the stage into the target, the load marked published, the
-    stage dropped. Fills ``report`` with what the rows did in the target."""
-    ids = [(plan.load_id, i) for i in range(partitions)]
-    ledger = store.get_many(LOADS_TABLE, ids, key=LEDGER_KEY)
-    missing = [i for load, i in ids if (load, i) not in ledger]
-    if missing:
-        raise BulkError(f"partitions {missing} of load {plan.load_id!r} are not staged")
-    rows = sum(int(r["rows"]) for r in ledger.values())
-    # The whole load, also partitions staged by an earlier run of the same load id.
-    report.rows_in = rows
-    report.rejected = sum(int(r["rejected"]) for r in ledger.values())
-    report.skipped = 0
-    kind: WriteKind = plan.verb
-    if plan.verb == "upsert":
-        key = spec.resolve_key(key, "upsert")
-    elif options.get("on_conflict") == "ignore":
-        kind = "insert_ignore"
-    update = options.get("update_columns")
-    op = WriteOp(kind, spec, columns, tuple(key or spec.primary_key),
-                 tuple(update) if update is not None else None)  # fmt: skip
-    stage = plan.table
-    marker = {
-        "load_id": plan.load_id, "partition_index": _PUBLISHED, "rows": rows,
-        "rejected": report.rejected, "digest": _digest_of(ledger.values()),
-        "committed_at": dt.datetime.now(dt.UTC),
-    }  # fmt: skip
+class _Publisher:
+    """The atomic publish, on the client's connection: one transaction moves the stage
+    into the target, marks the load published (ledger partition -1) and drops the
+    stage; ``finish`` fills the Report with what the rows did in the target.
 
-    def move(db: Store) -> tuple[dict[str, int], int] | None:
-        if not db.insert(LOADS_TABLE, [marker], on_conflict="ignore").inserted:
+    Where the backend laid the stage out in tables of consecutive partitions
+    (``SQLBackend.create_load_stage``) and the load is a plain insert (so the order in
+    which rows reach the target does not matter), each table is moved as soon as its
+    partitions are staged, while later partitions are still being written: the
+    transaction opens with the first move and stays open until the last, so readers
+    of the target still see nothing of the load before it commits, and the server's
+    single-threaded move runs beside the staging instead of after it. Otherwise (an
+    upsert, ``on_conflict="ignore"``, Dask's local schedulers, a stage made by an
+    earlier run), or after a transient error on the way, the whole stage moves at the
+    end, in a transaction re-run on transient errors."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: SQLBackend,
+        plan: _Plan,
+        spec: Any,
+        columns: tuple[str, ...],
+        key: tuple[str, ...] | None,
+        options: Mapping[str, Any],
+        groups: Sequence[tuple[range, str]],
+    ) -> None:
+        self.store, self.backend, self.plan, self.spec = store, backend, plan, spec
+        kind: WriteKind = plan.verb
+        if plan.verb == "upsert":
+            key = spec.resolve_key(key, "upsert")
+        elif options.get("on_conflict") == "ignore":
+            kind = "insert_ignore"
+        update = options.get("update_columns")
+        self.op = WriteOp(kind, spec, columns, tuple(key or spec.primary_key),
+                          tuple(update) if update is not None else None)  # fmt: skip
+        # With a key given twice, which row wins (upsert) or is ignored depends on the
+        # order of the whole stage: only a plain insert moves in parts.
+        self.groups = list(groups) if kind == "insert" else []
+        self.staged_parts: set[int] = set()
+        self.moved = 0  # groups moved in the open transaction
+        self.counts = ChunkCounts()
+        self.open: Atomic[Store] | None = None
+        self.elsewhere = False  # another client published the load meanwhile
+        self.statements = backend.statements
+
+    def staged(self, index: int) -> None:
+        """Partition ``index`` is staged: move the groups whose partitions all are, in
+        order."""
+        if not self.groups or self.elsewhere:
+            return
+        self.staged_parts.add(index)
+        try:
+            while self.moved < len(self.groups) and self.staged_parts.issuperset(
+                self.groups[self.moved][0]
+            ):
+                if self.open is None and not self._begin():
+                    return
+                self.counts += self.backend.publish_stage(self.groups[self.moved][1], self.op,
+                                                          _ORDER)[0]  # fmt: skip
+                self.moved += 1
+        except TransientError as error:
+            self._give_up(error)
+
+    def _begin(self) -> bool:
+        """Open the transaction and claim the published mark (its figures are set when
+        the load is done); False where another client published the load."""
+        self.open = self.store.atomic()
+        self.open.__enter__()
+        placeholder = self._marker(0, 0, "")
+        if not self._claim(placeholder):
+            self.elsewhere = True
+            self._end(None)
+            return False
+        return True
+
+    def _claim(self, marker: dict[str, Any]) -> bool:
+        """In the open transaction: insert the published mark (waiting for another
+        client's, if it is publishing the same load) and forget the target's sync
+        digests; False where the load was published already."""
+        if not self.store.insert(LOADS_TABLE, [marker], on_conflict="ignore").inserted:
+            return False
+        state = self.backend.sync_state()
+        if state.kept(self.spec):
+            state.invalidate(self.spec.name, in_transaction=True)
+        return True
+
+    def _marker(self, rows: int, rejected: int, digest: str) -> dict[str, Any]:
+        return {
+            "load_id": self.plan.load_id, "partition_index": _PUBLISHED, "rows": rows,
+            "rejected": rejected, "digest": digest, "committed_at": dt.datetime.now(dt.UTC),
+        }  # fmt: skip
+
+    def _end(self, error: BaseException | None) -> None:
+        """Commit the open transaction (``error`` None) or roll it back."""
+        scope, self.open = self.open, None
+        if scope is not None:
+            scope.__exit__(type(error) if error else None, error,
+                           error.__traceback__ if error else None)  # fmt: skip
+
+    def _give_up(self, error: TransientError) -> None:
+        """A transient error while moving in parts: roll back; the whole stage moves at
+        the end instead (on a new connection if this one broke)."""
+        with suppress(Exception):  # a broken connection: nothing left to roll back
+            self._end(error)
+        self.groups, self.moved, self.counts = [], 0, ChunkCounts()
+
+    def abandon(self, error: BaseException) -> None:
+        """The load failed: roll back whatever was moved."""
+        with suppress(Exception):  # the connection may be gone with the error
+            self._end(error)
+
+    def finish(self, partitions: int, report: Report) -> None:
+        """Every partition is staged: the rest of the move, then commit."""
+        store, plan = self.store, self.plan
+        ids = [(plan.load_id, i) for i in range(partitions)]
+        ledger = store.get_many(LOADS_TABLE, ids, key=LEDGER_KEY)
+        missing = [i for load, i in ids if (load, i) not in ledger]
+        if missing:
+            raise BulkError(f"partitions {missing} of load {plan.load_id!r} are not staged")
+        rows = sum(int(r["rows"]) for r in ledger.values())
+        # The whole load, also partitions staged by an earlier run of the same load id.
+        report.rows_in = rows
+        report.rejected = sum(int(r["rejected"]) for r in ledger.values())
+        report.skipped = 0
+        marker = self._marker(rows, report.rejected, _digest_of(ledger.values()))
+        moved: tuple[ChunkCounts, int] | None = None
+        if self.open is not None:
+            try:
+                for _, table in self.groups[self.moved :]:
+                    self.counts += self.backend.publish_stage(table, self.op, _ORDER)[0]
+                store.update(LOADS_TABLE, [marker], key=LEDGER_KEY)
+                self.backend.drop_table(plan.table)
+                self._end(None)
+                moved = self.counts, 0
+            except TransientError as error:
+                self._give_up(error)
+        if moved is None and not self.elsewhere:
+            moved = store.atomic().run(self._move_whole, marker)
+        report.statements += self.backend.statements - self.statements
+        if moved is None:
+            report.skipped = rows - report.rejected
+            return
+        counts, duplicates = moved
+        report.add(duplicates=duplicates, inserted=counts.inserted, updated=counts.updated,
+                   unchanged=counts.unchanged, ignored=counts.ignored,
+                   upserted=counts.upserted)  # fmt: skip
+
+    def _move_whole(self, marker: dict[str, Any]) -> tuple[ChunkCounts, int] | None:
+        if not self._claim(marker):
             return None  # another client published it meanwhile
-        state = backend.sync_state()
-        if state.kept(spec):
-            state.invalidate(spec.name, in_transaction=True)
-        counts, duplicates = backend.publish_stage(stage, op, _ORDER)
-        backend.drop_table(stage)
-        return counts.as_dict(), duplicates
-
-    statements = backend.statements
-    moved = store.atomic().run(move, store)
-    report.statements += backend.statements - statements
-    if moved is None:
-        report.skipped = rows - report.rejected
-        return
-    counts, duplicates = moved
-    report.add(duplicates=duplicates, inserted=counts["inserted"], updated=counts["updated"],
-               unchanged=counts["unchanged"], ignored=counts["ignored"],
-               upserted=counts["upserted"])  # fmt: skip
+        counts, duplicates = self.backend.publish_stage(self.plan.table, self.op, _ORDER)
+        self.backend.drop_table(self.plan.table)
+        return counts, duplicates
 
 
 def _digest_of(ledger_rows: Any) -> str:

@@ -656,11 +656,16 @@ def create_load_stage(
     columns: Sequence[str],
     order: Sequence[str],
     retry: RetryPolicy,
-) -> None:
+    layout: Callable[[Callable[[str], str]], tuple[str, Sequence[str]]] | None = None,
+) -> bool:
     """The real table an atomic load stages its partitions in: ``columns`` typed (and
     NOT NULL) as ``table`` declares them, so bad rows are rejected while staging, not
     when the load is published; plus the bigint ``order`` columns. No key: a key may
-    come in several partitions."""
+    come in several partitions. ``layout`` (given the quoting function): a clause for
+    the end of CREATE TABLE and the statements that follow it in the same transaction
+    (PostgreSQL's partitions of the stage). Whether this call created the stage with
+    ``layout`` (False: without one, or it was there already, from an earlier run of
+    the load or another client's, and is used as it is)."""
     quote = backend.dialect.identifier_preparer.quote
 
     def ddl(column: ColumnSpec) -> str:
@@ -669,16 +674,23 @@ def create_load_stage(
 
     parts = [ddl(table.column(c)) for c in columns]
     parts += [f"{quote(c)} BIGINT NOT NULL" for c in order]
-    statement = sa.text(f"CREATE TABLE IF NOT EXISTS {quote(stage)} ({', '.join(parts)})")
+    clause, after = layout(quote) if layout is not None else ("", ())
+    # With a layout, a stage that exists fails the transaction: it is used as it is.
+    exists = "IF NOT EXISTS " if layout is None else ""
+    statement = sa.text(f"CREATE TABLE {exists}{quote(stage)} ({', '.join(parts)}){clause}")
 
     def create() -> None:
         backend.execute_core(statement)
+        for ddl_after in after:
+            backend.execute_core(sa.text(ddl_after))
 
     try:
         run_transaction(backend, create, retry, what=f"creating {stage}")
     except BulkError as error:
         if error.code not in ALREADY_EXISTS:
             raise
+        return False
+    return layout is not None
 
 
 def drop_table(backend: CoreBackend, table: str) -> None:
@@ -747,8 +759,10 @@ class SharedSQL:
         columns: Sequence[str],
         order: Sequence[str],
         retry: RetryPolicy,
-    ) -> None:
+        partitions: int,
+    ) -> Sequence[tuple[range, str]]:
         create_load_stage(self, stage, table, columns, order, retry)
+        return ()
 
     def drop_table(self: CoreBackend, table: str) -> None:
         drop_table(self, table)

@@ -633,11 +633,16 @@ class SQLBackend(Backend, Protocol):
         columns: Sequence[str],
         order: Sequence[str],
         retry: RetryPolicy,
-    ) -> None:
-        """Create (where missing) the real table ``stage`` of an atomic load: ``columns``
-        typed (and NOT NULL) as ``table`` declares them, plus the bigint ``order``
-        columns (partition, position), in a transaction of its own; another session
-        creating it at the same moment is fine."""
+        partitions: int,
+    ) -> Sequence[tuple[range, str]]:
+        """Create (where missing) the real table ``stage`` of an atomic load of
+        ``partitions`` partitions: ``columns`` typed (and NOT NULL) as ``table``
+        declares them, plus the bigint ``order`` columns (partition, position), in a
+        transaction of its own; another session creating it at the same moment is
+        fine. Returns the tables that hold the stage's rows by ranges of partitions,
+        where this call made the stage so (each can be published on its own once its
+        partitions are staged, while others are still being written); empty: the
+        stage is published whole."""
         ...
 
     def publish_stage(
