@@ -8,14 +8,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pyarrow as pa
 import pytest
 
 import bulkops
+from bulkops import sources
 from bulkops.errors import BulkError
-from bulkops.plan import read_ahead
+from bulkops.plan import ReadAhead, read_ahead
 
 
 def test_read_ahead_keeps_the_order_and_raises_in_place() -> None:
@@ -45,6 +48,63 @@ def test_read_ahead_stops_when_its_reader_stops() -> None:
     time.sleep(0.5)  # the thread sees the stop within its 0.1 s wait
     assert len(made) <= 5
     assert not any(t.name == "test-ahead-stop" for t in threading.enumerate())
+
+
+def test_read_ahead_started_reads_before_it_is_asked_and_stop_waits_for_it() -> None:
+    made: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    early = ReadAhead(items(), 2, "test-ahead-early").start()
+    deadline = time.monotonic() + 10
+    while len(made) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert made[:3] == [0, 1, 2]  # two queued, one waiting for room: nothing asked yet
+    early.stop()
+    assert not any(t.name == "test-ahead-early" for t in threading.enumerate())
+    assert len(made) <= 4
+
+
+def test_a_csv_opened_for_the_columnar_path_is_parsed_before_it_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bulkops load`` opens its file before it loads the database driver, connects
+    and looks the table up: pyarrow parses the first blocks meanwhile, so the first
+    chunk is ready when the first write can start. Closing the file stops the reader
+    first (nothing reads a closed file)."""
+    path = tmp_path / "in.csv"
+    with path.open("w") as f:
+        f.write("id,v\n")
+        f.writelines(f"{i},value-{i}\n" for i in range(200_000))  # about 3 MiB: 3 blocks
+    parsed: list[int] = []
+    clean = sources._clean_batches
+
+    def counted(*args: Any) -> Iterator[Any]:
+        for batch in clean(*args):
+            parsed.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(sources, "_clean_batches", counted)
+    source = sources.open_arrow(str(path))
+    assert source is not None
+    with source:
+        deadline = time.monotonic() + 10
+        while len(parsed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(parsed) >= 2  # not one batch asked for yet
+        assert source.batches is not None
+        got = source.batches.read_all()
+    assert got.num_rows == 200_000 and sum(parsed) == 200_000
+    assert got.column("id")[-1].as_py() == "199999"
+    assert not any(t.name == "bulkops-csv-reader" for t in threading.enumerate())
+
+    source = sources.open_arrow(str(path))  # closed without reading: the thread ends
+    assert source is not None
+    source.close()
+    assert not any(t.name == "bulkops-csv-reader" for t in threading.enumerate())
 
 
 def _batches(n: int, fail_after: int | None = None) -> Iterator[pa.RecordBatch]:

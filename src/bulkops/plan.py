@@ -27,6 +27,7 @@ __all__ = [
     "ChunkPlanner",
     "Planner",
     "PreparedChunk",
+    "ReadAhead",
     "chunk_rows",
     "chunked",
     "write_by_shape",
@@ -89,44 +90,73 @@ class _Failed:
     error: BaseException
 
 
-def read_ahead(items: Iterable[Any], ahead: int, name: str) -> Iterator[Any]:
+class ReadAhead:
     """``items`` read by a thread of their own (``name``), up to ``ahead`` of the one
     being used, so that work which lets go of the GIL (pyarrow's parsing and compute)
-    overlaps the database's work on the item before. An error is raised here, in its
-    place in the order; when the reader stops early, the thread stops too."""
-    out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
-    stop = threading.Event()
+    overlaps the database's work on the item before. Iterate it once: an error is
+    raised there, in its place in the order, and when the iteration stops early, the
+    thread stops too.
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
+    The thread starts with the iteration, or at ``start()``: a file opened by the
+    command is parsed while the rest of the command loads and connects."""
+
+    def __init__(self, items: Iterable[Any], ahead: int, name: str) -> None:
+        self._items = items
+        self._out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._started = False
+
+    def start(self) -> ReadAhead:
+        """Start reading now (once)."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop reading, and wait for the thread to let go of ``items`` (a file closed
+        after this is not closed under a read in progress)."""
+        self._stop.set()
+        if self._started and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
             try:
-                out.put(item, timeout=0.1)
+                self._out.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False  # the reader stopped reading
 
-    def produce() -> None:
+    def _produce(self) -> None:
         try:
-            for item in items:
-                if not put(item):
+            for item in self._items:
+                if not self._put(item):
                     return
-            put(_END)
+            self._put(_END)
         except BaseException as error:  # handed to the reading thread, raised there
-            put(_Failed(error))
+            self._put(_Failed(error))
 
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = out.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
+    def __iter__(self) -> Iterator[Any]:
+        self.start()
+        try:
+            while True:
+                item = self._out.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            self._stop.set()
+
+
+def read_ahead(items: Iterable[Any], ahead: int, name: str) -> Iterator[Any]:
+    """``items`` read ahead by a thread of their own, from the first one asked for
+    (see ``ReadAhead``)."""
+    return iter(ReadAhead(items, ahead, name))
 
 
 @dataclass

@@ -11,11 +11,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import TransientError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["Redrive", "RetryPolicy"]
 
@@ -83,6 +84,9 @@ class RetryPolicy:
         run out the last TransientError is raised with ``.attempts`` set and a message
         that says so. Any other exception propagates at once.
         """
+        # Imported at the first call, not with bulkops: the ``bulkops`` program keeps
+        # out what tenacity would import for tornado's coroutines (see cli._skip_unused).
+        import tenacity
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             if on_retry is None or state.outcome is None or state.next_action is None:

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, cast
 
 from .columnar import ROW_SHAPE_COLUMN
 from .errors import BulkError
-from .plan import read_ahead
+from .plan import ReadAhead
 from .schema import TYPES, ColumnInference, MissingHint
 
 __all__ = [
@@ -626,7 +626,20 @@ def open_arrow(
             pass  # the row reader reads the file instead, and says what is wrong where
         names = [*columns, ROW_SHAPE_COLUMN] if ragged else list(columns)
         schema = pa.schema([(c, pa.string()) for c in names])
-        batches = _csv_batches(reader, path, fmt, null, schema, found, name, ragged)
+        # Parsing starts now, not at the first batch asked for: the command still has
+        # its database driver to load (about 0.3 s of CPU, on one core), a connection to
+        # open and the table to look up before it asks, and the blocks read ahead by
+        # then are parsed on another core meanwhile. Stopped (and waited for) before
+        # the file is closed.
+        early = ReadAhead(
+            _clean_batches(pa, reader, found, schema, ragged),
+            _PREFETCH_BATCHES,
+            "bulkops-csv-reader",
+        ).start()
+        stack.callback(early.stop)
+        batches = _csv_batches(
+            early, reader is not None, path, fmt, null, schema, found, name, ragged
+        )
         source = Source(
             format=fmt,
             columns=list(columns),
@@ -648,7 +661,8 @@ def _arrow() -> Any:
 
 
 def _csv_batches(
-    reader: Any,
+    early: ReadAhead,
+    opened: bool,
     path: str,
     fmt: str,
     null: Iterable[str],
@@ -657,9 +671,11 @@ def _csv_batches(
     name: str,
     ragged: bool,
 ) -> Iterator[Any]:
-    """The reader's batches (with a null ``ROW_SHAPE_COLUMN`` when ``ragged``); from the
-    first batch that may hold a row of the wrong width, or that pyarrow cannot read,
-    the row reader's rows instead (which it reads as the row path does).
+    """The reader's batches (``early``: ``_clean_batches``, with a null
+    ``ROW_SHAPE_COLUMN`` when ``ragged``); from the first batch that may hold a row of
+    the wrong width, or that pyarrow cannot read, the row reader's rows instead (which
+    it reads as the row path does). ``found`` is what the invalid-row handler set aside;
+    ``opened``: whether pyarrow could open the file at all.
 
     The invalid-row handler runs while a block is parsed, before its batch is handed
     out: a batch that comes out while nothing was found holds no such row."""
@@ -667,11 +683,10 @@ def _csv_batches(
     width = len(schema) - (1 if ragged else 0)
     done = 0
     try:
-        batches = _clean_batches(pa, reader, found, schema, ragged)
-        for batch in read_ahead(batches, _PREFETCH_BATCHES, "bulkops-csv-reader"):
+        for batch in early:
             done += batch.num_rows
             yield batch
-        if reader is not None and not found:
+        if opened and not found:
             return
     except (pa.ArrowException, *_READ_ERRORS):
         # Bytes that are not UTF-8, a quote left open, a truncated gzip stream: the row
