@@ -97,11 +97,49 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
                         table = table.set_column(
                             i, column, pa.array(values, type=column.type, from_pandas=False)
                         )
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+        return _without_views(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()))
     pa = _pyarrow()
-    if isinstance(rows, pa.RecordBatchReader):
-        return rows
-    return pa.RecordBatchReader.from_stream(rows)
+    stream = (
+        rows if isinstance(rows, pa.RecordBatchReader) else pa.RecordBatchReader.from_stream(rows)
+    )
+    return _without_views(stream)
+
+
+def _without_views(stream: Any) -> Any:
+    """``stream`` with its view types (polars exports every string as ``string_view``,
+    bytes as ``binary_view``, a Categorical as a dictionary of ``string_view``) cast to
+    the plain ones, a batch at a time as it is read: Arrow has no ``take`` kernel for
+    views (nor a dictionary decode of them), and what reads the batches (de-duplication,
+    key order, the sync's changed rows, digests) takes rows out of them."""
+    pa = _pyarrow()
+    schema = stream.schema
+    plain = pa.schema(
+        [field.with_type(_plain_type(field.type)) for field in schema], metadata=schema.metadata
+    )
+    if plain.equals(schema):
+        return stream
+    return pa.RecordBatchReader.from_batches(plain, (batch.cast(plain) for batch in stream))
+
+
+def _plain_type(t: Any) -> Any:
+    """``t`` with ``string_view``/``binary_view`` (also inside lists, structs and
+    dictionaries) as ``string``/``binary``."""
+    pa = _pyarrow()
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_dictionary(t):
+        return pa.dictionary(t.index_type, _plain_type(t.value_type), t.ordered)
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([field.with_type(_plain_type(field.type)) for field in t])
+    return t
 
 
 # Rows of a DataFrame made into dicts at a time (frame_records).
@@ -514,15 +552,13 @@ class ArrowPlanner:
         pa = _pyarrow()
         pc = _compute()
         t = array.type
-        if pa.types.is_dictionary(t):
+        if pa.types.is_dictionary(t):  # (views are plain already: arrow_stream)
             values = array.dictionary
-            if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
-                # polars' Categorical and Enum: string_view values, which Arrow's take
-                # (the decoding) has no kernel for.
+            if pa.types.is_large_string(values.type):
                 array = pa.DictionaryArray.from_arrays(array.indices, values.cast(pa.string()))
             array = array.dictionary_decode()
             t = array.type
-        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        if pa.types.is_large_string(t):
             array = array.cast(pa.string())
             t = array.type
         kind = target.kind
@@ -556,7 +592,7 @@ class ArrowPlanner:
             return self._text(array, spec, target)
         if kind == "bytes" and (
             pa.types.is_binary(t) or pa.types.is_large_binary(t)
-            or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t)
+            or pa.types.is_fixed_size_binary(t)
         ):  # fmt: skip
             return _Column(array.cast(pa.binary()))
         if kind == "boolean" and pa.types.is_integer(t):
