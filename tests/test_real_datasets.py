@@ -63,3 +63,31 @@ def test_polars_frame_syncs_again_and_sends_what_changed(url: str) -> None:
         assert (changed.changed, changed.unchanged) == (2, len(rows) - 2)
         got = db.get_many("gapminder", [("Albania", 2007)])[("Albania", 2007)]
         assert (got["pop"], got["continent"]) == (3600524, "Europe")
+
+
+@pytest.mark.postgres
+def test_a_name_postgresql_would_cut_is_refused_before_the_table_is_made(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # statsmodels' anes96.csv is tab-separated: read as CSV its header is one name of
+    # 78 bytes. PostgreSQL cut it to 63 with a NOTICE, the table was made, and the load
+    # then failed with "table 'anes96' has no column ...", leaving an empty table.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = DATA / "anes96_excerpt.csv"
+    result = CliRunner().invoke(main, ["load", str(path), "-t", "anes96", "--db", pg_url])
+    assert result.exit_code == 2, result.output
+    assert "is 78 bytes, and PostgreSQL keeps only the first 63 of a name" in result.output
+    with bulkops.connect(pg_url, run_log=False) as db:
+        with pytest.raises(bulkops.errors.SchemaError, match="no such table 'anes96'"):
+            db.table("anes96")
+        with pytest.raises(bulkops.errors.SchemaError, match=rf"66 bytes.*become '{'ą' * 31}'"):
+            db.create_table("t", {"ą" * 33: "text"})  # 2 bytes a letter: never cut inside one
+    result = CliRunner().invoke(
+        main, ["load", str(path), "-t", "anes96", "--format", "tsv", "--db", pg_url]
+    )
+    assert result.exit_code == 0, result.output
+    with bulkops.connect(pg_url, run_log=False) as db:
+        assert set(db.table("anes96").columns) >= {"'popul'", "'vote'"}

@@ -1004,6 +1004,7 @@ class PostgresBackend(SharedSQL):
         return f"no such table {table!r}{known}"
 
     def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
+        self._refuse_long_names(table, columns)
         sa_table = sa.Table(
             table,
             sa.MetaData(),
@@ -1018,6 +1019,24 @@ class PostgresBackend(SharedSQL):
         with self._errors():
             self.sql.execute(ddl.encode())
         return self.reflect(table)
+
+    def _refuse_long_names(self, table: str, columns: Iterable[str]) -> None:
+        """PostgreSQL keeps only the first ``max_identifier_length`` (63) bytes of a name
+        and cuts the rest with a mere NOTICE: a table made from a file with a longer
+        header would not have the file's column names, and every row written after would
+        fail. Refused before anything is created, naming the column."""
+        with self._errors():
+            row = self.sql.execute("SHOW max_identifier_length").fetchone()
+        limit = int(row[0]) if row is not None else 63
+        for what, name in [("table", table), *(("column", c) for c in columns)]:
+            size = len(name.encode())
+            if size > limit:
+                cut = name.encode()[:limit].decode(errors="ignore")
+                raise SchemaError(
+                    f"cannot create {table[:limit]!r}: {what} name {name!r} is {size} bytes, "
+                    f"and PostgreSQL keeps only the first {limit} of a name (it would "
+                    f"become {cut!r}); give it a shorter name"
+                )
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
         if column.extra_type == "money":
