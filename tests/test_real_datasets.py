@@ -81,7 +81,8 @@ def test_a_name_postgresql_would_cut_is_refused_before_the_table_is_made(
     assert result.exit_code == 2, result.output
     assert "is 78 bytes, and PostgreSQL keeps only the first 63 of a name" in result.output
     with bulkops.connect(pg_url, run_log=False) as db:
-        with pytest.raises(bulkops.errors.SchemaError, match="no such table 'anes96'"):
+        message = "no such table 'anes96'; the database has no tables$"
+        with pytest.raises(bulkops.errors.SchemaError, match=message):
             db.table("anes96")
         with pytest.raises(bulkops.errors.SchemaError, match=rf"66 bytes.*become '{'ą' * 31}'"):
             db.create_table("t", {"ą" * 33: "text"})  # 2 bytes a letter: never cut inside one
@@ -91,3 +92,11 @@ def test_a_name_postgresql_would_cut_is_refused_before_the_table_is_made(
     assert result.exit_code == 0, result.output
     with bulkops.connect(pg_url, run_log=False) as db:
         assert set(db.table("anes96").columns) >= {"'popul'", "'vote'"}
+    with (
+        bulkops.connect(pg_url, run_log=False) as db,
+        pytest.raises(
+            bulkops.errors.SchemaError,
+            match=r"tables here: anes96, bulkops_checkpoints, bulkops_runs$",
+        ),
+    ):
+        db.table("anes")

@@ -997,6 +997,8 @@ class PostgresBackend(SharedSQL):
             for r in self.sql.execute(
                 "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v') "
                 "AND pg_table_is_visible(c.oid) AND c.relnamespace <> pg_my_temp_schema() "
+                # pg_catalog is always on the search path: its tables are no help here.
+                "AND c.relnamespace <> 'pg_catalog'::regnamespace "
                 "ORDER BY 1 LIMIT 50"
             )
         ]
