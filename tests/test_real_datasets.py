@@ -6,6 +6,8 @@ The excerpts live in tests/data/ (sources and licenses in its README)."""
 from __future__ import annotations
 
 import csv
+import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,33 @@ def test_a_name_postgresql_would_cut_is_refused_before_the_table_is_made(
         ),
     ):
         db.table("anes")
+
+
+def test_json_lines_documents_with_fractions_load_and_sync(url: str) -> None:
+    # world-countries' records hold objects and lists with numbers (latlng, area).
+    # JSON Lines numbers are read as Decimals (exact); inside a document they reached
+    # psycopg's json.dumps, and the whole PostgreSQL load failed with "Object of type
+    # Decimal is not JSON serializable".
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = str(DATA / "world_countries_excerpt.jsonl")
+    args = ["-t", "countries", "--db", url, "--json", "-q"]
+    runner = CliRunner()
+    result = runner.invoke(main, ["load", path, "--key", "cca3", *args])
+    assert result.exit_code == 0, result.output
+    with bulkops.connect(url, run_log=False) as db:
+        assert db.table("countries").columns["latlng"].type == "json"
+        got = db.get_many("countries", ["ABW", "AFG"])
+        assert got["ABW"]["latlng"] == [12.5, -69.96666666]
+        assert got["AFG"]["idd"] == {"root": "+9", "suffixes": ["3"]}
+        assert got["AFG"]["name"]["native"]["pus"]["common"] == "افغانستان"
+        # a Decimal as the whole document, as well as inside one
+        db.upsert("countries", [{"cca3": "ABW", "latlng": Decimal("12.25"), "area": 180}])
+        assert db.get_many("countries", ["ABW"])["ABW"]["latlng"] == 12.25
+    for expected in ({"changed": 1, "unchanged": 1}, {"up_to_date": True}):
+        result = runner.invoke(main, ["sync", path, *args])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert {k: report[k] for k in expected} == expected

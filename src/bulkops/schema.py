@@ -492,12 +492,14 @@ def _finite_json_float(text: str) -> float:
 
 
 def _json_plain(value: Any) -> Any:
-    """A JSON document with numpy/pandas scalars inside it made plain."""
+    """A JSON document with what ``json.dumps`` cannot write inside it made plain:
+    numpy/pandas scalars, and Decimals and dates (``_json_default``)."""
     if isinstance(value, dict):
         return {k: _json_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_plain(v) for v in value]
-    return plain_value(value)
+    plain = plain_value(value)
+    return _json_default(plain) if isinstance(plain, Decimal | dt.date) else plain
 
 
 def _to_json(value: Any) -> Any:
@@ -516,11 +518,12 @@ def _to_json(value: Any) -> Any:
         foreign: list[Any] = []
 
         def default(item: Any) -> Any:
-            plain = plain_value(item)
-            if plain is item:
-                return _json_default(item)
+            # Called only for what json.dumps cannot write, so a driver that serialises
+            # the document with plain json.dumps (psycopg's Jsonb) could not either:
+            # JSON Lines numbers are read as Decimals, pandas gives numpy scalars.
             foreign.append(item)
-            return plain
+            plain = plain_value(item)
+            return _json_default(item) if plain is item else plain
 
         try:
             # fail here, naming the column
@@ -533,8 +536,10 @@ def _to_json(value: Any) -> Any:
             ) from None
         if isinstance(value, Decimal) and not value.is_finite():
             raise ValueError(f"{value} is not JSON (JSON has no NaN or infinity)")
-        # numpy/pandas scalars inside: a plain copy, which any driver can serialise
-        return _json_plain(value) if foreign or isinstance(value, tuple) else value
+        # numpy/pandas scalars or Decimals inside: a plain copy, which any driver can
+        # serialise
+        plain_copy = foreign or isinstance(value, tuple | Decimal)
+        return _json_plain(value) if plain_copy else value
     raise ValueError(f"{type(value).__name__} value is not JSON")
 
 
