@@ -132,3 +132,39 @@ def test_json_lines_documents_with_fractions_load_and_sync(url: str) -> None:
         assert result.exit_code == 0, result.output
         report = json.loads(result.output)
         assert {k: report[k] for k in expected} == expected
+
+
+def test_numeric_scale_refuses_the_same_rows_on_both_paths(url: str) -> None:
+    # gapminder's lifeExp has up to 3 places (28.801; 41.76300000000001 as the file
+    # writes it), gdpPercap 5 to 13. Into numeric(5,2)/numeric(14,7) the columnar path
+    # refused what did not fit; the row path on PostgreSQL let the server round it
+    # (28.801 stored as 28.80) and reported nothing.
+    pa = pytest.importorskip("pyarrow")
+    rows = gapminder()
+    types = {"country": "text", "year": "integer", "lifeExp": "decimal(5, 2)",
+             "gdpPercap": "decimal(14, 7)"}  # fmt: skip
+    source = [{k: row[k] for k in types} for row in rows]
+    kept: dict[str, dict[Any, dict[str, Any]]] = {}
+    rejected: dict[str, list[tuple[int | None, str | None, str]]] = {}
+    with bulkops.connect(url, run_log=False) as db:
+        for name, data in (("rows", source), ("arrow", pa.Table.from_pylist(source))):
+            db.create_table(f"gm_{name}", types, ("country", "year"))
+            report = db.insert(f"gm_{name}", data, on_error="isolate")
+            assert report.inserted + report.rejected == len(rows)
+            rejected[name] = sorted((r.row, r.column, r.reason) for r in report.rejections)
+            keys = [(row["country"], row["year"]) for row in rows]
+            kept[name] = db.get_many(f"gm_{name}", keys)
+    assert rejected["rows"] == rejected["arrow"]
+    assert kept["rows"] == kept["arrow"]
+    assert rejected["rows"][0] == (
+        1, "lifeExp",
+        "28.801 has more than 2 decimal places; the column is "
+        f"{'numeric(5,2)' if url.startswith('postgresql') else 'NUMERIC(5, 2)'} "
+        "(the value would be rounded)",
+    )  # fmt: skip
+    for row in source:  # what was stored is what was given
+        stored = kept["rows"].get((row["country"], row["year"]))
+        if stored is not None:
+            assert float(stored["lifeExp"]) == row["lifeExp"]
+            assert float(stored["gdpPercap"]) == row["gdpPercap"]
+    assert len(kept["rows"]) == 9  # both columns within their places

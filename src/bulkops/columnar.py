@@ -29,7 +29,15 @@ from typing import Any
 from .backends.base import ArrowTarget, Backend, ChunkCounts, ColumnarBackend, WriteOp
 from .plan import ChunkPlanner
 from .report import Rejection
-from .schema import COERCERS, FALSE_TEXTS, TRUE_TEXTS, ColumnCodec, ColumnSpec, json_dumps
+from .schema import (
+    COERCERS,
+    FALSE_TEXTS,
+    TRUE_TEXTS,
+    ColumnCodec,
+    ColumnSpec,
+    decimal_fits,
+    json_dumps,
+)
 
 __all__ = [
     "ROW_SHAPE_COLUMN",
@@ -190,6 +198,16 @@ def arrow_batches(stream: Any, columns: Sequence[str], size: int) -> Iterator[An
             held = rest.num_rows
     if held:
         yield pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+
+
+def _decimal_reason(value: Any, target: ArrowTarget, declared: str) -> str:
+    """Why a numeric(p, s) column does not take ``value``: in the row path's words."""
+    try:
+        number = COERCERS["decimal"](value)
+        decimal_fits(number, target.scale or 0, target.precision or 38, declared)
+    except (ValueError, ArithmeticError) as error:
+        return str(error)
+    return f"{value!r} does not fit {declared}"
 
 
 def arrow_type(target: ArrowTarget) -> Any:
@@ -686,10 +704,7 @@ class ArrowPlanner:
         declared = spec.declared or f"numeric({precision},{scale})"
 
         def reason(i: int) -> str:
-            value = array[i].as_py()
-            if bad_scale is not None and bad_scale[i].as_py():
-                return f"{value} has more than {scale} decimal places; the column is {declared}"
-            return f"{value} does not fit {declared} (numeric field overflow)"
+            return _decimal_reason(array[i].as_py(), target, declared)
 
         if bad is None:
             return _Column(array.cast(typ, safe=False) if t != typ else array)
@@ -716,14 +731,9 @@ class ArrowPlanner:
         if bad is None:
             return _Column(values)
         declared = spec.declared or str(typ)
-        fits_of = fits
 
         def reason(i: int) -> str:
-            value = array[i].as_py()
-            if not fits_of[i].as_py():
-                return f"{value!r} does not fit {declared} (numeric field overflow)"
-            places = target.scale or 0
-            return f"{value!r} has more than {places} decimal places; the column is {declared}"
+            return _decimal_reason(array[i].as_py(), target, declared)
 
         return _Column(pc.if_else(bad, pa.scalar(None, typ), values), bad, reason)
 

@@ -650,6 +650,49 @@ def coerce(value: Any, column: ColumnSpec) -> Any:
         raise ConversionError(str(error), column=column.name) from error
 
 
+def decimal_fits(value: Decimal, scale: int, precision: int | None, declared: str) -> Decimal:
+    """``value`` if a ``numeric(precision, scale)`` column (``declared``) holds it as it
+    is; ValueError, saying why, if the database would round it (more decimal places
+    than the scale: PostgreSQL rounds silently) or refuse it (more digits before the
+    point than ``precision - scale``). bulkops never rounds a value to fit."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -scale:
+        digits = value.as_tuple().digits
+        if any(digits[scale + exponent :]):  # nonzero digits past the scale
+            raise ValueError(
+                f"{value} has more than {scale} decimal places; the column is {declared} "
+                "(the value would be rounded)"
+            )
+    limit = None if precision is None else precision - scale  # digits before the point
+    if limit is not None and value and value.is_finite() and value.adjusted() + 1 > limit:
+        raise ValueError(
+            f"{value} has more than {limit} digits before the decimal point; the column "
+            f"is {declared}"
+        )
+    return value
+
+
+def decimal_checker(
+    scale: int, precision: int | None, declared: str
+) -> Callable[[Decimal], Decimal]:
+    """``decimal_fits`` for one column, as the row path calls it on every value: the
+    common case read off the value's text (a few string operations; ``as_tuple()``
+    costs seven times as much)."""
+    limit = None if precision is None else precision - scale
+
+    def check(value: Decimal) -> Decimal:
+        text = str(value)
+        if "E" not in text:
+            dot = text.find(".")
+            places = 0 if dot < 0 else len(text) - dot - 1
+            before = (len(text) if dot < 0 else dot) - (text[0] == "-")
+            if places <= scale and (limit is None or before <= limit):
+                return value
+        return decimal_fits(value, scale, precision, declared)
+
+    return check
+
+
 # ------------------------------------------------------------------ fast row encoding
 
 

@@ -55,6 +55,7 @@ from ..schema import (
     coercer,
     column_type,
     datetime_from_text,
+    decimal_checker,
     decimal_from_text,
     int_from_text,
     json_dumps,
@@ -363,9 +364,18 @@ def _codec(column: ColumnSpec) -> ColumnCodec:
     if kind == "float":
         return ColumnCodec(frozenset({float, NoneType}), coercer("float"))
     if kind == "decimal":
+        size = _PRECISION.search(column.declared)
+        if size is None:
+            return ColumnCodec(
+                frozenset({Decimal, NoneType}), coercer("decimal"), fast={str: decimal_from_text}
+            )
+        # numeric(p, s) rounds a value with more places than s without a word (and
+        # binary COPY does too): checked here, as the columnar path does.
+        fits = decimal_checker(int(size.group(2) or 0), int(size.group(1)), column.declared)
         return ColumnCodec(
-            frozenset({Decimal, NoneType}), coercer("decimal"), fast={str: decimal_from_text}
-        )
+            frozenset({NoneType}), coercer("decimal", fits),
+            fast={Decimal: fits, str: adapted(decimal_from_text, fits)},
+        )  # fmt: skip
     if kind == "text":
         return ColumnCodec(frozenset({str, NoneType}), coercer("text"))
     if kind == "bytes":
