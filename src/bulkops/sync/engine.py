@@ -751,7 +751,20 @@ class _DigestDiff:
         import pyarrow as pa
 
         names = batch.schema.names
-        encoded = [array_column(batch.column(names.index(c))) for c in self.sync.cols]
+        specs = [self.sync.spec.column(c) for c in self.sync.cols]
+        float_nan = self.sync.ctx.capabilities.float_nan
+        encoded = []
+        for c, spec in zip(self.sync.cols, specs, strict=True):
+            array = batch.column(names.index(c))
+            if _is_text(array.type) and spec.type not in ("text", "any"):
+                # Text from a file (CSV) in a typed column hashes as the value it stands
+                # for, as in encoded_columns: "1952" is the 1952 the table holds.
+                typed = _typed_text(array, spec)
+                if typed is None:
+                    encoded.extend(encoded_columns([array.to_pylist()], [spec], float_nan))
+                    continue
+                array = typed
+            encoded.append(array_column(array))
 
         def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
             picked = batch.take(pa.array(list(chosen), pa.int64())).to_pylist()
@@ -1181,6 +1194,31 @@ def encoded_columns(
             kinds = None
         encoded.append(values_column(values, kinds))
     return encoded
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _typed_text(array: Any, spec: ColumnSpec) -> Any | None:
+    """A text column as ``spec``'s type by Arrow's own parser, where it takes every
+    value in its plain form (digits, ISO dates), which Python's coercion reads as the
+    same values; else None (coerced a value at a time)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    typ = {"integer": pa.int64(), "float": pa.float64(), "date": pa.date32()}.get(spec.type)
+    if typ is None:
+        return None
+    try:
+        values = array.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if spec.type == "float" and pc.any(pc.is_inf(values)).as_py():
+        return None  # "inf" spelled out or an overflow: as Python reads it
+    return values
 
 
 def _coerced(values: list[Any], spec: ColumnSpec) -> list[Any]:
