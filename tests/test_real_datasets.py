@@ -234,3 +234,36 @@ def test_wide_keys_are_stored_in_parts_the_state_table_takes() -> None:
     stored = RowDigests.from_parts(parts, cols)
     assert stored is not None and len(stored.state) == flights.num_rows == 336_776
     assert np.array_equal(stored.state.digests, state.digests)
+
+
+def test_cli_sync_where_a_key_column_is_given_as_text(url: str, tmp_path: Path) -> None:
+    # --where year=2007 gives the text "2007" for an integer column. The digest sync
+    # compared it, as text, with the file's years as integers: every row of the file
+    # was rejected as outside the scope.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    lines = (DATA / "gapminder_excerpt.csv").read_text(encoding="utf-8").splitlines(True)
+    both = tmp_path / "2007.csv"
+    both.write_text("".join([lines[0], *(x for x in lines if ",2007," in x)]))
+    afghanistan = tmp_path / "2007_without_albania.csv"
+    afghanistan.write_text("".join(x for x in both.read_text().splitlines(True)[:2]))
+    runner = CliRunner()
+    args = ["-t", "gapminder", "--db", url, "--json", "-q"]
+    loaded = runner.invoke(
+        main, ["load", str(DATA / "gapminder_excerpt.csv"), "--key", "country,year", *args]
+    )
+    assert loaded.exit_code == 0, loaded.output
+
+    def sync(path: Path) -> dict[str, Any]:
+        where = ["--where", "year=2007", "--delete-missing"]
+        result = runner.invoke(main, ["sync", str(path), *where, *args])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        return {k: report[k] for k in ("added", "deleted", "unchanged", "rejected")}
+
+    assert sync(both) == {"added": 0, "deleted": 0, "unchanged": 2, "rejected": 0}
+    assert sync(afghanistan) == {"added": 0, "deleted": 1, "unchanged": 1, "rejected": 0}
+    with bulkops.connect(url, run_log=False) as db:
+        assert len(db.get_many("gapminder", [("Albania", y) for y in range(1952, 2008, 5)])) == 11

@@ -786,6 +786,11 @@ class _DigestDiff:
         sync = self.sync
         outside = np.zeros(len(positions), dtype=bool)
         for column, value in sync.where.items():
+            # As the column's values are hashed: text for a typed column ("2007" from
+            # --where year=2007) as the value it stands for.
+            spec = sync.spec.column(column)
+            if value.__class__ is str and spec.type not in ("text", "any"):
+                value = _coerced([value], spec)[0]
             wanted = hashing.encode_value(value)
             differs = pc.not_equal(encoded[sync.cols.index(column)].binary(), wanted)
             outside |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
