@@ -239,7 +239,8 @@ def test_wide_keys_are_stored_in_parts_the_state_table_takes() -> None:
 def test_cli_sync_where_a_key_column_is_given_as_text(url: str, tmp_path: Path) -> None:
     # --where year=2007 gives the text "2007" for an integer column. The digest sync
     # compared it, as text, with the file's years as integers: every row of the file
-    # was rejected as outside the scope.
+    # was rejected as outside the scope. And a row added to a scope whose where= names
+    # a key column failed the whole sync.
     from click.testing import CliRunner
 
     from bulkops.cli import main
@@ -267,3 +268,6 @@ def test_cli_sync_where_a_key_column_is_given_as_text(url: str, tmp_path: Path) 
     assert sync(afghanistan) == {"added": 0, "deleted": 1, "unchanged": 1, "rejected": 0}
     with bulkops.connect(url, run_log=False) as db:
         assert len(db.get_many("gapminder", [("Albania", y) for y in range(1952, 2008, 5)])) == 11
+    # A key new to the scope is looked up in the table (is it outside the scope?) by
+    # the key's columns and where='s: "year" twice, "given more than once".
+    assert sync(both) == {"added": 1, "deleted": 0, "unchanged": 1, "rejected": 0}

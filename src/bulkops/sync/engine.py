@@ -913,7 +913,8 @@ class _DigestDiff:
         keys = {i: sync.key_of(r) for i, r in rows.items()}
         found = get_many(
             sync.ctx, sync.spec.name, list(keys.values()), key=sync.key,
-            columns=(*sync.key, *sync.where), chunk_size=None, consistent_read=False,
+            columns=tuple(dict.fromkeys((*sync.key, *sync.where))),  # (where may name a key)
+            chunk_size=None, consistent_read=False,
         )  # fmt: skip
         kept = []
         for i in adds:
