@@ -14,16 +14,10 @@ from typing import Any
 import pytest
 
 import bulkops
+import test_real_files
 
 DATA = Path(__file__).parent / "data"
-SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=SQL_BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/test.db"
-    return str(request.getfixturevalue("pg_url"))
+url = test_real_files.url  # the fixture: a SQLite database, or a PostgreSQL one
 
 
 def gapminder() -> list[dict[str, Any]]:
