@@ -265,3 +265,23 @@ def test_cli_sync_where_a_key_column_is_given_as_text(url: str, tmp_path: Path) 
     # A key new to the scope is looked up in the table (is it outside the scope?) by
     # the key's columns and where='s: "year" twice, "given more than once".
     assert sync(both) == {"added": 1, "deleted": 0, "unchanged": 1, "rejected": 0}
+
+
+def test_dataframe_of_json_documents_keeps_each_document_as_given(url: str) -> None:
+    # pd.DataFrame(records) of world-countries: "name" and "currencies" hold dicts
+    # with different keys per country. Arrow typed those object columns as structs of
+    # every key of any row, so Aruba's stored name gained Afghanistan's native names
+    # as nulls ({"nld": ..., "pap": ..., "prs": null, "pus": null, "tuk": null}).
+    pd = pytest.importorskip("pandas")
+    path = DATA / "world_countries_excerpt.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    columns = ["cca3", "name", "currencies", "latlng"]
+    frame = pd.DataFrame(records)[columns]
+    with bulkops.connect(url, run_log=False) as db:
+        types = {"cca3": "text", "name": "json", "currencies": "json", "latlng": "json"}
+        db.create_table("countries", types, ("cca3",))
+        report = db.insert("countries", frame)
+        assert report.inserted == 2
+        got = db.get_many("countries", ["ABW", "AFG"])
+    for record in records:
+        assert got[record["cca3"]] == {c: record[c] for c in columns}

@@ -95,6 +95,11 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
             table = pa.Table.from_pandas(rows, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return None  # object columns Arrow cannot type: frame_records, the row path
+        if any(_holds_struct(field.type) for field in table.schema):
+            # dicts in an object column (JSON documents): Arrow makes them structs of
+            # every key any row has, a key a dict lacks becoming a null, so each stored
+            # document would gain the others' keys. The row path keeps each as given.
+            return None
         if keeps_nan is not None:
             frame: Any = rows
             for i, name in enumerate(table.schema.names):
@@ -111,6 +116,18 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
         rows if isinstance(rows, pa.RecordBatchReader) else pa.RecordBatchReader.from_stream(rows)
     )
     return _without_views(stream)
+
+
+def _holds_struct(t: Any) -> bool:
+    """Whether values of Arrow type ``t`` are or hold structs (in lists, maps)."""
+    pa = _pyarrow()
+    if pa.types.is_struct(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _holds_struct(t.value_type)
+    if pa.types.is_map(t):
+        return _holds_struct(t.key_type) or _holds_struct(t.item_type)
+    return False
 
 
 def _without_views(stream: Any) -> Any:
