@@ -29,7 +29,15 @@ from typing import Any
 from .backends.base import ArrowTarget, Backend, ChunkCounts, ColumnarBackend, WriteOp
 from .plan import ChunkPlanner
 from .report import Rejection
-from .schema import COERCERS, FALSE_TEXTS, TRUE_TEXTS, ColumnCodec, ColumnSpec, json_dumps
+from .schema import (
+    COERCERS,
+    FALSE_TEXTS,
+    TRUE_TEXTS,
+    ColumnCodec,
+    ColumnSpec,
+    decimal_fits,
+    json_dumps,
+)
 
 __all__ = [
     "ROW_SHAPE_COLUMN",
@@ -87,6 +95,11 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
             table = pa.Table.from_pandas(rows, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return None  # object columns Arrow cannot type: frame_records, the row path
+        if any(_holds_struct(field.type) for field in table.schema):
+            # dicts in an object column (JSON documents): Arrow makes them structs of
+            # every key any row has, a key a dict lacks becoming a null, so each stored
+            # document would gain the others' keys. The row path keeps each as given.
+            return None
         if keeps_nan is not None:
             frame: Any = rows
             for i, name in enumerate(table.schema.names):
@@ -97,11 +110,61 @@ def arrow_stream(rows: object, keeps_nan: Callable[[str], bool] | None = None) -
                         table = table.set_column(
                             i, column, pa.array(values, type=column.type, from_pandas=False)
                         )
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+        return _without_views(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()))
     pa = _pyarrow()
-    if isinstance(rows, pa.RecordBatchReader):
-        return rows
-    return pa.RecordBatchReader.from_stream(rows)
+    stream = (
+        rows if isinstance(rows, pa.RecordBatchReader) else pa.RecordBatchReader.from_stream(rows)
+    )
+    return _without_views(stream)
+
+
+def _holds_struct(t: Any) -> bool:
+    """Whether values of Arrow type ``t`` are or hold structs (in lists, maps)."""
+    pa = _pyarrow()
+    if pa.types.is_struct(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _holds_struct(t.value_type)
+    if pa.types.is_map(t):
+        return _holds_struct(t.key_type) or _holds_struct(t.item_type)
+    return False
+
+
+def _without_views(stream: Any) -> Any:
+    """``stream`` with its view types (polars exports every string as ``string_view``,
+    bytes as ``binary_view``, a Categorical as a dictionary of ``string_view``) cast to
+    the plain ones, a batch at a time as it is read: Arrow has no ``take`` kernel for
+    views (nor a dictionary decode of them), and what reads the batches (de-duplication,
+    key order, the sync's changed rows, digests) takes rows out of them."""
+    pa = _pyarrow()
+    schema = stream.schema
+    plain = pa.schema(
+        [field.with_type(_plain_type(field.type)) for field in schema], metadata=schema.metadata
+    )
+    if plain.equals(schema):
+        return stream
+    return pa.RecordBatchReader.from_batches(plain, (batch.cast(plain) for batch in stream))
+
+
+def _plain_type(t: Any) -> Any:
+    """``t`` with ``string_view``/``binary_view`` (also inside lists, structs and
+    dictionaries) as ``string``/``binary``."""
+    pa = _pyarrow()
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_dictionary(t):
+        return pa.dictionary(t.index_type, _plain_type(t.value_type), t.ordered)
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([field.with_type(_plain_type(field.type)) for field in t])
+    return t
 
 
 # Rows of a DataFrame made into dicts at a time (frame_records).
@@ -152,6 +215,16 @@ def arrow_batches(stream: Any, columns: Sequence[str], size: int) -> Iterator[An
             held = rest.num_rows
     if held:
         yield pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+
+
+def _decimal_reason(value: Any, target: ArrowTarget, declared: str) -> str:
+    """Why a numeric(p, s) column does not take ``value``: in the row path's words."""
+    try:
+        number = COERCERS["decimal"](value)
+        decimal_fits(number, target.scale or 0, target.precision or 38, declared)
+    except (ValueError, ArithmeticError) as error:
+        return str(error)
+    return f"{value!r} does not fit {declared}"
 
 
 def arrow_type(target: ArrowTarget) -> Any:
@@ -530,15 +603,13 @@ class ArrowPlanner:
         pa = _pyarrow()
         pc = _compute()
         t = array.type
-        if pa.types.is_dictionary(t):
+        if pa.types.is_dictionary(t):  # (views are plain already: arrow_stream)
             values = array.dictionary
-            if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
-                # polars' Categorical and Enum: string_view values, which Arrow's take
-                # (the decoding) has no kernel for.
+            if pa.types.is_large_string(values.type):
                 array = pa.DictionaryArray.from_arrays(array.indices, values.cast(pa.string()))
             array = array.dictionary_decode()
             t = array.type
-        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        if pa.types.is_large_string(t):
             array = array.cast(pa.string())
             t = array.type
         kind = target.kind
@@ -572,7 +643,7 @@ class ArrowPlanner:
             return self._text(array, spec, target)
         if kind == "bytes" and (
             pa.types.is_binary(t) or pa.types.is_large_binary(t)
-            or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t)
+            or pa.types.is_fixed_size_binary(t)
         ):  # fmt: skip
             return _Column(array.cast(pa.binary()))
         if kind == "boolean" and pa.types.is_integer(t):
@@ -666,10 +737,7 @@ class ArrowPlanner:
         declared = spec.declared or f"numeric({precision},{scale})"
 
         def reason(i: int) -> str:
-            value = array[i].as_py()
-            if bad_scale is not None and bad_scale[i].as_py():
-                return f"{value} has more than {scale} decimal places; the column is {declared}"
-            return f"{value} does not fit {declared} (numeric field overflow)"
+            return _decimal_reason(array[i].as_py(), target, declared)
 
         if bad is None:
             return _Column(array.cast(typ, safe=False) if t != typ else array)
@@ -696,14 +764,9 @@ class ArrowPlanner:
         if bad is None:
             return _Column(values)
         declared = spec.declared or str(typ)
-        fits_of = fits
 
         def reason(i: int) -> str:
-            value = array[i].as_py()
-            if not fits_of[i].as_py():
-                return f"{value!r} does not fit {declared} (numeric field overflow)"
-            places = target.scale or 0
-            return f"{value!r} has more than {places} decimal places; the column is {declared}"
+            return _decimal_reason(array[i].as_py(), target, declared)
 
         return _Column(pc.if_else(bad, pa.scalar(None, typ), values), bad, reason)
 

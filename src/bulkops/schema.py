@@ -532,12 +532,14 @@ def _finite_json_float(text: str) -> float:
 
 
 def _json_plain(value: Any) -> Any:
-    """A JSON document with numpy/pandas scalars inside it made plain."""
+    """A JSON document with what ``json.dumps`` cannot write inside it made plain:
+    numpy/pandas scalars, and Decimals and dates (``_json_default``)."""
     if isinstance(value, dict):
         return {k: _json_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_plain(v) for v in value]
-    return plain_value(value)
+    plain = plain_value(value)
+    return _json_default(plain) if isinstance(plain, Decimal | dt.date) else plain
 
 
 def _to_json(value: Any) -> Any:
@@ -556,11 +558,12 @@ def _to_json(value: Any) -> Any:
         foreign: list[Any] = []
 
         def default(item: Any) -> Any:
-            plain = plain_value(item)
-            if plain is item:
-                return _json_default(item)
+            # Called only for what json.dumps cannot write, so a driver that serialises
+            # the document with plain json.dumps (psycopg's Jsonb) could not either:
+            # JSON Lines numbers are read as Decimals, pandas gives numpy scalars.
             foreign.append(item)
-            return plain
+            plain = plain_value(item)
+            return _json_default(item) if plain is item else plain
 
         try:
             # fail here, naming the column
@@ -573,8 +576,10 @@ def _to_json(value: Any) -> Any:
             ) from None
         if isinstance(value, Decimal) and not value.is_finite():
             raise ValueError(f"{value} is not JSON (JSON has no NaN or infinity)")
-        # numpy/pandas scalars inside: a plain copy, which any driver can serialise
-        return _json_plain(value) if foreign or isinstance(value, tuple) else value
+        # numpy/pandas scalars or Decimals inside: a plain copy, which any driver can
+        # serialise
+        plain_copy = foreign or isinstance(value, tuple | Decimal)
+        return _json_plain(value) if plain_copy else value
     raise ValueError(f"{type(value).__name__} value is not JSON")
 
 
@@ -683,6 +688,49 @@ def coerce(value: Any, column: ColumnSpec) -> Any:
         return COERCERS[column.type](value)
     except (ValueError, TypeError, ArithmeticError) as error:
         raise ConversionError(str(error), column=column.name) from error
+
+
+def decimal_fits(value: Decimal, scale: int, precision: int | None, declared: str) -> Decimal:
+    """``value`` if a ``numeric(precision, scale)`` column (``declared``) holds it as it
+    is; ValueError, saying why, if the database would round it (more decimal places
+    than the scale: PostgreSQL rounds silently) or refuse it (more digits before the
+    point than ``precision - scale``). bulkops never rounds a value to fit."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -scale:
+        digits = value.as_tuple().digits
+        if any(digits[scale + exponent :]):  # nonzero digits past the scale
+            raise ValueError(
+                f"{value} has more than {scale} decimal places; the column is {declared} "
+                "(the value would be rounded)"
+            )
+    limit = None if precision is None else precision - scale  # digits before the point
+    if limit is not None and value and value.is_finite() and value.adjusted() + 1 > limit:
+        raise ValueError(
+            f"{value} has more than {limit} digits before the decimal point; the column "
+            f"is {declared}"
+        )
+    return value
+
+
+def decimal_checker(
+    scale: int, precision: int | None, declared: str
+) -> Callable[[Decimal], Decimal]:
+    """``decimal_fits`` for one column, as the row path calls it on every value: the
+    common case read off the value's text (a few string operations; ``as_tuple()``
+    costs seven times as much)."""
+    limit = None if precision is None else precision - scale
+
+    def check(value: Decimal) -> Decimal:
+        text = str(value)
+        if "E" not in text:
+            dot = text.find(".")
+            places = 0 if dot < 0 else len(text) - dot - 1
+            before = (len(text) if dot < 0 else dot) - (text[0] == "-")
+            if places <= scale and (limit is None or before <= limit):
+                return value
+        return decimal_fits(value, scale, precision, declared)
+
+    return check
 
 
 # ------------------------------------------------------------------ fast row encoding

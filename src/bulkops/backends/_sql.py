@@ -20,6 +20,7 @@ from ..schema import ColumnSpec, TableSpec
 from .base import (
     CHECKPOINTS_TABLE,
     RUNS_TABLE,
+    SYNC_PART_BYTES,
     SYNC_ROWS_TABLE,
     SYNC_STATE_TABLE,
     Backend,
@@ -187,7 +188,7 @@ state_table = sa.Table(
 )
 
 # Each synced scope's per-row digests (sync/digests.py: opaque bytes here), split into
-# parts of at most _PART bytes, each marked with the generation it was recorded at: a
+# parts of at most SYNC_PART_BYTES, each marked with the generation it was recorded at: a
 # write to the table bumps the generation, which leaves them standing for nothing.
 rows_table = sa.Table(
     SYNC_ROWS_TABLE,
@@ -198,7 +199,6 @@ rows_table = sa.Table(
     sa.Column("generation", sa.BigInteger, nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
-_PART = 8 * 1024 * 1024
 # Digests this large are worth a look at how the database stores them (plain_blobs).
 _PLAIN = 1024 * 1024
 
@@ -299,7 +299,7 @@ class SQLSyncState:
         r = rows_table.c
         parts = list(rows or [])
         for part in parts:
-            if len(part) > _PART:
+            if len(part) > SYNC_PART_BYTES:
                 raise ValueError("a part of the per-row digests is larger than 8 MiB")
 
         def write() -> bool:

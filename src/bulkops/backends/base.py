@@ -65,6 +65,7 @@ T = TypeVar("T")
 # bulkops' own tables, in the databases it works on (their one spelling).
 SYNC_STATE_TABLE = "bulkops_sync_state"  # sync's digests and each table's generation
 SYNC_ROWS_TABLE = "bulkops_sync_rows"  # sync's per-row digests of each synced scope
+SYNC_PART_BYTES = 8 * 1024 * 1024  # the most one stored part of those digests holds
 RUNS_TABLE = "bulkops_runs"  # the run log: a row per verb call
 CHECKPOINTS_TABLE = "bulkops_checkpoints"  # the committed chunks of resumable loads
 # The ledger of partitioned loads (bulkops.dask): a row per committed partition, and a

@@ -56,6 +56,7 @@ from ..schema import (
     coercer,
     column_type,
     datetime_from_text,
+    decimal_checker,
     decimal_from_text,
     int_from_text,
     json_dumps,
@@ -365,9 +366,18 @@ def _codec(column: ColumnSpec) -> ColumnCodec:
     if kind == "float":
         return ColumnCodec(frozenset({float, NoneType}), coercer("float"))
     if kind == "decimal":
+        size = _PRECISION.search(column.declared)
+        if size is None:
+            return ColumnCodec(
+                frozenset({Decimal, NoneType}), coercer("decimal"), fast={str: decimal_from_text}
+            )
+        # numeric(p, s) rounds a value with more places than s without a word (and
+        # binary COPY does too): checked here, as the columnar path does.
+        fits = decimal_checker(int(size.group(2) or 0), int(size.group(1)), column.declared)
         return ColumnCodec(
-            frozenset({Decimal, NoneType}), coercer("decimal"), fast={str: decimal_from_text}
-        )
+            frozenset({NoneType}), coercer("decimal", fits),
+            fast={Decimal: fits, str: adapted(decimal_from_text, fits)},
+        )  # fmt: skip
     if kind == "text":
         return ColumnCodec(frozenset({str, NoneType}), coercer("text"))
     if kind == "bytes":
@@ -1057,6 +1067,7 @@ class PostgresBackend(SharedSQL):
         return SchemaError(f"no such table {table!r}{hint}{known}", case_variants=variants)
 
     def create_table(self, table: str, columns: Mapping[str, str], key: Sequence[str]) -> TableSpec:
+        self._refuse_long_names(table, columns)
         sa_table = sa.Table(
             table,
             sa.MetaData(),
@@ -1071,6 +1082,24 @@ class PostgresBackend(SharedSQL):
         with self._errors():
             self.sql.execute(ddl.encode())
         return self.reflect(table)
+
+    def _refuse_long_names(self, table: str, columns: Iterable[str]) -> None:
+        """PostgreSQL keeps only the first ``max_identifier_length`` (63) bytes of a name
+        and cuts the rest with a mere NOTICE: a table made from a file with a longer
+        header would not have the file's column names, and every row written after would
+        fail. Refused before anything is created, naming the column."""
+        with self._errors():
+            row = self.sql.execute("SHOW max_identifier_length").fetchone()
+        limit = int(row[0]) if row is not None else 63
+        for what, name in [("table", table), *(("column", c) for c in columns)]:
+            size = len(name.encode())
+            if size > limit:
+                cut = name.encode()[:limit].decode(errors="ignore")
+                raise SchemaError(
+                    f"cannot create {table[:limit]!r}: {what} name {name!r} is {size} bytes, "
+                    f"and PostgreSQL keeps only the first {limit} of a name (it would "
+                    f"become {cut!r}); give it a shorter name"
+                )
 
     def codec(self, column: ColumnSpec) -> ColumnCodec:
         if column.extra_type == "money":

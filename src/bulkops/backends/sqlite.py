@@ -54,6 +54,7 @@ from ..schema import (
     column_type,
     date_from_text,
     datetime_from_text,
+    decimal_fits,
     decimal_from_text,
     float_from_text,
     int_from_text,
@@ -196,18 +197,7 @@ def numeric_storage(
             return None
         raise ValueError(f"{value} is infinite; a SQLite decimal column holds no infinity")
     if scale is not None:
-        if precision is not None and value and value.adjusted() + 1 > precision - scale:
-            raise ValueError(
-                f"{value} has more than {precision - scale} digits before the decimal "
-                f"point; the column is NUMERIC({precision}, {scale})"
-            )
-        _, places, exponent = value.as_tuple()
-        beyond = -scale - exponent if isinstance(exponent, int) else 0
-        if beyond > 0 and any(places[-beyond:]):  # nonzero digits past the scale
-            raise ValueError(
-                f"{value} has more than {scale} decimal places; the column keeps {scale} "
-                "(the value would be rounded)"
-            )
+        decimal_fits(value, scale, precision, f"NUMERIC({precision}, {scale})")
     as_float = float(value)
     if as_float.is_integer():
         integral = int(value)

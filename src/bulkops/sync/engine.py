@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 
 from ..backends.base import (
     HELD,
+    SYNC_PART_BYTES,
     DiffOp,
     ItemBackend,
     SQLBackend,
@@ -302,10 +303,10 @@ class Syncer:
         parts: list[bytes] | None = None
         append_to = None
         if delta is not None and stored is not None:
-            if stored.delta_entries + len(delta) <= len(stored.state) // 8 + 100 and (
-                stored.parts < 64
-            ):
-                parts = [delta.to_bytes(self.cols)] if len(delta) else []
+            small = stored.delta_entries + len(delta) <= len(stored.state) // 8 + 100
+            data = delta.to_bytes(self.cols) if small and len(delta) else b""
+            if small and stored.parts < 64 and len(data) <= SYNC_PART_BYTES:
+                parts = [data] if len(delta) else []
                 append_to = stored.parts
             else:  # the deltas grew: a new base
                 rows = stored.state.updated(delta)
@@ -757,7 +758,20 @@ class _DigestDiff:
         import pyarrow as pa
 
         names = batch.schema.names
-        encoded = [array_column(batch.column(names.index(c))) for c in self.sync.cols]
+        specs = [self.sync.spec.column(c) for c in self.sync.cols]
+        float_nan = self.sync.ctx.capabilities.float_nan
+        encoded = []
+        for c, spec in zip(self.sync.cols, specs, strict=True):
+            array = batch.column(names.index(c))
+            if _is_text(array.type) and spec.type not in ("text", "any"):
+                # Text from a file (CSV) in a typed column hashes as the value it stands
+                # for, as in encoded_columns: "1952" is the 1952 the table holds.
+                typed = _typed_text(array, spec)
+                if typed is None:
+                    encoded.extend(encoded_columns([array.to_pylist()], [spec], float_nan))
+                    continue
+                array = typed
+            encoded.append(array_column(array))
 
         def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
             picked = batch.take(pa.array(list(chosen), pa.int64())).to_pylist()
@@ -778,6 +792,11 @@ class _DigestDiff:
         sync = self.sync
         outside = np.zeros(len(positions), dtype=bool)
         for column, value in sync.where.items():
+            # As the column's values are hashed: text for a typed column ("2007" from
+            # --where year=2007) as the value it stands for.
+            spec = sync.spec.column(column)
+            if value.__class__ is str and spec.type not in ("text", "any"):
+                value = _coerced([value], spec)[0]
             wanted = hashing.encode_value(value)
             differs = pc.not_equal(encoded[sync.cols.index(column)].binary(), wanted)
             outside |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
@@ -900,7 +919,8 @@ class _DigestDiff:
         keys = {i: sync.key_of(r) for i, r in rows.items()}
         found = get_many(
             sync.ctx, sync.spec.name, list(keys.values()), key=sync.key,
-            columns=(*sync.key, *sync.where), chunk_size=None, consistent_read=False,
+            columns=tuple(dict.fromkeys((*sync.key, *sync.where))),  # (where may name a key)
+            chunk_size=None, consistent_read=False,
         )  # fmt: skip
         kept = []
         for i in adds:
@@ -1187,6 +1207,31 @@ def encoded_columns(
             kinds = None
         encoded.append(values_column(values, kinds))
     return encoded
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _typed_text(array: Any, spec: ColumnSpec) -> Any | None:
+    """A text column as ``spec``'s type by Arrow's own parser, where it takes every
+    value in its plain form (digits, ISO dates), which Python's coercion reads as the
+    same values; else None (coerced a value at a time)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    typ = {"integer": pa.int64(), "float": pa.float64(), "date": pa.date32()}.get(spec.type)
+    if typ is None:
+        return None
+    try:
+        values = array.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if spec.type == "float" and pc.any(pc.is_inf(values)).as_py():
+        return None  # "inf" spelled out or an overflow: as Python reads it
+    return values
 
 
 def _coerced(values: list[Any], spec: ColumnSpec) -> list[Any]:
