@@ -979,6 +979,9 @@ class SQLiteBackend(SharedSQL):
         self._applied_lock_timeout: float | None = None
         self._savepoint_depth = 0
         self._own_open = False  # a transaction bulkops began is open
+        # Tables whose rows broke a deferred foreign key before the last write checked
+        # (``_checked``): the next write reads what broke them first, not after.
+        self._orphaned: set[str] = set()
         self._sql: dict[tuple[Any, ...], tuple[str, list[int] | None]] = {}
         self.capabilities = Capabilities(
             name="sqlite",
@@ -1256,7 +1259,8 @@ class SQLiteBackend(SharedSQL):
         scan of each table with such keys the write can break. When it finds rows,
         they may be older than the write (written while enforcement was off): the
         write is undone to the savepoint taken before it, what broke the keys then is
-        read, and the write is sent again; only what it added is the call's. In a
+        read, and the write is sent again; only what it added is the call's. (Later
+        writes to such a table read that first, and are sent once.) In a
         caller's transaction the keys are checked at the caller's COMMIT, as for its
         own writes."""
         # PRAGMA defer_foreign_keys defers the other keys too, but only until the
@@ -1269,17 +1273,22 @@ class SQLiteBackend(SharedSQL):
         if not enforced:
             return send()
         with self.savepoint():
-            counts = send()
-            if not any(self._violations(name) for name in tables):
-                return counts
-            with self._errors():  # undone; the savepoint stays open
-                self.sql.execute(f"ROLLBACK TO bulkops_{self._savepoint_depth}")
+            if not self._orphaned.intersection(tables):
+                counts = send()
+                if not any(self._violations(name) for name in tables):
+                    return counts
+                with self._errors():  # undone; the savepoint stays open
+                    self.sql.execute(f"ROLLBACK TO bulkops_{self._savepoint_depth}")
             before = {name: self._violations(name) for name in tables}
+            # Where rows broke a key before, the next write reads them first instead.
+            self._orphaned.difference_update(tables)
+            self._orphaned.update(name for name in tables if before[name])
+            rewrites = op.kind in ("upsert", "update")
             # A table WITHOUT ROWID gives no rowids: its rows are not told apart.
             orphans = {
                 name: self._orphans(name)
                 for name in tables
-                if before[name] and all(v[0] is not None for v in before[name])
+                if rewrites and before[name] and all(v[0] is not None for v in before[name])
             }
             counts = send()
             for name in tables:
