@@ -8,6 +8,7 @@ suite's PostgreSQL server); the tables are made with Django's schema editor.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from collections.abc import Iterator
@@ -266,3 +267,66 @@ def test_a_model_with_uuid_key_json_and_auto_now_in_atomic(
         report = db.sync(shop_app.Review, source, key="id", columns=["id", "product", "rating"])
         assert (report.changed, report.unchanged) == (2, 1), report
         assert db.sync(shop_app.Review, reviews, key="id").rows_in == 3
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["dicts", "arrow"])
+def test_deferred_foreign_keys_reject_the_row_outside_atomic(
+    alias: str, django_db_blocker: Any, columnar: bool
+) -> None:
+    # Django makes every foreign key DEFERRABLE INITIALLY DEFERRED (and turns SQLite's
+    # foreign_keys on): in Django's autocommit the transactions are bulkops' own, and a
+    # view of a user that does not exist costs its row, not the call. Inside atomic()
+    # the keys are checked at Django's COMMIT, as for its own writes.
+    from django.db import IntegrityError
+
+    def given(rows: list[dict[str, Any]]) -> Any:
+        if not columnar:
+            return rows
+        return pytest.importorskip("pyarrow").Table.from_pylist(rows)
+
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        users = [{"email": f"u{i}@example.com", "name": f"u{i}"} for i in (1, 2)]
+        db.insert(shop_app.User, users)
+        db.insert(shop_app.Product, [{"sku": "P1", "name": "p", "price": 1, "stock": 1}])
+        user = dict(shop_app.User.objects.using(alias).values_list("email", "id"))
+        product = shop_app.Product.objects.using(alias).get().id
+        when = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        views = shop_app.ProductView._meta.db_table
+
+        def view(event: str, user_id: int) -> dict[str, Any]:
+            return {
+                "event_id": event,
+                "user_id": user_id,
+                "product_ref": product,
+                "viewed_at": when,
+            }
+
+        fk_codes = {"23503", "SQLITE_CONSTRAINT_FOREIGNKEY"}
+        rows = [
+            view("e1", user["u1@example.com"]),
+            view("e2", 999),
+            view("e3", user["u1@example.com"]),
+        ]
+        report = db.insert(views, given(rows), on_error="isolate")
+        assert (report.inserted, report.rejected) == (2, 1), report
+        (bad,) = report.rejections
+        assert (bad.row, bad.key, bad.column) == (2, "e2", "user_id")
+        assert bad.code in fk_codes
+        report = db.upsert(views, given([view("e4", 998)]), on_error="isolate")
+        assert report.rejected == 1 and report.rejections[0].column == "user_id"
+        report = db.update(views, given([{"event_id": "e1", "user_id": 997}]), on_error="isolate")
+        assert report.rejected == 1 and report.rejections[0].column == "user_id"
+        # A user still viewed cannot be deleted (Django cascades in Python, not in the
+        # database); the other one is.
+        gone = given([{"id": user["u1@example.com"]}, {"id": user["u2@example.com"]}])
+        report = db.delete(shop_app.User._meta.db_table, gone, on_error="isolate")
+        assert (report.deleted, report.rejected) == (1, 1), report
+        assert report.rejections[0].code in fk_codes
+        with pytest.raises(IntegrityError), transaction.atomic(using=alias):
+            assert db.insert(views, given([view("e5", 996)]), on_error="isolate").inserted == 1
+        stored = shop_app.ProductView.objects.using(alias).order_by("event_id")
+        assert [(v.event_id, v.user_id) for v in stored] == [
+            ("e1", user["u1@example.com"]),
+            ("e3", user["u1@example.com"]),
+        ]

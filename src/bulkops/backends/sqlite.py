@@ -20,6 +20,7 @@ import sqlite3
 import sys
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Context, Decimal, InvalidOperation
@@ -835,8 +836,10 @@ _COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]
 
 
 # Columns, then the columns of each full (not partial) unique index, of one table in
-# one statement: every verb reflects its table, so this is on every call. The last
-# part says whether the database keeps sync state (writes must then invalidate it).
+# one statement: every verb reflects its table, so this is on every call. The third
+# part says whether the database keeps sync state (writes must then invalidate it);
+# the last lists the tables whose foreign keys a write to this one can break (itself,
+# if it has any, and the tables whose keys point at it), with their CREATE TABLE.
 _REFLECT = """
 SELECT 0, x.name, x.type, x."notnull", x.dflt_value, x.pk, x.hidden, x.cid, 0
   FROM pragma_table_xinfo(?) AS x
@@ -847,8 +850,19 @@ SELECT 1, l.name, i.name, i.coll, NULL, NULL, NULL, l.seq, i.seqno
 UNION ALL
 SELECT 2, name, NULL, NULL, NULL, NULL, NULL, 0, 0
   FROM sqlite_schema WHERE type = 'table' AND name = ?
+UNION ALL
+SELECT 3, m.name, m.sql, NULL, NULL, NULL, NULL, 0, 0
+  FROM sqlite_schema AS m
+ WHERE m.type = 'table' AND EXISTS (
+       SELECT 1 FROM pragma_foreign_key_list(m.name) AS f
+        WHERE m.name = ? COLLATE NOCASE OR f."table" = ? COLLATE NOCASE)
 ORDER BY 1, 8, 9
 """
+
+# A foreign key SQLite checks at COMMIT, not at the end of its statement (Django
+# declares every one so). Read from the CREATE TABLE: pragma_foreign_key_list does not
+# say it. A false match only costs a check.
+_INITIALLY_DEFERRED = re.compile(r"\bINITIALLY\s+DEFERRED\b", re.IGNORECASE)
 
 
 # SQLite's collations as ColumnSpec folds (RTRIM or an application-defined one is not
@@ -955,6 +969,9 @@ class SQLiteBackend(SharedSQL):
         self._applied_lock_timeout: float | None = None
         self._savepoint_depth = 0
         self._own_open = False  # a transaction bulkops began is open
+        # Tables whose rows broke a deferred foreign key before the last write checked
+        # (``_checked``): the next write reads what broke them first, not after.
+        self._orphaned: set[str] = set()
         self._sql: dict[tuple[Any, ...], tuple[str, list[int] | None]] = {}
         self.capabilities = Capabilities(
             name="sqlite",
@@ -989,7 +1006,9 @@ class SQLiteBackend(SharedSQL):
 
     def reflect(self, table: str) -> TableSpec:
         with self._errors():
-            found = self.sql.execute(_REFLECT, (table, table, SYNC_STATE_TABLE)).fetchall()
+            found = self.sql.execute(
+                _REFLECT, (table, table, SYNC_STATE_TABLE, table, table)
+            ).fetchall()
             info = [r[1:7] for r in found if r[0] == 0]
             if not info:
                 raise SchemaError(self._no_such_table(table))
@@ -1023,7 +1042,13 @@ class SQLiteBackend(SharedSQL):
             columns=columns,
             primary_key=tuple(name for _, name in sorted(pk)),
             unique=tuple(unique),
-            extra={"sync_state": any(r[0] == 2 for r in found)},
+            extra={
+                "sync_state": any(r[0] == 2 for r in found),
+                # the tables with INITIALLY DEFERRED foreign keys a write here can break
+                "deferred_foreign_keys": tuple(
+                    r[1] for r in found if r[0] == 3 and _INITIALLY_DEFERRED.search(r[2] or "")
+                ),
+            },
         )
 
     def _no_such_table(self, table: str) -> str:
@@ -1135,6 +1160,9 @@ class SQLiteBackend(SharedSQL):
     # ----------------------------------------------------------------- writes
 
     def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
+        return self._checked(op, partial(self._write, op, rows))
+
+    def _write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
         n = len(rows)
         if not n:
             return ChunkCounts()
@@ -1186,6 +1214,9 @@ class SQLiteBackend(SharedSQL):
             for name, array in zip(op.columns, batch.columns, strict=True)
         ]
         n = batch.num_rows
+        return self._checked(op, partial(self._write_bound, op, bound, n))
+
+    def _write_bound(self, op: WriteOp, bound: _Bound, n: int) -> ChunkCounts:
         if op.kind == "insert" and n:
             sql, order = self._statement(op)
             per = self._group_rows(len(op.columns))
@@ -1204,7 +1235,128 @@ class SQLiteBackend(SharedSQL):
                         self.statements += 1
                         self.sql.execute(rest, _arrow_flat(bound, full, n - full))
                 return ChunkCounts(inserted=n)
-        return self.write(op, list(_arrow_rows(bound)))
+        return self._write(op, list(_arrow_rows(bound)))
+
+    def _checked(self, op: WriteOp, send: Callable[[], ChunkCounts]) -> ChunkCounts:
+        """``send()`` (the write of ``op``), then the deferred foreign keys it broke
+        checked now, not at COMMIT: SQLite checks an INITIALLY DEFERRED key (every one
+        Django makes) only when the transaction commits, after every statement of the
+        chunk succeeded, so one orphan row failed the whole call. What the write broke
+        is raised as a statement's error inside the chunk: the bad rows are isolated
+        and named like any other.
+
+        ``PRAGMA foreign_key_check`` after the write finds nothing almost always: one
+        scan of each table with such keys the write can break. When it finds rows,
+        they may be older than the write (written while enforcement was off): the
+        write is undone to the savepoint taken before it, what broke the keys then is
+        read, and the write is sent again; only what it added is the call's. (Later
+        writes to such a table read that first, and are sent once.) In a
+        caller's transaction the keys are checked at the caller's COMMIT, as for its
+        own writes."""
+        # PRAGMA defer_foreign_keys defers the other keys too, but only until the
+        # transaction ends: it can be on only in a transaction of the caller's.
+        tables: tuple[str, ...] = op.table.extra.get("deferred_foreign_keys", ())
+        if not tables or self.caller_transaction():
+            return send()
+        with self._errors():
+            (enforced,) = self.sql.execute("PRAGMA foreign_keys").fetchone()
+        if not enforced:
+            return send()
+        with self.savepoint():
+            if not self._orphaned.intersection(tables):
+                counts = send()
+                if not any(self._violations(name) for name in tables):
+                    return counts
+                with self._errors():  # undone; the savepoint stays open
+                    self.sql.execute(f"ROLLBACK TO bulkops_{self._savepoint_depth}")
+            before = {name: self._violations(name) for name in tables}
+            # Where rows broke a key before, the next write reads them first instead.
+            self._orphaned.difference_update(tables)
+            self._orphaned.update(name for name in tables if before[name])
+            rewrites = op.kind in ("upsert", "update")
+            # A table WITHOUT ROWID gives no rowids: its rows are not told apart.
+            orphans = {
+                name: self._orphans(name)
+                for name in tables
+                if rewrites and before[name] and all(v[0] is not None for v in before[name])
+            }
+            counts = send()
+            for name in tables:
+                self._check_deferred(op, name, before[name], orphans.get(name, {}))
+            return counts
+
+    def _violations(self, table: str) -> Counter[tuple[Any, ...]]:
+        """``PRAGMA foreign_key_check(table)``: (rowid, parent table, key id) of each
+        row of ``table`` whose foreign key finds no parent (a table WITHOUT ROWID gives
+        NULL rowids, hence counted)."""
+        self.statements += 1
+        with self._errors():
+            found = self.sql.execute("SELECT * FROM pragma_foreign_key_check(?)", (table,))
+            return Counter((rowid, parent, fkid) for _, rowid, parent, fkid in found)
+
+    def _orphans(self, table: str) -> dict[Any, tuple[Any, ...]]:
+        """The rows of ``table`` that break a foreign key, by rowid."""
+        ident = self.dialect.identifier_preparer.quote(table)
+        self.statements += 1
+        with self._errors():
+            found = self.sql.execute(
+                f"SELECT rowid, * FROM {ident} "
+                "WHERE rowid IN (SELECT rowid FROM pragma_foreign_key_check(?))",
+                (table,),
+            )
+            return {row[0]: tuple(row[1:]) for row in found}
+
+    def _foreign_key(self, table: str, fkid: int) -> list[tuple[str, str | None]]:
+        """(column, referenced column) of foreign key ``fkid`` of ``table``."""
+        with self._errors():
+            return [
+                (child, parent)
+                for child, parent in self.sql.execute(
+                    'SELECT "from", "to" FROM pragma_foreign_key_list(?) WHERE id = ? ORDER BY seq',
+                    (table, fkid),
+                )
+            ]
+
+    def _check_deferred(
+        self,
+        op: WriteOp,
+        name: str,
+        before: Counter[tuple[Any, ...]],
+        orphans: dict[Any, tuple[Any, ...]],
+    ) -> None:
+        """Raise what ``op``'s write broke of table ``name``'s foreign keys, which broke
+        ``before`` it in those ``orphans`` rows: new violations, and an orphan row the
+        write rewrote with the key's columns (SQLite's COMMIT counts it too)."""
+        found = self._violations(name)
+        new = found - before
+        own_table = _ascii_lower(name) == _ascii_lower(op.table.name)
+        if not new and orphans and own_table and op.kind in ("upsert", "update"):
+            now = self._orphans(name)
+            rewritten = {rowid for rowid, values in now.items() if orphans.get(rowid) != values}
+            written = set(op.set_columns)
+            keys = {
+                fkid
+                for fkid in {v[2] for v in found}
+                if any(c in written for c, _ in self._foreign_key(name, fkid))
+            }
+            new = Counter(v for v in found if v[0] in rewritten and v[2] in keys)
+        if not new:
+            return
+        _, parent, fkid = next(iter(new))
+        pairs = self._foreign_key(name, fkid)
+        own = ", ".join(child for child, _ in pairs)
+        # A key declared without columns references the parent's primary key.
+        referenced = ", ".join(to for _, to in pairs if to)
+        if not referenced and _ascii_lower(parent) == _ascii_lower(op.table.name):
+            referenced = ", ".join(op.table.primary_key)
+        # A write to the child names its column; a delete of the parent, the parent's.
+        column = own if own_table else referenced or None
+        raise ConstraintError(
+            f"FOREIGN KEY constraint failed: {name}({own}) references "
+            f"{parent}({referenced}), a key checked at COMMIT",
+            code="SQLITE_CONSTRAINT_FOREIGNKEY",
+            column=column,
+        )
 
     def _group_rows(self, width: int) -> int:
         """Rows per multi-row VALUES statement for rows ``width`` values wide."""
