@@ -261,6 +261,13 @@ def test_value_hashes_are_computed_from_the_buffers() -> None:
         same = [rng.bytes(size) for _ in range(20)]
         got = hashing.hash_encoded(pa.array(same, pa.binary()).slice(3))
         assert [int(h) for h in got] == [_hash_one(v) for v in same[3:]]
+    # all values long (the words every value has are hashed over all rows at once)
+    long = [rng.bytes(int(n)) for n in rng.integers(17, 45, 500)]
+    got = hashing.hash_encoded(pa.array(long, pa.binary()).slice(2))
+    assert [int(h) for h in got] == [_hash_one(v) for v in long[2:]]
+    texts = pa.array([v.hex() for v in long]).slice(1)  # texts: tag and length added
+    got = hashing.array_column(texts).hashes(0, len(texts))
+    assert [int(h) for h in got] == [_hash_one(encode_value(v.hex())) for v in long[1:]]
 
 
 def test_value_hashes_in_bounded_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
