@@ -89,44 +89,64 @@ class _Failed:
     error: BaseException
 
 
-def read_ahead(items: Iterable[Any], ahead: int, name: str) -> Iterator[Any]:
+def read_ahead(items: Iterable[Any], ahead: int, name: str) -> ReadAhead:
     """``items`` read by a thread of their own (``name``), up to ``ahead`` of the one
-    being used, so that work which lets go of the GIL (pyarrow's parsing and compute)
-    overlaps the database's work on the item before. An error is raised here, in its
-    place in the order; when the reader stops early, the thread stops too."""
-    out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
-    stop = threading.Event()
+    being used, so that work which lets go of the GIL (pyarrow's parsing and compute,
+    a server's reply) overlaps other work. The thread starts at once: the first items
+    are made while the caller does something else (sync reads its digests meanwhile).
+    An error is raised here, in its place in the order; when the reader stops early
+    (``close``, or the iterator is dropped), the thread stops too."""
+    return ReadAhead(items, ahead, name)
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
+
+class ReadAhead(Iterator[Any]):
+    """The iterator ``read_ahead`` returns."""
+
+    def __init__(self, items: Iterable[Any], ahead: int, name: str) -> None:
+        self._out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._done = False
+        out, stop = self._out, self._stop
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False  # the reader stopped reading
+
+        def produce() -> None:
             try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False  # the reader stopped reading
+                for item in items:
+                    if not put(item):
+                        return
+                put(_END)
+            except BaseException as error:  # handed to the reading thread, raised there
+                put(_Failed(error))
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as error:  # handed to the reading thread, raised there
-            put(_Failed(error))
+        threading.Thread(target=produce, name=name, daemon=True).start()
 
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = out.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        item = self._out.get()
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _Failed):
+            self.close()
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop the thread (it ends once its current item is made)."""
+        self._done = True
+        self._stop.set()
+
+    def __del__(self) -> None:
+        self._stop.set()
 
 
 @dataclass
