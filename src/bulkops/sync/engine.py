@@ -677,18 +677,14 @@ class _SourceHasher:
                 yield self._hash_rows(raws, start)
 
     def arrow(self, source: ArrowRows) -> Iterator[_Batch]:
-        """The same for an Arrow source, hashed a record batch at a time (vectorized);
-        a large batch in slices of ``BATCH`` rows (no copy): a slice's arrays stay in
-        the CPU's cache while it is looked up, and the next one is hashed meanwhile."""
+        """The same for an Arrow source, hashed a record batch at a time (vectorized)."""
         start = 0
-        for whole in source.batches():
-            for at in range(0, max(whole.num_rows, 1), self.BATCH):
-                batch = whole.slice(at, self.BATCH)
-                if self.abandoned:
-                    yield _Batch(batch.num_rows, None, None, [], lambda _: [], batch)
-                else:
-                    yield self._hash_arrow(batch, start)
-                start += batch.num_rows
+        for batch in source.batches():
+            if self.abandoned:
+                yield _Batch(batch.num_rows, None, None, [], lambda _: [], batch)
+            else:
+                yield self._hash_arrow(batch, start)
+            start += batch.num_rows
 
     def _columns(
         self, raws: list[Any], start: int
