@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -43,7 +44,7 @@ from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsErro
 from ..execute import numbered
 from ..jsoncodec import to_json
 from ..normalize import Key, encode_value
-from ..plan import ChunkPlanner, chunk_rows, chunked, read_ahead
+from ..plan import ChunkPlanner, ReadAhead, chunk_rows, chunked, read_ahead
 from ..reads import get_many
 from ..report import Rejection, Report, SyncReport, write_rejects
 from ..retry import RetryPolicy
@@ -760,19 +761,41 @@ class _SourceHasher:
 
 class _Hashed:
     """A source being hashed (``_SourceHasher``) while the per-row digests are read:
-    by a thread when ``threaded`` (a few batches ahead), else as it is read. If the
-    digests do not stand, ``abandon`` gives the rows back as given, for the full
-    comparison."""
+    by a thread when ``threaded``, else as it is read. The thread hashes only while
+    the calling thread waits for the database: once the digests are read, ``batches``
+    takes what it hashed and goes on with the rest itself (two threads hashing and
+    comparing at once fight for the GIL: more CPU, no less time). If the digests do
+    not stand, ``abandon`` gives the rows back as given, for the full comparison."""
 
-    AHEAD = 4  # batches hashed ahead of the comparison
+    AHEAD = 8  # batches hashed at most while the digests are read
 
     def __init__(
         self, hasher: _SourceHasher, arrow: ArrowRows | None, rows: Iterator[Any], threaded: bool
     ) -> None:
         self.hasher = hasher
         self.arrow = arrow
-        made = hasher.rows(rows) if arrow is None else hasher.arrow(arrow)
-        self.batches = read_ahead(made, self.AHEAD, "bulkops-sync-hash") if threaded else made
+        self.made = hasher.rows(rows) if arrow is None else hasher.arrow(arrow)
+        self.handed_over = threading.Event()
+        self.ahead: ReadAhead | None = None
+        if threaded:
+            self.ahead = read_ahead(self._until_handed_over(), self.AHEAD, "bulkops-sync-hash")
+
+    def _until_handed_over(self) -> Iterator[_Batch]:
+        """The thread's batches: it stops taking any once the calling thread takes over
+        (the batch it is making is still handed over)."""
+        while not self.handed_over.is_set():
+            batch = next(self.made, None)
+            if batch is None:
+                return
+            yield batch
+
+    @property
+    def batches(self) -> Iterator[_Batch]:
+        """Every batch, in order: those the thread made, then the rest made here."""
+        if self.ahead is None:
+            return self.made
+        self.handed_over.set()
+        return chain(self.ahead, self.made)  # (the thread is done with made at its end)
 
     def abandon(self) -> Iterator[Any]:
         """The source's rows as given (dicts for an Arrow source), from its first."""
@@ -785,9 +808,8 @@ class _Hashed:
 
     def close(self) -> None:
         """Stop the hashing (and its thread)."""
-        close = getattr(self.batches, "close", None)
-        if close is not None:
-            close()
+        if self.ahead is not None:
+            self.ahead.close()
 
 
 class _DigestDiff:
