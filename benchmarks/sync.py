@@ -1195,8 +1195,9 @@ class PhaseClock:
     PHASES: tuple[tuple[Any, str, str], ...] = (
         (_sql.SQLSyncState, "begin", f"state: begin (create/read {STATE_TABLE})"),
         (_sql.SQLSyncState, "read_rows", f"state: read the per-row digests ({ROWS_TABLE})"),
-        (engine._DigestDiff, "_hash_rows", "digests: hash a batch of rows (total)"),
-        (engine._DigestDiff, "_columns", "  digests: the batch's values a column at a time"),
+        (engine._SourceHasher, "_hash_rows", "digests: hash a batch of rows (total)"),
+        (engine._SourceHasher, "_hash_arrow", "digests: hash an Arrow record batch (total)"),
+        (engine._SourceHasher, "_columns", "  digests: the batch's values a column at a time"),
         (engine, "encoded_columns", "  digests: encode columns"),
         (hashing, "hash_encoded", "  digests: hash per column (numpy)"),
         (engine._DigestDiff, "_compare", "digests: look up a batch in the state"),
@@ -1332,7 +1333,11 @@ def profile(side: Side, data: Data, console: Console, log: Console) -> None:
     check = checksum(side.rows()) == checksum(row_values(data.source))
     log.print(f"  table equals the source: {check}", highlight=False)
 
-    for title, rows in (("db.sync", data.source), ("unchanged re-sync", data.source)):
+    for title, rows in (
+        ("db.sync", data.source),
+        ("unchanged re-sync", data.source),
+        ("unchanged re-sync from Arrow", data.arrow),
+    ):
         if title == "db.sync":
             side.reset(data.target, synced=True)
         with bulkops.connect(side.url) as db:

@@ -28,7 +28,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
         "statement_timeout": False, "text_nul": True,
         "keeps_utc_offset": True, "items": False, "row_locks": True, "exact_counts": True,
         "declared_columns": True, "unique_constraints": True, "run_log": True,
-        "set_based_diff": True,
+        "set_based_diff": True, "read_ahead": False,
     },
     "postgresql": {
         "columnar": True,
@@ -37,6 +37,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
         "statement_timeout": True, "text_nul": False, "keeps_utc_offset": False,
         "items": False, "row_locks": True, "exact_counts": True, "declared_columns": True,
         "unique_constraints": True, "run_log": True, "set_based_diff": True,
+        "read_ahead": True,
     },
     "dynamodb": {
         "columnar": False,
@@ -45,6 +46,7 @@ FLAGS: dict[str, dict[str, bool | int | None]] = {
         "statement_timeout": False, "text_nul": True, "keeps_utc_offset": False,
         "items": True, "row_locks": False, "exact_counts": False, "declared_columns": False,
         "unique_constraints": False, "run_log": False, "set_based_diff": False,
+        "read_ahead": False,
     },
 }  # fmt: skip
 

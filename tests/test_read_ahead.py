@@ -107,6 +107,23 @@ def test_a_csv_opened_for_the_columnar_path_is_parsed_before_it_is_asked(
     assert not any(t.name == "bulkops-csv-reader" for t in threading.enumerate())
 
 
+def test_read_ahead_starts_at_once_and_stops_when_dropped() -> None:
+    """The first items are made while the caller does something else (sync hashes its
+    source while its digests are read); an iterator dropped unread stops its thread."""
+    first = threading.Event()
+
+    def items() -> Iterator[int]:
+        for i in range(1000):
+            first.set()
+            yield i
+
+    reader = read_ahead(items(), 2, "test-ahead-eager")
+    assert first.wait(timeout=5)  # before any next()
+    del reader
+    time.sleep(0.5)
+    assert not any(t.name == "test-ahead-eager" for t in threading.enumerate())
+
+
 def _batches(n: int, fail_after: int | None = None) -> Iterator[pa.RecordBatch]:
     for start in range(0, n, 10):
         if fail_after is not None and start >= fail_after:

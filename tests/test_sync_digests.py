@@ -10,6 +10,7 @@ import datetime as dt
 import itertools
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -22,7 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bulkops
+from bulkops.backends._sql import SQLSyncState
 from bulkops.errors import ConversionError
+from bulkops.sync import engine
 from bulkops.sync.digests import Delta, RowDigests
 from bulkops.sync.hashing import (
     decode_key,
@@ -261,6 +264,13 @@ def test_value_hashes_are_computed_from_the_buffers() -> None:
         same = [rng.bytes(size) for _ in range(20)]
         got = hashing.hash_encoded(pa.array(same, pa.binary()).slice(3))
         assert [int(h) for h in got] == [_hash_one(v) for v in same[3:]]
+    # all values long (the words every value has are hashed over all rows at once)
+    long = [rng.bytes(int(n)) for n in rng.integers(17, 45, 500)]
+    got = hashing.hash_encoded(pa.array(long, pa.binary()).slice(2))
+    assert [int(h) for h in got] == [_hash_one(v) for v in long[2:]]
+    texts = pa.array([v.hex() for v in long]).slice(1)  # texts: tag and length added
+    got = hashing.array_column(texts).hashes(0, len(texts))
+    assert [int(h) for h in got] == [_hash_one(encode_value(v.hex())) for v in long[1:]]
 
 
 def test_value_hashes_in_bounded_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -697,3 +707,159 @@ def test_an_arrow_source_must_give_the_columns(sql_db: bulkops.Store) -> None:
     source = pa.table({"id": [1], "name": ["x"]})
     with pytest.raises(bulkops.errors.SchemaError, match="no column 'qty'"):
         db.sync(table, source, key="id", columns=["id", "name", "qty"])
+
+
+def test_dicts_and_arrow_of_every_kind_share_the_digests(sql_db: bulkops.Store) -> None:
+    """Rows with decimal, datetime, text, bool, float and null values synced from dicts
+    meet the same rows as an Arrow table: nothing changed, nothing written."""
+    db = sql_db
+    table = f"digests_{next(_names)}"
+    kinds = {"id": "integer", "price": "decimal", "at": "datetime", "name": "text",
+             "ok": "boolean", "ratio": "float"}  # fmt: skip
+    db.create_table(table, kinds, key="id")
+    moment = dt.datetime(2024, 3, 1, 12, 30, 15, 250_000, tzinfo=UTC)
+    rows = [
+        {"id": i, "price": Decimal(f"{i}.{i % 100:02d}"), "at": moment + dt.timedelta(hours=i),
+         "name": f"é {i}", "ok": i % 3 == 0, "ratio": i / 8}
+        for i in range(1, 40)
+    ]  # fmt: skip
+    rows[4] = {"id": 5, "price": None, "at": None, "name": None, "ok": None, "ratio": None}
+    db.insert(table, rows)
+    assert db.sync(table, rows, key="id", delete_missing=True).unchanged == len(rows)
+    with count_queries(db) as seen:
+        report = db.sync(table, pa.Table.from_pylist(rows), key="id", delete_missing=True)
+    assert report.up_to_date and report.unchanged == len(rows)
+    assert reads_of_rows(seen.statements, table) == []
+    # and one real change among them is found from either side
+    changed = [dict(r) for r in rows]
+    changed[7]["ok"] = not changed[7]["ok"]
+    report = db.sync(table, changed, key="id", list_keys=True)
+    assert report.changed_keys == [8] and report.unchanged == len(rows) - 1
+    report = db.sync(table, pa.Table.from_pylist(changed), key="id")
+    assert report.up_to_date
+
+
+def test_an_awkward_column_is_hashed_value_by_value() -> None:
+    """A column Arrow cannot hold as one type (text and numbers, nested values, a
+    subclass) is encoded a value at a time, with the bytes each value has alone."""
+    from bulkops.schema import ColumnSpec
+
+    class Tag(str):
+        pass
+
+    awkward = [1, "1", Decimal("2.50"), [1, {"a": None}], None, Tag("x"), True, 2.5]
+    specs = [ColumnSpec("v", "any")]
+    (column,) = engine.encoded_columns([awkward], specs)
+    assert column.binary().to_pylist() == [encode_value(v) for v in awkward]
+    rows = [(i, v) for i, v in enumerate(awkward)]
+    by_value = hash_value_rows(rows, 1)
+    again = hash_value_rows([(i, encode_value(v)) for i, v in rows], 1)
+    assert list(by_value.digests) != list(again.digests)  # bytes hash as bytes, not as v
+
+
+def _hashing_threads(monkeypatch: pytest.MonkeyPatch, wait: float) -> tuple[list[str], list[bool]]:
+    """Record the thread that hashes each batch, and whether a batch was hashed before
+    the per-row digests were read (the read waits up to ``wait`` s for the first one)."""
+    threads: list[str] = []
+    overlapped: list[bool] = []
+    first = threading.Event()
+
+    def recorded(original: Any) -> Any:
+        def hashed(self: Any, *args: Any) -> Any:
+            threads.append(threading.current_thread().name)
+            try:
+                return original(self, *args)
+            finally:
+                first.set()
+
+        return hashed
+
+    for name in ("_hash_rows", "_hash_arrow"):
+        monkeypatch.setattr(
+            engine._SourceHasher, name, recorded(getattr(engine._SourceHasher, name))
+        )
+    read_rows = SQLSyncState.read_rows
+
+    def read(self: Any, *args: Any) -> Any:
+        overlapped.append(first.wait(timeout=wait))
+        return read_rows(self, *args)
+
+    monkeypatch.setattr(SQLSyncState, "read_rows", read)
+    return threads, overlapped
+
+
+def test_the_source_is_hashed_while_the_digests_are_read(
+    sql_db: bulkops.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the database works in a process of its own (``read_ahead``), a list or an
+    Arrow source is hashed by a thread while the digests are read; a generator (which
+    might read through the same connection) and an in-process database are hashed on
+    the calling thread, after the read."""
+    db = sql_db
+    rows = base_rows()
+    table = synced_table(db, rows)
+    monkeypatch.setattr(engine._SourceHasher, "BATCH", 4)
+    threaded = db.capabilities.read_ahead
+    here = threading.current_thread().name
+    for source in (rows, pa.Table.from_pylist(rows)):
+        threads, overlapped = _hashing_threads(monkeypatch, 5 if threaded else 0.2)
+        report = db.sync(table, source, key="id", delete_missing=True)
+        assert report.up_to_date and report.unchanged == len(rows)
+        assert overlapped == [threaded]
+        # (the thread hashes while the digests are read; the calling thread the rest)
+        assert threads[0] == ("bulkops-sync-hash" if threaded else here)
+        assert set(threads) <= {"bulkops-sync-hash", here}
+        assert len(threads) == (5 if isinstance(source, list) else 1)  # 20 rows, 4 a batch
+    threads, overlapped = _hashing_threads(monkeypatch, 0.2)
+    report = db.sync(table, (r for r in rows), key="id", delete_missing=True)
+    assert report.up_to_date and overlapped == [False] and set(threads) == {here}
+
+
+def test_rows_hashed_ahead_go_to_the_full_compare_when_the_digests_fall(
+    sql_db: bulkops.Store, request: pytest.FixtureRequest, tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The digests do not stand (a row deleted without bulkops): the batches hashed
+    meanwhile are given, as they were, to the full comparison; a row of the wrong
+    width is rejected once, by the engine that compares."""
+    db = sql_db
+    monkeypatch.setattr(engine._SourceHasher, "BATCH", 3)
+    rows = base_rows()
+    cols = ["id", "name", "price", "qty"]
+    tuples: list[tuple[Any, ...]] = [tuple(r[c] for c in cols) for r in rows]
+    table = f"digests_{next(_names)}"
+    db.create_table(table, COLUMNS, key="id")
+    db.insert(table, rows)
+    assert db.sync(table, tuples, key="id", columns=cols, delete_missing=True).unchanged == 20
+    tuples[5] = tuples[5][:2]  # id 6: two values of four
+    report = db.sync(table, tuples, key="id", columns=cols, on_error="isolate")
+    assert (report.rejected, report.unchanged, report.rows_in) == (1, 19, 20)
+    assert report.rejections[0].row == 6
+    _query(outside_url(db, request, tmp_path), f"DELETE FROM {table} WHERE id = 7")
+    with count_queries(db) as seen:
+        report = db.sync(table, tuples, key="id", columns=cols, on_error="isolate")
+    assert any("CREATE TEMPORARY" in s for s in seen.statements)  # compared in full
+    assert (report.rejected, report.added, report.unchanged, report.rows_in) == (1, 1, 18, 20)
+    assert report.rejections[0].row == 6
+    assert contents(db, table, range(1, 21)) == normal(rows)
+
+
+@pytest.mark.parametrize("batch", [4, 50])
+def test_a_key_given_twice_against_the_digests_last_wins(
+    sql_db: bulkops.Store, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """Keys the digests hold, given twice in one batch (50) or in two (4): the later
+    row wins and the earlier counts as a duplicate; a key given once is untouched."""
+    db = sql_db
+    monkeypatch.setattr(engine._SourceHasher, "BATCH", batch)
+    rows = base_rows()
+    table = synced_table(db, rows)
+    source = [dict(r) for r in rows]
+    source.insert(2, {**rows[5], "name": "first"})  # id 6, then id 6 as it is
+    source.append({**rows[0], "name": "last"})  # id 1 as it is, then renamed
+    report = db.sync(table, source, key="id", delete_missing=True, list_keys=True)
+    assert (report.duplicates, report.changed, report.added, report.deleted) == (2, 1, 0, 0)
+    assert report.accounted == report.rows_in == 22
+    if batch == 50:  # (across batches the earlier row was written, and counts as changed)
+        assert report.changed_keys == [1]
+    assert contents(db, table, range(1, 21)) == normal([*rows[1:], source[-1]])

@@ -90,22 +90,45 @@ class _Failed:
     error: BaseException
 
 
-class ReadAhead:
+class ReadAhead(Iterator[Any]):
     """``items`` read by a thread of their own (``name``), up to ``ahead`` of the one
-    being used, so that work which lets go of the GIL (pyarrow's parsing and compute)
-    overlaps the database's work on the item before. Iterate it once: an error is
-    raised there, in its place in the order, and when the iteration stops early, the
-    thread stops too.
+    being used, so that work which lets go of the GIL (pyarrow's parsing and compute,
+    a server's reply) overlaps other work. An error is raised where it happened in the
+    order; when the reader stops early (``close``, ``stop``, or the iterator is dropped),
+    the thread stops too.
 
-    The thread starts with the iteration, or at ``start()``: a file opened by the
-    command is parsed while the rest of the command loads and connects."""
+    The thread starts at ``start()`` (``read_ahead`` starts it at once), else at the
+    first item asked for: a file opened by the command is parsed while the rest of the
+    command loads and connects; sync hashes its source while its digests are read."""
 
     def __init__(self, items: Iterable[Any], ahead: int, name: str) -> None:
-        self._items = items
         self._out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._halt = threading.Event()
+        self._done = False
         self._started = False
+        out, halt = self._out, self._halt
+
+        # The thread holds the queue and the event, never this object: an iterator
+        # dropped unread is collected, and its __del__ stops the thread.
+        def put(item: Any) -> bool:
+            while not halt.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False  # the reader stopped reading
+
+        def produce() -> None:
+            try:
+                for item in items:
+                    if not put(item):
+                        return
+                put(_END)
+            except BaseException as error:  # handed to the reading thread, raised there
+                put(_Failed(error))
+
+        self._thread = threading.Thread(target=produce, name=name, daemon=True)
 
     def start(self) -> ReadAhead:
         """Start reading now (once)."""
@@ -114,49 +137,39 @@ class ReadAhead:
             self._thread.start()
         return self
 
+    def close(self) -> None:
+        """Stop the thread (it ends once its current item is made)."""
+        self._done = True
+        self._halt.set()
+
     def stop(self) -> None:
-        """Stop reading, and wait for the thread to let go of ``items`` (a file closed
+        """``close``, and wait for the thread to let go of ``items`` (a file closed
         after this is not closed under a read in progress)."""
-        self._stop.set()
+        self.close()
         if self._started and self._thread is not threading.current_thread():
             self._thread.join()
 
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False  # the reader stopped reading
-
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put(item):
-                    return
-            self._put(_END)
-        except BaseException as error:  # handed to the reading thread, raised there
-            self._put(_Failed(error))
-
-    def __iter__(self) -> Iterator[Any]:
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
         self.start()
-        try:
-            while True:
-                item = self._out.get()
-                if item is _END:
-                    return
-                if isinstance(item, _Failed):
-                    raise item.error
-                yield item
-        finally:
-            self._stop.set()
+        item = self._out.get()
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _Failed):
+            self.close()
+            raise item.error
+        return item
+
+    def __del__(self) -> None:
+        self._halt.set()
 
 
-def read_ahead(items: Iterable[Any], ahead: int, name: str) -> Iterator[Any]:
-    """``items`` read ahead by a thread of their own, from the first one asked for
-    (see ``ReadAhead``)."""
-    return iter(ReadAhead(items, ahead, name))
+def read_ahead(items: Iterable[Any], ahead: int, name: str) -> ReadAhead:
+    """``items`` read ahead by a thread of their own, started at once (see
+    ``ReadAhead``)."""
+    return ReadAhead(items, ahead, name).start()
 
 
 @dataclass

@@ -101,8 +101,10 @@ class Capabilities:
     transactions: bool = True
     parallel_writes: bool = False  # workers=N writes chunks over several connections
     # A write waits for a server with the GIL let go (a COPY's round trip): the next
-    # Arrow chunk is prepared by a thread meanwhile. False where the write itself binds
-    # values in Python (SQLite's executemany): a second thread would fight it for the GIL.
+    # Arrow chunk is prepared by a thread meanwhile (and a digest sync hashes its source
+    # while the server counts rows and sends the digests). False where the database
+    # works in this process (SQLite binds values in Python, its reads hold the CPU):
+    # a second thread would fight it for the GIL.
     read_ahead: bool = False
     # One writer at a time for the whole database (SQLite's file lock): a call may hold
     # the write lock for all its chunks (ensure: insert first, then one read, one

@@ -103,9 +103,13 @@ class RowDigests:
             return np.zeros(len(key_hashes), np.int64), np.zeros(len(key_hashes), dtype=bool)
         starts, shift = self._buckets()
         bucket = (key_hashes >> shift).astype(np.intp)
-        at = starts[bucket]
-        end = starts[bucket + 1]
-        active = np.nonzero(at < end)[0]
+        at = starts[bucket].astype(np.intp)
+        end = starts[1:][bucket]
+        # The first step for all keys at once (no index array: most buckets hold one
+        # entry or none), then the few keys still below their entry.
+        lower = (self.key_hashes[np.minimum(at, n - 1)] < key_hashes) & (at < end)
+        at += lower
+        active = np.nonzero(lower & (at < end))[0]
         while len(active):
             lower = self.key_hashes[at[active]] < key_hashes[active]
             active = active[lower]
@@ -122,7 +126,9 @@ class RowDigests:
             bits = max(1, min(24, len(self.key_hashes).bit_length()))
             shift = np.uint64(64 - bits)
             counts = np.bincount((self.key_hashes >> shift).astype(np.intp), minlength=1 << bits)
-            starts = np.zeros((1 << bits) + 1, dtype=np.intp)
+            # (4-byte starts where they fit: half the cache lines for the look-ups)
+            kind = np.int32 if len(self.key_hashes) < 2**31 else np.int64
+            starts = np.zeros((1 << bits) + 1, dtype=kind)
             np.cumsum(counts, out=starts[1:])
             self._starts = (starts, shift)
         return self._starts

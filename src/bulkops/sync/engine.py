@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -44,7 +45,7 @@ from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsErro
 from ..execute import numbered
 from ..jsoncodec import to_json
 from ..normalize import Key, encode_value
-from ..plan import ChunkPlanner, chunk_rows, chunked
+from ..plan import ChunkPlanner, ReadAhead, chunk_rows, chunked, read_ahead
 from ..reads import get_many
 from ..report import Rejection, Report, SyncReport, write_rejects
 from ..retry import RetryPolicy
@@ -217,19 +218,30 @@ class Syncer:
                     "where": to_json(self.where),
                 }
             )
+        hashed: _Hashed | None = None
         try:
             backend = self.backend
             state = None
-            if self.keeps_rows and mark is not None:
+            if self.keeps_rows and mark is not None and self._may_have_digests(mark):
+                # The source is hashed while the digests are read (by a thread where
+                # the database works in a process of its own and the source can be
+                # read from any thread); nothing is sent before they are known.
+                hasher = _SourceHasher(self, mappings)
+                threaded = self.ctx.capabilities.read_ahead and (
+                    arrow is not None
+                    or (isinstance(rows, list | tuple) and self.spec.row_adapter is None)
+                )
+                hashed = _Hashed(hasher, arrow, iterator, threaded)
                 state = self._row_digests(mark)
                 if state is None:
-                    # The per-row digests are missing or stale: compare in full, and
-                    # keep them afterwards (an unchanged source is not skipped then).
-                    mark = dataclasses.replace(mark, digest=None)
-            if state is not None and mark is not None and arrow is not None:
-                _DigestDiff(self, state, mappings).run_arrow(arrow, mark, source_id)
-            elif state is not None and mark is not None:
-                _DigestDiff(self, state, mappings).run(iterator, mark, source_id)
+                    iterator = hashed.abandon()  # the rows as given, hashed or not
+                    arrow, hashed = None, None
+            if self.keeps_rows and mark is not None and state is None:
+                # The per-row digests are missing or stale: compare in full, and
+                # keep them afterwards (an unchanged source is not skipped then).
+                mark = dataclasses.replace(mark, digest=None)
+            if state is not None and mark is not None and hashed is not None:
+                _DigestDiff(self, state).run(hashed.batches, mark, source_id)
             elif self.ctx.capabilities.set_based_diff and isinstance(backend, SQLBackend):
                 _SetBasedDiff(self, backend, mappings).run(iterator, mark, source_id)
             else:
@@ -238,6 +250,9 @@ class Syncer:
             if self.writer is not None:
                 self.writer.discard()
             raise
+        finally:
+            if hashed is not None:
+                hashed.close()
 
     def _unchanged(self, mark: SyncMark, digest: str) -> bool:
         if mark.digest is None or mark.digest != digest:
@@ -247,10 +262,14 @@ class Syncer:
         # A cheap look for writes made without bulkops (rows added or removed).
         return self.count_target() == mark.target_rows
 
+    def _may_have_digests(self, mark: SyncMark) -> bool:
+        """Whether the scope's per-row digests may stand (then they are read)."""
+        return not (self.full or mark.digest is None or mark.target_rows is None)
+
     def _row_digests(self, mark: SyncMark) -> RowDigests | None:
         """The scope's per-row digests, if they stand: the table was not written through
         bulkops since, and holds as many rows in the scope as then (``full``: never)."""
-        if self.full or mark.digest is None or mark.target_rows is None:
+        if not self._may_have_digests(mark):
             return None
         parts = self.state.read_rows(self.spec.name, self.scope, mark)
         if parts is None:
@@ -638,111 +657,68 @@ class _Batch:
     positions: Any  # numpy: the 1-based source position of each hashed row
     outside: list[int]  # indexes of rows outside the sync's scope
     rows: Callable[[Sequence[int]], list[dict[str, Any]]]
+    source: Any  # the rows as given: a list, or an Arrow record batch
+    # Rows refused while hashing (a sequence of the wrong width), made Rejections when
+    # the batch is compared (the hashing may run ahead, and be abandoned).
+    refused: list[Rejection] = dataclasses.field(default_factory=list)
 
 
-class _DigestDiff:
-    """The difference found from the scope's per-row digests (``sync/digests.py``):
-    the source is hashed on the client a batch at a time and looked up in the digests
-    read from the sync state (keys and hashes only); only the added and changed rows
-    and the deleted keys are sent. The target's rows are not read."""
+class _SourceHasher:
+    """Hashes a sync's source a batch at a time (``hashing``): dict or tuple rows a
+    column at a time, Arrow record batches vectorized. Touches no database, so that it
+    may run in a thread while the digests are read."""
 
     # Rows hashed at once: big enough for the column-at-a-time encoding to pay off.
     BATCH = 50_000
 
-    def __init__(self, sync: Syncer, state: RowDigests, mappings: bool) -> None:
-        import numpy as np
-
+    def __init__(self, sync: Syncer, mappings: bool) -> None:
         self.sync = sync
-        self.state = state
         self.mappings = mappings
-        self.seen = np.zeros(len(state), dtype=bool)  # state keys the source has
-        self.scratch: Any = None  # an int per state key (see _winners)
-        self.added: set[int] = set()  # key hashes of the source's new keys so far
-        # The source's rows the state lacks or holds another digest for: the delta.
-        self.parts: list[HashedRows] = []
-        self.wrote = False
-        self.inserted = 0  # rows the writes added to the table
-        self.pending: list[tuple[str, Any, int, dict[str, Any]]] = []
-        self.repeats: list[tuple[int, dict[str, Any]]] = []
+        self.abandoned = False  # the batches still read are not hashed (see _Hashed)
 
-    def run(self, rows: Iterator[Any], mark: SyncMark, source_id: str | None) -> None:
+    def rows(self, rows: Iterator[Any]) -> Iterator[_Batch]:
         size = max(self.sync.chunk_size or 0, self.BATCH)
-        self._run(
-            (self._hash_rows(raws, start) for raws, start in numbered(chunked(rows, size))),
-            mark,
-            source_id,
-        )
+        for raws, start in numbered(chunked(rows, size)):
+            if self.abandoned:
+                yield _Batch(len(raws), None, None, [], lambda _: [], raws)
+            else:
+                yield self._hash_rows(raws, start)
 
-    def run_arrow(self, source: ArrowRows, mark: SyncMark, source_id: str | None) -> None:
+    def arrow(self, source: ArrowRows) -> Iterator[_Batch]:
         """The same for an Arrow source, hashed a record batch at a time (vectorized)."""
-
-        def batches() -> Iterator[_Batch]:
-            start = 0
-            for batch in source.batches():
+        start = 0
+        for batch in source.batches():
+            if self.abandoned:
+                yield _Batch(batch.num_rows, None, None, [], lambda _: [], batch)
+            else:
                 yield self._hash_arrow(batch, start)
-                start += batch.num_rows
+            start += batch.num_rows
 
-        self._run(batches(), mark, source_id)
-
-    def _run(self, batches: Iterator[_Batch], mark: SyncMark, source_id: str | None) -> None:
-        import numpy as np
-        import xxhash
-
-        sync, report = self.sync, self.sync.report
-        whole = xxhash.xxh3_128(sync.scope.encode())
-        size = max(sync.chunk_size or 0, self.BATCH)
-        for batch in batches:
-            report.rows_in += batch.size
-            if batch.hashed is not None:
-                self._compare(batch)
-                whole.update(batch.hashed.digests.tobytes())
-            if len(self.pending) >= size:
-                self._flush()
-        self._flush()
-        if source_id is None:
-            report.digest = f"rows:{report.rows_in}:xxh3:{whole.hexdigest()}"
-        missing = np.nonzero(~self.seen)[0] if sync.delete_missing else np.empty(0, np.int64)
-        self._delete(missing)
-        if not self.wrote and not report.rejected and not report.failed:
-            report.up_to_date = not sync.dry_run and not (report.added or report.changed)
-        if not self.wrote and mark.digest == report.digest:
-            return  # the stored state still stands as it is
-        state = self.state
-        gone = None
-        if len(missing):
-            gone = HashedRows(
-                state.take_keys(missing), state.key_hashes[missing], state.digests[missing]
-            )
-        delta = Delta.of(self.parts, gone)
-        assert mark.target_rows is not None
-        rows_now = mark.target_rows + self.inserted - report.deleted
-        sync.finished(mark, report.digest, self.wrote, target_rows=rows_now, delta=delta)
-
-    # ------------------------------------------------------------------ hash
-
-    def _columns(self, raws: list[Any], start: int) -> tuple[list[list[Any]], list[int]]:
+    def _columns(
+        self, raws: list[Any], start: int
+    ) -> tuple[list[list[Any]], list[int], list[Rejection]]:
         """The batch's values a column at a time (the key's first), and the indexes of
-        its rows; a sequence of the wrong width is rejected."""
-        sync = self.sync
-        cols = sync.cols
+        its rows; a sequence of the wrong width is refused."""
+        cols = self.sync.cols
         columns, good = value_columns(raws, cols, self.mappings)
+        refused = []
         if len(good) != len(raws):
             for i in sorted(set(range(len(raws))) - set(good)):
-                sync.reject(
+                refused.append(
                     Rejection(
                         row=start + i + 1, key=None, values=raws[i],
                         reason=f"the row has {len(raws[i])} values, not {len(cols)} ({cols})",
                     )
                 )  # fmt: skip
-        return columns, good
+        return columns, good, refused
 
     def _hash_rows(self, raws: list[Any], start: int) -> _Batch:
         """A batch of dict or tuple rows, hashed."""
         import numpy as np
 
-        columns, index = self._columns(raws, start)
+        columns, index, refused = self._columns(raws, start)
         if not index:
-            return _Batch(len(raws), None, np.empty(0, np.int64), [], lambda _: [])
+            return _Batch(len(raws), None, np.empty(0, np.int64), [], lambda _: [], raws, refused)
         specs = [self.sync.spec.column(c) for c in self.sync.cols]
         encoded = encoded_columns(columns, specs, self.sync.ctx.capabilities.float_nan)
 
@@ -750,7 +726,7 @@ class _DigestDiff:
             return [self._row(raws[index[i]]) for i in chosen]
 
         positions = np.asarray(index, dtype=np.int64) + start + 1
-        return self._hashed(len(raws), encoded, positions, rows)
+        return self._hashed(len(raws), encoded, positions, rows, raws, refused)
 
     def _hash_arrow(self, batch: Any, start: int) -> _Batch:
         """A pyarrow RecordBatch, hashed a column at a time (no Python per row)."""
@@ -778,11 +754,12 @@ class _DigestDiff:
             return [{c: row.get(c) for c in self.sync.cols} for row in picked]
 
         positions = np.arange(start + 1, start + batch.num_rows + 1, dtype=np.int64)
-        return self._hashed(batch.num_rows, encoded, positions, rows)
+        return self._hashed(batch.num_rows, encoded, positions, rows, batch, [])
 
     def _hashed(
         self, size: int, encoded: list[Any], positions: Any,
-        rows: Callable[[Sequence[int]], list[dict[str, Any]]],
+        rows: Callable[[Sequence[int]], list[dict[str, Any]]], source: Any,
+        refused: list[Rejection],
     ) -> _Batch:  # fmt: skip
         """A batch's digests, and which of its rows lie outside the sync's scope
         (compared by their encodings: as data, whatever the type)."""
@@ -801,7 +778,121 @@ class _DigestDiff:
             differs = pc.not_equal(encoded[sync.cols.index(column)].binary(), wanted)
             outside |= np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
         hashed = hash_columns(encoded, len(sync.key))
-        return _Batch(size, hashed, positions, list(np.nonzero(outside)[0]), rows)
+        return _Batch(size, hashed, positions, list(np.nonzero(outside)[0]), rows, source, refused)
+
+    def _row(self, raw: Any) -> dict[str, Any]:
+        return dict(raw) if self.mappings else dict(zip(self.sync.cols, raw, strict=True))
+
+
+class _Hashed:
+    """A source being hashed (``_SourceHasher``) while the per-row digests are read:
+    by a thread when ``threaded``, else as it is read. The thread hashes only while
+    the calling thread waits for the database: once the digests are read, ``batches``
+    takes what it hashed and goes on with the rest itself (two threads hashing and
+    comparing at once fight for the GIL: more CPU, no less time). If the digests do
+    not stand, ``abandon`` gives the rows back as given, for the full comparison."""
+
+    AHEAD = 8  # batches hashed at most while the digests are read
+
+    def __init__(
+        self, hasher: _SourceHasher, arrow: ArrowRows | None, rows: Iterator[Any], threaded: bool
+    ) -> None:
+        self.hasher = hasher
+        self.arrow = arrow
+        self.made = hasher.rows(rows) if arrow is None else hasher.arrow(arrow)
+        self.handed_over = threading.Event()
+        self.ahead: ReadAhead | None = None
+        if threaded:
+            self.ahead = read_ahead(self._until_handed_over(), self.AHEAD, "bulkops-sync-hash")
+
+    def _until_handed_over(self) -> Iterator[_Batch]:
+        """The thread's batches: it stops taking any once the calling thread takes over
+        (the batch it is making is still handed over)."""
+        while not self.handed_over.is_set():
+            batch = next(self.made, None)
+            if batch is None:
+                return
+            yield batch
+
+    @property
+    def batches(self) -> Iterator[_Batch]:
+        """Every batch, in order: those the thread made, then the rest made here."""
+        if self.ahead is None:
+            return self.made
+        self.handed_over.set()
+        return chain(self.ahead, self.made)  # (the thread is done with made at its end)
+
+    def abandon(self) -> Iterator[Any]:
+        """The source's rows as given (dicts for an Arrow source), from its first."""
+        self.hasher.abandoned = True
+        for batch in self.batches:
+            if self.arrow is None:
+                yield from batch.source
+            else:
+                yield from batch.source.to_pylist()
+
+    def close(self) -> None:
+        """Stop the hashing (and its thread)."""
+        if self.ahead is not None:
+            self.ahead.close()
+
+
+class _DigestDiff:
+    """The difference found from the scope's per-row digests (``sync/digests.py``):
+    the source, hashed on the client a batch at a time (``_SourceHasher``), is looked
+    up in the digests read from the sync state (keys and hashes only); only the added
+    and changed rows and the deleted keys are sent. The target's rows are not read."""
+
+    def __init__(self, sync: Syncer, state: RowDigests) -> None:
+        import numpy as np
+
+        self.sync = sync
+        self.state = state
+        self.seen = np.zeros(len(state), dtype=bool)  # state keys the source has
+        self.scratch: Any = None  # an int per state key (see _winners)
+        self.added: set[int] = set()  # key hashes of the source's new keys so far
+        # The source's rows the state lacks or holds another digest for: the delta.
+        self.parts: list[HashedRows] = []
+        self.wrote = False
+        self.inserted = 0  # rows the writes added to the table
+        self.pending: list[tuple[str, Any, int, dict[str, Any]]] = []
+        self.repeats: list[tuple[int, dict[str, Any]]] = []
+
+    def run(self, batches: Iterator[_Batch], mark: SyncMark, source_id: str | None) -> None:
+        import numpy as np
+        import xxhash
+
+        sync, report = self.sync, self.sync.report
+        whole = xxhash.xxh3_128(sync.scope.encode())
+        size = max(sync.chunk_size or 0, _SourceHasher.BATCH)
+        for batch in batches:
+            report.rows_in += batch.size
+            for rejection in batch.refused:
+                sync.reject(rejection)
+            if batch.hashed is not None:
+                self._compare(batch)
+                whole.update(batch.hashed.digests.tobytes())
+            if len(self.pending) >= size:
+                self._flush()
+        self._flush()
+        if source_id is None:
+            report.digest = f"rows:{report.rows_in}:xxh3:{whole.hexdigest()}"
+        missing = np.nonzero(~self.seen)[0] if sync.delete_missing else np.empty(0, np.int64)
+        self._delete(missing)
+        if not self.wrote and not report.rejected and not report.failed:
+            report.up_to_date = not sync.dry_run and not (report.added or report.changed)
+        if not self.wrote and mark.digest == report.digest:
+            return  # the stored state still stands as it is
+        state = self.state
+        gone = None
+        if len(missing):
+            gone = HashedRows(
+                state.take_keys(missing), state.key_hashes[missing], state.digests[missing]
+            )
+        delta = Delta.of(self.parts, gone)
+        assert mark.target_rows is not None
+        rows_now = mark.target_rows + self.inserted - report.deleted
+        sync.finished(mark, report.digest, self.wrote, target_rows=rows_now, delta=delta)
 
     def _compare(self, batch: _Batch) -> None:
         import numpy as np
@@ -877,7 +968,12 @@ class _DigestDiff:
             if self.scratch is None:
                 self.scratch = np.full(len(self.state), -1, dtype=np.int64)
             at = found_index[known]
-            np.maximum.at(self.scratch, at, known)
+            # Each row claims its key's slot; where every row finds its own claim, no
+            # key came twice (the usual case: no ``maximum.at``, which is slow).
+            self.scratch[at] = known
+            if not (self.scratch[at] == known).all():
+                self.scratch[at] = -1
+                np.maximum.at(self.scratch, at, known)
             winner[known] = self.scratch[at]
             self.scratch[at] = -1
         new = np.nonzero(~found & valid)[0]
@@ -890,9 +986,6 @@ class _DigestDiff:
                 last = np.append(np.nonzero(starts)[0][1:], len(ordered)) - 1
                 winner[new[order]] = new[order][last[run]]
         return winner
-
-    def _row(self, raw: Any) -> dict[str, Any]:
-        return dict(raw) if self.mappings else dict(zip(self.sync.cols, raw, strict=True))
 
     def _same_keys(self, keys: Any, a: Any, b: Any) -> None:
         for i, j in zip(a, b, strict=True):

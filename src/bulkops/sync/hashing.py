@@ -904,8 +904,16 @@ def _hash_varying(data: Any, offsets: Any, tag: int | None = None) -> Any:
             words |= (lengths.astype(np.uint64) << np.uint64(8)) | np.uint64(tag)
         words &= masks[np.minimum(sizes, 8)]
         total += _mix(words ^ keys[0])
-        active = np.nonzero(sizes > 8)[0]
+        # The words every value has: a pass over all rows, without picking the rows
+        # still long enough (which costs more than the word when most of them are)
+        shortest = int(sizes.min())
         j = 1
+        while 8 * j < shortest:
+            words = windows[starts + 8 * j]
+            words &= masks[np.minimum(sizes - 8 * j, 8)]
+            total += _mix(words ^ keys[j])
+            j += 1
+        active = np.nonzero(sizes > 8 * j)[0]
         while len(active):
             left = sizes[active] - 8 * j
             words = windows[starts[active] + 8 * j]
