@@ -5,8 +5,13 @@ numpy unloaded."""
 
 from __future__ import annotations
 
+import gzip
+import os
+import subprocess
+import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,3 +156,76 @@ def test_postgres_chunks_prepared_ahead_commit_in_order(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         row = conn.execute("SELECT count(*), max(id) FROM t").fetchone()
     assert row == (42, 43)
+
+
+_OPEN_READ_ONE_AND_EXIT = """
+import sys, threading
+from bulkops.sources import open_arrow
+
+for path in sys.argv[1:]:
+    source = open_arrow(path)
+    assert source is not None and source.batches is not None
+    assert source.batches.read_next_batch().num_rows > 0
+    source.close()
+    assert not any(t.name == "bulkops-csv-reader" for t in threading.enumerate())
+"""
+
+
+def test_a_process_that_leaves_a_csv_early_exits_cleanly(tmp_path: Path) -> None:
+    """pyarrow reads its input ahead on threads of its own. Given a Python file object
+    (as it was, for byte counting and decompression), those threads call into the
+    interpreter, and a process that closed a source before its end, then exited,
+    often aborted ("PyGILState_Release ... finalizing") or hung in pyarrow's thread
+    pool shutdown. Native streams (a file, gzip, a zip member) leave nothing to call."""
+    line = b"%d,name number %d,%d.25,some text to make the rows longer\n"
+    body = b"".join(line % (i, i, i) for i in range(100_000))  # about 6 MiB
+    plain = tmp_path / "big.csv"
+    # Larger than pyarrow's read-ahead (32 blocks of 1 MiB), so reading is under way.
+    plain.write_bytes(b"id,name,amount,note\n" + body * 7)
+    gz = tmp_path / "big.csv.gz"
+    gz.write_bytes(gzip.compress(b"id,name,amount,note\n" + body, 1))
+    zipped = tmp_path / "big.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("big.csv", b"id,name,amount,note\n" + body)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONFAULTHANDLER": "1"}
+    for run in range(10):
+        done = subprocess.run(
+            [sys.executable, "-c", _OPEN_READ_ONE_AND_EXIT, str(plain), str(gz), str(zipped)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env=env,
+        )
+        assert done.returncode == 0, f"run {run}: exit {done.returncode}\n{done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize(
+    "name", ["p.csv", "p.csv.gz", "gzip-without-suffix.csv", "p.zip", "stored.zip", "p.bz2.zip"]
+)
+def test_columnar_progress_counts_the_batches_handed_out(tmp_path: Path, name: str) -> None:
+    """pyarrow reads far ahead of the batches asked for: the progress is what was handed
+    out (a block of text per batch, as bytes of the file on disk), not what it read.
+    Every kind of input gives every row, in order."""
+    data = b"id,v\n" + b"".join(b"%d,value number %d\n" % (i, i) for i in range(400_000))
+    path = tmp_path / name
+    if name.endswith(".zip"):
+        method = {"stored.zip": zipfile.ZIP_STORED, "p.bz2.zip": zipfile.ZIP_BZIP2}
+        with zipfile.ZipFile(path, "w", method.get(name, zipfile.ZIP_DEFLATED)) as archive:
+            archive.writestr("p.csv", data)
+    elif name != "p.csv":
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    source = sources.open_arrow(str(path))
+    assert source is not None and source.batches is not None and source.total_bytes
+    with source:
+        first = source.batches.read_next_batch()
+        time.sleep(0.3)  # pyarrow reads ahead meanwhile (the whole file, at this size)
+        # At most two blocks' share of the file (the first batch also holds the header).
+        two_blocks = source.total_bytes * 2 * sources.ARROW_BLOCK_BYTES / len(data) + 1
+        if name != "p.bz2.zip":  # read by the row reader, which counts what it read
+            assert 0 < source.bytes_read() <= two_blocks
+        rest = source.batches.read_all()
+        assert source.bytes_read() == source.total_bytes
+    ids = [*first.column("id").to_pylist(), *rest.column("id").to_pylist()]
+    assert ids == [str(i) for i in range(400_000)]

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import sys
 import zipfile
 import zlib
@@ -573,7 +574,9 @@ def open_arrow(
     CSV/TSV columns are all read as text, with the row reader's rules: an unquoted empty
     field and the ``null`` spellings (unquoted) are null, a quoted ``""`` is the empty
     string; the columnar path then casts the text to each column's type, as the row
-    path would. ``.gz`` and one-file ``.zip`` inputs are decompressed as they are read.
+    path would. ``.gz`` and one-file ``.zip`` inputs are decompressed as they are read
+    (by pyarrow itself: ``_native_input``; a deflated zip member is held compressed in
+    memory).
 
     A row of the wrong width (CSV): pyarrow cannot pass it on, so from the batch that
     holds it on, the file is read by the row reader. With ``ragged`` such a row is kept
@@ -594,62 +597,170 @@ def open_arrow(
     import pyarrow.csv as pacsv
 
     with ExitStack() as stack:
-        stream, name, fmt, total_bytes, progress = _open_stream(path, fmt, stack)
-        found: list[Any] = []
-
-        def invalid(row: Any) -> str:
-            found.append(row)
-            return "skip"
-
+        name, total_bytes, stream, progress = _native_input(pa, path)
         reader: Any = None
-        try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(
-                    use_threads=True, block_size=ARROW_BLOCK_BYTES, encoding="utf8"
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter="\t" if fmt == "tsv" else ",",
-                    newlines_in_values=True,
-                    ignore_empty_lines=True,
-                    invalid_row_handler=invalid,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    # "": the row names' column (ROW_NAMES_COLUMN) as the file names it.
-                    column_types={c: pa.string() for c in (*columns, "")},
-                    null_values=["", *null],
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-        except (pa.ArrowException, *_READ_ERRORS):
-            pass  # the row reader reads the file instead, and says what is wrong where
+        if stream is not None:
+            try:
+                reader = pacsv.open_csv(
+                    stream,
+                    read_options=pacsv.ReadOptions(
+                        use_threads=True, block_size=ARROW_BLOCK_BYTES, encoding="utf8"
+                    ),
+                    # No invalid-row handler: it is Python, called on pyarrow's parsing
+                    # threads. A row of the wrong width fails its block instead, and
+                    # the row reader takes the file from there (``_csv_batches``).
+                    parse_options=pacsv.ParseOptions(
+                        delimiter="\t" if fmt == "tsv" else ",",
+                        newlines_in_values=True,
+                        ignore_empty_lines=True,
+                    ),
+                    convert_options=pacsv.ConvertOptions(
+                        # "": the row names' column (ROW_NAMES_COLUMN) as the file names it.
+                        column_types={c: pa.string() for c in (*columns, "")},
+                        null_values=["", *null],
+                        strings_can_be_null=True,
+                        quoted_strings_can_be_null=False,
+                    ),
+                )
+            except (pa.ArrowException, *_READ_ERRORS):
+                pass  # the row reader reads the file instead, and says what is wrong where
         names = [*columns, ROW_SHAPE_COLUMN] if ragged else list(columns)
         schema = pa.schema([(c, pa.string()) for c in names])
         # Parsing starts now, not at the first batch asked for: the command still has
         # its database driver to load (about 0.3 s of CPU, on one core), a connection to
         # open and the table to look up before it asks, and the blocks read ahead by
         # then are parsed on another core meanwhile. Stopped (and waited for) before
-        # the file is closed.
+        # pyarrow's reader is closed.
         early = ReadAhead(
-            _clean_batches(pa, reader, found, schema, ragged),
+            _clean_batches(pa, reader, schema, ragged),
             _PREFETCH_BATCHES,
             "bulkops-csv-reader",
         ).start()
         stack.callback(early.stop)
         batches = _csv_batches(
-            early, reader is not None, path, fmt, null, schema, found, name, ragged
+            early, reader is not None, path, fmt, null, schema, progress, name, ragged
         )
         source = Source(
             format=fmt,
             columns=list(columns),
             rows=iter(()),
             total_bytes=total_bytes,
-            progress=progress,
+            progress=progress.bytes_read,
             resources=stack.pop_all(),
             batches=pa.RecordBatchReader.from_batches(schema, batches),
         )
     return source
+
+
+# A gzip member's fixed header (RFC 1952: deflate, no flags, no time, unknown OS): put
+# before a zip member's raw deflate data, it makes a stream pyarrow's gzip codec reads.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+# A zip local file header: signature, 5 shorts, 3 longs, name and extra lengths.
+_ZIP_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+
+
+def _native_input(pa: Any, path: str) -> tuple[str, int, Any | None, _ArrowProgress]:
+    """The file at ``path`` as a stream pyarrow reads natively (decompressed from gzip, or
+    a zip archive's one file), its name for messages, its size on disk and the progress
+    of the batches handed out. The stream is None where pyarrow cannot read it natively
+    (a zip member compressed by other than deflate): the row reader then reads it.
+
+    Never a Python file object: pyarrow reads its input ahead on threads of its own, and
+    a Python object read there calls into the interpreter from those threads, which
+    aborts or hangs the process at exit when a source is left before its end."""
+    try:
+        raw = pa.OSFile(path)
+        total_bytes = raw.size()
+        head = raw.read(4)
+        raw.seek(0)
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(f"cannot open {path}: {exc}") from exc
+    if head == _ZIP_MAGIC or path.lower().endswith(".zip"):
+        with open(path, "rb") as file:
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    info = _zip_member(archive, path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise SourceError(f"{path}: not a readable zip archive ({exc})") from exc
+        name = f"{path} ({info.filename})"
+        stream = _zip_member_stream(pa, raw, info)
+        # The batches' share of the member, of the archive's size.
+        zip_scale = total_bytes / info.file_size if info.file_size else 1.0
+        return name, total_bytes, stream, _ArrowProgress(total_bytes, lambda n: n * zip_scale)
+    if path.lower().endswith(".gz") or head[:2] == _GZIP_MAGIC:
+        # A gzip stream ends with its text's size (mod 2**32, of the last member only):
+        # the batches' share of it, never past what pyarrow has read of the file.
+        try:
+            text_size = int.from_bytes(raw.read_at(4, max(total_bytes - 4, 0)), "little")
+            raw.seek(0)  # pyarrow refuses a plain read after a positioned one until then
+        except (pa.ArrowException, OSError):
+            text_size = 0
+        gz_scale = total_bytes / text_size if text_size else 0.0
+
+        def gz_read(text: int) -> float:
+            read: int = raw.tell()  # a system call: pyarrow's thread moves it as it reads
+            return min(read, text * gz_scale) if gz_scale else read
+
+        stream = pa.CompressedInputStream(raw, "gzip")
+        return path, total_bytes, stream, _ArrowProgress(total_bytes, gz_read)
+    return path, total_bytes, raw, _ArrowProgress(total_bytes, float)
+
+
+def _zip_member_stream(pa: Any, raw: Any, info: zipfile.ZipInfo) -> Any | None:
+    """A zip member's bytes as a native stream: stored, a slice of the file; deflated,
+    its deflate data between a gzip header and trailer (CRC-32 and size from the zip's
+    directory, checked by zlib at the end), held in native memory. None for the rest
+    (bzip2, lzma)."""
+    raw.seek(info.header_offset)
+    fields = _ZIP_LOCAL_HEADER.unpack(raw.read(_ZIP_LOCAL_HEADER.size))
+    if fields[0] != _ZIP_MAGIC:
+        return None
+    start = info.header_offset + _ZIP_LOCAL_HEADER.size + fields[9] + fields[10]
+    size = info.compress_size
+    if info.compress_type == zipfile.ZIP_STORED:
+        return raw.get_stream(start, size)
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        return None
+    # pyarrow has no raw-deflate codec and no way to join streams, so the member is
+    # copied once, compressed, into one buffer that pyarrow owns (no Python object
+    # under it, so nothing calls back into the interpreter when it is freed).
+    trailer = struct.pack("<LL", info.CRC, info.file_size & 0xFFFFFFFF)
+    buffer = pa.allocate_buffer(len(_GZIP_HEADER) + size + len(trailer))
+    view = memoryview(buffer).cast("B")
+    view[: len(_GZIP_HEADER)] = _GZIP_HEADER
+    raw.seek(start)
+    body = view[len(_GZIP_HEADER) : len(_GZIP_HEADER) + size]
+    if raw.readinto(body) != size:
+        return None  # truncated: the row reader says so
+    view[len(_GZIP_HEADER) + size :] = trailer
+    view.release()
+    return pa.CompressedInputStream(pa.BufferReader(buffer), "gzip")
+
+
+class _ArrowProgress:
+    """Bytes of the file behind the batches handed out so far (``Source.bytes_read``).
+
+    pyarrow reads far ahead of the batches (up to 32 blocks), so what it has read says
+    little; each batch is one block of text (``ARROW_BLOCK_BYTES``), and ``on_disk``
+    gives the file's bytes for so much text. Once the row reader takes over, its count."""
+
+    def __init__(self, total_bytes: int, on_disk: Callable[[int], float]) -> None:
+        self.total_bytes = total_bytes
+        self.on_disk = on_disk
+        self.batches = 0
+        self.done = False
+        self.rows: Source | None = None
+
+    def bytes_read(self) -> int:
+        if self.done:
+            return self.total_bytes
+        if self.rows is not None:
+            return self.rows.bytes_read()
+        try:
+            estimate = int(self.on_disk(self.batches * ARROW_BLOCK_BYTES))
+        except (ValueError, OSError):  # the file is closed (pyarrow's errors are both)
+            estimate = 0
+        return min(self.total_bytes, estimate)
 
 
 def _arrow() -> Any:
@@ -667,33 +778,34 @@ def _csv_batches(
     fmt: str,
     null: Iterable[str],
     schema: Any,
-    found: list[Any],
+    progress: _ArrowProgress,
     name: str,
     ragged: bool,
 ) -> Iterator[Any]:
     """The reader's batches (``early``: ``_clean_batches``, with a null
-    ``ROW_SHAPE_COLUMN`` when ``ragged``); from the first batch that may hold a row of
-    the wrong width, or that pyarrow cannot read, the row reader's rows instead (which
-    it reads as the row path does). ``found`` is what the invalid-row handler set aside;
-    ``opened``: whether pyarrow could open the file at all.
-
-    The invalid-row handler runs while a block is parsed, before its batch is handed
-    out: a batch that comes out while nothing was found holds no such row."""
+    ``ROW_SHAPE_COLUMN`` when ``ragged``); from the first batch that pyarrow cannot give
+    (a row of the wrong width fails its block, bytes that are not UTF-8, a truncated
+    stream), the row reader's rows instead (which it reads as the row path does).
+    ``opened``: whether pyarrow could open the file at all."""
     pa = _arrow()
     width = len(schema) - (1 if ragged else 0)
     done = 0
     try:
         for batch in early:
             done += batch.num_rows
+            progress.batches += 1
             yield batch
-        if opened and not found:
+        if opened:
+            progress.done = True
             return
     except (pa.ArrowException, *_READ_ERRORS):
-        # Bytes that are not UTF-8, a quote left open, a truncated gzip stream: the row
-        # reader takes the rest of the file from the first row not handed out, writes
-        # the good rows before the fault and names the line where it is.
+        # A row of the wrong width, bytes that are not UTF-8, a quote left open, a
+        # truncated gzip stream: the row reader takes the rest of the file from the
+        # first row not handed out, writes the good rows before the fault and names
+        # the line where it is (and rejects a row of the wrong width with its number).
         pass
     with open_source(path, fmt, null=null) as source:
+        progress.rows = source
         rows = islice(source.rows, done, None)
         number = done
         while True:
@@ -712,14 +824,13 @@ def _csv_batches(
             if failure is not None:
                 raise failure
             if len(chunk) < _RAGGED_BATCH_ROWS:
+                progress.done = True
                 return
 
 
-def _clean_batches(pa: Any, reader: Any, found: list[Any], schema: Any, ragged: bool) -> Any:
-    """The reader's batches up to the first that may hold a row of the wrong width."""
+def _clean_batches(pa: Any, reader: Any, schema: Any, ragged: bool) -> Any:
+    """The reader's batches in ``schema`` (a null ``ROW_SHAPE_COLUMN`` when ``ragged``)."""
     for batch in reader or ():
-        if found:
-            return
         if ragged:
             batch = pa.RecordBatch.from_arrays(
                 [*batch.columns, pa.nulls(batch.num_rows, pa.string())], schema=schema
@@ -769,12 +880,8 @@ def _starts_with(file: io.FileIO, magic: bytes) -> bool:
     return head == magic
 
 
-def _open_zip_member(file: io.FileIO, path: str, stack: ExitStack) -> tuple[BinaryIO, str]:
-    try:
-        archive = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise SourceError(f"{path}: not a readable zip archive ({exc})") from exc
-    stack.callback(archive.close)
+def _zip_member(archive: zipfile.ZipFile, path: str) -> zipfile.ZipInfo:
+    """The one file of a zip archive (macOS's ``__MACOSX/`` entries aside)."""
     members = [
         info
         for info in archive.infolist()
@@ -786,12 +893,22 @@ def _open_zip_member(file: io.FileIO, path: str, stack: ExitStack) -> tuple[Bina
             f"{path}: a zip archive must hold exactly one file to load; it holds "
             f"{len(members)} ({names})"
         )
+    return members[0]
+
+
+def _open_zip_member(file: io.FileIO, path: str, stack: ExitStack) -> tuple[BinaryIO, str]:
     try:
-        member = archive.open(members[0])
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SourceError(f"{path}: not a readable zip archive ({exc})") from exc
+    stack.callback(archive.close)
+    info = _zip_member(archive, path)
+    try:
+        member = archive.open(info)
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-        raise SourceError(f"{path}: cannot read {members[0].filename!r} ({exc})") from exc
+        raise SourceError(f"{path}: cannot read {info.filename!r} ({exc})") from exc
     stack.callback(member.close)
-    return cast(BinaryIO, member), members[0].filename
+    return cast(BinaryIO, member), info.filename
 
 
 def _open_file(path: str) -> io.FileIO:
