@@ -673,3 +673,13 @@ def test_a_refused_access_key_is_an_access_error_not_retried(
         db.upsert(users, [{"id": 1, "name": "Ada"}])
     assert refused.value.code == "UnrecognizedClientException"
     assert waits == []
+
+
+def test_a_table_name_dynamodb_refuses_is_a_schema_error(ddb: bulkops.Store) -> None:
+    # DynamoDB's names are 3 to 255 letters, digits, "_", "-" or ".": its
+    # ValidationException is about the table asked for, not a value to reject.
+    with pytest.raises(bulkops.errors.SchemaError) as refused:
+        ddb.create_table("my table", {"id": "integer"}, key="id")
+    assert "cannot create DynamoDB table 'my table'" in str(refused.value)
+    assert refused.value.code == "ValidationException"
+    assert not isinstance(refused.value, bulkops.errors.DataError)

@@ -444,16 +444,22 @@ class DynamoDBBackend:
                     "numbers or bytes"
                 )
             definitions.append({"AttributeName": name, "AttributeType": kind})
-        self._call(
-            "create_table",
-            TableName=table,
-            KeySchema=[
-                {"AttributeName": n, "KeyType": "HASH" if i == 0 else "RANGE"}
-                for i, n in enumerate(key)
-            ],
-            AttributeDefinitions=definitions,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        try:
+            self._call(
+                "create_table",
+                TableName=table,
+                KeySchema=[
+                    {"AttributeName": n, "KeyType": "HASH" if i == 0 else "RANGE"}
+                    for i, n in enumerate(key)
+                ],
+                AttributeDefinitions=definitions,
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ConversionError as error:
+            # A ValidationException here is about the table asked for (its name, its
+            # key), not about a value: no row to reject.
+            raise SchemaError(f"cannot create DynamoDB table {table!r}: {error}",
+                              code=error.code) from error  # fmt: skip
         with self._errors():
             self.client.get_waiter("table_exists").wait(
                 TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
