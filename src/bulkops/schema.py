@@ -695,14 +695,13 @@ def decimal_fits(value: Decimal, scale: int, precision: int | None, declared: st
     is; ValueError, saying why, if the database would round it (more decimal places
     than the scale: PostgreSQL rounds silently) or refuse it (more digits before the
     point than ``precision - scale``). bulkops never rounds a value to fit."""
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -scale:
-        digits = value.as_tuple().digits
-        if any(digits[scale + exponent :]):  # nonzero digits past the scale
-            raise ValueError(
-                f"{value} has more than {scale} decimal places; the column is {declared} "
-                "(the value would be rounded)"
-            )
+    _, digits, exponent = value.as_tuple()
+    # nonzero digits past the scale
+    if isinstance(exponent, int) and exponent < -scale and any(digits[scale + exponent :]):
+        raise ValueError(
+            f"{value} has more than {scale} decimal places; the column is {declared} "
+            "(the value would be rounded)"
+        )
     limit = None if precision is None else precision - scale  # digits before the point
     if limit is not None and value and value.is_finite() and value.adjusted() + 1 > limit:
         raise ValueError(

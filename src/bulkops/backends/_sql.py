@@ -300,7 +300,9 @@ class SQLSyncState:
         parts = list(rows or [])
         for part in parts:
             if len(part) > SYNC_PART_BYTES:
-                raise ValueError("a part of the per-row digests is larger than 8 MiB")
+                raise ValueError(
+                    f"a part of the per-row digests is larger than {SYNC_PART_BYTES:,} bytes"
+                )
 
         def write() -> bool:
             found = self._execute(
