@@ -12,7 +12,8 @@
 - Files under ``tests/data/`` (their sources and licences are in its README): the
   tables of django-taggit as Django's migrations make them on PostgreSQL,
   PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema,
-  optuna's SQLAlchemy models, and Pagila's film and language tables.
+  optuna's SQLAlchemy models, Pagila's film and language tables, and AWL's (DAViCal's)
+  usr and tmp_password tables.
 """
 
 from __future__ import annotations
@@ -564,3 +565,39 @@ def test_pagila_column_filled_by_a_before_insert_trigger(
         (1, ["Trailers", "Deleted Scenes"], "'1':2 'drama':5 'epic':4 'film':1"),
         (6, [], "'6':2 'drama':5 'epic':4 'film':1"),
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+def test_awl_null_in_a_unique_key_is_a_missing_key_on_both_paths(pg_url: str, given: str) -> None:
+    # AWL's (DAViCal's) tmp_password is keyed by UNIQUE (user_no, valid_until), and
+    # valid_until may be NULL. No row has a NULL key part, so a row giving none is a
+    # missing key on both paths; before, a DataFrame's such rows were inserted again by
+    # every upsert and not found by update or delete.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "awl_tables.sql").read_text())
+    pg_execute(pg_url, "INSERT INTO usr (user_no, username) VALUES (1, 'admin'), (2, 'bob')")
+    until = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    rows = [
+        {"user_no": 1, "password": "*salt*hash", "valid_until": until},
+        {"user_no": 2, "password": "*salt*hash2", "valid_until": None},
+    ]
+    key = ["user_no", "valid_until"]
+
+    def source(data: list[dict[str, Any]]) -> Any:
+        return data if given == "dicts" else pa.Table.from_pylist(data)
+
+    with bulkops.connect(pg_url) as db:
+        assert db.insert("tmp_password", source(rows)).inserted == 2
+        outcomes = []
+        for verb in ("upsert", "upsert", "update"):
+            report = getattr(db, verb)("tmp_password", source(rows), key=key, on_error="isolate")
+            (bad,) = report.rejections
+            outcomes.append((report.unchanged, bad.row, bad.key, bad.column, bad.reason))
+        gone = source([{"user_no": 2, "valid_until": None}])
+        report = db.delete("tmp_password", gone, key=key, on_error="isolate")
+        assert (report.deleted, report.rejected) == (0, 1), report
+    missing = "missing key: key column 'valid_until' has no value (None)"
+    assert outcomes == [(1, 2, (2, None), "valid_until", missing)] * 3
+    stored = "SELECT user_no, valid_until FROM tmp_password ORDER BY user_no"
+    assert pg_execute(pg_url, stored) == [(1, until), (2, None)]
