@@ -601,3 +601,30 @@ def test_awl_null_in_a_unique_key_is_a_missing_key_on_both_paths(pg_url: str, gi
     assert outcomes == [(1, 2, (2, None), "valid_until", missing)] * 3
     stored = "SELECT user_no, valid_until FROM tmp_password ORDER BY user_no"
     assert pg_execute(pg_url, stored) == [(1, until), (2, None)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_awl_unique_index_on_lower_username_names_the_column(
+    pg_url: str, verb: str, given: str
+) -> None:
+    # AWL keeps user names unique without case: a unique index on lower(username).
+    # The server's refusal names the index and `Key (lower(username))=(alice)`, no
+    # column: the rejection names username, the column the expression uses.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "awl_tables.sql").read_text())
+    rows = [
+        {"user_no": 1, "username": "Alice", "email": "alice@example.com"},
+        {"user_no": 2, "username": "alice", "email": "alice@example.org"},
+        {"user_no": 3, "username": "bob", "email": "bob@example.com"},
+    ]
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        report = getattr(db, verb)("usr", source, on_error="isolate")
+    assert (report.inserted, report.rejected) == (2, 1), report
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column, bad.code) == (2, 2, "username", "23505")
+    assert bad.values["username"] == "alice"
+    assert "Key (lower(username))=(alice) already exists" in bad.reason
+    assert pg_execute(pg_url, "SELECT user_no FROM usr ORDER BY 1") == [(1,), (3,)]

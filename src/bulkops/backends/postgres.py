@@ -536,10 +536,19 @@ SELECT rel.oid,
      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
      WHERE (c.conrelid = rel.oid OR c.confrelid = rel.oid) AND c.condeferred
        AND c.contype IN ('f', 'p', 'u', 'x')),
-  (SELECT json_object_agg(c.conname, a.attname)
+  (SELECT json_object_agg(name, columns) FROM (
+     SELECT c.conname AS name, a.attname::text AS columns
      FROM pg_constraint c
      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-     WHERE c.conrelid = rel.oid AND c.contype = 'c' AND cardinality(c.conkey) = 1),
+     WHERE c.conrelid = rel.oid AND c.contype = 'c' AND cardinality(c.conkey) = 1
+     UNION ALL
+     SELECT x.relname, string_agg(a.attname, ', ' ORDER BY a.attnum)
+     FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+     JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+       AND d.refclassid = 'pg_class'::regclass AND d.refobjid = rel.oid AND d.refobjsubid > 0
+     JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum = d.refobjsubid
+     WHERE i.indrelid = rel.oid AND i.indisunique AND i.indexprs IS NOT NULL
+     GROUP BY x.relname) named),
   EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
           AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7)
 FROM rel
@@ -1043,7 +1052,10 @@ class PostgresBackend(SharedSQL):
                 "rules": rules,  # INSERT and UPDATE rules (CREATE RULE)
                 "insert_rules": insert_rules,
                 "deferred": deferred,  # qualified names of INITIALLY DEFERRED keys
-                "checks": checks,  # CHECK constraint on one column -> that column
+                # What a refusal that names no column is about: a CHECK constraint on
+                # one column -> that column; a unique index on expressions (AWL's
+                # lower(username)) -> the columns they use.
+                "checks": checks,
             },
         )
         return spec
@@ -1431,7 +1443,8 @@ class PostgresBackend(SharedSQL):
         """A CHECK constraint's refusal names no column (the server's message names the
         constraint): where the constraint is on one column, the error names that one,
         as for every other refusal (Django's PositiveIntegerField, PowerDNS's
-        lowercase names)."""
+        lowercase names). So does a unique index on expressions (its detail says
+        ``Key (lower(username))=…``): the error names the columns they use."""
         try:
             yield
         except DataError as error:
