@@ -12,8 +12,8 @@
 - Files under ``tests/data/`` (their sources and licences are in its README): the
   tables of django-taggit as Django's migrations make them on PostgreSQL,
   PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema,
-  optuna's SQLAlchemy models, Pagila's film and language tables, and AWL's (DAViCal's)
-  usr and tmp_password tables.
+  optuna's SQLAlchemy models, Pagila's film and language tables, AWL's (DAViCal's)
+  usr and tmp_password tables, and DAViCal's principal table.
 """
 
 from __future__ import annotations
@@ -628,3 +628,44 @@ def test_awl_unique_index_on_lower_username_names_the_column(
     assert bad.values["username"] == "alice"
     assert "Key (lower(username))=(alice) already exists" in bad.reason
     assert pg_execute(pg_url, "SELECT user_no FROM usr ORDER BY 1") == [(1,), (3,)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert", "update"])
+def test_davical_bit_privileges_of_another_length_are_refused(
+    pg_url: str, verb: str, given: str
+) -> None:
+    # DAViCal keeps a principal's privileges as BIT(24). A DataFrame's bit column is
+    # text cast by the server; a cast to bit(24) pads '0001' with zeros and cuts a
+    # longer string short, so such values were stored changed. They are refused, as
+    # COPY refuses them for dict rows, naming the column and the database's reason.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "awl_tables.sql").read_text())
+    pg_execute(pg_url, (DATA / "davical_principal.sql").read_text())
+    pg_execute(
+        pg_url,
+        "INSERT INTO usr (user_no, username) VALUES (1, 'admin'), (2, 'carol'), (3, 'dave')",
+        "INSERT INTO principal_type VALUES (1, 'Person')",
+    )
+    read_write = "000000000000000000000011"
+    rows = [
+        {"principal_id": 1, "type_id": 1, "user_no": 1, "default_privileges": read_write},
+        {"principal_id": 2, "type_id": 1, "user_no": 2, "default_privileges": "0011"},
+        {"principal_id": 3, "type_id": 1, "user_no": 3, "default_privileges": "1" * 25},
+    ]
+    if verb == "update":
+        three = "SELECT g, 1 FROM generate_series(1, 3) g"
+        pg_execute(pg_url, f"INSERT INTO principal (principal_id, type_id) {three}")
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        report = getattr(db, verb)("principal", source, on_error="isolate")
+    assert (report.inserted + report.updated, report.rejected) == (1, 2), report
+    found = [(r.row, r.key, r.column, r.code, r.reason) for r in report.rejections]
+    assert found == [
+        (2, 2, "default_privileges", "22026", "bit string length 4 does not match type bit(24)"),
+        (3, 3, "default_privileges", "22026", "bit string length 25 does not match type bit(24)"),
+    ]
+    stored = "SELECT principal_id, default_privileges FROM principal ORDER BY 1"
+    assert pg_execute(pg_url, stored)[0] == (1, read_write)
+    assert all(bits is None for _, bits in pg_execute(pg_url, stored)[1:])
