@@ -444,6 +444,8 @@ class ArrowPlanner:
         # the text the row path would send (a list as an array literal, not its repr).
         self.codecs = dict(zip(rows.columns, rows.codecs, strict=True))
         self.types = [arrow_type(t) for t in self.targets]
+        # The key columns that match rows in the table, so must have a value.
+        self.matched_by = frozenset(op.key if op.kind in ("upsert", "update", "delete") else ())
         # NOT NULL is checked here for the columns a missing value cannot pass (no
         # default to take its place) where every row is written: an update of a row
         # that does not exist writes nothing, so there the database says it.
@@ -488,6 +490,17 @@ class ArrowPlanner:
                 if pc.any(missing).as_py():
                     masks.append(missing)
                     found.append((missing, name, _not_null(name)))
+            if name in self.matched_by and column.values.null_count:
+                # No row has a NULL key: such a row would be inserted again by every
+                # re-run of an upsert, and never found by an update or a delete (the
+                # row path's "missing key"). An insert's NULL key is the database's to
+                # assign.
+                missing = column.values.is_null()
+                if column.bad is not None:
+                    missing = pc.and_(missing, pc.invert(column.bad))
+                if pc.any(missing).as_py():
+                    masks.append(missing)
+                    found.append((missing, name, _missing_key(name, source.column(name))))
             for mask in masks:
                 bad_any = mask if bad_any is None else pc.or_(bad_any, mask)
             arrays.append(column.values)
@@ -1238,6 +1251,10 @@ def _none_if_clean(mask: Any) -> Any:
 
 def _generic(i: int) -> str:
     return "value does not fit the column"
+
+
+def _missing_key(name: str, given: Any) -> Callable[[int], str]:
+    return lambda i: f"missing key: key column {name!r} has no value ({given[i].as_py()!r})"
 
 
 def _not_null(name: str) -> Callable[[int], str]:

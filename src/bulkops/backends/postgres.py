@@ -498,7 +498,10 @@ SELECT rel.oid,
             CASE WHEN b.typname = 'citext' THEN 'lower'
                  WHEN EXISTS (SELECT 1 FROM pg_collation co WHERE co.oid = a.attcollation
                               AND NOT co.collisdeterministic) THEN 'collation'
-                 ELSE '' END) ORDER BY a.attnum)
+                 ELSE '' END,
+            CASE WHEN a.atttypmod >= 0
+                 THEN format('%%s.%%I', t.typnamespace::regnamespace, t.typname) END
+            ) ORDER BY a.attnum)
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      CROSS JOIN LATERAL (
@@ -536,10 +539,21 @@ SELECT rel.oid,
      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
      WHERE (c.conrelid = rel.oid OR c.confrelid = rel.oid) AND c.condeferred
        AND c.contype IN ('f', 'p', 'u', 'x')),
-  (SELECT json_object_agg(c.conname, a.attname)
+  (SELECT json_object_agg(name, columns) FROM (
+     SELECT c.conname AS name, a.attname::text AS columns
      FROM pg_constraint c
      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-     WHERE c.conrelid = rel.oid AND c.contype = 'c' AND cardinality(c.conkey) = 1)
+     WHERE c.conrelid = rel.oid AND c.contype = 'c' AND cardinality(c.conkey) = 1
+     UNION ALL
+     SELECT x.relname, string_agg(a.attname, ', ' ORDER BY a.attnum)
+     FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+     JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+       AND d.refclassid = 'pg_class'::regclass AND d.refobjid = rel.oid AND d.refobjsubid > 0
+     JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum = d.refobjsubid
+     WHERE i.indrelid = rel.oid AND i.indisunique AND i.indexprs IS NOT NULL
+     GROUP BY x.relname) named),
+  EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
+          AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7)
 FROM rel
 """
 
@@ -563,16 +577,30 @@ _STAGE_GROUPS = 32
 _ON_CONFLICT = frozenset({"upsert", "insert_ignore"})
 
 
-def _refused_text_column(message: str, text: Sequence[str], batch: Any) -> str | None:
+def _refused_text_column(
+    message: str, text: Sequence[str], batch: Any, table: TableSpec
+) -> str | None:
     """The column staged as text whose cast the server refused, for a one-row batch.
     The cast runs in the INSERT … SELECT from the stage, whose error (unlike COPY's
     context) names no column; PostgreSQL's input functions quote the value they refuse
     (``invalid input syntax for type inet: "x"``, ``invalid input value for enum mood:
-    "x"``). The one staged value so quoted, or None when that singles out no column."""
+    "x"``), and a size refused names the sized type (``bit string length 4 does not
+    match type bit(24)``). The one staged value so quoted, else the one staged column
+    of the type so named, or None when that singles out no column."""
     if batch.num_rows != 1:
         return None  # the rows are narrowed down to one before a rejection is made
     values = {c: batch.column(c)[0].as_py() for c in text}
-    quoted = [c for c, v in values.items() if v is not None and f'"{v}"' in message]
+    given = [c for c, v in values.items() if v is not None]
+    quoted = [c for c in given if f'"{values[c]}"' in message]
+    if not quoted:
+        # (An array's elements are refused by the element's type: bit(2) of bit(2)[].)
+        quoted = [
+            c
+            for c in given
+            if re.search(
+                rf"type {re.escape(table.columns[c].declared.rstrip('[]'))}(?![\w(\[])", message
+            )
+        ]
     return quoted[0] if len(quoted) == 1 else None
 
 
@@ -967,11 +995,21 @@ class PostgresBackend(SharedSQL):
             rules, insert_rules = tuple(row[5] or ()), bool(row[6])
             deferred = tuple(sorted(row[7] or ()))
             checks = dict(row[8] or {})
+            # A BEFORE INSERT row trigger may fill a NOT NULL column the rows leave out
+            # (Pagila's film.fulltext, a tsvector kept by tsvector_update_trigger): the
+            # database, not bulkops, says whether the row it inserts has every value.
+            filled_by_trigger = bool(row[9])
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
         fixed: dict[str, str] = {}  # never written: generated, or identity ALWAYS
         as_text: set[str] = set()  # sent as PostgreSQL text: the COPY is in text format
+        # A column staged as text is cast to its type without the size (bit(24) ->
+        # pg_catalog.bit, not BIT, which is bit(1)): the size is then applied as the
+        # INSERT or UPDATE assigns the value, which refuses a value of another length,
+        # as COPY does. A cast to bit(24) would pad '0001' with zeros and cut a longer
+        # value short.
+        casts: dict[str, str] = {}
         reads: dict[str, str] = {}  # a cast for reading (money -> numeric, ...)
         money: set[str] = set()
         for row in info:
@@ -979,6 +1017,7 @@ class PostgresBackend(SharedSQL):
             default, identity = row[8], row[9]
             base_oid, base, base_kind, base_category = row[10:14]
             _, elem, elem_kind, elem_formatted, has_equality, fold = row[14:20]
+            unsized = row[20]
             if generated:
                 fixed[name] = (
                     f"{name} is a generated column: the database computes it; "
@@ -996,6 +1035,8 @@ class PostgresBackend(SharedSQL):
             wire = _wire(base, base_kind, base_category, elem, elem_kind)
             if wire.kind == "any":
                 as_text.add(name)
+                if unsized:
+                    casts[name] = unsized
             if base == "money":
                 money.add(name)
             read = _read_cast(typname, base, base_category, elem, elem_kind, elem_formatted)
@@ -1009,7 +1050,7 @@ class PostgresBackend(SharedSQL):
                 type=wire.kind,
                 nullable=not notnull,
                 declared=formatted,
-                has_default=bool(has_default),
+                has_default=bool(has_default) or filled_by_trigger,
                 extra_type=extra_type,
                 fold=fold,
             )
@@ -1030,6 +1071,7 @@ class PostgresBackend(SharedSQL):
                 "defaults": defaults,
                 "fixed": fixed,
                 "as_text": frozenset(as_text),
+                "casts": casts,
                 "reads": reads,
                 "money": frozenset(money),
                 "sync_state": bool(sync_state),
@@ -1037,7 +1079,10 @@ class PostgresBackend(SharedSQL):
                 "rules": rules,  # INSERT and UPDATE rules (CREATE RULE)
                 "insert_rules": insert_rules,
                 "deferred": deferred,  # qualified names of INITIALLY DEFERRED keys
-                "checks": checks,  # CHECK constraint on one column -> that column
+                # What a refusal that names no column is about: a CHECK constraint on
+                # one column -> that column; a unique index on expressions (AWL's
+                # lower(username)) -> the columns they use.
+                "checks": checks,
             },
         )
         return spec
@@ -1393,7 +1438,7 @@ class PostgresBackend(SharedSQL):
                 counts = self._apply(op, stage, n, text)
             except DataError as error:
                 if error.column is None:
-                    error.column = _refused_text_column(error.message, text, batch)
+                    error.column = _refused_text_column(error.message, text, batch, op.table)
                 raise
         self._check_deferred(op.table)
         return counts
@@ -1425,7 +1470,8 @@ class PostgresBackend(SharedSQL):
         """A CHECK constraint's refusal names no column (the server's message names the
         constraint): where the constraint is on one column, the error names that one,
         as for every other refusal (Django's PositiveIntegerField, PowerDNS's
-        lowercase names)."""
+        lowercase names). So does a unique index on expressions (its detail says
+        ``Key (lower(username))=…``): the error names the columns they use."""
         try:
             yield
         except DataError as error:
@@ -1537,9 +1583,11 @@ class PostgresBackend(SharedSQL):
         if schema and self._exists(op.table.name):
             t = sa.table(op.table.name, *(sa.column(c) for c in op.table.columns))
         staged = sa.table(stage, *(sa.column(c) for c in op.columns))
-        # A column staged as text is cast to the table's type wherever it is read.
+        # A column staged as text is cast to the table's type wherever it is read (its
+        # size applied by the assignment: see "casts" in reflect).
+        casts = op.table.extra.get("casts", {})
         s_c = {
-            c: sa.cast(staged.c[c], _Declared(op.table.columns[c].declared))
+            c: sa.cast(staged.c[c], _Declared(casts.get(c, op.table.columns[c].declared)))
             if c in text
             else staged.c[c]
             for c in op.columns
