@@ -285,3 +285,47 @@ def test_dataframe_of_json_documents_keeps_each_document_as_given(url: str) -> N
         got = db.get_many("countries", ["ABW", "AFG"])
     for record in records:
         assert got[record["cca3"]] == {c: record[c] for c in columns}
+
+
+def test_sqlite_decimal_a_real_cannot_hold_is_one_rejected_row(tmp_path: Path) -> None:
+    # causaldata's gapminder.csv writes Kuwait's 1997 gdpPercap as 40300.619960000004
+    # (17 digits; the float's shortest form is 40300.61996). A SQLite NUMERIC column
+    # refuses it (a REAL would not give those digits back). The row path rejected the
+    # row; the columnar path (CSV files, DataFrames) raised from inside the write, so
+    # the whole load failed with a traceback and nothing was written.
+    pa = pytest.importorskip("pyarrow")
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = DATA / "causaldata_gapminder_kuwait.csv"
+    url = f"sqlite:///{tmp_path}/gm.db"
+    types = {"country": "text", "continent": "text", "year": "integer",
+             "lifeExp": "decimal", "pop": "integer", "gdpPercap": "decimal"}  # fmt: skip
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    reason = (
+        "40300.619960000004 cannot be stored exactly in a SQLite decimal column: it has "
+        "17 significant digits and SQLite stores decimals as 64-bit floats (exact to 15 "
+        "digits); use a text column, or round it yourself"
+    )
+    with bulkops.connect(url, run_log=False) as db:
+        for name in ("rows", "arrow", "decimals"):
+            db.create_table(f"gm_{name}", types, ("country", "year"))
+        by_rows = db.insert("gm_rows", rows, on_error="isolate")
+        by_arrow = db.insert("gm_arrow", pa.Table.from_pylist(rows), on_error="isolate")
+        decimals = [{**r, "gdpPercap": Decimal(r["gdpPercap"])} for r in rows]
+        by_decimals = db.insert("gm_decimals", pa.Table.from_pylist(decimals), on_error="isolate")
+        for report in (by_rows, by_arrow, by_decimals):
+            assert (report.inserted, report.rejected) == (11, 1)
+            [rejection] = report.rejections
+            assert (rejection.row, rejection.column) == (10, "gdpPercap")
+            assert rejection.reason == reason
+        got = db.get_many("gm_arrow", [("Kuwait", 2007)])[("Kuwait", 2007)]
+        assert got["gdpPercap"] == Decimal("47306.98978")
+    result = CliRunner().invoke(main, ["load", str(path), "-t", "gm_cli", "--db", url, "--json"])
+    # the CLI creates NUMERIC columns for these, and reads the file with Arrow
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert (report["reader"], report["inserted"], report["rejected"]) == ("arrow", 11, 1)
+    assert report["rejections"][0]["values"]["gdpPercap"] == "40300.619960000004"

@@ -1199,10 +1199,14 @@ class SQLiteBackend(SharedSQL):
     def arrow_target(self, column: ColumnSpec) -> ArrowTarget:
         # SQLite keeps what it is given: no widths, no lengths, times as given; NaN
         # cannot be stored (it would become NULL). A NUMERIC(p, s) column holds what the
-        # row path's codec lets in: at most s places and p digits.
+        # row path's codec lets in: at most s places and p digits, and beyond 15
+        # significant digits only what a REAL gives back exactly (``numeric_storage``).
         if column.type == "decimal" and DECIMAL_TEXT not in column.declared.upper():
             scale, precision = _decimal_size(column)
-            return ArrowTarget(column.type, precision=precision, scale=scale, nan=False)
+            digits = REAL_DIGITS if precision is None or precision > REAL_DIGITS else None
+            return ArrowTarget(
+                column.type, precision=precision, scale=scale, nan=False, digits=digits
+            )
         return ArrowTarget(column.type, nan=False)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
