@@ -329,3 +329,49 @@ def test_sqlite_decimal_a_real_cannot_hold_is_one_rejected_row(tmp_path: Path) -
     report = json.loads(result.output)
     assert (report["reader"], report["inserted"], report["rejected"]) == ("arrow", 11, 1)
     assert report["rejections"][0]["values"]["gdpPercap"] == "40300.619960000004"
+
+
+def test_cli_sync_of_json_lines_compares_every_key_the_objects_have(
+    url: str, tmp_path: Path
+) -> None:
+    # mime-db's entries each carry their own keys (charset, compressible, extensions
+    # only where known). `bulkops load` takes the union of the keys; `bulkops sync`
+    # compared only the first object's keys (type, source) and rejected every object
+    # with another key as "unexpected column(s)": 1,555 of mime-db's 2,522.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = tmp_path / "mime.jsonl"
+    lines = (DATA / "mime_db_excerpt.jsonl").read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["-t", "mime", "--key", "type", "--db", url, "--json", "-q"]
+
+    def run(*command: str) -> dict[str, Any]:
+        result = CliRunner().invoke(main, [*command, str(path), *args])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        return {k: report[k] for k in ("added", "changed", "deleted", "unchanged", "rejected")}
+
+    loaded = CliRunner().invoke(main, ["load", str(path), *args])
+    assert loaded.exit_code == 0, loaded.output
+    assert run("sync") == {"added": 0, "changed": 0, "deleted": 0, "unchanged": 8, "rejected": 0}
+    # application/json loses its charset, text/csv is no longer compressible, and a
+    # new object brings only its own keys; the first object is gone.
+    edited = [json.loads(line) for line in lines[1:]]
+    del edited[5]["charset"]
+    edited[6]["compressible"] = False
+    edited.append({"type": "text/x-new", "extensions": ["new"]})
+    path.write_text("".join(json.dumps(o) + "\n" for o in edited), encoding="utf-8")
+    assert run("sync", "--delete-missing") == {
+        "added": 1, "changed": 2, "deleted": 1, "unchanged": 5, "rejected": 0,
+    }  # fmt: skip
+    with bulkops.connect(url, run_log=False) as db:
+        got = db.get_many("mime", ["application/json", "text/csv", "text/x-new"])
+    assert got["application/json"]["charset"] is None
+    assert got["application/json"]["extensions"] == ["json", "map"]
+    assert not got["text/csv"]["compressible"]
+    assert (got["text/x-new"]["source"], got["text/x-new"]["extensions"]) == (None, ["new"])
+    # the same file again: nothing read, nothing written
+    again = CliRunner().invoke(main, ["sync", str(path), "--delete-missing", *args])
+    assert json.loads(again.output)["up_to_date"] is True

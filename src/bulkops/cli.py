@@ -31,6 +31,7 @@ from .sources import (
     Inference,
     SourceError,
     TypeMismatch,
+    file_columns,
     file_digest,
     infer_file,
     infer_types,
@@ -1095,6 +1096,9 @@ def sync(
     try:
         digest = file_digest(file) if file != "-" else None
         source = _open_input(file, fmt, (), ragged=False)
+        # JSON Lines: compared on every key the file's objects have (one an object
+        # leaves out is NULL), not only on the first object's keys.
+        union = file_columns(file, fmt) if source.columns is None and file != "-" else None
     except SourceError as error:
         _fail(str(error))
     report: SyncReport | None = None
@@ -1106,7 +1110,7 @@ def sync(
             with status:
                 rows = source.batches if source.batches is not None else source.rows
                 report = store.sync(
-                    table, rows, key=key_cols, columns=source.columns,
+                    table, rows, key=key_cols, columns=source.columns or union,
                     delete_missing=delete_missing, where=scope, dry_run=dry_run,
                     source_id=digest, changes_out=changes_out, chunk_size=chunk_size,
                     on_error=on_error, rejects=rejects, max_rejects=max_rejects,

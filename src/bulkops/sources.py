@@ -45,6 +45,7 @@ __all__ = [
     "Source",
     "SourceError",
     "TypeMismatch",
+    "file_columns",
     "file_digest",
     "infer_file",
     "infer_format",
@@ -297,6 +298,20 @@ def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference
         hint for c in columns if c in states and (hint := states[c].missing_hint(c)) is not None
     ]
     return Inference(columns, inferred, missing, rows, True)
+
+
+def file_columns(path: str, format: str | None = None) -> list[str]:
+    """The columns of the file at ``path``: its header, or for JSON Lines, whose objects
+    may each have their own keys, the union of the keys in the order first seen (the
+    file is read once for them, then closed)."""
+    with open_source(path, format) as source:
+        if source.columns is not None:
+            return list(source.columns)
+        names: dict[str, None] = {}
+        for row in source.rows:
+            if isinstance(row, Mapping):
+                names.update(dict.fromkeys(row))
+        return list(names)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
