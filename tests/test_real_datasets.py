@@ -310,7 +310,7 @@ def test_sqlite_decimal_a_real_cannot_hold_is_one_rejected_row(tmp_path: Path) -
         "digits); use a text column, or round it yourself"
     )
     with bulkops.connect(url, run_log=False) as db:
-        for name in ("rows", "arrow", "decimals"):
+        for name in ("rows", "arrow", "decimals", "cli"):
             db.create_table(f"gm_{name}", types, ("country", "year"))
         by_rows = db.insert("gm_rows", rows, on_error="isolate")
         by_arrow = db.insert("gm_arrow", pa.Table.from_pylist(rows), on_error="isolate")
@@ -324,7 +324,7 @@ def test_sqlite_decimal_a_real_cannot_hold_is_one_rejected_row(tmp_path: Path) -
         got = db.get_many("gm_arrow", [("Kuwait", 2007)])[("Kuwait", 2007)]
         assert got["gdpPercap"] == Decimal("47306.98978")
     result = CliRunner().invoke(main, ["load", str(path), "-t", "gm_cli", "--db", url, "--json"])
-    # the CLI creates NUMERIC columns for these, and reads the file with Arrow
+    # into the NUMERIC column made above, the file read by Arrow
     assert result.exit_code == 1, result.output
     report = json.loads(result.output)
     assert (report["reader"], report["inserted"], report["rejected"]) == ("arrow", 11, 1)
@@ -375,3 +375,55 @@ def test_cli_sync_of_json_lines_compares_every_key_the_objects_have(
     # the same file again: nothing read, nothing written
     again = CliRunner().invoke(main, ["sync", str(path), "--delete-missing", *args])
     assert json.loads(again.output)["up_to_date"] is True
+
+
+def test_table_made_from_a_file_holds_its_long_floats(url: str, tmp_path: Path) -> None:
+    # The same gapminder rows into a table `bulkops load` creates: gdpPercap was made a
+    # decimal column, which on SQLite (decimals stored as REAL) refused 40300.619960000004
+    # (one of 3 such values in causaldata's 1,704 rows). There it is now a float column
+    # taking the nearest float, with a note naming --type to keep the digits;
+    # PostgreSQL's numeric keeps them, so it stays decimal there.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+    from bulkops.sources import infer_file
+
+    path = DATA / "causaldata_gapminder_kuwait.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n", encoding="utf-8")
+    for source in (path, shuffled):
+        inference = infer_file(str(source))
+        assert inference.types["gdpPercap"] == "decimal"
+        assert inference.inexact == {"gdpPercap": "40300.619960000004"}
+    args = ["load", str(path), "-t", "gm", "--key", "country,year", "--db", url, "--json"]
+    dry = CliRunner().invoke(main, [*args[:-1], "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "where decimals are stored as floats (SQLite), the load makes it float" in (
+        " ".join(dry.output.split())
+    )
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["inserted"], report["rejected"]) == (12, 0)
+    sqlite = url.startswith("sqlite")
+    assert report["notes"] == (
+        [
+            "column 'gdpPercap' was made float: 40300.619960000004 has more digits than "
+            "this database keeps in a decimal, and is stored as the nearest float "
+            "(40300.61996); to keep every digit, load it with --type gdpPercap=text"
+        ]
+        if sqlite
+        else []
+    )
+    with bulkops.connect(url, run_log=False) as db:
+        column = db.table("gm").columns["gdpPercap"]
+        assert column.type == ("float" if sqlite else "decimal")
+        got = db.get_many("gm", [("Kuwait", 1997), ("Kuwait", 2007)])
+    assert got[("Kuwait", 1997)]["gdpPercap"] == (
+        40300.61996 if sqlite else Decimal("40300.619960000004")
+    )
+    assert float(got[("Kuwait", 2007)]["gdpPercap"]) == 47306.98978
+    again = CliRunner().invoke(main, [*args, "--mode", "upsert"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["unchanged"] == 12

@@ -58,6 +58,7 @@ from ..schema import (
     decimal_fits,
     decimal_from_text,
     float_from_text,
+    float_keeps,
     int_from_text,
     json_dumps,
     missing_nan,
@@ -204,10 +205,7 @@ def numeric_storage(
         integral = int(value)
         if integral == value and _INT64[0] <= integral <= _INT64[1]:
             return integral
-    text = repr(as_float)
-    # The same digits as the float's shortest form (the common case, a string compare),
-    # or the same value written otherwise ("1.50", "1E+2").
-    if text == str(value) or Decimal(text) == value:
+    if float_keeps(value):
         return as_float
     # Counted from the digits themselves: normalize() would round to 28 digits.
     significant = len("".join(map(str, value.as_tuple().digits)).strip("0")) or 1
