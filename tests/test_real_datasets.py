@@ -285,3 +285,145 @@ def test_dataframe_of_json_documents_keeps_each_document_as_given(url: str) -> N
         got = db.get_many("countries", ["ABW", "AFG"])
     for record in records:
         assert got[record["cca3"]] == {c: record[c] for c in columns}
+
+
+def test_sqlite_decimal_a_real_cannot_hold_is_one_rejected_row(tmp_path: Path) -> None:
+    # causaldata's gapminder.csv writes Kuwait's 1997 gdpPercap as 40300.619960000004
+    # (17 digits; the float's shortest form is 40300.61996). A SQLite NUMERIC column
+    # refuses it (a REAL would not give those digits back). The row path rejected the
+    # row; the columnar path (CSV files, DataFrames) raised from inside the write, so
+    # the whole load failed with a traceback and nothing was written.
+    pa = pytest.importorskip("pyarrow")
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = DATA / "causaldata_gapminder_kuwait.csv"
+    url = f"sqlite:///{tmp_path}/gm.db"
+    types = {"country": "text", "continent": "text", "year": "integer",
+             "lifeExp": "decimal", "pop": "integer", "gdpPercap": "decimal"}  # fmt: skip
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    reason = (
+        "40300.619960000004 cannot be stored exactly in a SQLite decimal column: it has "
+        "17 significant digits and SQLite stores decimals as 64-bit floats (exact to 15 "
+        "digits); use a text column, or round it yourself"
+    )
+    with bulkops.connect(url, run_log=False) as db:
+        for name in ("rows", "arrow", "decimals", "cli"):
+            db.create_table(f"gm_{name}", types, ("country", "year"))
+        by_rows = db.insert("gm_rows", rows, on_error="isolate")
+        by_arrow = db.insert("gm_arrow", pa.Table.from_pylist(rows), on_error="isolate")
+        decimals = [{**r, "gdpPercap": Decimal(r["gdpPercap"])} for r in rows]
+        by_decimals = db.insert("gm_decimals", pa.Table.from_pylist(decimals), on_error="isolate")
+        for report in (by_rows, by_arrow, by_decimals):
+            assert (report.inserted, report.rejected) == (11, 1)
+            [rejection] = report.rejections
+            assert (rejection.row, rejection.column) == (10, "gdpPercap")
+            assert rejection.reason == reason
+        got = db.get_many("gm_arrow", [("Kuwait", 2007)])[("Kuwait", 2007)]
+        assert got["gdpPercap"] == Decimal("47306.98978")
+    result = CliRunner().invoke(main, ["load", str(path), "-t", "gm_cli", "--db", url, "--json"])
+    # into the NUMERIC column made above, the file read by Arrow
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert (report["reader"], report["inserted"], report["rejected"]) == ("arrow", 11, 1)
+    assert report["rejections"][0]["values"]["gdpPercap"] == "40300.619960000004"
+
+
+def test_cli_sync_of_json_lines_compares_every_key_the_objects_have(
+    url: str, tmp_path: Path
+) -> None:
+    # mime-db's entries each carry their own keys (charset, compressible, extensions
+    # only where known). `bulkops load` takes the union of the keys; `bulkops sync`
+    # compared only the first object's keys (type, source) and rejected every object
+    # with another key as "unexpected column(s)": 1,555 of mime-db's 2,522.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = tmp_path / "mime.jsonl"
+    lines = (DATA / "mime_db_excerpt.jsonl").read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["-t", "mime", "--key", "type", "--db", url, "--json", "-q"]
+
+    def run(*command: str) -> dict[str, Any]:
+        result = CliRunner().invoke(main, [*command, str(path), *args])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        return {k: report[k] for k in ("added", "changed", "deleted", "unchanged", "rejected")}
+
+    loaded = CliRunner().invoke(main, ["load", str(path), *args])
+    assert loaded.exit_code == 0, loaded.output
+    assert run("sync") == {"added": 0, "changed": 0, "deleted": 0, "unchanged": 8, "rejected": 0}
+    # application/json loses its charset, text/csv is no longer compressible, and a
+    # new object brings only its own keys; the first object is gone.
+    edited = [json.loads(line) for line in lines[1:]]
+    del edited[5]["charset"]
+    edited[6]["compressible"] = False
+    edited.append({"type": "text/x-new", "extensions": ["new"]})
+    path.write_text("".join(json.dumps(o) + "\n" for o in edited), encoding="utf-8")
+    assert run("sync", "--delete-missing") == {
+        "added": 1, "changed": 2, "deleted": 1, "unchanged": 5, "rejected": 0,
+    }  # fmt: skip
+    with bulkops.connect(url, run_log=False) as db:
+        got = db.get_many("mime", ["application/json", "text/csv", "text/x-new"])
+    assert got["application/json"]["charset"] is None
+    assert got["application/json"]["extensions"] == ["json", "map"]
+    assert not got["text/csv"]["compressible"]
+    assert (got["text/x-new"]["source"], got["text/x-new"]["extensions"]) == (None, ["new"])
+    # the same file again: nothing read, nothing written
+    again = CliRunner().invoke(main, ["sync", str(path), "--delete-missing", *args])
+    assert json.loads(again.output)["up_to_date"] is True
+
+
+def test_table_made_from_a_file_holds_its_long_floats(url: str, tmp_path: Path) -> None:
+    # The same gapminder rows into a table `bulkops load` creates: gdpPercap was made a
+    # decimal column, which on SQLite (decimals stored as REAL) refused 40300.619960000004
+    # (one of 3 such values in causaldata's 1,704 rows). There it is now a float column
+    # taking the nearest float, with a note naming --type to keep the digits;
+    # PostgreSQL's numeric keeps them, so it stays decimal there.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+    from bulkops.sources import infer_file
+
+    path = DATA / "causaldata_gapminder_kuwait.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n", encoding="utf-8")
+    for source in (path, shuffled):
+        inference = infer_file(str(source))
+        assert inference.types["gdpPercap"] == "decimal"
+        assert inference.inexact == {"gdpPercap": "40300.619960000004"}
+    args = ["load", str(path), "-t", "gm", "--key", "country,year", "--db", url, "--json"]
+    dry = CliRunner().invoke(main, [*args[:-1], "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "where decimals are stored as floats (SQLite), the load makes it float" in (
+        " ".join(dry.output.split())
+    )
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["inserted"], report["rejected"]) == (12, 0)
+    sqlite = url.startswith("sqlite")
+    assert report["notes"] == (
+        [
+            "column 'gdpPercap' was made float: 40300.619960000004 has more digits than "
+            "this database keeps in a decimal, and is stored as the nearest float "
+            "(40300.61996); to keep every digit, load it with --type gdpPercap=text"
+        ]
+        if sqlite
+        else []
+    )
+    with bulkops.connect(url, run_log=False) as db:
+        column = db.table("gm").columns["gdpPercap"]
+        assert column.type == ("float" if sqlite else "decimal")
+        got = db.get_many("gm", [("Kuwait", 1997), ("Kuwait", 2007)])
+    assert got[("Kuwait", 1997)]["gdpPercap"] == (
+        40300.61996 if sqlite else Decimal("40300.619960000004")
+    )
+    assert float(got[("Kuwait", 2007)]["gdpPercap"]) == 47306.98978
+    again = CliRunner().invoke(main, [*args, "--mode", "upsert"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["unchanged"] == 12

@@ -31,6 +31,7 @@ from .sources import (
     Inference,
     SourceError,
     TypeMismatch,
+    file_columns,
     file_digest,
     infer_file,
     infer_types,
@@ -547,7 +548,7 @@ def _dry_run(
         kind = inference.types[column] + (" (--type)" if column in overrides else "")
         grid.add_row(column, kind, in_key)
     console.print(grid)
-    _print_missing(inference)
+    _print_missing(inference, dry_run=True)
 
 
 def _check_overrides(
@@ -561,7 +562,7 @@ def _check_overrides(
         _fail(f"--key names {missing_key[0]!r}, which is not a column of the file")
 
 
-def _missing_lines(inference: Inference | None) -> list[str]:
+def _missing_lines(inference: Inference | None, *, dry_run: bool = False) -> list[str]:
     if inference is None:
         return []
     lines = []
@@ -572,6 +573,20 @@ def _missing_lines(inference: Inference | None) -> list[str]:
             f"column {hint.column!r} was made text: it would be {hint.type} but for {spelled}; "
             f"if these mean a missing value, load it with {flags}"
         )
+    for column, text in inference.inexact.items():
+        if dry_run:
+            lines.append(
+                f"column {column!r} holds {text}, which has more digits than a float "
+                f"keeps: where decimals are stored as floats (SQLite), the load makes it "
+                f"float; --type {_shell_word(column)}=text keeps every digit"
+            )
+        elif inference.types[column] == "float":
+            lines.append(
+                f"column {column!r} was made float: {text} has more digits than this "
+                f"database keeps in a decimal, and is stored as the nearest float "
+                f"({float(text)!r}); to keep every digit, load it with "
+                f"--type {_shell_word(column)}=text"
+            )
     return lines
 
 
@@ -579,8 +594,8 @@ def _shell_word(token: str) -> str:
     return token if token.isalnum() or token in ("-", "N/A") else f"'{token}'"
 
 
-def _print_missing(inference: Inference | None) -> None:
-    for line in _missing_lines(inference):
+def _print_missing(inference: Inference | None, *, dry_run: bool = False) -> None:
+    for line in _missing_lines(inference, dry_run=dry_run):
         err_console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
 
 
@@ -813,6 +828,11 @@ def _ensure_table(
     _check_overrides(inference, overrides, key)
     if not inference.columns:
         raise SchemaError(f"cannot create {table!r}: the input has no columns")
+    if store.capabilities.decimal_digits is not None:
+        # Decimals stored as floats (SQLite's REAL) would refuse these values: the
+        # column is made float, which takes the nearest one (a note says so).
+        for column in inference.inexact:
+            inference.types[column] = "float"
     try:
         store.create_table(table, inference.types, key or ())
     except BulkError as error:
@@ -1095,6 +1115,9 @@ def sync(
     try:
         digest = file_digest(file) if file != "-" else None
         source = _open_input(file, fmt, (), ragged=False)
+        # JSON Lines: compared on every key the file's objects have (one an object
+        # leaves out is NULL), not only on the first object's keys.
+        union = file_columns(file, fmt) if source.columns is None and file != "-" else None
     except SourceError as error:
         _fail(str(error))
     report: SyncReport | None = None
@@ -1106,7 +1129,7 @@ def sync(
             with status:
                 rows = source.batches if source.batches is not None else source.rows
                 report = store.sync(
-                    table, rows, key=key_cols, columns=source.columns,
+                    table, rows, key=key_cols, columns=source.columns or union,
                     delete_missing=delete_missing, where=scope, dry_run=dry_run,
                     source_id=digest, changes_out=changes_out, chunk_size=chunk_size,
                     on_error=on_error, rejects=rejects, max_rejects=max_rejects,

@@ -479,6 +479,8 @@ class ArrowPlanner:
             self.columns, self.specs, self.targets, self.types, self.required, strict=True
         ):
             column = self._coerce(source.column(name), spec, target, typ)
+            if target.digits is not None:
+                column = self._within_digits(column, spec, target.digits)
             masks = []
             if column.bad is not None:
                 masks.append(column.bad)
@@ -676,6 +678,53 @@ class ArrowPlanner:
         if pa.types.is_string(t) and kind == "datetime" and typ is None:
             return self._times_kept_from_text(array, spec, target)
         return self._per_value(array, spec, target, typ)
+
+    def _within_digits(self, column: _Column, spec: ColumnSpec, digits: int) -> _Column:
+        """A decimal column that keeps every value of up to ``digits`` significant digits
+        (``ArrowTarget.digits``): the values that may have more (an over-estimate made a
+        column at a time) go through the row path's codec, which takes each or says
+        why not, so such a value is refused as the row path refuses it."""
+        pa = _pyarrow()
+        pc = _compute()
+        codec = self.codecs.get(spec.name)
+        values = column.values
+        t = values.type
+        if codec is None or values.null_count == len(values):
+            return column
+        if pa.types.is_string(t):
+            short = pc.and_(
+                pc.match_substring_regex(values, r"^-?[0-9]*\.?[0-9]+$"),
+                pc.less_equal(pc.count_substring_regex(values, "[0-9]"), digits),
+            )
+            maybe = pc.invert(short)
+        elif pa.types.is_decimal(t):
+            limit = pa.scalar(Decimal(10) ** (digits - t.scale))
+            maybe = pc.greater_equal(pc.abs(values), limit)
+        else:
+            maybe = values.is_valid()
+        maybe = pc.fill_null(maybe, False)
+        if not pc.any(maybe).as_py():
+            return column
+        reasons: dict[int, str] = {}
+        positions = pc.indices_nonzero(maybe)
+        taken = values.take(positions).to_pylist()
+        for i, value in zip(positions.to_pylist(), taken, strict=True):
+            try:
+                _encoded(codec, value)
+            except (ValueError, TypeError, ArithmeticError) as error:
+                reasons[i] = str(error)
+        if not reasons:
+            return column
+        refused = pa.array([i in reasons for i in range(len(values))], pa.bool_())
+        values = pc.if_else(refused, pa.scalar(None, t), values)
+        if column.bad is None:
+            return _Column(values, refused, reasons.__getitem__)
+        earlier = column.reasons or _generic
+        return _Column(
+            values,
+            pc.or_(column.bad, refused),
+            lambda i: reasons[i] if i in reasons else earlier(i),
+        )
 
     def _integers(self, array: Any, target: ArrowTarget, typ: Any) -> _Column:
         pa = _pyarrow()

@@ -610,6 +610,20 @@ def decimal_from_text(value: str) -> Decimal | None:
     return plain_decimal(number) if "e" in value or "E" in value else number
 
 
+def float_keeps(number: Decimal) -> bool:
+    """Whether the nearest 64-bit float gives ``number`` back exactly: any decimal of at
+    most 15 significant digits, and a longer one only where it is that float's shortest
+    form (``0.30000000000000004``, not ``40300.619960000004``, whose float is
+    ``40300.61996``)."""
+    as_float = float(number)
+    if not math.isfinite(as_float):
+        return False
+    text = repr(as_float)
+    # The same digits (the common case, a string compare), or the same value written
+    # otherwise ("1.50", "1E+2").
+    return text == str(number) or Decimal(text) == number
+
+
 def plain_decimal(number: Decimal) -> Decimal:
     """``1E+2`` as ``100``: a value written with an exponent is stored as its digits
     (not the text '1E+2'), where that fits the decimal context's precision."""
@@ -939,6 +953,10 @@ class ColumnInference:
         self.kinds: set[str] = set()
         self.saw_text = False
         self.missing: dict[str, int] = {}
+        # A number's text that no 64-bit float gives back (``float_keeps``; the least
+        # one): where decimals are stored as floats (SQLite), the column cannot be a
+        # decimal.
+        self.inexact: str | None = None
         self._seen: set[str] = set()
 
     def add(self, values: Sequence[Any]) -> None:
@@ -998,6 +1016,14 @@ class ColumnInference:
         candidates = self.candidates
         for i, kind in enumerate(candidates):
             if _fits_text(kind, text):
+                # The least such text: the same whatever the order of the values.
+                if (
+                    kind == "float"
+                    and len(text) > 16
+                    and (self.inexact is None or text < self.inexact)
+                    and not float_keeps(Decimal(text))
+                ):
+                    self.inexact = text
                 wider = _WIDER.get(kind, ())
                 self.candidates = [kind, *(k for k in candidates[i + 1 :] if k in wider)]
                 return

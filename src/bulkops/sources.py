@@ -45,6 +45,7 @@ __all__ = [
     "Source",
     "SourceError",
     "TypeMismatch",
+    "file_columns",
     "file_digest",
     "infer_file",
     "infer_format",
@@ -100,14 +101,18 @@ _INFER_BATCH_ROWS = 8192
 @dataclass
 class Inference:
     """A table inferred from an input: its columns in order, their logical types, the
-    columns that would have another type but for missing-value spellings, and how many
-    rows were read (``complete``: all of them, else the first ``rows``)."""
+    columns that would have another type but for missing-value spellings, how many
+    rows were read (``complete``: all of them, else the first ``rows``), and the
+    decimal columns holding a number no 64-bit float gives back (``inexact``: column
+    -> the first such text), which a database storing decimals as floats cannot hold
+    as decimals."""
 
     columns: list[str]
     types: dict[str, str]
     missing: list[MissingHint] = field(default_factory=list)
     rows: int = 0
     complete: bool = True
+    inexact: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +120,7 @@ class Inference:
             "missing": [hint.as_dict() for hint in self.missing],
             "rows": self.rows,
             "complete": self.complete,
+            "inexact": dict(self.inexact),
         }
 
 
@@ -191,7 +197,16 @@ def _infer(
         hint for c in cols if c not in types and (hint := states[c].missing_hint(c)) is not None
     ]
     complete = limit is None or count < limit
-    return Inference(cols, inferred, missing, count, complete), kept
+    inexact = _inexact(inferred, states)
+    return Inference(cols, inferred, missing, count, complete, inexact), kept
+
+
+def _inexact(inferred: Mapping[str, str], states: Mapping[str, ColumnInference]) -> dict[str, str]:
+    return {
+        c: text
+        for c, state in states.items()
+        if inferred[c] == "decimal" and (text := state.inexact) is not None
+    }
 
 
 def infer_types(
@@ -296,7 +311,21 @@ def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference
     missing = [
         hint for c in columns if c in states and (hint := states[c].missing_hint(c)) is not None
     ]
-    return Inference(columns, inferred, missing, rows, True)
+    return Inference(columns, inferred, missing, rows, True, _inexact(inferred, states))
+
+
+def file_columns(path: str, format: str | None = None) -> list[str]:
+    """The columns of the file at ``path``: its header, or for JSON Lines, whose objects
+    may each have their own keys, the union of the keys in the order first seen (the
+    file is read once for them, then closed)."""
+    with open_source(path, format) as source:
+        if source.columns is not None:
+            return list(source.columns)
+        names: dict[str, None] = {}
+        for row in source.rows:
+            if isinstance(row, Mapping):
+                names.update(dict.fromkeys(row))
+        return list(names)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

@@ -401,7 +401,11 @@ class ArrowTarget:
     instant (a naive value is taken as UTC), ``"naive"`` wall-clock time (an aware value
     is converted to UTC first), ``"keep"`` what was given. ``nan``: float NaN can be
     stored. ``binary``: the backend writes the column in the Arrow type the checks give
-    (else it is sent as text and cast by the database).
+    (else it is sent as text and cast by the database). ``digits``: a decimal column
+    that keeps every value of at most this many significant digits, and a longer one
+    only where the row path's codec takes it (SQLite's NUMERIC, stored as REAL): the
+    columnar path runs that codec on the longer values, so a value it refuses is one
+    rejected row, not a failed write.
     """
 
     kind: str
@@ -413,6 +417,7 @@ class ArrowTarget:
     timezone: Literal["utc", "naive", "keep"] = "keep"
     nan: bool = True
     binary: bool = True
+    digits: int | None = None
 
 
 @runtime_checkable

@@ -58,6 +58,7 @@ from ..schema import (
     decimal_fits,
     decimal_from_text,
     float_from_text,
+    float_keeps,
     int_from_text,
     json_dumps,
     missing_nan,
@@ -204,10 +205,7 @@ def numeric_storage(
         integral = int(value)
         if integral == value and _INT64[0] <= integral <= _INT64[1]:
             return integral
-    text = repr(as_float)
-    # The same digits as the float's shortest form (the common case, a string compare),
-    # or the same value written otherwise ("1.50", "1E+2").
-    if text == str(value) or Decimal(text) == value:
+    if float_keeps(value):
         return as_float
     # Counted from the digits themselves: normalize() would round to 28 digits.
     significant = len("".join(map(str, value.as_tuple().digits)).strip("0")) or 1
@@ -1199,10 +1197,14 @@ class SQLiteBackend(SharedSQL):
     def arrow_target(self, column: ColumnSpec) -> ArrowTarget:
         # SQLite keeps what it is given: no widths, no lengths, times as given; NaN
         # cannot be stored (it would become NULL). A NUMERIC(p, s) column holds what the
-        # row path's codec lets in: at most s places and p digits.
+        # row path's codec lets in: at most s places and p digits, and beyond 15
+        # significant digits only what a REAL gives back exactly (``numeric_storage``).
         if column.type == "decimal" and DECIMAL_TEXT not in column.declared.upper():
             scale, precision = _decimal_size(column)
-            return ArrowTarget(column.type, precision=precision, scale=scale, nan=False)
+            digits = REAL_DIGITS if precision is None or precision > REAL_DIGITS else None
+            return ArrowTarget(
+                column.type, precision=precision, scale=scale, nan=False, digits=digits
+            )
         return ArrowTarget(column.type, nan=False)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
