@@ -25,10 +25,11 @@ class ModelTable:
     aliases: Mapping[str, str]
     primary_key: tuple[str, ...]
     unique: tuple[tuple[str, ...], ...]
-    instance_row: Callable[[Any], dict[str, Any]] | None = None
+    instance_row: Callable[[Any], Any] | None = None
     # A mapping's values as the model's fields write them (after renaming): None, or
-    # a function of a new dict.
-    mapping_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # a function of a new dict. It, and instance_row, may give a plan.RefusedRow for
+    # a row whose value a field cannot convert.
+    mapping_row: Callable[[dict[str, Any]], Any] | None = None
     instance_type: type | None = None
     # Columns left out of an instance's row while their value is None: the
     # database assigns them (an auto-incremented primary key).
@@ -43,7 +44,7 @@ class ModelTable:
         if self.instance_type is not None and isinstance(row, self.instance_type):
             assert self.instance_row is not None
             values = self.instance_row(row)
-            for name in self.assigned:
+            for name in self.assigned if isinstance(values, dict) else ():
                 if values.get(name, 0) is None:
                     del values[name]
             return values
