@@ -434,3 +434,93 @@ def test_a_document_json_cannot_encode_rejects_its_row(alias: str, django_db_blo
             db.upsert(shop_app.Review, [{"id": reviews[0].id, "details": {1j: 0}}])
         got = shop_app.Review.objects.using(alias).get()
         assert (got.id, got.details) == (reviews[0].id, {"ok": True})
+
+
+from django.contrib.sessions.base_session import AbstractBaseSession  # noqa: E402
+from django.db import models  # noqa: E402
+
+
+class Session(AbstractBaseSession):
+    """django.contrib.sessions' Session (session_key, session_data, expire_date)."""
+
+    class Meta:
+        app_label = "shop"
+        db_table = "shop_session"
+
+
+class Visit(models.Model):
+    ip = models.GenericIPAddressField()
+    took = models.DurationField(null=True)
+    at = models.DateTimeField(null=True)
+
+    class Meta:
+        app_label = "shop"
+
+
+def test_values_are_stored_as_django_stores_them(alias: str, django_db_blocker: Any) -> None:
+    # Where the column is text or an integer (SQLite), Django's lookups compare what
+    # Django stores: a datetime as naive UTC text, a duration as microseconds, IPv6 in
+    # its compressed lower-case form. bulkops stored "...12:00:00+00:00" (so
+    # Session.objects.filter(expire_date=...) missed the row), refused every
+    # DurationField value ("timedelta ... is not an integer"), and kept "2001:DB8::1".
+    # A naive datetime is in the project's TIME_ZONE, as Django takes it (it warns).
+    from zoneinfo import ZoneInfo
+
+    from django.test import override_settings
+
+    when = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+    with django_db_blocker.unblock(), override_settings(TIME_ZONE="Europe/Paris"):
+        connection = connections[alias]
+        with connection.schema_editor() as editor:
+            editor.create_model(Session)
+            editor.create_model(Visit)
+        try:
+            db = bulkops.connect(connection)
+            sessions = [
+                Session(session_key="a" * 32, session_data="x", expire_date=when),
+                Session(
+                    session_key="b" * 32,
+                    session_data="x",
+                    expire_date=when.astimezone(ZoneInfo("America/New_York")),
+                ),
+            ]
+            with transaction.atomic(using=alias):
+                assert db.insert(Session, sessions).inserted == 2
+            objects = Session.objects.using(alias)
+            objects.bulk_create([Session(session_key="c" * 32, session_data="x", expire_date=when)])
+            found = set(objects.filter(expire_date=when).values_list("session_key", flat=True))
+            assert found == {"a" * 32, "b" * 32, "c" * 32}
+            assert not objects.filter(expire_date__lt=when).exists()
+
+            def visits(tag: str) -> list[Any]:
+                return [
+                    Visit(ip="2001:DB8::1", took=dt.timedelta(days=1, microseconds=5),
+                          at=dt.datetime(2024, 1, 1, 12, 0)),  # naive: Paris time
+                    Visit(ip="10.0.0.1", took=dt.timedelta(seconds=-1), at=when),
+                ]  # fmt: skip
+
+            with pytest.warns(RuntimeWarning, match="naive datetime"):
+                report = db.insert(
+                    Visit, [*visits("bulkops"), Visit(ip="::1", took="one day")], on_error="isolate"
+                )
+            assert (report.inserted, report.rejected) == (2, 1)
+            assert (report.rejections[0].row, report.rejections[0].column) == (3, "took")
+            with pytest.warns(RuntimeWarning, match="naive datetime"):
+                Visit.objects.using(alias).bulk_create(visits("django"))
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT ip, took, at FROM {Visit._meta.db_table} ORDER BY id")
+                stored = cursor.fetchall()
+            assert stored[:2] == stored[2:]  # bulkops' rows, then Django's
+            found_visits = Visit.objects.using(alias)
+            assert found_visits.filter(ip="2001:db8::1").count() == 2
+            assert (
+                found_visits.filter(at=dt.datetime(2024, 1, 1, 11, 0, tzinfo=dt.UTC)).count() == 2
+            )
+            assert found_visits.filter(took=dt.timedelta(days=1, microseconds=5)).count() == 2
+            # Written again unchanged: sync finds nothing to do.
+            report = db.sync(Visit, list(found_visits.all()))
+            assert (report.unchanged, report.changed) == (4, 0)
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Session)
+                editor.delete_model(Visit)

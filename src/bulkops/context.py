@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from .backends.base import Backend, Capabilities, SyncState
+from .backends.base import Backend, Capabilities, ColumnarBackend, SyncState
 from .errors import UnsupportedError
 from .events import logger
 from .execute import run_transaction
 from .integrations import model_table
 from .recorder import Recorder
 from .retry import DEFAULT_RETRY, RetryPolicy
-from .schema import TableSpec
+from .schema import ColumnSpec, TableSpec
 
 __all__ = ["Context", "TableRef"]
 
@@ -137,10 +137,25 @@ class Context:
             else spec.primary_key,
             unique=tuple(dict.fromkeys((*unique, *spec.unique))),
             aliases={k: v for k, v in model.aliases.items() if v in known and k not in known},
-            row_adapter=model.row,
+            row_adapter=model.adapter(
+                frozenset(c for c, column in spec.columns.items() if column.type == "integer"),
+                frozenset(
+                    c
+                    for c, column in spec.columns.items()
+                    if column.type == "datetime" and self._keeps_offsets(column)
+                ),
+            ),
         )
         self._models[id(target)] = (target, spec)
         return spec
+
+    def _keeps_offsets(self, column: ColumnSpec) -> bool:
+        """Whether a datetime column stores a value's offset as given (SQLite's text)
+        rather than an instant or a wall-clock time."""
+        backend = self.backend
+        if isinstance(backend, ColumnarBackend):
+            return backend.arrow_target(column).timezone == "keep"
+        return False
 
     # ----------------------------------------------------------- transactions
 

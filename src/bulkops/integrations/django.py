@@ -50,8 +50,21 @@ def django_model_table(model: Any) -> ModelTable | None:
     # A field of a class outside Django that converts its values itself (django-
     # timezone-field's TimeZoneField, in django-celery-beat's CrontabSchedule, holds a
     # ZoneInfo and stores its name) writes what its get_prep_value gives, as Django's
-    # own writes do.
-    prepared = {f.column: f for f in fields if _converts_itself(f)}
+    # own writes do. So do a DateTimeField under USE_TZ (a naive datetime is a time in
+    # the project's TIME_ZONE, of which Django warns, not in UTC) and a
+    # GenericIPAddressField (IPv6 in its compressed lower-case form, which Django's
+    # lookups compare as text where the column is text).
+    from django.conf import settings
+    from django.db.models import DateTimeField, GenericIPAddressField
+
+    zoned = bool(settings.USE_TZ)
+    prepared = {
+        f.column: f
+        for f in fields
+        if _converts_itself(f)
+        or (zoned and isinstance(f, DateTimeField))
+        or isinstance(f, GenericIPAddressField)
+    }
 
     def convert(row: dict[str, Any], instance: bool) -> Any:
         """The row's values as the fields write them; a value a field cannot convert
@@ -90,6 +103,8 @@ def django_model_table(model: Any) -> ModelTable | None:
         mapping_row=mapping_row if documents or prepared else None,
         instance_type=model,
         assigned=frozenset({auto.column}) if auto is not None else frozenset(),
+        durations=frozenset(f.column for f in fields if f.get_internal_type() == "DurationField"),
+        utc_datetimes=frozenset(f.column for f in fields if zoned and isinstance(f, DateTimeField)),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["ModelTable"]
@@ -34,6 +35,39 @@ class ModelTable:
     # Columns left out of an instance's row while their value is None: the
     # database assigns them (an auto-incremented primary key).
     assigned: frozenset[str] = field(default_factory=frozenset)
+    # Columns whose durations (timedelta) the model stores as a count of microseconds
+    # where the table's column is an integer (Django's DurationField on SQLite, which
+    # has no interval type).
+    durations: frozenset[str] = field(default_factory=frozenset)
+    # Columns whose aware datetimes the model stores as naive UTC where the table's
+    # column keeps whatever it is given (Django's DateTimeField under USE_TZ on
+    # SQLite: text its queries compare as text).
+    utc_datetimes: frozenset[str] = field(default_factory=frozenset)
+
+    def adapter(
+        self, integer_columns: frozenset[str], kept_datetimes: frozenset[str]
+    ) -> Callable[[Any], Any]:
+        """``row`` for the table as it is: ``integer_columns`` are its integer columns,
+        ``kept_datetimes`` its datetime columns that store a value's offset as given."""
+        counted = tuple(c for c in self.durations if c in integer_columns)
+        utc = tuple(c for c in self.utc_datetimes if c in kept_datetimes)
+        if not counted and not utc:
+            return self.row
+
+        def row(raw: Any) -> Any:
+            values = self.row(raw)
+            if isinstance(values, dict):
+                for name in counted:
+                    value = values.get(name)
+                    if isinstance(value, timedelta):
+                        values[name] = value // timedelta(microseconds=1)
+                for name in utc:
+                    value = values.get(name)
+                    if isinstance(value, datetime) and value.utcoffset() is not None:
+                        values[name] = value.astimezone(UTC).replace(tzinfo=None)
+            return values
+
+        return row
 
     def column(self, name: str) -> str:
         return self.aliases.get(name, name)

@@ -342,8 +342,11 @@ class Syncer:
     def write_rows(self, rows: list[dict[str, Any]]) -> Report:
         """Upsert added and changed rows (mappings of ``self.cols``)."""
         columns = None if self.spec.open and self.columns is None else self.cols
+        # The rows are the source's as the model's row adapter gave them: not again
+        # (a naive datetime it made UTC would be read as local time once more).
+        spec = dataclasses.replace(self.spec, row_adapter=None)
         return write(
-            self.ctx, "upsert", self.spec, rows, self.settings, columns=columns, key=self.key,
+            self.ctx, "upsert", spec, rows, self.settings, columns=columns, key=self.key,
             touch=False,
         )  # fmt: skip
 
