@@ -488,8 +488,19 @@ def test_values_are_stored_as_django_stores_them(alias: str, django_db_blocker: 
                 assert db.insert(Session, sessions).inserted == 2
             objects = Session.objects.using(alias)
             objects.bulk_create([Session(session_key="c" * 32, session_data="x", expire_date=when)])
+            # A DataFrame (the columnar path) with aware times of another zone, too.
+            import pandas as pd
+
+            frame = pd.DataFrame(
+                {
+                    "session_key": ["d" * 32],
+                    "session_data": ["x"],
+                    "expire_date": pd.to_datetime([when]).tz_convert("Asia/Tokyo"),
+                }
+            )
+            assert db.insert(Session, frame).inserted == 1
             found = set(objects.filter(expire_date=when).values_list("session_key", flat=True))
-            assert found == {"a" * 32, "b" * 32, "c" * 32}
+            assert found == {"a" * 32, "b" * 32, "c" * 32, "d" * 32}
             assert not objects.filter(expire_date__lt=when).exists()
 
             def visits(tag: str) -> list[Any]:

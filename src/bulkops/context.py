@@ -130,19 +130,29 @@ class Context:
         spec = self._reflect(model.name)
         known = set(spec.columns)
         unique = tuple(u for u in model.unique if set(u) <= known and u != model.primary_key)
+        # The model's datetimes that are naive UTC where the column keeps what it is
+        # given: converted by the row adapter (before sync hashes them) and by the
+        # columnar path's checks (ColumnSpec.naive_utc).
+        columns = {
+            c: replace(column, naive_utc=True)
+            if c in model.utc_datetimes and column.type == "datetime"
+            else column
+            for c, column in spec.columns.items()
+        }
         spec = replace(
             spec,
+            columns=columns,
             primary_key=model.primary_key
             if model.primary_key and set(model.primary_key) <= known
             else spec.primary_key,
             unique=tuple(dict.fromkeys((*unique, *spec.unique))),
             aliases={k: v for k, v in model.aliases.items() if v in known and k not in known},
             row_adapter=model.adapter(
-                frozenset(c for c, column in spec.columns.items() if column.type == "integer"),
+                frozenset(c for c, column in columns.items() if column.type == "integer"),
                 frozenset(
                     c
                     for c, column in spec.columns.items()
-                    if column.type == "datetime" and self._keeps_offsets(column)
+                    if columns[c].naive_utc and self._keeps_offsets(column)
                 ),
             ),
         )

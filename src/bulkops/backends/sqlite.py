@@ -1203,6 +1203,8 @@ class SQLiteBackend(SharedSQL):
         if column.type == "decimal" and DECIMAL_TEXT not in column.declared.upper():
             scale, precision = _decimal_size(column)
             return ArrowTarget(column.type, precision=precision, scale=scale, nan=False)
+        if column.type == "datetime" and column.naive_utc:
+            return ArrowTarget(column.type, timezone="naive", nan=False)
         return ArrowTarget(column.type, nan=False)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
