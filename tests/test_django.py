@@ -330,3 +330,208 @@ def test_deferred_foreign_keys_reject_the_row_outside_atomic(
             ("e1", user["u1@example.com"]),
             ("e3", user["u1@example.com"]),
         ]
+
+
+# ------------------------------------------------------------ real applications' models
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def _vendored_models(name: str) -> Any:
+    """A vendored excerpt of an application's models (tests/data), imported once."""
+    import importlib.util
+    import sys
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(DATA, f"{name}.py"))
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def test_a_custom_fields_values_are_written_as_the_field_prepares_them(
+    alias: str, django_db_blocker: Any
+) -> None:
+    # django-celery-beat's CrontabSchedule.timezone is django-timezone-field's
+    # TimeZoneField: an instance holds a ZoneInfo, and Django writes its name (the
+    # field's get_prep_value). bulkops refused every row ("ZoneInfo value is not
+    # text"); a name the field refuses is now that row's rejection, not the call's.
+    from zoneinfo import ZoneInfo
+
+    m = _vendored_models("django_celery_beat_crontab")
+    every = {"hour": "*", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*"}
+    with django_db_blocker.unblock():
+        connection = connections[alias]
+        with connection.schema_editor() as editor:
+            editor.create_model(m.CrontabSchedule)
+        try:
+            db = bulkops.connect(connection)
+            rows = [
+                {"minute": "2", "timezone": "Mars/Olympus", **every},  # bad, and first
+                m.CrontabSchedule(minute="0", hour="*/2", timezone=ZoneInfo("Europe/Paris")),
+                m.CrontabSchedule(minute="5"),  # the field's default, "UTC"
+                {"minute": "7", "timezone": ZoneInfo("Asia/Tokyo"), **every},
+            ]
+            with transaction.atomic(using=alias):
+                report = db.insert(m.CrontabSchedule, rows, on_error="isolate")
+            assert (report.inserted, report.rejected, report.rows_in) == (3, 1, 4)
+            bad = report.rejections[0]
+            assert (bad.row, bad.column) == (1, "timezone")
+            assert bad.reason == "Invalid timezone 'Mars/Olympus'"
+            assert bad.values["minute"] == "2"
+            # Beside what Django's own bulk_create writes.
+            objects = m.CrontabSchedule.objects.using(alias)
+            objects.bulk_create([m.CrontabSchedule(minute="9", timezone=ZoneInfo("Asia/Tokyo"))])
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT minute, timezone FROM {m.CrontabSchedule._meta.db_table}")
+                stored = dict(cursor.fetchall())
+            assert stored == {"0": "Europe/Paris", "5": "UTC", "7": "Asia/Tokyo", "9": "Asia/Tokyo"}
+            assert objects.get(minute="0").timezone == ZoneInfo("Europe/Paris")
+            # An upsert by the field's name, outside atomic.
+            paris = objects.get(minute="0")
+            paris.timezone = ZoneInfo("America/New_York")
+            assert db.upsert(m.CrontabSchedule, [paris]).updated == 1
+            assert objects.get(minute="0").timezone == ZoneInfo("America/New_York")
+            # sync, first in full and then by its digests: the bad row is rejected by
+            # itself, and the others are compared as the field writes them.
+            bad_row = {"id": 999, "minute": "1", "timezone": "Nowhere/X", **every}
+            for zone in ("Asia/Tokyo", "UTC"):
+                paris.timezone = ZoneInfo(zone)
+                source = [bad_row, *objects.exclude(pk=paris.pk), paris]
+                report = db.sync(m.CrontabSchedule, source, on_error="isolate")
+                assert (report.changed, report.unchanged, report.rejected) == (1, 3, 1)
+                bad = report.rejections[0]
+                assert (bad.row, bad.key, bad.column) == (1, 999, "timezone")
+                assert objects.get(pk=paris.pk).timezone == ZoneInfo(zone)
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(m.CrontabSchedule)
+
+
+def test_a_document_json_cannot_encode_rejects_its_row(alias: str, django_db_blocker: Any) -> None:
+    # django-allauth keeps a provider's profile in SocialAccount.extra_data, a
+    # JSONField: a value json cannot encode (a Decimal, with Django's default encoder)
+    # stopped the whole call with a bare TypeError naming no row; Django's own save()
+    # refuses it too. It is now the row's rejection, with its column.
+    with django_db_blocker.unblock():
+        db = bulkops.connect(connections[alias])
+        shop_app.seed(db, 3)
+        reviews = [
+            shop_app.Review(product_id=1, rating=Decimal("4.5"), details={"ok": True}),
+            shop_app.Review(product_id=2, rating=Decimal("3.0"), details={"p": Decimal("1.5")}),
+        ]
+        report = db.insert(shop_app.Review, reviews, on_error="isolate")
+        assert (report.inserted, report.rejected) == (1, 1)
+        bad = report.rejections[0]
+        assert (bad.row, bad.column, bad.key) == (2, "details", reviews[1].id)
+        assert "Decimal is not JSON serializable" in bad.reason
+        refused = r"row 1, key .*, column 'details': keys must be str"
+        with (
+            pytest.raises(bulkops.errors.ConversionError, match=refused),
+            transaction.atomic(using=alias),
+        ):
+            db.upsert(shop_app.Review, [{"id": reviews[0].id, "details": {1j: 0}}])
+        got = shop_app.Review.objects.using(alias).get()
+        assert (got.id, got.details) == (reviews[0].id, {"ok": True})
+
+
+from django.contrib.sessions.base_session import AbstractBaseSession  # noqa: E402
+from django.db import models  # noqa: E402
+
+
+class Session(AbstractBaseSession):
+    """django.contrib.sessions' Session (session_key, session_data, expire_date)."""
+
+    class Meta:
+        app_label = "shop"
+        db_table = "shop_session"
+
+
+class Visit(models.Model):
+    ip = models.GenericIPAddressField()
+    took = models.DurationField(null=True)
+    at = models.DateTimeField(null=True)
+
+    class Meta:
+        app_label = "shop"
+
+
+def test_values_are_stored_as_django_stores_them(alias: str, django_db_blocker: Any) -> None:
+    # Where the column is text or an integer (SQLite), Django's lookups compare what
+    # Django stores: a datetime as naive UTC text, a duration as microseconds, IPv6 in
+    # its compressed lower-case form. bulkops stored "...12:00:00+00:00" (so
+    # Session.objects.filter(expire_date=...) missed the row), refused every
+    # DurationField value ("timedelta ... is not an integer"), and kept "2001:DB8::1".
+    # A naive datetime is in the project's TIME_ZONE, as Django takes it (it warns).
+    from zoneinfo import ZoneInfo
+
+    from django.test import override_settings
+
+    when = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+    with django_db_blocker.unblock(), override_settings(TIME_ZONE="Europe/Paris"):
+        connection = connections[alias]
+        with connection.schema_editor() as editor:
+            editor.create_model(Session)
+            editor.create_model(Visit)
+        try:
+            db = bulkops.connect(connection)
+            sessions = [
+                Session(session_key="a" * 32, session_data="x", expire_date=when),
+                Session(
+                    session_key="b" * 32,
+                    session_data="x",
+                    expire_date=when.astimezone(ZoneInfo("America/New_York")),
+                ),
+            ]
+            with transaction.atomic(using=alias):
+                assert db.insert(Session, sessions).inserted == 2
+            objects = Session.objects.using(alias)
+            objects.bulk_create([Session(session_key="c" * 32, session_data="x", expire_date=when)])
+            # A DataFrame (the columnar path) with aware times of another zone, too.
+            import pandas as pd
+
+            frame = pd.DataFrame(
+                {
+                    "session_key": ["d" * 32],
+                    "session_data": ["x"],
+                    "expire_date": pd.to_datetime([when]).tz_convert("Asia/Tokyo"),
+                }
+            )
+            assert db.insert(Session, frame).inserted == 1
+            found = set(objects.filter(expire_date=when).values_list("session_key", flat=True))
+            assert found == {"a" * 32, "b" * 32, "c" * 32, "d" * 32}
+            assert not objects.filter(expire_date__lt=when).exists()
+
+            def visits(tag: str) -> list[Any]:
+                return [
+                    Visit(ip="2001:DB8::1", took=dt.timedelta(days=1, microseconds=5),
+                          at=dt.datetime(2024, 1, 1, 12, 0)),  # naive: Paris time
+                    Visit(ip="10.0.0.1", took=dt.timedelta(seconds=-1), at=when),
+                ]  # fmt: skip
+
+            with pytest.warns(RuntimeWarning, match="naive datetime"):
+                report = db.insert(
+                    Visit, [*visits("bulkops"), Visit(ip="::1", took="one day")], on_error="isolate"
+                )
+            assert (report.inserted, report.rejected) == (2, 1)
+            assert (report.rejections[0].row, report.rejections[0].column) == (3, "took")
+            with pytest.warns(RuntimeWarning, match="naive datetime"):
+                Visit.objects.using(alias).bulk_create(visits("django"))
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT ip, took, at FROM {Visit._meta.db_table} ORDER BY id")
+                stored = cursor.fetchall()
+            assert stored[:2] == stored[2:]  # bulkops' rows, then Django's
+            found_visits = Visit.objects.using(alias)
+            assert found_visits.filter(ip="2001:db8::1").count() == 2
+            assert (
+                found_visits.filter(at=dt.datetime(2024, 1, 1, 11, 0, tzinfo=dt.UTC)).count() == 2
+            )
+            assert found_visits.filter(took=dt.timedelta(days=1, microseconds=5)).count() == 2
+            # Written again unchanged: sync finds nothing to do.
+            report = db.sync(Visit, list(found_visits.all()))
+            assert (report.unchanged, report.changed) == (4, 0)
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Session)
+                editor.delete_model(Visit)

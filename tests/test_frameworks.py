@@ -400,3 +400,119 @@ def test_importing_bulkops_imports_no_framework() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------ real applications' models
+
+DATA = Path(__file__).parent / "data"
+
+
+def _vendored_models(name: str) -> Any:
+    """A vendored excerpt of an application's models (tests/data), imported once."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DATA / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        made = sa.create_engine(f"sqlite:///{tmp_path}/app.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+        made = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    yield made
+    made.dispose()
+
+
+def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) -> None:
+    # MLflow's tracking models leave much to Column(default=...): SqlMetric(key, value,
+    # run_uuid) gets its timestamp, step and is_nan (three of its six primary key
+    # columns) from them; SqlExperiment's workspace has a Python and a server default.
+    # The ORM's flush fills a new instance's None from them; bulkops wrote NULL, so on
+    # SQLite every SqlExperiment was refused (NOT NULL workspace) and every SqlMetric
+    # everywhere ("missing key: 'timestamp'").
+    m = _vendored_models("mlflow_tracking_models")
+    m.Base.metadata.create_all(engine)
+    before = m.get_current_time_millis()
+    with orm.Session(engine) as session, session.begin():
+        db = bulkops.connect(session)
+        report = db.insert(
+            m.SqlExperiment,
+            [m.SqlExperiment(name="a"), m.SqlExperiment(name="b", lifecycle_stage="deleted")],
+        )
+        assert (report.inserted, report.rejected) == (2, 0)
+        session.add(m.SqlExperiment(name="by the ORM"))  # flushed before the next write
+        run = m.SqlRun(run_uuid="0" * 32, experiment_id=1)
+        assert db.insert(m.SqlRun, [run]).inserted == 1
+        metrics = [
+            m.SqlMetric(key="loss", value=0.25, run_uuid=run.run_uuid),
+            m.SqlMetric(key="loss", value=None, step=1, run_uuid=run.run_uuid),  # bad
+            m.SqlMetric(key="acc", value=0.5, step=3, run_uuid=run.run_uuid),
+        ]
+        report = db.insert(m.SqlMetric, metrics, on_error="isolate")
+        assert (report.inserted, report.rejected, report.rows_in) == (2, 1, 3)
+        bad = report.rejections[0]
+        assert (bad.row, bad.column) == (2, "value") and "value" in bad.reason
+        # A dict leaves out what it does not give: the database's default, or NULL.
+        assert db.insert(m.SqlExperiment, [{"name": "c"}]).inserted == 1
+        # An instance loaded from the database keeps its NULL (no defaults on UPDATE).
+        loaded = session.scalars(sa.select(m.SqlExperiment).filter_by(name="c")).one()
+        loaded.artifact_location = "s3://c"
+        session.expunge(loaded)
+        assert db.upsert(m.SqlExperiment, [loaded]).updated == 1
+    with orm.Session(engine) as session:
+        experiments = {
+            e.name: (e.workspace, e.lifecycle_stage, e.creation_time is not None)
+            for e in session.scalars(sa.select(m.SqlExperiment))
+        }
+        assert experiments == {
+            "a": ("default", "active", True),
+            "b": ("default", "deleted", True),
+            "by the ORM": ("default", "active", True),
+            "c": ("default", None, False),
+        }
+        run = session.get(m.SqlRun, "0" * 32)
+        status = (run.status, run.source_type, run.lifecycle_stage)
+        assert status == ("SCHEDULED", "LOCAL", "active")
+        assert run.start_time >= before
+        stored = session.execute(
+            sa.select(
+                m.SqlMetric.key, m.SqlMetric.step, m.SqlMetric.is_nan, m.SqlMetric.timestamp
+            ).order_by(m.SqlMetric.key)
+        ).all()
+        assert [row[:3] for row in stored] == [("acc", 3, False), ("loss", 0, False)]
+        assert all(row[3] >= before for row in stored)
+
+
+def test_a_column_default_may_read_the_rows_other_values(engine: Any) -> None:
+    # SQLAlchemy hands a default that takes an argument the execution context, whose
+    # get_current_parameters() are the row's values.
+    class Slugged(orm.DeclarativeBase):
+        pass
+
+    class Page(Slugged):
+        __tablename__ = "pages"
+        id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+        title: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+        slug: orm.Mapped[str] = orm.mapped_column(
+            sa.String(50),
+            default=lambda context: context.get_current_parameters()["title"].lower(),
+        )
+
+    Slugged.metadata.create_all(engine)
+    with orm.Session(engine) as session, session.begin():
+        db = bulkops.connect(session)
+        db.insert(Page, [Page(title="Home"), Page(title="About", slug="about-us")])
+        session.add(Page(title="Contact"))
+    with orm.Session(engine) as session:
+        assert session.execute(sa.select(Page.title, Page.slug).order_by(Page.id)).all() == [
+            ("Home", "home"),
+            ("About", "about-us"),
+            ("Contact", "contact"),
+        ]

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from .backends.base import Backend, Capabilities, SyncState
+from .backends.base import Backend, Capabilities, ColumnarBackend, SyncState
 from .errors import UnsupportedError
 from .events import logger
 from .execute import run_transaction
 from .integrations import model_table
 from .recorder import Recorder
 from .retry import DEFAULT_RETRY, RetryPolicy
-from .schema import TableSpec
+from .schema import ColumnSpec, TableSpec
 
 __all__ = ["Context", "TableRef"]
 
@@ -130,17 +130,42 @@ class Context:
         spec = self._reflect(model.name)
         known = set(spec.columns)
         unique = tuple(u for u in model.unique if set(u) <= known and u != model.primary_key)
+        # The model's datetimes that are naive UTC where the column keeps what it is
+        # given: converted by the row adapter (before sync hashes them) and by the
+        # columnar path's checks (ColumnSpec.naive_utc).
+        columns = {
+            c: replace(column, naive_utc=True)
+            if c in model.utc_datetimes and column.type == "datetime"
+            else column
+            for c, column in spec.columns.items()
+        }
         spec = replace(
             spec,
+            columns=columns,
             primary_key=model.primary_key
             if model.primary_key and set(model.primary_key) <= known
             else spec.primary_key,
             unique=tuple(dict.fromkeys((*unique, *spec.unique))),
             aliases={k: v for k, v in model.aliases.items() if v in known and k not in known},
-            row_adapter=model.row,
+            row_adapter=model.adapter(
+                frozenset(c for c, column in columns.items() if column.type == "integer"),
+                frozenset(
+                    c
+                    for c, column in spec.columns.items()
+                    if columns[c].naive_utc and self._keeps_offsets(column)
+                ),
+            ),
         )
         self._models[id(target)] = (target, spec)
         return spec
+
+    def _keeps_offsets(self, column: ColumnSpec) -> bool:
+        """Whether a datetime column stores a value's offset as given (SQLite's text)
+        rather than an instant or a wall-clock time."""
+        backend = self.backend
+        if isinstance(backend, ColumnarBackend):
+            return backend.arrow_target(column).timezone == "keep"
+        return False
 
     # ----------------------------------------------------------- transactions
 

@@ -28,6 +28,7 @@ __all__ = [
     "Planner",
     "PreparedChunk",
     "ReadAhead",
+    "RefusedRow",
     "chunk_rows",
     "chunked",
     "write_by_shape",
@@ -46,6 +47,27 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+class RefusedRow(Mapping[str, Any]):
+    """A row whose value for ``column`` could not be made (a model field's own
+    conversion failed on it): read as a mapping, that column raises, so the row is
+    rejected with ``reason``, its row number, key and column, like any bad value."""
+
+    def __init__(self, given: dict[str, Any], column: str, reason: str) -> None:
+        self.given, self.column, self.reason = given, column, reason
+
+    def __getitem__(self, name: str) -> Any:
+        if name == self.column:
+            raise ConversionError(self.reason, column=self.column)
+        return self.given[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.given)
+
+    def __len__(self) -> int:
+        return len(self.given)
+
 
 # Encoders kept for rows that give different sets of columns, at most (per call).
 _MAX_SHAPES = 256
@@ -738,6 +760,8 @@ class ChunkPlanner:
 
     def values_of(self, raw: Any) -> Any:
         """The row as given, as a dict where the columns are known (for Rejections)."""
+        if isinstance(raw, RefusedRow):
+            return dict(raw.given)
         if isinstance(raw, Mapping):
             return dict(raw)
         if isinstance(raw, Sequence) and not isinstance(raw, str | bytes):

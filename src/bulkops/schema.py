@@ -95,6 +95,10 @@ class ColumnSpec:
     # column are matched by the database, never by sync's digests; the rows of one
     # call are told apart by their folded keys, as the database tells them apart.
     fold: str = ""
+    # A datetime column whose values are kept as naive UTC (an aware value converted)
+    # where the backend would keep an offset as given: how a model says it stores
+    # them (Django's DateTimeField under USE_TZ, in SQLite's text).
+    naive_utc: bool = False
 
     @property
     def exact(self) -> bool:

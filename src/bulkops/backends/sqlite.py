@@ -1205,6 +1205,8 @@ class SQLiteBackend(SharedSQL):
             return ArrowTarget(
                 column.type, precision=precision, scale=scale, nan=False, digits=digits
             )
+        if column.type == "datetime" and column.naive_utc:
+            return ArrowTarget(column.type, timezone="naive", nan=False)
         return ArrowTarget(column.type, nan=False)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..backends.base import CallerConnection, statement_filter
+from ..plan import RefusedRow
 from .model import ModelTable
 
 __all__ = ["DjangoTracer", "django_connection", "django_model_table"]
@@ -46,23 +47,51 @@ def django_model_table(model: Any) -> ModelTable | None:
     stamped = [
         f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
     ]
+    # A field of a class outside Django that converts its values itself (django-
+    # timezone-field's TimeZoneField, in django-celery-beat's CrontabSchedule, holds a
+    # ZoneInfo and stores its name) writes what its get_prep_value gives, as Django's
+    # own writes do. So do a DateTimeField under USE_TZ (a naive datetime is a time in
+    # the project's TIME_ZONE, of which Django warns, not in UTC) and a
+    # GenericIPAddressField (IPv6 in its compressed lower-case form, which Django's
+    # lookups compare as text where the column is text).
+    from django.conf import settings
+    from django.db.models import DateTimeField, GenericIPAddressField
 
-    def instance_row(instance: Any) -> dict[str, Any]:
+    zoned = bool(settings.USE_TZ)
+    prepared = {
+        f.column: f
+        for f in fields
+        if _converts_itself(f)
+        or (zoned and isinstance(f, DateTimeField))
+        or isinstance(f, GenericIPAddressField)
+    }
+
+    def convert(row: dict[str, Any], instance: bool) -> Any:
+        """The row's values as the fields write them; a value a field cannot convert
+        (an invalid time zone, a document JSON cannot encode) refuses the row."""
+        column = ""
+        try:
+            for column, f in prepared.items():
+                if column in row:
+                    row[column] = f.get_prep_value(row[column])
+            # A str for a JSON column given in a mapping is JSON text (as from a
+            # file); an instance's str is a document, as are dicts and lists.
+            for column, f in documents.items():
+                value = row.get(column)
+                if value is not None if instance else isinstance(value, dict | list):
+                    row[column] = json.dumps(value, cls=f.encoder)
+        except Exception as error:  # whatever the field's own code raises
+            return RefusedRow(row, column, _message(error))
+        return row
+
+    def instance_row(instance: Any) -> Any:
         for f in stamped:
             if getattr(instance, f.attname) is None:
                 f.pre_save(instance, add=True)
-        row = {column: getattr(instance, attname) for attname, column in attnames}
-        for column, f in documents.items():
-            if row[column] is not None:
-                row[column] = json.dumps(row[column], cls=f.encoder)
-        return row
+        return convert({column: getattr(instance, attname) for attname, column in attnames}, True)
 
-    def mapping_row(row: dict[str, Any]) -> dict[str, Any]:
-        # A str for a JSON column is JSON text (as from a file); documents are dumped.
-        for column, f in documents.items():
-            if isinstance(row.get(column), dict | list):
-                row[column] = json.dumps(row[column], cls=f.encoder)
-        return row
+    def mapping_row(row: dict[str, Any]) -> Any:
+        return convert(row, False)
 
     return ModelTable(
         name=meta.db_table,
@@ -71,10 +100,29 @@ def django_model_table(model: Any) -> ModelTable | None:
         primary_key=pk,
         unique=tuple(dict.fromkeys(unique)),
         instance_row=instance_row,
-        mapping_row=mapping_row if documents else None,
+        mapping_row=mapping_row if documents or prepared else None,
         instance_type=model,
         assigned=frozenset({auto.column}) if auto is not None else frozenset(),
+        durations=frozenset(f.column for f in fields if f.get_internal_type() == "DurationField"),
+        utc_datetimes=frozenset(f.column for f in fields if zoned and isinstance(f, DateTimeField)),
     )
+
+
+def _message(error: Exception) -> str:
+    """What a field's conversion error says (a ValidationError's messages)."""
+    messages = getattr(error, "messages", None)
+    if isinstance(messages, list) and messages:
+        return "; ".join(map(str, messages))
+    return str(error) or type(error).__name__
+
+
+def _converts_itself(field: Any) -> bool:
+    """Whether a field's get_prep_value is its own class's, not one of Django's
+    (whose values bulkops converts for each backend itself)."""
+    for kind in type(field).__mro__:
+        if "get_prep_value" in vars(kind):
+            return not kind.__module__.startswith("django.")
+    return False
 
 
 def django_connection(connection: Any) -> CallerConnection | None:

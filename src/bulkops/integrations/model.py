@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["ModelTable"]
@@ -25,14 +26,48 @@ class ModelTable:
     aliases: Mapping[str, str]
     primary_key: tuple[str, ...]
     unique: tuple[tuple[str, ...], ...]
-    instance_row: Callable[[Any], dict[str, Any]] | None = None
+    instance_row: Callable[[Any], Any] | None = None
     # A mapping's values as the model's fields write them (after renaming): None, or
-    # a function of a new dict.
-    mapping_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # a function of a new dict. It, and instance_row, may give a plan.RefusedRow for
+    # a row whose value a field cannot convert.
+    mapping_row: Callable[[dict[str, Any]], Any] | None = None
     instance_type: type | None = None
     # Columns left out of an instance's row while their value is None: the
     # database assigns them (an auto-incremented primary key).
     assigned: frozenset[str] = field(default_factory=frozenset)
+    # Columns whose durations (timedelta) the model stores as a count of microseconds
+    # where the table's column is an integer (Django's DurationField on SQLite, which
+    # has no interval type).
+    durations: frozenset[str] = field(default_factory=frozenset)
+    # Columns whose aware datetimes the model stores as naive UTC where the table's
+    # column keeps whatever it is given (Django's DateTimeField under USE_TZ on
+    # SQLite: text its queries compare as text).
+    utc_datetimes: frozenset[str] = field(default_factory=frozenset)
+
+    def adapter(
+        self, integer_columns: frozenset[str], kept_datetimes: frozenset[str]
+    ) -> Callable[[Any], Any]:
+        """``row`` for the table as it is: ``integer_columns`` are its integer columns,
+        ``kept_datetimes`` its datetime columns that store a value's offset as given."""
+        counted = tuple(c for c in self.durations if c in integer_columns)
+        utc = tuple(c for c in self.utc_datetimes if c in kept_datetimes)
+        if not counted and not utc:
+            return self.row
+
+        def row(raw: Any) -> Any:
+            values = self.row(raw)
+            if isinstance(values, dict):
+                for name in counted:
+                    value = values.get(name)
+                    if isinstance(value, timedelta):
+                        values[name] = value // timedelta(microseconds=1)
+                for name in utc:
+                    value = values.get(name)
+                    if isinstance(value, datetime) and value.utcoffset() is not None:
+                        values[name] = value.astimezone(UTC).replace(tzinfo=None)
+            return values
+
+        return row
 
     def column(self, name: str) -> str:
         return self.aliases.get(name, name)
@@ -43,7 +78,7 @@ class ModelTable:
         if self.instance_type is not None and isinstance(row, self.instance_type):
             assert self.instance_row is not None
             values = self.instance_row(row)
-            for name in self.assigned:
+            for name in self.assigned if isinstance(values, dict) else ():
                 if values.get(name, 0) is None:
                     del values[name]
             return values

@@ -68,8 +68,36 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
                 row[column] = labels[value]
         return row
 
+    # What the ORM's flush does with a new instance's None (mlflow's SqlMetric(key=...,
+    # value=...) leaves timestamp, step and is_nan None): the column's Python default
+    # fills it; one with only a server default is left out for the database to fill.
+    # Types that store None as a value of their own (JSON's null) keep it, and so do
+    # instances loaded from the database (the ORM applies defaults only on INSERT).
+    defaults = {
+        c.name: c.default
+        for c in table.columns
+        if isinstance(c.default, sa.ColumnDefault)
+        and (c.default.is_scalar or c.default.is_callable)
+        and not c.type.should_evaluate_none
+    }
+    served = frozenset(
+        c.name
+        for c in table.columns
+        if c.server_default is not None
+        and c.name not in defaults
+        and not c.type.should_evaluate_none
+    )
+
     def instance_row(instance: Any) -> dict[str, Any]:
-        return mapping_row({column: getattr(instance, key) for key, column in attributes})
+        row = {column: getattr(instance, key) for key, column in attributes}
+        if not sa.inspect(instance).has_identity:  # new, as the ORM would INSERT it
+            for column, default in defaults.items():
+                if row[column] is None:
+                    row[column] = _default_value(default, row)
+            for column in served:
+                if row[column] is None:
+                    del row[column]
+        return mapping_row(row)
 
     return ModelTable(
         name=name,
@@ -82,6 +110,25 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
         instance_type=mapper.class_ if mapper is not None else None,
         assigned=frozenset({auto.name}) if auto is not None else frozenset(),
     )
+
+
+class _DefaultContext:
+    """What a column default that takes SQLAlchemy's execution context reads: the
+    row's values (``context.get_current_parameters()``), by column name."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.current_parameters = row
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        return self.current_parameters
+
+
+def _default_value(default: Any, row: dict[str, Any]) -> Any:
+    """A Column's Python default for one row: its value, or what its function gives
+    (SQLAlchemy wraps a function of no arguments in one that takes the context)."""
+    if default.is_scalar:
+        return default.arg
+    return default.arg(_DefaultContext(row))
 
 
 def session_connection(session: Any) -> CallerConnection | None:

@@ -45,7 +45,7 @@ from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsErro
 from ..execute import numbered
 from ..jsoncodec import to_json
 from ..normalize import Key, encode_value
-from ..plan import ChunkPlanner, ReadAhead, chunk_rows, chunked, read_ahead
+from ..plan import ChunkPlanner, ReadAhead, RefusedRow, chunk_rows, chunked, read_ahead
 from ..reads import get_many
 from ..report import Rejection, Report, SyncReport, write_rejects
 from ..retry import RetryPolicy
@@ -342,8 +342,11 @@ class Syncer:
     def write_rows(self, rows: list[dict[str, Any]]) -> Report:
         """Upsert added and changed rows (mappings of ``self.cols``)."""
         columns = None if self.spec.open and self.columns is None else self.cols
+        # The rows are the source's as the model's row adapter gave them: not again
+        # (a naive datetime it made UTC would be read as local time once more).
+        spec = dataclasses.replace(self.spec, row_adapter=None)
         return write(
-            self.ctx, "upsert", self.spec, rows, self.settings, columns=columns, key=self.key,
+            self.ctx, "upsert", spec, rows, self.settings, columns=columns, key=self.key,
             touch=False,
         )  # fmt: skip
 
@@ -704,10 +707,20 @@ class _SourceHasher:
         refused = []
         if len(good) != len(raws):
             for i in sorted(set(range(len(raws))) - set(good)):
+                raw = raws[i]
+                if isinstance(raw, RefusedRow):
+                    parts = tuple(raw.given.get(k) for k in self.sync.key)
+                    refused.append(
+                        Rejection(
+                            row=start + i + 1, key=parts[0] if len(parts) == 1 else parts,
+                            values=dict(raw.given), reason=raw.reason, column=raw.column,
+                        )
+                    )  # fmt: skip
+                    continue
                 refused.append(
                     Rejection(
-                        row=start + i + 1, key=None, values=raws[i],
-                        reason=f"the row has {len(raws[i])} values, not {len(cols)} ({cols})",
+                        row=start + i + 1, key=None, values=raw,
+                        reason=f"the row has {len(raw)} values, not {len(cols)} ({cols})",
                     )
                 )  # fmt: skip
         return columns, good, refused
@@ -1343,20 +1356,30 @@ def value_columns(
     """Rows' values a column at a time (``cols``), and the indexes of the rows taken (a
     sequence of another width is left out)."""
     if mappings:
-        try:  # (itemgetter: the loop runs in C)
-            if len(cols) <= 8:
-                return [list(map(itemgetter(c), raws)) for c in cols], list(range(len(raws)))
-            # Wide rows: each dict visited once (a pass per column over a batch of big
-            # dicts misses the cache: 1.6x slower at 20 columns).
-            tuples = list(map(itemgetter(*cols), raws))
-            columns = [list(map(itemgetter(i), tuples)) for i in range(len(cols))]
-            return columns, list(range(len(raws)))
-        except KeyError:  # a row without some column: None, as a write takes it
-            return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
+        try:
+            return _mapping_columns(raws, cols)
+        except ConversionError:  # a model's row whose value a field could not convert
+            kept = [i for i, raw in enumerate(raws) if not isinstance(raw, RefusedRow)]
+            columns, taken = _mapping_columns([raws[i] for i in kept], cols)
+            return columns, [kept[j] for j in taken]
     good = [i for i, r in enumerate(raws) if len(r) == len(cols)]
     if len(good) != len(raws):
         raws = [raws[i] for i in good]
     return ([list(c) for c in zip(*raws, strict=True)] if raws else [[] for _ in cols]), good
+
+
+def _mapping_columns(raws: Sequence[Any], cols: Sequence[str]) -> tuple[list[list[Any]], list[int]]:
+    """Mappings' values a column at a time, and the indexes of all of them."""
+    try:  # (itemgetter: the loop runs in C)
+        if len(cols) <= 8:
+            return [list(map(itemgetter(c), raws)) for c in cols], list(range(len(raws)))
+        # Wide rows: each dict visited once (a pass per column over a batch of big
+        # dicts misses the cache: 1.6x slower at 20 columns).
+        tuples = list(map(itemgetter(*cols), raws))
+        columns = [list(map(itemgetter(i), tuples)) for i in range(len(cols))]
+        return columns, list(range(len(raws)))
+    except KeyError:  # a row without some column: None, as a write takes it
+        return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
 
 
 def _reordered(rows: Iterator[Any], order: Sequence[int], width: int) -> Iterator[Any]:
