@@ -4,6 +4,7 @@ connection (Django: tests/test_django.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import subprocess
 import sys
@@ -516,3 +517,51 @@ def test_a_column_default_may_read_the_rows_other_values(engine: Any) -> None:
             ("About", "about-us"),
             ("Contact", "contact"),
         ]
+
+
+def test_datetimes_are_stored_as_sqlalchemy_stores_them(engine: Any) -> None:
+    # optuna's trials keep datetime_start in a DateTime column. On SQLite SQLAlchemy
+    # stores "2024-01-01 12:00:00.000000" and its queries compare that text: bulkops
+    # stored "2024-01-01 12:00:00", so TrialModel.datetime_start == t missed its rows.
+    import pandas as pd
+
+    m = _vendored_models("optuna_rdb_models")
+    m.BaseModel.metadata.create_all(engine)
+    start = dt.datetime(2024, 1, 1, 12, 0)
+    later = dt.datetime(2024, 1, 1, 12, 0, 0, 250)
+    complete = m.TrialState.COMPLETE
+    with orm.Session(engine) as session, session.begin():
+        session.add(m.StudyModel(study_id=1, study_name="s"))
+        session.add(m.TrialModel(trial_id=1, study_id=1, state=complete, _datetime_start_utc=start))
+        db = bulkops.connect(session)
+        trials = [
+            m.TrialModel(trial_id=2, study_id=1, state=complete, _datetime_start_utc=start),
+            m.TrialModel(trial_id=3, study_id=1, state=complete, _datetime_start_utc=later),
+        ]
+        assert db.insert(m.TrialModel, trials).inserted == 2
+        frame = pd.DataFrame(
+            {
+                "trial_id": [4, 5],
+                "study_id": [1, 1],
+                "state": ["COMPLETE", "COMPLETE"],
+                "datetime_start": pd.to_datetime([start, later]),
+            }
+        )
+        assert db.insert(m.TrialModel, frame).inserted == 2
+        text = {
+            "trial_id": 6,
+            "study_id": 1,
+            "state": "RUNNING",
+            "datetime_start": "2024-01-01T12:00",
+        }
+        assert db.upsert(m.TrialModel, [text]).inserted == 1
+    with orm.Session(engine) as session:
+        started = m.TrialModel._datetime_start_utc
+        found = session.scalars(sa.select(m.TrialModel.trial_id).where(started == start))
+        assert sorted(found) == [1, 2, 4, 6]
+        found = session.scalars(sa.select(m.TrialModel.trial_id).where(started > start))
+        assert sorted(found) == [3, 5]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT trial_id, datetime_start FROM trials")).all())
+    assert stored[2] == stored[1] == stored[4] == stored[6]
+    assert stored[3] == stored[5]

@@ -99,6 +99,10 @@ class ColumnSpec:
     # where the backend would keep an offset as given: how a model says it stores
     # them (Django's DateTimeField under USE_TZ, in SQLite's text).
     naive_utc: bool = False
+    # A datetime column kept as text with all six digits of microseconds and no offset
+    # where the backend stores text ("2024-01-01 12:00:00.000000"): SQLAlchemy's
+    # SQLite DATETIME, which a model's queries compare as text.
+    fixed_micro: bool = False
 
     @property
     def exact(self) -> bool:

@@ -43,6 +43,9 @@ class ModelTable:
     # column keeps whatever it is given (Django's DateTimeField under USE_TZ on
     # SQLite: text its queries compare as text).
     utc_datetimes: frozenset[str] = field(default_factory=frozenset)
+    # Columns whose datetimes the model stores as text with six digits of microseconds
+    # where the column is text (SQLAlchemy's DateTime on SQLite).
+    micro_datetimes: frozenset[str] = field(default_factory=frozenset)
 
     def adapter(
         self, integer_columns: frozenset[str], kept_datetimes: frozenset[str]

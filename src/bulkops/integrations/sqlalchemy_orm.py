@@ -109,6 +109,17 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
         mapping_row=mapping_row if stored else None,
         instance_type=mapper.class_ if mapper is not None else None,
         assigned=frozenset({auto.name}) if auto is not None else frozenset(),
+        # SQLAlchemy's SQLite DATETIME keeps "2024-01-01 12:00:00.000000", which the
+        # model's queries compare as text (Airflow's UtcDateTime is one too).
+        micro_datetimes=frozenset(
+            c.name
+            for c in table.columns
+            if isinstance(c.type, sa.DateTime)
+            or (
+                isinstance(c.type, sa.TypeDecorator)
+                and isinstance(c.type.impl_instance, sa.DateTime)
+            )
+        ),
     )
 
 
