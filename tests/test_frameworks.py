@@ -565,3 +565,50 @@ def test_datetimes_are_stored_as_sqlalchemy_stores_them(engine: Any) -> None:
         stored = dict(conn.execute(sa.text("SELECT trial_id, datetime_start FROM trials")).all())
     assert stored[2] == stored[1] == stored[4] == stored[6]
     assert stored[3] == stored[5]
+
+
+def test_type_decorators_bind_values_as_sqlalchemy_does(engine: Any) -> None:
+    # Airflow's timestamps are its UtcDateTime TypeDecorator, which refuses a naive
+    # datetime and stores UTC; a PickleType pickles; an Interval is a datetime past
+    # the epoch on SQLite. bulkops sent the raw values: a naive time was taken as UTC,
+    # a dict for a PickleType was refused ("dict value is not bytes"), a timedelta for
+    # an Interval on SQLite too ("... is not a timestamp").
+    airflow = _vendored_models("airflow_utc_datetime")
+
+    class Airflowish(orm.DeclarativeBase):
+        pass
+
+    class Run(Airflowish):
+        __tablename__ = "runs"
+        id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+        start_date: orm.Mapped[dt.datetime] = orm.mapped_column(airflow.UtcDateTime)
+        conf: orm.Mapped[Any] = orm.mapped_column(sa.PickleType, nullable=True)
+        took: orm.Mapped[dt.timedelta] = orm.mapped_column(sa.Interval, nullable=True)
+
+    Airflowish.metadata.create_all(engine)
+    cest = dt.timezone(dt.timedelta(hours=2))
+    start = dt.datetime(2024, 6, 1, 14, 0, tzinfo=cest)
+    values = {"conf": {"retries": 3}, "took": dt.timedelta(minutes=90)}
+    with orm.Session(engine) as session, session.begin():
+        session.add(Run(id=1, start_date=start, **values))
+        db = bulkops.connect(session)
+        rows = [
+            Run(id=2, start_date=start, **values),
+            Run(id=3, start_date=dt.datetime(2024, 6, 1, 12, 0), **values),  # naive: bad
+            {"id": 4, "start_date": start.astimezone(dt.UTC), **values},
+        ]
+        report = db.insert(Run, rows, on_error="isolate")
+        assert (report.inserted, report.rejected) == (2, 1)
+        bad = report.rejections[0]
+        assert (bad.row, bad.key, bad.column) == (2, 3, "start_date")
+        assert bad.reason == "naive datetime is disallowed"
+        assert rows[2] == {"id": 4, "start_date": start, **values}  # the caller's dict as it was
+    with orm.Session(engine) as session:
+        query = sa.select(Run.id).where(Run.start_date == start, Run.took == values["took"])
+        assert sorted(session.scalars(query)) == [1, 2, 4]
+        assert {run.id: run.conf for run in session.scalars(sa.select(Run))} == {
+            1: {"retries": 3}, 2: {"retries": 3}, 4: {"retries": 3},
+        }  # fmt: skip
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT start_date, conf, took FROM runs ORDER BY id")).all()
+    assert stored[0] == stored[1] == stored[2]

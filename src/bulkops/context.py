@@ -159,6 +159,7 @@ class Context:
                     for c, column in spec.columns.items()
                     if columns[c].naive_utc and self._keeps_offsets(column)
                 ),
+                self.backend.capabilities.name,
             ),
         )
         self._models[id(target)] = (target, spec)

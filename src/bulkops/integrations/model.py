@@ -46,29 +46,38 @@ class ModelTable:
     # Columns whose datetimes the model stores as text with six digits of microseconds
     # where the column is text (SQLAlchemy's DateTime on SQLite).
     micro_datetimes: frozenset[str] = field(default_factory=frozenset)
+    # Conversions that depend on the database, given its name (a SQLAlchemy type's
+    # own bind processing for that dialect): a function of a row's dict that gives
+    # the dict or a plan.RefusedRow; None where the model has none.
+    bind_values: Callable[[str], Callable[[dict[str, Any]], Any] | None] | None = None
 
     def adapter(
-        self, integer_columns: frozenset[str], kept_datetimes: frozenset[str]
+        self, integer_columns: frozenset[str], kept_datetimes: frozenset[str], vendor: str
     ) -> Callable[[Any], Any]:
         """``row`` for the table as it is: ``integer_columns`` are its integer columns,
-        ``kept_datetimes`` its datetime columns that store a value's offset as given."""
+        ``kept_datetimes`` its datetime columns that store a value's offset as given,
+        ``vendor`` the database (``Capabilities.name``)."""
         counted = tuple(c for c in self.durations if c in integer_columns)
         utc = tuple(c for c in self.utc_datetimes if c in kept_datetimes)
-        if not counted and not utc:
+        bound = self.bind_values(vendor) if self.bind_values is not None else None
+        if not counted and not utc and bound is None:
             return self.row
 
         def row(raw: Any) -> Any:
             values = self.row(raw)
-            if isinstance(values, dict):
-                for name in counted:
-                    value = values.get(name)
-                    if isinstance(value, timedelta):
-                        values[name] = value // timedelta(microseconds=1)
-                for name in utc:
-                    value = values.get(name)
-                    if isinstance(value, datetime) and value.utcoffset() is not None:
-                        values[name] = value.astimezone(UTC).replace(tzinfo=None)
-            return values
+            if not isinstance(values, dict):
+                return values  # a RefusedRow, or not a mapping: refused as it is
+            if values is raw:
+                values = dict(values)  # the caller's own dict stays as it was
+            for name in counted:
+                value = values.get(name)
+                if isinstance(value, timedelta):
+                    values[name] = value // timedelta(microseconds=1)
+            for name in utc:
+                value = values.get(name)
+                if isinstance(value, datetime) and value.utcoffset() is not None:
+                    values[name] = value.astimezone(UTC).replace(tzinfo=None)
+            return values if bound is None else bound(values)
 
         return row
 

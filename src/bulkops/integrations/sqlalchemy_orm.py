@@ -11,13 +11,16 @@ or ``populate_existing`` reloads them).
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
 from ..backends.base import CallerConnection, StatementTracer
+from ..plan import RefusedRow
 from .model import ModelTable
 
 __all__ = ["session_connection", "session_tracer", "sqlalchemy_model_table"]
@@ -99,6 +102,32 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
                     del row[column]
         return mapping_row(row)
 
+    # A TypeDecorator's own bind processing, as the ORM and Core apply it (Airflow's
+    # UtcDateTime refuses a naive datetime and gives UTC; a PickleType pickles; an
+    # Interval is a datetime past the epoch where the database has no interval type).
+    decorated = [(c.name, c.type) for c in table.columns if isinstance(c.type, sa.TypeDecorator)]
+
+    def bind_values(vendor: str) -> Callable[[dict[str, Any]], Any] | None:
+        if not decorated:
+            return None
+        dialect = sa.dialects.registry.load(vendor)()
+        steps = [(c, step) for c, t in decorated if (step := _bind_step(t, dialect)) is not None]
+        if not steps:
+            return None
+
+        def bind(row: dict[str, Any]) -> Any:
+            column = ""
+            try:
+                for column, step in steps:
+                    value = row.get(column)
+                    if value is not None:
+                        row[column] = step(value)
+            except Exception as error:  # whatever the type's own code raises
+                return RefusedRow(row, column, str(error) or type(error).__name__)
+            return row
+
+        return bind
+
     return ModelTable(
         name=name,
         model=model,
@@ -120,7 +149,24 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
                 and isinstance(c.type.impl_instance, sa.DateTime)
             )
         ),
+        bind_values=bind_values,
     )
+
+
+def _bind_step(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """What a TypeDecorator's own layer makes of a value for ``dialect`` (not its
+    impl's, whose values bulkops' codecs take), or None where it leaves values be."""
+    impl = type_.dialect_impl(dialect)
+    if not isinstance(impl, sa.TypeDecorator):
+        return None  # the dialect's own type (PostgreSQL's INTERVAL)
+    if type(type_).process_bind_param is not sa.TypeDecorator.process_bind_param:
+        return lambda value: impl.process_bind_param(value, dialect)
+    if isinstance(type_, sa.PickleType):
+        return lambda value: type_.pickler.dumps(value, type_.protocol)
+    if isinstance(type_, sa.Interval):
+        epoch = type_.epoch
+        return lambda value: epoch + value if isinstance(value, dt.timedelta) else value
+    return None
 
 
 class _DefaultContext:
