@@ -75,8 +75,10 @@ class ModelTable:
                     values[name] = value // timedelta(microseconds=1)
             for name in utc:
                 value = values.get(name)
-                if isinstance(value, datetime) and value.utcoffset() is not None:
-                    values[name] = value.astimezone(UTC).replace(tzinfo=None)
+                if isinstance(value, datetime) and value.tzinfo is not None:
+                    if value.tzinfo is not UTC:
+                        value = value.astimezone(UTC)
+                    values[name] = value.replace(tzinfo=None)
             return values if bound is None else bound(values)
 
         return row
