@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.orm.attributes import instance_state
 
 from ..backends.base import CallerConnection, StatementTracer
 from ..plan import RefusedRow
@@ -91,9 +92,16 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
         and not c.type.should_evaluate_none
     )
 
+    defaulted = (*defaults, *served)
+
     def instance_row(instance: Any) -> dict[str, Any]:
         row = {column: getattr(instance, key) for key, column in attributes}
-        if not sa.inspect(instance).has_identity:  # new, as the ORM would INSERT it
+        # (Only a new instance, one the ORM would INSERT, and only where one is None.)
+        if (
+            defaulted
+            and None in map(row.__getitem__, defaulted)
+            and not instance_state(instance).has_identity
+        ):
             for column, default in defaults.items():
                 if row[column] is None:
                     row[column] = _default_value(default, row)
