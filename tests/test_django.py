@@ -535,3 +535,38 @@ def test_values_are_stored_as_django_stores_them(alias: str, django_db_blocker: 
             with connection.schema_editor() as editor:
                 editor.delete_model(Session)
                 editor.delete_model(Visit)
+
+
+class Job(models.Model):
+    name = models.CharField(max_length=20)
+    tries = models.IntegerField(db_default=0)
+    created = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        app_label = "shop"
+
+
+def test_db_default_fields_are_left_to_the_database(alias: str, django_db_blocker: Any) -> None:
+    # Django 5's db_default: an instance holds DatabaseDefault until saved, and
+    # bulk_create writes DEFAULT. bulkops refused every instance ("fromisoformat:
+    # argument must be str").
+    with django_db_blocker.unblock():
+        connection = connections[alias]
+        with connection.schema_editor() as editor:
+            editor.create_model(Job)
+        try:
+            db = bulkops.connect(connection)
+            with transaction.atomic(using=alias):
+                report = db.insert(Job, [Job(name="a"), Job(name="b", tries=3)])
+            assert (report.inserted, report.rejected) == (2, 0)
+            Job.objects.using(alias).bulk_create([Job(name="c")])
+            jobs = {j.name: j for j in Job.objects.using(alias)}
+            assert {n: j.tries for n, j in jobs.items()} == {"a": 0, "b": 3, "c": 0}
+            assert all(j.created is not None for j in jobs.values())
+            # An upsert leaves the database's value of a column left to it as it is.
+            report = db.upsert(Job, [Job(pk=jobs["b"].pk, name="b2")])
+            assert report.updated == 1
+            assert Job.objects.using(alias).get(pk=jobs["b"].pk).tries == 3
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Job)

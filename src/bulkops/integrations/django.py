@@ -89,11 +89,22 @@ def django_model_table(model: Any) -> ModelTable | None:
             return RefusedRow(row, column, _message(error))
         return row
 
+    # A field with a db_default (Django 5) holds DatabaseDefault until saved: the
+    # column is left out, for the database to fill, as bulk_create writes DEFAULT.
+    from django.db.models import expressions
+
+    database_default: Any = getattr(expressions, "DatabaseDefault", ())  # (Django < 5: none)
+    db_defaulted = [f.column for f in fields if database_default and f.has_db_default()]
+
     def instance_row(instance: Any) -> Any:
         for f in stamped:
             if getattr(instance, f.attname) is None:
                 f.pre_save(instance, add=True)
-        return convert({column: getattr(instance, attname) for attname, column in attnames}, True)
+        row = {column: getattr(instance, attname) for attname, column in attnames}
+        for column in db_defaulted:
+            if isinstance(row[column], database_default):
+                del row[column]
+        return convert(row, True)
 
     def mapping_row(row: dict[str, Any]) -> Any:
         return convert(row, False)
