@@ -43,6 +43,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 import bulkops  # noqa: E402
 import django_shop as shop_app  # noqa: E402
 from bulkops.errors import UnsupportedError  # noqa: E402
+from conftest import vendored_module  # noqa: E402
 
 ALIASES = ["default", pytest.param("pg", marks=pytest.mark.postgres)]
 
@@ -334,21 +335,6 @@ def test_deferred_foreign_keys_reject_the_row_outside_atomic(
 
 # ------------------------------------------------------------ real applications' models
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
-
-
-def _vendored_models(name: str) -> Any:
-    """A vendored excerpt of an application's models (tests/data), imported once."""
-    import importlib.util
-    import sys
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(DATA, f"{name}.py"))
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
 
 def test_a_custom_fields_values_are_written_as_the_field_prepares_them(
     alias: str, django_db_blocker: Any
@@ -359,7 +345,7 @@ def test_a_custom_fields_values_are_written_as_the_field_prepares_them(
     # text"); a name the field refuses is now that row's rejection, not the call's.
     from zoneinfo import ZoneInfo
 
-    m = _vendored_models("django_celery_beat_crontab")
+    m = vendored_module("django_celery_beat_crontab")
     every = {"hour": "*", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*"}
     with django_db_blocker.unblock():
         connection = connections[alias]

@@ -21,6 +21,7 @@ from sqlalchemy import orm
 import bulkops
 from bulkops.errors import DeadlockError, UnsupportedError
 from bulkops.testing import assert_max_queries, count_queries
+from conftest import vendored_module
 
 # ------------------------------------------------------------ SQLAlchemy ORM
 
@@ -405,20 +406,6 @@ def test_importing_bulkops_imports_no_framework() -> None:
 
 # ------------------------------------------------------------ real applications' models
 
-DATA = Path(__file__).parent / "data"
-
-
-def _vendored_models(name: str) -> Any:
-    """A vendored excerpt of an application's models (tests/data), imported once."""
-    import importlib.util
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, DATA / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
@@ -438,7 +425,7 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
     # The ORM's flush fills a new instance's None from them; bulkops wrote NULL, so on
     # SQLite every SqlExperiment was refused (NOT NULL workspace) and every SqlMetric
     # everywhere ("missing key: 'timestamp'").
-    m = _vendored_models("mlflow_tracking_models")
+    m = vendored_module("mlflow_tracking_models")
     m.Base.metadata.create_all(engine)
     before = m.get_current_time_millis()
     with orm.Session(engine) as session, session.begin():
@@ -525,7 +512,7 @@ def test_datetimes_are_stored_as_sqlalchemy_stores_them(engine: Any) -> None:
     # stored "2024-01-01 12:00:00", so TrialModel.datetime_start == t missed its rows.
     import pandas as pd
 
-    m = _vendored_models("optuna_rdb_models")
+    m = vendored_module("optuna_rdb_models")
     m.BaseModel.metadata.create_all(engine)
     start = dt.datetime(2024, 1, 1, 12, 0)
     later = dt.datetime(2024, 1, 1, 12, 0, 0, 250)
@@ -573,7 +560,7 @@ def test_type_decorators_bind_values_as_sqlalchemy_does(engine: Any) -> None:
     # the epoch on SQLite. bulkops sent the raw values: a naive time was taken as UTC,
     # a dict for a PickleType was refused ("dict value is not bytes"), a timedelta for
     # an Interval on SQLite too ("... is not a timestamp").
-    airflow = _vendored_models("airflow_utc_datetime")
+    airflow = vendored_module("airflow_utc_datetime")
 
     class Airflowish(orm.DeclarativeBase):
         pass
