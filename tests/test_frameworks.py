@@ -447,11 +447,18 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
         assert (report.inserted, report.rejected, report.rows_in) == (2, 1, 3)
         bad = report.rejections[0]
         assert (bad.row, bad.column) == (2, "value") and "value" in bad.reason
-        # A dict leaves out what it does not give: the database's default, or NULL.
-        assert db.insert(m.SqlExperiment, [{"name": "c"}]).inserted == 1
+        # An insert's dict takes the defaults for what it leaves out, as Core's insert()
+        # gives them (so does a metric's whose key they complete); a None given stays.
+        rows = [{"name": "c"}, {"name": "d", "lifecycle_stage": None}]
+        assert db.insert(m.SqlExperiment, rows).inserted == 2
+        assert rows[0] == {"name": "c"}  # the caller's dict as it was
+        flat = {"key": "f1", "value": 0.75, "run_uuid": run.run_uuid}
+        assert db.insert(m.SqlMetric, [flat]).inserted == 1
+        # An upsert's dict leaves what it leaves out as it is.
+        assert db.upsert(m.SqlExperiment, [{"experiment_id": 2, "artifact_location": "x"}]).updated
         # An instance loaded from the database keeps its NULL (no defaults on UPDATE).
-        loaded = session.scalars(sa.select(m.SqlExperiment).filter_by(name="c")).one()
-        loaded.artifact_location = "s3://c"
+        loaded = session.scalars(sa.select(m.SqlExperiment).filter_by(name="d")).one()
+        loaded.artifact_location = "s3://d"
         session.expunge(loaded)
         assert db.upsert(m.SqlExperiment, [loaded]).updated == 1
     with orm.Session(engine) as session:
@@ -463,7 +470,8 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
             "a": ("default", "active", True),
             "b": ("default", "deleted", True),
             "by the ORM": ("default", "active", True),
-            "c": ("default", None, False),
+            "c": ("default", "active", True),
+            "d": ("default", None, True),
         }
         run = session.get(m.SqlRun, "0" * 32)
         status = (run.status, run.source_type, run.lifecycle_stage)
@@ -474,7 +482,9 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
                 m.SqlMetric.key, m.SqlMetric.step, m.SqlMetric.is_nan, m.SqlMetric.timestamp
             ).order_by(m.SqlMetric.key)
         ).all()
-        assert [row[:3] for row in stored] == [("acc", 3, False), ("loss", 0, False)]
+        assert [row[:3] for row in stored] == [
+            ("acc", 3, False), ("f1", 0, False), ("loss", 0, False),
+        ]  # fmt: skip
         assert all(row[3] >= before for row in stored)
 
 

@@ -144,6 +144,15 @@ class Context:
             else column
             for c, column in spec.columns.items()
         }
+        adapt = model.adapter(
+            frozenset(c for c, column in columns.items() if column.type == "integer"),
+            frozenset(
+                c
+                for c, column in spec.columns.items()
+                if columns[c].naive_utc and self._keeps_offsets(column)
+            ),
+            self.backend.capabilities.name,
+        )
         spec = replace(
             spec,
             columns=columns,
@@ -152,15 +161,8 @@ class Context:
             else spec.primary_key,
             unique=tuple(dict.fromkeys((*unique, *spec.unique))),
             aliases={k: v for k, v in model.aliases.items() if v in known and k not in known},
-            row_adapter=model.adapter(
-                frozenset(c for c, column in columns.items() if column.type == "integer"),
-                frozenset(
-                    c
-                    for c, column in spec.columns.items()
-                    if columns[c].naive_utc and self._keeps_offsets(column)
-                ),
-                self.backend.capabilities.name,
-            ),
+            row_adapter=adapt,
+            insert_adapter=model.insert_adapter(adapt),
         )
         self._models[id(target)] = (target, spec)
         return spec

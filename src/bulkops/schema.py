@@ -149,6 +149,9 @@ class TableSpec:
     # columns: set when the table was named by a model (``bulkops.integrations``).
     aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
     row_adapter: Callable[[Any], Any] | None = field(default=None, compare=False)
+    # The same for an insert, where the model also fills what a mapping leaves out
+    # (SQLAlchemy's Column(default=...), as Core's insert() does); None: row_adapter.
+    insert_adapter: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     def canonical(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` keyed by column names (a model's names translated)."""

@@ -50,6 +50,9 @@ class ModelTable:
     # own bind processing for that dialect): a function of a row's dict that gives
     # the dict or a plan.RefusedRow; None where the model has none.
     bind_values: Callable[[str], Callable[[dict[str, Any]], Any] | None] | None = None
+    # What an insert's mapping leaves out, filled with the model's Python defaults (a
+    # function of the mapping's dict, after renaming), or None.
+    mapping_defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def adapter(
         self, integer_columns: frozenset[str], kept_datetimes: frozenset[str], vendor: str
@@ -80,6 +83,23 @@ class ModelTable:
                         value = value.astimezone(UTC)
                     values[name] = value.replace(tzinfo=None)
             return values if bound is None else bound(values)
+
+        return row
+
+    def insert_adapter(self, adapt: Callable[[Any], Any]) -> Callable[[Any], Any] | None:
+        """``adapt`` (the table's ``adapter``) for an insert: mappings' left-out columns
+        take the model's defaults first; None where the model has none."""
+        fill = self.mapping_defaults
+        if fill is None:
+            return None
+        instance_type = self.instance_type
+
+        def row(raw: Any) -> Any:
+            if isinstance(raw, Mapping) and not (
+                instance_type is not None and isinstance(raw, instance_type)
+            ):
+                raw = fill({self.aliases.get(k, k): v for k, v in raw.items()})
+            return adapt(raw)
 
         return row
 

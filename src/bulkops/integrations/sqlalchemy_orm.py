@@ -94,6 +94,14 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
 
     defaulted = (*defaults, *served)
 
+    def mapping_defaults(row: dict[str, Any]) -> dict[str, Any]:
+        # An insert's mapping: what it leaves out takes the Python default, as Core's
+        # insert() gives it (a value given, None included, is kept).
+        for column, default in defaults.items():
+            if column not in row:
+                row[column] = _default_value(default, row)
+        return row
+
     def instance_row(instance: Any) -> dict[str, Any]:
         row = {column: getattr(instance, key) for key, column in attributes}
         # (Only a new instance, one the ORM would INSERT, and only where one is None.)
@@ -158,6 +166,7 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
             )
         ),
         bind_values=bind_values,
+        mapping_defaults=mapping_defaults if defaults else None,
     )
 
 
