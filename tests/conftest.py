@@ -6,9 +6,12 @@ available here; tests switch on ``db.capabilities``, never on the backend's name
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,3 +182,15 @@ def pg_execute(url: str, *statements: str) -> list[tuple[Any, ...]]:
             if cursor.description:
                 rows = cursor.fetchall()
         return rows
+
+
+def vendored_module(name: str) -> Any:
+    """A vendored excerpt of an application's models (``tests/data/NAME.py``), imported
+    once (SQLAlchemy and Django find a model's module through sys.modules)."""
+    if name not in sys.modules:
+        path = Path(__file__).parent / "data" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]

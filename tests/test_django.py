@@ -43,6 +43,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 import bulkops  # noqa: E402
 import django_shop as shop_app  # noqa: E402
 from bulkops.errors import UnsupportedError  # noqa: E402
+from conftest import vendored_module  # noqa: E402
 
 ALIASES = ["default", pytest.param("pg", marks=pytest.mark.postgres)]
 
@@ -334,21 +335,6 @@ def test_deferred_foreign_keys_reject_the_row_outside_atomic(
 
 # ------------------------------------------------------------ real applications' models
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
-
-
-def _vendored_models(name: str) -> Any:
-    """A vendored excerpt of an application's models (tests/data), imported once."""
-    import importlib.util
-    import sys
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(DATA, f"{name}.py"))
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
 
 def test_a_custom_fields_values_are_written_as_the_field_prepares_them(
     alias: str, django_db_blocker: Any
@@ -359,7 +345,7 @@ def test_a_custom_fields_values_are_written_as_the_field_prepares_them(
     # text"); a name the field refuses is now that row's rejection, not the call's.
     from zoneinfo import ZoneInfo
 
-    m = _vendored_models("django_celery_beat_crontab")
+    m = vendored_module("django_celery_beat_crontab")
     every = {"hour": "*", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*"}
     with django_db_blocker.unblock():
         connection = connections[alias]
@@ -535,3 +521,38 @@ def test_values_are_stored_as_django_stores_them(alias: str, django_db_blocker: 
             with connection.schema_editor() as editor:
                 editor.delete_model(Session)
                 editor.delete_model(Visit)
+
+
+class Job(models.Model):
+    name = models.CharField(max_length=20)
+    tries = models.IntegerField(db_default=0)
+    created = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        app_label = "shop"
+
+
+def test_db_default_fields_are_left_to_the_database(alias: str, django_db_blocker: Any) -> None:
+    # Django 5's db_default: an instance holds DatabaseDefault until saved, and
+    # bulk_create writes DEFAULT. bulkops refused every instance ("fromisoformat:
+    # argument must be str").
+    with django_db_blocker.unblock():
+        connection = connections[alias]
+        with connection.schema_editor() as editor:
+            editor.create_model(Job)
+        try:
+            db = bulkops.connect(connection)
+            with transaction.atomic(using=alias):
+                report = db.insert(Job, [Job(name="a"), Job(name="b", tries=3)])
+            assert (report.inserted, report.rejected) == (2, 0)
+            Job.objects.using(alias).bulk_create([Job(name="c")])
+            jobs = {j.name: j for j in Job.objects.using(alias)}
+            assert {n: j.tries for n, j in jobs.items()} == {"a": 0, "b": 3, "c": 0}
+            assert all(j.created is not None for j in jobs.values())
+            # An upsert leaves the database's value of a column left to it as it is.
+            report = db.upsert(Job, [Job(pk=jobs["b"].pk, name="b2")])
+            assert report.updated == 1
+            assert Job.objects.using(alias).get(pk=jobs["b"].pk).tries == 3
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Job)

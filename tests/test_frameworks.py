@@ -4,6 +4,7 @@ connection (Django: tests/test_django.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from sqlalchemy import orm
 import bulkops
 from bulkops.errors import DeadlockError, UnsupportedError
 from bulkops.testing import assert_max_queries, count_queries
+from conftest import vendored_module
 
 # ------------------------------------------------------------ SQLAlchemy ORM
 
@@ -404,20 +406,6 @@ def test_importing_bulkops_imports_no_framework() -> None:
 
 # ------------------------------------------------------------ real applications' models
 
-DATA = Path(__file__).parent / "data"
-
-
-def _vendored_models(name: str) -> Any:
-    """A vendored excerpt of an application's models (tests/data), imported once."""
-    import importlib.util
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, DATA / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
@@ -437,7 +425,7 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
     # The ORM's flush fills a new instance's None from them; bulkops wrote NULL, so on
     # SQLite every SqlExperiment was refused (NOT NULL workspace) and every SqlMetric
     # everywhere ("missing key: 'timestamp'").
-    m = _vendored_models("mlflow_tracking_models")
+    m = vendored_module("mlflow_tracking_models")
     m.Base.metadata.create_all(engine)
     before = m.get_current_time_millis()
     with orm.Session(engine) as session, session.begin():
@@ -459,11 +447,18 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
         assert (report.inserted, report.rejected, report.rows_in) == (2, 1, 3)
         bad = report.rejections[0]
         assert (bad.row, bad.column) == (2, "value") and "value" in bad.reason
-        # A dict leaves out what it does not give: the database's default, or NULL.
-        assert db.insert(m.SqlExperiment, [{"name": "c"}]).inserted == 1
+        # An insert's dict takes the defaults for what it leaves out, as Core's insert()
+        # gives them (so does a metric's whose key they complete); a None given stays.
+        rows = [{"name": "c"}, {"name": "d", "lifecycle_stage": None}]
+        assert db.insert(m.SqlExperiment, rows).inserted == 2
+        assert rows[0] == {"name": "c"}  # the caller's dict as it was
+        flat = {"key": "f1", "value": 0.75, "run_uuid": run.run_uuid}
+        assert db.insert(m.SqlMetric, [flat]).inserted == 1
+        # An upsert's dict leaves what it leaves out as it is.
+        assert db.upsert(m.SqlExperiment, [{"experiment_id": 2, "artifact_location": "x"}]).updated
         # An instance loaded from the database keeps its NULL (no defaults on UPDATE).
-        loaded = session.scalars(sa.select(m.SqlExperiment).filter_by(name="c")).one()
-        loaded.artifact_location = "s3://c"
+        loaded = session.scalars(sa.select(m.SqlExperiment).filter_by(name="d")).one()
+        loaded.artifact_location = "s3://d"
         session.expunge(loaded)
         assert db.upsert(m.SqlExperiment, [loaded]).updated == 1
     with orm.Session(engine) as session:
@@ -475,7 +470,8 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
             "a": ("default", "active", True),
             "b": ("default", "deleted", True),
             "by the ORM": ("default", "active", True),
-            "c": ("default", None, False),
+            "c": ("default", "active", True),
+            "d": ("default", None, True),
         }
         run = session.get(m.SqlRun, "0" * 32)
         status = (run.status, run.source_type, run.lifecycle_stage)
@@ -486,7 +482,9 @@ def test_new_instances_take_the_columns_python_and_server_defaults(engine: Any) 
                 m.SqlMetric.key, m.SqlMetric.step, m.SqlMetric.is_nan, m.SqlMetric.timestamp
             ).order_by(m.SqlMetric.key)
         ).all()
-        assert [row[:3] for row in stored] == [("acc", 3, False), ("loss", 0, False)]
+        assert [row[:3] for row in stored] == [
+            ("acc", 3, False), ("f1", 0, False), ("loss", 0, False),
+        ]  # fmt: skip
         assert all(row[3] >= before for row in stored)
 
 
@@ -516,3 +514,98 @@ def test_a_column_default_may_read_the_rows_other_values(engine: Any) -> None:
             ("About", "about-us"),
             ("Contact", "contact"),
         ]
+
+
+def test_datetimes_are_stored_as_sqlalchemy_stores_them(engine: Any) -> None:
+    # optuna's trials keep datetime_start in a DateTime column. On SQLite SQLAlchemy
+    # stores "2024-01-01 12:00:00.000000" and its queries compare that text: bulkops
+    # stored "2024-01-01 12:00:00", so TrialModel.datetime_start == t missed its rows.
+    import pandas as pd
+
+    m = vendored_module("optuna_rdb_models")
+    m.BaseModel.metadata.create_all(engine)
+    start = dt.datetime(2024, 1, 1, 12, 0)
+    later = dt.datetime(2024, 1, 1, 12, 0, 0, 250)
+    complete = m.TrialState.COMPLETE
+    with orm.Session(engine) as session, session.begin():
+        session.add(m.StudyModel(study_id=1, study_name="s"))
+        session.add(m.TrialModel(trial_id=1, study_id=1, state=complete, _datetime_start_utc=start))
+        db = bulkops.connect(session)
+        trials = [
+            m.TrialModel(trial_id=2, study_id=1, state=complete, _datetime_start_utc=start),
+            m.TrialModel(trial_id=3, study_id=1, state=complete, _datetime_start_utc=later),
+        ]
+        assert db.insert(m.TrialModel, trials).inserted == 2
+        frame = pd.DataFrame(
+            {
+                "trial_id": [4, 5],
+                "study_id": [1, 1],
+                "state": ["COMPLETE", "COMPLETE"],
+                "datetime_start": pd.to_datetime([start, later]),
+            }
+        )
+        assert db.insert(m.TrialModel, frame).inserted == 2
+        text = {
+            "trial_id": 6,
+            "study_id": 1,
+            "state": "RUNNING",
+            "datetime_start": "2024-01-01T12:00",
+        }
+        assert db.upsert(m.TrialModel, [text]).inserted == 1
+    with orm.Session(engine) as session:
+        started = m.TrialModel._datetime_start_utc
+        found = session.scalars(sa.select(m.TrialModel.trial_id).where(started == start))
+        assert sorted(found) == [1, 2, 4, 6]
+        found = session.scalars(sa.select(m.TrialModel.trial_id).where(started > start))
+        assert sorted(found) == [3, 5]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT trial_id, datetime_start FROM trials")).all())
+    assert stored[2] == stored[1] == stored[4] == stored[6]
+    assert stored[3] == stored[5]
+
+
+def test_type_decorators_bind_values_as_sqlalchemy_does(engine: Any) -> None:
+    # Airflow's timestamps are its UtcDateTime TypeDecorator, which refuses a naive
+    # datetime and stores UTC; a PickleType pickles; an Interval is a datetime past
+    # the epoch on SQLite. bulkops sent the raw values: a naive time was taken as UTC,
+    # a dict for a PickleType was refused ("dict value is not bytes"), a timedelta for
+    # an Interval on SQLite too ("... is not a timestamp").
+    airflow = vendored_module("airflow_utc_datetime")
+
+    class Airflowish(orm.DeclarativeBase):
+        pass
+
+    class Run(Airflowish):
+        __tablename__ = "runs"
+        id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+        start_date: orm.Mapped[dt.datetime] = orm.mapped_column(airflow.UtcDateTime)
+        conf: orm.Mapped[Any] = orm.mapped_column(sa.PickleType, nullable=True)
+        took: orm.Mapped[dt.timedelta] = orm.mapped_column(sa.Interval, nullable=True)
+
+    Airflowish.metadata.create_all(engine)
+    cest = dt.timezone(dt.timedelta(hours=2))
+    start = dt.datetime(2024, 6, 1, 14, 0, tzinfo=cest)
+    values = {"conf": {"retries": 3}, "took": dt.timedelta(minutes=90)}
+    with orm.Session(engine) as session, session.begin():
+        session.add(Run(id=1, start_date=start, **values))
+        db = bulkops.connect(session)
+        rows = [
+            Run(id=2, start_date=start, **values),
+            Run(id=3, start_date=dt.datetime(2024, 6, 1, 12, 0), **values),  # naive: bad
+            {"id": 4, "start_date": start.astimezone(dt.UTC), **values},
+        ]
+        report = db.insert(Run, rows, on_error="isolate")
+        assert (report.inserted, report.rejected) == (2, 1)
+        bad = report.rejections[0]
+        assert (bad.row, bad.key, bad.column) == (2, 3, "start_date")
+        assert bad.reason == "naive datetime is disallowed"
+        assert rows[2] == {"id": 4, "start_date": start, **values}  # the caller's dict as it was
+    with orm.Session(engine) as session:
+        query = sa.select(Run.id).where(Run.start_date == start, Run.took == values["took"])
+        assert sorted(session.scalars(query)) == [1, 2, 4]
+        assert {run.id: run.conf for run in session.scalars(sa.select(Run))} == {
+            1: {"retries": 3}, 2: {"retries": 3}, 4: {"retries": 3},
+        }  # fmt: skip
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT start_date, conf, took FROM runs ORDER BY id")).all()
+    assert stored[0] == stored[1] == stored[2]

@@ -130,15 +130,29 @@ class Context:
         spec = self._reflect(model.name)
         known = set(spec.columns)
         unique = tuple(u for u in model.unique if set(u) <= known and u != model.primary_key)
-        # The model's datetimes that are naive UTC where the column keeps what it is
-        # given: converted by the row adapter (before sync hashes them) and by the
-        # columnar path's checks (ColumnSpec.naive_utc).
+        # How the model stores datetimes where the column keeps what it is given
+        # (SQLite's text): naive UTC (converted by the row adapter, before sync hashes
+        # them, and by the columnar path's checks), or with six digits of microseconds
+        # (the backend's codec).
         columns = {
-            c: replace(column, naive_utc=True)
-            if c in model.utc_datetimes and column.type == "datetime"
+            c: replace(
+                column,
+                naive_utc=c in model.utc_datetimes,
+                fixed_micro=c in model.micro_datetimes,
+            )
+            if column.type == "datetime"
             else column
             for c, column in spec.columns.items()
         }
+        adapt = model.adapter(
+            frozenset(c for c, column in columns.items() if column.type == "integer"),
+            frozenset(
+                c
+                for c, column in spec.columns.items()
+                if columns[c].naive_utc and self._keeps_offsets(column)
+            ),
+            self.backend.capabilities.name,
+        )
         spec = replace(
             spec,
             columns=columns,
@@ -147,14 +161,8 @@ class Context:
             else spec.primary_key,
             unique=tuple(dict.fromkeys((*unique, *spec.unique))),
             aliases={k: v for k, v in model.aliases.items() if v in known and k not in known},
-            row_adapter=model.adapter(
-                frozenset(c for c, column in columns.items() if column.type == "integer"),
-                frozenset(
-                    c
-                    for c, column in spec.columns.items()
-                    if columns[c].naive_utc and self._keeps_offsets(column)
-                ),
-            ),
+            row_adapter=adapt,
+            insert_adapter=model.insert_adapter(adapt),
         )
         self._models[id(target)] = (target, spec)
         return spec

@@ -125,9 +125,12 @@ def normalize_write(
     verb = kind if kind != "insert_ignore" else "insert"
     capabilities = backend.capabilities
     table = spec.name
-    if spec.row_adapter is not None:
+    adapter = spec.row_adapter
+    if kind in ("insert", "insert_ignore") and spec.insert_adapter is not None:
+        adapter = spec.insert_adapter
+    if adapter is not None:
         # A table named by a model: its instances, and mappings by its names.
-        first, rest = spec.row_adapter(first), map(spec.row_adapter, rest)
+        first, rest = adapter(first), map(adapter, rest)
     mappings = isinstance(first, Mapping)
     explicit = columns is not None
     if columns is not None:

@@ -99,6 +99,10 @@ class ColumnSpec:
     # where the backend would keep an offset as given: how a model says it stores
     # them (Django's DateTimeField under USE_TZ, in SQLite's text).
     naive_utc: bool = False
+    # A datetime column kept as text with all six digits of microseconds and no offset
+    # where the backend stores text ("2024-01-01 12:00:00.000000"): SQLAlchemy's
+    # SQLite DATETIME, which a model's queries compare as text.
+    fixed_micro: bool = False
 
     @property
     def exact(self) -> bool:
@@ -145,6 +149,9 @@ class TableSpec:
     # columns: set when the table was named by a model (``bulkops.integrations``).
     aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
     row_adapter: Callable[[Any], Any] | None = field(default=None, compare=False)
+    # The same for an insert, where the model also fills what a mapping leaves out
+    # (SQLAlchemy's Column(default=...), as Core's insert() does); None: row_adapter.
+    insert_adapter: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     def canonical(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` keyed by column names (a model's names translated)."""

@@ -303,6 +303,22 @@ def _datetime_storage(value: dt.datetime) -> str:
     return value.isoformat(" ")
 
 
+def _micro_storage(value: dt.datetime) -> str:
+    """A datetime as SQLAlchemy's SQLite DATETIME stores it: six digits of
+    microseconds, and the wall-clock time of an aware value (its offset dropped)."""
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+    )
+
+
+def _micro_text(value: str) -> Any:
+    try:
+        return _micro_storage(dt.datetime.fromisoformat(value))
+    except ValueError:
+        return adapted(datetime_from_text, _micro_storage)(value)
+
+
 def _datetime_text(value: str) -> Any:
     try:
         return _datetime_storage(dt.datetime.fromisoformat(value))
@@ -430,6 +446,14 @@ _CODECS: dict[str, ColumnCodec] = {
     "any": ColumnCodec(frozenset({int, str, bytes, NoneType}), _adapt_any),
 }
 
+# ColumnSpec.fixed_micro: a SQLAlchemy model's DateTime column.
+_MICRO_DATETIME_CODEC = ColumnCodec(
+    frozenset({NoneType}),
+    coercer("datetime", _micro_storage),
+    _decode_datetime,
+    fast={dt.datetime: _micro_storage, str: _micro_text},
+)
+
 
 def _codec_of(column: ColumnSpec) -> ColumnCodec:
     """The column's codec (``SQLiteBackend.codec``): by its logical type, and for text
@@ -440,6 +464,8 @@ def _codec_of(column: ColumnSpec) -> ColumnCodec:
         if DECIMAL_TEXT in column.declared.upper():
             return _CODECS["decimal_text"]
         return _numeric_codec(*_decimal_size(column))
+    if column.type == "datetime" and column.fixed_micro:
+        return _MICRO_DATETIME_CODEC
     return _CODECS[column.type]
 
 
@@ -475,6 +501,8 @@ def _arrow_bound(
 
         utc = typ.tz is not None
         naive = array.view("timestamp[us]") if utc else array
+        if column.fixed_micro:
+            return naive.cast("string"), None  # _micro_storage in C
         # (Arrow's microsecond() is the microseconds within the millisecond: 0.5 s
         # gives 0 there, so the whole fraction is what is asked.)
         if pc.all(pc.equal(pc.subsecond(naive), 0)).as_py() is not False:

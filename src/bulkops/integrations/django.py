@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from ..backends.base import CallerConnection, statement_filter
@@ -58,12 +59,12 @@ def django_model_table(model: Any) -> ModelTable | None:
     from django.db.models import DateTimeField, GenericIPAddressField
 
     zoned = bool(settings.USE_TZ)
-    prepared = {
+    prepared = {f.column: f for f in fields if _converts_itself(f)}
+    # (None and an aware datetime are values these keep as they are: not asked.)
+    checked = {
         f.column: f
         for f in fields
-        if _converts_itself(f)
-        or (zoned and isinstance(f, DateTimeField))
-        or isinstance(f, GenericIPAddressField)
+        if (zoned and isinstance(f, DateTimeField)) or isinstance(f, GenericIPAddressField)
     }
 
     def convert(row: dict[str, Any], instance: bool) -> Any:
@@ -74,6 +75,10 @@ def django_model_table(model: Any) -> ModelTable | None:
             for column, f in prepared.items():
                 if column in row:
                     row[column] = f.get_prep_value(row[column])
+            for column, f in checked.items():
+                value = row.get(column)
+                if value is not None and not (isinstance(value, datetime) and value.tzinfo):
+                    row[column] = f.get_prep_value(value)
             # A str for a JSON column given in a mapping is JSON text (as from a
             # file); an instance's str is a document, as are dicts and lists.
             for column, f in documents.items():
@@ -84,11 +89,22 @@ def django_model_table(model: Any) -> ModelTable | None:
             return RefusedRow(row, column, _message(error))
         return row
 
+    # A field with a db_default (Django 5) holds DatabaseDefault until saved: the
+    # column is left out, for the database to fill, as bulk_create writes DEFAULT.
+    from django.db.models import expressions
+
+    database_default: Any = getattr(expressions, "DatabaseDefault", ())  # (Django < 5: none)
+    db_defaulted = [f.column for f in fields if database_default and f.has_db_default()]
+
     def instance_row(instance: Any) -> Any:
         for f in stamped:
             if getattr(instance, f.attname) is None:
                 f.pre_save(instance, add=True)
-        return convert({column: getattr(instance, attname) for attname, column in attnames}, True)
+        row = {column: getattr(instance, attname) for attname, column in attnames}
+        for column in db_defaulted:
+            if isinstance(row[column], database_default):
+                del row[column]
+        return convert(row, True)
 
     def mapping_row(row: dict[str, Any]) -> Any:
         return convert(row, False)
@@ -100,7 +116,7 @@ def django_model_table(model: Any) -> ModelTable | None:
         primary_key=pk,
         unique=tuple(dict.fromkeys(unique)),
         instance_row=instance_row,
-        mapping_row=mapping_row if documents or prepared else None,
+        mapping_row=mapping_row if documents or prepared or checked else None,
         instance_type=model,
         assigned=frozenset({auto.column}) if auto is not None else frozenset(),
         durations=frozenset(f.column for f in fields if f.get_internal_type() == "DurationField"),

@@ -43,29 +43,63 @@ class ModelTable:
     # column keeps whatever it is given (Django's DateTimeField under USE_TZ on
     # SQLite: text its queries compare as text).
     utc_datetimes: frozenset[str] = field(default_factory=frozenset)
+    # Columns whose datetimes the model stores as text with six digits of microseconds
+    # where the column is text (SQLAlchemy's DateTime on SQLite).
+    micro_datetimes: frozenset[str] = field(default_factory=frozenset)
+    # Conversions that depend on the database, given its name (a SQLAlchemy type's
+    # own bind processing for that dialect): a function of a row's dict that gives
+    # the dict or a plan.RefusedRow; None where the model has none.
+    bind_values: Callable[[str], Callable[[dict[str, Any]], Any] | None] | None = None
+    # What an insert's mapping leaves out, filled with the model's Python defaults (a
+    # function of the mapping's dict, after renaming), or None.
+    mapping_defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def adapter(
-        self, integer_columns: frozenset[str], kept_datetimes: frozenset[str]
+        self, integer_columns: frozenset[str], kept_datetimes: frozenset[str], vendor: str
     ) -> Callable[[Any], Any]:
         """``row`` for the table as it is: ``integer_columns`` are its integer columns,
-        ``kept_datetimes`` its datetime columns that store a value's offset as given."""
+        ``kept_datetimes`` its datetime columns that store a value's offset as given,
+        ``vendor`` the database (``Capabilities.name``)."""
         counted = tuple(c for c in self.durations if c in integer_columns)
         utc = tuple(c for c in self.utc_datetimes if c in kept_datetimes)
-        if not counted and not utc:
+        bound = self.bind_values(vendor) if self.bind_values is not None else None
+        if not counted and not utc and bound is None:
             return self.row
 
         def row(raw: Any) -> Any:
             values = self.row(raw)
-            if isinstance(values, dict):
-                for name in counted:
-                    value = values.get(name)
-                    if isinstance(value, timedelta):
-                        values[name] = value // timedelta(microseconds=1)
-                for name in utc:
-                    value = values.get(name)
-                    if isinstance(value, datetime) and value.utcoffset() is not None:
-                        values[name] = value.astimezone(UTC).replace(tzinfo=None)
-            return values
+            if not isinstance(values, dict):
+                return values  # a RefusedRow, or not a mapping: refused as it is
+            if values is raw:
+                values = dict(values)  # the caller's own dict stays as it was
+            for name in counted:
+                value = values.get(name)
+                if isinstance(value, timedelta):
+                    values[name] = value // timedelta(microseconds=1)
+            for name in utc:
+                value = values.get(name)
+                if isinstance(value, datetime) and value.tzinfo is not None:
+                    if value.tzinfo is not UTC:
+                        value = value.astimezone(UTC)
+                    values[name] = value.replace(tzinfo=None)
+            return values if bound is None else bound(values)
+
+        return row
+
+    def insert_adapter(self, adapt: Callable[[Any], Any]) -> Callable[[Any], Any] | None:
+        """``adapt`` (the table's ``adapter``) for an insert: mappings' left-out columns
+        take the model's defaults first; None where the model has none."""
+        fill = self.mapping_defaults
+        if fill is None:
+            return None
+        instance_type = self.instance_type
+
+        def row(raw: Any) -> Any:
+            if isinstance(raw, Mapping) and not (
+                instance_type is not None and isinstance(raw, instance_type)
+            ):
+                raw = fill({self.aliases.get(k, k): v for k, v in raw.items()})
+            return adapt(raw)
 
         return row
 

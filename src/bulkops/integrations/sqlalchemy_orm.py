@@ -11,13 +11,17 @@ or ``populate_existing`` reloads them).
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.orm.attributes import instance_state
 
 from ..backends.base import CallerConnection, StatementTracer
+from ..plan import RefusedRow
 from .model import ModelTable
 
 __all__ = ["session_connection", "session_tracer", "sqlalchemy_model_table"]
@@ -88,9 +92,24 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
         and not c.type.should_evaluate_none
     )
 
+    defaulted = (*defaults, *served)
+
+    def mapping_defaults(row: dict[str, Any]) -> dict[str, Any]:
+        # An insert's mapping: what it leaves out takes the Python default, as Core's
+        # insert() gives it (a value given, None included, is kept).
+        for column, default in defaults.items():
+            if column not in row:
+                row[column] = _default_value(default, row)
+        return row
+
     def instance_row(instance: Any) -> dict[str, Any]:
         row = {column: getattr(instance, key) for key, column in attributes}
-        if not sa.inspect(instance).has_identity:  # new, as the ORM would INSERT it
+        # (Only a new instance, one the ORM would INSERT, and only where one is None.)
+        if (
+            defaulted
+            and None in map(row.__getitem__, defaulted)
+            and not instance_state(instance).has_identity
+        ):
             for column, default in defaults.items():
                 if row[column] is None:
                     row[column] = _default_value(default, row)
@@ -98,6 +117,32 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
                 if row[column] is None:
                     del row[column]
         return mapping_row(row)
+
+    # A TypeDecorator's own bind processing, as the ORM and Core apply it (Airflow's
+    # UtcDateTime refuses a naive datetime and gives UTC; a PickleType pickles; an
+    # Interval is a datetime past the epoch where the database has no interval type).
+    decorated = [(c.name, c.type) for c in table.columns if isinstance(c.type, sa.TypeDecorator)]
+
+    def bind_values(vendor: str) -> Callable[[dict[str, Any]], Any] | None:
+        if not decorated:
+            return None
+        dialect = sa.dialects.registry.load(vendor)()
+        steps = [(c, step) for c, t in decorated if (step := _bind_step(t, dialect)) is not None]
+        if not steps:
+            return None
+
+        def bind(row: dict[str, Any]) -> Any:
+            column = ""
+            try:
+                for column, step in steps:
+                    value = row.get(column)
+                    if value is not None:
+                        row[column] = step(value)
+            except Exception as error:  # whatever the type's own code raises
+                return RefusedRow(row, column, str(error) or type(error).__name__)
+            return row
+
+        return bind
 
     return ModelTable(
         name=name,
@@ -109,7 +154,36 @@ def sqlalchemy_model_table(model: Any) -> ModelTable | None:
         mapping_row=mapping_row if stored else None,
         instance_type=mapper.class_ if mapper is not None else None,
         assigned=frozenset({auto.name}) if auto is not None else frozenset(),
+        # SQLAlchemy's SQLite DATETIME keeps "2024-01-01 12:00:00.000000", which the
+        # model's queries compare as text (Airflow's UtcDateTime is one too).
+        micro_datetimes=frozenset(
+            c.name
+            for c in table.columns
+            if isinstance(c.type, sa.DateTime)
+            or (
+                isinstance(c.type, sa.TypeDecorator)
+                and isinstance(c.type.impl_instance, sa.DateTime)
+            )
+        ),
+        bind_values=bind_values,
+        mapping_defaults=mapping_defaults if defaults else None,
     )
+
+
+def _bind_step(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """What a TypeDecorator's own layer makes of a value for ``dialect`` (not its
+    impl's, whose values bulkops' codecs take), or None where it leaves values be."""
+    impl = type_.dialect_impl(dialect)
+    if not isinstance(impl, sa.TypeDecorator):
+        return None  # the dialect's own type (PostgreSQL's INTERVAL)
+    if type(type_).process_bind_param is not sa.TypeDecorator.process_bind_param:
+        return lambda value: impl.process_bind_param(value, dialect)
+    if isinstance(type_, sa.PickleType):
+        return lambda value: type_.pickler.dumps(value, type_.protocol)
+    if isinstance(type_, sa.Interval):
+        epoch = type_.epoch
+        return lambda value: epoch + value if isinstance(value, dt.timedelta) else value
+    return None
 
 
 class _DefaultContext:
