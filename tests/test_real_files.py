@@ -596,3 +596,41 @@ def test_columns_differing_only_in_case(url: str, tmp_path: Path) -> None:
     else:
         assert result.exit_code == 0, result.output
         assert select(url, 'SELECT p95, "P95" FROM income') == [(72583, 54172)]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["created", "existing"])
+def test_latin1_file_names_the_line_and_the_bytes(tmp_path: Path, existing: bool) -> None:
+    # lifelines' canadian_senators.csv saved as Latin-1 (as Excel and older tools do):
+    # its first non-ASCII byte is the é of "Chrétien" on line 11. The error said "not
+    # valid UTF-8 somewhere after line 0"; the line was never named, even far into a
+    # file (text is decoded 8 KB at a time, ahead of the rows taken).
+    excerpt = Path(__file__).parent / "data" / "lifelines_canadian_senators_excerpt.csv"
+    text = excerpt.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    url = f"sqlite:///{tmp_path}/senators.db"
+    if existing:
+        with bulkops.connect(url, run_log=False) as db:
+            columns = lines[0].strip().split(",")
+            db.create_table("senators", {c: "text" for c in columns}, ())
+    plain = [line for line in lines[1:] if line.isascii()]
+    deep = [lines[0], *plain * 20, *lines[1:]]  # past the first chunks decoded
+    for rows, bad_line in ((lines, 11), (deep, 1 + len(plain) * 20 + 10)):
+        path = tmp_path / "senators.csv"
+        path.write_bytes("".join(rows).encode("latin-1"))
+        result = cli("load", str(path), "-t", "senators", "--db", url, "--json")
+        assert result.exit_code == 2, result.output
+        expected = (
+            f"senators.csv, line {bad_line}: not valid UTF-8 (invalid continuation byte: "
+            "b'\\xe9', 'e Edward Island,\"Chrétien, Joseph Jacques' if read as Latin-1); "
+            "re-encode the file as UTF-8"
+        )
+        # (an error at the file's first lines stops the load before its report)
+        out = result.stdout
+        error = json.loads(out)["error"] if out.startswith("{") else result.output
+        assert expected in " ".join(error.split()), error
+    # As published (UTF-8) every name is kept as written.
+    path.write_text(text, encoding="utf-8")
+    result = cli("load", str(path), "-t", "senators", "--db", url, "--json")
+    assert result.exit_code == 0, result.output
+    names = [r[0] for r in select(url, 'SELECT "Name" FROM senators')]
+    assert "Angers, Auguste Réal" in names and len(names) == 15

@@ -1077,16 +1077,29 @@ def _quoted_fields(record: str, delimiter: str) -> list[bool]:
 def _csv_error(name: str, reader: Any, exc: Exception) -> SourceError:
     line = reader.line_num
     if isinstance(exc, UnicodeDecodeError):
-        # Text is decoded a chunk at a time, so only "somewhere after the last good line"
-        # is known.
-        return SourceError(
-            f"{name}: not valid UTF-8 somewhere after line {line} ({exc.reason}); "
-            "re-encode the file as UTF-8"
-        )
+        return _utf8_error(name, line, exc)
     hint = ""
     if "unexpected end of data" in str(exc):
         hint = " (a quoted field may be missing its closing quote)"
     return SourceError(f"{name}, line {line}: malformed CSV: {exc}{hint}")
+
+
+def _utf8_error(name: str, lines_read: int, exc: UnicodeDecodeError) -> SourceError:
+    """Bytes that are not UTF-8, named by their line and shown as Latin-1 reads them
+    (the usual other encoding). Text is decoded a chunk at a time: ``exc.object`` is
+    the chunk after the ``lines_read`` lines the reader has taken (and the start of
+    the line it was reading), so the lines before the bad byte are counted in it."""
+    data, start = exc.object, exc.start
+    line = lines_read + 1 + data.count(b"\n", 0, start)
+    begin = max(data.rfind(b"\n", 0, start) + 1, start - 20)
+    end = data.find(b"\n", start)
+    end = min(len(data) if end < 0 else end, exc.end + 20)
+    around = data[begin:end].decode("latin-1").strip()
+    bad = data[start : exc.end]
+    return SourceError(
+        f"{name}, line {line}: not valid UTF-8 ({exc.reason}: {bad!r}, "
+        f"{around!r} if read as Latin-1); re-encode the file as UTF-8"
+    )
 
 
 # R's write.csv and pandas' to_csv (by default) write the row names, the index, as a
