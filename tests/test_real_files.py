@@ -634,3 +634,31 @@ def test_latin1_file_names_the_line_and_the_bytes(tmp_path: Path, existing: bool
     assert result.exit_code == 0, result.output
     names = [r[0] for r in select(url, 'SELECT "Name" FROM senators')]
     assert "Angers, Auguste Réal" in names and len(names) == 15
+
+
+@pytest.mark.parametrize("reader", ["arrow", "rows"])
+def test_numbers_without_a_leading_zero_are_numbers(url: str, tmp_path: Path, reader: str) -> None:
+    # causaldata's Government_Transfers_RDD_Data.csv, written by Stata: fractions leave
+    # out their 0 (.0065710032, .5). Such columns were made text (on the whole file:
+    # Income_Centered, Education, Support), so sums and comparisons needed casts.
+    assert [infer_type(v) for v in ([".5", "-.5", "2"], ["-.0"], [".5e1"])] == [
+        "decimal", "text", "decimal",
+    ]  # fmt: skip
+    path = Path(__file__).parent / "data" / "causaldata_gov_transfers_excerpt.csv"
+    args = ["-t", "gt", "--db", url, "--json"]
+    if reader == "rows":
+        result = cli("load", "-", *args, stdin=path.read_text(encoding="utf-8"))
+    else:
+        result = cli("load", str(path), *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["reader"], report["inserted"]) == (reader, 19)
+    created = {c["name"]: c["type"] for c in report["created"]["columns"]}
+    assert created == {
+        "Income_Centered": "decimal", "Education": "decimal", "Age": "decimal",
+        "Participation": "integer", "Support": "decimal",
+    }  # fmt: skip
+    rows = select(url, 'SELECT "Income_Centered", "Education", "Support" FROM gt')
+    assert Decimal(str(rows[0][0])) == Decimal("0.0065710032")
+    assert sum(Decimal(str(r[2])) for r in rows) == Decimal("14.5")  # 12 ones, 5 halves
+    assert sum(r[1] is None for r in rows) == 1

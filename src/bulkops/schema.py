@@ -854,10 +854,12 @@ _WIDER = {"integer": ("float",), "date": ("datetime",)}
 
 # Text that only becomes a number, a boolean or a date if its text is kept as written:
 # no leading zeros ("02134" is a zip code), no "+", no "_", ASCII digits only, no "-0".
-# Surrounding blanks are allowed (the coercions strip them).
+# Surrounding blanks are allowed (the coercions strip them). A fraction may leave out
+# its 0 (".5", "-.5"), as Stata and SAS write numbers: the same number, as "1e2" is.
 _INT_RE = re.compile(r"[ \t]*(?:0|-?[1-9][0-9]*)[ \t]*", re.ASCII)
 _NUMBER_RE = re.compile(
-    r"[ \t]*-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?[ \t]*", re.ASCII
+    r"[ \t]*-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[ \t]*",
+    re.ASCII,
 )
 _BOOL_RE = re.compile(r"[ \t]*(?:true|false)[ \t]*", re.ASCII | re.IGNORECASE)
 _DATE_RE = re.compile(r"[ \t]*[0-9]{4}-[0-9]{2}-[0-9]{2}[ \t]*", re.ASCII)
