@@ -662,3 +662,37 @@ def test_numbers_without_a_leading_zero_are_numbers(url: str, tmp_path: Path, re
     assert Decimal(str(rows[0][0])) == Decimal("0.0065710032")
     assert sum(Decimal(str(r[2])) for r in rows) == Decimal("14.5")  # 12 ones, 5 halves
     assert sum(r[1] is None for r in rows) == 1
+
+
+def test_csv_into_a_typed_table_refuses_with_the_row_paths_words(url: str) -> None:
+    # ISLP's Credit.csv writes Income as Python's repr of a float (14.890999999999998)
+    # into a table whose DDL says numeric(10,3). The file's reader (Arrow) parsed the
+    # column at the longest scale in the file and quoted that in the reason,
+    # "104.592999999999990 has more than 3 decimal places" (the file says
+    # 104.59299999999999); stdin (the row path) quoted the text as written.
+    path = Path(__file__).parent / "data" / "islp_credit_excerpt.csv"
+    ddl = (
+        'CREATE TABLE credit ("ID" integer PRIMARY KEY, "Income" numeric(10,3), '
+        '"Limit" integer, "Rating" smallint, "Cards" smallint, "Age" smallint, '
+        '"Education" smallint, "Gender" varchar(6), "Student" boolean, "Married" boolean, '
+        '"Ethnicity" varchar(9), "Balance" numeric(8,2))'
+    )
+    found = {}
+    for reader in ("arrow", "rows"):
+        with bulkops.connect(url, run_log=False) as store:
+            engine: sa.Engine = store.backend.engine  # type: ignore[attr-defined]
+            with engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE IF EXISTS credit"))
+                conn.execute(sa.text(ddl))
+        args = ["-t", "credit", "--db", url, "--json"]
+        if reader == "rows":
+            result = cli("load", "-", *args, stdin=path.read_text(encoding="utf-8"))
+        else:
+            result = cli("load", str(path), *args)
+        report = json.loads(result.stdout)
+        assert (report["reader"], report["inserted"], report["rejected"]) == (reader, 2, 2)
+        found[reader] = [(r["row"], r["column"], r["reason"]) for r in report["rejections"]]
+        assert report["rejections"][1]["values"]["Gender"] == " Male"  # as written
+    assert found["arrow"] == found["rows"]
+    assert found["arrow"][1][:2] == (3, "Income")
+    assert found["arrow"][1][2].startswith("104.59299999999999 has more than 3 decimal places")
