@@ -849,6 +849,8 @@ def build_row_encoder(
 # ------------------------------------------------------------------- type inference
 
 _INFER_ORDER = ("integer", "float", "boolean", "date", "datetime")
+# What a string can be where values carry their own types (JSON has no dates).
+_TYPED_TEXT_ORDER = ("date", "datetime")
 # A value that fits a kind also fits these wider ones; kinds not listed are disjoint.
 _WIDER = {"integer": ("float",), "date": ("datetime",)}
 
@@ -948,10 +950,12 @@ class ColumnInference:
     values map by their Python type. None and blank strings fit anything. Text numbers
     with a fractional part or an exponent become ``decimal`` so that money read from a
     file stays exact. Missing-value spellings (``MISSING_SPELLINGS``) are counted aside.
+    ``typed``: the values carry their own types (JSON), so a string is text, a date or
+    a time, never a number or a boolean (a version ``"13.0"`` stays as written).
     """
 
-    def __init__(self) -> None:
-        self.candidates: list[str] = list(_INFER_ORDER)
+    def __init__(self, typed: bool = False) -> None:
+        self.candidates: list[str] = list(_TYPED_TEXT_ORDER if typed else _INFER_ORDER)
         self.kinds: set[str] = set()
         self.saw_text = False
         self.missing: dict[str, int] = {}

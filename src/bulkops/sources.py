@@ -156,13 +156,14 @@ def _infer(
     rows: Iterator[Any],
     limit: int | None,
     types: Mapping[str, str],
+    typed: bool = False,
 ) -> tuple[Inference, list[Any]]:
     """Infer from up to ``limit`` rows (None: all); the rows read, kept when limited."""
     kept: list[Any] = []
     states: dict[str, ColumnInference] = {}
     names: dict[str, None] = dict.fromkeys(columns or ())
     for name in names:
-        states[name] = ColumnInference()
+        states[name] = ColumnInference(typed)
     count = 0
     while True:
         size = _INFER_BATCH_ROWS if limit is None else min(_INFER_BATCH_ROWS, limit - count)
@@ -178,7 +179,7 @@ def _infer(
                     for name in row:
                         if name not in names:
                             names[name] = None
-                            states[name] = ColumnInference()
+                            states[name] = ColumnInference(typed)
             for name, state in states.items():
                 if name not in types:
                     state.add([r.get(name) if isinstance(r, Mapping) else None for r in batch])
@@ -215,11 +216,13 @@ def infer_types(
     sample: int | None = INFER_SAMPLE_ROWS,
     *,
     types: Mapping[str, str] | None = None,
+    typed: bool = False,
 ) -> tuple[Inference, Iterator[Any]]:
     """Infer a table from the first ``sample`` rows (None: every row), and give the rows
     again. ``columns``: the names of sequence rows' values; None for mappings, whose
     columns are the union of their keys, in the order first seen. ``types``: columns
-    whose type is given, not inferred.
+    whose type is given, not inferred. ``typed``: the values carry their own types
+    (JSON Lines), so a string is never taken for a number or a boolean.
 
     Rows after the sample are checked as they pass: one that does not fit the inferred
     types raises ``TypeMismatch`` naming its row and column (so a stream cannot quietly
@@ -228,7 +231,7 @@ def infer_types(
     """
     given = dict(types or {})
     _check_types(given)
-    inference, kept = _infer(columns, rows, sample, given)
+    inference, kept = _infer(columns, rows, sample, given, typed)
     if sample is None:
         return inference, iter(())
     if inference.complete:
@@ -280,7 +283,8 @@ def infer_file(
         with arrow:
             return _infer_batches(arrow, types)
     with open_source(path, format, null=null) as source:
-        inference, _ = infer_types(source.columns, source.rows, None, types=types)
+        typed = source.format == "jsonl"
+        inference, _ = infer_types(source.columns, source.rows, None, types=types, typed=typed)
     return inference
 
 
