@@ -104,7 +104,7 @@ class Inference:
     columns that would have another type but for missing-value spellings, how many
     rows were read (``complete``: all of them, else the first ``rows``), and the
     decimal columns holding a number no 64-bit float gives back (``inexact``: column
-    -> the first such text), which a database storing decimals as floats cannot hold
+    -> the least such text), which a database storing decimals as floats cannot hold
     as decimals."""
 
     columns: list[str]
