@@ -427,3 +427,43 @@ def test_table_made_from_a_file_holds_its_long_floats(url: str, tmp_path: Path) 
     again = CliRunner().invoke(main, [*args, "--mode", "upsert"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["unchanged"] == 12
+
+
+@pytest.mark.parametrize("reader", ["file", "stdin"])
+def test_json_strings_that_look_like_numbers_stay_text(
+    url: str, tmp_path: Path, reader: str
+) -> None:
+    # emoji-datasource writes each emoji's Unicode version as a JSON string,
+    # "added_in": "13.0". JSON Lines strings were inferred as CSV text is, so the
+    # column was made decimal: SQLite gave back 13 for "13.0", and PostgreSQL a Decimal
+    # where the file holds a string. JSON says what is a number; a string can still be
+    # a date (JSON has none).
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+    from bulkops.sources import infer_types
+
+    path = DATA / "emoji_datasource_excerpt.jsonl"
+    text = path.read_text(encoding="utf-8")
+    args = ["-t", "emoji", "--key", "unified", "--db", url, "--json"]
+    if reader == "stdin":
+        result = CliRunner().invoke(main, ["load", "-", "--format", "jsonl", *args], input=text)
+    else:
+        result = CliRunner().invoke(main, ["load", str(path), *args])
+    assert result.exit_code == 0, result.output
+    created = {c["name"]: c["type"] for c in json.loads(result.output)["created"]["columns"]}
+    assert {k: created[k] for k in ("added_in", "sheet_x", "has_img_apple", "short_names")} == {
+        "added_in": "text", "sheet_x": "integer", "has_img_apple": "boolean",
+        "short_names": "json",
+    }  # fmt: skip
+    records = [json.loads(line) for line in text.splitlines()]
+    with bulkops.connect(url, run_log=False) as db:
+        got = db.get_many("emoji", [r["unified"] for r in records])
+    assert sorted(g["added_in"] for g in got.values()) == ["0.6", "1.0", "13.0", "15.1"]
+    for record in records:
+        assert got[record["unified"]] == record
+    synced = CliRunner().invoke(main, ["sync", str(path), *args])
+    assert json.loads(synced.output)["unchanged"] == len(records)
+    rows = [{"day": "2024-01-02", "v": "13.0"}, {"day": "2024-01-03", "v": "7"}]
+    inference, _ = infer_types(None, iter(rows), None, typed=True)
+    assert inference.types == {"day": "date", "v": "text"}

@@ -596,3 +596,103 @@ def test_columns_differing_only_in_case(url: str, tmp_path: Path) -> None:
     else:
         assert result.exit_code == 0, result.output
         assert select(url, 'SELECT p95, "P95" FROM income') == [(72583, 54172)]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["created", "existing"])
+def test_latin1_file_names_the_line_and_the_bytes(tmp_path: Path, existing: bool) -> None:
+    # lifelines' canadian_senators.csv saved as Latin-1 (as Excel and older tools do):
+    # its first non-ASCII byte is the é of "Chrétien" on line 11. The error said "not
+    # valid UTF-8 somewhere after line 0"; the line was never named, even far into a
+    # file (text is decoded 8 KB at a time, ahead of the rows taken).
+    excerpt = Path(__file__).parent / "data" / "lifelines_canadian_senators_excerpt.csv"
+    text = excerpt.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    url = f"sqlite:///{tmp_path}/senators.db"
+    if existing:
+        with bulkops.connect(url, run_log=False) as db:
+            columns = lines[0].strip().split(",")
+            db.create_table("senators", {c: "text" for c in columns}, ())
+    plain = [line for line in lines[1:] if line.isascii()]
+    deep = [lines[0], *plain * 20, *lines[1:]]  # past the first chunks decoded
+    for rows, bad_line in ((lines, 11), (deep, 1 + len(plain) * 20 + 10)):
+        path = tmp_path / "senators.csv"
+        path.write_bytes("".join(rows).encode("latin-1"))
+        result = cli("load", str(path), "-t", "senators", "--db", url, "--json")
+        assert result.exit_code == 2, result.output
+        expected = (
+            f"senators.csv, line {bad_line}: not valid UTF-8 (invalid continuation byte: "
+            "b'\\xe9', 'e Edward Island,\"Chrétien, Joseph Jacques' if read as Latin-1); "
+            "re-encode the file as UTF-8"
+        )
+        # (an error at the file's first lines stops the load before its report)
+        out = result.stdout
+        error = json.loads(out)["error"] if out.startswith("{") else result.output
+        assert expected in " ".join(error.split()), error
+    # As published (UTF-8) every name is kept as written.
+    path.write_text(text, encoding="utf-8")
+    result = cli("load", str(path), "-t", "senators", "--db", url, "--json")
+    assert result.exit_code == 0, result.output
+    names = [r[0] for r in select(url, 'SELECT "Name" FROM senators')]
+    assert "Angers, Auguste Réal" in names and len(names) == 15
+
+
+@pytest.mark.parametrize("reader", ["arrow", "rows"])
+def test_numbers_without_a_leading_zero_are_numbers(url: str, tmp_path: Path, reader: str) -> None:
+    # causaldata's Government_Transfers_RDD_Data.csv, written by Stata: fractions leave
+    # out their 0 (.0065710032, .5). Such columns were made text (on the whole file:
+    # Income_Centered, Education, Support), so sums and comparisons needed casts.
+    assert [infer_type(v) for v in ([".5", "-.5", "2"], ["-.0"], [".5e1"])] == [
+        "decimal", "text", "decimal",
+    ]  # fmt: skip
+    path = Path(__file__).parent / "data" / "causaldata_gov_transfers_excerpt.csv"
+    args = ["-t", "gt", "--db", url, "--json"]
+    if reader == "rows":
+        result = cli("load", "-", *args, stdin=path.read_text(encoding="utf-8"))
+    else:
+        result = cli("load", str(path), *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["reader"], report["inserted"]) == (reader, 19)
+    created = {c["name"]: c["type"] for c in report["created"]["columns"]}
+    assert created == {
+        "Income_Centered": "decimal", "Education": "decimal", "Age": "decimal",
+        "Participation": "integer", "Support": "decimal",
+    }  # fmt: skip
+    rows = select(url, 'SELECT "Income_Centered", "Education", "Support" FROM gt')
+    assert Decimal(str(rows[0][0])) == Decimal("0.0065710032")
+    assert sum(Decimal(str(r[2])) for r in rows) == Decimal("14.5")  # 12 ones, 5 halves
+    assert sum(r[1] is None for r in rows) == 1
+
+
+def test_csv_into_a_typed_table_refuses_with_the_row_paths_words(url: str) -> None:
+    # ISLP's Credit.csv writes Income as Python's repr of a float (14.890999999999998)
+    # into a table whose DDL says numeric(10,3). The file's reader (Arrow) parsed the
+    # column at the longest scale in the file and quoted that in the reason,
+    # "104.592999999999990 has more than 3 decimal places" (the file says
+    # 104.59299999999999); stdin (the row path) quoted the text as written.
+    path = Path(__file__).parent / "data" / "islp_credit_excerpt.csv"
+    ddl = (
+        'CREATE TABLE credit ("ID" integer PRIMARY KEY, "Income" numeric(10,3), '
+        '"Limit" integer, "Rating" smallint, "Cards" smallint, "Age" smallint, '
+        '"Education" smallint, "Gender" varchar(6), "Student" boolean, "Married" boolean, '
+        '"Ethnicity" varchar(9), "Balance" numeric(8,2))'
+    )
+    found = {}
+    for reader in ("arrow", "rows"):
+        with bulkops.connect(url, run_log=False) as store:
+            engine: sa.Engine = store.backend.engine  # type: ignore[attr-defined]
+            with engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE IF EXISTS credit"))
+                conn.execute(sa.text(ddl))
+        args = ["-t", "credit", "--db", url, "--json"]
+        if reader == "rows":
+            result = cli("load", "-", *args, stdin=path.read_text(encoding="utf-8"))
+        else:
+            result = cli("load", str(path), *args)
+        report = json.loads(result.stdout)
+        assert (report["reader"], report["inserted"], report["rejected"]) == (reader, 2, 2)
+        found[reader] = [(r["row"], r["column"], r["reason"]) for r in report["rejections"]]
+        assert report["rejections"][1]["values"]["Gender"] == " Male"  # as written
+    assert found["arrow"] == found["rows"]
+    assert found["arrow"][1][:2] == (3, "Income")
+    assert found["arrow"][1][2].startswith("104.59299999999999 has more than 3 decimal places")

@@ -523,7 +523,9 @@ def _dry_run(
     try:
         if file == "-":
             with open_source(file, fmt, null=nulls) as source:
-                inference, _ = infer_types(source.columns, source.rows, types=overrides)
+                inference, _ = infer_types(
+                    source.columns, source.rows, types=overrides, typed=source.format == "jsonl"
+                )
         else:
             inference = infer_file(file, fmt, null=nulls, types=overrides)
     except SourceError as error:
@@ -820,7 +822,9 @@ def _ensure_table(
             ) from None
     try:
         if file == "-":
-            inference, rows = infer_types(columns, rows, INFER_SAMPLE_ROWS, types=overrides)
+            inference, rows = infer_types(
+                columns, rows, INFER_SAMPLE_ROWS, types=overrides, typed=fmt == "jsonl"
+            )
         else:
             inference = infer_file(file, fmt, null=nulls, types=overrides)
     except SourceError as error:

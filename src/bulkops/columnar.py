@@ -999,15 +999,26 @@ class ArrowPlanner:
         if pc.any(rest).as_py():
             parsed, reasons = _coerce_text_rows(array, rest, parsed, target)
         checked = self._coerce(parsed, spec, target, typ)
-        if not reasons:
+        if not reasons and checked.bad is None:
             return checked
         pa = _pyarrow()
         failed = pa.array([i in reasons for i in range(len(array))], pa.bool_())
         bad = failed if checked.bad is None else pc.or_(failed, checked.bad)
         more = checked.reasons or _generic
+        codec = self.codecs.get(spec.name)
 
         def reason(i: int) -> str:
-            return reasons[i] if i in reasons else more(i)
+            if i in reasons:
+                return reasons[i]
+            # A parsed value refused by the column's checks: in the row path's words,
+            # about the text as written (the parsed one may read otherwise: "1.10"
+            # parsed at a scale of 3 is 1.100).
+            if codec is not None:
+                try:
+                    _encoded(codec, array[i].as_py())
+                except (ValueError, TypeError, ArithmeticError) as error:
+                    return str(error)
+            return more(i)
 
         return _Column(checked.values, bad, reason)
 

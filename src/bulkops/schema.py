@@ -860,15 +860,19 @@ def build_row_encoder(
 # ------------------------------------------------------------------- type inference
 
 _INFER_ORDER = ("integer", "float", "boolean", "date", "datetime")
+# What a string can be where values carry their own types (JSON has no dates).
+_TYPED_TEXT_ORDER = ("date", "datetime")
 # A value that fits a kind also fits these wider ones; kinds not listed are disjoint.
 _WIDER = {"integer": ("float",), "date": ("datetime",)}
 
 # Text that only becomes a number, a boolean or a date if its text is kept as written:
 # no leading zeros ("02134" is a zip code), no "+", no "_", ASCII digits only, no "-0".
-# Surrounding blanks are allowed (the coercions strip them).
+# Surrounding blanks are allowed (the coercions strip them). A fraction may leave out
+# its 0 (".5", "-.5"), as Stata and SAS write numbers: the same number, as "1e2" is.
 _INT_RE = re.compile(r"[ \t]*(?:0|-?[1-9][0-9]*)[ \t]*", re.ASCII)
 _NUMBER_RE = re.compile(
-    r"[ \t]*-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?[ \t]*", re.ASCII
+    r"[ \t]*-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[ \t]*",
+    re.ASCII,
 )
 _BOOL_RE = re.compile(r"[ \t]*(?:true|false)[ \t]*", re.ASCII | re.IGNORECASE)
 _DATE_RE = re.compile(r"[ \t]*[0-9]{4}-[0-9]{2}-[0-9]{2}[ \t]*", re.ASCII)
@@ -957,10 +961,12 @@ class ColumnInference:
     values map by their Python type. None and blank strings fit anything. Text numbers
     with a fractional part or an exponent become ``decimal`` so that money read from a
     file stays exact. Missing-value spellings (``MISSING_SPELLINGS``) are counted aside.
+    ``typed``: the values carry their own types (JSON), so a string is text, a date or
+    a time, never a number or a boolean (a version ``"13.0"`` stays as written).
     """
 
-    def __init__(self) -> None:
-        self.candidates: list[str] = list(_INFER_ORDER)
+    def __init__(self, typed: bool = False) -> None:
+        self.candidates: list[str] = list(_TYPED_TEXT_ORDER if typed else _INFER_ORDER)
         self.kinds: set[str] = set()
         self.saw_text = False
         self.missing: dict[str, int] = {}

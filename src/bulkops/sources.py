@@ -104,7 +104,7 @@ class Inference:
     columns that would have another type but for missing-value spellings, how many
     rows were read (``complete``: all of them, else the first ``rows``), and the
     decimal columns holding a number no 64-bit float gives back (``inexact``: column
-    -> the first such text), which a database storing decimals as floats cannot hold
+    -> the least such text), which a database storing decimals as floats cannot hold
     as decimals."""
 
     columns: list[str]
@@ -156,13 +156,14 @@ def _infer(
     rows: Iterator[Any],
     limit: int | None,
     types: Mapping[str, str],
+    typed: bool = False,
 ) -> tuple[Inference, list[Any]]:
     """Infer from up to ``limit`` rows (None: all); the rows read, kept when limited."""
     kept: list[Any] = []
     states: dict[str, ColumnInference] = {}
     names: dict[str, None] = dict.fromkeys(columns or ())
     for name in names:
-        states[name] = ColumnInference()
+        states[name] = ColumnInference(typed)
     count = 0
     while True:
         size = _INFER_BATCH_ROWS if limit is None else min(_INFER_BATCH_ROWS, limit - count)
@@ -178,7 +179,7 @@ def _infer(
                     for name in row:
                         if name not in names:
                             names[name] = None
-                            states[name] = ColumnInference()
+                            states[name] = ColumnInference(typed)
             for name, state in states.items():
                 if name not in types:
                     state.add([r.get(name) if isinstance(r, Mapping) else None for r in batch])
@@ -215,11 +216,13 @@ def infer_types(
     sample: int | None = INFER_SAMPLE_ROWS,
     *,
     types: Mapping[str, str] | None = None,
+    typed: bool = False,
 ) -> tuple[Inference, Iterator[Any]]:
     """Infer a table from the first ``sample`` rows (None: every row), and give the rows
     again. ``columns``: the names of sequence rows' values; None for mappings, whose
     columns are the union of their keys, in the order first seen. ``types``: columns
-    whose type is given, not inferred.
+    whose type is given, not inferred. ``typed``: the values carry their own types
+    (JSON Lines), so a string is never taken for a number or a boolean.
 
     Rows after the sample are checked as they pass: one that does not fit the inferred
     types raises ``TypeMismatch`` naming its row and column (so a stream cannot quietly
@@ -228,7 +231,7 @@ def infer_types(
     """
     given = dict(types or {})
     _check_types(given)
-    inference, kept = _infer(columns, rows, sample, given)
+    inference, kept = _infer(columns, rows, sample, given, typed)
     if sample is None:
         return inference, iter(())
     if inference.complete:
@@ -280,7 +283,8 @@ def infer_file(
         with arrow:
             return _infer_batches(arrow, types)
     with open_source(path, format, null=null) as source:
-        inference, _ = infer_types(source.columns, source.rows, None, types=types)
+        typed = source.format == "jsonl"
+        inference, _ = infer_types(source.columns, source.rows, None, types=types, typed=typed)
     return inference
 
 
@@ -1077,16 +1081,29 @@ def _quoted_fields(record: str, delimiter: str) -> list[bool]:
 def _csv_error(name: str, reader: Any, exc: Exception) -> SourceError:
     line = reader.line_num
     if isinstance(exc, UnicodeDecodeError):
-        # Text is decoded a chunk at a time, so only "somewhere after the last good line"
-        # is known.
-        return SourceError(
-            f"{name}: not valid UTF-8 somewhere after line {line} ({exc.reason}); "
-            "re-encode the file as UTF-8"
-        )
+        return _utf8_error(name, line, exc)
     hint = ""
     if "unexpected end of data" in str(exc):
         hint = " (a quoted field may be missing its closing quote)"
     return SourceError(f"{name}, line {line}: malformed CSV: {exc}{hint}")
+
+
+def _utf8_error(name: str, lines_read: int, exc: UnicodeDecodeError) -> SourceError:
+    """Bytes that are not UTF-8, named by their line and shown as Latin-1 reads them
+    (the usual other encoding). Text is decoded a chunk at a time: ``exc.object`` is
+    the chunk after the ``lines_read`` lines the reader has taken (and the start of
+    the line it was reading), so the lines before the bad byte are counted in it."""
+    data, start = exc.object, exc.start
+    line = lines_read + 1 + data.count(b"\n", 0, start)
+    begin = max(data.rfind(b"\n", 0, start) + 1, start - 20)
+    end = data.find(b"\n", start)
+    end = min(len(data) if end < 0 else end, exc.end + 20)
+    around = data[begin:end].decode("latin-1").strip()
+    bad = data[start : exc.end]
+    return SourceError(
+        f"{name}, line {line}: not valid UTF-8 ({exc.reason}: {bad!r}, "
+        f"{around!r} if read as Latin-1); re-encode the file as UTF-8"
+    )
 
 
 # R's write.csv and pandas' to_csv (by default) write the row names, the index, as a
