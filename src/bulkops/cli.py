@@ -37,6 +37,7 @@ from .sources import (
     infer_types,
     open_arrow,
     open_source,
+    text_encoding,
 )
 from .store import Store
 
@@ -58,7 +59,33 @@ db_option = click.option(
     help="Database URL (also from $BULKOPS_DB).",
 )
 
+
 # One default for every command that reads a file: a file isolates bad rows.
+def _encoding(context: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return text_encoding(value)
+    except SourceError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+encoding_option = click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    callback=_encoding,
+    help="The text encoding of a CSV, TSV or JSON Lines file (for example cp1252 or latin-1 "
+    "for a spreadsheet's export, utf-16 for its 'Unicode text'); a UTF-8 byte order mark "
+    "is skipped. Files in another encoding than UTF-8 are read by the row reader.",
+)
+
+
+def _file_id(digest: str, encoding: str) -> str:
+    """What identifies the input for a resume or a sync: its bytes' digest, and the
+    encoding they are read in where it is not UTF-8 (the same bytes read otherwise are
+    other rows)."""
+    return digest if encoding in ("utf-8", "utf-8-sig") else f"{digest};encoding={encoding}"
+
+
 on_error_option = click.option(
     "--on-error",
     type=click.Choice(["isolate", "raise"]),
@@ -196,6 +223,7 @@ def run() -> NoReturn:
     help="CSV/TSV: an unquoted field spelled TOKEN is NULL (repeatable: --null NA --null "
     "'\\N'). An unquoted empty field is always NULL; a quoted one (\"\") is empty text.",
 )
+@encoding_option
 @click.option(
     "--type",
     "types",
@@ -231,6 +259,7 @@ def load(
     resume: bool,
     force: bool,
     nulls: tuple[str, ...],
+    encoding: str,
     types: tuple[str, ...],
     dry_run: bool,
     as_json: bool,
@@ -256,7 +285,7 @@ def load(
     if resume and file == "-":
         _fail("--resume needs a file: standard input cannot be read again")
     if dry_run:
-        _dry_run(file, fmt, table, key_cols, nulls, overrides, as_json)
+        _dry_run(file, fmt, table, key_cols, nulls, overrides, as_json, encoding)
         return
     # Opened now, so an unwritable path stops the run before anything is written.
     # A resumed run adds to the rejects of the run it continues.
@@ -265,18 +294,20 @@ def load(
     # by a thread of its own (hashing lets go of the GIL) while the command starts.
     digesting = _in_background(file_digest, file) if run_log and file != "-" else None
     try:
-        source = _open_input(file, fmt, nulls)
+        source = _open_input(file, fmt, nulls, encoding)
     except SourceError as error:
         _fail(str(error))
     inference: Inference | None = None
     with ExitStack() as held, _open_store(db, run_log=run_log) as store:
-        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, nulls))
+        source = held.enter_context(
+            _rows_unless_columnar(source, store, file, fmt, nulls, encoding)
+        )
         if resume and not store.run_log:
             _fail(f"--resume needs the run log, which {store.capabilities.name} cannot keep")
         digest: str | None = None
         if store.run_log and digesting is not None:
             try:
-                digest = digesting.result()
+                digest = _file_id(digesting.result(), encoding)
             except SourceError as error:
                 _fail(str(error))
         columns = source.columns
@@ -285,8 +316,9 @@ def load(
             if store.run_log:
                 store.runs(1)  # a foreign table of the run log's name: stop before writing
             columns, rows, inference = _ensure_table(
-                store, table, file, fmt, columns, rows, key_cols, create, nulls, overrides
-            )
+                store, table, file, fmt, columns, rows, key_cols, create, nulls, overrides,
+                encoding,
+            )  # fmt: skip
         except (BulkError, SourceError) as error:
             _fail(_cli_words(str(error)))
         progress = _progress_bar(source, quiet or as_json)
@@ -428,7 +460,12 @@ def _return_freed_memory() -> None:
 
 
 def _rows_unless_columnar(
-    source: Any, store: Store, file: str, fmt: str | None, nulls: tuple[str, ...]
+    source: Any,
+    store: Store,
+    file: str,
+    fmt: str | None,
+    nulls: tuple[str, ...],
+    encoding: str = "utf-8",
 ) -> Any:
     """The row reader where the database has no columnar write (DynamoDB): its rows
     would be made again from the batches, one dict at a time."""
@@ -436,15 +473,20 @@ def _rows_unless_columnar(
         return source
     source.close()
     try:
-        return open_source(file, fmt, null=nulls)
+        return open_source(file, fmt, null=nulls, encoding=encoding)
     except SourceError as error:
         _fail(str(error))
 
 
-def _open_input(file: str, fmt: str | None, nulls: tuple[str, ...], *, ragged: bool = True) -> Any:
+def _open_input(
+    file: str, fmt: str | None, nulls: tuple[str, ...], encoding: str, *, ragged: bool = True
+) -> Any:
     """The file as Arrow record batches (pyarrow's readers, then the columnar path)
-    where pyarrow reads it; else the row reader (standard input, JSON Lines)."""
-    return open_arrow(file, fmt, null=nulls, ragged=ragged) or open_source(file, fmt, null=nulls)
+    where pyarrow reads it; else the row reader (standard input, JSON Lines, text in
+    another encoding than UTF-8)."""
+    return open_arrow(file, fmt, null=nulls, ragged=ragged, encoding=encoding) or open_source(
+        file, fmt, null=nulls, encoding=encoding
+    )
 
 
 def _reader_name(source: Any) -> str:
@@ -519,15 +561,16 @@ def _dry_run(
     nulls: tuple[str, ...],
     overrides: dict[str, str],
     as_json: bool,
+    encoding: str = "utf-8",
 ) -> None:
     try:
         if file == "-":
-            with open_source(file, fmt, null=nulls) as source:
+            with open_source(file, fmt, null=nulls, encoding=encoding) as source:
                 inference, _ = infer_types(
                     source.columns, source.rows, types=overrides, typed=source.format == "jsonl"
                 )
         else:
-            inference = infer_file(file, fmt, null=nulls, types=overrides)
+            inference = infer_file(file, fmt, null=nulls, types=overrides, encoding=encoding)
     except SourceError as error:
         _fail(str(error))
     _check_overrides(inference, overrides, key)
@@ -799,6 +842,7 @@ def _ensure_table(
     create: bool,
     nulls: tuple[str, ...],
     overrides: dict[str, str],
+    encoding: str = "utf-8",
 ) -> tuple[list[str] | None, Iterator[Any], Inference | None]:
     """Create the table from the file if it is missing (and allowed): its columns and
     types inferred from every row of a file, or from the first rows of stdin."""
@@ -826,7 +870,7 @@ def _ensure_table(
                 columns, rows, INFER_SAMPLE_ROWS, types=overrides, typed=fmt == "jsonl"
             )
         else:
-            inference = infer_file(file, fmt, null=nulls, types=overrides)
+            inference = infer_file(file, fmt, null=nulls, types=overrides, encoding=encoding)
     except SourceError as error:
         raise SourceError(f"reading the file to infer its columns' types: {error}") from error
     _check_overrides(inference, overrides, key)
@@ -1087,6 +1131,7 @@ def _where_option(values: tuple[str, ...]) -> dict[str, str]:
 @on_error_option
 @click.option("--rejects", type=click.Path(dir_okay=False), help="Write rejected rows here.")
 @click.option("--max-rejects", type=click.IntRange(min=0), help="Stop after this many rejects.")
+@encoding_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
 def sync(
@@ -1103,6 +1148,7 @@ def sync(
     on_error: Literal["isolate", "raise"],
     rejects: str | None,
     max_rejects: int | None,
+    encoding: str,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -1117,17 +1163,21 @@ def sync(
     key_cols = _key_option(key)
     scope = _where_option(where)
     try:
-        digest = file_digest(file) if file != "-" else None
-        source = _open_input(file, fmt, (), ragged=False)
+        digest = _file_id(file_digest(file), encoding) if file != "-" else None
+        source = _open_input(file, fmt, (), encoding, ragged=False)
         # JSON Lines: compared on every key the file's objects have (one an object
         # leaves out is NULL), not only on the first object's keys.
-        union = file_columns(file, fmt) if source.columns is None and file != "-" else None
+        union = (
+            file_columns(file, fmt, encoding=encoding)
+            if source.columns is None and file != "-"
+            else None
+        )
     except SourceError as error:
         _fail(str(error))
     report: SyncReport | None = None
     failure: BulkError | SourceError | None = None
     with ExitStack() as held, _open_store(db) as store:
-        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, ()))
+        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, (), encoding))
         status = nullcontext() if quiet or as_json else err_console.status(f"sync {table}")
         try:
             with status:

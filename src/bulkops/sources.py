@@ -15,6 +15,7 @@ JSON Lines rows are dicts because each line may carry its own set of keys.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -268,21 +269,31 @@ def _checked(
         yield row
 
 
+def text_encoding(name: str) -> str:
+    """Python's name of the text encoding ``name`` ("UTF8", "latin1" -> "utf-8",
+    "iso8859-1"); a SourceError for an encoding it does not know."""
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise SourceError(f"unknown text encoding {name!r}") from None
+
+
 def infer_file(
     path: str,
     format: str | None = None,
     *,
     null: Iterable[str] = (),
     types: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
 ) -> Inference:
     """Infer a table from every row of the file at ``path`` (read once, then closed), so
     the same rows in any order give the same table. Read by pyarrow where it can
     (``open_arrow``): each batch's distinct texts are judged once, by the same rules."""
-    arrow = open_arrow(path, format, null=null)
+    arrow = open_arrow(path, format, null=null, encoding=encoding)
     if arrow is not None:
         with arrow:
             return _infer_batches(arrow, types)
-    with open_source(path, format, null=null) as source:
+    with open_source(path, format, null=null, encoding=encoding) as source:
         typed = source.format == "jsonl"
         inference, _ = infer_types(source.columns, source.rows, None, types=types, typed=typed)
     return inference
@@ -318,11 +329,11 @@ def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference
     return Inference(columns, inferred, missing, rows, True, _inexact(inferred, states))
 
 
-def file_columns(path: str, format: str | None = None) -> list[str]:
+def file_columns(path: str, format: str | None = None, *, encoding: str = "utf-8") -> list[str]:
     """The columns of the file at ``path``: its header, or for JSON Lines, whose objects
     may each have their own keys, the union of the keys in the order first seen (the
     file is read once for them, then closed)."""
-    with open_source(path, format) as source:
+    with open_source(path, format, encoding=encoding) as source:
         if source.columns is not None:
             return list(source.columns)
         names: dict[str, None] = {}
@@ -468,6 +479,7 @@ def open_source(
     *,
     stdin: BinaryIO | None = None,
     null: Iterable[str] = (),
+    encoding: str = "utf-8",
 ) -> Source:
     """Open ``path`` for streaming.
 
@@ -477,7 +489,9 @@ def open_source(
     transparently; so is a ``.zip`` archive holding one file (whose own name gives the
     format if the archive's does not). ``null``: CSV/TSV spellings of a missing value
     (besides the unquoted empty field), read as None where they stand unquoted.
+    ``encoding``: the text's (CSV, TSV, JSON Lines; a UTF-8 byte order mark is skipped).
     """
+    encoding = text_encoding(encoding)
     from_stdin = path == "-"
     is_zip = not from_stdin and path.lower().endswith(".zip")
     fmt: str | None
@@ -513,10 +527,10 @@ def open_source(
             rows: Iterator[Any]
             if fmt == "jsonl":
                 columns = None
-                rows = _jsonl_rows(stream, name)
+                rows = _jsonl_rows(stream, name, encoding)
             else:
                 delimiter = "\t" if fmt == "tsv" else ","
-                columns, rows = _open_csv(stream, name, delimiter, stack, frozenset(null))
+                columns, rows = _open_csv(stream, name, delimiter, stack, frozenset(null), encoding)
         except _READ_ERRORS as exc:
             raise _read_error(name, exc) from exc
 
@@ -597,6 +611,7 @@ def open_arrow(
     *,
     null: Iterable[str] = (),
     ragged: bool = True,
+    encoding: str = "utf-8",
 ) -> Source | None:
     """Open the file at ``path`` for the columnar path: a Source whose ``batches`` is a
     ``pyarrow.RecordBatchReader`` read a block at a time (multi-threaded parsing,
@@ -616,8 +631,11 @@ def open_arrow(
     as a row of nulls marked in ``columnar.ROW_SHAPE_COLUMN`` (its values as JSON), for
     the columnar path to reject it with its row number as the row path does; without
     ``ragged`` it is a SourceError naming the row.
+
+    A file in another ``encoding`` than UTF-8 is left to the row reader too (None):
+    pyarrow would decode it by calling Python's codecs from its reading threads.
     """
-    if path == "-":
+    if path == "-" or text_encoding(encoding) not in ("utf-8", "utf-8-sig"):
         return None
     # The row reader checks the file, its format and its header (and their errors).
     with open_source(path, format, null=null) as first:
@@ -981,10 +999,18 @@ def _raise_field_size_limit() -> None:
 
 
 def _open_csv(
-    stream: BinaryIO, name: str, delimiter: str, stack: ExitStack, null: frozenset[str]
+    stream: BinaryIO,
+    name: str,
+    delimiter: str,
+    stack: ExitStack,
+    null: frozenset[str],
+    encoding: str = "utf-8",
 ) -> tuple[list[str], Iterator[tuple[str | None, ...]]]:
     _raise_field_size_limit()
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    # (utf-8-sig: a byte order mark, as spreadsheets write it, is not the first name's)
+    text = io.TextIOWrapper(
+        stream, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline=""
+    )
     stack.callback(text.close)
     # The csv module cannot tell an unquoted empty field (NULL) from a quoted one (''),
     # so the reader is fed through a generator that keeps the current record's raw
@@ -1005,17 +1031,22 @@ def _open_csv(
     try:
         header = next(filter(None, reader), None)
     except (csv.Error, UnicodeDecodeError) as exc:
-        raise _csv_error(name, reader, exc) from exc
+        raise _csv_error(name, reader, exc, encoding) from exc
     raw.clear()
     if header is None:
         raise SourceError(f"{name}: the file is empty; expected a header row")
     header = _named_row_names(header)
     _check_columns(name, header, "header")
-    return header, _csv_rows(reader, raw, name, delimiter, null | {""})
+    return header, _csv_rows(reader, raw, name, delimiter, null | {""}, encoding)
 
 
 def _csv_rows(
-    reader: Any, raw: list[str], name: str, delimiter: str, nulls: frozenset[str]
+    reader: Any,
+    raw: list[str],
+    name: str,
+    delimiter: str,
+    nulls: frozenset[str],
+    encoding: str = "utf-8",
 ) -> Iterator[tuple[str | None, ...]]:
     # Empty lines come back as [] and are dropped; ragged rows are passed through for
     # the consumer to reject one by one.
@@ -1032,7 +1063,7 @@ def _csv_rows(
                 yield tuple(row)
             clear()
     except (csv.Error, UnicodeDecodeError) as exc:
-        raise _csv_error(name, reader, exc) from exc
+        raise _csv_error(name, reader, exc, encoding) from exc
     except _READ_ERRORS as exc:
         raise _read_error(name, exc, f"after line {reader.line_num}") from exc
 
@@ -1078,31 +1109,45 @@ def _quoted_fields(record: str, delimiter: str) -> list[bool]:
         i = d + 1
 
 
-def _csv_error(name: str, reader: Any, exc: Exception) -> SourceError:
+def _csv_error(name: str, reader: Any, exc: Exception, encoding: str = "utf-8") -> SourceError:
     line = reader.line_num
     if isinstance(exc, UnicodeDecodeError):
-        return _utf8_error(name, line, exc)
+        return _decode_error(name, line, exc, encoding)
     hint = ""
     if "unexpected end of data" in str(exc):
         hint = " (a quoted field may be missing its closing quote)"
     return SourceError(f"{name}, line {line}: malformed CSV: {exc}{hint}")
 
 
-def _utf8_error(name: str, lines_read: int, exc: UnicodeDecodeError) -> SourceError:
+# What to do about text that is not UTF-8 (the command's option; see open_source).
+_ENCODING_HINT = (
+    "; re-encode the file as UTF-8, or pass --encoding with its encoding (a spreadsheet's "
+    "export is often cp1252)"
+)
+
+
+def _decode_error(
+    name: str, lines_read: int, exc: UnicodeDecodeError, encoding: str = "utf-8"
+) -> SourceError:
     """Bytes that are not UTF-8, named by their line and shown as Latin-1 reads them
     (the usual other encoding). Text is decoded a chunk at a time: ``exc.object`` is
     the chunk after the ``lines_read`` lines the reader has taken (and the start of
-    the line it was reading), so the lines before the bad byte are counted in it."""
+    the line it was reading), so the lines before the bad byte are counted in it. Bytes
+    that another ``encoding`` cannot decode are named with theirs."""
     data, start = exc.object, exc.start
+    bad = data[start : exc.end]
+    if encoding.startswith(("utf-16", "utf-32")):  # (no byte-wise lines to count)
+        return SourceError(f"{name}, after line {lines_read}: not valid {encoding} ({bad!r})")
     line = lines_read + 1 + data.count(b"\n", 0, start)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return SourceError(f"{name}, line {line}: not valid {encoding} ({bad!r})")
     begin = max(data.rfind(b"\n", 0, start) + 1, start - 20)
     end = data.find(b"\n", start)
     end = min(len(data) if end < 0 else end, exc.end + 20)
     around = data[begin:end].decode("latin-1").strip()
-    bad = data[start : exc.end]
     return SourceError(
         f"{name}, line {line}: not valid UTF-8 ({exc.reason}: {bad!r}, "
-        f"{around!r} if read as Latin-1); re-encode the file as UTF-8"
+        f"{around!r} if read as Latin-1){_ENCODING_HINT}"
     )
 
 
@@ -1143,15 +1188,18 @@ def _check_columns(name: str, columns: list[str], what: str) -> None:
 _JSON_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
-def _jsonl_rows(stream: BinaryIO, name: str) -> Iterator[dict[str, Any]]:
+def _jsonl_rows(stream: BinaryIO, name: str, encoding: str = "utf-8") -> Iterator[dict[str, Any]]:
     decode = _JSON_DECODER.decode
     lineno = 0
+    utf8 = encoding == "utf-8"
+    # UTF-8 lines are split as bytes and decoded one at a time so a UTF-8 error is pinned
+    # to its exact line; another encoding (UTF-16 has no byte-wise lines) is decoded as
+    # the lines are read.
+    lines: Iterable[Any] = stream if utf8 else io.TextIOWrapper(stream, encoding=encoding)
     try:
-        # Lines are split as bytes and decoded one at a time so a UTF-8 error is pinned to
-        # its exact line.
-        for lineno, raw_line in enumerate(stream, 1):
+        for lineno, raw_line in enumerate(lines, 1):
             try:
-                line = raw_line.decode("utf-8")
+                line = raw_line.decode("utf-8") if utf8 else raw_line
                 if lineno == 1 and line.startswith("\ufeff"):
                     line = line[1:]
                 obj = decode(line)
@@ -1165,7 +1213,8 @@ def _jsonl_rows(stream: BinaryIO, name: str) -> Iterator[dict[str, Any]]:
                 ) from exc
             except UnicodeDecodeError as exc:
                 raise SourceError(
-                    f"{name}, line {lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    f"{name}, line {lineno}: not valid UTF-8 ({exc.reason} at byte "
+                    f"{exc.start}){_ENCODING_HINT}"
                 ) from exc
             except RecursionError as exc:
                 raise SourceError(f"{name}, line {lineno}: JSON nested too deeply") from exc
@@ -1174,6 +1223,10 @@ def _jsonl_rows(stream: BinaryIO, name: str) -> Iterator[dict[str, Any]]:
                     f"{name}, line {lineno}: expected a JSON object, got {_json_kind(obj)}"
                 )
             yield obj
+    except UnicodeDecodeError as exc:  # (another encoding: read ahead of the line)
+        raise SourceError(
+            f"{name}, after line {lineno}: not valid {encoding} ({exc.reason})"
+        ) from exc
     except _READ_ERRORS as exc:
         raise _read_error(name, exc, f"after line {lineno}") from exc
 

@@ -1,0 +1,104 @@
+"""Files in another text encoding than UTF-8: ``--encoding`` on ``load`` and ``sync``.
+
+Spreadsheets export CSV in the machine's code page (cp1252 on Windows in Western
+Europe and the Americas) and their "Unicode text" as UTF-16 with a byte order mark; a
+UTF-8-only reader refuses both. The data: lifelines' canadian_senators.csv excerpt
+(tests/data/README.md), whose names carry accents (Chrétien, Réal).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import test_real_files
+from test_real_files import cli, select
+
+url = test_real_files.url  # the fixture: a SQLite file, then a PostgreSQL database
+
+SENATORS = Path(__file__).parent / "data" / "lifelines_canadian_senators_excerpt.csv"
+
+
+def senators() -> str:
+    return SENATORS.read_text(encoding="utf-8")
+
+
+def rows(url: str, table: str) -> list[tuple[object, ...]]:
+    return select(url, f'SELECT * FROM {table} ORDER BY "Name"')
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-16"])
+def test_load_reads_the_file_in_its_encoding(url: str, tmp_path: Path, encoding: str) -> None:
+    text = senators()
+    path = tmp_path / "senators.csv"
+    path.write_bytes(text.encode(encoding))
+    refused = cli("load", str(path), "-t", "refused", "--db", url)
+    assert refused.exit_code == 2, refused.output
+    if encoding != "utf-16":  # (UTF-16's byte order mark and zeros say nothing of Latin-1)
+        assert "pass --encoding" in " ".join(refused.output.split())
+    result = cli("load", str(path), "-t", "senators", "--db", url, "--encoding", encoding, "-q")
+    assert result.exit_code == 0, result.output
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text(text, encoding="utf-8")
+    assert cli("load", str(utf8), "-t", "plain", "--db", url, "-q").exit_code == 0
+    got = rows(url, "senators")
+    assert got == rows(url, "plain") and len(got) == 15
+    assert "Angers, Auguste Réal" in [r[0] for r in got]
+    assert any("Chrétien, Joseph Jacques" in str(r) for r in got)
+
+
+def test_json_lines_in_utf16(url: str, tmp_path: Path) -> None:
+    rows = [{"id": 1, "name": "Chrétien"}, {"id": 2, "name": "Zürich €"}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-16")
+    result = cli("load", str(path), "-t", "j", "--db", url, "--key", "id", "--encoding", "utf-16")
+    assert result.exit_code == 0, result.output
+    assert select(url, "SELECT id, name FROM j ORDER BY id") == [(1, "Chrétien"), (2, "Zürich €")]
+
+
+def test_sync_of_the_same_bytes_in_another_encoding_is_not_skipped(
+    url: str, tmp_path: Path
+) -> None:
+    # Byte 0x80 is "€" in cp1252 and the control character U+0080 in Latin-1: the same
+    # file read in another encoding holds other rows, so the file's digest alone must
+    # not let the second sync skip it.
+    path = tmp_path / "prices.csv"
+    path.write_bytes("id,currency\n1,\u20ac\n".encode("cp1252"))
+    loaded = cli("load", str(path), "-t", "prices", "--db", url, "--key", "id",
+                 "--encoding", "cp1252", "-q")  # fmt: skip
+    assert loaded.exit_code == 0, loaded.output
+    for encoding, expected, skipped in (
+        ("latin-1", "\x80", False),
+        ("cp1252", "\u20ac", False),
+        ("cp1252", "\u20ac", True),
+    ):
+        result = cli(
+            "sync", str(path), "-t", "prices", "--db", url, "--key", "id",
+            "--encoding", encoding, "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert bool(report.get("up_to_date")) is skipped, report
+        assert report["changed"] == (0 if skipped else 1), report
+        assert select(url, "SELECT currency FROM prices") == [(expected,)]
+
+
+def test_a_byte_the_encoding_lacks_names_the_line_and_the_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"id,name\n1,a\n2,b\x81c\n")  # 0x81: no character in cp1252
+    result = cli("load", str(path), "-t", "bad", "--db", f"sqlite:///{tmp_path}/b.db",
+                 "--encoding", "cp1252")  # fmt: skip
+    assert result.exit_code == 2
+    assert "bad.csv, line 3: not valid cp1252 (b'\\x81')" in result.output
+
+
+def test_an_unknown_encoding_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id\n1\n")
+    for command in ("load", "sync"):
+        result = cli(command, str(path), "-t", "a", "--db", f"sqlite:///{tmp_path}/a.db",
+                     "--encoding", "klingon")  # fmt: skip
+        assert result.exit_code == 2
+        assert "unknown text encoding 'klingon'" in result.output
