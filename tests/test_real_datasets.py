@@ -75,6 +75,14 @@ def test_a_name_postgresql_would_cut_is_refused_before_the_table_is_made(
     path = DATA / "anes96_excerpt.csv"
     result = CliRunner().invoke(main, ["load", str(path), "-t", "anes96", "--db", pg_url])
     assert result.exit_code == 2, result.output
+    # A header that is one name holding tabs is a file read with the wrong separator.
+    assert "is one column name holding '\\t'" in result.output
+    assert "pass --delimiter '\\t' (or --format tsv)" in result.output
+    # Read as one column on purpose, the name is still too long for PostgreSQL.
+    result = CliRunner().invoke(
+        main, ["load", str(path), "-t", "anes96", "--db", pg_url, "--delimiter", ","]
+    )
+    assert result.exit_code == 2, result.output
     assert "is 78 bytes, and PostgreSQL keeps only the first 63 of a name" in result.output
     with bulkops.connect(pg_url, run_log=False) as db:
         message = "no such table 'anes96'; the database has no tables$"

@@ -79,6 +79,27 @@ encoding_option = click.option(
 )
 
 
+def _delimiter(context: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    separator = {"\\t": "\t", "tab": "\t"}.get(value, value)
+    if len(separator) != 1 or separator in '"\r\n':
+        raise click.BadParameter(
+            f"{value!r}: one character other than a quote or a line break ('\\t' or 'tab' for "
+            "a tab)"
+        )
+    return separator
+
+
+delimiter_option = click.option(
+    "--delimiter",
+    metavar="CHAR",
+    callback=_delimiter,
+    help="CSV/TSV: the character between fields (default: a comma, a tab for TSV); ';' for "
+    "a European spreadsheet's CSV, '\\t' or 'tab' for a tab.",
+)
+
+
 def _file_id(digest: str, encoding: str) -> str:
     """What identifies the input for a resume or a sync: its bytes' digest, and the
     encoding they are read in where it is not UTF-8 (the same bytes read otherwise are
@@ -224,6 +245,7 @@ def run() -> NoReturn:
     "'\\N'). An unquoted empty field is always NULL; a quoted one (\"\") is empty text.",
 )
 @encoding_option
+@delimiter_option
 @click.option(
     "--type",
     "types",
@@ -260,6 +282,7 @@ def load(
     force: bool,
     nulls: tuple[str, ...],
     encoding: str,
+    delimiter: str | None,
     types: tuple[str, ...],
     dry_run: bool,
     as_json: bool,
@@ -285,7 +308,7 @@ def load(
     if resume and file == "-":
         _fail("--resume needs a file: standard input cannot be read again")
     if dry_run:
-        _dry_run(file, fmt, table, key_cols, nulls, overrides, as_json, encoding)
+        _dry_run(file, fmt, table, key_cols, nulls, overrides, as_json, encoding, delimiter)
         return
     # Opened now, so an unwritable path stops the run before anything is written.
     # A resumed run adds to the rejects of the run it continues.
@@ -294,13 +317,13 @@ def load(
     # by a thread of its own (hashing lets go of the GIL) while the command starts.
     digesting = _in_background(file_digest, file) if run_log and file != "-" else None
     try:
-        source = _open_input(file, fmt, nulls, encoding)
+        source = _open_input(file, fmt, nulls, encoding, delimiter)
     except SourceError as error:
         _fail(str(error))
     inference: Inference | None = None
     with ExitStack() as held, _open_store(db, run_log=run_log) as store:
         source = held.enter_context(
-            _rows_unless_columnar(source, store, file, fmt, nulls, encoding)
+            _rows_unless_columnar(source, store, file, fmt, nulls, encoding, delimiter)
         )
         if resume and not store.run_log:
             _fail(f"--resume needs the run log, which {store.capabilities.name} cannot keep")
@@ -317,7 +340,7 @@ def load(
                 store.runs(1)  # a foreign table of the run log's name: stop before writing
             columns, rows, inference = _ensure_table(
                 store, table, file, fmt, columns, rows, key_cols, create, nulls, overrides,
-                encoding,
+                encoding, delimiter,
             )  # fmt: skip
         except (BulkError, SourceError) as error:
             _fail(_cli_words(str(error)))
@@ -466,6 +489,7 @@ def _rows_unless_columnar(
     fmt: str | None,
     nulls: tuple[str, ...],
     encoding: str = "utf-8",
+    delimiter: str | None = None,
 ) -> Any:
     """The row reader where the database has no columnar write (DynamoDB): its rows
     would be made again from the batches, one dict at a time."""
@@ -473,20 +497,26 @@ def _rows_unless_columnar(
         return source
     source.close()
     try:
-        return open_source(file, fmt, null=nulls, encoding=encoding)
+        return open_source(file, fmt, null=nulls, encoding=encoding, delimiter=delimiter)
     except SourceError as error:
         _fail(str(error))
 
 
 def _open_input(
-    file: str, fmt: str | None, nulls: tuple[str, ...], encoding: str, *, ragged: bool = True
+    file: str,
+    fmt: str | None,
+    nulls: tuple[str, ...],
+    encoding: str,
+    delimiter: str | None,
+    *,
+    ragged: bool = True,
 ) -> Any:
     """The file as Arrow record batches (pyarrow's readers, then the columnar path)
     where pyarrow reads it; else the row reader (standard input, JSON Lines, text in
     another encoding than UTF-8)."""
-    return open_arrow(file, fmt, null=nulls, ragged=ragged, encoding=encoding) or open_source(
-        file, fmt, null=nulls, encoding=encoding
-    )
+    return open_arrow(
+        file, fmt, null=nulls, ragged=ragged, encoding=encoding, delimiter=delimiter
+    ) or open_source(file, fmt, null=nulls, encoding=encoding, delimiter=delimiter)
 
 
 def _reader_name(source: Any) -> str:
@@ -562,15 +592,20 @@ def _dry_run(
     overrides: dict[str, str],
     as_json: bool,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
 ) -> None:
     try:
         if file == "-":
-            with open_source(file, fmt, null=nulls, encoding=encoding) as source:
+            with open_source(
+                file, fmt, null=nulls, encoding=encoding, delimiter=delimiter
+            ) as source:
                 inference, _ = infer_types(
                     source.columns, source.rows, types=overrides, typed=source.format == "jsonl"
                 )
         else:
-            inference = infer_file(file, fmt, null=nulls, types=overrides, encoding=encoding)
+            inference = infer_file(
+                file, fmt, null=nulls, types=overrides, encoding=encoding, delimiter=delimiter
+            )
     except SourceError as error:
         _fail(str(error))
     _check_overrides(inference, overrides, key)
@@ -843,6 +878,7 @@ def _ensure_table(
     nulls: tuple[str, ...],
     overrides: dict[str, str],
     encoding: str = "utf-8",
+    delimiter: str | None = None,
 ) -> tuple[list[str] | None, Iterator[Any], Inference | None]:
     """Create the table from the file if it is missing (and allowed): its columns and
     types inferred from every row of a file, or from the first rows of stdin."""
@@ -870,7 +906,9 @@ def _ensure_table(
                 columns, rows, INFER_SAMPLE_ROWS, types=overrides, typed=fmt == "jsonl"
             )
         else:
-            inference = infer_file(file, fmt, null=nulls, types=overrides, encoding=encoding)
+            inference = infer_file(
+                file, fmt, null=nulls, types=overrides, encoding=encoding, delimiter=delimiter
+            )
     except SourceError as error:
         raise SourceError(f"reading the file to infer its columns' types: {error}") from error
     _check_overrides(inference, overrides, key)
@@ -1132,6 +1170,7 @@ def _where_option(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--rejects", type=click.Path(dir_okay=False), help="Write rejected rows here.")
 @click.option("--max-rejects", type=click.IntRange(min=0), help="Stop after this many rejects.")
 @encoding_option
+@delimiter_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
 def sync(
@@ -1149,6 +1188,7 @@ def sync(
     rejects: str | None,
     max_rejects: int | None,
     encoding: str,
+    delimiter: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -1164,11 +1204,11 @@ def sync(
     scope = _where_option(where)
     try:
         digest = _file_id(file_digest(file), encoding) if file != "-" else None
-        source = _open_input(file, fmt, (), encoding, ragged=False)
+        source = _open_input(file, fmt, (), encoding, delimiter, ragged=False)
         # JSON Lines: compared on every key the file's objects have (one an object
         # leaves out is NULL), not only on the first object's keys.
         union = (
-            file_columns(file, fmt, encoding=encoding)
+            file_columns(file, fmt, encoding=encoding, delimiter=delimiter)
             if source.columns is None and file != "-"
             else None
         )
@@ -1177,7 +1217,9 @@ def sync(
     report: SyncReport | None = None
     failure: BulkError | SourceError | None = None
     with ExitStack() as held, _open_store(db) as store:
-        source = held.enter_context(_rows_unless_columnar(source, store, file, fmt, (), encoding))
+        source = held.enter_context(
+            _rows_unless_columnar(source, store, file, fmt, (), encoding, delimiter)
+        )
         status = nullcontext() if quiet or as_json else err_console.status(f"sync {table}")
         try:
             with status:

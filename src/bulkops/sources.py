@@ -285,15 +285,16 @@ def infer_file(
     null: Iterable[str] = (),
     types: Mapping[str, str] | None = None,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
 ) -> Inference:
     """Infer a table from every row of the file at ``path`` (read once, then closed), so
     the same rows in any order give the same table. Read by pyarrow where it can
     (``open_arrow``): each batch's distinct texts are judged once, by the same rules."""
-    arrow = open_arrow(path, format, null=null, encoding=encoding)
+    arrow = open_arrow(path, format, null=null, encoding=encoding, delimiter=delimiter)
     if arrow is not None:
         with arrow:
             return _infer_batches(arrow, types)
-    with open_source(path, format, null=null, encoding=encoding) as source:
+    with open_source(path, format, null=null, encoding=encoding, delimiter=delimiter) as source:
         typed = source.format == "jsonl"
         inference, _ = infer_types(source.columns, source.rows, None, types=types, typed=typed)
     return inference
@@ -329,11 +330,13 @@ def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference
     return Inference(columns, inferred, missing, rows, True, _inexact(inferred, states))
 
 
-def file_columns(path: str, format: str | None = None, *, encoding: str = "utf-8") -> list[str]:
+def file_columns(
+    path: str, format: str | None = None, *, encoding: str = "utf-8", delimiter: str | None = None
+) -> list[str]:
     """The columns of the file at ``path``: its header, or for JSON Lines, whose objects
     may each have their own keys, the union of the keys in the order first seen (the
     file is read once for them, then closed)."""
-    with open_source(path, format, encoding=encoding) as source:
+    with open_source(path, format, encoding=encoding, delimiter=delimiter) as source:
         if source.columns is not None:
             return list(source.columns)
         names: dict[str, None] = {}
@@ -480,6 +483,7 @@ def open_source(
     stdin: BinaryIO | None = None,
     null: Iterable[str] = (),
     encoding: str = "utf-8",
+    delimiter: str | None = None,
 ) -> Source:
     """Open ``path`` for streaming.
 
@@ -490,6 +494,9 @@ def open_source(
     format if the archive's does not). ``null``: CSV/TSV spellings of a missing value
     (besides the unquoted empty field), read as None where they stand unquoted.
     ``encoding``: the text's (CSV, TSV, JSON Lines; a UTF-8 byte order mark is skipped).
+    ``delimiter``: CSV/TSV's field separator (default: a comma, a tab for TSV); where it
+    is not given, a header that is one name holding a semicolon, a tab or a bar is
+    refused (``_one_name_header``), not loaded as a single column.
     """
     encoding = text_encoding(encoding)
     from_stdin = path == "-"
@@ -529,8 +536,10 @@ def open_source(
                 columns = None
                 rows = _jsonl_rows(stream, name, encoding)
             else:
-                delimiter = "\t" if fmt == "tsv" else ","
-                columns, rows = _open_csv(stream, name, delimiter, stack, frozenset(null), encoding)
+                separator = delimiter or ("\t" if fmt == "tsv" else ",")
+                columns, rows = _open_csv(stream, name, separator, stack, frozenset(null), encoding)
+                if delimiter is None:
+                    _one_name_header(name, columns)
         except _READ_ERRORS as exc:
             raise _read_error(name, exc) from exc
 
@@ -612,6 +621,7 @@ def open_arrow(
     null: Iterable[str] = (),
     ragged: bool = True,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
 ) -> Source | None:
     """Open the file at ``path`` for the columnar path: a Source whose ``batches`` is a
     ``pyarrow.RecordBatchReader`` read a block at a time (multi-threaded parsing,
@@ -638,7 +648,7 @@ def open_arrow(
     if path == "-" or text_encoding(encoding) not in ("utf-8", "utf-8-sig"):
         return None
     # The row reader checks the file, its format and its header (and their errors).
-    with open_source(path, format, null=null) as first:
+    with open_source(path, format, null=null, delimiter=delimiter) as first:
         fmt, columns = first.format, first.columns
     if fmt == "jsonl" or columns is None:
         return None
@@ -661,7 +671,7 @@ def open_arrow(
                     # threads. A row of the wrong width fails its block instead, and
                     # the row reader takes the file from there (``_csv_batches``).
                     parse_options=pacsv.ParseOptions(
-                        delimiter="\t" if fmt == "tsv" else ",",
+                        delimiter=delimiter or ("\t" if fmt == "tsv" else ","),
                         newlines_in_values=True,
                         ignore_empty_lines=True,
                     ),
@@ -689,7 +699,7 @@ def open_arrow(
         ).start()
         stack.callback(early.stop)
         batches = _csv_batches(
-            early, reader is not None, path, fmt, null, schema, progress, name, ragged
+            early, reader is not None, path, fmt, null, schema, progress, name, ragged, delimiter
         )
         source = Source(
             format=fmt,
@@ -832,6 +842,7 @@ def _csv_batches(
     progress: _ArrowProgress,
     name: str,
     ragged: bool,
+    delimiter: str | None = None,
 ) -> Iterator[Any]:
     """The reader's batches (``early``: ``_clean_batches``, with a null
     ``ROW_SHAPE_COLUMN`` when ``ragged``); from the first batch that pyarrow cannot give
@@ -855,7 +866,7 @@ def _csv_batches(
         # first row not handed out, writes the good rows before the fault and names
         # the line where it is (and rejects a row of the wrong width with its number).
         pass
-    with open_source(path, fmt, null=null) as source:
+    with open_source(path, fmt, null=null, delimiter=delimiter) as source:
         progress.rows = source
         rows = islice(source.rows, done, None)
         number = done
@@ -1186,6 +1197,28 @@ def _check_columns(name: str, columns: list[str], what: str) -> None:
 # (and scanner) on every call. Decimal keeps money exact; parse_constant makes NaN and
 # Infinity Decimals too, so no float slips through.
 _JSON_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+
+
+# Field separators other than the comma that CSV files are written with (a European
+# spreadsheet's CSV uses semicolons, its decimal point being a comma).
+_OTHER_SEPARATORS = (";", "\t", "|")
+
+
+def _one_name_header(name: str, columns: list[str]) -> None:
+    """A header of one name holding another separator is a file read with the wrong
+    one: refused, naming the separator to pass, instead of a table of one column whose
+    rows are then all rejected."""
+    if len(columns) != 1:
+        return
+    for separator in _OTHER_SEPARATORS:
+        if separator in columns[0]:
+            shown = "\\t" if separator == "\t" else separator
+            raise SourceError(
+                f"{name}: the header {columns[0]!r} is one column name holding '{shown}'; "
+                f"if the fields are separated by '{shown}', pass --delimiter '{shown}'"
+                + (" (or --format tsv)" if separator == "\t" else "")
+                + "; --delimiter ',' reads it as one column"
+            )
 
 
 def _jsonl_rows(stream: BinaryIO, name: str, encoding: str = "utf-8") -> Iterator[dict[str, Any]]:

@@ -1,20 +1,24 @@
-"""Files in another text encoding than UTF-8: ``--encoding`` on ``load`` and ``sync``.
+"""Files as spreadsheets write them: ``--encoding`` and ``--delimiter`` on ``load`` and
+``sync``.
 
 Spreadsheets export CSV in the machine's code page (cp1252 on Windows in Western
 Europe and the Americas) and their "Unicode text" as UTF-16 with a byte order mark; a
-UTF-8-only reader refuses both. The data: lifelines' canadian_senators.csv excerpt
+UTF-8-only reader refuses both. Where the decimal point is a comma (most of Europe),
+their CSV separates fields with semicolons. The data: lifelines' canadian_senators.csv excerpt
 (tests/data/README.md), whose names carry accents (Chrétien, Réal).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 import test_real_files
-from test_real_files import cli, select
+from test_real_files import cli, select, table_exists
 
 url = test_real_files.url  # the fixture: a SQLite file, then a PostgreSQL database
 
@@ -26,7 +30,7 @@ def senators() -> str:
 
 
 def rows(url: str, table: str) -> list[tuple[object, ...]]:
-    return select(url, f'SELECT * FROM {table} ORDER BY "Name"')
+    return select(url, f'SELECT * FROM {table} ORDER BY "Name", start_date')
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-16"])
@@ -102,3 +106,66 @@ def test_an_unknown_encoding_is_a_usage_error(tmp_path: Path) -> None:
                      "--encoding", "klingon")  # fmt: skip
         assert result.exit_code == 2
         assert "unknown text encoding 'klingon'" in result.output
+
+
+def semicolons(text: str) -> str:
+    out = io.StringIO()
+    csv.writer(out, delimiter=";", lineterminator="\n").writerows(csv.reader(io.StringIO(text)))
+    return out.getvalue()
+
+
+def test_semicolon_separated_file_loads_with_delimiter(url: str, tmp_path: Path) -> None:
+    text = senators()
+    path = tmp_path / "senators.csv"
+    path.write_text(semicolons(text), encoding="utf-8")
+    # Read with commas, the header is one name: refused, naming the separator, and no
+    # table of one column is made (whose every row would then be rejected).
+    refused = cli("load", str(path), "-t", "senators", "--db", url)
+    assert refused.exit_code == 2, refused.output
+    assert "pass --delimiter ';'" in " ".join(refused.output.split())
+    assert not table_exists(url, "senators")
+    result = cli("load", str(path), "-t", "senators", "--db", url, "--delimiter", ";",
+                 "--key", "Name,start_date", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plain = tmp_path / "plain.csv"
+    plain.write_text(text, encoding="utf-8")
+    loaded = cli("load", str(plain), "-t", "plain", "--db", url, "--key", "Name,start_date", "-q")
+    assert loaded.exit_code == 0, loaded.output
+    got = rows(url, "senators")
+    assert got == rows(url, "plain") and len(got) == 15
+    synced = cli("sync", str(path), "-t", "senators", "--db", url, "--key", "Name,start_date",
+                 "--delimiter", ";", "--json")  # fmt: skip
+    assert synced.exit_code == 0, synced.output
+    assert json.loads(synced.stdout)["unchanged"] == 15
+
+
+@pytest.mark.parametrize("spelling", ["\\t", "tab", "\t"])
+def test_a_tab_delimiter_spelled_as_a_shell_passes_it(tmp_path: Path, spelling: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a\tb\n1\t2\n")
+    url = f"sqlite:///{tmp_path}/t.db"
+    result = cli("load", str(path), "-t", "t", "--db", url, "--delimiter", spelling, "-q")
+    assert result.exit_code == 0, result.output
+    assert select(url, "SELECT a, b FROM t") == [(1, 2)]
+
+
+def test_a_one_column_file_is_loaded_as_one_column(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/o.db"
+    path = tmp_path / "o.csv"
+    path.write_text("word\nfoo\nbar\n")  # no other separator in its header: as before
+    assert cli("load", str(path), "-t", "o", "--db", url, "-q").exit_code == 0
+    path.write_text("a;b\nx;y\n")  # one column on purpose: --delimiter ','
+    result = cli("load", str(path), "-t", "p", "--db", url, "--delimiter", ",", "-q")
+    assert result.exit_code == 0, result.output
+    assert select(url, 'SELECT "a;b" FROM p') == [("x;y",)]
+
+
+@pytest.mark.parametrize("bad", [";;", '"', "", "\n"])
+def test_a_delimiter_must_be_one_plain_character(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id\n1\n")
+    for command in ("load", "sync"):
+        result = cli(command, str(path), "-t", "a", "--db", f"sqlite:///{tmp_path}/a.db",
+                     "--delimiter", bad)  # fmt: skip
+        assert result.exit_code == 2
+        assert "Invalid value for '--delimiter'" in result.output
