@@ -141,3 +141,15 @@ def test_cli_load_into_postgres(pg_url: str, tmp_path: Path) -> None:
         ("price", "text"),
         ("at", "timestamp with time zone"),
     ]
+
+
+def test_a_table_made_since_it_was_looked_for_is_no_case_variant_of_itself(pg_url: str) -> None:
+    # Two `bulkops load`s creating one table at once: the second looked for it before the
+    # first made it, and then its "no such table" listed the new table as a spelling
+    # differing only in case ("did you mean 'race'?"), so the load refused to create
+    # it (seen as an intermittent failure of test_concurrent_create_both_succeed).
+    execute(pg_url, "CREATE TABLE race (id int)", 'CREATE TABLE "Race" (id int)')
+    with bulkops.connect(pg_url, run_log=False) as db:
+        error = db.backend._no_such_table("race")  # type: ignore[attr-defined]
+    assert error.case_variants == ("Race",)
+    assert "did you mean 'Race'?" in str(error)

@@ -1095,12 +1095,16 @@ class PostgresBackend(SharedSQL):
         )
         names = [r[0] for r in self.sql.execute(f"SELECT c.relname {visible} ORDER BY 1 LIMIT 50")]
         # A quoted name keeps its case here ("Artist" from a MySQL or SQLite port): name
-        # the table that differs only in case, the one the caller most likely meant.
+        # the table that differs only in case, the one the caller most likely meant. Not
+        # the table itself: another session may have made it since it was looked for
+        # (two loads creating it at once), and it is no other spelling of itself.
+        name = table.rsplit(".", 1)[-1]
         variants = [
             r[0]
             for r in self.sql.execute(
-                f"SELECT c.relname {visible} AND lower(c.relname) = lower(%s) ORDER BY 1",
-                (table.rsplit(".", 1)[-1],),
+                f"SELECT c.relname {visible} AND lower(c.relname) = lower(%s) "
+                "AND c.relname <> %s ORDER BY 1",
+                (name, name),
             )
         ]
         hint = (
