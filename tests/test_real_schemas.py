@@ -13,7 +13,7 @@
   tables of django-taggit as Django's migrations make them on PostgreSQL,
   PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema,
   optuna's SQLAlchemy models, Pagila's film and language tables, AWL's (DAViCal's)
-  usr and tmp_password tables, and DAViCal's principal table.
+  usr and tmp_password tables, DAViCal's principal table, and Kamailio's rtpproxy table.
 """
 
 from __future__ import annotations
@@ -669,3 +669,32 @@ def test_davical_bit_privileges_of_another_length_are_refused(
     stored = "SELECT principal_id, default_privileges FROM principal ORDER BY 1"
     assert pg_execute(pg_url, stored)[0] == (1, read_write)
     assert all(bits is None for _, bits in pg_execute(pg_url, stored)[1:])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_kamailio_integer_default_of_a_varchar_column(pg_url: str, verb: str, given: str) -> None:
+    # Kamailio's rtpproxy declares `setid VARCHAR(32) DEFAULT 00 NOT NULL`: the
+    # database casts the integer 0 to text when it assigns the default. A row giving
+    # setid (or None, meaning the default) went through COALESCE(setid, 0), which the
+    # server cannot type, and the whole call failed.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "kamailio_standard-create.sql").read_text())
+    pg_execute(pg_url, (DATA / "kamailio_rtpproxy-create.sql").read_text())
+    rows = [
+        {"id": 1, "setid": "1", "url": "udp:192.0.2.10:7722", "flags": 0, "weight": 1},
+        {"id": 2, "setid": None, "url": "udp:192.0.2.11:7722", "flags": 0, "weight": 2},
+        {"id": 3, "setid": "1", "url": "udp:192.0.2.12:7722", "flags": 2**31, "weight": 1},
+    ]
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        report = getattr(db, verb)("rtpproxy", source, on_error="isolate")
+    assert (report.inserted, report.rejected) == (2, 1), report
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column) == (3, 3, "flags")
+    stored = "SELECT id, setid, url, description FROM rtpproxy ORDER BY id"
+    assert pg_execute(pg_url, stored) == [
+        (1, "1", "udp:192.0.2.10:7722", ""),
+        (2, "0", "udp:192.0.2.11:7722", ""),
+    ]

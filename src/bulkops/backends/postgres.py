@@ -1030,8 +1030,11 @@ class PostgresBackend(SharedSQL):
                 )
             elif notnull and default:
                 # A NULL for a NOT NULL column with a default means "use the default"
-                # (as SQLite does for its rowid): the expression comes from the catalog.
-                defaults[name] = default
+                # (as SQLite does for its rowid): the expression comes from the catalog,
+                # cast to the column's type as the database casts a default it assigns
+                # (Kamailio's `setid VARCHAR(32) DEFAULT 00`: COALESCE with a bare 0
+                # cannot be typed).
+                defaults[name] = f"CAST(({default}) AS {formatted})"
             wire = _wire(base, base_kind, base_category, elem, elem_kind)
             if wire.kind == "any":
                 as_text.add(name)
