@@ -13,13 +13,15 @@
   tables of django-taggit as Django's migrations make them on PostgreSQL,
   PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema,
   optuna's SQLAlchemy models, Pagila's film and language tables, AWL's (DAViCal's)
-  usr and tmp_password tables, DAViCal's principal table, and Kamailio's rtpproxy table.
+  usr and tmp_password tables, DAViCal's principal table, and Kamailio's rtpproxy and
+  subscriber tables.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import json
 import sqlite3
 import sys
 from decimal import Decimal
@@ -697,4 +699,59 @@ def test_kamailio_integer_default_of_a_varchar_column(pg_url: str, verb: str, gi
     assert pg_execute(pg_url, stored) == [
         (1, "1", "udp:192.0.2.10:7722", ""),
         (2, "0", "udp:192.0.2.11:7722", ""),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow", "cli"])
+def test_kamailio_sync_rejects_a_value_the_stage_refuses(
+    pg_url: str, tmp_path: Path, given: str
+) -> None:
+    # Kamailio's subscriber keeps passwords in VARCHAR(64). A sync stages the source in
+    # columns typed as the table's, so a longer password failed the staging COPY and
+    # with it the whole sync, even with on_error="isolate", naming no row or key. The
+    # row is rejected (row, key, column, the database's reason), its key kept (the
+    # subscriber is not deleted as missing) and the rest of the sync goes on.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "kamailio_standard-create.sql").read_text())
+    pg_execute(pg_url, (DATA / "kamailio_auth_db-create.sql").read_text())
+    pg_execute(
+        pg_url,
+        "INSERT INTO subscriber (id, username, domain, password) VALUES "
+        "(1, 'alice', 'example.com', 'old'), (2, 'bob', 'example.com', 'old'), "
+        "(9, 'mallory', 'example.com', 'old')",
+    )
+    rows = [
+        {"id": 1, "username": "alice", "domain": "example.com", "password": "n3w"},
+        {"id": 2, "username": "bob", "domain": "example.com", "password": "p" * 65},
+        {"id": 3, "username": "carol", "domain": "example.com", "password": "s3cret"},
+    ]
+    if given == "cli":
+        source = tmp_path / "subscribers.jsonl"
+        source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        result = CliRunner().invoke(
+            main,
+            ["sync", str(source), "-t", "subscriber", "--db", pg_url, "--key", "id",
+             "--delete-missing", "--on-error", "isolate", "--json"],
+        )  # fmt: skip
+        out = json.loads(result.output)
+        counts = tuple(out[k] for k in ("added", "changed", "deleted", "rejected"))
+        (bad,) = [(r["row"], r["key"], r["column"], r["code"]) for r in out["rejections"]]
+    else:
+        with bulkops.connect(pg_url) as db:
+            report = db.sync(
+                "subscriber",
+                rows if given == "dicts" else pa.Table.from_pylist(rows),
+                key="id", delete_missing=True, on_error="isolate",
+            )  # fmt: skip
+        counts = (report.added, report.changed, report.deleted, report.rejected)
+        (rejection,) = report.rejections
+        bad = (rejection.row, rejection.key, rejection.column, rejection.code)
+        assert "value too long for type character varying(64)" in rejection.reason
+    assert counts == (1, 1, 1, 1)
+    assert bad == (2, 2, "password", "22001")
+    assert pg_execute(pg_url, "SELECT id, password FROM subscriber ORDER BY id") == [
+        (1, "n3w"),
+        (2, "old"),
+        (3, "s3cret"),
     ]
