@@ -755,3 +755,35 @@ def test_kamailio_sync_rejects_a_value_the_stage_refuses(
         (2, "old"),
         (3, "s3cret"),
     ]
+
+
+@pytest.mark.postgres
+def test_pagila_upsert_of_some_columns_with_an_insert_trigger(pg_url: str) -> None:
+    # On a table with a BEFORE INSERT trigger, rows that leave out NOT NULL columns are
+    # upserted (the trigger may fill them: a new film without fulltext is inserted),
+    # and where the database still refuses a NULL (a new film without a title) they
+    # update the films that exist, as on any table: film 1's new rate is written, and
+    # only the new film without a title is rejected.
+    pg_execute(pg_url, (DATA / "pagila_film.sql").read_text())
+    pg_execute(
+        pg_url,
+        "INSERT INTO language (language_id, name) VALUES (1, 'English')",
+        "INSERT INTO film (film_id, title, language_id) VALUES (1, 'ACADEMY DINOSAUR', 1)",
+    )
+    with bulkops.connect(pg_url) as db:
+        rate = db.upsert(
+            "film",
+            [{"film_id": 1, "rental_rate": Decimal("0.99")}, {"film_id": 7, "rental_rate": 1}],
+            on_error="isolate",
+        )
+        titled = db.upsert("film", [{"film_id": 2, "title": "ACE GOLDFINGER", "language_id": 1}])
+    assert (rate.updated, rate.rejected) == (1, 1), rate
+    (bad,) = rate.rejections
+    assert (bad.row, bad.key, bad.column) == (2, 7, "title")
+    assert "can only update a row that exists" in bad.reason
+    assert titled.inserted == 1, titled
+    stored = "SELECT film_id, rental_rate, fulltext::text FROM film ORDER BY film_id"
+    assert pg_execute(pg_url, stored) == [
+        (1, Decimal("0.99"), "'academi':1 'dinosaur':2"),
+        (2, Decimal("4.99"), "'ace':1 'goldfing':2"),
+    ]

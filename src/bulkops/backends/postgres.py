@@ -995,10 +995,7 @@ class PostgresBackend(SharedSQL):
             rules, insert_rules = tuple(row[5] or ()), bool(row[6])
             deferred = tuple(sorted(row[7] or ()))
             checks = dict(row[8] or {})
-            # A BEFORE INSERT row trigger may fill a NOT NULL column the rows leave out
-            # (Pagila's film.fulltext, a tsvector kept by tsvector_update_trigger): the
-            # database, not bulkops, says whether the row it inserts has every value.
-            filled_by_trigger = bool(row[9])
+            insert_trigger = bool(row[9])  # (TableSpec.insert_trigger)
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -1053,7 +1050,7 @@ class PostgresBackend(SharedSQL):
                 type=wire.kind,
                 nullable=not notnull,
                 declared=formatted,
-                has_default=bool(has_default) or filled_by_trigger,
+                has_default=bool(has_default),
                 extra_type=extra_type,
                 fold=fold,
             )
@@ -1069,6 +1066,7 @@ class PostgresBackend(SharedSQL):
             columns=columns,
             primary_key=primary,
             unique=unique,
+            insert_trigger=insert_trigger,
             extra={
                 "oids": oids,
                 "defaults": defaults,
