@@ -13,8 +13,8 @@
   tables of django-taggit as Django's migrations make them on PostgreSQL,
   PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema,
   optuna's SQLAlchemy models, Pagila's film and language tables, AWL's (DAViCal's)
-  usr and tmp_password tables, DAViCal's principal table, and Kamailio's rtpproxy and
-  subscriber tables.
+  usr and tmp_password tables, DAViCal's principal table, Kamailio's rtpproxy and
+  subscriber tables, and Tiny Tiny RSS's ttrss_entries table.
 """
 
 from __future__ import annotations
@@ -787,3 +787,36 @@ def test_pagila_upsert_of_some_columns_with_an_insert_trigger(pg_url: str) -> No
         (1, Decimal("0.99"), "'academi':1 'dinosaur':2"),
         (2, Decimal("4.99"), "'ace':1 'goldfing':2"),
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert", "sync"])
+def test_ttrss_bad_tsvector_rejects_its_row(pg_url: str, verb: str, given: str) -> None:
+    # Tiny Tiny RSS keeps each article's search text as a tsvector. The server refuses
+    # a malformed one under the SQLSTATE of a syntax error (42601), which stopped the
+    # whole call as if bulkops' own statement were wrong; it is the row's rejection,
+    # naming its column and the server's reason.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "ttrss_entries.pgsql.sql").read_text())
+    when = dt.datetime(2021, 2, 4, 12, 0)
+
+    def entry(entry_id: int, search: str) -> dict[str, Any]:
+        return {
+            "id": entry_id, "title": f"Post {entry_id}", "guid": f"SHA1:{entry_id}",
+            "link": f"https://example.org/{entry_id}", "updated": when, "content": "<p>Hi</p>",
+            "content_hash": f"SHA1:{entry_id:040d}", "date_entered": when, "date_updated": when,
+            "tsvector_combined": search,
+        }  # fmt: skip
+
+    rows = [entry(1, "'post':1 'hi':2"), entry(2, "'post':1 'hi"), entry(3, "'post':1")]
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        report = getattr(db, verb)("ttrss_entries", source, on_error="isolate")
+    written = report.added if verb == "sync" else report.inserted
+    assert (written, report.rejected) == (2, 1), report
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column, bad.code) == (2, 2, "tsvector_combined", "42601")
+    assert bad.reason == "syntax error in tsvector: \"'post':1 'hi\""
+    stored = "SELECT id, tsvector_combined::text FROM ttrss_entries ORDER BY id"
+    assert pg_execute(pg_url, stored) == [(1, "'hi':2 'post':1"), (3, "'post':1")]

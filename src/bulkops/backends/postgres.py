@@ -2080,6 +2080,11 @@ class PostgresBackend(SharedSQL):
             return ConstraintError(message, code=code, column=column)
         if isinstance(error, psycopg.DataError) or (code or "").startswith("22"):
             return ConversionError(message, code=code, column=column)
+        if code == "42601" and not message.startswith("syntax error at"):
+            # A value its type's input refuses, though under the SQLSTATE of a syntax
+            # error ('syntax error in tsvector: "x"', tt-rss's and Pagila's full-text
+            # columns): the row's, not the statement's (the parser says "at or near").
+            return ConversionError(message, code=code, column=column)
         if isinstance(error, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
             return SchemaError(message, code=code)
         if isinstance(error, psycopg.ProgrammingError) and code is None:
