@@ -14,7 +14,7 @@
   PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema,
   optuna's SQLAlchemy models, Pagila's film and language tables, AWL's (DAViCal's)
   usr and tmp_password tables, DAViCal's principal table, Kamailio's rtpproxy and
-  subscriber tables, and Tiny Tiny RSS's ttrss_entries table.
+  subscriber tables, Tiny Tiny RSS's ttrss_entries table, and Zabbix's items table.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+import random
 import sqlite3
 import sys
 from decimal import Decimal
@@ -820,3 +821,36 @@ def test_ttrss_bad_tsvector_rejects_its_row(pg_url: str, verb: str, given: str) 
     assert bad.reason == "syntax error in tsvector: \"'post':1 'hi\""
     stored = "SELECT id, tsvector_combined::text FROM ttrss_entries ORDER BY id"
     assert pg_execute(pg_url, stored) == [(1, "'hi':2 'post':1"), (3, "'post':1")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert", "sync"])
+def test_zabbix_item_key_too_big_for_its_index_rejects_its_row(
+    pg_url: str, verb: str, given: str
+) -> None:
+    # Zabbix indexes items on (hostid, key_), key_ a VARCHAR(2048). A key of 1,000
+    # CJK characters fits the column but not a btree entry (3,048 bytes, at most 2,704):
+    # the server's refusal (SQLSTATE 54000, a limit) stopped the whole call as if it
+    # were not about a row. It rejects the row, naming the index's columns.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "zabbix_items.pgsql.sql").read_text())
+    chance = random.Random(3)
+    path = "".join(chr(chance.randint(0x4E00, 0x9FFF)) for _ in range(1000))
+    rows = [
+        {"itemid": 1, "hostid": 10084, "name": "CPU load", "key_": "system.cpu.load[all,avg1]"},
+        {"itemid": 2, "hostid": 10084, "name": "Log", "key_": f"log[/var/log/{path}]"},
+        {"itemid": 3, "hostid": 10084, "name": "Memory", "key_": "vm.memory.size[available]"},
+    ]
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        key = {"key": "itemid"} if verb == "sync" else {}
+        report = getattr(db, verb)("items", source, on_error="isolate", **key)
+    written = report.added if verb == "sync" else report.inserted
+    assert (written, report.rejected) == (2, 1), report
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column, bad.code) == (2, 2, "hostid, key_", "54000")
+    assert "exceeds btree version 4 maximum 2704 for index" in bad.reason
+    # (The items' AFTER INSERT trigger sets name_upper.)
+    stored = "SELECT itemid, name_upper FROM items ORDER BY itemid"
+    assert pg_execute(pg_url, stored) == [(1, "CPU LOAD"), (3, "MEMORY")]

@@ -550,7 +550,7 @@ SELECT rel.oid,
      JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
        AND d.refclassid = 'pg_class'::regclass AND d.refobjid = rel.oid AND d.refobjsubid > 0
      JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum = d.refobjsubid
-     WHERE i.indrelid = rel.oid AND i.indisunique AND i.indexprs IS NOT NULL
+     WHERE i.indrelid = rel.oid AND (NOT i.indisunique OR i.indexprs IS NOT NULL)
      GROUP BY x.relname) named),
   EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
           AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7)
@@ -1082,7 +1082,8 @@ class PostgresBackend(SharedSQL):
                 "deferred": deferred,  # qualified names of INITIALLY DEFERRED keys
                 # What a refusal that names no column is about: a CHECK constraint on
                 # one column -> that column; a unique index on expressions (AWL's
-                # lower(username)) -> the columns they use.
+                # lower(username)) -> the columns they use; an index that cannot hold
+                # a value (too big for a btree entry) -> its columns.
                 "checks": checks,
             },
         )
@@ -2079,6 +2080,10 @@ class PostgresBackend(SharedSQL):
         if isinstance(error, psycopg.IntegrityError):
             return ConstraintError(message, code=code, column=column)
         if isinstance(error, psycopg.DataError) or (code or "").startswith("22"):
+            return ConversionError(message, code=code, column=column)
+        if code == "54000" and ("index row" in message or message.startswith("row is too big")):
+            # A value too big for an index entry (Zabbix's items.key_ in items_1) or for
+            # a row: the row's, not the statement's.
             return ConversionError(message, code=code, column=column)
         if code == "42601" and not message.startswith("syntax error at"):
             # A value its type's input refuses, though under the SQLSTATE of a syntax
