@@ -13,13 +13,16 @@
   tables of django-taggit as Django's migrations make them on PostgreSQL,
   PowerDNS's PostgreSQL and SQLite backend schemas, FreeRADIUS's PostgreSQL schema,
   optuna's SQLAlchemy models, Pagila's film and language tables, AWL's (DAViCal's)
-  usr and tmp_password tables, and DAViCal's principal table.
+  usr and tmp_password tables, DAViCal's principal table, Kamailio's rtpproxy and
+  subscriber tables, Tiny Tiny RSS's ttrss_entries table, and Zabbix's items table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import json
+import random
 import sqlite3
 import sys
 from decimal import Decimal
@@ -669,3 +672,185 @@ def test_davical_bit_privileges_of_another_length_are_refused(
     stored = "SELECT principal_id, default_privileges FROM principal ORDER BY 1"
     assert pg_execute(pg_url, stored)[0] == (1, read_write)
     assert all(bits is None for _, bits in pg_execute(pg_url, stored)[1:])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_kamailio_integer_default_of_a_varchar_column(pg_url: str, verb: str, given: str) -> None:
+    # Kamailio's rtpproxy declares `setid VARCHAR(32) DEFAULT 00 NOT NULL`: the
+    # database casts the integer 0 to text when it assigns the default. A row giving
+    # setid (or None, meaning the default) went through COALESCE(setid, 0), which the
+    # server cannot type, and the whole call failed.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "kamailio_standard-create.sql").read_text())
+    pg_execute(pg_url, (DATA / "kamailio_rtpproxy-create.sql").read_text())
+    rows = [
+        {"id": 1, "setid": "1", "url": "udp:192.0.2.10:7722", "flags": 0, "weight": 1},
+        {"id": 2, "setid": None, "url": "udp:192.0.2.11:7722", "flags": 0, "weight": 2},
+        {"id": 3, "setid": "1", "url": "udp:192.0.2.12:7722", "flags": 2**31, "weight": 1},
+    ]
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        report = getattr(db, verb)("rtpproxy", source, on_error="isolate")
+    assert (report.inserted, report.rejected) == (2, 1), report
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column) == (3, 3, "flags")
+    stored = "SELECT id, setid, url, description FROM rtpproxy ORDER BY id"
+    assert pg_execute(pg_url, stored) == [
+        (1, "1", "udp:192.0.2.10:7722", ""),
+        (2, "0", "udp:192.0.2.11:7722", ""),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow", "cli"])
+def test_kamailio_sync_rejects_a_value_the_stage_refuses(
+    pg_url: str, tmp_path: Path, given: str
+) -> None:
+    # Kamailio's subscriber keeps passwords in VARCHAR(64). A sync stages the source in
+    # columns typed as the table's, so a longer password failed the staging COPY and
+    # with it the whole sync, even with on_error="isolate", naming no row or key. The
+    # row is rejected (row, key, column, the database's reason), its key kept (the
+    # subscriber is not deleted as missing) and the rest of the sync goes on.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "kamailio_standard-create.sql").read_text())
+    pg_execute(pg_url, (DATA / "kamailio_auth_db-create.sql").read_text())
+    pg_execute(
+        pg_url,
+        "INSERT INTO subscriber (id, username, domain, password) VALUES "
+        "(1, 'alice', 'example.com', 'old'), (2, 'bob', 'example.com', 'old'), "
+        "(9, 'mallory', 'example.com', 'old')",
+    )
+    rows = [
+        {"id": 1, "username": "alice", "domain": "example.com", "password": "n3w"},
+        {"id": 2, "username": "bob", "domain": "example.com", "password": "p" * 65},
+        {"id": 3, "username": "carol", "domain": "example.com", "password": "s3cret"},
+    ]
+    if given == "cli":
+        source = tmp_path / "subscribers.jsonl"
+        source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        result = CliRunner().invoke(
+            main,
+            ["sync", str(source), "-t", "subscriber", "--db", pg_url, "--key", "id",
+             "--delete-missing", "--on-error", "isolate", "--json"],
+        )  # fmt: skip
+        out = json.loads(result.output)
+        counts = tuple(out[k] for k in ("added", "changed", "deleted", "rejected"))
+        (bad,) = [(r["row"], r["key"], r["column"], r["code"]) for r in out["rejections"]]
+    else:
+        with bulkops.connect(pg_url) as db:
+            report = db.sync(
+                "subscriber",
+                rows if given == "dicts" else pa.Table.from_pylist(rows),
+                key="id", delete_missing=True, on_error="isolate",
+            )  # fmt: skip
+        counts = (report.added, report.changed, report.deleted, report.rejected)
+        (rejection,) = report.rejections
+        bad = (rejection.row, rejection.key, rejection.column, rejection.code)
+        assert "value too long for type character varying(64)" in rejection.reason
+    assert counts == (1, 1, 1, 1)
+    assert bad == (2, 2, "password", "22001")
+    assert pg_execute(pg_url, "SELECT id, password FROM subscriber ORDER BY id") == [
+        (1, "n3w"),
+        (2, "old"),
+        (3, "s3cret"),
+    ]
+
+
+@pytest.mark.postgres
+def test_pagila_upsert_of_some_columns_with_an_insert_trigger(pg_url: str) -> None:
+    # On a table with a BEFORE INSERT trigger, rows that leave out NOT NULL columns are
+    # upserted (the trigger may fill them: a new film without fulltext is inserted),
+    # and where the database still refuses a NULL (a new film without a title) they
+    # update the films that exist, as on any table: film 1's new rate is written, and
+    # only the new film without a title is rejected.
+    pg_execute(pg_url, (DATA / "pagila_film.sql").read_text())
+    pg_execute(
+        pg_url,
+        "INSERT INTO language (language_id, name) VALUES (1, 'English')",
+        "INSERT INTO film (film_id, title, language_id) VALUES (1, 'ACADEMY DINOSAUR', 1)",
+    )
+    with bulkops.connect(pg_url) as db:
+        rate = db.upsert(
+            "film",
+            [{"film_id": 1, "rental_rate": Decimal("0.99")}, {"film_id": 7, "rental_rate": 1}],
+            on_error="isolate",
+        )
+        titled = db.upsert("film", [{"film_id": 2, "title": "ACE GOLDFINGER", "language_id": 1}])
+    assert (rate.updated, rate.rejected) == (1, 1), rate
+    (bad,) = rate.rejections
+    assert (bad.row, bad.key, bad.column) == (2, 7, "title")
+    assert "can only update a row that exists" in bad.reason
+    assert titled.inserted == 1, titled
+    stored = "SELECT film_id, rental_rate, fulltext::text FROM film ORDER BY film_id"
+    assert pg_execute(pg_url, stored) == [
+        (1, Decimal("0.99"), "'academi':1 'dinosaur':2"),
+        (2, Decimal("4.99"), "'ace':1 'goldfing':2"),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert", "sync"])
+def test_ttrss_bad_tsvector_rejects_its_row(pg_url: str, verb: str, given: str) -> None:
+    # Tiny Tiny RSS keeps each article's search text as a tsvector. The server refuses
+    # a malformed one under the SQLSTATE of a syntax error (42601), which stopped the
+    # whole call as if bulkops' own statement were wrong; it is the row's rejection,
+    # naming its column and the server's reason.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "ttrss_entries.pgsql.sql").read_text())
+    when = dt.datetime(2021, 2, 4, 12, 0)
+
+    def entry(entry_id: int, search: str) -> dict[str, Any]:
+        return {
+            "id": entry_id, "title": f"Post {entry_id}", "guid": f"SHA1:{entry_id}",
+            "link": f"https://example.org/{entry_id}", "updated": when, "content": "<p>Hi</p>",
+            "content_hash": f"SHA1:{entry_id:040d}", "date_entered": when, "date_updated": when,
+            "tsvector_combined": search,
+        }  # fmt: skip
+
+    rows = [entry(1, "'post':1 'hi':2"), entry(2, "'post':1 'hi"), entry(3, "'post':1")]
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        report = getattr(db, verb)("ttrss_entries", source, on_error="isolate")
+    written = report.added if verb == "sync" else report.inserted
+    assert (written, report.rejected) == (2, 1), report
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column, bad.code) == (2, 2, "tsvector_combined", "42601")
+    assert bad.reason == "syntax error in tsvector: \"'post':1 'hi\""
+    stored = "SELECT id, tsvector_combined::text FROM ttrss_entries ORDER BY id"
+    assert pg_execute(pg_url, stored) == [(1, "'hi':2 'post':1"), (3, "'post':1")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert", "sync"])
+def test_zabbix_item_key_too_big_for_its_index_rejects_its_row(
+    pg_url: str, verb: str, given: str
+) -> None:
+    # Zabbix indexes items on (hostid, key_), key_ a VARCHAR(2048). A key of 1,000
+    # CJK characters fits the column but not a btree entry (3,048 bytes, at most 2,704):
+    # the server's refusal (SQLSTATE 54000, a limit) stopped the whole call as if it
+    # were not about a row. It rejects the row, naming the index's columns.
+    pa = pytest.importorskip("pyarrow")
+    pg_execute(pg_url, (DATA / "zabbix_items.pgsql.sql").read_text())
+    chance = random.Random(3)
+    path = "".join(chr(chance.randint(0x4E00, 0x9FFF)) for _ in range(1000))
+    rows = [
+        {"itemid": 1, "hostid": 10084, "name": "CPU load", "key_": "system.cpu.load[all,avg1]"},
+        {"itemid": 2, "hostid": 10084, "name": "Log", "key_": f"log[/var/log/{path}]"},
+        {"itemid": 3, "hostid": 10084, "name": "Memory", "key_": "vm.memory.size[available]"},
+    ]
+    with bulkops.connect(pg_url) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        key = {"key": "itemid"} if verb == "sync" else {}
+        report = getattr(db, verb)("items", source, on_error="isolate", **key)
+    written = report.added if verb == "sync" else report.inserted
+    assert (written, report.rejected) == (2, 1), report
+    (bad,) = report.rejections
+    assert (bad.row, bad.key, bad.column, bad.code) == (2, 2, "hostid, key_", "54000")
+    assert "exceeds btree version 4 maximum 2704 for index" in bad.reason
+    # (The items' AFTER INSERT trigger sets name_upper.)
+    stored = "SELECT itemid, name_upper FROM items ORDER BY itemid"
+    assert pg_execute(pg_url, stored) == [(1, "CPU LOAD"), (3, "MEMORY")]

@@ -452,6 +452,7 @@ class ArrowPlanner:
         self.required = [
             not s.nullable
             and not s.has_default
+            and not op.table.insert_trigger
             and op.kind in ("insert", "insert_ignore", "upsert")
             for s in self.specs
         ]

@@ -189,7 +189,7 @@ def normalize_write(
         raise SchemaError("update() needs at least one column to set besides the key")
     # (An upsert's rows that leave such a column out may update the rows that exist:
     # see plan.required_left_out.)
-    if kind in ("insert", "insert_ignore") and item_encoder is None:
+    if kind in ("insert", "insert_ignore") and item_encoder is None and not spec.insert_trigger:
         required = [
             c.name for c in spec.columns.values()
             if not c.nullable and not c.has_default and c.name not in cols

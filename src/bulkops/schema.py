@@ -144,6 +144,10 @@ class TableSpec:
     unique: tuple[tuple[str, ...], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     open: bool = False
+    # A BEFORE INSERT row trigger may fill the NOT NULL columns a row leaves out
+    # (Pagila's film.fulltext, kept by tsvector_update_trigger): which ones it fills,
+    # only the database knows, so it takes or refuses such rows.
+    insert_trigger: bool = False
     # A model's other names for columns (Django's ``user`` for ``user_id``), and what
     # turns one of its rows (an instance, a mapping by those names) into a mapping of
     # columns: set when the table was named by a model (``bulkops.integrations``).

@@ -550,7 +550,7 @@ SELECT rel.oid,
      JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
        AND d.refclassid = 'pg_class'::regclass AND d.refobjid = rel.oid AND d.refobjsubid > 0
      JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum = d.refobjsubid
-     WHERE i.indrelid = rel.oid AND i.indisunique AND i.indexprs IS NOT NULL
+     WHERE i.indrelid = rel.oid AND (NOT i.indisunique OR i.indexprs IS NOT NULL)
      GROUP BY x.relname) named),
   EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
           AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7)
@@ -995,10 +995,7 @@ class PostgresBackend(SharedSQL):
             rules, insert_rules = tuple(row[5] or ()), bool(row[6])
             deferred = tuple(sorted(row[7] or ()))
             checks = dict(row[8] or {})
-            # A BEFORE INSERT row trigger may fill a NOT NULL column the rows leave out
-            # (Pagila's film.fulltext, a tsvector kept by tsvector_update_trigger): the
-            # database, not bulkops, says whether the row it inserts has every value.
-            filled_by_trigger = bool(row[9])
+            insert_trigger = bool(row[9])  # (TableSpec.insert_trigger)
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -1030,8 +1027,11 @@ class PostgresBackend(SharedSQL):
                 )
             elif notnull and default:
                 # A NULL for a NOT NULL column with a default means "use the default"
-                # (as SQLite does for its rowid): the expression comes from the catalog.
-                defaults[name] = default
+                # (as SQLite does for its rowid): the expression comes from the catalog,
+                # cast to the column's type as the database casts a default it assigns
+                # (Kamailio's `setid VARCHAR(32) DEFAULT 00`: COALESCE with a bare 0
+                # cannot be typed).
+                defaults[name] = f"CAST(({default}) AS {formatted})"
             wire = _wire(base, base_kind, base_category, elem, elem_kind)
             if wire.kind == "any":
                 as_text.add(name)
@@ -1050,7 +1050,7 @@ class PostgresBackend(SharedSQL):
                 type=wire.kind,
                 nullable=not notnull,
                 declared=formatted,
-                has_default=bool(has_default) or filled_by_trigger,
+                has_default=bool(has_default),
                 extra_type=extra_type,
                 fold=fold,
             )
@@ -1066,6 +1066,7 @@ class PostgresBackend(SharedSQL):
             columns=columns,
             primary_key=primary,
             unique=unique,
+            insert_trigger=insert_trigger,
             extra={
                 "oids": oids,
                 "defaults": defaults,
@@ -1081,7 +1082,8 @@ class PostgresBackend(SharedSQL):
                 "deferred": deferred,  # qualified names of INITIALLY DEFERRED keys
                 # What a refusal that names no column is about: a CHECK constraint on
                 # one column -> that column; a unique index on expressions (AWL's
-                # lower(username)) -> the columns they use.
+                # lower(username)) -> the columns they use; an index that cannot hold
+                # a value (too big for a btree entry) -> its columns.
                 "checks": checks,
             },
         )
@@ -2082,6 +2084,15 @@ class PostgresBackend(SharedSQL):
         if isinstance(error, psycopg.IntegrityError):
             return ConstraintError(message, code=code, column=column)
         if isinstance(error, psycopg.DataError) or (code or "").startswith("22"):
+            return ConversionError(message, code=code, column=column)
+        if code == "54000" and ("index row" in message or message.startswith("row is too big")):
+            # A value too big for an index entry (Zabbix's items.key_ in items_1) or for
+            # a row: the row's, not the statement's.
+            return ConversionError(message, code=code, column=column)
+        if code == "42601" and not message.startswith("syntax error at"):
+            # A value its type's input refuses, though under the SQLSTATE of a syntax
+            # error ('syntax error in tsvector: "x"', tt-rss's and Pagila's full-text
+            # columns): the row's, not the statement's (the parser says "at or near").
             return ConversionError(message, code=code, column=column)
         if isinstance(error, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
             return SchemaError(message, code=code)

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
+from functools import partial
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal, TypeVar
@@ -41,7 +42,7 @@ from ..backends.base import (
 )
 from ..columnar import arrow_stream, frame_records, is_arrow
 from ..context import Context
-from ..errors import BulkError, ConversionError, SchemaError, TooManyRejectsError
+from ..errors import BulkError, ConversionError, DataError, SchemaError, TooManyRejectsError
 from ..execute import numbered
 from ..jsoncodec import to_json
 from ..normalize import Key, encode_value
@@ -422,6 +423,11 @@ class ArrowRows:
             yield from batch.to_pylist()
 
 
+def _raw_at(raws: Sequence[Any], start: int, position: int) -> Any:
+    """The row as given at source ``position`` (1-based) of a chunk from ``start``."""
+    return raws[position - start - 1]
+
+
 class _SetBasedDiff:
     """The difference computed by a SQL database (``SQLBackend.staged_diff``): the
     source is staged a chunk at a time, the database classifies it against the table,
@@ -532,16 +538,48 @@ class _SetBasedDiff:
             if sync.full_bytes is not None:
                 sync.full_bytes += rows_lines_size(cols, chunk.rows)
             if staged:
-                self._load(staged)
+                self._load(staged, planner, partial(_raw_at, raws, start))
             self.last_position = start + len(raws)
         assert self.diff is not None
         self.diff.staged()
         return digest.hexdigest()
 
-    def _load(self, staged: list[tuple[Any, ...]]) -> None:
+    def _load(
+        self, staged: list[tuple[Any, ...]], planner: ChunkPlanner, raw_at: Callable[[int], Any]
+    ) -> None:
+        """Stage rows (their source positions next to last). A value the database
+        refuses in the stage's typed columns (a bad inet, a text too long for its
+        varchar(n)) fails the whole load: the rows are narrowed down by halves, each
+        in a transaction of its own (the stage keeps what was committed), and the one
+        refused is rejected, naming its row, key and column, as a write would; its key
+        still stands for a row the source has (HELD), so it is not deleted."""
         diff = self.diff
         assert diff is not None
-        self._in_transaction(lambda: diff.stage(staged))
+        try:
+            self._in_transaction(lambda: diff.stage(staged))
+            return
+        except DataError as error:
+            if len(staged) > 1:
+                middle = len(staged) // 2
+                self._load(staged[:middle], planner, raw_at)
+                self._load(staged[middle:], planner, raw_at)
+                return
+            (row,) = staged
+            if row[-1] == HELD:
+                return  # a key the column cannot hold: no row of the table has it
+            width = len(self.sync.key)
+            position = row[-2]
+            values = planner.values_of(raw_at(position))
+            self.sync.reject(
+                Rejection(
+                    row=position, key=planner.key_from_values(values),
+                    reason=error.message, values=values, column=error.column,
+                    code=error.code,
+                )
+            )  # fmt: skip
+            self.staged -= 1
+            held = (*row[:width], *(None,) * (len(row) - width - 2), position, HELD)
+            self._load([held], planner, raw_at)
 
     def _encoded_key(self, rejection: Rejection, codecs: Sequence[Any]) -> tuple[Any, ...] | None:
         key = rejection.key
