@@ -707,3 +707,36 @@ def test_sqlite_binds_arrow_rows_a_slice_at_a_time_as_the_row_path_would(
     ]
     conn.close()
     assert len(raw[1]) == n and raw[0] == raw[1]
+
+
+@pytest.mark.parametrize("kind", ["dicts", "arrow", "pandas"])
+def test_upsert_of_some_columns_updates_the_rows_that_exist(db: bulkops.Store, kind: str) -> None:
+    # A DataFrame of id and price for products whose name is NOT NULL (no default): an
+    # upsert can only update the rows that exist (an INSERT fails on the NOT NULL before
+    # it meets the conflict). Dict rows did; a DataFrame had every row rejected with
+    # "null value in column name", the existing products unchanged.
+    import pandas as pd
+    import pyarrow as pa
+
+    create(
+        db, "priced",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("price", sa.Integer),
+    )  # fmt: skip
+    db.insert("priced", [{"id": 1, "name": "a", "price": 10}, {"id": 3, "name": "c", "price": 30}])
+    given = [{"id": 1, "price": 11}, {"id": 2, "price": 20}, {"id": 3, "price": 30}]
+    rows: Any = {
+        "dicts": given,
+        "arrow": pa.Table.from_pylist(given),
+        "pandas": pd.DataFrame(given),
+    }[kind]
+    report = db.upsert("priced", rows, key="id", on_error="isolate")
+    assert_accounted(report, 3)
+    assert (report.updated, report.unchanged, report.inserted) == (1, 1, 0), report
+    assert [(r.row, r.key, r.column) for r in report.rejections] == [(2, 2, "name")]
+    assert "leaves out 'name' (NOT NULL, no default)" in report.rejections[0].reason
+    assert rows_of(db, "priced") == [
+        {"id": 1, "name": "a", "price": 11},
+        {"id": 3, "name": "c", "price": 30},
+    ]

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from .backends.base import ArrowTarget, Backend, ChunkCounts, ColumnarBackend, WriteOp
-from .plan import ChunkPlanner
+from .plan import ChunkPlanner, write_leaving_out
 from .report import Rejection
 from .schema import (
     COERCERS,
@@ -381,7 +381,7 @@ class ArrowChunk:
         batch = self.batch
         if positions is not None and not _all_of(positions, batch.num_rows):
             batch = batch.take(list(positions))
-        return backend.write_arrow(op, batch)
+        return write_leaving_out(backend, op, lambda chunk_op: backend.write_arrow(chunk_op, batch))
 
 
 def _all_of(positions: Sequence[int], n: int) -> bool:

@@ -262,25 +262,26 @@ def _shape_of(row: tuple[Any, ...]) -> tuple[int, ...]:
 
 
 def _update_existing(
-    backend: Backend, op: WriteOp, rows: Sequence[tuple[Any, ...]], required: list[str]
+    write: Callable[[WriteOp], ChunkCounts], op: WriteOp, required: list[str]
 ) -> ChunkCounts:
     """An upsert of rows that leave out ``required`` columns: an update of the rows
-    that exist; a row whose key is not there cannot be inserted and is refused as a
-    data error (narrowed down to the row by the executor)."""
+    that exist (``write`` sends the rows as the op says); a row whose key is not there
+    cannot be inserted and is refused as a data error (narrowed down to the row by the
+    executor)."""
     why = (
         f"the row leaves out {', '.join(map(repr, required))} (NOT NULL, no default), "
         "so it can only update a row that exists, and no row has its key"
     )
     if not op.set_columns:
         raise ConversionError(why, column=required[0])
-    counts = backend.write(replace(op, kind="update"), rows)
+    counts = write(replace(op, kind="update"))
     if counts.not_found:
         raise ConversionError(why, column=required[0])
     return counts
 
 
 def _upsert_or_update(
-    backend: Backend, op: WriteOp, rows: Sequence[tuple[Any, ...]], required: list[str]
+    backend: Backend, write: Callable[[WriteOp], ChunkCounts], op: WriteOp, required: list[str]
 ) -> ChunkCounts:
     """An upsert of rows that leave out ``required`` columns of a table whose BEFORE
     INSERT trigger may fill them (Pagila's film.fulltext): an upsert, under a
@@ -288,11 +289,31 @@ def _upsert_or_update(
     fills others), an update of the rows that exist (``_update_existing``)."""
     try:
         with backend.savepoint():
-            return backend.write(op, rows)
+            return write(op)
     except DataError as error:
         if error.column not in required:
             raise
-    return _update_existing(backend, op, rows, required)
+    return _update_existing(write, op, required)
+
+
+def write_leaving_out(
+    backend: Backend, op: WriteOp, write: Callable[[WriteOp], ChunkCounts]
+) -> ChunkCounts:
+    """``write(op)``, where an upsert's rows leave out NOT NULL columns without a default
+    (``required_left_out``): then written as an update of the rows that exist, as on
+    both paths (dict rows, and a DataFrame of some of the table's columns)."""
+    required = required_left_out(op)
+    if required and op.table.insert_trigger:
+        return _upsert_or_update(backend, write, op, required)
+    if required:
+        return _update_existing(write, op, required)
+    return write(op)
+
+
+def _rows_writer(
+    backend: Backend, rows: Sequence[tuple[Any, ...]]
+) -> Callable[[WriteOp], ChunkCounts]:
+    return lambda op: backend.write(op, rows)
 
 
 def write_by_shape(
@@ -330,13 +351,7 @@ def write_by_shape(
                 else [(pick(rows[p]),) for p in positions]
             )
         try:
-            required = required_left_out(sub)
-            if required and sub.table.insert_trigger:
-                counts += _upsert_or_update(backend, sub, values, required)
-            elif required:
-                counts += _update_existing(backend, sub, values, required)
-            else:
-                counts += backend.write(sub, values)
+            counts += write_leaving_out(backend, sub, _rows_writer(backend, values))
         except RowFailures as partial:
             counts += partial.counts
             failures += [(positions[j], error) for j, error in partial.failures]
