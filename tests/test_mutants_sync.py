@@ -959,6 +959,22 @@ def test_datetime_and_decimal_columns_are_encoded_without_python_per_value(
         assert hashing.encode_array(odd).to_pylist() == [encode_value(v) for v in odd.to_pylist()]
 
 
+def test_nanoseconds_before_1970_are_floored_as_a_datetimes_are() -> None:
+    """A timestamp with a part below a microsecond before 1970 is the microsecond
+    before it, from Arrow as from the value (a pandas Timestamp in dict rows): a cast
+    truncates toward zero, and dict and Arrow digests of the row then differed."""
+    pd = pytest.importorskip("pandas")
+    nanos = [-1500, 1500, -1000, None, -(10**18) - 1]
+    array = pa.array(nanos, pa.timestamp("ns", "UTC"))
+    expected = [
+        b"\x00" if n is None else encode_value(pd.Timestamp(n, unit="ns", tz="UTC")) for n in nanos
+    ]
+    assert expected[0] == b"\x08" + struct.pack("<q", -2)
+    assert hashing.encode_array(array).to_pylist() == expected
+    naive = pa.array(nanos, pa.timestamp("ns"))
+    assert hashing.encode_array(naive).to_pylist() == expected
+
+
 def test_an_empty_block_of_rows_has_no_hashes() -> None:
     for array in (pa.array(["a", None]), pa.array([1, None]), pa.array([[1], None])):
         column = hashing.array_column(array)
