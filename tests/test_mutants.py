@@ -1076,17 +1076,20 @@ def test_rejects_file_targets(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the mutation-testing setup
 
 
-def test_mutation_testing_runs_only_server_free_tests_over_the_four_modules() -> None:
-    """README, Tests: ``mutmut run`` mutates plan, execute, retry and report and runs
-    only tests that start no server (no fixture that starts PostgreSQL or DynamoDB)."""
+def test_mutation_testing_runs_only_server_free_tests_over_the_pure_modules() -> None:
+    """README, Tests: ``mutmut run`` mutates plan, execute, retry and report and sync's
+    hashing and digests, and runs only tests that start no server (no fixture that
+    starts PostgreSQL or DynamoDB)."""
     import ast
     import tomllib
 
     root = Path(__file__).resolve().parent.parent
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]
     assert sorted(config["only_mutate"]) == [
-        f"src/bulkops/{name}.py" for name in ("execute", "plan", "report", "retry")
+        f"src/bulkops/{name}.py"
+        for name in ("execute", "plan", "report", "retry", "sync/digests", "sync/hashing")
     ]
+    assert "tests/test_mutants_sync.py" in config["pytest_add_cli_args_test_selection"]
     assert (
         "-p" in config["pytest_add_cli_args"]
         and "no:cacheprovider" in (config["pytest_add_cli_args"])

@@ -398,6 +398,24 @@ def test_same_data_in_other_types_is_unchanged(sql_db: bulkops.Store) -> None:
     assert report.up_to_date and report.unchanged == len(rows)
 
 
+def test_syncs_after_one_that_left_the_scope_empty(sql_db: bulkops.Store) -> None:
+    """An empty source (its columns given) leaves digests of no rows: the next syncs
+    compare against them (every row is new), and the deltas written after a delta that
+    took every key are read back in order. Both raised IndexError."""
+    db = sql_db
+    rows = base_rows(6)
+    cols = ["name", "price", "qty"]
+    for first in ([], rows):
+        name = f"digests_{next(_names)}"
+        db.create_table(name, COLUMNS, key="id")
+        steps = [first, [], rows[:3], rows[:4], rows[1:2]]
+        expected = [(len(first), 0, 0), (0, 0, len(first)), (3, 0, 0), (1, 0, 0), (0, 0, 3)]
+        for source, counts in zip(steps, expected, strict=True):
+            report = db.sync(name, source, key="id", columns=cols, delete_missing=True)
+            assert (report.added, report.changed, report.deleted) == counts
+            assert contents(db, name, range(1, 7)) == normal(source)
+
+
 def test_tuples_and_dicts_share_the_digests(sql_db: bulkops.Store) -> None:
     db = sql_db
     rows = base_rows()

@@ -171,10 +171,9 @@ class RowDigests:
         if self._key_index is None:
             key_index = index
         else:
-            inside = index < n
-            key_index = np.where(
-                inside, self._key_index[np.where(inside, index, 0)], index - n + len(mine)
-            )
+            inside = index < n  # (none where this state is empty: its deltas took all)
+            key_index = index - n + len(mine)
+            key_index[inside] = self._key_index[index[inside]]
         chunks = mine.chunks if isinstance(mine, pa.ChunkedArray) else [mine]
         keys = pa.chunked_array([*chunks, delta.keys], pa.binary())
         return RowDigests(keys, both_hashes[index], both_digests[index], key_index)

@@ -976,12 +976,14 @@ class _DigestDiff:
         self.seen[found_index[found & ~valid]] = True
         rows = np.nonzero(keep)[0]
         idx, here = found_index[rows], found[rows]
-        repeat = here & self.seen[idx]
+        # (where the scope held no rows, there is no index to read: all are new)
+        none = np.zeros(len(rows), dtype=bool)
+        repeat = here & self.seen[idx] if len(state) else none
         new = rows[~here]
         repeat_new = np.array([int(kh[i]) in self.added for i in new], dtype=bool)
         self.added.update(int(kh[i]) for i in new)
         self.seen[idx[here]] = True
-        same = here & (state.digests[idx] == hashed.digests[rows])
+        same = here & (state.digests[idx] == hashed.digests[rows]) if len(state) else none
         changed = here & ~same & ~repeat
         if changed.any():
             self._same_keys_as_state(hashed.keys, rows[changed], idx[changed])

@@ -568,8 +568,12 @@ def array_column(array: Any, *, fallback: bool = True) -> Encoded | None:
     elif pa.types.is_fixed_size_binary(kind):
         encoded = _sized_array(7, array.cast(pa.binary()))
     elif pa.types.is_timestamp(kind):
-        micros = array.cast(pa.timestamp("us", kind.tz), safe=False)
-        encoded = _fixed(8, micros.cast(pa.int64()).fill_null(0).to_numpy(), 8)
+        if kind.unit == "ns":  # floored to microseconds, as a datetime is (a cast truncates)
+            nanos = array.cast(pa.int64()).fill_null(0).to_numpy()
+            encoded = _fixed(8, np.floor_divide(nanos, 1000), 8)
+        else:
+            micros = array.cast(pa.timestamp("us", kind.tz), safe=False)
+            encoded = _fixed(8, micros.cast(pa.int64()).fill_null(0).to_numpy(), 8)
     elif pa.types.is_date(kind):
         days = array.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy()
         encoded = _fixed(9, days, 4)
