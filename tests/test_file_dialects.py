@@ -169,3 +169,36 @@ def test_a_delimiter_must_be_one_plain_character(tmp_path: Path, bad: str) -> No
                      "--delimiter", bad)  # fmt: skip
         assert result.exit_code == 2
         assert "Invalid value for '--delimiter'" in result.output
+
+
+def test_a_resumed_load_knows_the_file_by_its_bytes_and_encoding(tmp_path: Path) -> None:
+    # The run log names the input a resume must match: the same bytes read in another
+    # encoding are other rows, so the encoding is part of it (UTF-8: the digest alone,
+    # as before).
+    path = tmp_path / "prices.csv"
+    path.write_bytes("id,currency\n1,\u20ac\n".encode("cp1252"))
+    url = f"sqlite:///{tmp_path}/r.db"
+    for table, encoding in (("a", "cp1252"), ("b", "latin-1")):
+        result = cli("load", str(path), "-t", table, "--db", url, "--encoding", encoding, "-q")
+        assert result.exit_code == 0, result.output
+    utf8 = tmp_path / "plain.csv"
+    utf8.write_text("id\n1\n")
+    assert cli("load", str(utf8), "-t", "c", "--db", url, "-q").exit_code == 0
+    runs = json.loads(cli("runs", "--db", url, "--json").stdout)
+    sources = {run["table"]: run["source"] for run in runs}
+    assert sources["a"].endswith(";encoding=cp1252")
+    assert sources["b"].endswith(";encoding=iso8859-1")
+    assert sources["a"].split(";")[0] == sources["b"].split(";")[0]
+    assert ";" not in sources["c"] and sources["c"].startswith("sha256:")
+
+
+@pytest.mark.parametrize("separator", [";", "|", "\t"])
+def test_a_one_name_header_holding_a_separator_is_refused(tmp_path: Path, separator: str) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text(f"id{separator}name\n1{separator}a\n")
+    url = f"sqlite:///{tmp_path}/s.db"
+    result = cli("load", str(path), "-t", "s", "--db", url)
+    assert result.exit_code == 2, result.output
+    shown = "\\t" if separator == "\t" else separator
+    assert f"pass --delimiter '{shown}'" in result.output
+    assert not table_exists(url, "s")
