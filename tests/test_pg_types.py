@@ -732,3 +732,65 @@ def test_dataframe_read_from_postgresql_writes_back(pg_url: str) -> None:
     assert execute(pg_url, "SELECT * FROM docs_copy ORDER BY id") == execute(
         pg_url, "SELECT * FROM docs ORDER BY id"
     )
+
+
+def test_timestamp_precision_refuses_a_finer_value(pg_url: str, tmp_path: Any) -> None:
+    # timestamp(0) / timestamptz(3) round a finer value without a word (binary COPY
+    # too), as numeric(p, s) does: bulkops refuses the row instead, on every path (dicts,
+    # a CSV through the CLI, Arrow, pandas, upsert), naming the column. Values that fit
+    # (and NULL) are stored exactly; before 1970 too.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    execute(pg_url, "CREATE TABLE shifts (id int PRIMARY KEY, at timestamp(0), atz timestamptz(3))")
+    fine, finer = dt.datetime(2024, 1, 1, 12), dt.datetime(2024, 1, 1, 12, 0, 0, 500000)
+    milli = dt.datetime(2024, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    rows = [
+        {"id": 1, "at": fine, "atz": milli},
+        {"id": 2, "at": finer, "atz": None},
+        {"id": 3, "at": None, "atz": milli + dt.timedelta(microseconds=400)},
+        {"id": 4, "at": "1960-01-01 00:00:00.25", "atz": None},
+        {"id": 5, "at": "1960-01-01 00:00:01", "atz": None},
+    ]
+    frame = pd.DataFrame(
+        {"id": [11, 12], "at": pd.to_datetime(["2024-01-01 00:00:00.5", "2024-01-01 00:00:00.0"])}
+    )
+    arrow = pa.table(
+        {
+            "id": [21, 22],
+            "atz": pa.array(
+                [milli, milli + dt.timedelta(microseconds=1)], pa.timestamp("us", "UTC")
+            ),
+        }
+    )
+    csv = tmp_path / "shifts.csv"
+    csv.write_text("id,at\n31,2024-01-01 00:00:00\n32,1969-12-31 23:59:59.9\n")
+    with bulkops.connect(pg_url) as db:
+        got = {}
+        for name, source in (("dicts", rows), ("frame", frame), ("arrow", arrow)):
+            report = db.insert("shifts", source, on_error="isolate")
+            got[name] = sorted((r.key, r.column) for r in report.rejections)
+            assert all("would be rounded" in r.reason for r in report.rejections)
+        assert got == {
+            "dicts": [(2, "at"), (3, "atz"), (4, "at")],
+            "frame": [(11, "at")],
+            "arrow": [(22, "atz")],
+        }
+        report = db.upsert("shifts", [{"id": 1, "at": finer}], on_error="isolate")
+        assert (report.rejected, report.rejections[0].column) == (1, "at")
+        result = CliRunner().invoke(
+            main,
+            ["load", str(csv), "-t", "shifts", "--db", pg_url, "--json", "--on-error", "isolate"],
+        )
+        assert '"rejected": 1' in result.output, result.output
+    stored = execute(pg_url, "SELECT id, at::text, atz::text FROM shifts ORDER BY id")
+    assert stored == [
+        (1, "2024-01-01 12:00:00", "2024-01-01 12:00:00.123+00"),
+        (5, "1960-01-01 00:00:01", None),
+        (12, "2024-01-01 00:00:00", None),
+        (21, None, "2024-01-01 12:00:00.123+00"),
+        (31, "2024-01-01 00:00:00", None),
+    ]

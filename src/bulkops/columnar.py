@@ -37,6 +37,7 @@ from .schema import (
     ColumnSpec,
     decimal_fits,
     json_dumps,
+    too_fine,
 )
 
 __all__ = [
@@ -482,6 +483,8 @@ class ArrowPlanner:
             column = self._coerce(source.column(name), spec, target, typ)
             if target.digits is not None:
                 column = self._within_digits(column, spec, target.digits)
+            if target.fraction_digits is not None:
+                column = _within_fraction(column, spec, target.fraction_digits)
             masks = []
             if column.bad is not None:
                 masks.append(column.bad)
@@ -1304,6 +1307,34 @@ def _compute() -> Any:
     import pyarrow.compute
 
     return pyarrow.compute
+
+
+def _within_fraction(column: _Column, spec: ColumnSpec, digits: int) -> _Column:
+    """A datetime column that keeps ``digits`` digits of a second
+    (``ArrowTarget.fraction_digits``): a value with a finer part is refused (the
+    database would round it), as the row path's codec refuses it."""
+    pa = _pyarrow()
+    pc = _compute()
+    values = column.values
+    if not pa.types.is_timestamp(values.type) or values.null_count == len(values):
+        return column
+    micros = values.cast(pa.int64()).fill_null(0)
+    unit = pa.scalar(10 ** (6 - digits), pa.int64())
+    # (integer division truncates: a remainder is nonzero before 1970 too)
+    finer = pc.not_equal(pc.subtract(micros, pc.multiply(pc.divide(micros, unit), unit)), 0)
+    if column.bad is not None:
+        finer = pc.and_(finer, pc.invert(column.bad))
+    if not pc.any(finer).as_py():
+        return column
+    declared = spec.declared or f"timestamp({digits})"
+    values = pc.if_else(finer, pa.scalar(None, values.type), values)
+    earlier = column.reasons or _generic
+    bad = finer if column.bad is None else pc.or_(column.bad, finer)
+    return _Column(
+        values,
+        bad,
+        lambda i: too_fine(column.values[i].as_py(), declared) if finer[i].as_py() else earlier(i),
+    )
 
 
 def _none_if_clean(mask: Any) -> Any:

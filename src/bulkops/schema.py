@@ -761,6 +761,29 @@ def decimal_checker(
     return check
 
 
+def too_fine(value: Any, declared: str) -> str:
+    """Why a datetime with a finer fraction of a second than its column keeps is refused."""
+    return (
+        f"{value} has a finer fraction of a second than the column keeps; the column is "
+        f"{declared} (the value would be rounded)"
+    )
+
+
+def fraction_checker(digits: int, declared: str) -> Callable[[Any], Any]:
+    """For a datetime column that keeps ``digits`` (fewer than six) digits of a second
+    (``declared``: PostgreSQL's ``timestamp(0)``, which rounds a finer value without a
+    word): the value as it is, or ValueError saying why. bulkops never rounds a value
+    to fit."""
+    unit = 10 ** (6 - digits)
+
+    def check(value: Any) -> Any:
+        if value.microsecond % unit:
+            raise ValueError(too_fine(value, declared))
+        return value
+
+    return check
+
+
 # ------------------------------------------------------------------ fast row encoding
 
 

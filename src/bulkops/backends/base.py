@@ -405,7 +405,9 @@ class ArrowTarget:
     that keeps every value of at most this many significant digits, and a longer one
     only where the row path's codec takes it (SQLite's NUMERIC, stored as REAL): the
     columnar path runs that codec on the longer values, so a value it refuses is one
-    rejected row, not a failed write.
+    rejected row, not a failed write. ``fraction_digits``: a datetime column that keeps
+    fewer than six digits of a second (PostgreSQL's ``timestamp(0)``), which would
+    round a finer value: such a value is refused.
     """
 
     kind: str
@@ -418,6 +420,7 @@ class ArrowTarget:
     nan: bool = True
     binary: bool = True
     digits: int | None = None
+    fraction_digits: int | None = None
 
 
 @runtime_checkable

@@ -58,6 +58,7 @@ from ..schema import (
     datetime_from_text,
     decimal_checker,
     decimal_from_text,
+    fraction_checker,
     int_from_text,
     json_dumps,
     missing_nan,
@@ -387,7 +388,11 @@ def _codec(column: ColumnSpec) -> ColumnCodec:
     if kind == "date":
         return ColumnCodec(frozenset({dt.date, NoneType}), coercer("date"))
     if kind == "datetime":
-        adapt = _aware if declared == "timestamptz" else _naive
+        adapt: Callable[[Any], Any] = _aware if declared == "timestamptz" else _naive
+        digits = _fraction_digits(column)
+        if digits is not None:
+            # timestamp(p) rounds a finer value without a word (binary COPY too).
+            adapt = adapted(adapt, fraction_checker(digits, column.declared))
         return ColumnCodec(
             frozenset({NoneType}),
             coercer("datetime", adapt),
@@ -405,6 +410,16 @@ def _any(value: Any) -> Any:
 
 
 _PRECISION = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+_FRACTION = re.compile(r"^timestamp\((\d)\)")
+
+
+def _fraction_digits(column: ColumnSpec) -> int | None:
+    """The digits of a second a ``timestamp(p)`` column keeps, where fewer than six."""
+    found = _FRACTION.match(column.declared)
+    digits = None if found is None else int(found.group(1))
+    return digits if digits is not None and digits < 6 else None
+
+
 # Types whose binary COPY form the columnar path writes from Arrow (pgpq's encoders);
 # the receive functions of varchar and bpchar read text's form.
 _ARROW_BINARY = {
@@ -442,7 +457,11 @@ def _arrow_target(column: ColumnSpec) -> ArrowTarget:
             kind, max_length=int(size.group(1)), blank_padded=column.extra_type == "bpchar"
         )
     if kind == "datetime":
-        return ArrowTarget(kind, timezone="utc" if column.extra_type == "timestamptz" else "naive")
+        return ArrowTarget(
+            kind,
+            timezone="utc" if column.extra_type == "timestamptz" else "naive",
+            fraction_digits=_fraction_digits(column),
+        )
     return ArrowTarget(kind, bits=bits)
 
 
