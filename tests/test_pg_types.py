@@ -794,3 +794,31 @@ def test_timestamp_precision_refuses_a_finer_value(pg_url: str, tmp_path: Any) -
         (21, None, "2024-01-01 12:00:00.123+00"),
         (31, "2024-01-01 00:00:00", None),
     ]
+
+
+def test_time_precision_refuses_a_finer_value(pg_url: str) -> None:
+    # time(0) rounds 12:00:00.5 up to 12:00:01 without a word, as timestamp(0) does; a
+    # time column travels as text, so the check reads times given as text too.
+    pa = pytest.importorskip("pyarrow")
+    execute(pg_url, "CREATE TABLE slots (id int PRIMARY KEY, t time(0), tz time(2) with time zone)")
+    rows = [
+        {"id": 1, "t": dt.time(12, 0, 0, 500000), "tz": None},
+        {"id": 2, "t": "12:00:00.5", "tz": None},
+        {"id": 3, "t": "12:00:01", "tz": "12:00:00.25+02"},
+        {"id": 4, "t": None, "tz": dt.time(12, 0, 0, 125000, tzinfo=PLUS2)},
+    ]
+    arrow = pa.table(
+        {"id": [11, 12], "t": pa.array([dt.time(1), dt.time(1, 0, 0, 1)], pa.time64("us"))}
+    )
+    with bulkops.connect(pg_url) as db:
+        report = db.insert("slots", rows, on_error="isolate")
+        assert sorted((r.key, r.column) for r in report.rejections) == [
+            (1, "t"),
+            (2, "t"),
+            (4, "tz"),
+        ]
+        assert all("would be rounded" in r.reason for r in report.rejections)
+        report = db.insert("slots", arrow, on_error="isolate")
+        assert [(r.key, r.column) for r in report.rejections] == [(12, "t")]
+    stored = execute(pg_url, "SELECT id, t::text, tz::text FROM slots ORDER BY id")
+    assert stored == [(3, "12:00:01", "12:00:00.25+02"), (11, "01:00:00", None)]

@@ -770,10 +770,10 @@ def too_fine(value: Any, declared: str) -> str:
 
 
 def fraction_checker(digits: int, declared: str) -> Callable[[Any], Any]:
-    """For a datetime column that keeps ``digits`` (fewer than six) digits of a second
-    (``declared``: PostgreSQL's ``timestamp(0)``, which rounds a finer value without a
-    word): the value as it is, or ValueError saying why. bulkops never rounds a value
-    to fit."""
+    """For a datetime or time column that keeps ``digits`` (fewer than six) digits of a
+    second (``declared``: PostgreSQL's ``timestamp(0)`` or ``time(0)``, which round a
+    finer value without a word): the value as it is, or ValueError saying why. bulkops
+    never rounds a value to fit."""
     unit = 10 ** (6 - digits)
 
     def check(value: Any) -> Any:

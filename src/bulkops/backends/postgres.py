@@ -312,6 +312,20 @@ def _text_codec(column: ColumnSpec) -> ColumnCodec:
             return encode(value)
 
         return ColumnCodec(frozenset({str, NoneType}), encode_array)
+    digits = _fraction_digits(column)
+    if digits is not None:  # time(p): rounds a finer value, as timestamp(p) does
+        fits = fraction_checker(digits, declared)
+
+        def encode_fitting(value: Any) -> Any:
+            checked = value
+            if isinstance(value, str):
+                with suppress(ValueError):
+                    checked = dt.time.fromisoformat(value.strip())
+            if isinstance(checked, dt.time | dt.datetime):
+                fits(checked)
+            return encode(value)
+
+        return ColumnCodec(frozenset({NoneType}), encode_fitting)
     return ColumnCodec(frozenset({str, NoneType}), encode)
 
 
@@ -410,11 +424,12 @@ def _any(value: Any) -> Any:
 
 
 _PRECISION = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
-_FRACTION = re.compile(r"^timestamp\((\d)\)")
+_FRACTION = re.compile(r"^(?:timestamp|time)\((\d)\)")
 
 
 def _fraction_digits(column: ColumnSpec) -> int | None:
-    """The digits of a second a ``timestamp(p)`` column keeps, where fewer than six."""
+    """The digits of a second a ``timestamp(p)`` or ``time(p)`` column keeps, where
+    fewer than six."""
     found = _FRACTION.match(column.declared)
     digits = None if found is None else int(found.group(1))
     return digits if digits is not None and digits < 6 else None
