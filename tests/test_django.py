@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -39,6 +40,7 @@ if not settings.configured:
 
 from django.db import connections, transaction  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
 import bulkops  # noqa: E402
 import django_shop as shop_app  # noqa: E402
@@ -556,3 +558,57 @@ def test_db_default_fields_are_left_to_the_database(alias: str, django_db_blocke
         finally:
             with connection.schema_editor() as editor:
                 editor.delete_model(Job)
+
+
+class Ticket(models.Model):
+    ref = models.UUIDField(default=uuid.uuid4, unique=True)
+    title = models.CharField(max_length=40)
+    state = models.CharField(max_length=10, default="open")
+    meta = models.JSONField(default=dict)
+    opened = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(auto_now_add=True)
+    closed = models.DateTimeField(null=True, default=timezone.now)
+
+    class Meta:
+        app_label = "shop"
+
+
+def test_an_inserted_mapping_takes_the_fields_python_defaults(
+    alias: str, django_db_blocker: Any
+) -> None:
+    # A mapping that leaves out fields with a Python default (default=uuid.uuid4,
+    # timezone.now, dict, "open") or auto_now_add is written as Model(**row) then
+    # bulk_create would write it. Before, each such row was refused: the columns are
+    # NOT NULL, and Django puts no default in the database. A None given stays NULL;
+    # an upsert's mapping leaves what it omits as it is.
+    with django_db_blocker.unblock():
+        connection = connections[alias]
+        with connection.schema_editor() as editor:
+            editor.create_model(Ticket)
+        try:
+            db = bulkops.connect(connection)
+            before = timezone.now()
+            report = db.insert(
+                Ticket, [{"title": "a"}, {"title": "b", "state": "held", "closed": None}]
+            )
+            assert (report.inserted, report.rejected) == (2, 0)
+            Ticket.objects.using(alias).bulk_create([Ticket(title="c")])
+            tickets = {t.title: t for t in Ticket.objects.using(alias)}
+            assert {n: t.state for n, t in tickets.items()} == {
+                "a": "open",
+                "b": "held",
+                "c": "open",
+            }
+            assert {n: t.meta for n, t in tickets.items()} == {"a": {}, "b": {}, "c": {}}
+            assert len({t.ref for t in tickets.values()}) == 3
+            for t in tickets.values():
+                assert isinstance(t.ref, uuid.UUID)
+                assert t.opened >= before and t.created >= before
+            assert tickets["a"].closed is not None and tickets["b"].closed is None
+            report = db.upsert(Ticket, [{"ref": tickets["b"].ref, "title": "b2"}], key="ref")
+            assert report.updated == 1
+            again = Ticket.objects.using(alias).get(ref=tickets["b"].ref)
+            assert (again.title, again.state, again.closed) == ("b2", "held", None)
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Ticket)

@@ -109,6 +109,23 @@ def django_model_table(model: Any) -> ModelTable | None:
     def mapping_row(row: dict[str, Any]) -> Any:
         return convert(row, False)
 
+    # What an insert's mapping leaves out takes the field's Python default, as a new
+    # instance does (``Model(**row)``, then ``bulk_create``): a ``default=`` value or
+    # callable (``timezone.now``, ``uuid.uuid4``, ``dict``), and an auto_now field the
+    # time now. A None given stays NULL.
+    defaulted = [
+        f for f in fields if f.has_default() and f.column not in db_defaulted and f is not auto
+    ]
+
+    def mapping_defaults(row: dict[str, Any]) -> dict[str, Any]:
+        for f in defaulted:
+            if f.column not in row:
+                row[f.column] = f.get_default()
+        for f in stamped:  # auto_now / auto_now_add: the time now, as save() sets it
+            if f.column not in row:
+                row[f.column] = f.pre_save(_Stamped(), add=True)
+        return row
+
     return ModelTable(
         name=meta.db_table,
         model=model,
@@ -121,7 +138,12 @@ def django_model_table(model: Any) -> ModelTable | None:
         assigned=frozenset({auto.column}) if auto is not None else frozenset(),
         durations=frozenset(f.column for f in fields if f.get_internal_type() == "DurationField"),
         utc_datetimes=frozenset(f.column for f in fields if zoned and isinstance(f, DateTimeField)),
+        mapping_defaults=mapping_defaults if defaulted or stamped else None,
     )
+
+
+class _Stamped:
+    """What an auto_now field's ``pre_save`` sets its time on, for a mapping's row."""
 
 
 def _message(error: Exception) -> str:
