@@ -401,6 +401,35 @@ def test_citext_keys_of_one_call_are_one_row(pg_url: str) -> None:
     assert execute(pg_url, "SELECT email::text, name FROM users") == [("ann@example.org", "D")]
 
 
+@pytest.mark.parametrize("given", ["dicts", "arrow"])
+@pytest.mark.parametrize("verb", ["insert", "upsert"])
+def test_not_null_domain_refusals_name_the_column(pg_url: str, verb: str, given: str) -> None:
+    # A column of a NOT NULL domain is staged as the domain's base type (the domain
+    # is applied as the row is written): its refusal names the domain, not the
+    # column, and is traced back to the column the row leaves NULL (or, for the
+    # domain's CHECK, gives a value), by the domain's name where two columns could be.
+    pa = pytest.importorskip("pyarrow")
+    execute(
+        pg_url,
+        'CREATE DOMAIN "Flag" boolean NOT NULL',
+        "CREATE DOMAIN positive integer NOT NULL CHECK (VALUE > 0)",
+        'CREATE TABLE flags (id int PRIMARY KEY, a "Flag", b "Flag", n positive)',
+    )
+    rows = [
+        {"id": 1, "a": True, "b": False, "n": 1},
+        {"id": 2, "a": None, "b": False, "n": 1},
+        {"id": 3, "a": True, "b": None, "n": 1},
+        {"id": 4, "a": True, "b": True, "n": 0},
+        {"id": 5, "a": True, "b": True, "n": None},
+    ]
+    with bulkops.connect(pg_url, run_log=False) as db:
+        source = rows if given == "dicts" else pa.Table.from_pylist(rows)
+        report = getattr(db, verb)("flags", source, on_error="isolate")
+    assert report.inserted == 1, report
+    named = [(r.key, r.column, r.code) for r in report.rejections]
+    assert named == [(2, "a", "23502"), (3, "b", "23502"), (4, "n", "23514"), (5, "n", "23502")]
+
+
 # ----------------------------------------------------------- a real schema's shapes
 
 PAGILA = [
