@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import bulkops
-from conftest import pg_execute
+from conftest import assert_accounted, pg_execute
 
 pytestmark = pytest.mark.postgres
 
@@ -73,3 +73,34 @@ def test_missing_rows_of_a_table_with_a_not_null_domain_are_deleted(pg_url: str,
         assert (report.added, report.changed, report.deleted, report.unchanged) == (0, 0, 1, 2)
     left = 2 if verb == "sync" else 3
     assert pg_execute(pg_url, "SELECT count(*) FROM person.stateprovince") == [(left,)]
+
+
+def test_char_keys_that_differ_in_trailing_spaces_are_one_key(pg_url: str) -> None:
+    # Culture.CultureID is char(6): PostgreSQL pads "en" to "en    " and compares the
+    # two as equal. get_many reads the key back padded; a sync whose source spells
+    # it so (or unpadded, after a padded one) is the same row. Compared by digests
+    # "en    " was a new key and "en" a missing one, and deleting "en" deleted the
+    # row. In one call the two are one key (the last wins), where an Arrow upsert
+    # stopped at "ON CONFLICT DO UPDATE command cannot affect row a second time".
+    pa = pytest.importorskip("pyarrow")
+    _adventureworks(pg_url)
+    cultures = [{"cultureid": "en", "name": "English"}, {"cultureid": "fr", "name": "French"}]
+    with bulkops.connect(pg_url, run_log=False) as db:
+        db.sync("production.culture", cultures, delete_missing=True)
+        cultures[1]["name"] = "Français"
+        db.sync("production.culture", cultures, delete_missing=True)
+        found = db.get_many("production.culture", ["en", "fr"], columns=["cultureid", "name"])
+        padded = list(found.values())
+        assert [c["cultureid"] for c in padded] == ["en    ", "fr    "]
+        report = db.sync("production.culture", padded, delete_missing=True)
+        assert (report.added, report.changed, report.deleted, report.unchanged) == (0, 0, 0, 2)
+        assert pg_execute(pg_url, "SELECT count(*) FROM production.culture") == [(2,)]
+        twice = [{"cultureid": "ar", "name": "Arabic"}, {"cultureid": "ar    ", "name": "Ar"}]
+        for source in (twice, pa.Table.from_pylist(twice)):
+            report = db.upsert("production.culture", source)
+            assert_accounted(report, 2)
+            assert report.duplicates == 1, report
+        report = db.insert("production.culture", twice, on_conflict="ignore")
+        assert (report.ignored, report.duplicates) == (1, 1), report
+    stored = pg_execute(pg_url, "SELECT cultureid, name FROM production.culture ORDER BY 1")
+    assert stored == [("ar    ", "Ar"), ("en    ", "English"), ("fr    ", "Français")]

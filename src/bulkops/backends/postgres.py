@@ -474,7 +474,8 @@ def _sequence_name(name: str) -> str:
 # the type under it): oid, name, typtype, category; for arrays the element's base
 # type: oid, name, typtype, formatted; whether the (element) type has an equality
 # (a default btree or hash operator class), and how equality on the column folds
-# text (ColumnSpec.fold: citext's lower(), a nondeterministic collation's).
+# text (ColumnSpec.fold: citext's lower(), a nondeterministic collation's, char(n)'s
+# trailing spaces, which its equality ignores).
 # Then the unique indexes, whether sync state is kept, partitioned, the INSERT and
 # UPDATE rules, the INITIALLY DEFERRED keys of the table and of the foreign keys that
 # point at it (Django makes every foreign key so), and the column of each CHECK
@@ -499,6 +500,7 @@ SELECT rel.oid,
             CASE WHEN b.typname = 'citext' THEN 'lower'
                  WHEN EXISTS (SELECT 1 FROM pg_collation co WHERE co.oid = a.attcollation
                               AND NOT co.collisdeterministic) THEN 'collation'
+                 WHEN b.typname = 'bpchar' THEN 'rtrim'
                  ELSE '' END,
             CASE WHEN a.atttypmod >= 0
                  THEN format('%%s.%%I', t.typnamespace::regnamespace, t.typname) END,
