@@ -560,7 +560,9 @@ SELECT rel.oid,
      WHERE i.indrelid = rel.oid AND (NOT i.indisunique OR i.indexprs IS NOT NULL)
      GROUP BY x.relname) named),
   EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
-          AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7)
+          AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7),
+  EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
+          AND g.tgenabled <> 'D' AND g.tgtype::int & 1 = 1)
 FROM rel
 """
 
@@ -1003,6 +1005,7 @@ class PostgresBackend(SharedSQL):
             deferred = tuple(sorted(row[7] or ()))
             checks = dict(row[8] or {})
             insert_trigger = bool(row[9])  # (TableSpec.insert_trigger)
+            row_triggers = bool(row[10])
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -1101,6 +1104,8 @@ class PostgresBackend(SharedSQL):
                 # lower(username)) -> the columns they use; an index that cannot hold
                 # a value (too big for a btree entry) -> its columns.
                 "checks": checks,
+                # Whether a trigger runs FOR EACH ROW: its RAISE EXCEPTION is the row's.
+                "row_triggers": row_triggers,
             },
         )
         return spec
@@ -1528,6 +1533,18 @@ class PostgresBackend(SharedSQL):
                 if len(refused) == 1:
                     error.column = refused[0]
             raise
+        except BulkError as error:
+            # A trigger's RAISE EXCEPTION (SQLSTATE P0001) is how applications check a
+            # row beyond what constraints say (MusicBrainz's "This attribute type can
+            # not contain free text"). On a table with a trigger FOR EACH ROW it is
+            # taken as the row's refusal, rejected like a CHECK's, naming the function
+            # that raised. (On a table without one it stops the call, as a failure
+            # not about a row does.)
+            if error.code != "P0001" or not table.extra.get("row_triggers"):
+                raise
+            context = getattr(getattr(error.__cause__, "diag", None), "context", None)
+            where = f" ({context.splitlines()[0]})" if context else ""
+            raise ConstraintError(f"{error.message}{where}", code=error.code) from error.__cause__
 
     def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
         def one_row() -> Mapping[str, Any] | None:
