@@ -1030,9 +1030,10 @@ class PostgresBackend(SharedSQL):
             default, identity = row[8], row[9]
             base_oid, base, base_kind, base_category = row[10:14]
             _, elem, elem_kind, elem_formatted, has_equality, fold = row[14:20]
-            unsized, nullable_base = row[20], row[21]
-            if nullable_base:
-                stage_types[name] = nullable_base
+            unsized, not_null_domain_base = row[20], row[21]
+            if not_null_domain_base:
+                stage_types[name] = not_null_domain_base
+                notnull = True  # the domain's NOT NULL is the column's
             if generated:
                 fixed[name] = (
                     f"{name} is a generated column: the database computes it; "
