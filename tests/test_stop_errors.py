@@ -134,6 +134,26 @@ def test_disk_full_stops_at_once(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
+def test_raise_from_a_statement_trigger_stops_at_once(pg_url: str) -> None:
+    # A trigger's RAISE EXCEPTION (P0001) is a row's refusal only on a table with a
+    # trigger FOR EACH ROW; here every statement raises it, whatever its rows.
+    execute(
+        pg_url,
+        "CREATE TABLE t (id int PRIMARY KEY, name text)",
+        """CREATE FUNCTION closed() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'the table is closed for maintenance'; END $$""",
+        "CREATE TRIGGER closed BEFORE INSERT ON t FOR EACH STATEMENT EXECUTE FUNCTION closed()",
+    )
+    rows = Rows()
+    with bulkops.connect(pg_url) as db, pytest.raises(BulkError) as caught:
+        db.insert("t", rows, on_error="isolate")
+    assert not isinstance(caught.value, DataError)
+    assert caught.value.code == "P0001"
+    assert "closed for maintenance" in str(caught.value)
+    assert_stopped_at_once(caught.value, rows)
+
+
+@pytest.mark.postgres
 def test_lost_connection_stops_after_its_retries(pg_url: str) -> None:
     # Every write kills its own session: retried (the policy's attempts), then raised.
     execute(

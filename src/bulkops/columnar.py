@@ -409,6 +409,7 @@ _NOT_AN_INTEGER = "{!r} is not an integer"
 ARROW_KEY_FOLDS = {
     "ascii": lambda array: _compute().ascii_lower(array),
     "lower": lambda array: _compute().utf8_lower(array),
+    "rtrim": lambda array: _compute().utf8_rtrim(array, characters=" "),
 }
 
 

@@ -113,11 +113,13 @@ class ColumnSpec:
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 # The text folds of ColumnSpec.fold: SQLite's NOCASE lowers ASCII letters only (so "É"
-# and "é" stay two keys there); PostgreSQL's citext compares lower().
+# and "é" stay two keys there); PostgreSQL's citext compares lower(); its char(n)
+# compares without trailing spaces ("en" is "en    ", AdventureWorks' Culture key).
 # (columnar.ARROW_KEY_FOLDS does the same to Arrow arrays.)
 KEY_FOLDS: dict[str, Callable[[str], str]] = {
     "ascii": lambda text: text.translate(_ASCII_LOWER),
     "lower": str.lower,
+    "rtrim": lambda text: text.rstrip(" "),
 }
 
 

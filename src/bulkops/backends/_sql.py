@@ -65,6 +65,13 @@ STAGE_TYPES = {_POSITION: "bigint", _MARK: "text"}
 _STAGE_DDL = {_POSITION: "BIGINT NOT NULL", _MARK: "TEXT"}
 
 
+def stage_type(table: TableSpec, column: str) -> str:
+    """The type a staging table gives ``column``: as the table declares it, or what
+    the backend stages it as instead (its ``stage_types``: PostgreSQL's domains)."""
+    staged: Mapping[str, str] = table.extra.get("stage_types", {})
+    return staged.get(column) or table.column(column).declared or ""
+
+
 class CoreBackend(Backend, Protocol):
     """What a SQL backend gives the shared SQL here."""
 
@@ -402,7 +409,7 @@ class SQLStagedDiff:
 
     def _create_temporary(self, name: str) -> None:
         spec = self.spec
-        columns = ", ".join(f"{self._q(c)} {spec.column(c).declared or ''}" for c in self.cols)
+        columns = ", ".join(f"{self._q(c)} {stage_type(spec, c)}" for c in self.cols)
         extra = ", ".join(f"{self._q(c)} {kind}" for c, kind in _STAGE_DDL.items())
         self._exec(f"CREATE TEMPORARY TABLE {self._q(name)} ({columns}, {extra})")
 
@@ -672,7 +679,7 @@ def create_load_stage(
 
     def ddl(column: ColumnSpec) -> str:
         required = " NOT NULL" if not column.nullable and not column.has_default else ""
-        return f"{quote(column.name)} {column.declared or ''}{required}"
+        return f"{quote(column.name)} {stage_type(table, column.name)}{required}"
 
     parts = [ddl(table.column(c)) for c in columns]
     parts += [f"{quote(c)} BIGINT NOT NULL" for c in order]

@@ -70,6 +70,7 @@ from ._sql import (
     count_staged,
     create_load_stage,
     select_where_statement,
+    stage_type,
 )
 from .base import (
     ADJUST_ROWS_PER_CHUNK,
@@ -507,7 +508,8 @@ def _sequence_name(name: str) -> str:
 # the type under it): oid, name, typtype, category; for arrays the element's base
 # type: oid, name, typtype, formatted; whether the (element) type has an equality
 # (a default btree or hash operator class), and how equality on the column folds
-# text (ColumnSpec.fold: citext's lower(), a nondeterministic collation's).
+# text (ColumnSpec.fold: citext's lower(), a nondeterministic collation's, char(n)'s
+# trailing spaces, which its equality ignores).
 # Then the unique indexes, whether sync state is kept, partitioned, the INSERT and
 # UPDATE rules, the INITIALLY DEFERRED keys of the table and of the foreign keys that
 # point at it (Django makes every foreign key so), and the column of each CHECK
@@ -532,19 +534,24 @@ SELECT rel.oid,
             CASE WHEN b.typname = 'citext' THEN 'lower'
                  WHEN EXISTS (SELECT 1 FROM pg_collation co WHERE co.oid = a.attcollation
                               AND NOT co.collisdeterministic) THEN 'collation'
+                 WHEN b.typname = 'bpchar' THEN 'rtrim'
                  ELSE '' END,
             CASE WHEN a.atttypmod >= 0
-                 THEN format('%%s.%%I', t.typnamespace::regnamespace, t.typname) END
+                 THEN format('%%s.%%I', t.typnamespace::regnamespace, t.typname) END,
+            CASE WHEN base.required THEN format_type(b.oid, base.typmod) END
             ) ORDER BY a.attnum)
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      CROSS JOIN LATERAL (
-       WITH RECURSIVE r(oid, typtype, base) AS (
-         SELECT t.oid, t.typtype, t.typbasetype
+       WITH RECURSIVE r(oid, typtype, base, typmod, required) AS (
+         SELECT t.oid, t.typtype, t.typbasetype, a.atttypmod, t.typnotnull
          UNION ALL
-         SELECT x.oid, x.typtype, x.typbasetype FROM r JOIN pg_type x ON x.oid = r.base
+         -- a domain's size (varchar(50)) is its own typtypmod
+         SELECT x.oid, x.typtype, x.typbasetype, GREATEST(r.typmod, y.typtypmod),
+                r.required OR x.typnotnull
+         FROM r JOIN pg_type y ON y.oid = r.oid JOIN pg_type x ON x.oid = r.base
          WHERE r.typtype = 'd')
-       SELECT oid FROM r WHERE typtype <> 'd') base
+       SELECT oid, typmod, required FROM r WHERE typtype <> 'd') base
      JOIN pg_type b ON b.oid = base.oid
      LEFT JOIN LATERAL (
        WITH RECURSIVE r(oid, typtype, base) AS (
@@ -587,7 +594,9 @@ SELECT rel.oid,
      WHERE i.indrelid = rel.oid AND (NOT i.indisunique OR i.indexprs IS NOT NULL)
      GROUP BY x.relname) named),
   EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
-          AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7)
+          AND g.tgenabled <> 'D' AND g.tgtype::int & 7 = 7),
+  EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal
+          AND g.tgenabled <> 'D' AND g.tgtype::int & 1 = 1)
 FROM rel
 """
 
@@ -1030,6 +1039,7 @@ class PostgresBackend(SharedSQL):
             deferred = tuple(sorted(row[7] or ()))
             checks = dict(row[8] or {})
             insert_trigger = bool(row[9])  # (TableSpec.insert_trigger)
+            row_triggers = bool(row[10])
         columns: dict[str, ColumnSpec] = {}
         oids: dict[str, int] = {}
         defaults: dict[str, str] = {}
@@ -1042,13 +1052,22 @@ class PostgresBackend(SharedSQL):
         # value short.
         casts: dict[str, str] = {}
         reads: dict[str, str] = {}  # a cast for reading (money -> numeric, ...)
+        # A column of a NOT NULL domain (AdventureWorks' "Flag") is staged as the
+        # domain's base type, with its size: the domain would refuse the NULL that means
+        # "use the column's default" and the NULLs a sync's delta holds beside a deleted
+        # key. The table applies the domain as the row is written. (Other domains are
+        # staged as they are: COPY then names the column whose value they refuse.)
+        stage_types: dict[str, str] = {}
         money: set[str] = set()
         for row in info:
             name, typname, _, notnull, has_default, generated, _, formatted = row[:8]
             default, identity = row[8], row[9]
             base_oid, base, base_kind, base_category = row[10:14]
             _, elem, elem_kind, elem_formatted, has_equality, fold = row[14:20]
-            unsized = row[20]
+            unsized, not_null_domain_base = row[20], row[21]
+            if not_null_domain_base:
+                stage_types[name] = not_null_domain_base
+                notnull = True  # the domain's NOT NULL is the column's
             if generated:
                 fixed[name] = (
                     f"{name} is a generated column: the database computes it; "
@@ -1108,6 +1127,7 @@ class PostgresBackend(SharedSQL):
                 "as_text": frozenset(as_text),
                 "casts": casts,
                 "reads": reads,
+                "stage_types": stage_types,
                 "money": frozenset(money),
                 "sync_state": bool(sync_state),
                 "partitioned": partitioned,
@@ -1119,6 +1139,8 @@ class PostgresBackend(SharedSQL):
                 # lower(username)) -> the columns they use; an index that cannot hold
                 # a value (too big for a btree entry) -> its columns.
                 "checks": checks,
+                # Whether a trigger runs FOR EACH ROW: its RAISE EXCEPTION is the row's.
+                "row_triggers": row_triggers,
             },
         )
         return spec
@@ -1360,7 +1382,7 @@ class PostgresBackend(SharedSQL):
             sql.Identifier(name),
             sql.SQL(", ").join(
                 sql.SQL("{} {}").format(
-                    sql.Identifier(c), sql.SQL("text" if c in text else table.columns[c].declared)
+                    sql.Identifier(c), sql.SQL("text" if c in text else stage_type(table, c))
                 )
                 for c in columns
             ),
@@ -1449,7 +1471,10 @@ class PostgresBackend(SharedSQL):
         return _arrow_target(column)
 
     def write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
-        with self._checked(op.table):
+        def one_row() -> Mapping[str, Any] | None:
+            return batch.slice(0, 1).to_pylist()[0] if batch.num_rows == 1 else None
+
+        with self._checked(op.table, one_row):
             return self._write_arrow(op, batch)
 
     def _write_arrow(self, op: WriteOp, batch: Any) -> ChunkCounts:
@@ -1506,12 +1531,17 @@ class PostgresBackend(SharedSQL):
                 write_row(row)
 
     @contextmanager
-    def _checked(self, table: TableSpec) -> Iterator[None]:
+    def _checked(
+        self, table: TableSpec, one_row: Callable[[], Mapping[str, Any] | None]
+    ) -> Iterator[None]:
         """A CHECK constraint's refusal names no column (the server's message names the
         constraint): where the constraint is on one column, the error names that one,
         as for every other refusal (Django's PositiveIntegerField, PowerDNS's
         lowercase names). So does a unique index on expressions (its detail says
-        ``Key (lower(username))=…``): the error names the columns they use."""
+        ``Key (lower(username))=…``): the error names the columns they use. A NOT NULL
+        domain's refusal (``domain "Flag" does not allow null values``, or its CHECK's)
+        names the column staged as the domain's base type that ``one_row`` (the
+        chunk's row, when it holds one) leaves NULL (or, for a CHECK, gives a value)."""
         try:
             yield
         except DataError as error:
@@ -1519,10 +1549,43 @@ class PostgresBackend(SharedSQL):
             constraint = getattr(diag, "constraint_name", None)
             if error.column is None and constraint is not None:
                 error.column = table.extra.get("checks", {}).get(constraint)
+            domain: str | None = getattr(diag, "datatype_name", None)
+            if error.column is None and domain:
+                # The domain's NOT NULL refuses a NULL, its CHECKs a value.
+                null = error.code == "23502"
+                staged = table.extra.get("stage_types", {})
+                refused = [
+                    c for c, v in (one_row() or {}).items() if c in staged and (v is None) == null
+                ]
+                if len(refused) > 1:  # the domain's own columns, by its name
+                    name = sql.Identifier(domain).as_string(self.conn)
+                    refused = [
+                        c
+                        for c in refused
+                        if table.columns[c].declared in (name, domain)
+                        or table.columns[c].declared.endswith(f".{name}")
+                    ]
+                if len(refused) == 1:
+                    error.column = refused[0]
             raise
+        except BulkError as error:
+            # A trigger's RAISE EXCEPTION (SQLSTATE P0001) is how applications check a
+            # row beyond what constraints say (MusicBrainz's "This attribute type can
+            # not contain free text"). On a table with a trigger FOR EACH ROW it is
+            # taken as the row's refusal, rejected like a CHECK's, naming the function
+            # that raised. (On a table without one it stops the call, as a failure
+            # not about a row does.)
+            if error.code != "P0001" or not table.extra.get("row_triggers"):
+                raise
+            context = getattr(getattr(error.__cause__, "diag", None), "context", None)
+            where = f" ({context.splitlines()[0]})" if context else ""
+            raise ConstraintError(f"{error.message}{where}", code=error.code) from error.__cause__
 
     def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
-        with self._checked(op.table):
+        def one_row() -> Mapping[str, Any] | None:
+            return dict(zip(op.columns, rows[0], strict=True)) if len(rows) == 1 else None
+
+        with self._checked(op.table, one_row):
             return self._write(op, rows)
 
     def _write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:

@@ -860,6 +860,49 @@ _DIALECT = SQLiteDialect_pysqlite(paramstyle="qmark")
 
 _COLUMN_IN_MESSAGE = re.compile(r"constraint failed: (?P<cols>[^\s,]+(?:, [^\s,]+)*)")
 
+# A CHECK's refusal says "CHECK constraint failed: " and then the column (a column's
+# own unnamed CHECK), the constraint's name, or the expression as written (a table's
+# unnamed CHECK: Synapse's "Lock='X'").
+_CHECK_FAILED = "CHECK constraint failed: "
+# The identifiers in an expression ("quoted", [bracketed], `backticked` or bare), once
+# its string literals are taken out.
+_IDENTIFIER = re.compile(r'"((?:[^"]|"")+)"|\[([^\]]+)\]|`((?:[^`]|``)+)`|\b([A-Za-z_]\w*)\b')
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+# Parentheses, and the quoted text whose parentheses do not count.
+_PARENTHESES = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\[[^\]]*\]|`(?:[^`]|``)*`|[()]")
+
+
+def _check_expression(create_sql: str, name: str) -> str | None:
+    """The expression of the CHECK named ``name`` in a CREATE TABLE statement."""
+    quoted = r"[\"`\[]?" + re.escape(name) + r"[\"`\]]?"
+    found = re.search(rf"CONSTRAINT\s+{quoted}\s+CHECK\s*\(", create_sql, re.IGNORECASE)
+    if found is None:
+        return None
+    depth, start = 1, found.end()
+    for token in _PARENTHESES.finditer(create_sql, start):
+        depth += {"(": 1, ")": -1}.get(token.group(), 0)
+        if not depth:
+            return create_sql[start : token.start()]
+    return None
+
+
+def check_column(table: TableSpec, refused: str, create_sql: str) -> str | None:
+    """The column a CHECK's refusal is about (``refused``: what follows "CHECK
+    constraint failed: "), or None where its expression uses no column or several:
+    SQLite names a column's own CHECK by the column, else the constraint's name (its
+    expression read from ``create_sql``) or the expression itself."""
+    names = {c.lower(): c for c in table.columns}
+    if refused.lower() in names:
+        return names[refused.lower()]
+    expression = _check_expression(create_sql, refused) or refused
+    used = {
+        names[word.lower()]
+        for match in _IDENTIFIER.finditer(_STRING_LITERAL.sub("", expression))
+        for word in (next(g for g in match.groups() if g is not None),)
+        if word.lower() in names
+    }
+    return used.pop() if len(used) == 1 else None
+
 
 # Columns, then the columns of each full (not partial) unique index, of one table in
 # one statement: every verb reflects its table, so this is on every call. The third
@@ -1186,7 +1229,24 @@ class SQLiteBackend(SharedSQL):
     # ----------------------------------------------------------------- writes
 
     def write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
-        return self._checked(op, partial(self._write, op, rows))
+        return self._named(op, partial(self._checked, op, partial(self._write, op, rows)))
+
+    def _named(self, op: WriteOp, send: Callable[[], ChunkCounts]) -> ChunkCounts:
+        """``send()``, its CHECK refusal naming the column the CHECK is about (or
+        none), never the constraint's name or its expression."""
+        try:
+            return send()
+        except ConstraintError as error:
+            if error.code != "SQLITE_CONSTRAINT_CHECK" or _CHECK_FAILED not in error.message:
+                raise
+            refused = error.message.split(_CHECK_FAILED, 1)[1]
+            with self._errors():
+                found = self.sql.execute(
+                    "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                    (op.table.name,),
+                ).fetchone()
+            error.column = check_column(op.table, refused, found[0] if found else "")
+            raise
 
     def _write(self, op: WriteOp, rows: Sequence[tuple[Any, ...]]) -> ChunkCounts:
         n = len(rows)
@@ -1246,7 +1306,7 @@ class SQLiteBackend(SharedSQL):
             for name, array in zip(op.columns, batch.columns, strict=True)
         ]
         n = batch.num_rows
-        return self._checked(op, partial(self._write_bound, op, bound, n))
+        return self._named(op, partial(self._checked, op, partial(self._write_bound, op, bound, n)))
 
     def _write_bound(self, op: WriteOp, bound: _Bound, n: int) -> ChunkCounts:
         if op.kind == "insert" and n:
