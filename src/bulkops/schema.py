@@ -1006,8 +1006,27 @@ class ColumnInference:
             kind = _native_kind(cls)
             if kind == "text" and issubclass(cls, str):
                 self._add_texts({v for v in values if isinstance(v, cls)}, values)
+            elif kind in ("integer", "decimal"):
+                self.kinds.add(self._add_numbers([v for v in values if isinstance(v, cls)], kind))
             else:
                 self.kinds.add(kind)
+
+    def _add_numbers(self, numbers: list[Any], kind: str) -> str:
+        """The kind of native integers or decimals (JSON's numbers): an integer outside
+        64 bits makes the column decimal, as its text would; a number no float gives
+        back is noted (``inexact``), as for text."""
+        if kind == "integer" and not all(INT64_MIN <= n <= INT64_MAX for n in numbers):
+            kind = "decimal"
+        if kind == "decimal":
+            for number in numbers:
+                text = str(number)
+                if (
+                    len(text) > 16
+                    and (self.inexact is None or text < self.inexact)
+                    and not float_keeps(Decimal(number))
+                ):
+                    self.inexact = text
+        return kind
 
     def add_distinct(self, texts: Iterable[str], count: Callable[[str], int]) -> None:
         """Add the distinct texts of a batch (no None; a column read as text, e.g. by

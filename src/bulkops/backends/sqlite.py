@@ -47,6 +47,8 @@ from ..errors import (
 from ..retry import DEFAULT_RETRY
 from ..schema import (
     COERCERS,
+    INT64_MAX,
+    INT64_MIN,
     ColumnCodec,
     ColumnSpec,
     TableSpec,
@@ -412,10 +414,13 @@ _CODECS: dict[str, ColumnCodec] = {
     "integer": ColumnCodec(
         frozenset({int, NoneType}), COERCERS["integer"], fast={str: int_from_text}
     ),
+    # An int beyond 64 bits is no INTEGER for sqlite3 ("Python int too large"): it
+    # takes the coercion, to the nearest float, as its text would.
     "float": ColumnCodec(
         frozenset({int, NoneType}),
         coercer("float", _real),
         fast={float: _real, str: adapted(float_from_text, _real)},
+        bounds=(INT64_MIN, INT64_MAX),
     ),
     # Old tables' DECIMAL_TEXT columns (see DECIMAL_TEXT); NUMERIC ones: _numeric_codec.
     "decimal_text": ColumnCodec(
