@@ -412,3 +412,99 @@ def test_load_has_pyarrow_return_freed_memory_unless_told_otherwise(
     delay = given or "0"
     assert done.stdout.split() == [delay, "0", str(given), "True"]
     assert raw(db, "SELECT id, n FROM t") == [(1, 2)]
+
+
+# .NET's round-trip format ("o") and SQL Server's datetime2 write 7 fractional digits,
+# pandas' to_csv 9 where a time has nanoseconds; Python's fromisoformat reads them all
+# and drops the digits past microseconds.
+SUB_MICROSECOND_TEXT = (
+    "id,at\n"
+    "1,2009-06-15T13:45:30.0000000-07:00\n"
+    "2,2023-01-02 10:00:00.123456789\n"
+    "3,2023-01-02T10:00:00.1234567+02:00\n"
+    "4,2023-01-02 10:00:00.123456000\n"
+)
+
+
+@pytest.mark.parametrize("reader", ["file", "stdin"])
+def test_text_times_with_nanoseconds_are_refused_not_cut(
+    url: str, tmp_path: Path, reader: str
+) -> None:
+    # Before, 10:00:00.123456789 was stored as 10:00:00.123456 (both readers, both
+    # databases, dicts too), where a pandas or Arrow timestamp with nanoseconds is
+    # refused. Digits past the sixth that are zeros change nothing and are stored.
+    import bulkops
+
+    with bulkops.connect(url, run_log=False) as db:
+        db.create_table("ns", {"id": "integer", "at": "datetime"}, ["id"])
+    path = tmp_path / "times.csv"
+    path.write_text(SUB_MICROSECOND_TEXT)
+    args = ["-t", "ns", "--db", url, "--json"]
+    if reader == "file":
+        report = load(path, url, table="ns")
+    else:
+        result = cli("load", "-", *args, stdin=SUB_MICROSECOND_TEXT.encode())
+        assert result.exit_code == 1, result.output
+        report = json.loads(result.stdout)
+    assert (report["inserted"], report["rejected"]) == (2, 2)
+    assert [(r["row"], r["column"], r["reason"]) for r in report["rejections"]] == [
+        (2, "at", "2023-01-02 10:00:00.123456789 has nanoseconds; the database keeps microseconds"),
+        (3, "at", "2023-01-02T10:00:00.1234567+02:00 has nanoseconds; the database keeps "
+         "microseconds"),
+    ]  # fmt: skip
+    utc = dt.UTC
+    with bulkops.connect(url, run_log=False) as db:
+        got = {k: v["at"] for k, v in db.get_many("ns", [1, 4]).items()}
+        assert got[1] == dt.datetime(2009, 6, 15, 20, 45, 30, tzinfo=utc)
+        assert got[4].replace(tzinfo=None) == dt.datetime(2023, 1, 2, 10, 0, 0, 123456)
+        rows = [{"id": 5, "at": "2023-01-02 10:00:00.999999999"}]
+        refused = db.insert("ns", rows, on_error="isolate")
+        assert refused.rejected == 1 and "has nanoseconds" in refused.rejections[0].reason
+
+
+def test_parquet_nanoseconds_reject_their_rows_in_the_program(url: str, tmp_path: Path) -> None:
+    # Parquet timestamps in nanoseconds (DuckDB's TIMESTAMP_NS, pandas' datetime64[ns]).
+    # The program keeps pandas unloaded, and pyarrow then raises for a value with
+    # nanoseconds instead of giving a pandas Timestamp: inferring the table, the
+    # rejection of the row and sync's rows crashed the command with a traceback. Now
+    # that row is rejected, showing the value with its nanoseconds, and the rest load.
+    import subprocess
+    import sys
+
+    import bulkops
+
+    path = tmp_path / "events.parquet"
+    start = 1_704_103_200_000_000_000  # 2024-01-01 10:00:00 UTC, in nanoseconds
+    at = pa.array([start, start + 500, start + 123_456_000], pa.int64())
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "at": at.cast(pa.timestamp("ns")),
+            "zoned": at.cast(pa.timestamp("ns", tz="UTC")),
+        }
+    )
+    pq.write_table(table, path)
+    reports = []
+    options = ["-t", "ev", "--key", "id", "--db", url, "--json", "--quiet"]
+    for verb in ("load", "sync"):
+        done = subprocess.run(
+            [sys.executable, "-m", "bulkops", verb, str(path), *options],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        reports.append(json.loads(done.stdout))
+    loaded, synced = reports
+    assert (loaded["inserted"], loaded["rejected"]) == (2, 1)
+    (rejection,) = loaded["rejections"]
+    assert (rejection["row"], rejection["column"]) == (2, "at")
+    assert rejection["reason"] == (
+        "2024-01-01 10:00:00.000000500 has nanoseconds; the database keeps microseconds"
+    )
+    assert rejection["values"]["at"] == "2024-01-01 10:00:00.000000500"
+    assert (synced["unchanged"], synced["rejected"]) == (2, 1)
+    with bulkops.connect(url, run_log=False) as db:
+        got = db.get_many("ev", [1, 3])
+    assert got[3]["zoned"] == dt.datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)
+    assert got[1]["at"].replace(tzinfo=None) == dt.datetime(2024, 1, 1, 10)

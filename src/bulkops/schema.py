@@ -514,10 +514,26 @@ def _to_datetime(value: Any) -> dt.datetime | None:
         return dt.datetime(value.year, value.month, value.day)
     if isinstance(value, str):
         try:
-            return dt.datetime.fromisoformat(value.strip())
+            parsed = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
+        return whole_microseconds(value, parsed)
     raise ValueError(f"{type(value).__name__} {value!r} is not a timestamp")
+
+
+# Python reads any number of fractional digits and drops those past microseconds
+# (.NET and SQL Server's datetime2 write 7, pandas 9 where a time has nanoseconds).
+_SUB_MICROSECONDS = re.compile(r"[.,][0-9]{6}([0-9]+)", re.ASCII)
+
+
+def whole_microseconds(text: str, parsed: dt.datetime) -> dt.datetime:
+    """``parsed``, the timestamp ``text`` gave, unless ``text`` holds a part of a
+    microsecond that is not zero, which would be cut: refused, as a pandas or Arrow
+    timestamp with nanoseconds is. (A text of 26 characters or fewer has no 7th
+    fractional digit: the common case costs one ``len``.)"""
+    if len(text) > 26 and (extra := _SUB_MICROSECONDS.search(text)) and extra[1].strip("0"):
+        raise ValueError(f"{text.strip()} has nanoseconds; the database keeps microseconds")
+    return parsed
 
 
 def _json_default(value: Any) -> Any:
@@ -665,9 +681,10 @@ def float_from_text(value: str) -> float | None:
 
 def datetime_from_text(value: str) -> dt.datetime | None:
     try:
-        return dt.datetime.fromisoformat(value)
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return _to_datetime(value)
+    return whole_microseconds(value, parsed)
 
 
 def date_from_text(value: str) -> dt.date | None:

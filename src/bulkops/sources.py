@@ -315,6 +315,19 @@ def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference
         for name, state in states.items():
             column = batch.column(name)
             if not pa.types.is_string(column.type):
+                if getattr(column.type, "unit", None) == "ns":
+                    # Their kind, not their nanoseconds (no datetime holds them, and
+                    # pyarrow raises where pandas is not loaded): the write refuses
+                    # a value that has them, row by row.
+                    unit = (
+                        pa.timestamp("us", column.type.tz)
+                        if pa.types.is_timestamp(column.type)
+                        else pa.time64("us")
+                        if pa.types.is_time(column.type)
+                        else None
+                    )
+                    if unit is not None:
+                        column = column.cast(unit, safe=False)
                 state.add(column.to_pylist())
                 continue
             texts = pc.unique(column).drop_null().to_pylist()

@@ -67,6 +67,7 @@ from ..schema import (
     plain_decimal,
     plain_value,
     reject_infinite,
+    whole_microseconds,
 )
 from ._sql import (
     SharedSQL,
@@ -316,16 +317,18 @@ def _micro_storage(value: dt.datetime) -> str:
 
 def _micro_text(value: str) -> Any:
     try:
-        return _micro_storage(dt.datetime.fromisoformat(value))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return adapted(datetime_from_text, _micro_storage)(value)
+    return _micro_storage(parsed if len(value) <= 26 else whole_microseconds(value, parsed))
 
 
 def _datetime_text(value: str) -> Any:
     try:
-        return _datetime_storage(dt.datetime.fromisoformat(value))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return adapted(datetime_from_text, _datetime_storage)(value)
+    return _datetime_storage(parsed if len(value) <= 26 else whole_microseconds(value, parsed))
 
 
 def _decode_decimal(value: Any) -> Any:
