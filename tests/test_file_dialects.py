@@ -202,3 +202,36 @@ def test_a_one_name_header_holding_a_separator_is_refused(tmp_path: Path, separa
     shown = "\\t" if separator == "\t" else separator
     assert f"pass --delimiter '{shown}'" in result.output
     assert not table_exists(url, "s")
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "header", "rows"),
+    [
+        ("datatable_utf16le.txt", "utf-16le", ("a", "b"), [("c", "d")]),
+        ("datatable_utf16le.txt", "UTF-16LE", ("a", "b"), [("c", "d")]),
+        ("datatable_utf16be.txt", "utf-16-be", ("a", "b"), [("c", "d")]),
+        ("datatable_utf16le.txt", "utf-16", ("a", "b"), [("c", "d")]),
+        ("datatable_gb18030.txt", "gb18030", ("x", "y", "z"), [(None, None, None)]),
+    ],
+)
+def test_a_byte_order_mark_the_codec_keeps_is_not_the_first_name(
+    url: str, tmp_path: Path, name: str, encoding: str, header: tuple[str, ...], rows: list[object]
+) -> None:
+    # data.table's test files, each starting with a byte order mark. The utf-16 codec
+    # takes the mark off; utf-16le, utf-16-be and gb18030 decode it as U+FEFF, which
+    # became part of the first column's name ('\ufeffa'): --key a was "not a column of
+    # the file", and a table was made with an invisible character in a name.
+    path = tmp_path / "bom.csv"
+    path.write_bytes((Path(__file__).parent / "data" / name).read_bytes())
+    args = ["-t", "bom", "--db", url, "--encoding", encoding, "--json"]
+    key = ["--key", header[0]] if rows[0] != (None, None, None) else []
+    result = cli("load", str(path), *args, *key)
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)["created"]["columns"]
+    assert tuple(c["name"] for c in created) == header
+    columns = ", ".join(f'"{c}"' for c in header)
+    assert select(url, f"SELECT {columns} FROM bom") == rows
+    stdin = cli("load", "-", *args, *key, "--mode", "upsert" if key else "insert",
+                stdin=path.read_bytes())  # fmt: skip
+    assert stdin.exit_code == 0, stdin.output
+    assert select(url, f"SELECT {columns} FROM bom") == rows * (1 if key else 2)

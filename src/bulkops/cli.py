@@ -74,8 +74,8 @@ encoding_option = click.option(
     show_default=True,
     callback=_encoding,
     help="The text encoding of a CSV, TSV or JSON Lines file (for example cp1252 or latin-1 "
-    "for a spreadsheet's export, utf-16 for its 'Unicode text'); a UTF-8 byte order mark "
-    "is skipped. Files in another encoding than UTF-8 are read by the row reader.",
+    "for a spreadsheet's export, utf-16 for its 'Unicode text'); a byte order mark is "
+    "skipped. Files in another encoding than UTF-8 are read by the row reader.",
 )
 
 

@@ -506,7 +506,7 @@ def open_source(
     transparently; so is a ``.zip`` archive holding one file (whose own name gives the
     format if the archive's does not). ``null``: CSV/TSV spellings of a missing value
     (besides the unquoted empty field), read as None where they stand unquoted.
-    ``encoding``: the text's (CSV, TSV, JSON Lines; a UTF-8 byte order mark is skipped).
+    ``encoding``: the text's (CSV, TSV, JSON Lines; a byte order mark is skipped).
     ``delimiter``: CSV/TSV's field separator (default: a comma, a tab for TSV); where it
     is not given, a header that is one name holding a semicolon, a tab or a bar is
     refused (``_one_name_header``), not loaded as a single column.
@@ -1045,7 +1045,15 @@ def _open_csv(
 
     def lines() -> Iterator[str]:
         append = raw.append
-        for line in text:
+        rest = iter(text)
+        for line in rest:
+            # A byte order mark the codec keeps (utf-16-le and -be, gb18030 ...; utf-8
+            # and utf-16 take theirs off) is not part of the first name.
+            line = line.removeprefix("\ufeff")
+            append(line)
+            yield line
+            break
+        for line in rest:
             append(line)
             yield line
 
