@@ -530,3 +530,42 @@ def test_json_integers_beyond_64_bits_fit_the_table_made_for_them(
     if reader == "file":
         synced = CliRunner().invoke(main, ["sync", str(path), *args])
         assert json.loads(synced.output)["unchanged"] == len(records), synced.output
+
+
+def test_cli_sync_reads_missing_values_as_the_load_did(url: str, tmp_path: Path) -> None:
+    # The 2008 airline data as R writes it: missing delays are NA. `bulkops load
+    # --null NA` makes integer columns of them, but `bulkops sync` had no --null: a
+    # sync of the very file the table came from rejected every row holding NA ("'NA'
+    # is not an integer"), 9 of these 12. The spellings are also part of the file's
+    # identity, as its encoding is: the same bytes read with other --null spellings
+    # are other rows, never skipped as up to date.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = tmp_path / "2008head.csv"
+    path.write_bytes((DATA / "datatable_2008head_excerpt.csv").read_bytes())
+    key = "Year,Month,DayofMonth,UniqueCarrier,FlightNum"
+    args = ["-t", "flights", "--key", key, "--db", url, "--json"]
+
+    result = CliRunner().invoke(main, ["load", str(path), *args, "--null", "NA"])
+    assert result.exit_code == 0, result.output
+    loaded = json.loads(result.output)
+    created = {c["name"]: c["type"] for c in loaded["created"]["columns"]}
+    assert created["CarrierDelay"] == "integer" and loaded["inserted"] == 12
+
+    def sync(*extra: str) -> dict[str, Any]:
+        done = CliRunner().invoke(main, ["sync", str(path), *args, *extra])
+        assert done.exit_code in (0, 1), done.output
+        report: dict[str, Any] = json.loads(done.output)
+        return report
+
+    first = sync("--null", "NA")
+    assert (first["unchanged"], first["rejected"], first["up_to_date"]) == (12, 0, False)
+    assert sync("--null", "NA")["up_to_date"] is True
+    plain = sync()  # the same bytes without the spelling: read again, NA is no integer
+    assert (plain["up_to_date"], plain["unchanged"], plain["rejected"]) == (False, 3, 9)
+    assert plain["rejections"][0]["reason"] == "'NA' is not an integer"
+    with bulkops.connect(url, run_log=False) as db:
+        row = db.get_many("flights", [(2008, 1, 3, "WN", 335)])[(2008, 1, 3, "WN", 335)]
+    assert (row["CarrierDelay"], row["ArrDelay"], row["CancellationCode"]) == (None, -14, None)
