@@ -1032,7 +1032,7 @@ class ColumnInference:
         """The kind of native integers or decimals (JSON's numbers): an integer outside
         64 bits makes the column decimal, as its text would; a number no float gives
         back is noted (``inexact``), as for text."""
-        if kind == "integer" and not all(INT64_MIN <= n <= INT64_MAX for n in numbers):
+        if kind == "integer" and not INT64_MIN <= min(numbers) <= max(numbers) <= INT64_MAX:
             kind = "decimal"
         if kind == "decimal":
             for number in numbers:
