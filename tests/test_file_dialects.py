@@ -235,3 +235,26 @@ def test_a_byte_order_mark_the_codec_keeps_is_not_the_first_name(
                 stdin=path.read_bytes())  # fmt: skip
     assert stdin.exit_code == 0, stdin.output
     assert select(url, f"SELECT {columns} FROM bom") == rows * (1 if key else 2)
+
+
+@pytest.mark.parametrize("how", ["extension", "format"])
+def test_a_comma_file_read_as_tsv_is_refused(tmp_path: Path, how: str) -> None:
+    # The gapminder excerpt (comma-separated) named .tsv, or read with --format tsv:
+    # its header became one column named 'country,continent,year,...', and every row
+    # loaded into it as one text value, a table nobody asked for. The guard against a
+    # one-name header covered semicolons, tabs and bars, not the comma.
+    source = Path(__file__).parent / "data" / "gapminder_excerpt.csv"
+    path = tmp_path / ("gapminder.tsv" if how == "extension" else "gapminder.csv")
+    path.write_bytes(source.read_bytes())
+    url = f"sqlite:///{tmp_path}/g.db"
+    args = ["load", str(path), "-t", "g", "--db", url]
+    result = cli(*args, *(["--format", "tsv"] if how == "format" else []))
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert (
+        "pass --delimiter ',' (or --format csv); --delimiter '\\t' reads it as one column" in said
+    )
+    assert not table_exists(url, "g")
+    loaded = cli(*args, "--delimiter", ",", "--quiet")
+    assert loaded.exit_code == 0, loaded.output
+    assert select(url, "SELECT count(*) FROM g WHERE country IS NOT NULL") == [(24,)]

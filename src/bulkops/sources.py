@@ -552,7 +552,7 @@ def open_source(
                 separator = delimiter or ("\t" if fmt == "tsv" else ",")
                 columns, rows = _open_csv(stream, name, separator, stack, frozenset(null), encoding)
                 if delimiter is None:
-                    _one_name_header(name, columns)
+                    _one_name_header(name, columns, separator)
         except _READ_ERRORS as exc:
             raise _read_error(name, exc) from exc
 
@@ -1220,26 +1220,31 @@ def _check_columns(name: str, columns: list[str], what: str) -> None:
 _JSON_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
-# Field separators other than the comma that CSV files are written with (a European
-# spreadsheet's CSV uses semicolons, its decimal point being a comma).
-_OTHER_SEPARATORS = (";", "\t", "|")
+# Field separators that CSV files are written with: besides the comma, a European
+# spreadsheet's CSV uses semicolons (its decimal point being a comma).
+_SEPARATORS = (",", ";", "\t", "|")
 
 
-def _one_name_header(name: str, columns: list[str]) -> None:
-    """A header of one name holding another separator is a file read with the wrong
-    one: refused, naming the separator to pass, instead of a table of one column whose
-    rows are then all rejected."""
+def _one_name_header(name: str, columns: list[str], separator: str) -> None:
+    """A header of one name holding another separator than ``separator`` (a comma file
+    read as TSV, a semicolon one as CSV) is a file read with the wrong one: refused,
+    naming the separator to pass, instead of a table of one column whose rows are then
+    all rejected."""
     if len(columns) != 1:
         return
-    for separator in _OTHER_SEPARATORS:
-        if separator in columns[0]:
-            shown = "\\t" if separator == "\t" else separator
+    for other in _SEPARATORS:
+        if other != separator and other in columns[0]:
+            shown, used = (_shown_separator(s) for s in (other, separator))
             raise SourceError(
                 f"{name}: the header {columns[0]!r} is one column name holding '{shown}'; "
                 f"if the fields are separated by '{shown}', pass --delimiter '{shown}'"
-                + (" (or --format tsv)" if separator == "\t" else "")
-                + "; --delimiter ',' reads it as one column"
+                + {"\t": " (or --format tsv)", ",": " (or --format csv)"}.get(other, "")
+                + f"; --delimiter '{used}' reads it as one column"
             )
+
+
+def _shown_separator(separator: str) -> str:
+    return "\\t" if separator == "\t" else separator
 
 
 def _jsonl_rows(stream: BinaryIO, name: str, encoding: str = "utf-8") -> Iterator[dict[str, Any]]:
