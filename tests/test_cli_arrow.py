@@ -508,3 +508,41 @@ def test_parquet_nanoseconds_reject_their_rows_in_the_program(url: str, tmp_path
         got = db.get_many("ev", [1, 3])
     assert got[3]["zoned"] == dt.datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)
     assert got[1]["at"].replace(tzinfo=None) == dt.datetime(2024, 1, 1, 10)
+
+
+def test_a_polars_frame_with_nanoseconds_where_pandas_is_absent(tmp_path: Path) -> None:
+    # The library in a process without pandas (a polars user's): an upsert and a sync
+    # of a frame whose timestamps have nanoseconds crashed (pyarrow refuses to convert
+    # such a value without pandas) instead of rejecting the row.
+    import subprocess
+    import sys
+
+    pytest.importorskip("polars")
+    code = f"""
+import importlib.abc, sys
+
+class NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError(name)
+
+sys.meta_path.insert(0, NoPandas())
+import polars as pl
+import bulkops
+
+at = pl.Series([1_704_103_200_000_000_000, 1_704_103_200_000_000_500]).cast(pl.Datetime("ns"))
+frame = pl.DataFrame({{"id": [1, 2], "at": at}})
+db = bulkops.connect("sqlite:///{tmp_path}/p.db", run_log=False)
+db.create_table("t", {{"id": "integer", "at": "datetime"}}, ["id"])
+done = db.upsert("t", frame, key="id", on_error="isolate")
+synced = db.sync("t", frame, key="id", on_error="isolate")
+print(done.inserted, [(r.row, r.reason, r.values["at"]) for r in done.rejections])
+print(synced.unchanged, [(r.row, r.reason) for r in synced.rejections], "pandas" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    reason = "2024-01-01 10:00:00.000000500 has nanoseconds; the database keeps microseconds"
+    assert done.stdout.splitlines() == [
+        f"1 [(2, {reason!r}, '2024-01-01 10:00:00.000000500')]",
+        f"1 [(2, {reason!r})] False",
+    ]
