@@ -546,3 +546,24 @@ print(synced.unchanged, [(r.row, r.reason) for r in synced.rejections], "pandas"
         f"1 [(2, {reason!r}, '2024-01-01 10:00:00.000000500')]",
         f"1 [(2, {reason!r})] False",
     ]
+
+
+def test_parquet_decimals_no_float_holds_make_a_float_column_on_sqlite(tmp_path: Path) -> None:
+    # DuckDB writes DECIMAL(38,10) to Parquet as decimal128(38, 10). On SQLite the
+    # table `bulkops load` made was decimal (a 64-bit float there), which refused
+    # every value of 22 digits: nothing loaded. As for CSV text and JSON numbers, the
+    # column is now float, with the note naming --type to keep the digits.
+    path = tmp_path / "money.parquet"
+    values = [Decimal("1234567890124.1234567890"), Decimal("0.3333333333"), None]
+    pq.write_table(pa.table({"id": [1, 2, 3], "d": pa.array(values, pa.decimal128(38, 10))}), path)
+    url = f"sqlite:///{tmp_path}/m.db"
+    report = load(path, url, "--key", "id", table="money")
+    assert (report["inserted"], report["rejected"]) == (3, 0)
+    assert report["notes"] == [
+        "column 'd' was made float: 1234567890124.1234567890 has more digits than this "
+        "database keeps in a decimal, and is stored as the nearest float "
+        "(1234567890124.1235); to keep every digit, load it with --type d=text"
+    ]
+    assert raw(url, "SELECT id, d FROM money ORDER BY id") == [
+        (1, 1234567890124.1235), (2, 0.3333333333), (3, None),
+    ]  # fmt: skip
