@@ -500,9 +500,9 @@ def test_parquet_nanoseconds_reject_their_rows_in_the_program(url: str, tmp_path
     (rejection,) = loaded["rejections"]
     assert (rejection["row"], rejection["column"]) == (2, "at")
     assert rejection["reason"] == (
-        "2024-01-01 10:00:00.000000500 has nanoseconds; the database keeps microseconds"
+        "2024-01-01T10:00:00.000000500 has nanoseconds; the database keeps microseconds"
     )
-    assert rejection["values"]["at"] == "2024-01-01 10:00:00.000000500"
+    assert rejection["values"]["at"] == "2024-01-01T10:00:00.000000500"
     assert (synced["unchanged"], synced["rejected"]) == (2, 1)
     with bulkops.connect(url, run_log=False) as db:
         got = db.get_many("ev", [1, 3])
@@ -541,9 +541,9 @@ print(synced.unchanged, [(r.row, r.reason) for r in synced.rejections], "pandas"
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    reason = "2024-01-01 10:00:00.000000500 has nanoseconds; the database keeps microseconds"
+    reason = "2024-01-01T10:00:00.000000500 has nanoseconds; the database keeps microseconds"
     assert done.stdout.splitlines() == [
-        f"1 [(2, {reason!r}, '2024-01-01 10:00:00.000000500')]",
+        f"1 [(2, {reason!r}, '2024-01-01T10:00:00.000000500')]",
         f"1 [(2, {reason!r})] False",
     ]
 

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack, nullcontext, suppress
@@ -24,7 +25,7 @@ from . import __version__
 from .errors import BulkError, DataError, RerunError, SchemaError, TooManyRejectsError
 from .report import Report, SyncReport, jsonable
 from .runlog import Run
-from .schema import TYPES
+from .schema import COERCERS, TYPES
 from .sources import (
     FORMATS,
     INFER_SAMPLE_ROWS,
@@ -503,9 +504,24 @@ def _rows_unless_columnar(
         return source
     source.close()
     try:
-        return open_source(file, fmt, null=nulls, encoding=encoding, delimiter=delimiter)
+        source = open_source(file, fmt, null=nulls, encoding=encoding, delimiter=delimiter)
     except SourceError as error:
         _fail(str(error))
+    if source.format == "parquet" and not store.capabilities.declared_columns:
+        source.rows = _typeless_as_text(source.rows)
+    return source
+
+
+# Values of a Parquet file that a store without column types (DynamoDB) has no type
+# for: there they are their ISO 8601 (or canonical) text, as a CSV file's are, instead
+# of a refusal of every row that holds one.
+_TEXT_WHERE_UNTYPED = (dt.date, dt.time, uuid.UUID)
+
+
+def _typeless_as_text(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    text = COERCERS["text"]
+    for row in rows:
+        yield tuple(text(v) if isinstance(v, _TEXT_WHERE_UNTYPED) else v for v in row)
 
 
 def _open_input(

@@ -331,11 +331,13 @@ def batch_rows(batch: Any) -> list[dict[str, Any]]:
         return batch.to_pylist()  # type: ignore[no-any-return]
     except ValueError:
         names = batch.schema.names
-        columns = [_column_values(column) for column in batch.columns]
+        columns = [column_values(column) for column in batch.columns]
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def _column_values(column: Any) -> list[Any]:
+def column_values(column: Any) -> list[Any]:
+    """``column.to_pylist()``, a timestamp or time with nanoseconds as its text (see
+    ``scalar_value``)."""
     try:
         return column.to_pylist()  # type: ignore[no-any-return]
     except ValueError:
@@ -344,14 +346,15 @@ def _column_values(column: Any) -> list[Any]:
 
 def scalar_value(scalar: Any) -> Any:
     """An Arrow scalar's Python value; a timestamp or time with nanoseconds, which no
-    Python datetime holds, as its text (pyarrow raises for it where pandas is not
-    loaded, as in the ``bulkops`` program), so a rejected row shows what it held."""
+    Python datetime holds, as its ISO 8601 text (pyarrow raises for it where pandas is
+    not loaded, as in the ``bulkops`` program), so a rejected row shows what it held."""
     try:
         return scalar.as_py()
     except ValueError:
         if getattr(scalar.type, "unit", None) != "ns":
             raise
-        return scalar.cast(_pyarrow().string()).as_py()
+        text: str = scalar.cast(_pyarrow().string()).as_py()
+        return text.replace(" ", "T", 1)  # Arrow writes a space between date and time
 
 
 class _Positions(Sequence[int]):

@@ -34,7 +34,7 @@ from itertools import chain, islice
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-from .columnar import ROW_SHAPE_COLUMN
+from .columnar import ROW_SHAPE_COLUMN, column_values
 from .errors import BulkError
 from .plan import ReadAhead
 from .schema import TYPES, ColumnInference, MissingHint
@@ -1398,7 +1398,7 @@ def _parquet_rows(
             progress.rows_read += batch.num_rows
             # Column-wise to_pylist plus zip is several times faster than
             # batch.to_pylist(), which builds a dict per row.
-            yield from zip(*[column.to_pylist() for column in batch.columns], strict=True)
+            yield from zip(*[column_values(column) for column in batch.columns], strict=True)
     except (arrow_error, OSError) as exc:
         raise SourceError(f"{name}: cannot read Parquet data ({exc})") from exc
     progress.done = True
