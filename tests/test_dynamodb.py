@@ -15,6 +15,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
@@ -600,15 +601,22 @@ def test_cli_loads_parquet_times_and_uuids_into_dynamodb_as_text(
     )
     path = tmp_path / "events.parquet"
     pq.write_table(table, path)
-    for verb in ("load", "sync"):
-        done = subprocess.run(
-            [sys.executable, "-m", "bulkops", verb, str(path), "--table", name,
-             "--db", dynamodb_local.url, "--json", "--quiet"],
-            capture_output=True, text=True, check=False, timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout)
-        assert report["rejected"] == 0
+    client = db.backend.client  # type: ignore[attr-defined]
+    had_state = "bulkops_sync_state" in client.list_tables()["TableNames"]
+    try:
+        for verb in ("load", "sync"):
+            done = subprocess.run(
+                [sys.executable, "-m", "bulkops", verb, str(path), "--table", name,
+                 "--db", dynamodb_local.url, "--json", "--quiet"],
+                capture_output=True, text=True, check=False, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            report = json.loads(done.stdout)
+            assert report["rejected"] == 0
+    finally:
+        if not had_state:  # the server is shared: other tests count the writes it adds
+            with suppress(client.exceptions.ResourceNotFoundException):
+                client.delete_table(TableName="bulkops_sync_state")
     assert (report["unchanged"], report["changed"]) == (3, 0)
     got = db.get_many(name, [1, 2, 3])
     assert got[2] == {
