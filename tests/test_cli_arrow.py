@@ -412,3 +412,158 @@ def test_load_has_pyarrow_return_freed_memory_unless_told_otherwise(
     delay = given or "0"
     assert done.stdout.split() == [delay, "0", str(given), "True"]
     assert raw(db, "SELECT id, n FROM t") == [(1, 2)]
+
+
+# .NET's round-trip format ("o") and SQL Server's datetime2 write 7 fractional digits,
+# pandas' to_csv 9 where a time has nanoseconds; Python's fromisoformat reads them all
+# and drops the digits past microseconds.
+SUB_MICROSECOND_TEXT = (
+    "id,at\n"
+    "1,2009-06-15T13:45:30.0000000-07:00\n"
+    "2,2023-01-02 10:00:00.123456789\n"
+    "3,2023-01-02T10:00:00.1234567+02:00\n"
+    "4,2023-01-02 10:00:00.123456000\n"
+)
+
+
+@pytest.mark.parametrize("reader", ["file", "stdin"])
+def test_text_times_with_nanoseconds_are_refused_not_cut(
+    url: str, tmp_path: Path, reader: str
+) -> None:
+    # Before, 10:00:00.123456789 was stored as 10:00:00.123456 (both readers, both
+    # databases, dicts too), where a pandas or Arrow timestamp with nanoseconds is
+    # refused. Digits past the sixth that are zeros change nothing and are stored.
+    import bulkops
+
+    with bulkops.connect(url, run_log=False) as db:
+        db.create_table("ns", {"id": "integer", "at": "datetime"}, ["id"])
+    path = tmp_path / "times.csv"
+    path.write_text(SUB_MICROSECOND_TEXT)
+    args = ["-t", "ns", "--db", url, "--json"]
+    if reader == "file":
+        report = load(path, url, table="ns")
+    else:
+        result = cli("load", "-", *args, stdin=SUB_MICROSECOND_TEXT.encode())
+        assert result.exit_code == 1, result.output
+        report = json.loads(result.stdout)
+    assert (report["inserted"], report["rejected"]) == (2, 2)
+    assert [(r["row"], r["column"], r["reason"]) for r in report["rejections"]] == [
+        (2, "at", "2023-01-02 10:00:00.123456789 has nanoseconds; the database keeps microseconds"),
+        (3, "at", "2023-01-02T10:00:00.1234567+02:00 has nanoseconds; the database keeps "
+         "microseconds"),
+    ]  # fmt: skip
+    utc = dt.UTC
+    with bulkops.connect(url, run_log=False) as db:
+        got = {k: v["at"] for k, v in db.get_many("ns", [1, 4]).items()}
+        assert got[1] == dt.datetime(2009, 6, 15, 20, 45, 30, tzinfo=utc)
+        assert got[4].replace(tzinfo=None) == dt.datetime(2023, 1, 2, 10, 0, 0, 123456)
+        rows = [{"id": 5, "at": "2023-01-02 10:00:00.999999999"}]
+        refused = db.insert("ns", rows, on_error="isolate")
+        assert refused.rejected == 1 and "has nanoseconds" in refused.rejections[0].reason
+
+
+def test_parquet_nanoseconds_reject_their_rows_in_the_program(url: str, tmp_path: Path) -> None:
+    # Parquet timestamps in nanoseconds (DuckDB's TIMESTAMP_NS, pandas' datetime64[ns]).
+    # The program keeps pandas unloaded, and pyarrow then raises for a value with
+    # nanoseconds instead of giving a pandas Timestamp: inferring the table, the
+    # rejection of the row and sync's rows crashed the command with a traceback. Now
+    # that row is rejected, showing the value with its nanoseconds, and the rest load.
+    import subprocess
+    import sys
+
+    import bulkops
+
+    path = tmp_path / "events.parquet"
+    start = 1_704_103_200_000_000_000  # 2024-01-01 10:00:00 UTC, in nanoseconds
+    at = pa.array([start, start + 500, start + 123_456_000], pa.int64())
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "at": at.cast(pa.timestamp("ns")),
+            "zoned": at.cast(pa.timestamp("ns", tz="UTC")),
+        }
+    )
+    pq.write_table(table, path)
+    reports = []
+    options = ["-t", "ev", "--key", "id", "--db", url, "--json", "--quiet"]
+    for verb in ("load", "sync"):
+        done = subprocess.run(
+            [sys.executable, "-m", "bulkops", verb, str(path), *options],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        reports.append(json.loads(done.stdout))
+    loaded, synced = reports
+    assert (loaded["inserted"], loaded["rejected"]) == (2, 1)
+    (rejection,) = loaded["rejections"]
+    assert (rejection["row"], rejection["column"]) == (2, "at")
+    assert rejection["reason"] == (
+        "2024-01-01T10:00:00.000000500 has nanoseconds; the database keeps microseconds"
+    )
+    assert rejection["values"]["at"] == "2024-01-01T10:00:00.000000500"
+    assert (synced["unchanged"], synced["rejected"]) == (2, 1)
+    with bulkops.connect(url, run_log=False) as db:
+        got = db.get_many("ev", [1, 3])
+    assert got[3]["zoned"] == dt.datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)
+    assert got[1]["at"].replace(tzinfo=None) == dt.datetime(2024, 1, 1, 10)
+
+
+def test_a_polars_frame_with_nanoseconds_where_pandas_is_absent(tmp_path: Path) -> None:
+    # The library in a process without pandas (a polars user's): an upsert and a sync
+    # of a frame whose timestamps have nanoseconds crashed (pyarrow refuses to convert
+    # such a value without pandas) instead of rejecting the row.
+    import subprocess
+    import sys
+
+    pytest.importorskip("polars")
+    code = f"""
+import importlib.abc, sys
+
+class NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError(name)
+
+sys.meta_path.insert(0, NoPandas())
+import polars as pl
+import bulkops
+
+at = pl.Series([1_704_103_200_000_000_000, 1_704_103_200_000_000_500]).cast(pl.Datetime("ns"))
+frame = pl.DataFrame({{"id": [1, 2], "at": at}})
+db = bulkops.connect("sqlite:///{tmp_path}/p.db", run_log=False)
+db.create_table("t", {{"id": "integer", "at": "datetime"}}, ["id"])
+done = db.upsert("t", frame, key="id", on_error="isolate")
+synced = db.sync("t", frame, key="id", on_error="isolate")
+print(done.inserted, [(r.row, r.reason, r.values["at"]) for r in done.rejections])
+print(synced.unchanged, [(r.row, r.reason) for r in synced.rejections], "pandas" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    reason = "2024-01-01T10:00:00.000000500 has nanoseconds; the database keeps microseconds"
+    assert done.stdout.splitlines() == [
+        f"1 [(2, {reason!r}, '2024-01-01T10:00:00.000000500')]",
+        f"1 [(2, {reason!r})] False",
+    ]
+
+
+def test_parquet_decimals_no_float_holds_make_a_float_column_on_sqlite(tmp_path: Path) -> None:
+    # DuckDB writes DECIMAL(38,10) to Parquet as decimal128(38, 10). On SQLite the
+    # table `bulkops load` made was decimal (a 64-bit float there), which refused
+    # every value of 22 digits: nothing loaded. As for CSV text and JSON numbers, the
+    # column is now float, with the note naming --type to keep the digits.
+    path = tmp_path / "money.parquet"
+    values = [Decimal("1234567890124.1234567890"), Decimal("0.3333333333"), None]
+    pq.write_table(pa.table({"id": [1, 2, 3], "d": pa.array(values, pa.decimal128(38, 10))}), path)
+    url = f"sqlite:///{tmp_path}/m.db"
+    report = load(path, url, "--key", "id", table="money")
+    assert (report["inserted"], report["rejected"]) == (3, 0)
+    assert report["notes"] == [
+        "column 'd' was made float: 1234567890124.1234567890 has more digits than this "
+        "database keeps in a decimal, and is stored as the nearest float "
+        "(1234567890124.1235); to keep every digit, load it with --type d=text"
+    ]
+    assert raw(url, "SELECT id, d FROM money ORDER BY id") == [
+        (1, 1234567890124.1235), (2, 0.3333333333), (3, None),
+    ]  # fmt: skip

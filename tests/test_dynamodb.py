@@ -8,11 +8,14 @@ DynamoDB hands back what it could not take.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
 import random
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
@@ -564,6 +567,63 @@ def test_cli_loads_into_dynamodb(dynamodb_local: DynamoDBLocal, tmp_path: Path) 
     )  # fmt: skip
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
+
+
+def test_cli_loads_parquet_times_and_uuids_into_dynamodb_as_text(
+    dynamodb_local: DynamoDBLocal, tmp_path: Path
+) -> None:
+    # Parquet as pandas and DuckDB write it: timestamps (one in nanoseconds, with a
+    # value that has some), dates and UUIDs, none of which DynamoDB has a type for.
+    # Every row was rejected ("a datetime cannot be stored in DynamoDB ... convert it
+    # first, e.g. with .isoformat()", which a command-line user cannot do), and the
+    # nanosecond value crashed the reader. They are now their ISO 8601 text, as a CSV
+    # file's times are; a sync of the same file finds every row unchanged.
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    db = bulkops.connect(dynamodb_local.url)
+    name = table_name()
+    db.create_table(name, {"id": "integer"}, key="id")
+    start = 1_704_103_200_000_000_000  # 2024-01-01 10:00:00 UTC, in nanoseconds
+    ns = pa.array([start, start + 500, None], pa.int64()).cast(pa.timestamp("ns"))
+    ids = [uuid.UUID(int=1), uuid.UUID(int=2), None]
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "at": pa.array([start // 1000] * 3, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "ns": ns,
+            "day": pa.array([dt.date(2024, 2, 29)] * 3, pa.date32()),
+            "ref": pa.array([u and u.bytes for u in ids], pa.uuid()),
+        }
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path)
+    client = db.backend.client  # type: ignore[attr-defined]
+    had_state = "bulkops_sync_state" in client.list_tables()["TableNames"]
+    try:
+        for verb in ("load", "sync"):
+            done = subprocess.run(
+                [sys.executable, "-m", "bulkops", verb, str(path), "--table", name,
+                 "--db", dynamodb_local.url, "--json", "--quiet"],
+                capture_output=True, text=True, check=False, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            report = json.loads(done.stdout)
+            assert report["rejected"] == 0
+    finally:
+        if not had_state:  # the server is shared: other tests count the writes it adds
+            with suppress(client.exceptions.ResourceNotFoundException):
+                client.delete_table(TableName="bulkops_sync_state")
+    assert (report["unchanged"], report["changed"]) == (3, 0)
+    got = db.get_many(name, [1, 2, 3])
+    assert got[2] == {
+        "id": 2, "at": "2024-01-01T10:00:00+00:00", "ns": "2024-01-01T10:00:00.000000500",
+        "day": "2024-02-29", "ref": "00000000-0000-0000-0000-000000000002",
+    }  # fmt: skip
+    assert got[1]["ns"] == "2024-01-01T10:00:00" and got[3]["ref"] is None
 
 
 # ------------------------------------------------------------ value round trip

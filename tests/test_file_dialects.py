@@ -202,3 +202,59 @@ def test_a_one_name_header_holding_a_separator_is_refused(tmp_path: Path, separa
     shown = "\\t" if separator == "\t" else separator
     assert f"pass --delimiter '{shown}'" in result.output
     assert not table_exists(url, "s")
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "header", "rows"),
+    [
+        ("datatable_utf16le.txt", "utf-16le", ("a", "b"), [("c", "d")]),
+        ("datatable_utf16le.txt", "UTF-16LE", ("a", "b"), [("c", "d")]),
+        ("datatable_utf16be.txt", "utf-16-be", ("a", "b"), [("c", "d")]),
+        ("datatable_utf16le.txt", "utf-16", ("a", "b"), [("c", "d")]),
+        ("datatable_gb18030.txt", "gb18030", ("x", "y", "z"), [(None, None, None)]),
+    ],
+)
+def test_a_byte_order_mark_the_codec_keeps_is_not_the_first_name(
+    url: str, tmp_path: Path, name: str, encoding: str, header: tuple[str, ...], rows: list[object]
+) -> None:
+    # data.table's test files, each starting with a byte order mark. The utf-16 codec
+    # takes the mark off; utf-16le, utf-16-be and gb18030 decode it as U+FEFF, which
+    # became part of the first column's name ('\ufeffa'): --key a was "not a column of
+    # the file", and a table was made with an invisible character in a name.
+    path = tmp_path / "bom.csv"
+    path.write_bytes((Path(__file__).parent / "data" / name).read_bytes())
+    args = ["-t", "bom", "--db", url, "--encoding", encoding, "--json"]
+    key = ["--key", header[0]] if rows[0] != (None, None, None) else []
+    result = cli("load", str(path), *args, *key)
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)["created"]["columns"]
+    assert tuple(c["name"] for c in created) == header
+    columns = ", ".join(f'"{c}"' for c in header)
+    assert select(url, f"SELECT {columns} FROM bom") == rows
+    stdin = cli("load", "-", *args, *key, "--mode", "upsert" if key else "insert",
+                stdin=path.read_bytes())  # fmt: skip
+    assert stdin.exit_code == 0, stdin.output
+    assert select(url, f"SELECT {columns} FROM bom") == rows * (1 if key else 2)
+
+
+@pytest.mark.parametrize("how", ["extension", "format"])
+def test_a_comma_file_read_as_tsv_is_refused(tmp_path: Path, how: str) -> None:
+    # The gapminder excerpt (comma-separated) named .tsv, or read with --format tsv:
+    # its header became one column named 'country,continent,year,...', and every row
+    # loaded into it as one text value, a table nobody asked for. The guard against a
+    # one-name header covered semicolons, tabs and bars, not the comma.
+    source = Path(__file__).parent / "data" / "gapminder_excerpt.csv"
+    path = tmp_path / ("gapminder.tsv" if how == "extension" else "gapminder.csv")
+    path.write_bytes(source.read_bytes())
+    url = f"sqlite:///{tmp_path}/g.db"
+    args = ["load", str(path), "-t", "g", "--db", url]
+    result = cli(*args, *(["--format", "tsv"] if how == "format" else []))
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert (
+        "pass --delimiter ',' (or --format csv); --delimiter '\\t' reads it as one column" in said
+    )
+    assert not table_exists(url, "g")
+    loaded = cli(*args, "--delimiter", ",", "--quiet")
+    assert loaded.exit_code == 0, loaded.output
+    assert select(url, "SELECT count(*) FROM g WHERE country IS NOT NULL") == [(24,)]

@@ -475,3 +475,97 @@ def test_json_strings_that_look_like_numbers_stay_text(
     rows = [{"day": "2024-01-02", "v": "13.0"}, {"day": "2024-01-03", "v": "7"}]
     inference, _ = infer_types(None, iter(rows), None, typed=True)
     assert inference.types == {"day": "date", "v": "text"}
+
+
+@pytest.mark.parametrize("lines", ["all", "integers"])
+@pytest.mark.parametrize("reader", ["file", "stdin"])
+def test_json_integers_beyond_64_bits_fit_the_table_made_for_them(
+    url: str, tmp_path: Path, reader: str, lines: str
+) -> None:
+    # The JSON-Schema-Test-Suite's bignum cases: JSON integers of 20 and 53 digits (and,
+    # in the whole file, decimals of 36). A column of such integers was inferred as
+    # integer (bigint), which then refused every one of them; CSV text of the same
+    # digits made it decimal. Now JSON does the same: numeric on PostgreSQL (every
+    # digit kept); on SQLite, where a decimal is a 64-bit float, a float column with
+    # the note naming --type, as for CSV, and no row refused (sqlite3 refused an int
+    # beyond 64 bits even for a float column).
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = DATA / "json_schema_bignum.jsonl"
+    text = path.read_text(encoding="utf-8")
+    if lines == "integers":
+        text = "".join(line for line in text.splitlines(True) if "." not in line)
+        path = tmp_path / "integers.jsonl"
+        path.write_text(text, encoding="utf-8")
+    records = [json.loads(line, parse_float=Decimal) for line in text.splitlines()]
+    assert len(records) == (9 if lines == "all" else 7)
+    args = ["-t", "bignum", "--key", "case,description", "--db", url, "--json"]
+    if reader == "stdin":
+        result = CliRunner().invoke(main, ["load", "-", "--format", "jsonl", *args], input=text)
+    else:
+        result = CliRunner().invoke(main, ["load", str(path), *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["inserted"], report["rejected"]) == (len(records), 0)
+    sqlite = url.startswith("sqlite")
+    created = {c["name"]: c["type"] for c in report["created"]["columns"]}
+    assert created["data"] == ("float" if sqlite else "decimal")
+    assert report["notes"] == (
+        [
+            "column 'data' was made float: -12345678910111213141516171819202122232425262728293031"
+            " has more digits than this database keeps in a decimal, and is stored as the "
+            "nearest float (-1.2345678910111214e+52); to keep every digit, load it with "
+            "--type data=text"
+        ]
+        if sqlite
+        else []
+    )
+    with bulkops.connect(url, run_log=False) as db:
+        got = db.get_many("bignum", [(r["case"], r["description"]) for r in records])
+    for record in records:
+        stored = got[(record["case"], record["description"])]["data"]
+        assert stored == (float(record["data"]) if sqlite else record["data"])
+    if reader == "file":
+        synced = CliRunner().invoke(main, ["sync", str(path), *args])
+        assert json.loads(synced.output)["unchanged"] == len(records), synced.output
+
+
+def test_cli_sync_reads_missing_values_as_the_load_did(url: str, tmp_path: Path) -> None:
+    # The 2008 airline data as R writes it: missing delays are NA. `bulkops load
+    # --null NA` makes integer columns of them, but `bulkops sync` had no --null: a
+    # sync of the very file the table came from rejected every row holding NA ("'NA'
+    # is not an integer"), 9 of these 12. The spellings are also part of the file's
+    # identity, as its encoding is: the same bytes read with other --null spellings
+    # are other rows, never skipped as up to date.
+    from click.testing import CliRunner
+
+    from bulkops.cli import main
+
+    path = tmp_path / "2008head.csv"
+    path.write_bytes((DATA / "datatable_2008head_excerpt.csv").read_bytes())
+    key = "Year,Month,DayofMonth,UniqueCarrier,FlightNum"
+    args = ["-t", "flights", "--key", key, "--db", url, "--json"]
+
+    result = CliRunner().invoke(main, ["load", str(path), *args, "--null", "NA"])
+    assert result.exit_code == 0, result.output
+    loaded = json.loads(result.output)
+    created = {c["name"]: c["type"] for c in loaded["created"]["columns"]}
+    assert created["CarrierDelay"] == "integer" and loaded["inserted"] == 12
+
+    def sync(*extra: str) -> dict[str, Any]:
+        done = CliRunner().invoke(main, ["sync", str(path), *args, *extra])
+        assert done.exit_code in (0, 1), done.output
+        report: dict[str, Any] = json.loads(done.output)
+        return report
+
+    first = sync("--null", "NA")
+    assert (first["unchanged"], first["rejected"], first["up_to_date"]) == (12, 0, False)
+    assert sync("--null", "NA")["up_to_date"] is True
+    plain = sync()  # the same bytes without the spelling: read again, NA is no integer
+    assert (plain["up_to_date"], plain["unchanged"], plain["rejected"]) == (False, 3, 9)
+    assert plain["rejections"][0]["reason"] == "'NA' is not an integer"
+    with bulkops.connect(url, run_log=False) as db:
+        row = db.get_many("flights", [(2008, 1, 3, "WN", 335)])[(2008, 1, 3, "WN", 335)]
+    assert (row["CarrierDelay"], row["ArrDelay"], row["CancellationCode"]) == (None, -14, None)

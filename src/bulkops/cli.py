@@ -10,7 +10,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack, nullcontext, suppress
 from operator import itemgetter
@@ -24,7 +25,7 @@ from . import __version__
 from .errors import BulkError, DataError, RerunError, SchemaError, TooManyRejectsError
 from .report import Report, SyncReport, jsonable
 from .runlog import Run
-from .schema import TYPES
+from .schema import COERCERS, TYPES
 from .sources import (
     FORMATS,
     INFER_SAMPLE_ROWS,
@@ -74,8 +75,8 @@ encoding_option = click.option(
     show_default=True,
     callback=_encoding,
     help="The text encoding of a CSV, TSV or JSON Lines file (for example cp1252 or latin-1 "
-    "for a spreadsheet's export, utf-16 for its 'Unicode text'); a UTF-8 byte order mark "
-    "is skipped. Files in another encoding than UTF-8 are read by the row reader.",
+    "for a spreadsheet's export, utf-16 for its 'Unicode text'); a byte order mark is "
+    "skipped. Files in another encoding than UTF-8 are read by the row reader.",
 )
 
 
@@ -100,12 +101,25 @@ delimiter_option = click.option(
 )
 
 
-def _file_id(digest: str, encoding: str) -> str:
-    """What identifies the input for a resume or a sync: its bytes' digest, and the
-    encoding they are read in where it is not UTF-8 (the same bytes read otherwise are
-    other rows)."""
-    return digest if encoding in ("utf-8", "utf-8-sig") else f"{digest};encoding={encoding}"
+def _file_id(digest: str, encoding: str, nulls: Sequence[str] = ()) -> str:
+    """What identifies the input for a resume or a sync: its bytes' digest, and what
+    reads them otherwise than the defaults (the same bytes read otherwise are other
+    rows): the encoding where it is not UTF-8, and the --null spellings."""
+    if encoding not in ("utf-8", "utf-8-sig"):
+        digest = f"{digest};encoding={encoding}"
+    if nulls:
+        digest = f"{digest};null={json.dumps(sorted(set(nulls)))}"
+    return digest
 
+
+null_option = click.option(
+    "--null",
+    "nulls",
+    multiple=True,
+    metavar="TOKEN",
+    help="CSV/TSV: an unquoted field spelled TOKEN is NULL (repeatable: --null NA --null "
+    "'\\N'). An unquoted empty field is always NULL; a quoted one (\"\") is empty text.",
+)
 
 on_error_option = click.option(
     "--on-error",
@@ -236,14 +250,7 @@ def run() -> NoReturn:
     help="Load the file again although an earlier load of it into this table did not "
     "finish (without a key, its committed rows are then written twice).",
 )
-@click.option(
-    "--null",
-    "nulls",
-    multiple=True,
-    metavar="TOKEN",
-    help="CSV/TSV: an unquoted field spelled TOKEN is NULL (repeatable: --null NA --null "
-    "'\\N'). An unquoted empty field is always NULL; a quoted one (\"\") is empty text.",
-)
+@null_option
 @encoding_option
 @delimiter_option
 @click.option(
@@ -330,7 +337,7 @@ def load(
         digest: str | None = None
         if store.run_log and digesting is not None:
             try:
-                digest = _file_id(digesting.result(), encoding)
+                digest = _file_id(digesting.result(), encoding, nulls)
             except SourceError as error:
                 _fail(str(error))
         columns = source.columns
@@ -497,9 +504,24 @@ def _rows_unless_columnar(
         return source
     source.close()
     try:
-        return open_source(file, fmt, null=nulls, encoding=encoding, delimiter=delimiter)
+        source = open_source(file, fmt, null=nulls, encoding=encoding, delimiter=delimiter)
     except SourceError as error:
         _fail(str(error))
+    if source.format == "parquet" and not store.capabilities.declared_columns:
+        source.rows = _typeless_as_text(source.rows)
+    return source
+
+
+# Values of a Parquet file that a store without column types (DynamoDB) has no type
+# for: there they are their ISO 8601 (or canonical) text, as a CSV file's are, instead
+# of a refusal of every row that holds one.
+_TEXT_WHERE_UNTYPED = (dt.date, dt.time, uuid.UUID)
+
+
+def _typeless_as_text(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    text = COERCERS["text"]
+    for row in rows:
+        yield tuple(text(v) if isinstance(v, _TEXT_WHERE_UNTYPED) else v for v in row)
 
 
 def _open_input(
@@ -1169,6 +1191,7 @@ def _where_option(values: tuple[str, ...]) -> dict[str, str]:
 @on_error_option
 @click.option("--rejects", type=click.Path(dir_okay=False), help="Write rejected rows here.")
 @click.option("--max-rejects", type=click.IntRange(min=0), help="Stop after this many rejects.")
+@null_option
 @encoding_option
 @delimiter_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -1187,6 +1210,7 @@ def sync(
     on_error: Literal["isolate", "raise"],
     rejects: str | None,
     max_rejects: int | None,
+    nulls: tuple[str, ...],
     encoding: str,
     delimiter: str | None,
     as_json: bool,
@@ -1203,8 +1227,8 @@ def sync(
     key_cols = _key_option(key)
     scope = _where_option(where)
     try:
-        digest = _file_id(file_digest(file), encoding) if file != "-" else None
-        source = _open_input(file, fmt, (), encoding, delimiter, ragged=False)
+        digest = _file_id(file_digest(file), encoding, nulls) if file != "-" else None
+        source = _open_input(file, fmt, nulls, encoding, delimiter, ragged=False)
         # JSON Lines: compared on every key the file's objects have (one an object
         # leaves out is NULL), not only on the first object's keys.
         union = (
@@ -1218,7 +1242,7 @@ def sync(
     failure: BulkError | SourceError | None = None
     with ExitStack() as held, _open_store(db) as store:
         source = held.enter_context(
-            _rows_unless_columnar(source, store, file, fmt, (), encoding, delimiter)
+            _rows_unless_columnar(source, store, file, fmt, nulls, encoding, delimiter)
         )
         status = nullcontext() if quiet or as_json else err_console.status(f"sync {table}")
         try:

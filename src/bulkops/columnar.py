@@ -320,9 +320,42 @@ class _BatchRows(Sequence[dict[str, Any]]):
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return {name: column[i].as_py() for name, column in zip(
+        return {name: scalar_value(column[i]) for name, column in zip(
             self.batch.schema.names, self.batch.columns, strict=True
         ) if name != ROW_SHAPE_COLUMN}  # fmt: skip
+
+
+def batch_rows(batch: Any) -> list[dict[str, Any]]:
+    """``batch.to_pylist()``, a timestamp or time with nanoseconds as its text (see
+    ``scalar_value``), which the write refuses with its reason, row by row."""
+    try:
+        return batch.to_pylist()  # type: ignore[no-any-return]
+    except ValueError:
+        names = batch.schema.names
+        columns = [column_values(column) for column in batch.columns]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def column_values(column: Any) -> list[Any]:
+    """``column.to_pylist()``, a timestamp or time with nanoseconds as its text (see
+    ``scalar_value``)."""
+    try:
+        return column.to_pylist()  # type: ignore[no-any-return]
+    except ValueError:
+        return [scalar_value(scalar) for scalar in column]
+
+
+def scalar_value(scalar: Any) -> Any:
+    """An Arrow scalar's Python value; a timestamp or time with nanoseconds, which no
+    Python datetime holds, as its ISO 8601 text (pyarrow raises for it where pandas is
+    not loaded, as in the ``bulkops`` program), so a rejected row shows what it held."""
+    try:
+        return scalar.as_py()
+    except ValueError:
+        if getattr(scalar.type, "unit", None) != "ns":
+            raise
+        text: str = scalar.cast(_pyarrow().string()).as_py()
+        return text.replace(" ", "T", 1)  # Arrow writes a space between date and time
 
 
 class _Positions(Sequence[int]):
@@ -880,7 +913,9 @@ class ArrowPlanner:
             return _Column(values)
         values = pc.if_else(bad, pa.scalar(None, typ), values)
         return _Column(
-            values, bad, lambda i: f"{array[i]} has nanoseconds; the database keeps microseconds"
+            values,
+            bad,
+            lambda i: f"{scalar_value(array[i])} has nanoseconds; the database keeps microseconds",
         )
 
     def _text_fallback(self, array: Any, spec: ColumnSpec, target: ArrowTarget) -> _Column:

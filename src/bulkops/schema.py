@@ -516,10 +516,26 @@ def _to_datetime(value: Any) -> dt.datetime | None:
         return dt.datetime(value.year, value.month, value.day)
     if isinstance(value, str):
         try:
-            return dt.datetime.fromisoformat(value.strip())
+            parsed = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
+        return whole_microseconds(value, parsed)
     raise ValueError(f"{type(value).__name__} {value!r} is not a timestamp")
+
+
+# Python reads any number of fractional digits and drops those past microseconds
+# (.NET and SQL Server's datetime2 write 7, pandas 9 where a time has nanoseconds).
+_SUB_MICROSECONDS = re.compile(r"[.,][0-9]{6}([0-9]+)", re.ASCII)
+
+
+def whole_microseconds(text: str, parsed: dt.datetime) -> dt.datetime:
+    """``parsed``, the timestamp ``text`` gave, unless ``text`` holds a part of a
+    microsecond that is not zero, which would be cut: refused, as a pandas or Arrow
+    timestamp with nanoseconds is. (A text of 26 characters or fewer has no 7th
+    fractional digit: the common case costs one ``len``.)"""
+    if len(text) > 26 and (extra := _SUB_MICROSECONDS.search(text)) and extra[1].strip("0"):
+        raise ValueError(f"{text.strip()} has nanoseconds; the database keeps microseconds")
+    return parsed
 
 
 def _json_default(value: Any) -> Any:
@@ -667,9 +683,10 @@ def float_from_text(value: str) -> float | None:
 
 def datetime_from_text(value: str) -> dt.datetime | None:
     try:
-        return dt.datetime.fromisoformat(value)
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return _to_datetime(value)
+    return whole_microseconds(value, parsed)
 
 
 def date_from_text(value: str) -> dt.date | None:
@@ -1031,8 +1048,27 @@ class ColumnInference:
             kind = _native_kind(cls)
             if kind == "text" and issubclass(cls, str):
                 self._add_texts({v for v in values if isinstance(v, cls)}, values)
+            elif kind in ("integer", "decimal"):
+                self.kinds.add(self._add_numbers([v for v in values if isinstance(v, cls)], kind))
             else:
                 self.kinds.add(kind)
+
+    def _add_numbers(self, numbers: list[Any], kind: str) -> str:
+        """The kind of native integers or decimals (JSON's numbers): an integer outside
+        64 bits makes the column decimal, as its text would; a number no float gives
+        back is noted (``inexact``), as for text."""
+        if kind == "integer" and not INT64_MIN <= min(numbers) <= max(numbers) <= INT64_MAX:
+            kind = "decimal"
+        if kind == "decimal":
+            for number in numbers:
+                text = str(number)
+                if (
+                    len(text) > 16
+                    and (self.inexact is None or text < self.inexact)
+                    and not float_keeps(Decimal(number))
+                ):
+                    self.inexact = text
+        return kind
 
     def add_distinct(self, texts: Iterable[str], count: Callable[[str], int]) -> None:
         """Add the distinct texts of a batch (no None; a column read as text, e.g. by

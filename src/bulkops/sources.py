@@ -34,7 +34,7 @@ from itertools import chain, islice
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-from .columnar import ROW_SHAPE_COLUMN
+from .columnar import ROW_SHAPE_COLUMN, column_values
 from .errors import BulkError
 from .plan import ReadAhead
 from .schema import TYPES, ColumnInference, MissingHint
@@ -315,6 +315,19 @@ def _infer_batches(source: Source, types: Mapping[str, str] | None) -> Inference
         for name, state in states.items():
             column = batch.column(name)
             if not pa.types.is_string(column.type):
+                if getattr(column.type, "unit", None) == "ns":
+                    # Their kind, not their nanoseconds (no datetime holds them, and
+                    # pyarrow raises where pandas is not loaded): the write refuses
+                    # a value that has them, row by row.
+                    unit = (
+                        pa.timestamp("us", column.type.tz)
+                        if pa.types.is_timestamp(column.type)
+                        else pa.time64("us")
+                        if pa.types.is_time(column.type)
+                        else None
+                    )
+                    if unit is not None:
+                        column = column.cast(unit, safe=False)
                 state.add(column.to_pylist())
                 continue
             texts = pc.unique(column).drop_null().to_pylist()
@@ -493,7 +506,7 @@ def open_source(
     transparently; so is a ``.zip`` archive holding one file (whose own name gives the
     format if the archive's does not). ``null``: CSV/TSV spellings of a missing value
     (besides the unquoted empty field), read as None where they stand unquoted.
-    ``encoding``: the text's (CSV, TSV, JSON Lines; a UTF-8 byte order mark is skipped).
+    ``encoding``: the text's (CSV, TSV, JSON Lines; a byte order mark is skipped).
     ``delimiter``: CSV/TSV's field separator (default: a comma, a tab for TSV); where it
     is not given, a header that is one name holding a semicolon, a tab or a bar is
     refused (``_one_name_header``), not loaded as a single column.
@@ -539,7 +552,7 @@ def open_source(
                 separator = delimiter or ("\t" if fmt == "tsv" else ",")
                 columns, rows = _open_csv(stream, name, separator, stack, frozenset(null), encoding)
                 if delimiter is None:
-                    _one_name_header(name, columns)
+                    _one_name_header(name, columns, separator)
         except _READ_ERRORS as exc:
             raise _read_error(name, exc) from exc
 
@@ -1032,7 +1045,15 @@ def _open_csv(
 
     def lines() -> Iterator[str]:
         append = raw.append
-        for line in text:
+        rest = iter(text)
+        for line in rest:
+            # A byte order mark the codec keeps (utf-16-le and -be, gb18030 ...; utf-8
+            # and utf-16 take theirs off) is not part of the first name.
+            line = line.removeprefix("\ufeff")
+            append(line)
+            yield line
+            break
+        for line in rest:
             append(line)
             yield line
 
@@ -1199,26 +1220,31 @@ def _check_columns(name: str, columns: list[str], what: str) -> None:
 _JSON_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
-# Field separators other than the comma that CSV files are written with (a European
-# spreadsheet's CSV uses semicolons, its decimal point being a comma).
-_OTHER_SEPARATORS = (";", "\t", "|")
+# Field separators that CSV files are written with: besides the comma, a European
+# spreadsheet's CSV uses semicolons (its decimal point being a comma).
+_SEPARATORS = (",", ";", "\t", "|")
 
 
-def _one_name_header(name: str, columns: list[str]) -> None:
-    """A header of one name holding another separator is a file read with the wrong
-    one: refused, naming the separator to pass, instead of a table of one column whose
-    rows are then all rejected."""
+def _one_name_header(name: str, columns: list[str], separator: str) -> None:
+    """A header of one name holding another separator than ``separator`` (a comma file
+    read as TSV, a semicolon one as CSV) is a file read with the wrong one: refused,
+    naming the separator to pass, instead of a table of one column whose rows are then
+    all rejected."""
     if len(columns) != 1:
         return
-    for separator in _OTHER_SEPARATORS:
-        if separator in columns[0]:
-            shown = "\\t" if separator == "\t" else separator
+    for other in _SEPARATORS:
+        if other != separator and other in columns[0]:
+            shown, used = (_shown_separator(s) for s in (other, separator))
             raise SourceError(
                 f"{name}: the header {columns[0]!r} is one column name holding '{shown}'; "
                 f"if the fields are separated by '{shown}', pass --delimiter '{shown}'"
-                + (" (or --format tsv)" if separator == "\t" else "")
-                + "; --delimiter ',' reads it as one column"
+                + {"\t": " (or --format tsv)", ",": " (or --format csv)"}.get(other, "")
+                + f"; --delimiter '{used}' reads it as one column"
             )
+
+
+def _shown_separator(separator: str) -> str:
+    return "\\t" if separator == "\t" else separator
 
 
 def _jsonl_rows(stream: BinaryIO, name: str, encoding: str = "utf-8") -> Iterator[dict[str, Any]]:
@@ -1372,7 +1398,7 @@ def _parquet_rows(
             progress.rows_read += batch.num_rows
             # Column-wise to_pylist plus zip is several times faster than
             # batch.to_pylist(), which builds a dict per row.
-            yield from zip(*[column.to_pylist() for column in batch.columns], strict=True)
+            yield from zip(*[column_values(column) for column in batch.columns], strict=True)
     except (arrow_error, OSError) as exc:
         raise SourceError(f"{name}: cannot read Parquet data ({exc})") from exc
     progress.done = True

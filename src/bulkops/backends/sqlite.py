@@ -47,6 +47,8 @@ from ..errors import (
 from ..retry import DEFAULT_RETRY
 from ..schema import (
     COERCERS,
+    INT64_MAX,
+    INT64_MIN,
     ColumnCodec,
     ColumnSpec,
     TableSpec,
@@ -65,6 +67,7 @@ from ..schema import (
     plain_decimal,
     plain_value,
     reject_infinite,
+    whole_microseconds,
 )
 from ._sql import (
     SharedSQL,
@@ -314,16 +317,18 @@ def _micro_storage(value: dt.datetime) -> str:
 
 def _micro_text(value: str) -> Any:
     try:
-        return _micro_storage(dt.datetime.fromisoformat(value))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return adapted(datetime_from_text, _micro_storage)(value)
+    return _micro_storage(parsed if len(value) <= 26 else whole_microseconds(value, parsed))
 
 
 def _datetime_text(value: str) -> Any:
     try:
-        return _datetime_storage(dt.datetime.fromisoformat(value))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return adapted(datetime_from_text, _datetime_storage)(value)
+    return _datetime_storage(parsed if len(value) <= 26 else whole_microseconds(value, parsed))
 
 
 def _decode_decimal(value: Any) -> Any:
@@ -412,10 +417,13 @@ _CODECS: dict[str, ColumnCodec] = {
     "integer": ColumnCodec(
         frozenset({int, NoneType}), COERCERS["integer"], fast={str: int_from_text}
     ),
+    # An int beyond 64 bits is no INTEGER for sqlite3 ("Python int too large"): it
+    # takes the coercion, to the nearest float, as its text would.
     "float": ColumnCodec(
         frozenset({int, NoneType}),
         coercer("float", _real),
         fast={float: _real, str: adapted(float_from_text, _real)},
+        bounds=(INT64_MIN, INT64_MAX),
     ),
     # Old tables' DECIMAL_TEXT columns (see DECIMAL_TEXT); NUMERIC ones: _numeric_codec.
     "decimal_text": ColumnCodec(

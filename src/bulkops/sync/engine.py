@@ -40,7 +40,7 @@ from ..backends.base import (
     SyncState,
     run_transaction,
 )
-from ..columnar import arrow_stream, frame_records, is_arrow
+from ..columnar import arrow_stream, batch_rows, frame_records, is_arrow
 from ..context import Context
 from ..errors import BulkError, ConversionError, DataError, SchemaError, TooManyRejectsError
 from ..execute import numbered
@@ -420,7 +420,7 @@ class ArrowRows:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for batch in self.reader:
-            yield from batch.to_pylist()
+            yield from batch_rows(batch)
 
 
 def _raw_at(raws: Sequence[Any], start: int, position: int) -> Any:
@@ -801,7 +801,7 @@ class _SourceHasher:
             encoded.append(array_column(array))
 
         def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
-            picked = batch.take(pa.array(list(chosen), pa.int64())).to_pylist()
+            picked = batch_rows(batch.take(pa.array(list(chosen), pa.int64())))
             return [{c: row.get(c) for c in self.sync.cols} for row in picked]
 
         positions = np.arange(start + 1, start + batch.num_rows + 1, dtype=np.int64)
@@ -880,7 +880,7 @@ class _Hashed:
             if self.arrow is None:
                 yield from batch.source
             else:
-                yield from batch.source.to_pylist()
+                yield from batch_rows(batch.source)
 
     def close(self) -> None:
         """Stop the hashing (and its thread)."""
