@@ -171,7 +171,7 @@ def test_a_delimiter_must_be_one_plain_character(tmp_path: Path, bad: str) -> No
         assert "Invalid value for '--delimiter'" in result.output
 
 
-def test_a_resumed_load_knows_the_file_by_its_bytes_and_encoding(tmp_path: Path) -> None:
+def test_a_resumed_load_knows_the_file_by_its_bytes_encoding_and_delimiter(tmp_path: Path) -> None:
     # The run log names the input a resume must match: the same bytes read in another
     # encoding are other rows, so the encoding is part of it (UTF-8: the digest alone,
     # as before).
@@ -190,6 +190,14 @@ def test_a_resumed_load_knows_the_file_by_its_bytes_and_encoding(tmp_path: Path)
     assert sources["b"].endswith(";encoding=iso8859-1")
     assert sources["a"].split(";")[0] == sources["b"].split(";")[0]
     assert ";" not in sources["c"] and sources["c"].startswith("sha256:")
+    # So is a --delimiter: "1;2" is one value or two.
+    semicolons = tmp_path / "pairs.csv"
+    semicolons.write_text("id;v\n1;2\n")
+    result = cli("load", str(semicolons), "-t", "d", "--db", url, "--delimiter", ";", "-q")
+    assert result.exit_code == 0, result.output
+    runs = json.loads(cli("runs", "--db", url, "--json").stdout)
+    source = next(run["source"] for run in runs if run["table"] == "d")
+    assert source.startswith("sha256:") and source.endswith(';delimiter=";"')
 
 
 @pytest.mark.parametrize("separator", [";", "|", "\t"])

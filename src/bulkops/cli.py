@@ -101,14 +101,18 @@ delimiter_option = click.option(
 )
 
 
-def _file_id(digest: str, encoding: str, nulls: Sequence[str] = ()) -> str:
+def _file_id(
+    digest: str, encoding: str, nulls: Sequence[str] = (), delimiter: str | None = None
+) -> str:
     """What identifies the input for a resume or a sync: its bytes' digest, and what
     reads them otherwise than the defaults (the same bytes read otherwise are other
-    rows): the encoding where it is not UTF-8, and the --null spellings."""
+    rows): the encoding where it is not UTF-8, the --null spellings and a --delimiter."""
     if encoding not in ("utf-8", "utf-8-sig"):
         digest = f"{digest};encoding={encoding}"
     if nulls:
         digest = f"{digest};null={json.dumps(sorted(set(nulls)))}"
+    if delimiter is not None:
+        digest = f"{digest};delimiter={json.dumps(delimiter)}"
     return digest
 
 
@@ -337,7 +341,7 @@ def load(
         digest: str | None = None
         if store.run_log and digesting is not None:
             try:
-                digest = _file_id(digesting.result(), encoding, nulls)
+                digest = _file_id(digesting.result(), encoding, nulls, delimiter)
             except SourceError as error:
                 _fail(str(error))
         columns = source.columns
@@ -1227,7 +1231,7 @@ def sync(
     key_cols = _key_option(key)
     scope = _where_option(where)
     try:
-        digest = _file_id(file_digest(file), encoding, nulls) if file != "-" else None
+        digest = _file_id(file_digest(file), encoding, nulls, delimiter) if file != "-" else None
         source = _open_input(file, fmt, nulls, encoding, delimiter, ragged=False)
         # JSON Lines: compared on every key the file's objects have (one an object
         # leaves out is NULL), not only on the first object's keys.
