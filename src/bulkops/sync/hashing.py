@@ -972,23 +972,29 @@ def _hash_varying(data: Any, offsets: Any, tag: int | None = None) -> Any:
         if tag is not None:
             words &= np.uint64(2**64 - 2**40)
             words |= (lengths.astype(np.uint64) << np.uint64(8)) | np.uint64(tag)
-        words &= masks[np.minimum(sizes, 8)]
-        total += _mix_in_place(words ^ keys[0])
+        # (a word that no value ends within needs no mask)
+        shortest = int(sizes.min())
+        if shortest < 8:
+            words &= masks[np.minimum(sizes, 8)]
+        words ^= keys[0]
+        total += _mix_in_place(words)
         # The words every value has: a pass over all rows, without picking the rows
         # still long enough (which costs more than the word when most of them are)
-        shortest = int(sizes.min())
         j = 1
         while 8 * j < shortest:
             words = windows[starts + 8 * j]
-            words &= masks[np.minimum(sizes - 8 * j, 8)]
-            total += _mix_in_place(words ^ keys[j])
+            if 8 * j + 8 > shortest:
+                words &= masks[np.minimum(sizes - 8 * j, 8)]
+            words ^= keys[j]
+            total += _mix_in_place(words)
             j += 1
         active = np.nonzero(sizes > 8 * j)[0]
         while len(active):
             left = sizes[active] - 8 * j
             words = windows[starts[active] + 8 * j]
             words &= masks[np.minimum(left, 8)]
-            total[active] += _mix_in_place(words ^ keys[j])
+            words ^= keys[j]
+            total[active] += _mix_in_place(words)
             active = active[left > 8]
             j += 1
     return _mix_in_place(total)
