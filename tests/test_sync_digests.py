@@ -704,6 +704,24 @@ def test_an_arrow_source_shares_the_digests_of_dict_rows(sql_db: bulkops.Store) 
     assert (report.changed, report.unchanged) == (1, len(changed) - 1)
 
 
+def test_rows_of_later_batches_keep_their_positions(
+    sql_db: bulkops.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dict rows hashed a batch at a time: a row rejected in a later batch is named by
+    its position in the whole source."""
+    db = sql_db
+    monkeypatch.setattr(engine._SourceHasher, "BATCH", 3)
+    db.create_table(table := f"digests_{next(_names)}", {**COLUMNS, "shop": "text"}, key="id")
+    rows = [{**r, "shop": "a" if r["id"] <= 10 else "b"} for r in base_rows()]
+    db.insert(table, rows)
+    a = [r for r in rows if r["shop"] == "a"]
+    assert db.sync(table, a, key="id", where={"shop": "a"}).unchanged == 10
+    edit = [*a[:7], {"id": 40, "name": "x", "price": Decimal(1), "qty": 1, "shop": "b"}, *a[7:]]
+    report = db.sync(table, edit, key="id", where={"shop": "a"}, on_error="isolate")
+    assert (report.rejected, report.unchanged) == (1, 10)
+    assert report.rejections[0].key == 40 and report.rejections[0].row == 8
+
+
 def test_an_arrow_source_with_where(sql_db: bulkops.Store) -> None:
     db = sql_db
     db.create_table(table := f"digests_{next(_names)}", {**COLUMNS, "shop": "text"}, key="id")

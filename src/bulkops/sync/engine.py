@@ -737,7 +737,7 @@ class _SourceHasher:
 
     def _columns(
         self, raws: list[Any], start: int
-    ) -> tuple[list[list[Any]], list[int], list[Rejection]]:
+    ) -> tuple[list[list[Any]], Sequence[int], list[Rejection]]:
         """The batch's values a column at a time (the key's first), and the indexes of
         its rows; a sequence of the wrong width is refused."""
         cols = self.sync.cols
@@ -776,7 +776,10 @@ class _SourceHasher:
         def rows(chosen: Sequence[int]) -> list[dict[str, Any]]:
             return [self._row(raws[index[i]]) for i in chosen]
 
-        positions = np.asarray(index, dtype=np.int64) + start + 1
+        if len(index) == len(raws):  # (every row: no list of 50,000 ints to convert)
+            positions = np.arange(start + 1, start + len(raws) + 1, dtype=np.int64)
+        else:
+            positions = np.asarray(index, dtype=np.int64) + start + 1
         return self._hashed(len(raws), encoded, positions, rows, raws, refused)
 
     def _hash_arrow(self, batch: Any, start: int) -> _Batch:
@@ -1392,7 +1395,7 @@ def _coerced(values: list[Any], spec: ColumnSpec) -> list[Any]:
 
 def value_columns(
     raws: Sequence[Any], cols: Sequence[str], mappings: bool
-) -> tuple[list[list[Any]], list[int]]:
+) -> tuple[list[list[Any]], Sequence[int]]:
     """Rows' values a column at a time (``cols``), and the indexes of the rows taken (a
     sequence of another width is left out)."""
     if mappings:
@@ -1408,18 +1411,20 @@ def value_columns(
     return ([list(c) for c in zip(*raws, strict=True)] if raws else [[] for _ in cols]), good
 
 
-def _mapping_columns(raws: Sequence[Any], cols: Sequence[str]) -> tuple[list[list[Any]], list[int]]:
+def _mapping_columns(
+    raws: Sequence[Any], cols: Sequence[str]
+) -> tuple[list[list[Any]], Sequence[int]]:
     """Mappings' values a column at a time, and the indexes of all of them."""
     try:  # (itemgetter: the loop runs in C)
         if len(cols) <= 8:
-            return [list(map(itemgetter(c), raws)) for c in cols], list(range(len(raws)))
+            return [list(map(itemgetter(c), raws)) for c in cols], range(len(raws))
         # Wide rows: each dict visited once (a pass per column over a batch of big
         # dicts misses the cache: 1.6x slower at 20 columns).
         tuples = list(map(itemgetter(*cols), raws))
         columns = [list(map(itemgetter(i), tuples)) for i in range(len(cols))]
-        return columns, list(range(len(raws)))
+        return columns, range(len(raws))
     except KeyError:  # a row without some column: None, as a write takes it
-        return [[r.get(c) for r in raws] for c in cols], list(range(len(raws)))
+        return [[r.get(c) for r in raws] for c in cols], range(len(raws))
 
 
 def _reordered(rows: Iterator[Any], order: Sequence[int], width: int) -> Iterator[Any]:
