@@ -1022,16 +1022,15 @@ class _DigestDiff:
         known = np.nonzero(found & valid)[0]
         if len(known):
             if self.scratch is None:
-                self.scratch = np.full(len(self.state), -1, dtype=np.int64)
+                self.scratch = np.zeros(len(self.state), dtype=np.int64)
             at = found_index[known]
             # Each row claims its key's slot; where every row finds its own claim, no
-            # key came twice (the usual case: no ``maximum.at``, which is slow).
+            # key came twice (the usual case: no ``maximum.at``, which is slow). What
+            # earlier batches left in the slots is overwritten first: nothing to reset.
             self.scratch[at] = known
             if not (self.scratch[at] == known).all():
-                self.scratch[at] = -1
                 np.maximum.at(self.scratch, at, known)
-            winner[known] = self.scratch[at]
-            self.scratch[at] = -1
+                winner[known] = self.scratch[at]
         new = np.nonzero(~found & valid)[0]
         if len(new) > 1:
             order = np.argsort(kh[new], kind="stable")
