@@ -17,7 +17,6 @@ import operator
 import struct
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from itertools import repeat
 from typing import Any
@@ -1013,15 +1012,24 @@ def combine_hashes(hashes: Sequence[Any]) -> Any:
     return _mix_in_place(total)
 
 
-@dataclass(frozen=True)
 class HashedRows:
     """A batch of rows hashed for sync: per row, its encoded key, the key's hash and
     the row's digest (``combine_hashes`` of its columns' ``hash_encoded``: the key's
     and then the compared values')."""
 
-    keys: Any  # Arrow binary array
-    key_hashes: Any  # numpy uint64
-    digests: Any  # numpy uint64
+    def __init__(self, keys: Any, key_hashes: Any, digests: Any) -> None:
+        # An Arrow binary array, or a function that makes it, called when the keys are
+        # first asked for (a sync asks only for those of rows it changes or adds).
+        self._keys = keys
+        self.key_hashes = key_hashes  # numpy uint64
+        self.digests = digests  # numpy uint64
+
+    @property
+    def keys(self) -> Any:
+        """Each row's encoded key, an Arrow binary array."""
+        if callable(self._keys):
+            self._keys = self._keys()
+        return self._keys
 
 
 def hash_keys(keys: Any) -> Any:
@@ -1083,19 +1091,24 @@ def hash_columns(columns: Sequence[Any], key_width: int) -> HashedRows:
     import numpy as np
 
     encoded = [c if isinstance(c, Encoded) else Binary(c) for c in columns]
-    keys = join_encoded([c.binary() for c in encoded[:key_width]])
-    n = len(keys)
+    n = len(encoded[0])
     digests = np.empty(n, dtype=np.uint64)
     for start in range(0, n, _BLOCK_ROWS):  # a block of rows at a time: in cache
         rows = min(_BLOCK_ROWS, n - start)
         hashes = [column.hashes(start, rows) for column in encoded]
         digests[start : start + rows] = combine_hashes(hashes)
-    return HashedRows(keys, _key_hashes(encoded[:key_width], keys), digests)
+    key_columns = encoded[:key_width]
+    key_hashes = _integer_key_hashes(key_columns)
+    if key_hashes is None:  # (hashed from their encodings)
+        keys = join_encoded([c.binary() for c in key_columns])
+        return HashedRows(keys, hash_keys(keys), digests)
+    return HashedRows(lambda: join_encoded([c.binary() for c in key_columns]), key_hashes, digests)
 
 
-def _key_hashes(columns: Sequence[Encoded], keys: Any) -> Any:
-    """``hash_keys(keys)``, taken from the key's column where it is one of integers (no
-    nulls): splitmix64's finalizer of each int64, without reading the encodings."""
+def _integer_key_hashes(columns: Sequence[Encoded]) -> Any | None:
+    """What ``hash_keys`` gives a key that is one column of integers (no nulls), made
+    from the numbers (splitmix64's finalizer of each int64) without their encodings;
+    None for other keys."""
     import numpy as np
 
     if len(columns) == 1:
@@ -1106,7 +1119,7 @@ def _key_hashes(columns: Sequence[Encoded], keys: Any) -> Any:
             and column.payload.dtype.itemsize == 8
         ):  # fmt: skip
             return _mix(column.payload.view(np.uint64))
-    return hash_keys(keys)
+    return None
 
 
 def hash_record_batch(batch: Any, columns: Sequence[str], key_width: int) -> HashedRows:
