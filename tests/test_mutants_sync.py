@@ -501,6 +501,41 @@ def test_a_key_given_many_times_in_one_delta_keeps_its_last_entry() -> None:
     assert len(merged) == 1001 and set(map(int, merged.digests[1:])) == {2}
 
 
+def test_deltas_merged_one_after_another_make_the_state_a_rebuild_makes() -> None:
+    """Random deltas (changed, added and gone keys, some given twice, some gone that
+    were never there) merged into a state one after another: the entries and the
+    keys they pick are those of the state built from scratch; the keys of some
+    entries, taken before all are, are theirs too; and so after four merges whose
+    keys were not read in between."""
+    from bulkops.sync.digests import Delta, RowDigests
+
+    rng = np.random.default_rng(16)
+    model = {int(h): int(h) % 1000 for h in rng.choice(2**40, 3000, replace=False)}
+    state = RowDigests.build([_hashed([(b"k%d" % h, h, d) for h, d in model.items()])])
+    unread = state
+    for round_ in range(4):
+        known = list(model)
+        entries = [(h, round_ + 1) for h in rng.choice(known, 200, replace=False)]
+        entries += [(int(h), 7) for h in rng.integers(2**40, 2**41, 100)]  # new keys
+        entries += entries[:20]  # given twice: the later wins (the same here)
+        gone = [int(h) for h in rng.choice(known, 50, replace=False)] + [2**42 + round_]
+        delta = Delta.of(
+            [_hashed([(b"k%d" % h, h, d) for h, d in entries])],
+            _hashed([(b"k%d" % h, h, 0) for h in gone]),
+        )
+        for h, d in entries:
+            model[int(h)] = d
+        for h in gone:
+            model.pop(h, None)
+        state, unread = state.updated(delta), unread.updated(delta)
+        expected = [(b"k%d" % h, h, model[h]) for h in sorted(model)]
+        some = [0, len(model) // 2, len(model) - 1]
+        assert state.take_keys(np.array(some)).to_pylist() == [expected[i][0] for i in some]
+        assert _entries(state) == expected
+    assert unread.take_keys(np.array(some)).to_pylist() == [expected[i][0] for i in some]
+    assert _entries(unread) == expected
+
+
 # --------------------------------------------------------- the digests, by hand
 
 M64 = 2**64 - 1
