@@ -110,7 +110,7 @@ class RowDigests:
         if not n:
             return np.zeros(len(key_hashes), np.int64), np.zeros(len(key_hashes), dtype=bool)
         starts, shift = self._buckets()
-        bucket = (key_hashes >> shift).astype(np.intp)
+        bucket = (key_hashes >> shift).view(np.int64)  # (below 2**24: the same numbers)
         at = starts[bucket].astype(np.intp)
         end = starts[1:][bucket]
         # The first step for all keys at once (no index array: most buckets hold one

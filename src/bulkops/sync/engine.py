@@ -925,7 +925,7 @@ class _DigestDiff:
                 sync.reject(rejection)
             if batch.hashed is not None:
                 self._compare(batch)
-                whole.update(batch.hashed.digests.tobytes())
+                whole.update(np.ascontiguousarray(batch.hashed.digests).data)  # (no copy)
             if len(self.pending) >= size:
                 self._flush()
         self._flush()
@@ -977,8 +977,12 @@ class _DigestDiff:
             report.duplicates += len(dropped)
         # Keys rejected as outside the scope still stand for rows the source has.
         self.seen[found_index[found & ~valid]] = True
-        rows = np.nonzero(keep)[0]
-        idx, here = found_index[rows], found[rows]
+        if keep.all():  # (the usual batch: nothing to pick out of the arrays)
+            rows = np.arange(n)
+            idx, here, digests = found_index, found, hashed.digests
+        else:
+            rows = np.nonzero(keep)[0]
+            idx, here, digests = found_index[rows], found[rows], hashed.digests[rows]
         # (where the scope held no rows, there is no index to read: all are new)
         none = np.zeros(len(rows), dtype=bool)
         repeat = here & self.seen[idx] if len(state) else none
@@ -986,7 +990,7 @@ class _DigestDiff:
         repeat_new = np.array([int(kh[i]) in self.added for i in new], dtype=bool)
         self.added.update(int(kh[i]) for i in new)
         self.seen[idx[here]] = True
-        same = here & (state.digests[idx] == hashed.digests[rows]) if len(state) else none
+        same = here & (state.digests[idx] == digests) if len(state) else none
         changed = here & ~same & ~repeat
         if changed.any():
             self._same_keys_as_state(hashed.keys, rows[changed], idx[changed])

@@ -914,7 +914,7 @@ def _hash_tagged(tags: Any, payload: Any) -> Any:
     single word ``tag | v << 8`` (``v`` unsigned)."""
     import numpy as np
 
-    n, width = len(payload), payload.dtype.itemsize
+    width = payload.dtype.itemsize
     size = width + 1
     if width == 8:
         value = payload.view(np.uint64)
@@ -929,19 +929,15 @@ def _hash_tagged(tags: Any, payload: Any) -> Any:
             total += _mix_in_place(last)
             total += np.uint64(size * _LENGTH_KEY % 2**64)
         return _mix_in_place(total)
-    if width < 8:
-        value = payload.view(f"u{width}").astype(np.uint64)
-        with np.errstate(over="ignore"):
-            value <<= np.uint64(8)
-            value |= tags if isinstance(tags, np.ndarray) else np.uint64(tags)
-            value ^= _keys(_SEED, 1)[0]
-            total = _mix_in_place(value)
-            total += np.uint64(size * _LENGTH_KEY % 2**64)
-        return _mix_in_place(total)
-    packed = np.empty(n, dtype=np.dtype([("t", "u1"), ("v", payload.dtype)]))
-    packed["t"] = tags
-    packed["v"] = payload
-    return _hash_fixed(packed.view(np.uint8), n, size)
+    assert width < 8, width  # (payloads are 8, 4 or 1 bytes)
+    value = payload.view(f"u{width}").astype(np.uint64)
+    with np.errstate(over="ignore"):
+        value <<= np.uint64(8)
+        value |= tags if isinstance(tags, np.ndarray) else np.uint64(tags)
+        value ^= _keys(_SEED, 1)[0]
+        total = _mix_in_place(value)
+        total += np.uint64(size * _LENGTH_KEY % 2**64)
+    return _mix_in_place(total)
 
 
 def _hash_varying(data: Any, offsets: Any, tag: int | None = None) -> Any:
