@@ -711,6 +711,10 @@ class _SourceHasher:
 
     # Rows hashed at once: big enough for the column-at-a-time encoding to pay off.
     BATCH = 50_000
+    # Rows of an Arrow record batch hashed and compared at once (a slice of it): its
+    # temporary arrays (2 MiB each) are reused from one slice to the next. A whole
+    # million-row batch at once cost an unchanged re-sync 0.40 s instead of 0.23.
+    ARROW_SLICE = 1 << 18
 
     def __init__(self, sync: Syncer, mappings: bool) -> None:
         self.sync = sync
@@ -726,14 +730,20 @@ class _SourceHasher:
                 yield self._hash_rows(raws, start)
 
     def arrow(self, source: ArrowRows) -> Iterator[_Batch]:
-        """The same for an Arrow source, hashed a record batch at a time (vectorized)."""
+        """The same for an Arrow source, hashed a column at a time (vectorized), a
+        slice of a record batch at a time: a million-row batch's temporary arrays
+        would be fresh memory at every step (a page fault every 4 KiB), where a
+        slice's are reused."""
         start = 0
-        for batch in source.batches():
-            if self.abandoned:
-                yield _Batch(batch.num_rows, None, None, [], lambda _: [], batch)
-            else:
-                yield self._hash_arrow(batch, start)
-            start += batch.num_rows
+        size = max(self.sync.chunk_size or 0, self.ARROW_SLICE)
+        for whole in source.batches():
+            for at in range(0, max(whole.num_rows, 1), size):
+                batch = whole.slice(at, size)
+                if self.abandoned:
+                    yield _Batch(batch.num_rows, None, None, [], lambda _: [], batch)
+                else:
+                    yield self._hash_arrow(batch, start)
+                start += batch.num_rows
 
     def _columns(
         self, raws: list[Any], start: int
