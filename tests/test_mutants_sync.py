@@ -501,6 +501,41 @@ def test_a_key_given_many_times_in_one_delta_keeps_its_last_entry() -> None:
     assert len(merged) == 1001 and set(map(int, merged.digests[1:])) == {2}
 
 
+def test_deltas_merged_one_after_another_make_the_state_a_rebuild_makes() -> None:
+    """Random deltas (changed, added and gone keys, some given twice, some gone that
+    were never there) merged into a state one after another: the entries and the
+    keys they pick are those of the state built from scratch; the keys of some
+    entries, taken before all are, are theirs too; and so after four merges whose
+    keys were not read in between."""
+    from bulkops.sync.digests import Delta, RowDigests
+
+    rng = np.random.default_rng(16)
+    model = {int(h): int(h) % 1000 for h in rng.choice(2**40, 3000, replace=False)}
+    state = RowDigests.build([_hashed([(b"k%d" % h, h, d) for h, d in model.items()])])
+    unread = state
+    for round_ in range(4):
+        known = list(model)
+        entries = [(h, round_ + 1) for h in rng.choice(known, 200, replace=False)]
+        entries += [(int(h), 7) for h in rng.integers(2**40, 2**41, 100)]  # new keys
+        entries += entries[:20]  # given twice: the later wins (the same here)
+        gone = [int(h) for h in rng.choice(known, 50, replace=False)] + [2**42 + round_]
+        delta = Delta.of(
+            [_hashed([(b"k%d" % h, h, d) for h, d in entries])],
+            _hashed([(b"k%d" % h, h, 0) for h in gone]),
+        )
+        for h, d in entries:
+            model[int(h)] = d
+        for h in gone:
+            model.pop(h, None)
+        state, unread = state.updated(delta), unread.updated(delta)
+        expected = [(b"k%d" % h, h, model[h]) for h in sorted(model)]
+        some = [0, len(model) // 2, len(model) - 1]
+        assert state.take_keys(np.array(some)).to_pylist() == [expected[i][0] for i in some]
+        assert _entries(state) == expected
+    assert unread.take_keys(np.array(some)).to_pylist() == [expected[i][0] for i in some]
+    assert _entries(unread) == expected
+
+
 # --------------------------------------------------------- the digests, by hand
 
 M64 = 2**64 - 1
@@ -568,6 +603,114 @@ def test_the_constants_of_the_digests(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 _SEED_FOR_GROWTH = 0x5EED
+
+
+# Fixed-width encodings (a tag and a number): their words are made from the numbers,
+# not read from laid-out bytes. Edge numbers: signs, int64's and int32's ends, a tag
+# per row and payloads of every width in use (8: integers, floats, datetimes, scaled
+# decimals; 4: dates, a text's length; 1: bools).
+_I64_EDGES = [0, 1, -1, 2**63 - 1, -(2**63), 0x0123456789ABCDEF, -256, 255, 2**56, -(2**56)]
+FIXED = [
+    (2, np.array(_I64_EDGES, np.int64)),
+    (np.array([2, 4, 8, 10, 2, 4, 8, 10, 2, 4], np.uint8), np.array(_I64_EDGES, np.int64)),
+    (8, np.array(_I64_EDGES, np.int64).view(np.uint64)),
+    (9, np.array([0, -1, 2**31 - 1, -(2**31), 19000, -719162], np.int32)),
+    (6, np.array([0, 5, 2**32 - 1, 2**31, 255], np.uint32)),
+    (1, np.array([0, 1, 1, 0], np.uint8)),
+]
+
+
+@pytest.mark.parametrize(("tags", "payload"), FIXED, ids=[str(i) for i in range(len(FIXED))])
+def test_fixed_width_encodings_hash_from_their_numbers(tags: Any, payload: Any) -> None:
+    """Each row's ``h`` is that of its bytes (the tag, then the little-endian number),
+    by hand and by the path that reads laid-out bytes; also for a slice of the rows
+    and with nulls (the null encoding's ``h``)."""
+    n = len(payload)
+    fixed = hashing._fixed(tags, payload, payload.dtype.itemsize)
+    row_tags = [tags] * n if isinstance(tags, int) else [int(t) for t in tags]
+    encodings = [bytes([t]) + v.astype(v.dtype.newbyteorder("<")).tobytes()
+                 for t, v in zip(row_tags, payload, strict=True)]  # fmt: skip
+    assert fixed.binary().to_pylist() == encodings
+    assert [int(h) for h in fixed.hashes(0, n)] == [_h(e) for e in encodings]
+    laid_out = np.frombuffer(b"".join(encodings), np.uint8)
+    assert (fixed.hashes(0, n) == hashing._hash_fixed(laid_out, n, len(encodings[0]))).all()
+    assert [int(h) for h in fixed.hashes(1, n - 2)] == [_h(e) for e in encodings[1:-1]]
+    fixed.nulls = np.arange(n) % 3 == 1
+    assert [int(h) for h in fixed.hashes(0, n)] == [
+        _h(b"\x00") if i % 3 == 1 else _h(e) for i, e in enumerate(encodings)
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [_I64_EDGES, [*_I64_EDGES, None], [1.0, -2.0, 2.5], [dt.datetime(2024, 1, 1, tzinfo=UTC)]],
+    ids=["int64", "int64-null", "float", "datetime"],
+)
+def test_a_key_column_hashes_as_its_encodings(values: list[Any]) -> None:
+    """A key of one int64 column is hashed from its numbers, as its encodings would
+    be (``hash_keys``); other keys from their encodings."""
+    rows = hashing.hash_columns([hashing.array_column(pa.array(values))], 1)
+    expected = [_key_hash(encode_value(v)) for v in values]
+    assert [int(h) for h in rows.key_hashes] == expected
+    assert rows.keys.to_pylist() == [encode_value(v) for v in values]
+    assert (rows.key_hashes == hashing.hash_keys(rows.keys)).all()
+
+
+# Unscaled decimals (scale, numbers): the float test of integral quotients holds
+# below 2**53; at and beyond it, the division decides.
+SCALED = [
+    (2, [0, 1, -1, 100, -100, 12345, -12345, 10**15 - 1, -(10**15 - 1), 9 * 10**15, -9 * 10**15]),
+    (0, [2**53 - 1, -(2**53 - 1), 5, -5, 0]),
+    (0, [2**53, -(2**53), 2**63 - 1, -(2**63), 7]),
+    (1, [2**53 + 10, 2**62, -(2**62), 15, -15, 10**15 - 1]),
+    (18, [1, -1, 10**15 - 1, -(10**15 - 1), 0]),
+    (3, [2**53 - 8, -(2**53 - 8), 2**53 - 7]),
+    (1, [10**15 + 1, 10]),  # 16 digits, not integral: not a float's
+    (1, [2**53 + 1, 10]),  # the same beyond 2**53
+]
+
+
+@pytest.mark.parametrize(("scale", "numbers"), SCALED, ids=[str(i) for i in range(len(SCALED))])
+def test_scaled_decimals_are_encoded_as_their_values(scale: int, numbers: list[int]) -> None:
+    """decimal128 columns, each value encoded as ``encode_value`` encodes its Decimal
+    (or, where one needs more than 15 digits and is not integral, no vectorized rule),
+    whichever way the quotients were tested."""
+    decimals = [Decimal(v).scaleb(-scale) for v in numbers]
+    array = pa.array(decimals, pa.decimal128(38, scale))
+    pairs = zip(decimals, numbers, strict=True)
+    fits = all(d == d.to_integral_value() or abs(v) < 10**15 for d, v in pairs)
+    made = hashing._decimal_array(array)
+    if not fits:
+        assert made is None
+        return
+    assert made is not None
+    assert made.binary().to_pylist() == [encode_value(d) for d in decimals]
+    with_null = hashing._decimal_array(pa.array([*decimals, None], pa.decimal128(38, scale)))
+    assert with_null is not None
+    assert with_null.binary().to_pylist()[:-1] == [encode_value(d) for d in decimals]
+
+
+def test_scaled_decimals_agree_whichever_way_they_are_tested(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Random numbers and scales: the float test of integral quotients and the
+    division (forced by moving the bound) give the same tags and payloads."""
+    rng = np.random.default_rng(16)
+    for scale in range(19):
+        power = np.int64(10**scale)
+        bound = 2**53 // 10**scale  # integral quotients whose numbers a float holds
+        numbers = np.concatenate([
+            rng.integers(-(10**15) + 1, 10**15, 3000),  # fifteen digits at most
+            rng.integers(-bound, bound + 1, 1000) * power,  # integral, up to 2**53
+            np.array([0, 1, -1, 10**15 - 1, -(10**15) + 1, bound * 10**scale]),
+        ]).astype(np.int64)  # fmt: skip
+        fast = hashing._scaled(numbers, power)
+        monkeypatch.setattr(hashing, "_FLOAT_EXACT", 0)
+        slow = hashing._scaled(numbers, power)
+        monkeypatch.undo()
+        assert fast is not None and slow is not None
+        assert (fast.tags == 2).any() and (scale == 0 or (fast.tags == 4).any())
+        assert (fast.tags == slow.tags).all() and (fast.payload == slow.payload).all()
 
 
 def test_known_digests() -> None:

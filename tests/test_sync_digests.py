@@ -704,6 +704,52 @@ def test_an_arrow_source_shares_the_digests_of_dict_rows(sql_db: bulkops.Store) 
     assert (report.changed, report.unchanged) == (1, len(changed) - 1)
 
 
+def test_rows_of_later_batches_keep_their_positions(
+    sql_db: bulkops.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dict rows hashed a batch at a time: a row rejected in a later batch is named by
+    its position in the whole source."""
+    db = sql_db
+    monkeypatch.setattr(engine._SourceHasher, "BATCH", 3)
+    db.create_table(table := f"digests_{next(_names)}", {**COLUMNS, "shop": "text"}, key="id")
+    rows = [{**r, "shop": "a" if r["id"] <= 10 else "b"} for r in base_rows()]
+    db.insert(table, rows)
+    a = [r for r in rows if r["shop"] == "a"]
+    assert db.sync(table, a, key="id", where={"shop": "a"}).unchanged == 10
+    edit = [*a[:7], {"id": 40, "name": "x", "price": Decimal(1), "qty": 1, "shop": "b"}, *a[7:]]
+    report = db.sync(table, edit, key="id", where={"shop": "a"}, on_error="isolate")
+    assert (report.rejected, report.unchanged) == (1, 10)
+    assert report.rejections[0].key == 40 and report.rejections[0].row == 8
+
+
+def test_an_arrow_batch_is_compared_a_slice_at_a_time(
+    sql_db: bulkops.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One record batch hashed and compared three rows at a time: a row outside where=
+    in a later slice is named by its place in the batch; a key given again in a later
+    slice wins and is written (counted as across batches of dict rows: the earlier row
+    unchanged, the later one a repeat); then the same rows change nothing."""
+    db = sql_db
+    monkeypatch.setattr(engine._SourceHasher, "ARROW_SLICE", 3)
+    db.create_table(table := f"digests_{next(_names)}", {**COLUMNS, "shop": "text"}, key="id")
+    rows = [{**r, "shop": "a" if r["id"] <= 10 else "b"} for r in base_rows()]
+    db.insert(table, rows)
+    a = [r for r in rows if r["shop"] == "a"]
+    assert db.sync(table, pa.Table.from_pylist(a), key="id", where={"shop": "a"}).unchanged == 10
+    outside = {"id": 40, "name": "x", "price": Decimal(1), "qty": 1, "shop": "b"}
+    edit = [*a[:7], outside, *a[7:], {**a[1], "name": "again"}]
+    report = db.sync(
+        table, pa.Table.from_pylist(edit), key="id", where={"shop": "a"}, on_error="isolate"
+    )
+    assert (report.rejected, report.changed, report.duplicates, report.unchanged) == (1, 0, 1, 10)
+    assert report.accounted == report.rows_in == 12
+    assert report.rejections[0].key == 40 and report.rejections[0].row == 8
+    assert contents(db, table, [2])[2]["name"] == "again"
+    final = [{**r, "name": "again"} if r["id"] == 2 else r for r in a]
+    again = db.sync(table, pa.Table.from_pylist(final), key="id", where={"shop": "a"})
+    assert (again.unchanged, again.changes) == (10, 0)
+
+
 def test_an_arrow_source_with_where(sql_db: bulkops.Store) -> None:
     db = sql_db
     db.create_table(table := f"digests_{next(_names)}", {**COLUMNS, "shop": "text"}, key="id")

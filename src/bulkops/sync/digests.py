@@ -40,7 +40,8 @@ class RowDigests:
         # ``key_index``, the encodings it picks (taken only when all are needed: a sync
         # looks at the keys of the few rows it changes or deletes).
         self._keys = keys
-        self._key_index = key_index  # numpy int64, or None
+        # numpy int64, or a function that makes it (when first needed), or None
+        self._key_index = key_index
         self.key_hashes = key_hashes  # numpy uint64, ascending
         self.digests = digests  # numpy uint64
         self._starts: tuple[Any, Any] | None = None  # see lookup
@@ -50,8 +51,9 @@ class RowDigests:
         """Each key's encoding, an Arrow binary array."""
         import pyarrow as pa
 
-        if self._key_index is not None:
-            self._keys = self._keys.take(pa.array(self._key_index))
+        index = self._index()
+        if index is not None:
+            self._keys = self._keys.take(pa.array(index))
             self._key_index = None
         if isinstance(self._keys, pa.ChunkedArray):
             self._keys = self._keys.combine_chunks()
@@ -61,10 +63,16 @@ class RowDigests:
         """The encodings of the keys at ``indices`` (numpy), an Arrow binary array."""
         import pyarrow as pa
 
-        if self._key_index is not None:
-            indices = self._key_index[indices]
+        index = self._index()
+        if index is not None:
+            indices = index[indices]
         taken = self._keys.take(pa.array(indices, pa.int64()))
         return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
+
+    def _index(self) -> Any:
+        if callable(self._key_index):
+            self._key_index = self._key_index()
+        return self._key_index
 
     def __len__(self) -> int:
         return len(self.key_hashes)
@@ -102,7 +110,7 @@ class RowDigests:
         if not n:
             return np.zeros(len(key_hashes), np.int64), np.zeros(len(key_hashes), dtype=bool)
         starts, shift = self._buckets()
-        bucket = (key_hashes >> shift).astype(np.intp)
+        bucket = (key_hashes >> shift).view(np.int64)  # (below 2**24: the same numbers)
         at = starts[bucket].astype(np.intp)
         end = starts[1:][bucket]
         # The first step for all keys at once (no index array: most buckets hold one
@@ -157,26 +165,38 @@ class RowDigests:
         at = np.searchsorted(self.key_hashes, hashes)
         hit = at < n
         hit[hit] = self.key_hashes[at[hit]] == hashes[hit]
-        kept = np.ones(n, dtype=bool)
-        kept[at[hit]] = False
-        base = np.nonzero(kept)[0]
+        replaced = at[hit]  # (ascending, as the delta's hashes are)
         adds = order[~delta.gone[order]]
         added_hashes = delta.key_hashes[adds]
-        where = np.searchsorted(self.key_hashes[base], added_hashes)
-        index = np.insert(base, where, n + adds)
-        both_hashes = np.concatenate([self.key_hashes, delta.key_hashes])
-        both_digests = np.concatenate([self.digests, delta.digests])
-        # The keys: picked from this state's and the delta's when they are needed.
-        mine = self._keys
-        if self._key_index is None:
-            key_index = index
-        else:
-            inside = index < n  # (none where this state is empty: its deltas took all)
-            key_index = index - n + len(mine)
-            key_index[inside] = self._key_index[index[inside]]
+        # Where each added entry goes: after this state's entries below it that stay,
+        # and after the added entries before it.
+        below = np.searchsorted(self.key_hashes, added_hashes)
+        placed = below - np.searchsorted(replaced, below) + np.arange(len(adds))
+        size = n - len(replaced) + len(adds)
+        stays = np.ones(n, dtype=bool)
+        stays[replaced] = False
+        moved = np.ones(size, dtype=bool)  # where this state's entries go
+        moved[placed] = False
+        hashes_now = np.empty(size, dtype=np.uint64)
+        hashes_now[placed] = added_hashes
+        hashes_now[moved] = self.key_hashes[stays]
+        digests_now = np.empty(size, dtype=np.uint64)
+        digests_now[placed] = delta.digests[adds]
+        digests_now[moved] = self.digests[stays]
+        # The keys: picked from this state's and the delta's when they are needed (and
+        # which to pick, too: an unchanged source needs none).
+        mine, previous = self._keys, self._key_index  # (not self: its arrays may go)
+
+        def key_index() -> Any:
+            index = np.empty(size, dtype=np.int64)
+            index[placed] = adds + len(mine)
+            before = previous() if callable(previous) else previous
+            index[moved] = np.nonzero(stays)[0] if before is None else before[stays]
+            return index
+
         chunks = mine.chunks if isinstance(mine, pa.ChunkedArray) else [mine]
         keys = pa.chunked_array([*chunks, delta.keys], pa.binary())
-        return RowDigests(keys, both_hashes[index], both_digests[index], key_index)
+        return RowDigests(keys, hashes_now, digests_now, key_index)
 
     # ----------------------------------------------------------- storage
     #
