@@ -266,3 +266,43 @@ def test_a_comma_file_read_as_tsv_is_refused(tmp_path: Path, how: str) -> None:
     loaded = cli(*args, "--delimiter", ",", "--quiet")
     assert loaded.exit_code == 0, loaded.output
     assert select(url, "SELECT count(*) FROM g WHERE country IS NOT NULL") == [(24,)]
+
+
+def test_blank_names_ending_the_header_are_left_out_with_their_empty_fields(
+    url: str, tmp_path: Path
+) -> None:
+    # A spreadsheet's CSV export ("CSV UTF-8": a byte order mark, CRLF) writes a,b,c,,
+    # for columns it once saw used, and an empty field under each on every line. Such a
+    # file was refused as a whole ("a blank column name at position 4, 5"); those
+    # columns are now left out. A value under one is not dropped: its row is rejected
+    # with its values. A blank name elsewhere is still refused.
+    text = senators()
+    lines = text.splitlines()
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(("\r\n".join(f"{line},," for line in lines) + "\r\n").encode("utf-8-sig"))
+    plain = tmp_path / "plain.csv"
+    plain.write_text(text, encoding="utf-8")
+    key = lines[0].split(",")[0]
+    for path, table in ((plain, "plain"), (excel, "excel")):
+        result = cli("load", str(path), "-t", table, "--db", url, "--key", key, "-q")
+        assert result.exit_code == 0, result.output
+    assert rows(url, "excel") == rows(url, "plain") and rows(url, "plain")
+    for run in range(2):
+        result = cli("sync", str(excel), "-t", "excel", "--db", url, "--key", key, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert (report["changed"], report["deleted"], bool(report.get("up_to_date"))) == (
+            0, 0, run == 1,
+        ), report  # fmt: skip
+    stray = tmp_path / "stray.csv"
+    stray.write_text("id,name,,\n1,a,,\n2,b,,x\n3,c\n")
+    result = cli("load", str(stray), "-t", "stray", "--db", url, "--json")
+    report = json.loads(result.stdout)
+    assert (report["inserted"], report["rejected"]) == (2, 1), report
+    assert report["rejections"][0]["row"] == 2
+    assert report["rejections"][0]["values"] == ["2", "b", None, "x"]
+    assert select(url, "SELECT id, name FROM stray ORDER BY id") == [(1, "a"), (3, "c")]
+    middle = tmp_path / "middle.csv"
+    middle.write_text("id,,name\n1,x,a\n")
+    result = cli("load", str(middle), "-t", "middle", "--db", url)
+    assert result.exit_code != 0 and "blank column name at position 2" in result.output

@@ -403,6 +403,9 @@ class Source:
     total_bytes: int | None
     # ``open_arrow``: the input as a ``pyarrow.RecordBatchReader`` (``rows`` is empty).
     batches: Any | None
+    # Whether pyarrow's reader may read the file as the row reader does (a header
+    # ending in blank names, as Excel writes, is the row reader's: _unnamed_tail).
+    arrow_readable: bool
 
     def __init__(
         self,
@@ -414,11 +417,13 @@ class Source:
         progress: Callable[[], int],
         resources: ExitStack,
         batches: Any | None = None,
+        arrow_readable: bool = True,
     ) -> None:
         self.format = format
         self.columns = columns
         self.rows = rows
         self.batches = batches
+        self.arrow_readable = arrow_readable
         self.total_bytes = total_bytes
         self._progress = progress
         self._resources = resources
@@ -542,6 +547,7 @@ def open_source(
             path, fmt, stack, stdin=stdin if from_stdin else None
         )
         assert fmt is not None
+        arrow_readable = True
         try:
             columns: list[str] | None
             rows: Iterator[Any]
@@ -550,7 +556,10 @@ def open_source(
                 rows = _jsonl_rows(stream, name, encoding)
             else:
                 separator = delimiter or ("\t" if fmt == "tsv" else ",")
-                columns, rows = _open_csv(stream, name, separator, stack, frozenset(null), encoding)
+                columns, rows, arrow_readable = _open_csv(
+                    stream, name, separator, stack, frozenset(null), encoding
+                )
+                _check_columns(name, columns, "header")
                 if delimiter is None:
                     _one_name_header(name, columns, separator)
         except _READ_ERRORS as exc:
@@ -563,6 +572,7 @@ def open_source(
             total_bytes=total_bytes,
             progress=progress,
             resources=stack.pop_all(),
+            arrow_readable=arrow_readable,
         )
     return source
 
@@ -663,7 +673,7 @@ def open_arrow(
     # The row reader checks the file, its format and its header (and their errors).
     with open_source(path, format, null=null, delimiter=delimiter) as first:
         fmt, columns = first.format, first.columns
-    if fmt == "jsonl" or columns is None:
+    if fmt == "jsonl" or columns is None or not first.arrow_readable:
         return None
     if fmt == "parquet":
         return _open_parquet(path, arrow=True)
@@ -1029,7 +1039,9 @@ def _open_csv(
     stack: ExitStack,
     null: frozenset[str],
     encoding: str = "utf-8",
-) -> tuple[list[str], Iterator[tuple[str | None, ...]]]:
+) -> tuple[list[str], Iterator[tuple[str | None, ...]], bool]:
+    """The header (``ROW_NAMES_COLUMN`` for an empty first name), the rows, and whether
+    pyarrow's reader may read the file as these rows read it."""
     _raise_field_size_limit()
     # (utf-8-sig: a byte order mark, as spreadsheets write it, is not the first name's)
     text = io.TextIOWrapper(
@@ -1067,9 +1079,13 @@ def _open_csv(
     raw.clear()
     if header is None:
         raise SourceError(f"{name}: the file is empty; expected a header row")
-    header = _named_row_names(header)
-    _check_columns(name, header, "header")
-    return header, _csv_rows(reader, raw, name, delimiter, null | {""}, encoding)
+    # A header ending in blank names: those columns are left out where empty (the
+    # row reader's alone: the file is not pyarrow's to read, the bool returned).
+    named = _unnamed_tail(header)
+    rows = _csv_rows(reader, raw, name, delimiter, null | {""}, encoding)
+    if named == len(header):
+        return _named_row_names(header), rows, True
+    return _named_row_names(header[:named]), _without_unnamed_tail(rows, named), False
 
 
 def _csv_rows(
@@ -1194,6 +1210,29 @@ def _named_row_names(header: list[str]) -> list[str]:
     if len(header) > 1 and header[0] == "":
         return [ROW_NAMES_COLUMN, *header[1:]]
     return header
+
+
+def _unnamed_tail(header: list[str]) -> int:
+    """How many of ``header``'s names stand before the blank ones it ends with (a
+    spreadsheet's CSV export writes ``a,b,c,,`` for columns it once saw used): those
+    columns are left out where their fields are empty (``_without_unnamed_tail``)."""
+    named = len(header)
+    while named > 1 and not header[named - 1].strip():
+        named -= 1
+    # (a header of blank names only is refused as it is)
+    return named if any(name.strip() for name in header[:named]) else len(header)
+
+
+def _without_unnamed_tail(
+    rows: Iterator[tuple[str | None, ...]], named: int
+) -> Iterator[tuple[str | None, ...]]:
+    """Rows without their fields under a header's unnamed last columns where those are
+    all empty (or a null spelling); a row with a value there keeps it, and is then
+    rejected for its width: the value is not dropped."""
+    for row in rows:
+        if len(row) > named and all(v is None for v in row[named:]):
+            row = row[:named]
+        yield row
 
 
 def _check_columns(name: str, columns: list[str], what: str) -> None:
