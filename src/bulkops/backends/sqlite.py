@@ -315,20 +315,24 @@ def _micro_storage(value: dt.datetime) -> str:
     )
 
 
-def _micro_text(value: str) -> Any:
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return adapted(datetime_from_text, _micro_storage)(value)
-    return _micro_storage(parsed if len(value) <= 26 else whole_microseconds(value, parsed))
+def _stored_text(store: Callable[[dt.datetime], str]) -> Callable[[str], Any]:
+    """Timestamp text as ``store`` keeps it: read by ``fromisoformat`` where it can (a
+    nonzero part of a microsecond refused, not cut), else by ``datetime_from_text``."""
+    slow = adapted(datetime_from_text, store)
+
+    def convert(value: str) -> Any:
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return slow(value)
+        # (26 characters or fewer hold no 7th fractional digit: one len, no call)
+        return store(parsed if len(value) <= 26 else whole_microseconds(value, parsed))
+
+    return convert
 
 
-def _datetime_text(value: str) -> Any:
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return adapted(datetime_from_text, _datetime_storage)(value)
-    return _datetime_storage(parsed if len(value) <= 26 else whole_microseconds(value, parsed))
+_micro_text = _stored_text(_micro_storage)
+_datetime_text = _stored_text(_datetime_storage)
 
 
 def _decode_decimal(value: Any) -> Any:
